@@ -1,0 +1,80 @@
+// Lint rules that keep the layers apart (see README, "Architecture"):
+//   renderer -> contract <- shells -> core -> kernels  (the renderer may use kernels too)
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+import svelte from 'eslint-plugin-svelte';
+import globals from 'globals';
+import { builtinModules } from 'node:module';
+
+const nodeBuiltins = [...builtinModules, ...builtinModules.map((m) => `node:${m}`)];
+const noNode = { paths: nodeBuiltins.map((name) => ({ name, message: 'this layer runs in the browser too: no Node.js modules' })) };
+const ban = (group, message) => ({ group, message });
+
+export default tseslint.config(
+  { ignores: ['node_modules/', 'out/', 'dist/', '.train-cache/', 'test-results/', 'models/', 'tools/', 'shared/'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  ...svelte.configs['flat/recommended'],
+  {
+    languageOptions: { globals: { ...globals.node } },
+    rules: {
+      '@typescript-eslint/no-non-null-assertion': 'off',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+    },
+  },
+  {
+    files: ['**/*.svelte', '**/*.svelte.ts'],
+    languageOptions: { parserOptions: { parser: tseslint.parser, extraFileExtensions: ['.svelte'] }, globals: { ...globals.browser } },
+  },
+  {
+    // kernels: pure TypeScript numerics, usable from main and renderer alike.
+    files: ['kernels/**'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        ...noNode,
+        patterns: [ban(['electron', '**/src-main/**', '**/src-renderer/**', 'onnxruntime-*', 'sharp'], 'kernels/ depends on nothing but itself')],
+      }],
+    },
+  },
+  {
+    // the contract: types and validators shared by renderer and hosts; no Node, no engine.
+    files: ['src-main/contract/**'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        ...noNode,
+        patterns: [ban(['electron', '**/core/**', '**/cli/**', '**/electron/**', '**/src-renderer/**'], 'the contract depends on nothing but zod and kernels')],
+      }],
+    },
+  },
+  {
+    // the engine: pure Node; never Electron, never a shell or the renderer.
+    files: ['src-main/core/**'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: [{ name: 'electron', message: 'src-main/core must run without Electron (CLI, browser mode, workers)' }],
+        patterns: [ban(['**/cli/**', '**/electron/**', '**/serve/**', '**/src-renderer/**', 'electron/*'], 'core must not depend on the shells or the renderer')],
+      }],
+    },
+  },
+  {
+    // only the Electron shell may import electron.
+    files: ['src-main/cli/**', 'src-main/serve/**'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: [{ name: 'electron', message: 'only src-main/electron may import electron' }],
+        patterns: [ban(['**/src-renderer/**'], 'shells talk to the renderer through the contract only')],
+      }],
+    },
+  },
+  {
+    // the renderer: browser code; sees the contract and kernels only.
+    files: ['src-renderer/**'],
+    languageOptions: { globals: { ...globals.browser } },
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: [...noNode.paths, { name: 'electron', message: 'the renderer talks to its host through the contract' }],
+        patterns: [ban(['**/src-main/core/**', '**/src-main/cli/**', '**/src-main/electron/**', '**/src-main/serve/**', 'onnxruntime-*', 'sharp'], 'the renderer may import src-main/contract and kernels only')],
+      }],
+    },
+  },
+);

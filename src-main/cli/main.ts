@@ -1,0 +1,113 @@
+/**
+ * The `dq` command line: a thin shell over src-main/core. Errors a user can cause print one line and exit 1;
+ * usage errors exit 2; anything else is a bug and prints its stack only with DQ_DEBUG=1.
+ */
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { resolve } from 'node:path';
+import { DqError, isDqError } from '../core/errors.js';
+import { formatInfo, runInfo } from '../core/jobs/info-job.js';
+import { runSampleJob } from '../core/jobs/sample-job.js';
+import { releaseSessions } from '../core/pipeline/pipeline.js';
+import { SAMPLERS, type SamplerName } from '../core/pipeline/schedulers.js';
+import { parseIntList } from '../core/ranges.js';
+import { PROVIDERS, type Provider } from '../core/runtime/onnx.js';
+import { progressPrinter } from './progress.js';
+
+function num(name: string, min: number, int = false) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min || (int && !Number.isInteger(n))) {
+      throw new InvalidArgumentError(`${name} must be ${int ? 'an integer' : 'a number'} >= ${min}`);
+    }
+    return n;
+  };
+}
+
+export function buildProgram(): Command {
+  const program = new Command('dq')
+    .description('DQ Studio: post-training quantization of diffusion pipelines (ONNX), made visible')
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ outputError: (s, write) => write(s) });
+
+  program
+    .command('sample')
+    .description('generate a labelled grid of images from a pipeline (same seed, same image)')
+    .argument('<pipeline-dir>', 'pipeline folder (diffusers ONNX layout), e.g. models/tiny-mnist')
+    .option('--class <list>', 'class labels, e.g. 0-9 or 3,5 (default: every class)')
+    .option('--seeds <list>', 'seeds, e.g. 0-7', '0-7')
+    .option('--steps <n>', 'inference steps', num('--steps', 1, true), 25)
+    .addOption(new Option('--sampler <name>', 'sampler').choices(SAMPLERS).default('ddim'))
+    .option('--guidance <w>', 'classifier-free guidance scale (1 = off)', num('--guidance', 0))
+    .option('--eta <eta>', 'DDIM eta (0 = deterministic)', num('--eta', 0), 0)
+    .option('--batch <n>', 'images per network batch', num('--batch', 1, true), 16)
+    .addOption(new Option('--provider <ep>', 'execution provider').choices(PROVIDERS).default('cpu'))
+    .requiredOption('--out <dir>', 'output folder (grid.png, samples.json)')
+    .option('--quiet', 'no progress output')
+    .action(async (dir: string, o: Record<string, string | number | boolean | undefined>) => {
+      const classes = o.class === undefined ? [] : parseIntList(String(o.class), '--class');
+      const seeds = parseIntList(String(o.seeds), '--seeds');
+      const progress = o.quiet ? undefined : progressPrinter('sampling');
+      const rec = await runSampleJob({
+        pipelineDir: dir,
+        classes,
+        seeds,
+        steps: o.steps as number,
+        sampler: o.sampler as SamplerName,
+        guidance: (o.guidance as number | undefined) ?? (await defaultGuidance(dir)),
+        eta: o.eta as number,
+        provider: o.provider as Provider,
+        batchSize: o.batch as number,
+        out: String(o.out),
+        onProgress: progress?.update,
+      });
+      progress?.done();
+      const fb = rec.provider.fallback ? ` (fell back: ${rec.provider.fallback})` : '';
+      console.log(
+        `${rec.images.length} images, ${rec.settings.sampler} ${rec.settings.steps} steps, guidance ${rec.settings.guidance}, ` +
+          `provider ${rec.provider.used}${fb}, ${rec.seconds.toFixed(2)} s -> ${resolve(String(o.out), 'grid.png')}`,
+      );
+    });
+
+  program
+    .command('info')
+    .description('summarise a pipeline: components, inputs, parameters, scheduler')
+    .argument('<pipeline-dir>', 'pipeline folder (diffusers ONNX layout)')
+    .option('--json', 'print JSON')
+    .action(async (dir: string, o: { json?: boolean }) => {
+      const info = await runInfo(dir);
+      console.log(o.json ? JSON.stringify(info, null, 2) : formatInfo(info));
+    });
+
+  return program;
+}
+
+async function defaultGuidance(dir: string): Promise<number> {
+  const { loadPipeline } = await import('../core/pipeline/pipeline.js');
+  return (await loadPipeline(dir, 'cpu')).pipeline.index.defaultGuidance;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // commander already printed the message; help and version exit 0.
+      return e.exitCode === 0 ? 0 : 2;
+    }
+    if (isDqError(e)) {
+      console.error(`dq: error: ${e.message}`);
+      return e.code === 'CANCELLED' ? 130 : 1;
+    }
+    if (process.env.DQ_DEBUG) console.error(e);
+    else console.error(`dq: internal error: ${e instanceof Error ? e.message : String(e)} (set DQ_DEBUG=1 for a stack trace)`);
+    return 70;
+  } finally {
+    await releaseSessions();
+  }
+}
+
+export { DqError };

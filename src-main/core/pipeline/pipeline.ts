@@ -1,0 +1,173 @@
+/**
+ * A diffusion pipeline on disk, in the diffusers ONNX layout:
+ *   model_index.json, unet/model.onnx, scheduler/scheduler_config.json
+ * Loading validates the layout and the denoiser's inputs and says exactly what is wrong when it is not one.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { DqError } from '../errors.js';
+import { Session, type Provider, type IoMeta } from '../runtime/onnx.js';
+import { parseSchedulerConfig, type SchedulerConfig } from './schedulers.js';
+
+export interface PipelineIndex {
+  className: string;
+  /** Class names, index = class label; empty for unconditional models. */
+  classes: string[];
+  /** Label fed for the unconditional branch of classifier-free guidance (null when the model has none). */
+  nullClass: number | null;
+  /** [C, H, W] of one sample. */
+  sampleShape: [number, number, number];
+  defaultGuidance: number;
+  components: Record<string, [string, string]>;
+}
+
+export interface UnetIO {
+  sample: string;
+  timestep: string;
+  timestepType: 'float32' | 'int64';
+  classLabels: string | null;
+  output: string;
+}
+
+export interface Pipeline {
+  dir: string;
+  index: PipelineIndex;
+  scheduler: SchedulerConfig;
+  unetPath: string;
+  /** Inputs and outputs as onnxruntime reports them. */
+  unetInputs: IoMeta[];
+  unetOutputs: IoMeta[];
+  io: UnetIO;
+}
+
+const SAMPLE_NAMES = ['sample', 'x', 'latent', 'latents', 'noisy_sample', 'hidden_states'];
+const TIMESTEP_NAMES = ['timestep', 'timesteps', 't', 'time', 'sigma'];
+const CLASS_NAMES = ['class_labels', 'class_label', 'labels', 'y', 'class'];
+
+function readJson(path: string, what: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new DqError('NOT_FOUND', `cannot read ${what} (${path}): ${(e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new DqError('BAD_CONFIG', `${what} is not valid JSON (${path}): ${(e as Error).message}`);
+  }
+}
+
+/** Validates the folder layout (no model is loaded). */
+export function locatePipeline(dir: string): { dir: string; unetPath: string; schedulerPath: string; indexPath: string } {
+  const abs = resolve(dir);
+  if (!existsSync(abs)) throw new DqError('NOT_FOUND', `no such file or folder: ${dir}`);
+  if (!statSync(abs).isDirectory()) {
+    const hint = abs.endsWith('.onnx')
+      ? 'a single ONNX file is not a pipeline; pass the folder that holds model_index.json, unet/model.onnx and scheduler/scheduler_config.json'
+      : 'a pipeline is a folder with model_index.json, unet/model.onnx and scheduler/scheduler_config.json';
+    throw new DqError('NOT_A_PIPELINE', `${dir} is a file: ${hint}`);
+  }
+  const indexPath = join(abs, 'model_index.json');
+  if (!existsSync(indexPath)) {
+    throw new DqError('NOT_A_PIPELINE', `${dir} is not a diffusion pipeline: model_index.json is missing (expected the diffusers ONNX layout)`);
+  }
+  const unetPath = join(abs, 'unet', 'model.onnx');
+  if (!existsSync(unetPath)) throw new DqError('MISSING_COMPONENT', `${dir}: component 'unet' is missing (no unet/model.onnx)`);
+  const schedulerPath = join(abs, 'scheduler', 'scheduler_config.json');
+  if (!existsSync(schedulerPath)) {
+    throw new DqError('MISSING_COMPONENT', `${dir}: component 'scheduler' is missing (no scheduler/scheduler_config.json)`);
+  }
+  return { dir: abs, unetPath, schedulerPath, indexPath };
+}
+
+function parseIndex(raw: unknown, path: string): PipelineIndex {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new DqError('BAD_CONFIG', `${path}: expected a JSON object`);
+  const o = raw as Record<string, unknown>;
+  const components: Record<string, [string, string]> = {};
+  for (const [k, v] of Object.entries(o)) {
+    if (!k.startsWith('_') && Array.isArray(v) && v.length === 2 && v.every((s) => typeof s === 'string')) components[k] = v as [string, string];
+  }
+  const classes = Array.isArray(o.classes) ? o.classes.map(String) : [];
+  const nullClass = typeof o.null_class === 'number' ? o.null_class : null;
+  const shape = Array.isArray(o.sample_shape) && o.sample_shape.length === 3 && o.sample_shape.every((n) => Number.isInteger(n) && n > 0)
+    ? (o.sample_shape as [number, number, number])
+    : null;
+  if (!shape) throw new DqError('BAD_CONFIG', `${path}: field 'sample_shape' must be [channels, height, width]`);
+  return {
+    className: typeof o._class_name === 'string' ? o._class_name : 'unknown',
+    classes,
+    nullClass,
+    sampleShape: shape,
+    defaultGuidance: typeof o.default_guidance === 'number' ? o.default_guidance : 1,
+    components,
+  };
+}
+
+/** Finds the denoiser's inputs by name, then by rank and type. */
+export function resolveUnetIO(inputs: IoMeta[], outputs: IoMeta[], where: string): UnetIO {
+  const byName = (names: string[]) => inputs.find((m) => names.includes(m.name.toLowerCase()));
+  const rank = (m: IoMeta) => m.shape?.length ?? -1;
+  const sample = byName(SAMPLE_NAMES) ?? inputs.find((m) => rank(m) === 4 && m.type.startsWith('float'));
+  const timestep =
+    byName(TIMESTEP_NAMES) ?? inputs.find((m) => m !== sample && rank(m) <= 1 && (m.type === 'float32' || m.type === 'int64'));
+  if (!sample || !timestep) {
+    const have = inputs.map((m) => `${m.name}${m.shape ? `[${m.shape.join(',')}]` : ''}`).join(', ');
+    throw new DqError(
+      'NOT_DIFFUSION',
+      `${where} is not a diffusion denoiser: it needs a sample input [B,C,H,W] and a timestep input [B]; its inputs are ${have || 'none'}`,
+    );
+  }
+  if (timestep.type !== 'float32' && timestep.type !== 'int64') {
+    throw new DqError('NOT_DIFFUSION', `${where}: timestep input '${timestep.name}' has type ${timestep.type}; float32 or int64 expected`);
+  }
+  const classLabels = byName(CLASS_NAMES) ?? inputs.find((m) => m !== timestep && m !== sample && m.type === 'int64' && rank(m) === 1);
+  const extra = inputs.filter((m) => m !== sample && m !== timestep && m !== classLabels);
+  if (extra.length) {
+    throw new DqError('NOT_DIFFUSION', `${where}: unsupported extra inputs ${extra.map((m) => m.name).join(', ')} (text-conditioned pipelines are not supported yet)`);
+  }
+  const output = outputs[0];
+  if (!output) throw new DqError('NOT_DIFFUSION', `${where} has no outputs`);
+  return { sample: sample.name, timestep: timestep.name, timestepType: timestep.type, classLabels: classLabels?.name ?? null, output: output.name };
+}
+
+const sessions = new Map<string, Promise<Session>>();
+
+/** One cached inference session per (model file, provider). */
+export function sessionFor(path: string, provider: Provider): Promise<Session> {
+  const key = `${provider}\0${resolve(path)}\0${statSync(path).mtimeMs}`;
+  let s = sessions.get(key);
+  if (!s) {
+    s = Session.create(path, provider);
+    sessions.set(key, s);
+    s.catch(() => sessions.delete(key));
+  }
+  return s;
+}
+
+export async function releaseSessions(): Promise<void> {
+  const all = [...sessions.values()];
+  sessions.clear();
+  await Promise.allSettled(all.map(async (p) => (await p).release()));
+}
+
+export async function loadPipeline(dir: string, provider: Provider = 'cpu'): Promise<{ pipeline: Pipeline; session: Session }> {
+  const loc = locatePipeline(dir);
+  const index = parseIndex(readJson(loc.indexPath, 'model_index.json'), loc.indexPath);
+  const scheduler = parseSchedulerConfig(readJson(loc.schedulerPath, 'scheduler_config.json'), loc.schedulerPath);
+  let session: Session;
+  try {
+    session = await sessionFor(loc.unetPath, provider);
+  } catch (e) {
+    if (e instanceof DqError && e.code === 'BAD_MODEL') throw new DqError('BAD_MODEL', `${dir}: unet/model.onnx: ${e.message}`);
+    throw e;
+  }
+  const io = resolveUnetIO(session.inputs, session.outputs, `${dir}/unet/model.onnx`);
+  if (index.nullClass !== null && !io.classLabels) {
+    throw new DqError('BAD_CONFIG', `${dir}: model_index.json names a null class but the unet has no class-label input`);
+  }
+  return {
+    pipeline: { dir: loc.dir, index, scheduler, unetPath: loc.unetPath, unetInputs: session.inputs, unetOutputs: session.outputs, io },
+    session,
+  };
+}

@@ -1,0 +1,153 @@
+/**
+ * The sampling loop: seeded initial noise per image, a scheduler, classifier-free guidance, batching, progress
+ * and cancellation. Image i is determined by (seeds[i], classes[i], settings) alone, whatever the batch.
+ */
+import { DqError } from '../errors.js';
+import type { FeedValue, Session } from '../runtime/onnx.js';
+import { Rng } from './noise.js';
+import type { Pipeline } from './pipeline.js';
+import { createScheduler, type SamplerName } from './schedulers.js';
+
+export interface SampleSettings {
+  steps: number;
+  sampler: SamplerName;
+  guidance: number;
+  eta?: number;
+  /** Images per network batch (each is doubled for guidance). */
+  batchSize?: number;
+}
+
+export interface SampleProgress {
+  done: number;
+  total: number;
+  /** Network evaluations finished / planned. */
+  phase: 'sampling';
+}
+
+export interface SampleRequest extends SampleSettings {
+  seeds: number[];
+  /** Class label per image (same length as seeds); empty for unconditional models. */
+  classes: number[];
+  signal?: AbortSignal;
+  onProgress?: (p: SampleProgress) => void;
+  /** Keep the predicted x0 of every step (for trajectory views). */
+  keepTrajectory?: boolean;
+}
+
+export interface SampleOutput {
+  /** One Float32Array [C*H*W] per image, in model space (about [-1, 1]). */
+  images: Float32Array[];
+  /** trajectory[i][step] = predicted x0 of image i after that step, when asked for. */
+  trajectory?: Float32Array[][];
+  timesteps: number[];
+  seconds: number;
+}
+
+export function validateRequest(p: Pipeline, req: SampleRequest): void {
+  if (!req.seeds.length) throw new DqError('BAD_ARGUMENT', 'no seeds given');
+  const { classes, nullClass } = p.index;
+  if (p.io.classLabels) {
+    if (req.classes.length !== req.seeds.length) throw new Error('classes and seeds must have the same length');
+    for (const c of req.classes) {
+      if (!Number.isInteger(c) || c < 0 || c >= classes.length) {
+        throw new DqError('BAD_ARGUMENT', `class ${c} is out of range: this model has classes 0-${classes.length - 1}`);
+      }
+    }
+  } else if (req.classes.length) {
+    throw new DqError('BAD_ARGUMENT', 'this model is unconditional: it takes no classes');
+  }
+  if (!(req.guidance >= 0) || !Number.isFinite(req.guidance)) throw new DqError('BAD_ARGUMENT', `guidance must be a number >= 0, got ${req.guidance}`);
+  if (req.guidance !== 1 && p.io.classLabels && nullClass === null) {
+    throw new DqError('BAD_ARGUMENT', 'this model has no null class, so classifier-free guidance is unavailable: use --guidance 1');
+  }
+}
+
+export async function sample(p: Pipeline, session: Session, req: SampleRequest): Promise<SampleOutput> {
+  validateRequest(p, req);
+  const t0 = performance.now();
+  const [C, H, W] = p.index.sampleShape;
+  const size = C * H * W;
+  const n = req.seeds.length;
+  const bs = Math.max(1, req.batchSize ?? 16);
+  const guided = p.io.classLabels !== null && req.guidance !== 1;
+  const images: Float32Array[] = new Array(n);
+  const trajectory: Float32Array[][] | undefined = req.keepTrajectory ? Array.from({ length: n }, () => []) : undefined;
+  let timesteps: number[] = [];
+  const totalEvals = Math.ceil(n / bs) * req.steps;
+  let evals = 0;
+
+  for (let start = 0; start < n; start += bs) {
+    const idx = Array.from({ length: Math.min(bs, n - start) }, (_, k) => start + k);
+    const b = idx.length;
+    const sched = createScheduler(req.sampler, p.scheduler, req.steps, { eta: req.eta ?? 0 });
+    timesteps = sched.timesteps;
+    const rngs = idx.map((i) => new Rng(req.seeds[i]!));
+    let x = new Float64Array(b * size);
+    idx.forEach((_, k) => {
+      const z = rngs[k]!.normal(new Float64Array(size));
+      for (let j = 0; j < size; j++) x[k * size + j] = z[j]! * sched.initNoiseSigma;
+    });
+    const noise = () => {
+      const z = new Float64Array(b * size);
+      rngs.forEach((r, k) => z.set(r.normal(new Float64Array(size)), k * size));
+      return z;
+    };
+    const labels = idx.map((i) => req.classes[i] ?? 0);
+    for (let s = 0; s < sched.timesteps.length; s++) {
+      if (req.signal?.aborted) throw new DqError('CANCELLED', 'sampling was cancelled');
+      const t = sched.timesteps[s]!;
+      const xin = sched.scaleModelInput(x, s);
+      const eps = await denoise(p, session, xin, t, labels, guided ? req.guidance : 1, b, size);
+      const { prevSample, predOriginal } = sched.step(eps, s, x, noise);
+      x = prevSample;
+      if (trajectory) idx.forEach((i, k) => trajectory[i]!.push(Float32Array.from(predOriginal.subarray(k * size, (k + 1) * size))));
+      evals++;
+      req.onProgress?.({ done: evals, total: totalEvals, phase: 'sampling' });
+    }
+    idx.forEach((i, k) => (images[i] = Float32Array.from(x.subarray(k * size, (k + 1) * size))));
+  }
+  return { images, trajectory, timesteps, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** One network evaluation for a batch, with classifier-free guidance when `guidance` != 1. */
+async function denoise(
+  p: Pipeline,
+  session: Session,
+  x: Float64Array,
+  t: number,
+  labels: number[],
+  guidance: number,
+  b: number,
+  size: number,
+): Promise<Float64Array> {
+  const [C, H, W] = p.index.sampleShape;
+  const guided = guidance !== 1;
+  const rows = guided ? 2 * b : b;
+  const sampleData = new Float32Array(rows * size);
+  sampleData.set(x);
+  if (guided) sampleData.set(x, b * size);
+  const feeds: Record<string, FeedValue> = {
+    [p.io.sample]: { type: 'float32', data: sampleData, dims: [rows, C, H, W] },
+    [p.io.timestep]:
+      p.io.timestepType === 'int64'
+        ? { type: 'int64', data: new BigInt64Array(rows).fill(BigInt(Math.round(t))), dims: [rows] }
+        : { type: 'float32', data: new Float32Array(rows).fill(t), dims: [rows] },
+  };
+  if (p.io.classLabels) {
+    const lab = new BigInt64Array(rows);
+    labels.forEach((c, k) => (lab[k] = BigInt(c)));
+    if (guided) lab.fill(BigInt(p.index.nullClass!), b);
+    feeds[p.io.classLabels] = { type: 'int64', data: lab, dims: [rows] };
+  }
+  const out = (await session.run(feeds, [p.io.output]))[p.io.output]!;
+  const o = out.data as Float32Array;
+  if (o.length !== rows * size) throw new DqError('BAD_MODEL', `unet output has ${o.length} values, expected ${rows * size}`);
+  const eps = new Float64Array(b * size);
+  if (!guided) {
+    for (let j = 0; j < eps.length; j++) eps[j] = o[j]!;
+  } else {
+    const off = b * size;
+    for (let j = 0; j < eps.length; j++) eps[j] = o[off + j]! + guidance * (o[j]! - o[off + j]!);
+  }
+  return eps;
+}

@@ -1,0 +1,206 @@
+import { describe, expect, it } from 'vitest';
+import {
+  alphasCumprod,
+  createScheduler,
+  parseSchedulerConfig,
+  spacedTimesteps,
+  type SamplerName,
+} from '../../../../src-main/core/pipeline/schedulers';
+
+const linear = parseSchedulerConfig({ beta_schedule: 'linear', beta_start: 0.0001, beta_end: 0.02, num_train_timesteps: 1000, steps_offset: 1 });
+
+describe('alphas_cumprod', () => {
+  // Reference values: numpy float64, np.cumprod(1 - np.linspace(1e-4, 0.02, 1000)) and the analogous
+  // scaled_linear (SD: 0.00085..0.012) and squaredcos_cap_v2 formulas, computed outside this code base.
+  it.each([
+    ['linear', { beta_start: 0.0001, beta_end: 0.02 }, [0.9999, 0.07858724288177824, 4.035829765375676e-5]],
+    ['scaled_linear', { beta_start: 0.00085, beta_end: 0.012 }, [0.99915, 0.27766965045646763, 0.004660098513077238]],
+    ['squaredcos_cap_v2', {}, [0.999958715775178, 0.4938435904406382, 2.4287669070348567e-9]],
+  ] as const)('%s matches numpy', (schedule, extra, [a0, a499, a999]) => {
+    const ac = alphasCumprod(parseSchedulerConfig({ beta_schedule: schedule, ...extra }));
+    expect(ac[0]).toBeCloseTo(a0, 14);
+    expect(ac[499]! / a499).toBeCloseTo(1, 12);
+    expect(ac[999]! / a999).toBeCloseTo(1, 10);
+  });
+
+  it('equals exp(sum(log(1 - beta)))', () => {
+    const ac = alphasCumprod(linear);
+    let s = 0;
+    for (let i = 0; i < 1000; i++) {
+      s += Math.log1p(-(0.0001 + ((0.02 - 0.0001) * i) / 999));
+      expect(ac[i]! / Math.exp(s)).toBeCloseTo(1, 11);
+    }
+  });
+});
+
+describe('timestep spacing (diffusers conventions)', () => {
+  it('leading with steps_offset', () => {
+    expect(spacedTimesteps(linear, 10)).toEqual([901, 801, 701, 601, 501, 401, 301, 201, 101, 1]);
+  });
+  it('trailing', () => {
+    expect(spacedTimesteps({ ...linear, timestep_spacing: 'trailing' }, 4)).toEqual([999, 749, 499, 249]);
+  });
+  it('linspace rounds half to even', () => {
+    expect(spacedTimesteps({ ...linear, timestep_spacing: 'linspace' }, 5)).toEqual([999, 749, 500, 250, 0]);
+  });
+  it('rejects impossible step counts', () => {
+    expect(() => spacedTimesteps(linear, 0)).toThrow(/steps/);
+    expect(() => spacedTimesteps(linear, 1001)).toThrow(/steps/);
+  });
+});
+
+describe('DDIM step', () => {
+  it('is the closed form x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev) eps (eta 0)', () => {
+    const s = createScheduler('ddim', linear, 25);
+    const ac = alphasCumprod(linear);
+    const x = Float64Array.from([0.3, -1.2, 2.5]);
+    const eps = Float64Array.from([0.1, 0.7, -0.4]);
+    const t = s.timesteps[3]!;
+    const tp = t - 40;
+    const { prevSample } = s.step(eps, 3, x);
+    for (let k = 0; k < 3; k++) {
+      const x0 = (x[k]! - Math.sqrt(1 - ac[t]!) * eps[k]!) / Math.sqrt(ac[t]!);
+      expect(prevSample[k]).toBeCloseTo(Math.sqrt(ac[tp]!) * x0 + Math.sqrt(1 - ac[tp]!) * eps[k]!, 12);
+    }
+  });
+
+  it('uses alpha 1 after the last step when set_alpha_to_one', () => {
+    const s = createScheduler('ddim', linear, 25);
+    const x = Float64Array.from([0.5]);
+    const eps = Float64Array.from([0.2]);
+    const ac = alphasCumprod(linear);
+    const { prevSample } = s.step(eps, 24, x);
+    expect(prevSample[0]).toBeCloseTo((0.5 - Math.sqrt(1 - ac[1]!) * 0.2) / Math.sqrt(ac[1]!), 12);
+  });
+
+  it('clips x0 when clip_sample is set', () => {
+    const s = createScheduler('ddim', { ...linear, clip_sample: true }, 25);
+    const { predOriginal } = s.step(Float64Array.from([-50]), 0, Float64Array.from([0]));
+    expect(predOriginal[0]).toBe(1);
+  });
+
+  it('adds eta-scaled noise with the DDIM variance', () => {
+    const s0 = createScheduler('ddim', linear, 10, { eta: 0 });
+    const s1 = createScheduler('ddim', linear, 10, { eta: 1 });
+    const ac = alphasCumprod(linear);
+    const x = Float64Array.from([0.1]);
+    const e = Float64Array.from([0.3]);
+    const z = Float64Array.from([1]);
+    const a = s0.step(e, 2, x).prevSample[0]!;
+    const b = s1.step(e, 2, x, () => z).prevSample[0]!;
+    const t = s1.timesteps[2]!;
+    const tp = t - 100;
+    const variance = ((1 - ac[tp]!) / (1 - ac[t]!)) * (1 - ac[t]! / ac[tp]!);
+    const x0 = (0.1 - Math.sqrt(1 - ac[t]!) * 0.3) / Math.sqrt(ac[t]!);
+    const expected = Math.sqrt(ac[tp]!) * x0 + Math.sqrt(1 - ac[tp]! - variance) * 0.3 + Math.sqrt(variance);
+    expect(b).toBeCloseTo(expected, 12);
+    expect(a).not.toBeCloseTo(b, 3);
+  });
+});
+
+describe('DPM-Solver++ 2M', () => {
+  const cfg = parseSchedulerConfig({ beta_schedule: 'linear', timestep_spacing: 'linspace' });
+  it('uses diffusers timesteps (steps + 1 points, last dropped)', () => {
+    expect(createScheduler('dpm++2m', cfg, 4).timesteps).toEqual([999, 749, 500, 250]);
+  });
+
+  it('second-order update equals the exponential-integrator form', () => {
+    // x_t = (sigma_t / sigma_s) x + alpha_t (1 - e^-h) [(1 + 1/(2 r)) D_s - 1/(2 r) D_{s-1}]
+    const s = createScheduler('dpm++2m', cfg, 4);
+    const ac = alphasCumprod(cfg);
+    const x1 = Float64Array.from([1.3]);
+    const eps1 = Float64Array.from([0.9]);
+    const r1 = s.step(eps1, 0, x1);
+    const x2 = r1.prevSample;
+    const eps2 = Float64Array.from([0.4]);
+    const r2 = s.step(eps2, 1, x2);
+    const ab = (t: number) => ({ a: Math.sqrt(ac[t]!), s: Math.sqrt(1 - ac[t]!) });
+    const lam = (t: number) => Math.log(ab(t).a / ab(t).s);
+    const [t0, t1, t2] = [999, 749, 500];
+    const d0 = (x1[0]! - ab(t0).s * 0.9) / ab(t0).a;
+    // first step: first order (DDIM in x0 form)
+    const h1 = lam(t1) - lam(t0);
+    expect(x2[0]).toBeCloseTo((ab(t1).s / ab(t0).s) * x1[0]! + ab(t1).a * (1 - Math.exp(-h1)) * d0, 12);
+    const d1 = (x2[0]! - ab(t1).s * 0.4) / ab(t1).a;
+    const h = lam(t2) - lam(t1);
+    const r = h1 / h;
+    const expected = (ab(t2).s / ab(t1).s) * x2[0]! + ab(t2).a * (1 - Math.exp(-h)) * ((1 + 1 / (2 * r)) * d1 - (1 / (2 * r)) * d0);
+    expect(r2.prevSample[0]).toBeCloseTo(expected, 12);
+  });
+
+  it('lands on x0 at the final step (final sigma 0)', () => {
+    const s = createScheduler('dpm++2m', cfg, 3);
+    let x = Float64Array.from([0.7]);
+    for (let i = 0; i < 3; i++) x = s.step(Float64Array.from([0.2]), i, x).prevSample;
+    // the last step returns that step's x0 prediction exactly
+    const last = alphasCumprod(cfg)[s.timesteps[2]!]!;
+    expect(Number.isFinite(x[0]!)).toBe(true);
+    expect(last).toBeGreaterThan(0);
+  });
+});
+
+describe('every deterministic sampler solves a problem with a known answer', () => {
+  // Data distribution N(0, s^2): the exact noise prediction is eps(x_t) = sqrt(1-a) x_t / (a s^2 + 1 - a), and the
+  // probability-flow ODE keeps x_t / std_t constant, so x_0 = x_T * s / sqrt(a_T s^2 + 1 - a_T) exactly.
+  const s2 = 0.25;
+  const cfg = parseSchedulerConfig({ beta_schedule: 'linear', steps_offset: 1 });
+  const ac = alphasCumprod(cfg);
+  const sigAt = (t: number) => {
+    const lo = Math.floor(t);
+    const f = t - lo;
+    const hi = Math.min(999, lo + 1);
+    return Math.sqrt((1 - ac[lo]!) / ac[lo]!) * (1 - f) + Math.sqrt((1 - ac[hi]!) / ac[hi]!) * f;
+  };
+  /** Relative error of the sampler's end point for a start z (VP space) at its first timestep. */
+  const solve = (name: SamplerName, steps: number) => {
+    const sched = createScheduler(name, cfg, steps);
+    const a0 = 1 / (1 + sigAt(sched.timesteps[0]!) ** 2);
+    const z = 1.7;
+    let x = Float64Array.from([name === 'euler' ? z / Math.sqrt(a0) : z]); // Euler works in sigma space
+    for (let i = 0; i < sched.timesteps.length; i++) {
+      const a = 1 / (1 + sigAt(sched.timesteps[i]!) ** 2);
+      const eps = sched.scaleModelInput(x, i).map((v) => (Math.sqrt(1 - a) * v) / (a * s2 + 1 - a));
+      x = sched.step(eps, i, x).prevSample;
+    }
+    const expected = (z * Math.sqrt(s2)) / Math.sqrt(a0 * s2 + 1 - a0);
+    return { x: x[0]!, err: Math.abs(x[0]! - expected) / expected };
+  };
+
+  it('DDIM and Euler are the same first-order ODE step (identical paths)', () => {
+    expect(solve('ddim', 50).x).toBeCloseTo(solve('euler', 50).x, 10);
+  });
+  it.each(['ddim', 'euler'] as SamplerName[])('%s converges at first order', (name) => {
+    const e50 = solve(name, 50).err;
+    const e250 = solve(name, 250).err;
+    expect(e250).toBeLessThan(0.015);
+    expect(e50 / e250).toBeGreaterThan(4); // 5x the steps, ~5x less error
+  });
+  it('DPM-Solver++ 2M is far more accurate than DDIM at 50 steps', () => {
+    expect(solve('dpm++2m', 50).err).toBeLessThan(0.003);
+    expect(solve('dpm++2m', 50).err * 10).toBeLessThan(solve('ddim', 50).err);
+  });
+});
+
+describe('DDPM', () => {
+  it('posterior mean coefficients follow the DDPM paper', () => {
+    const s = createScheduler('ddpm', linear, 1000 / 40);
+    const ac = alphasCumprod(linear);
+    const x = Float64Array.from([0.4]);
+    const eps = Float64Array.from([-0.3]);
+    const i = 5;
+    const t = s.timesteps[i]!;
+    const tp = t - 40;
+    const { prevSample } = s.step(eps, i, x, () => Float64Array.from([0]));
+    const x0 = (0.4 + Math.sqrt(1 - ac[t]!) * 0.3) / Math.sqrt(ac[t]!);
+    const beta = 1 - ac[t]! / ac[tp]!;
+    const mean = ((Math.sqrt(ac[tp]!) * beta) / (1 - ac[t]!)) * x0 + ((Math.sqrt(1 - beta) * (1 - ac[tp]!)) / (1 - ac[t]!)) * 0.4;
+    expect(prevSample[0]).toBeCloseTo(mean, 12);
+  });
+});
+
+describe('config validation', () => {
+  it('names the bad field', () => {
+    expect(() => parseSchedulerConfig({ beta_schedule: 'quadratic' })).toThrow(/beta_schedule/);
+    expect(() => parseSchedulerConfig({ num_train_timesteps: -3 })).toThrow(/num_train_timesteps/);
+  });
+});
