@@ -28,7 +28,8 @@ export function buildProgram(): Command {
     .description('DQ Studio: post-training quantization of diffusion pipelines (ONNX), made visible')
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
-    .configureOutput({ outputError: (s, write) => write(s) });
+    .configureOutput({ outputError: (s, write) => write(s) })
+    .exitOverride(); // before the subcommands, which inherit it
 
   program
     .command('sample')
@@ -89,7 +90,6 @@ async function defaultGuidance(dir: string): Promise<number> {
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
-  program.exitOverride();
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;

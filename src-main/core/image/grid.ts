@@ -75,9 +75,10 @@ export function layoutGrid(spec: GridSpec): RasterImage {
 }
 
 export async function encodePng(img: RasterImage): Promise<Buffer> {
-  return sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength), {
+  const s = sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength), {
     raw: { width: img.width, height: img.height, channels: img.channels },
-  })
+  });
+  return (img.channels === 1 ? s.toColourspace('b-w') : s)
     .png({ compressionLevel: 9, adaptiveFiltering: false, palette: false })
     .toBuffer();
 }

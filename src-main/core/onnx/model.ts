@@ -62,7 +62,7 @@ export function readModel(path: string): ModelMsg {
   return decodeModel(bytes, path);
 }
 
-const num = (v: number | protobuf.Long | undefined): number => (v === undefined ? 0 : typeof v === 'number' ? v : v.toNumber());
+const num = (v: number | protobuf.Long | undefined): number => (v === undefined ? 0 : typeof v === 'number' ? v : Number(v.toString()));
 
 /** Element counts of every initializer. */
 export function parameterCount(m: ModelMsg): number {

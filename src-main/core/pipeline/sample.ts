@@ -82,7 +82,7 @@ export async function sample(p: Pipeline, session: Session, req: SampleRequest):
     const sched = createScheduler(req.sampler, p.scheduler, req.steps, { eta: req.eta ?? 0 });
     timesteps = sched.timesteps;
     const rngs = idx.map((i) => new Rng(req.seeds[i]!));
-    let x = new Float64Array(b * size);
+    let x: Float64Array = new Float64Array(b * size);
     idx.forEach((_, k) => {
       const z = rngs[k]!.normal(new Float64Array(size));
       for (let j = 0; j < size; j++) x[k * size + j] = z[j]! * sched.initNoiseSigma;

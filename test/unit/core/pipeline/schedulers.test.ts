@@ -128,14 +128,15 @@ describe('DPM-Solver++ 2M', () => {
     expect(r2.prevSample[0]).toBeCloseTo(expected, 12);
   });
 
-  it('lands on x0 at the final step (final sigma 0)', () => {
+  it('lands on its x0 prediction at the final step (final sigma 0)', () => {
     const s = createScheduler('dpm++2m', cfg, 3);
-    let x = Float64Array.from([0.7]);
-    for (let i = 0; i < 3; i++) x = s.step(Float64Array.from([0.2]), i, x).prevSample;
-    // the last step returns that step's x0 prediction exactly
-    const last = alphasCumprod(cfg)[s.timesteps[2]!]!;
-    expect(Number.isFinite(x[0]!)).toBe(true);
-    expect(last).toBeGreaterThan(0);
+    const ac = alphasCumprod(cfg);
+    let x: Float64Array = Float64Array.from([0.7]);
+    for (let i = 0; i < 2; i++) x = s.step(Float64Array.from([0.2]), i, x).prevSample;
+    const t = s.timesteps[2]!;
+    const last = s.step(Float64Array.from([0.2]), 2, x);
+    expect(last.prevSample[0]).toBe(last.predOriginal[0]);
+    expect(last.predOriginal[0]).toBeCloseTo((x[0]! - Math.sqrt(1 - ac[t]!) * 0.2) / Math.sqrt(ac[t]!), 12);
   });
 });
 
@@ -156,7 +157,7 @@ describe('every deterministic sampler solves a problem with a known answer', () 
     const sched = createScheduler(name, cfg, steps);
     const a0 = 1 / (1 + sigAt(sched.timesteps[0]!) ** 2);
     const z = 1.7;
-    let x = Float64Array.from([name === 'euler' ? z / Math.sqrt(a0) : z]); // Euler works in sigma space
+    let x: Float64Array = Float64Array.from([name === 'euler' ? z / Math.sqrt(a0) : z]); // Euler works in sigma space
     for (let i = 0; i < sched.timesteps.length; i++) {
       const a = 1 / (1 + sigAt(sched.timesteps[i]!) ** 2);
       const eps = sched.scaleModelInput(x, i).map((v) => (Math.sqrt(1 - a) * v) / (a * s2 + 1 - a));

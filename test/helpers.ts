@@ -1,0 +1,28 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const TINY = join(ROOT, 'models', 'tiny-mnist');
+export const CLASSIFIER = join(ROOT, 'models', 'mnist-classifier', 'model.onnx');
+
+export function tmp(prefix = 'dq-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export function dq(args: string[], env: Record<string, string> = {}): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'dq.js'), ...args], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    timeout: 300_000,
+  });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A required capability is one CI installs (.ci/run sets the variable); elsewhere its absence skips with a reason. */
+export function required(envVar: string): boolean {
+  return process.env[envVar] === '1';
+}

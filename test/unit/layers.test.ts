@@ -1,0 +1,34 @@
+/** The lint rules that keep the layers apart really bite (eslint.config.js). */
+import { ESLint } from 'eslint';
+import { describe, expect, it } from 'vitest';
+
+const eslint = new ESLint();
+
+async function restricted(file: string, code: string): Promise<string[]> {
+  const [res] = await eslint.lintText(code, { filePath: file });
+  return res!.messages.filter((m) => m.ruleId === 'no-restricted-imports').map((m) => m.message);
+}
+
+describe('layer boundaries', () => {
+  it.each([
+    ['src-main/core/x.ts', "import { app } from 'electron';"],
+    ['src-main/core/x.ts', "import { main } from '../cli/main';"],
+    ['kernels/x.ts', "import { readFileSync } from 'node:fs';"],
+    ['kernels/x.ts', "import { Session } from '../src-main/core/runtime/onnx';"],
+    ['src-renderer/src/x.ts', "import { readFileSync } from 'fs';"],
+    ['src-renderer/src/x.ts', "import { sample } from '../../src-main/core/pipeline/sample';"],
+    ['src-main/contract/x.ts', "import { DqError } from '../core/errors';"],
+    ['src-main/cli/x.ts', "import { app } from 'electron';"],
+  ])('%s may not: %s', async (file, code) => {
+    expect(await restricted(file, code)).not.toEqual([]);
+  });
+
+  it.each([
+    ['src-main/core/x.ts', "import { readFileSync } from 'node:fs';"],
+    ['src-renderer/src/x.ts', "import type { StudioApi } from '../../src-main/contract/api';"],
+    ['src-main/electron/x.ts', "import { app } from 'electron';"],
+    ['src-main/cli/x.ts', "import { runInfo } from '../core/jobs/info-job';"],
+  ])('%s may: %s', async (file, code) => {
+    expect(await restricted(file, code)).toEqual([]);
+  });
+});
