@@ -6,7 +6,7 @@ import protobuf from 'protobufjs';
 import { DqError } from '../errors.js';
 import { ONNX_PROTO } from './schema.js';
 
-const root = protobuf.parse(ONNX_PROTO, { keepCase: true }).root;
+const root = protobuf.parse(ONNX_PROTO, { keepCase: true }).root.resolveAll(); // resolveAll applies [packed = true]
 export const ModelProto = root.lookupType('onnx.ModelProto');
 
 /** Loosely typed views of the decoded messages (protobufjs keeps proto field names). */

@@ -1,0 +1,108 @@
+/**
+ * An index over an ONNX graph: who produces and who consumes each tensor, which tensors are constants, a
+ * topological order (a cycle is an error), stable node names, and static shapes where the model records them.
+ */
+import { DqError } from '../errors.js';
+import type { GraphMsg, ModelMsg, NodeMsg, TensorMsg } from './model.js';
+
+export interface ValueInfoMsg {
+  name?: string;
+  type?: { tensor_type?: { elem_type?: number; shape?: { dim?: { dim_value?: unknown; dim_param?: string }[] } } };
+}
+
+export interface GraphIndex {
+  graph: GraphMsg;
+  nodes: NodeMsg[];
+  /** A unique name per node (the node's own, or op_type + index when it has none). */
+  names: string[];
+  producer: Map<string, number>;
+  consumers: Map<string, number[]>;
+  initializers: Map<string, TensorMsg>;
+  /** Outputs of Constant nodes and initializers. */
+  constants: Set<string>;
+  /** Graph inputs that are not initializers (the real runtime inputs). */
+  inputs: string[];
+  outputs: string[];
+  /** Node indices in topological order. */
+  order: number[];
+  /** Static shapes known from graph inputs, outputs and value_info (null dims are symbolic). */
+  shapes: Map<string, (number | null)[]>;
+}
+
+const num = (v: unknown): number | null => {
+  if (v === undefined || v === null) return null;
+  if (typeof v === 'number') return v;
+  const s = String(v);
+  return /^-?\d+$/.test(s) ? Number(s) : null;
+};
+
+function shapeOf(vi: ValueInfoMsg): (number | null)[] | null {
+  const dims = vi.type?.tensor_type?.shape?.dim;
+  if (!dims) return null;
+  return dims.map((d) => (d.dim_value !== undefined && d.dim_value !== null ? num(d.dim_value) : null));
+}
+
+export function dimsOf(t: TensorMsg): number[] {
+  return (t.dims ?? []).map((d) => num(d) ?? 0);
+}
+
+export function indexGraph(model: ModelMsg): GraphIndex {
+  const graph = model.graph;
+  if (!graph) throw new DqError('BAD_MODEL', 'the model has no graph');
+  const nodes = graph.node ?? [];
+  const names: string[] = [];
+  const seen = new Set<string>();
+  nodes.forEach((n, i) => {
+    let name = n.name || `${n.op_type ?? 'node'}_${i}`;
+    if (seen.has(name)) name = `${name}#${i}`;
+    seen.add(name);
+    names.push(name);
+  });
+  const producer = new Map<string, number>();
+  const consumers = new Map<string, number[]>();
+  nodes.forEach((n, i) => {
+    for (const o of n.output ?? []) if (o) producer.set(o, i);
+    for (const inp of n.input ?? []) {
+      if (!inp) continue;
+      const list = consumers.get(inp);
+      if (list) list.push(i);
+      else consumers.set(inp, [i]);
+    }
+  });
+  const initializers = new Map<string, TensorMsg>();
+  for (const t of graph.initializer ?? []) if (t.name) initializers.set(t.name, t);
+  const constants = new Set<string>(initializers.keys());
+  nodes.forEach((n) => {
+    if (n.op_type === 'Constant' && !n.domain) for (const o of n.output ?? []) constants.add(o);
+  });
+  const inputs = (graph.input ?? []).map((v) => v.name ?? '').filter((n) => n && !initializers.has(n));
+  const outputs = (graph.output ?? []).map((v) => v.name ?? '').filter(Boolean);
+
+  // Kahn's algorithm; inputs of a node that nothing produces are graph inputs, initializers or outer-scope names.
+  const indeg = nodes.map((n) => new Set((n.input ?? []).filter((x) => x && producer.has(x))).size);
+  const ready: number[] = [];
+  indeg.forEach((d, i) => d === 0 && ready.push(i));
+  const order: number[] = [];
+  const done = new Set<string>();
+  while (ready.length) {
+    const i = ready.shift()!;
+    order.push(i);
+    for (const o of nodes[i]!.output ?? []) {
+      if (!o || done.has(o)) continue;
+      done.add(o);
+      for (const c of new Set(consumers.get(o) ?? [])) if (--indeg[c]! === 0) ready.push(c);
+    }
+  }
+  if (order.length !== nodes.length) {
+    const stuck = nodes.map((_, i) => i).filter((i) => indeg[i]! > 0).map((i) => names[i]);
+    throw new DqError('BAD_MODEL', `the graph has a cycle (nodes that can never run: ${stuck.slice(0, 5).join(', ')}${stuck.length > 5 ? ', ...' : ''})`);
+  }
+
+  const shapes = new Map<string, (number | null)[]>();
+  for (const vi of [...(graph.input ?? []), ...(graph.output ?? []), ...((graph as { value_info?: ValueInfoMsg[] }).value_info ?? [])] as ValueInfoMsg[]) {
+    const s = shapeOf(vi);
+    if (vi.name && s) shapes.set(vi.name, s);
+  }
+  for (const [name, t] of initializers) shapes.set(name, dimsOf(t));
+  return { graph, nodes, names, producer, consumers, initializers, constants, inputs, outputs, order, shapes };
+}
