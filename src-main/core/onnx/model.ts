@@ -8,6 +8,7 @@ import { ONNX_PROTO } from './schema.js';
 
 const root = protobuf.parse(ONNX_PROTO, { keepCase: true }).root.resolveAll(); // resolveAll applies [packed = true]
 export const ModelProto = root.lookupType('onnx.ModelProto');
+export const TensorProto = root.lookupType('onnx.TensorProto');
 
 /** Loosely typed views of the decoded messages (protobufjs keeps proto field names). */
 export interface TensorMsg {

@@ -24,11 +24,15 @@ export interface SessionInfo {
 
 export type FeedValue =
   | { type: 'float32'; data: Float32Array; dims: readonly number[] }
-  | { type: 'int64'; data: BigInt64Array; dims: readonly number[] };
+  | { type: 'int64'; data: BigInt64Array; dims: readonly number[] }
+  | { type: 'float64'; data: Float64Array; dims: readonly number[] }
+  | { type: 'int32'; data: Int32Array; dims: readonly number[] }
+  | { type: 'int8'; data: Int8Array; dims: readonly number[] }
+  | { type: 'uint8' | 'bool'; data: Uint8Array; dims: readonly number[] };
 
 export interface TensorOut {
   type: string;
-  data: Float32Array | BigInt64Array | Int32Array | Uint8Array | Float64Array;
+  data: Float32Array | BigInt64Array | Int32Array | Uint8Array | Int8Array | Float64Array | Uint16Array | string[];
   dims: readonly number[];
 }
 
@@ -92,7 +96,7 @@ export class Session {
 
   async run(feeds: Record<string, FeedValue>, fetches?: string[]): Promise<Record<string, TensorOut>> {
     const f: Record<string, ort.Tensor> = {};
-    for (const [k, v] of Object.entries(feeds)) f[k] = new ort.Tensor(v.type, v.data, v.dims);
+    for (const [k, v] of Object.entries(feeds)) f[k] = new ort.Tensor(v.type, v.data as never, v.dims);
     const res = fetches ? await this.inner.run(f, fetches) : await this.inner.run(f);
     const out: Record<string, TensorOut> = {};
     for (const [k, t] of Object.entries(res)) {
