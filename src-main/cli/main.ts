@@ -3,7 +3,8 @@
  * usage errors exit 2; anything else is a bug and prints its stack only with DQ_DEBUG=1.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { DqError, isDqError } from '../core/errors.js';
 import { formatInfo, runInfo } from '../core/jobs/info-job.js';
 import { runSampleJob } from '../core/jobs/sample-job.js';
@@ -11,7 +12,13 @@ import { releaseSessions } from '../core/pipeline/pipeline.js';
 import { SAMPLERS, type SamplerName } from '../core/pipeline/schedulers.js';
 import { parseIntList } from '../core/ranges.js';
 import { PROVIDERS, type Provider } from '../core/runtime/onnx.js';
+import { createHost } from '../host.js';
+import { serve } from '../serve/server.js';
 import { progressPrinter } from './progress.js';
+
+const VERSION = '0.1.0';
+/** The built renderer (npm run build). */
+const UI_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'out', 'renderer');
 
 function num(name: string, min: number, int = false) {
   return (v: string): number => {
@@ -26,7 +33,7 @@ function num(name: string, min: number, int = false) {
 export function buildProgram(): Command {
   const program = new Command('dq')
     .description('DQ Studio: post-training quantization of diffusion pipelines (ONNX), made visible')
-    .version('0.1.0')
+    .version(VERSION)
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ outputError: (s, write) => write(s) })
     .exitOverride(); // before the subcommands, which inherit it
@@ -78,6 +85,20 @@ export function buildProgram(): Command {
     .action(async (dir: string, o: { json?: boolean }) => {
       const info = await runInfo(dir);
       console.log(o.json ? JSON.stringify(info, null, 2) : formatInfo(info));
+    });
+
+  program
+    .command('serve')
+    .description('browser mode: the studio UI and its API on 127.0.0.1 (a random token guards every request)')
+    .option('--port <n>', 'port (default: any free port)', num('--port', 0, true))
+    .action(async (o: { port?: number }) => {
+      const s = await serve({ host: createHost('browser', VERSION), uiDir: UI_DIR, port: o.port });
+      console.log(`DQ Studio is running at ${s.url}\n(only this machine can reach it; the token in the URL is required; Ctrl-C stops it)`);
+      await new Promise<void>((done) => {
+        const stop = () => void s.close().then(done);
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
     });
 
   return program;

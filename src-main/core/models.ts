@@ -46,5 +46,6 @@ export function listEmbeddedModels(root = modelsRoot()): EmbeddedModelInfo[] {
       out.push({ id, path: dir, kind: 'classifier', title, summary: firstParagraph(card), classes: [], sampleShape: null });
     }
   }
-  return out;
+  // diffusion pipelines first: the studio opens with them
+  return out.sort((a, b) => (a.kind === b.kind ? a.id.localeCompare(b.id) : a.kind === 'diffusion-pipeline' ? -1 : 1));
 }

@@ -1,14 +1,15 @@
 /**
  * The desktop app builds (electron-vite: main, sandboxed CJS preload, Svelte renderer) and its first screen renders
- * in a real browser. Electron itself cannot be launched on machines without its binary (see README); the renderer
- * runs here against the mock host and shows that no engine is connected.
+ * in a real browser. Electron itself cannot be launched on machines without its binary (see README), so the
+ * renderer runs in Chromium against browser mode (`dq serve`), the same contract over HTTP.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import { extname, join, normalize } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser } from 'playwright-core';
+import { createHost } from '../../src-main/host';
+import { serve, type Served } from '../../src-main/serve/server';
 import { required, ROOT } from '../helpers';
 
 const OUT = join(ROOT, 'out');
@@ -40,22 +41,11 @@ describe('electron-vite build', () => {
   });
 });
 
-const MIME: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css' };
-
-describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`first screen in Chromium${browserHere ? '' : ' (skipped: no Chromium at ' + CHROMIUM + '; .ci/install-system-deps.sh installs it)'}`, () => {
-  let server: Server;
+describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`browser mode in Chromium${browserHere ? '' : ' (skipped: no Chromium at ' + CHROMIUM + '; .ci/install-system-deps.sh installs it)'}`, () => {
+  let served: Served;
   let browser: Browser;
-  let url: string;
   beforeAll(async () => {
-    const root = join(OUT, 'renderer');
-    server = createServer((req, res) => {
-      const p = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
-      const file = join(root, p === '/' ? 'index.html' : p);
-      if (!file.startsWith(root) || !existsSync(file)) return void res.writeHead(404).end();
-      res.writeHead(200, { 'content-type': MIME[extname(file)] ?? 'application/octet-stream' }).end(readFileSync(file));
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    url = `http://127.0.0.1:${(server.address() as { port: number }).port}/`;
+    served = await serve({ host: createHost('browser', 'test'), uiDir: join(OUT, 'renderer') });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
@@ -63,20 +53,30 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`first screen i
   });
   afterAll(async () => {
     await browser?.close();
-    server?.close();
+    await served?.close();
   });
 
-  it('lists the models the host reports, reachable by keyboard, at 1280x800', async () => {
+  it('lists the embedded models from the real host, reachable by keyboard, at 1280x800', async () => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(url);
+    page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+    await page.goto(served.url);
     await page.getByRole('heading', { name: 'DQ Studio' }).waitFor();
-    await expect(page.getByTestId('model-tiny-mnist').textContent()).resolves.toMatch(/tiny-mnist/);
-    await expect(page.getByRole('status').textContent()).resolves.toMatch(/No engine is connected/);
+    await page.getByTestId('model-tiny-mnist').waitFor();
+    await expect(page.getByTestId('host').textContent()).resolves.toMatch(/browser host · providers: cpu, webgpu/);
+    await expect(page.getByTestId('model-tiny-mnist').textContent()).resolves.toMatch(/diffusion pipeline.*1×28×28.*10 classes/s);
+    await expect(page.getByTestId('model-mnist-classifier').textContent()).resolves.toMatch(/classifier/);
+    expect(await page.getByRole('status').count()).toBe(0); // no "no engine" warning: this is the real host
     await page.keyboard.press('Tab');
     await expect(page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).resolves.toBe('model-tiny-mnist');
     await page.screenshot({ path: join(ROOT, 'test-results', 'first-screen.png') });
     expect(errors).toEqual([]);
+  });
+
+  it('without the token the page is refused', async () => {
+    const page = await browser.newPage();
+    const res = await page.goto(served.url.replace(/\?token=.*/, ''));
+    expect(res?.status()).toBe(401);
   });
 });

@@ -1,8 +1,10 @@
 /**
  * The renderer talks to an abstract host that implements the contract: Electron (window.dq from the preload),
- * or a mock (for component tests and for opening the UI with no engine behind it, flagged in the UI).
+ * browser mode (`dq serve`, token in a meta tag), or a mock (component tests, UI work with no engine; the UI
+ * says so).
  */
 import type { StudioApi } from '../../../src-main/contract/api';
+import { browserHost } from './browser';
 import { mockHost } from './mock';
 
 declare global {
@@ -11,7 +13,9 @@ declare global {
   }
 }
 
-export function pickHost(): { api: StudioApi; kind: 'electron' | 'mock' } {
+export function pickHost(): { api: StudioApi; kind: 'electron' | 'browser' | 'mock' } {
   if (typeof window !== 'undefined' && window.dq) return { api: window.dq, kind: 'electron' };
+  const token = typeof document !== 'undefined' ? document.querySelector('meta[name="dq-token"]')?.getAttribute('content') : null;
+  if (token) return { api: browserHost(token), kind: 'browser' };
   return { api: mockHost(), kind: 'mock' };
 }
