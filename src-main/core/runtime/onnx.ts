@@ -32,7 +32,7 @@ export type FeedValue =
 
 export interface TensorOut {
   type: string;
-  data: Float32Array | BigInt64Array | Int32Array | Uint8Array | Int8Array | Float64Array | Uint16Array | string[];
+  data: Float32Array | BigInt64Array | Int32Array | Uint8Array | Int8Array | Float64Array | Uint16Array;
   dims: readonly number[];
 }
 
