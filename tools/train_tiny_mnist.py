@@ -166,7 +166,7 @@ def export(model, out, meta):
     with open(os.path.join(out, "scheduler", "scheduler_config.json"), "w") as f:
         json.dump({"_class_name": "DDIMScheduler", "num_train_timesteps": T, "beta_start": 0.0001,
                    "beta_end": 0.02, "beta_schedule": "linear", "prediction_type": "epsilon",
-                   "clip_sample": True, "clip_sample_range": 1.0, "set_alpha_to_one": True,
+                   "clip_sample": False, "clip_sample_range": 1.0, "set_alpha_to_one": True,
                    "steps_offset": 1, "timestep_spacing": "leading"}, f, indent=2)
     with open(os.path.join(out, "model_index.json"), "w") as f:
         json.dump({"_class_name": "DQClassConditionalPipeline", "_dq_version": 1,

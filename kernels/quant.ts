@@ -1,0 +1,310 @@
+/**
+ * The TypeScript reference of every format's fake quantization (quantize, then dequantize, back to float32).
+ *
+ * It reproduces float32 arithmetic exactly: each + - * / is computed in double and rounded once with Math.fround,
+ * which for two float32 operands gives the correctly rounded float32 result, as onnxruntime computes it. The ONNX
+ * subgraphs in ./onnx/fakequant.ts perform the same operations in the same order, so the two agree bit for bit.
+ */
+import { groupReduce, numel, scaleDims, scaleIndex, type Granularity } from './layout.js';
+import { FORMATS, floorLog2, quantizeValue, roundHalfEven, type FloatName, type MiniFloat } from './minifloat.js';
+
+const f32 = Math.fround;
+
+export type MxElement = FloatName | 'int8';
+
+export type QuantFormat =
+  /** b-bit integers. symmetric: signed codes -2^(b-1)..2^(b-1)-1, no zero point; else unsigned 0..2^b-1 + zero point. */
+  | { kind: 'int'; bits: number; symmetric: boolean }
+  /** A small float element format (FP8/FP6/FP4) with a float32 scale per tensor, channel or block. */
+  | { kind: 'float'; element: FloatName }
+  /** OCP Microscaling: 32-element blocks sharing an E8M0 power-of-two scale. */
+  | { kind: 'mx'; element: MxElement }
+  /** NVFP4: E2M1 elements, 16-element blocks with an E4M3 scale, times a float32 per-tensor scale. */
+  | { kind: 'nvfp4' };
+
+export const MX_BLOCK = 32;
+export const NVFP4_BLOCK = 16;
+/** MXINT8 elements are k / 64 with k in -127..127 (symmetric: the code -128 is not produced). */
+export const MXINT8_STEP = 1 / 64;
+export const MXINT8_MAX_CODE = 127;
+
+/* --------------------------------------------------------------- INT -- */
+
+export function intRange(bits: number, symmetric: boolean): { qmin: number; qmax: number } {
+  if (!Number.isInteger(bits) || bits < 2 || bits > 8) throw new RangeError(`integer formats have 2 to 8 bits, not ${bits}`);
+  return symmetric ? { qmin: -(2 ** (bits - 1)), qmax: 2 ** (bits - 1) - 1 } : { qmin: 0, qmax: 2 ** bits - 1 };
+}
+
+/**
+ * The integer code of y = x / scale (already rounded to float32): round half to even, plus the zero point, clamped
+ * to the code range. NaN gives qmin, as onnxruntime's QuantizeLinear does (integers have no NaN).
+ */
+export function intCode(y: number, zeroPoint: number, qmin: number, qmax: number): number {
+  if (y !== y) return qmin;
+  const q = roundHalfEven(y) + zeroPoint;
+  return q < qmin ? qmin : q > qmax ? qmax : q;
+}
+
+/** Fake-quantizes to b-bit integers: out = ((clamp(round(x / s) + zp) - zp) * s), all in float32. */
+export function fakeQuantInt(
+  x: Float32Array,
+  dims: readonly number[],
+  g: Granularity,
+  fmt: { bits: number; symmetric: boolean },
+  scale: Float32Array,
+  zeroPoint?: ArrayLike<number>,
+): Float32Array {
+  const { qmin, qmax } = intRange(fmt.bits, fmt.symmetric);
+  checkParams(dims, g, scale, zeroPoint);
+  if (fmt.symmetric && zeroPoint && Array.from(zeroPoint).some((z) => z !== 0)) throw new RangeError('symmetric formats have no zero point');
+  const idx = scaleIndex(dims, g);
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const j = idx[i]!;
+    const s = scale[j]!;
+    const zp = zeroPoint ? zeroPoint[j]! : 0;
+    const q = intCode(f32(x[i]! / s), zp, qmin, qmax);
+    out[i] = f32((q - zp) * s);
+  }
+  return out;
+}
+
+/** The integer codes of x (QuantizeLinear): clamp(round(x / s) + zp), NaN -> qmin. */
+export function quantizeInt(
+  x: Float32Array,
+  dims: readonly number[],
+  g: Granularity,
+  fmt: { bits: number; symmetric: boolean },
+  scale: Float32Array,
+  zeroPoint?: ArrayLike<number>,
+): Int32Array {
+  const { qmin, qmax } = intRange(fmt.bits, fmt.symmetric);
+  checkParams(dims, g, scale, zeroPoint);
+  const idx = scaleIndex(dims, g);
+  const out = new Int32Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const j = idx[i]!;
+    out[i] = intCode(f32(x[i]! / scale[j]!), zeroPoint ? zeroPoint[j]! : 0, qmin, qmax);
+  }
+  return out;
+}
+
+/** DequantizeLinear of integer codes: (q - zp) * s in float32. */
+export function dequantizeInt(
+  q: ArrayLike<number>,
+  dims: readonly number[],
+  g: Granularity,
+  scale: Float32Array,
+  zeroPoint?: ArrayLike<number>,
+): Float32Array {
+  checkParams(dims, g, scale, zeroPoint);
+  const idx = scaleIndex(dims, g);
+  const out = new Float32Array(q.length);
+  for (let i = 0; i < q.length; i++) {
+    const j = idx[i]!;
+    out[i] = f32((q[i]! - (zeroPoint ? zeroPoint[j]! : 0)) * scale[j]!);
+  }
+  return out;
+}
+
+/* ------------------------------------------------------- small floats -- */
+
+/** Fake-quantizes to a float element format with a float32 scale: out = Q(x / s) * s, Q saturating RNE. */
+export function fakeQuantFloat(
+  x: Float32Array,
+  dims: readonly number[],
+  g: Granularity,
+  element: FloatName,
+  scale: Float32Array,
+): Float32Array {
+  const f = FORMATS[element];
+  checkParams(dims, g, scale);
+  const idx = scaleIndex(dims, g);
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const s = scale[idx[i]!]!;
+    out[i] = f32(quantizeValue(f, f32(x[i]! / s)) * s);
+  }
+  return out;
+}
+
+function checkParams(dims: readonly number[], g: Granularity, scale: Float32Array, zeroPoint?: ArrayLike<number>): void {
+  const n = numel(scaleDims(dims, g));
+  if (scale.length !== n) throw new RangeError(`expected ${n} scales, got ${scale.length}`);
+  if (zeroPoint && zeroPoint.length !== n) throw new RangeError(`expected ${n} zero points, got ${zeroPoint.length}`);
+}
+
+/* ---------------------------------------------------------------- MX -- */
+
+/** The exponent of the element format's largest normal (emax_elem in the OCP MX spec). */
+export function mxElementEmax(element: MxElement): number {
+  return element === 'int8' ? 0 : FORMATS[element].emax;
+}
+
+/**
+ * The block's shared scale exponent per OCP MX v1.0: floor(log2(amax)) - emax_elem, clamped to E8M0's -127..127.
+ * amax = 0 gives -127 (the smallest scale; every element is then 0). A NaN amax gives NaN (the block is NaN).
+ * amax must already have NaN/Inf folded in by the caller (see blockAmax).
+ */
+export function mxScaleExponent(amax: number, element: MxElement): number {
+  if (amax !== amax || amax === Infinity) return NaN;
+  if (amax === 0) return -127;
+  return Math.max(floorLog2(amax) - mxElementEmax(element), -127);
+}
+
+/** One element of an MX block: y = x / X in float32, then the element format's saturating RNE. */
+export function mxElementValue(element: MxElement, y: number): number {
+  if (element !== 'int8') return quantizeValue(FORMATS[element], y);
+  // MXINT8: k/64, k = RNE(y * 64) clamped to +-127 (y * 64 is exact). An integer code has no -0: k = 0 is +0.
+  if (y !== y) return NaN;
+  const k = Math.min(Math.max(roundHalfEven(y * 64), -MXINT8_MAX_CODE), MXINT8_MAX_CODE);
+  return k === 0 ? 0 : k * MXINT8_STEP;
+}
+
+/**
+ * Per-block max |x| where NaN counts as +Inf: a block whose amax is +Inf holds a NaN or an Inf and is NaN as a
+ * whole (its scale is the E8M0/E4M3 NaN code).
+ */
+export function blockAmax(x: Float32Array, dims: readonly number[], axis: number, size: number): Float32Array {
+  const g: Granularity = { kind: 'block', axis, size };
+  const idx = scaleIndex(dims, g);
+  const out = new Float32Array(numel(scaleDims(dims, g)));
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i]!;
+    const a = v !== v ? Infinity : Math.abs(v);
+    if (a > out[idx[i]!]!) out[idx[i]!] = a;
+  }
+  return out;
+}
+
+export interface MxResult {
+  /** The fake-quantized tensor. */
+  y: Float32Array;
+  /** Per-block scale exponents (NaN for NaN blocks), in the blocked-scale layout. */
+  scaleExp: Float32Array;
+}
+
+/** MX fake quantization along `axis` (blocks of 32 consecutive elements along it; dims[axis] % 32 == 0). */
+export function fakeQuantMx(x: Float32Array, dims: readonly number[], axis: number, element: MxElement, blockSize = MX_BLOCK): MxResult {
+  const amax = blockAmax(x, dims, axis, blockSize);
+  const scaleExp = amax.map((a) => mxScaleExponent(a, element));
+  const idx = scaleIndex(dims, { kind: 'block', axis, size: blockSize });
+  const y = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const e = scaleExp[idx[i]!]!;
+    if (e !== e) {
+      y[i] = NaN;
+      continue;
+    }
+    const X = 2 ** e;
+    y[i] = f32(mxElementValue(element, f32(x[i]! / X)) * X);
+  }
+  return { y, scaleExp };
+}
+
+/* ------------------------------------------------------------- NVFP4 -- */
+
+export const E2M1_MAX = 6;
+export const E4M3_MAX = 448;
+
+/** The usual per-tensor scale: amax / (448 * 6) in float32 (1 if that is 0, so scales stay positive). */
+export function nvfp4TensorScale(amax: number): number {
+  const s = f32(amax / (E4M3_MAX * E2M1_MAX));
+  return s > 0 && Number.isFinite(s) ? s : 1;
+}
+
+/**
+ * A block's E4M3 scale: E4M3(((amax / 6) / s_t)), each division in float32, E4M3 saturating RNE. NaN for a NaN
+ * block (amax = +Inf, see blockAmax).
+ */
+export function nvfp4BlockScale(amax: number, tensorScale: number): number {
+  if (amax === Infinity) return NaN;
+  return quantizeValue(FORMATS.e4m3fn, f32(f32(amax / E2M1_MAX) / tensorScale));
+}
+
+export interface Nvfp4Result {
+  y: Float32Array;
+  /** Per-block E4M3 scale values (NaN for NaN blocks). */
+  blockScale: Float32Array;
+}
+
+/**
+ * NVFP4 fake quantization along `axis` (16-element blocks). With S = sb * s_t (float32), each element is
+ * E2M1(x / S) * S; where S is 0 (all-zero or underflowing blocks) elements are E2M1(x) * 0 = +-0.
+ */
+export function fakeQuantNvfp4(x: Float32Array, dims: readonly number[], axis: number, tensorScale: number, blockSize = NVFP4_BLOCK): Nvfp4Result {
+  const st = f32(tensorScale);
+  const amax = blockAmax(x, dims, axis, blockSize);
+  const blockScale = amax.map((a) => nvfp4BlockScale(a, st));
+  const idx = scaleIndex(dims, { kind: 'block', axis, size: blockSize });
+  const e2m1 = FORMATS.e2m1;
+  const y = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const j = idx[i]!;
+    if (amax[j] === Infinity) {
+      y[i] = NaN;
+      continue;
+    }
+    const S = f32(blockScale[j]! * st);
+    const safe = S === 0 ? 1 : S;
+    y[i] = f32(quantizeValue(e2m1, f32(x[i]! / safe)) * S);
+  }
+  return { y, blockScale };
+}
+
+/* ------------------------------------------------------ scale choice -- */
+
+/** Symmetric or asymmetric integer parameters covering [min, max] (min/max clamped to include 0). */
+export function intParams(min: number, max: number, bits: number, symmetric: boolean): { scale: number; zeroPoint: number } {
+  const { qmin, qmax } = intRange(bits, symmetric);
+  if (symmetric) {
+    const amax = Math.max(Math.abs(min), Math.abs(max));
+    const s = f32(amax / qmax);
+    return { scale: s > 0 && Number.isFinite(s) ? s : 1, zeroPoint: 0 };
+  }
+  const lo = Math.min(min, 0);
+  const hi = Math.max(max, 0);
+  const s = f32((hi - lo) / (qmax - qmin));
+  if (!(s > 0 && Number.isFinite(s))) return { scale: 1, zeroPoint: 0 };
+  const zp = Math.min(Math.max(roundHalfEven(qmin - lo / s), qmin), qmax);
+  return { scale: s, zeroPoint: zp };
+}
+
+/** A float format's scale mapping amax onto the format's max (1 if amax is 0). */
+export function floatScale(amax: number, element: FloatName): number {
+  const s = f32(amax / FORMATS[element].max);
+  return s > 0 && Number.isFinite(s) ? s : 1;
+}
+
+/** Parameters for INT/FP formats from the tensor itself (max calibration), per granularity. */
+export function maxCalibrate(
+  x: Float32Array,
+  dims: readonly number[],
+  g: Granularity,
+  fmt: Extract<QuantFormat, { kind: 'int' | 'float' }>,
+): { scale: Float32Array; zeroPoint?: Int32Array } {
+  if (fmt.kind === 'float') {
+    const amax = groupReduce(x, dims, g, 'absmax');
+    return { scale: amax.map((a) => floatScale(a, fmt.element)) };
+  }
+  const mins = groupReduce(x, dims, g, 'min');
+  const maxs = groupReduce(x, dims, g, 'max');
+  const scale = new Float32Array(mins.length);
+  const zeroPoint = new Int32Array(mins.length);
+  for (let i = 0; i < mins.length; i++) {
+    const p = intParams(mins[i]!, maxs[i]!, fmt.bits, fmt.symmetric);
+    scale[i] = p.scale;
+    zeroPoint[i] = p.zeroPoint;
+  }
+  return fmt.symmetric ? { scale } : { scale, zeroPoint };
+}
+
+/** The element format of a float-based format, for callers that draw its grid. */
+export function elementFormat(fmt: QuantFormat): MiniFloat | null {
+  if (fmt.kind === 'float') return FORMATS[fmt.element];
+  if (fmt.kind === 'mx' && fmt.element !== 'int8') return FORMATS[fmt.element];
+  if (fmt.kind === 'nvfp4') return FORMATS.e2m1;
+  return null;
+}
+
+
