@@ -2,67 +2,12 @@
  * Test helper: serializes a kernels/ fragment (the neutral graph description) to ONNX model bytes with the
  * project's protobufjs schema, and runs it on the CPU provider through the project's Session wrapper.
  */
-import { ModelProto } from '../../../src-main/core/onnx/model';
+import { fragmentModel } from '../../../src-main/core/onnx/fragment';
 import { Session } from '../../../src-main/core/runtime/onnx';
-import { ONNX_DTYPE, type Attr, type Fragment, type Initializer } from '../../../kernels/onnx/graph';
+import type { Fragment } from '../../../kernels/onnx/graph';
 
-function attribute(name: string, a: Attr): Record<string, unknown> {
-  switch (a.type) {
-    case 'int':
-      return { name, type: 2, i: a.value };
-    case 'float':
-      return { name, type: 1, f: a.value };
-    case 'ints':
-      return { name, type: 7, ints: a.value };
-    case 'string':
-      return { name, type: 3, s: new TextEncoder().encode(a.value) };
-  }
-}
-
-/** Raw little-endian bytes of an initializer (4-bit types packed two per byte, first element in the low nibble). */
-export function rawData(t: Initializer): Uint8Array {
-  const d = t.data;
-  if (t.dtype === 'int4' || t.dtype === 'uint4') {
-    const out = new Uint8Array(Math.ceil(d.length / 2));
-    for (let i = 0; i < d.length; i++) out[i >> 1]! |= (Number(d[i]) & 0xf) << (i & 1 ? 4 : 0);
-    return out;
-  }
-  return new Uint8Array(d.buffer.slice(d.byteOffset, d.byteOffset + d.byteLength));
-}
-
-function tensor(t: Initializer): Record<string, unknown> {
-  return { name: t.name, dims: t.dims, data_type: ONNX_DTYPE[t.dtype], raw_data: rawData(t) };
-}
-
-function valueInfo(name: string, dtype: keyof typeof ONNX_DTYPE, dims: number[] | null): Record<string, unknown> {
-  const tensorType: Record<string, unknown> = { elem_type: ONNX_DTYPE[dtype] };
-  if (dims) tensorType.shape = { dim: dims.map((d) => ({ dim_value: d })) };
-  return { name, type: { tensor_type: tensorType } };
-}
-
-/** A model whose graph inputs and outputs are the fragment's. */
-export function modelBytes(f: Fragment): Uint8Array {
-  const graph = {
-    name: 'kernels-fragment',
-    node: f.nodes.map((n) => ({
-      name: n.name,
-      op_type: n.opType,
-      input: n.inputs,
-      output: n.outputs,
-      attribute: Object.entries(n.attrs).map(([k, a]) => attribute(k, a)),
-    })),
-    initializer: f.initializers.map(tensor),
-    input: f.inputs.map((v) => valueInfo(v.name, v.dtype, v.dims)),
-    output: f.outputs.map((v) => valueInfo(v.name, v.dtype, v.dims)),
-  };
-  const msg = ModelProto.fromObject({
-    ir_version: 10,
-    producer_name: 'dq-studio-kernels-test',
-    opset_import: [{ domain: '', version: f.opset }],
-    graph,
-  });
-  return ModelProto.encode(msg).finish();
-}
+/** A model whose graph inputs and outputs are the fragment's (serialized by the engine's own code). */
+export const modelBytes = (f: Fragment): Uint8Array => fragmentModel(f, 'dq-studio-kernels-test');
 
 export async function session(f: Fragment, threads = 1): Promise<Session> {
   return Session.create(modelBytes(f), 'cpu', { threads });

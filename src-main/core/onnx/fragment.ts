@@ -1,0 +1,92 @@
+/**
+ * Serializes kernels/ fragments (the neutral graph description) into ONNX protobuf objects, and embeds them in a
+ * model. The only place that turns kernels/ subgraphs into ONNX.
+ */
+import { ONNX_DTYPE, type Attr, type DType, type Fragment, type Initializer } from '../../../kernels/onnx/graph.js';
+import { ModelProto, type ModelMsg } from './model.js';
+
+function attribute(name: string, a: Attr): Record<string, unknown> {
+  switch (a.type) {
+    case 'int':
+      return { name, type: 2, i: a.value };
+    case 'float':
+      return { name, type: 1, f: a.value };
+    case 'ints':
+      return { name, type: 7, ints: a.value };
+    case 'string':
+      return { name, type: 3, s: new TextEncoder().encode(a.value) };
+  }
+}
+
+/** Raw little-endian bytes of an initializer (4-bit types packed two per byte, first element in the low nibble). */
+export function rawData(t: Initializer): Uint8Array {
+  const d = t.data;
+  if (t.dtype === 'int4' || t.dtype === 'uint4') {
+    const out = new Uint8Array(Math.ceil(d.length / 2));
+    for (let i = 0; i < d.length; i++) out[i >> 1]! |= (Number(d[i]) & 0xf) << (i & 1 ? 4 : 0);
+    return out;
+  }
+  return new Uint8Array(d.buffer.slice(d.byteOffset, d.byteOffset + d.byteLength));
+}
+
+export function tensorProto(t: Initializer): Record<string, unknown> {
+  return { name: t.name, dims: t.dims, data_type: ONNX_DTYPE[t.dtype], raw_data: rawData(t) };
+}
+
+export function valueInfoProto(name: string, dtype: DType, dims: (number | string)[] | null): Record<string, unknown> {
+  const tensorType: Record<string, unknown> = { elem_type: ONNX_DTYPE[dtype] };
+  if (dims) tensorType.shape = { dim: dims.map((d) => (typeof d === 'number' ? { dim_value: d } : { dim_param: d })) };
+  return { name, type: { tensor_type: tensorType } };
+}
+
+export function nodeProtos(f: Fragment): Record<string, unknown>[] {
+  return f.nodes.map((n) => ({
+    name: n.name,
+    op_type: n.opType,
+    input: n.inputs,
+    output: n.outputs,
+    attribute: Object.entries(n.attrs).map(([k, a]) => attribute(k, a)),
+  }));
+}
+
+/** A standalone model whose graph inputs and outputs are the fragment's. */
+export function fragmentModel(f: Fragment, producer = 'dq-studio'): Uint8Array {
+  const msg = ModelProto.fromObject({
+    ir_version: 10,
+    producer_name: producer,
+    opset_import: [{ domain: '', version: f.opset }],
+    graph: {
+      name: 'fragment',
+      node: nodeProtos(f),
+      initializer: f.initializers.map(tensorProto),
+      input: f.inputs.map((v) => valueInfoProto(v.name, v.dtype, v.dims)),
+      output: f.outputs.map((v) => valueInfoProto(v.name, v.dtype, v.dims)),
+    },
+  });
+  return ModelProto.encode(msg).finish();
+}
+
+/**
+ * Adds a fragment's nodes and initializers to `model` (which must already hold the fragment's input tensors).
+ * Nodes are inserted before the first node that consumes one of the fragment's outputs, keeping the node list in
+ * topological order; the default-domain opset is raised to what the fragment needs.
+ */
+export function embedFragment(model: ModelMsg, f: Fragment): void {
+  const graph = model.graph!;
+  const outs = new Set(f.outputs.map((o) => o.name));
+  const nodes = graph.node ?? [];
+  let at = nodes.findIndex((n) => (n.input ?? []).some((i) => outs.has(i)));
+  if (at < 0) at = nodes.length;
+  const add = ModelProto.lookupType('onnx.NodeProto');
+  const tensor = ModelProto.lookupType('onnx.TensorProto');
+  graph.node = [...nodes.slice(0, at), ...nodeProtos(f).map((n) => add.fromObject(n) as never), ...nodes.slice(at)];
+  graph.initializer = [...(graph.initializer ?? []), ...f.initializers.map((t) => tensor.fromObject(tensorProto(t)) as never)];
+  raiseOpset(model, f.opset);
+}
+
+export function raiseOpset(model: ModelMsg, version: number): void {
+  const ops = model.opset_import ?? [];
+  const def = ops.find((o) => !o.domain || o.domain === 'ai.onnx');
+  if (!def) model.opset_import = [...ops, { domain: '', version }];
+  else if (Number(def.version ?? 0) < version) def.version = version;
+}
