@@ -15,6 +15,11 @@ import { PROVIDERS, type Provider } from '../core/runtime/onnx.js';
 import { createHost } from '../host.js';
 import { serve } from '../serve/server.js';
 import { progressPrinter } from './progress.js';
+import { registerCompare } from './compare-command.js';
+import { calibrate, type TimestepSelection } from '../core/quant/calibrate.js';
+import { quantizePipeline, readRecord } from '../core/quant/quantize.js';
+import { listPresets, loadRecipe } from '../core/quant/recipe.js';
+import { runEval } from '../core/jobs/eval-job.js';
 
 const VERSION = '0.1.0';
 /** The built renderer (npm run build). */
@@ -86,6 +91,80 @@ export function buildProgram(): Command {
       const info = await runInfo(dir);
       console.log(o.json ? JSON.stringify(info, null, 2) : formatInfo(info));
     });
+
+  program
+    .command('calibrate')
+    .description('run the FP sampler over a calibration set and record per-layer, per-timestep activation statistics')
+    .argument('<pipeline-dir>', 'pipeline folder')
+    .requiredOption('--out <record>', 'calibration record to write (JSON)')
+    .option('--samples <n>', 'calibration images (classes cycle 0..C-1)', num('--samples', 1, true), 64)
+    .option('--steps <n>', 'sampling steps', num('--steps', 1, true), 25)
+    .addOption(new Option('--sampler <name>', 'sampler').choices(SAMPLERS).default('ddim'))
+    .option('--guidance <w>', 'classifier-free guidance scale', num('--guidance', 0), 2)
+    .addOption(new Option('--timesteps <sel>', 'which steps to record: all, uniform (Q-Diffusion), normal (PTQ4DM)').choices(['all', 'uniform', 'normal']).default('all'))
+    .option('--count <n>', 'uniform/normal: how many steps', num('--count', 1, true), 10)
+    .option('--batch <n>', 'images per batch (checkpointed for resume)', num('--batch', 1, true), 32)
+    .option('--quiet', 'no progress output')
+    .action(async (dir: string, o: Record<string, string | number | boolean | undefined>) => {
+      const progress = o.quiet ? undefined : progressPrinter('calibrating');
+      const ac = new AbortController();
+      const onInt = () => ac.abort();
+      process.once('SIGINT', onInt);
+      try {
+        const rec = await calibrate(dir, String(o.out), {
+          samples: o.samples as number, steps: o.steps as number, sampler: o.sampler as SamplerName, guidance: o.guidance as number,
+          timesteps: o.timesteps as TimestepSelection, count: o.count as number, batchSize: o.batch as number, signal: ac.signal, onProgress: progress?.update,
+        });
+        progress?.done();
+        console.log(`calibrated ${rec.sites.length} activation sites at ${rec.steps.length} steps (${rec.settings.samples} images) in ${rec.seconds.toFixed(1)} s -> ${resolve(String(o.out))}`);
+      } catch (e) {
+        progress?.done();
+        if (isDqError(e) && e.code === 'CANCELLED') throw new DqError('CANCELLED', 'calibration cancelled: no record was written; run the same command again to resume');
+        throw e;
+      } finally {
+        process.off('SIGINT', onInt);
+      }
+    });
+
+  program
+    .command('quantize')
+    .description('quantize a pipeline with a preset or recipe file into a variant folder (simulated quantization)')
+    .argument('<pipeline-dir>', 'pipeline folder')
+    .requiredOption('--preset <name|file>', `preset name (${listPresets().join(', ')}) or a recipe JSON file`)
+    .option('--calib <record>', 'calibration record from dq calibrate (needed when activations are quantized)')
+    .requiredOption('--out <variant-dir>', 'variant folder to write')
+    .action(async (dir: string, o: { preset: string; calib?: string; out: string }) => {
+      const recipe = loadRecipe(o.preset);
+      const record = o.calib ? readRecord(o.calib) : null;
+      const m = await quantizePipeline({ pipelineDir: dir, recipe, record, recordPath: o.calib, out: o.out });
+      console.log(
+        `${recipe.name}: ${m.summary.quantized} layers quantized, ${m.summary.spared} kept in FP; weights ${m.summary.weightBitsPerParameter} bits/parameter, ` +
+          `activations ${m.summary.activationFormat ?? 'FP'} (simulated) -> ${resolve(o.out)}`,
+      );
+    });
+
+  program
+    .command('eval')
+    .description('every preset vs FP on the same seeds: class agreement and FID-to-FP (classifier features)')
+    .argument('<pipeline-dir>', 'pipeline folder')
+    .option('--presets <list>', 'comma-separated presets (default: all)')
+    .option('--samples <n>', 'images per variant', num('--samples', 2, true), 500)
+    .option('--steps <n>', 'sampling steps', num('--steps', 1, true), 25)
+    .addOption(new Option('--sampler <name>', 'sampler').choices(SAMPLERS).default('ddim'))
+    .option('--guidance <w>', 'classifier-free guidance scale', num('--guidance', 0), 2)
+    .option('--calib <record>', 'calibration record (default: calibrate into <out>/calibration.json)')
+    .option('--calib-samples <n>', 'calibration images when calibrating', num('--calib-samples', 1, true), 64)
+    .requiredOption('--out <dir>', 'folder for variants, calibration and eval.json')
+    .action(async (dir: string, o: Record<string, string | number | undefined>) => {
+      const presets = o.presets ? String(o.presets).split(',').map((s) => s.trim()).filter(Boolean) : listPresets();
+      await runEval({
+        pipelineDir: dir, presets, samples: o.samples as number, steps: o.steps as number, sampler: o.sampler as SamplerName,
+        guidance: o.guidance as number, out: String(o.out), calib: o.calib as string | undefined, calibSamples: o.calibSamples as number,
+        onLine: (s) => console.log(s),
+      });
+    });
+
+  registerCompare(program);
 
   program
     .command('serve')

@@ -13,15 +13,20 @@ export interface EmbeddedModelInfo {
   sampleShape: number[] | null;
 }
 
-/** models/ beside the source tree (the repository root), or DQ_MODELS_DIR. */
-export function modelsRoot(): string {
-  if (process.env.DQ_MODELS_DIR) return resolve(process.env.DQ_MODELS_DIR);
+/** The repository root (the folder with package.json and models/ above this file). */
+export function repoRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
-    if (existsSync(join(dir, 'models')) && existsSync(join(dir, 'package.json'))) return join(dir, 'models');
+    if (existsSync(join(dir, 'models')) && existsSync(join(dir, 'package.json'))) return dir;
     dir = dirname(dir);
   }
-  return resolve('models');
+  return resolve('.');
+}
+
+/** models/ at the repository root, or DQ_MODELS_DIR. */
+export function modelsRoot(): string {
+  if (process.env.DQ_MODELS_DIR) return resolve(process.env.DQ_MODELS_DIR);
+  return join(repoRoot(), 'models');
 }
 
 function firstParagraph(md: string): string {

@@ -8,6 +8,8 @@ import { join, resolve } from 'node:path';
 import { DqError } from '../errors.js';
 import { Session, type Provider, type IoMeta } from '../runtime/onnx.js';
 import { parseSchedulerConfig, type SchedulerConfig } from './schedulers.js';
+import type { ExtraFeeds } from './sample.js';
+import { readManifest, variantFeeds } from '../quant/variant.js';
 
 export interface PipelineIndex {
   className: string;
@@ -27,6 +29,9 @@ export interface UnetIO {
   timestepType: 'float32' | 'int64';
   classLabels: string | null;
   output: string;
+  /** False when a variant's denoiser no longer reads the input (its time-only region was cut out). */
+  feedsTimestep?: boolean;
+  feedsClassLabels?: boolean;
 }
 
 export interface Pipeline {
@@ -38,6 +43,10 @@ export interface Pipeline {
   unetInputs: IoMeta[];
   unetOutputs: IoMeta[];
   io: UnetIO;
+  /** A quantized variant's extra inputs per network evaluation (activation parameters, temporal features). */
+  extraFeeds?: ExtraFeeds;
+  /** The variant's manifest, when this pipeline is a quantized variant. */
+  variant?: { recipe: string; simulated: boolean };
 }
 
 const SAMPLE_NAMES = ['sample', 'x', 'latent', 'latents', 'noisy_sample', 'hidden_states'];
@@ -105,7 +114,9 @@ function parseIndex(raw: unknown, path: string): PipelineIndex {
 }
 
 /** Finds the denoiser's inputs by name, then by rank and type. */
-export function resolveUnetIO(inputs: IoMeta[], outputs: IoMeta[], where: string): UnetIO {
+export function resolveUnetIO(inputs: IoMeta[], outputs: IoMeta[], where: string, runtimeInputs: string[] = []): UnetIO {
+  const extraAllowed = new Set(runtimeInputs);
+  inputs = inputs.filter((m) => !extraAllowed.has(m.name));
   const byName = (names: string[]) => inputs.find((m) => names.includes(m.name.toLowerCase()));
   const rank = (m: IoMeta) => m.shape?.length ?? -1;
   const sample = byName(SAMPLE_NAMES) ?? inputs.find((m) => rank(m) === 4 && m.type.startsWith('float'));
@@ -162,12 +173,22 @@ export async function loadPipeline(dir: string, provider: Provider = 'cpu'): Pro
     if (e instanceof DqError && e.code === 'BAD_MODEL') throw new DqError('BAD_MODEL', `${dir}: unet/model.onnx: ${e.message}`);
     throw e;
   }
-  const io = resolveUnetIO(session.inputs, session.outputs, `${dir}/unet/model.onnx`);
+  const manifest = readManifest(loc.dir);
+  let io: UnetIO;
+  if (manifest?.sourceIo) {
+    // a variant: the source's inputs, some of which may now reach the network only through its temporal model
+    const names = new Set(session.inputNames);
+    io = { ...manifest.sourceIo, feedsTimestep: names.has(manifest.sourceIo.timestep), feedsClassLabels: manifest.sourceIo.classLabels !== null && names.has(manifest.sourceIo.classLabels) };
+  } else {
+    io = resolveUnetIO(session.inputs, session.outputs, `${dir}/unet/model.onnx`, manifest?.runtimeInputs ?? []);
+  }
   if (index.nullClass !== null && !io.classLabels) {
     throw new DqError('BAD_CONFIG', `${dir}: model_index.json names a null class but the unet has no class-label input`);
   }
-  return {
-    pipeline: { dir: loc.dir, index, scheduler, unetPath: loc.unetPath, unetInputs: session.inputs, unetOutputs: session.outputs, io },
-    session,
-  };
+  const pipeline: Pipeline = { dir: loc.dir, index, scheduler, unetPath: loc.unetPath, unetInputs: session.inputs, unetOutputs: session.outputs, io };
+  if (manifest) {
+    pipeline.extraFeeds = await variantFeeds(loc.dir, provider, io.timestep, io.classLabels);
+    pipeline.variant = { recipe: manifest.recipe.name, simulated: manifest.simulated };
+  }
+  return { pipeline, session };
 }

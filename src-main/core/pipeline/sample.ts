@@ -3,7 +3,7 @@
  * and cancellation. Image i is determined by (seeds[i], classes[i], settings) alone, whatever the batch.
  */
 import { DqError } from '../errors.js';
-import type { FeedValue, Session } from '../runtime/onnx.js';
+import type { FeedValue, Session, TensorOut } from '../runtime/onnx.js';
 import { Rng } from './noise.js';
 import type { Pipeline } from './pipeline.js';
 import { createScheduler, type SamplerName } from './schedulers.js';
@@ -32,7 +32,21 @@ export interface SampleRequest extends SampleSettings {
   onProgress?: (p: SampleProgress) => void;
   /** Keep the predicted x0 of every step (for trajectory views). */
   keepTrajectory?: boolean;
+  /** Calibration: at the listed step indices, run `session` (the model with statistics outputs) instead. */
+  tap?: StepTap;
+  /** Inputs a quantized variant needs besides sample/timestep/labels (activation parameters, temporal features). */
+  extraFeeds?: ExtraFeeds;
 }
+
+export interface StepTap {
+  session: Session;
+  steps: ReadonlySet<number>;
+  fetch: string[];
+  onOutputs: (step: number, timestep: number, outputs: Record<string, TensorOut>) => void;
+}
+
+/** Extra inputs for one network evaluation at model timestep t, for the batch's class labels. */
+export type ExtraFeeds = (t: number, labels: BigInt64Array | null, rows: number) => Promise<Record<string, FeedValue>>;
 
 export interface SampleOutput {
   /** One Float32Array [C*H*W] per image, in model space (about [-1, 1]). */
@@ -97,7 +111,7 @@ export async function sample(p: Pipeline, session: Session, req: SampleRequest):
       if (req.signal?.aborted) throw new DqError('CANCELLED', 'sampling was cancelled');
       const t = sched.timesteps[s]!;
       const xin = sched.scaleModelInput(x, s);
-      const eps = await denoise(p, session, xin, t, labels, guided ? req.guidance : 1, b, size);
+      const eps = await denoise(p, session, xin, t, labels, guided ? req.guidance : 1, b, size, req, s);
       const { prevSample, predOriginal } = sched.step(eps, s, x, noise);
       x = prevSample;
       if (trajectory) idx.forEach((i, k) => trajectory[i]!.push(Float32Array.from(predOriginal.subarray(k * size, (k + 1) * size))));
@@ -119,6 +133,8 @@ async function denoise(
   guidance: number,
   b: number,
   size: number,
+  req: SampleRequest,
+  step: number,
 ): Promise<Float64Array> {
   const [C, H, W] = p.index.sampleShape;
   const guided = guidance !== 1;
@@ -128,18 +144,30 @@ async function denoise(
   if (guided) sampleData.set(x, b * size);
   const feeds: Record<string, FeedValue> = {
     [p.io.sample]: { type: 'float32', data: sampleData, dims: [rows, C, H, W] },
-    [p.io.timestep]:
+  };
+  if (p.io.feedsTimestep !== false) {
+    feeds[p.io.timestep] =
       p.io.timestepType === 'int64'
         ? { type: 'int64', data: new BigInt64Array(rows).fill(BigInt(Math.round(t))), dims: [rows] }
-        : { type: 'float32', data: new Float32Array(rows).fill(t), dims: [rows] },
-  };
-  if (p.io.classLabels) {
-    const lab = new BigInt64Array(rows);
-    labels.forEach((c, k) => (lab[k] = BigInt(c)));
-    if (guided) lab.fill(BigInt(p.index.nullClass!), b);
-    feeds[p.io.classLabels] = { type: 'int64', data: lab, dims: [rows] };
+        : { type: 'float32', data: new Float32Array(rows).fill(t), dims: [rows] };
   }
-  const out = (await session.run(feeds, [p.io.output]))[p.io.output]!;
+  let lab: BigInt64Array | null = null;
+  if (p.io.classLabels) {
+    lab = new BigInt64Array(rows);
+    labels.forEach((c, k) => (lab![k] = BigInt(c)));
+    if (guided) lab.fill(BigInt(p.index.nullClass!), b);
+    if (p.io.feedsClassLabels !== false) feeds[p.io.classLabels] = { type: 'int64', data: lab, dims: [rows] };
+  }
+  const extra = req.extraFeeds ?? p.extraFeeds;
+  if (extra) Object.assign(feeds, await extra(t, lab, rows));
+  let out: TensorOut;
+  if (req.tap && req.tap.steps.has(step)) {
+    const res = await req.tap.session.run(feeds, [p.io.output, ...req.tap.fetch]);
+    req.tap.onOutputs(step, t, res);
+    out = res[p.io.output]!;
+  } else {
+    out = (await session.run(feeds, [p.io.output]))[p.io.output]!;
+  }
   const o = out.data as Float32Array;
   if (o.length !== rows * size) throw new DqError('BAD_MODEL', `unet output has ${o.length} values, expected ${rows * size}`);
   const eps = new Float64Array(b * size);

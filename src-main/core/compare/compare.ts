@@ -1,0 +1,650 @@
+/**
+ * `dq compare`: the same seeds and classes through every variant of a pipeline (FP, INT, FP4, ...), with image
+ * metrics against FP, Frechet distances in the MNIST classifier's feature space, error curves along the FP
+ * trajectory, videos, a metrics.json and a self-contained HTML report.
+ *
+ * Everything is computed in memory first; files are written at the end, each atomically (temporary file, then
+ * rename), the report last. A cancelled or failed run leaves the output folder as it was.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { DqError } from '../errors.js';
+import { agreement, classifierPath, classify } from '../eval/classifier.js';
+import { fitGaussian, frechetDistance, psnr, ssim, type Gaussian } from '../eval/metrics.js';
+import { writeFileAtomic } from '../fsutil.js';
+import { encodePng, layoutGrid, type RasterImage } from '../image/grid.js';
+import { externalRef, loadOnnx } from '../onnx/io.js';
+import { loadPipeline, type Pipeline } from '../pipeline/pipeline.js';
+import { sample, validateRequest } from '../pipeline/sample.js';
+import type { SamplerName } from '../pipeline/schedulers.js';
+import type { Provider, Session } from '../runtime/onnx.js';
+import { heldOutDigit, HELD_OUT_PER_DIGIT, mnistDigitsDir } from './data.js';
+import { runLoop, seedNoise, slerp } from './loop.js';
+import { probeTrajectory, setupFpTemporal, setupVariantTemporal, type TemporalProbe } from './probe.js';
+import { absDiff, heatImage, label, layoutRgb, padEven, toRgbPlanes } from './render.js';
+import { renderReport } from './report.js';
+import { METRICS_SCHEMA_ID, METRICS_VERSION, type CompareMetrics, type VariantMetrics } from './schema.js';
+import { encodeAnimatedWebp, encodeMp4, findFfmpeg } from './video.js';
+
+export const FP = 'fp';
+/** FID image i uses seed FID_SEED_START + i (away from the small seeds people pick for grids). */
+export const FID_SEED_START = 1_000_000;
+const MAX_TRAJECTORY_COLUMNS = 8;
+const MAX_WALK_SEEDS = 4;
+const MAX_WALK_CLASSES = 4;
+
+export interface CompareProgress {
+  phase: 'loading' | 'grid' | 'fid' | 'probe' | 'walk' | 'writing';
+  /** Network evaluations (batches x steps) done / planned, over all phases. */
+  done: number;
+  total: number;
+}
+
+export interface CompareJob {
+  pipelineDir: string;
+  /** 'fp' (the base pipeline) or variant folders; FP is always the reference and the first row. */
+  variants: string[];
+  seeds: number[];
+  /** Class labels; empty = every class (conditional pipelines). */
+  classes: number[];
+  steps: number;
+  sampler: SamplerName;
+  guidance: number;
+  eta?: number;
+  batchSize?: number;
+  provider?: Provider;
+  /** Generated images per variant for FID (0 = no FID). */
+  fidSamples: number;
+  /** Frames per segment of the seed walk (default 8). */
+  walkFrames?: number;
+  /** Write videos (trajectory, walk). */
+  video: boolean;
+  out: string;
+  /** ffmpeg executable (default: `ffmpeg` on PATH). */
+  ffmpeg?: string;
+  signal?: AbortSignal;
+  onProgress?: (p: CompareProgress) => void;
+}
+
+interface Variant {
+  name: string;
+  file: string;
+  isFp: boolean;
+  dir: string;
+  pipeline: Pipeline;
+  session: Session;
+  manifest: unknown;
+}
+
+export interface Video {
+  frames: RasterImage[];
+  delays: number[];
+}
+
+export interface Comparison {
+  metrics: CompareMetrics;
+  /** images[v][i]: grid image i of variant v (model space). */
+  images: Float32Array[][];
+  /** walk[v][f * walkColumns + c]: walk frame f, column c of variant v; empty without video. */
+  walk: Float32Array[][];
+  walkColumns: number;
+  grid: RasterImage;
+  diffs: { name: string; file: string; image: RasterImage }[];
+  trajectoryVideo: Video | null;
+  walkVideo: Video | null;
+  notes: string[];
+}
+
+function fileSafe(name: string): string {
+  return name.toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '') || 'variant';
+}
+
+function readManifest(dir: string, notes: string[]): unknown {
+  const path = join(dir, 'manifest.json');
+  if (!existsSync(path)) return null;
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as unknown;
+  } catch (e) {
+    notes.push(`${path} is not valid JSON (${(e as Error).message}); it was ignored`);
+    return null;
+  }
+}
+
+/** Bytes of the unet file and the external data files it references. */
+export function modelBytes(unetPath: string): number {
+  const loaded = loadOnnx(unetPath);
+  let total = loaded.size;
+  const seen = new Set<string>();
+  for (const t of loaded.model.graph?.initializer ?? []) {
+    const ref = externalRef(t);
+    if (!ref || seen.has(ref.location)) continue;
+    seen.add(ref.location);
+    total += statSync(join(loaded.dir, ref.location)).size;
+  }
+  return total;
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+async function loadVariants(job: CompareJob, fp: { pipeline: Pipeline; session: Session }, notes: string[]): Promise<Variant[]> {
+  const list = job.variants.map((v) => v.trim()).filter(Boolean);
+  if (!list.length) throw new DqError('BAD_ARGUMENT', '--variants: give at least one variant (fp or a pipeline folder)');
+  if (!list.some((v) => v.toLowerCase() === FP)) notes.push('fp was not in --variants; it is shown anyway, as the reference every metric compares against');
+  const out: Variant[] = [{ name: FP, file: FP, isFp: true, dir: fp.pipeline.dir, pipeline: fp.pipeline, session: fp.session, manifest: null }];
+  const names = new Set([FP]);
+  const files = new Set([FP]);
+  for (const entry of list) {
+    if (entry.toLowerCase() === FP) continue;
+    let loaded: { pipeline: Pipeline; session: Session };
+    try {
+      loaded = await loadPipeline(entry, job.provider ?? 'cpu');
+    } catch (e) {
+      if (e instanceof DqError && e.code !== 'CANCELLED') throw new DqError(e.code, `variant ${entry}: ${e.message.startsWith(`${entry}: `) ? e.message.slice(entry.length + 2) : e.message}`);
+      throw e;
+    }
+    const p = loaded.pipeline;
+    const base = fp.pipeline;
+    const where = `variant ${entry}`;
+    if (!sameShape(p.index.sampleShape, base.index.sampleShape)) {
+      throw new DqError('BAD_ARGUMENT', `${where}: sample shape [${p.index.sampleShape.join(',')}] differs from the pipeline's [${base.index.sampleShape.join(',')}]`);
+    }
+    if (p.index.classes.length !== base.index.classes.length || (p.io.classLabels === null) !== (base.io.classLabels === null)) {
+      throw new DqError('BAD_ARGUMENT', `${where}: its classes (${p.index.classes.length}) differ from the pipeline's (${base.index.classes.length})`);
+    }
+    if (p.index.nullClass !== base.index.nullClass) {
+      throw new DqError('BAD_ARGUMENT', `${where}: its null class (${p.index.nullClass}) differs from the pipeline's (${base.index.nullClass})`);
+    }
+    if (JSON.stringify(p.scheduler) !== JSON.stringify(base.scheduler)) {
+      notes.push(`${where} has a different scheduler config; the base pipeline's is used for every variant, so they share their trajectories' conditions`);
+    }
+    const manifest = readManifest(p.dir, notes);
+    const mName = manifestName(manifest);
+    let name = (mName ?? basename(p.dir)).trim() || 'variant';
+    for (let k = 2; names.has(name); k++) name = `${mName ?? basename(p.dir)}-${k}`;
+    names.add(name);
+    let file = fileSafe(name);
+    for (let k = 2; files.has(file); k++) file = `${fileSafe(name)}-${k}`;
+    files.add(file);
+    out.push({ name, file, isFp: false, dir: p.dir, pipeline: { ...p, scheduler: base.scheduler }, session: loaded.session, manifest });
+  }
+  return out;
+}
+
+function manifestName(m: unknown): string | null {
+  if (!m || typeof m !== 'object') return null;
+  const o = m as { name?: unknown; recipe?: { name?: unknown } };
+  if (typeof o.name === 'string' && o.name.trim()) return o.name.trim();
+  if (typeof o.recipe?.name === 'string' && o.recipe.name.trim()) return o.recipe.name.trim();
+  return null;
+}
+
+/** Bits per quantized weight and the deployed-size estimate, from a quantizer manifest's summary. */
+function sizeFromManifest(m: unknown, bytes: number): { bits: number | null; deployed: number | null } {
+  const sum = m && typeof m === 'object' ? (m as { summary?: Record<string, unknown>; simulated?: unknown }).summary : undefined;
+  const bits = sum?.weightBitsPerParameter;
+  const q = sum?.quantizedParameters;
+  if (typeof bits !== 'number' || !(bits > 0) || typeof q !== 'number' || !(q >= 0)) return { bits: null, deployed: null };
+  const simulated = (m as { simulated?: unknown }).simulated === true;
+  return { bits, deployed: simulated ? Math.max(0, Math.round(bytes - q * (4 - bits / 8))) : null };
+}
+
+function summary(values: number[]): { mean: number | null; min: number | null; perImage: (number | null)[] } {
+  const finite = values.filter((v) => Number.isFinite(v));
+  return {
+    mean: finite.length ? finite.reduce((a, b) => a + b, 0) / finite.length : null,
+    min: finite.length ? Math.min(...finite) : null,
+    perImage: values.map((v) => (Number.isFinite(v) ? v : null)),
+  };
+}
+
+/** Repeats frames so a fixed frame rate shows each for (about) its delay. */
+function atFps(v: Video, fps: number): RasterImage[] {
+  const out: RasterImage[] = [];
+  v.frames.forEach((f, i) => {
+    const n = Math.max(1, Math.round((v.delays[i]! / 1000) * fps));
+    for (let k = 0; k < n; k++) out.push(f);
+  });
+  return out;
+}
+
+export async function computeComparison(job: CompareJob): Promise<Comparison> {
+  const notes: string[] = [];
+  const provider = job.provider ?? 'cpu';
+  const eta = job.eta ?? 0;
+  const bs = Math.max(1, job.batchSize ?? 32);
+  const walkFrames = job.walkFrames ?? 8;
+  if (!Number.isInteger(job.fidSamples) || job.fidSamples < 0) throw new DqError('BAD_ARGUMENT', `--fid-samples must be an integer >= 0, got ${job.fidSamples}`);
+  if (job.fidSamples === 1) throw new DqError('BAD_ARGUMENT', '--fid-samples: FID needs at least 2 samples (or 0 for none)');
+  if (!Number.isInteger(walkFrames) || walkFrames < 1) throw new DqError('BAD_ARGUMENT', `walk frames must be an integer >= 1, got ${walkFrames}`);
+  const check = () => {
+    if (job.signal?.aborted) throw new DqError('CANCELLED', 'comparison was cancelled');
+  };
+
+  job.onProgress?.({ phase: 'loading', done: 0, total: 1 });
+  const fp = await loadPipeline(job.pipelineDir, provider);
+  const base = fp.pipeline;
+  const conditional = base.io.classLabels !== null;
+  if (!conditional && job.classes.length) throw new DqError('BAD_ARGUMENT', 'this model is unconditional: leave out --class');
+  const classes = conditional ? (job.classes.length ? job.classes : base.index.classes.map((_, i) => i)) : [];
+  const variants = await loadVariants(job, fp, notes);
+  check();
+
+  // grid images: a column per (class, seed)
+  const gridSeeds: number[] = [];
+  const gridClasses: number[] = [];
+  for (const c of conditional ? classes : [null]) {
+    for (const s of job.seeds) {
+      gridSeeds.push(s);
+      if (c !== null) gridClasses.push(c);
+    }
+  }
+  const settings = { steps: job.steps, sampler: job.sampler, guidance: job.guidance, eta, batchSize: bs };
+  validateRequest(base, { ...settings, seeds: gridSeeds, classes: gridClasses });
+  const [C, H, W] = base.index.sampleShape;
+  const shape: [number, number, number] = [C, H, W];
+  const size = C * H * W;
+  const nGrid = gridSeeds.length;
+
+  // what the classifier can judge
+  const mnistShaped = C === 1 && H === 28 && W === 28;
+  const classifierFile = classifierPath();
+  const canClassify = mnistShaped && existsSync(classifierFile);
+  const classifyReason = !mnistShaped
+    ? `no feature extractor for [${shape.join(',')}] samples (the embedded classifier takes 1x28x28 digits)`
+    : canClassify
+      ? null
+      : `the MNIST classifier is missing (${classifierFile})`;
+  const digitClasses = base.index.classes.length === 10 && base.index.classes.every((n, i) => n === String(i));
+  const fidN = canClassify ? job.fidSamples : 0;
+  const fidSeeds = Array.from({ length: fidN }, (_, i) => FID_SEED_START + i);
+  const fidClasses = conditional ? fidSeeds.map((_, i) => classes[i % classes.length]!) : [];
+
+  // the walk: a closed loop through the initial noises of the first seeds
+  const walkSeeds = job.video ? (job.seeds.length >= 2 ? job.seeds.slice(0, MAX_WALK_SEEDS) : [job.seeds[0]!, job.seeds[0]! + 1]) : [];
+  const walkCols: (number | null)[] = conditional ? classes.slice(0, MAX_WALK_CLASSES) : [null];
+  const walkInit: Float64Array[] = [];
+  const walkRngSeeds: number[] = [];
+  const walkLabels: number[] = [];
+  const walkTitles: string[] = [];
+  if (job.video) {
+    const noise = walkSeeds.map((s) => seedNoise(s, size).z);
+    for (let a = 0; a < walkSeeds.length; a++) {
+      const b = (a + 1) % walkSeeds.length;
+      for (let k = 0; k < walkFrames; k++) {
+        const z = slerp(noise[a]!, noise[b]!, k / walkFrames);
+        walkTitles.push(`WALK S${walkSeeds[a]}-S${walkSeeds[b]} ${k}/${walkFrames}`);
+        for (const c of walkCols) {
+          walkInit.push(z);
+          walkRngSeeds.push(walkSeeds[a]!);
+          walkLabels.push(c ?? 0);
+        }
+      }
+    }
+  }
+
+  const V = variants.length;
+  const batches = (n: number) => Math.ceil(n / bs);
+  const total = V * (1 + job.steps * (batches(nGrid) + batches(fidN) + batches(walkInit.length))) + job.steps * batches(nGrid) * (V + 1);
+  let done = 0;
+  const tick = (phase: CompareProgress['phase'], k = 1) => {
+    done += k;
+    job.onProgress?.({ phase, done: Math.min(done, total), total });
+  };
+
+  // 1. grid images (and their trajectories), timed after a warm-up evaluation
+  const images: Float32Array[][] = [];
+  const trajectories: Float32Array[][][] = [];
+  const timing: { secondsPerStep: number; imagesPerStep: number }[] = [];
+  let timesteps: number[] = [];
+  for (const v of variants) {
+    await sample(v.pipeline, v.session, { ...settings, steps: 1, seeds: [gridSeeds[0]!], classes: gridClasses.slice(0, 1), signal: job.signal });
+    tick('grid');
+    let last = 0;
+    const res = await sample(v.pipeline, v.session, {
+      ...settings,
+      seeds: gridSeeds,
+      classes: gridClasses,
+      keepTrajectory: job.video,
+      signal: job.signal,
+      onProgress: (p) => {
+        tick('grid', p.done - last);
+        last = p.done;
+      },
+    });
+    images.push(res.images);
+    trajectories.push(res.trajectory ?? []);
+    timesteps = res.timesteps;
+    timing.push({ secondsPerStep: res.seconds / job.steps, imagesPerStep: nGrid });
+  }
+
+  // 2. FID sets and classifier judgements
+  let featureDim: number | null = null;
+  const fidGaussians: (Gaussian | null)[] = [];
+  const labelsByVariant: number[][] = [];
+  for (const v of variants) {
+    check();
+    let fidImages: Float32Array[] = [];
+    if (fidN > 0) {
+      let last = 0;
+      fidImages = (
+        await sample(v.pipeline, v.session, {
+          ...settings,
+          seeds: fidSeeds,
+          classes: fidClasses,
+          signal: job.signal,
+          onProgress: (p) => {
+            tick('fid', p.done - last);
+            last = p.done;
+          },
+        })
+      ).images;
+    }
+    if (canClassify) {
+      const judged = await classify([...images[variants.indexOf(v)]!, ...fidImages], { provider });
+      featureDim = judged.features[0]?.length ?? null;
+      labelsByVariant.push(judged.labels);
+      fidGaussians.push(fidN >= 2 ? fitGaussian(judged.features.slice(nGrid)) : null);
+    } else {
+      labelsByVariant.push([]);
+      fidGaussians.push(null);
+    }
+  }
+
+  // the data reference: held-out MNIST digits of the compared classes
+  let dataGaussian: Gaussian | null = null;
+  let dataImages = 0;
+  let dataReason: string | null = null;
+  if (fidN >= 2) {
+    const digitsDir = mnistDigitsDir();
+    if (!digitClasses && conditional) dataReason = 'no data reference for this pipeline (FID-to-data needs an MNIST digit pipeline, classes 0-9)';
+    else if (!digitsDir) dataReason = 'the mnist package (the data reference) is not installed';
+    else {
+      const digits = conditional ? classes : [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+      const ref = digits.flatMap((d) => heldOutDigit(d, digitsDir));
+      dataImages = ref.length;
+      dataGaussian = fitGaussian((await classify(ref, { provider })).features);
+    }
+  }
+  const fidReason = classifyReason ?? (job.fidSamples === 0 ? 'FID was not asked for (--fid-samples 0)' : null);
+
+  // 3. errors along the FP trajectory
+  check();
+  const fpTemporal = await setupFpTemporal(base.unetPath, provider);
+  const temporalProbes: ({ ok: true; probe: TemporalProbe } | { ok: false; reason: string })[] = [];
+  let probe: Awaited<ReturnType<typeof probeTrajectory>>;
+  try {
+    for (const v of variants) {
+      if (!fpTemporal.ok) temporalProbes.push(fpTemporal);
+      else if (v.isFp) temporalProbes.push(fpTemporal);
+      else temporalProbes.push(await setupVariantTemporal(v.pipeline.unetPath, fpTemporal.probe.features, provider, v.pipeline));
+    }
+    probe = await probeTrajectory(
+      base,
+      fp.session,
+      fpTemporal.ok ? fpTemporal.probe : null,
+      variants.map((v, k) => {
+        const t = temporalProbes[k]!;
+        return { pipeline: v.pipeline, session: v.session, temporal: t.ok ? t.probe : null };
+      }),
+      { ...settings, seeds: gridSeeds, labels: gridClasses, signal: job.signal, onEval: () => tick('probe') },
+    );
+  } finally {
+    const held = new Set([fpTemporal, ...temporalProbes].flatMap((t) => (t.ok ? [t.probe] : [])));
+    await Promise.allSettled([...held].map((p) => p.release()));
+  }
+
+  // 4. the walk
+  const walk: Float32Array[][] = [];
+  if (job.video) {
+    for (const v of variants) {
+      const res = await runLoop(v.pipeline, v.session, {
+        ...settings,
+        init: walkInit,
+        rngs: walkRngSeeds.map((s) => seedNoise(s, size).rng),
+        labels: walkLabels,
+        signal: job.signal,
+        onStep: () => tick('walk'),
+      });
+      walk.push(res.images);
+    }
+  }
+  check();
+
+  // 5. metrics
+  const fpLabels = labelsByVariant[0]!;
+  const fpGauss = fidGaussians[0] ?? null;
+  const variantMetrics: VariantMetrics[] = variants.map((v, k) => {
+    const imgs = images[k]!;
+    const t = temporalProbes[k]!;
+    const tr = probe.temporal[k];
+    const labels = labelsByVariant[k]!;
+    const requested = [...gridClasses, ...fidClasses];
+    const g = fidGaussians[k] ?? null;
+    const bytes = modelBytes(v.pipeline.unetPath);
+    const size = v.isFp ? { bits: 32, deployed: bytes } : sizeFromManifest(v.manifest, bytes);
+    return {
+      name: v.name,
+      isFp: v.isFp,
+      dir: v.dir,
+      manifest: v.manifest ?? null,
+      modelBytes: bytes,
+      weightBitsPerParameter: size.bits,
+      estimatedDeployedBytes: size.deployed,
+      psnrDb: summary(imgs.map((img, i) => psnr(images[0]![i]!, img, 2))),
+      ssim: summary(imgs.map((img, i) => ssim(images[0]![i]!, img, shape, 2))),
+      fid: {
+        toFp: g && fpGauss ? frechetDistance(g, fpGauss) : null,
+        toData: g && dataGaussian ? frechetDistance(g, dataGaussian) : null,
+        samples: fidN,
+        reason: !g ? (fidReason ?? 'FID needs at least 2 samples') : !dataGaussian ? dataReason : null,
+      },
+      classAgreement: {
+        requested: canClassify && conditional ? agreement(requested, labels) : null,
+        withFp: canClassify ? agreement(fpLabels, labels) : null,
+        samples: canClassify ? labels.length : 0,
+        reason: !canClassify ? classifyReason : conditional ? null : 'requested-class agreement needs a class-conditional pipeline',
+      },
+      epsError: probe.eps[k]!,
+      temporalFeatureError: t.ok && tr
+        ? { available: true, reason: null, source: t.probe.source, features: t.probe.features, perStep: tr.perStep, perFeature: tr.perFeature }
+        : { available: false, reason: t.ok ? 'not computed' : t.reason, source: null, features: fpTemporal.ok ? fpTemporal.probe.features : [], perStep: [], perFeature: [] },
+      timing: { secondsPerStep: timing[k]!.secondsPerStep, imagesPerStep: timing[k]!.imagesPerStep },
+    };
+  });
+  if (fidN >= 2) {
+    notes.push(
+      `FID uses ${fidN} generated images per variant in the classifier's ${featureDim}-dimensional feature space. FID from few samples is biased upwards ` +
+        `(two sample sets of one model do not give 0)${featureDim !== null && fidN <= featureDim ? ', and with no more samples than dimensions the covariance is singular' : ''}; ` +
+        'compare variants with each other at equal sample counts, and use several hundred samples or more before reading small differences.',
+    );
+  }
+  if (dataReason && fidN >= 2) notes.push(`FID-to-data not computed: ${dataReason}`);
+  if (classifyReason) notes.push(`FID and class agreement not computed: ${classifyReason}`);
+  if (!fpTemporal.ok) notes.push(`temporal-feature error not computed: ${fpTemporal.reason}`);
+  for (const m of variantMetrics) {
+    if (!m.temporalFeatureError.available && fpTemporal.ok) notes.push(`temporal-feature error of ${m.name} is null: ${m.temporalFeatureError.reason}`);
+  }
+
+  // 6. pictures
+  const className = (c: number) => base.index.classes[c] ?? String(c);
+  const colLabels = gridSeeds.map((s, i) => label(conditional ? `${className(gridClasses[i]!)} S${s}` : `S${s}`, 7));
+  const title = `${job.sampler} ${job.steps} steps cfg ${job.guidance}`;
+  const grid = layoutGrid({
+    cells: images,
+    channels: C,
+    height: H,
+    width: W,
+    rowLabels: variants.map((v) => label(v.name)),
+    colLabels,
+    zoom: 2,
+    title,
+  });
+  const diffMaps = variants.map((_, k) => images[k]!.map((img, i) => absDiff(img, images[0]![i]!, shape)));
+  let scale = 0;
+  for (const maps of diffMaps.slice(1)) for (const d of maps) for (const x of d) if (x > scale) scale = x;
+  const diffs = variants.slice(1).map((v, j) => ({
+    name: v.name,
+    file: `diff-${v.file}.png`,
+    image: layoutRgb({
+      cells: [images[0]!.map((img) => toRgbPlanes(img, C)), images[j + 1]!.map((img) => toRgbPlanes(img, C)), diffMaps[j + 1]!.map((d) => heatImage(d, scale))],
+      channels: 3,
+      height: H,
+      width: W,
+      rowLabels: ['FP', label(v.name), 'DIFF'],
+      colLabels,
+      zoom: 2,
+      title: `DIFF SCALE 0-${scale.toPrecision(2)}`,
+    }),
+  }));
+
+  let trajectoryVideo: Video | null = null;
+  let walkVideo: Video | null = null;
+  if (job.video) {
+    const cols = Math.min(MAX_TRAJECTORY_COLUMNS, nGrid);
+    const frames: RasterImage[] = [];
+    for (let s = 0; s < timesteps.length; s++) {
+      frames.push(
+        padEven(
+          layoutRgb({
+            cells: trajectories.map((tr) => tr.slice(0, cols).map((steps) => steps[s]!)),
+            channels: C,
+            height: H,
+            width: W,
+            rowLabels: variants.map((v) => label(v.name)),
+            colLabels: colLabels.slice(0, cols),
+            zoom: 3,
+            title: `PREDICTED X0 STEP ${s + 1}/${timesteps.length} T=${Math.round(timesteps[s]!)}`,
+          }),
+        ),
+      );
+    }
+    trajectoryVideo = { frames, delays: frames.map((_, i) => (i === frames.length - 1 ? 1500 : 200)) };
+    const wcols = walkCols.length;
+    const wframes = walkTitles.map((t, f) =>
+      padEven(
+        layoutRgb({
+          cells: walk.map((imgs) => imgs.slice(f * wcols, (f + 1) * wcols)),
+          channels: C,
+          height: H,
+          width: W,
+          rowLabels: variants.map((v) => label(v.name)),
+          colLabels: walkCols.map((c) => (c === null ? '' : label(className(c), 6))),
+          zoom: 3,
+          title: t,
+        }),
+      ),
+    );
+    walkVideo = { frames: wframes, delays: wframes.map(() => 120) };
+  }
+
+  const metrics: CompareMetrics = {
+    schema: METRICS_SCHEMA_ID,
+    version: METRICS_VERSION,
+    tool: 'dq compare',
+    pipeline: base.dir,
+    settings: {
+      seeds: job.seeds,
+      classes,
+      steps: job.steps,
+      sampler: job.sampler,
+      guidance: job.guidance,
+      eta,
+      batchSize: bs,
+      fidSamples: fidN,
+      fidSeedStart: FID_SEED_START,
+      walkSeeds,
+      walkFramesPerSegment: job.video ? walkFrames : 0,
+      video: job.video,
+    },
+    provider: { requested: fp.session.info.requested, used: fp.session.info.provider, fallback: fp.session.info.fallback ?? null },
+    images: gridSeeds.map((s, i) => ({
+      index: i,
+      seed: s,
+      class: conditional ? gridClasses[i]! : null,
+      className: conditional ? className(gridClasses[i]!) : null,
+    })),
+    reference: {
+      data: dataGaussian ? { source: `mnist package, held-out images (last ${HELD_OUT_PER_DIGIT} per digit, never used in training)`, images: dataImages } : null,
+      featureExtractor: canClassify ? 'models/mnist-classifier (penultimate layer)' : null,
+      featureDim: canClassify ? featureDim : null,
+    },
+    variants: variantMetrics,
+    files: {
+      grid: 'grid.png',
+      diffs: Object.fromEntries(diffs.map((d) => [d.name, d.file])),
+      trajectory: { webp: job.video ? 'trajectory.webp' : null, mp4: null, frames: trajectoryVideo?.frames.length ?? 0 },
+      walk: { webp: job.video ? 'walk.webp' : null, mp4: null, frames: walkVideo?.frames.length ?? 0 },
+      report: 'report.html',
+      metrics: 'metrics.json',
+    },
+    notes,
+  };
+  return { metrics, images, walk, walkColumns: walkCols.length, grid, diffs, trajectoryVideo, walkVideo, notes };
+}
+
+/** Encodes and writes everything; returns the metrics as written. */
+export async function writeComparison(c: Comparison, job: Pick<CompareJob, 'out' | 'video' | 'ffmpeg' | 'signal'>): Promise<CompareMetrics> {
+  const out = resolve(job.out);
+  const metrics: CompareMetrics = structuredClone(c.metrics);
+  const gridPng = await encodePng(c.grid);
+  const diffPngs = await Promise.all(c.diffs.map(async (d) => ({ ...d, png: await encodePng(d.image) })));
+  const webps: Record<string, Buffer> = {};
+  const mp4s: { name: string; tmp: string }[] = [];
+  const written: string[] = [];
+  try {
+    if (job.video && c.trajectoryVideo && c.walkVideo) {
+      webps['trajectory.webp'] = await encodeAnimatedWebp(c.trajectoryVideo.frames, c.trajectoryVideo.delays);
+      webps['walk.webp'] = await encodeAnimatedWebp(c.walkVideo.frames, c.walkVideo.delays);
+      const ff = findFfmpeg(job.ffmpeg);
+      if (!ff.found) metrics.notes.push(`MP4 not written: ${ff.reason} (the animated WebP files have the same frames)`);
+      else {
+        for (const [key, video] of [['trajectory', c.trajectoryVideo], ['walk', c.walkVideo]] as const) {
+          const tmp = join(out, `.${key}.${process.pid}.${Date.now()}.mp4.tmp`);
+          written.push(tmp);
+          mkdirSync(out, { recursive: true });
+          const err = await encodeMp4(ff.path, atFps(video, 20), 20, tmp, job.signal);
+          if (job.signal?.aborted) throw new DqError('CANCELLED', 'comparison was cancelled');
+          if (err) metrics.notes.push(`MP4 not written for the ${key} video: ${err}`);
+          else {
+            mp4s.push({ name: `${key}.mp4`, tmp });
+            metrics.files[key].mp4 = `${key}.mp4`;
+          }
+        }
+      }
+    } else {
+      metrics.notes.push('videos not written (--no-video)');
+    }
+    // every file lands by rename; the report goes last
+    writeFileAtomic(join(out, 'grid.png'), gridPng);
+    for (const d of diffPngs) writeFileAtomic(join(out, d.file), d.png);
+    for (const [name, buf] of Object.entries(webps)) writeFileAtomic(join(out, name), buf);
+    for (const m of mp4s) renameSync(m.tmp, join(out, m.name));
+    const json = JSON.stringify(metrics, null, 2) + '\n';
+    writeFileAtomic(join(out, 'metrics.json'), json);
+    writeFileAtomic(
+      join(out, 'report.html'),
+      renderReport(metrics, {
+        gridPng,
+        diffs: diffPngs.map((d) => ({ name: d.name, file: d.file, png: d.png })),
+        trajectoryWebp: webps['trajectory.webp'] ?? null,
+        walkWebp: webps['walk.webp'] ?? null,
+      }),
+    );
+  } finally {
+    for (const t of written) rmSync(t, { force: true });
+  }
+  // files of an earlier run in this folder that this run did not write would contradict the report
+  for (const key of ['trajectory', 'walk'] as const) {
+    if (!metrics.files[key].mp4) rmSync(join(out, `${key}.mp4`), { force: true });
+    if (!metrics.files[key].webp) rmSync(join(out, `${key}.webp`), { force: true });
+  }
+  return metrics;
+}
+
+export async function runCompare(job: CompareJob): Promise<CompareMetrics> {
+  const c = await computeComparison(job);
+  job.onProgress?.({ phase: 'writing', done: 1, total: 1 });
+  return writeComparison(c, job);
+}

@@ -1,0 +1,176 @@
+/**
+ * A sampling loop that starts from given initial noise (for seed-interpolation walks) and can look at every step
+ * (for probing other denoisers on the same trajectory). It follows src-main/core/pipeline/sample.ts step for step:
+ * with the initial noise and noise stream of a seed it gives exactly the images `sample` gives for that seed.
+ */
+import { DqError } from '../errors.js';
+import { Rng } from '../pipeline/noise.js';
+import type { Pipeline } from '../pipeline/pipeline.js';
+import { createScheduler, type SamplerName } from '../pipeline/schedulers.js';
+import type { FeedValue, Session, TensorOut } from '../runtime/onnx.js';
+
+export interface LoopSettings {
+  steps: number;
+  sampler: SamplerName;
+  guidance: number;
+  eta: number;
+  batchSize: number;
+}
+
+/** Initial noise of a seed and the generator positioned after it (what `sample` draws later steps from). */
+export function seedNoise(seed: number, size: number): { z: Float64Array; rng: Rng } {
+  const rng = new Rng(seed);
+  const z = rng.normal(new Float64Array(size)) as Float64Array;
+  return { z, rng };
+}
+
+/**
+ * Spherical interpolation between two noise vectors: the angle to `a` grows linearly with `t`, and for vectors of
+ * equal norm the result keeps that norm (a Gaussian sample stays a typical one). Falls back to linear
+ * interpolation when the vectors are (anti)parallel to working precision.
+ */
+export function slerp(a: Float64Array, b: Float64Array, t: number): Float64Array {
+  if (a.length !== b.length) throw new Error('slerp needs two vectors of the same length');
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+  }
+  const cos = Math.min(1, Math.max(-1, dot / Math.sqrt(na * nb)));
+  const theta = Math.acos(cos);
+  const out = new Float64Array(a.length);
+  const s = Math.sin(theta);
+  if (!(s > 1e-8)) {
+    for (let i = 0; i < a.length; i++) out[i] = (1 - t) * a[i]! + t * b[i]!;
+    return out;
+  }
+  const ca = Math.sin((1 - t) * theta) / s;
+  const cb = Math.sin(t * theta) / s;
+  for (let i = 0; i < a.length; i++) out[i] = ca * a[i]! + cb * b[i]!;
+  return out;
+}
+
+export function guidedRun(p: Pipeline, guidance: number): boolean {
+  return p.io.classLabels !== null && guidance !== 1;
+}
+
+/**
+ * Denoiser feeds for a batch (rows doubled with the null class when guided), as `sample` builds them: a quantized
+ * variant may no longer read the timestep or labels directly (its time-only region was cut out) and may need extra
+ * inputs per evaluation (activation parameters, cached temporal features).
+ */
+export async function buildFeeds(p: Pipeline, x: Float64Array, t: number, labels: number[], guided: boolean, b: number): Promise<Record<string, FeedValue>> {
+  const [C, H, W] = p.index.sampleShape;
+  const size = C * H * W;
+  const rows = guided ? 2 * b : b;
+  const sampleData = new Float32Array(rows * size);
+  sampleData.set(x);
+  if (guided) sampleData.set(x, b * size);
+  const feeds: Record<string, FeedValue> = {
+    [p.io.sample]: { type: 'float32', data: sampleData, dims: [rows, C, H, W] },
+  };
+  if (p.io.feedsTimestep !== false) {
+    feeds[p.io.timestep] =
+      p.io.timestepType === 'int64'
+        ? { type: 'int64', data: new BigInt64Array(rows).fill(BigInt(Math.round(t))), dims: [rows] }
+        : { type: 'float32', data: new Float32Array(rows).fill(t), dims: [rows] };
+  }
+  let lab: BigInt64Array | null = null;
+  if (p.io.classLabels) {
+    lab = new BigInt64Array(rows);
+    labels.forEach((c, k) => (lab![k] = BigInt(c)));
+    if (guided) lab.fill(BigInt(p.index.nullClass!), b);
+    if (p.io.feedsClassLabels !== false) feeds[p.io.classLabels] = { type: 'int64', data: lab, dims: [rows] };
+  }
+  if (p.extraFeeds) Object.assign(feeds, await p.extraFeeds(t, lab, rows));
+  return feeds;
+}
+
+/** The noise prediction the sampler uses: guidance applied when `guided`. */
+export function combineGuided(out: TensorOut, guidance: number, guided: boolean, b: number, size: number): Float64Array {
+  const o = out.data as Float32Array;
+  const rows = guided ? 2 * b : b;
+  if (o.length !== rows * size) throw new DqError('BAD_MODEL', `unet output has ${o.length} values, expected ${rows * size}`);
+  const eps = new Float64Array(b * size);
+  if (!guided) {
+    for (let j = 0; j < eps.length; j++) eps[j] = o[j]!;
+  } else {
+    const off = b * size;
+    for (let j = 0; j < eps.length; j++) eps[j] = o[off + j]! + guidance * (o[j]! - o[off + j]!);
+  }
+  return eps;
+}
+
+export async function predictEps(p: Pipeline, session: Session, x: Float64Array, t: number, labels: number[], guidance: number, b: number): Promise<Float64Array> {
+  const [C, H, W] = p.index.sampleShape;
+  const guided = guidedRun(p, guidance);
+  const out = (await session.run(await buildFeeds(p, x, t, labels, guided, b), [p.io.output]))[p.io.output]!;
+  return combineGuided(out, guidance, guided, b, C * H * W);
+}
+
+export interface StepView {
+  /** Indices (into the request's images) of this batch. */
+  idx: number[];
+  step: number;
+  timestep: number;
+  /** What the network saw (scaled model input), the whole batch. */
+  modelInput: Float64Array;
+  /** The guided noise prediction used for the step. */
+  eps: Float64Array;
+  /** Predicted x0 after the step. */
+  predOriginal: Float64Array;
+}
+
+export interface LoopRequest extends LoopSettings {
+  /** Standard-normal initial noise per image (scaled by the scheduler's initial sigma here). */
+  init: Float64Array[];
+  /** Noise stream per image for stochastic samplers. */
+  rngs: Rng[];
+  /** Class label per image (ignored by unconditional pipelines). */
+  labels: number[];
+  signal?: AbortSignal;
+  /** Called after every network evaluation (one per batch and step). */
+  onStep?: (v: StepView) => void | Promise<void>;
+}
+
+/** Runs the sampler from the given initial noise; returns the final images (model space). */
+export async function runLoop(p: Pipeline, session: Session, req: LoopRequest): Promise<{ images: Float32Array[]; timesteps: number[] }> {
+  const [C, H, W] = p.index.sampleShape;
+  const size = C * H * W;
+  const n = req.init.length;
+  const bs = Math.max(1, req.batchSize);
+  const images: Float32Array[] = new Array(n);
+  let timesteps: number[] = [];
+  for (let start = 0; start < n; start += bs) {
+    const idx = Array.from({ length: Math.min(bs, n - start) }, (_, k) => start + k);
+    const b = idx.length;
+    const sched = createScheduler(req.sampler, p.scheduler, req.steps, { eta: req.eta });
+    timesteps = sched.timesteps;
+    let x: Float64Array = new Float64Array(b * size);
+    idx.forEach((i, k) => {
+      const z = req.init[i]!;
+      if (z.length !== size) throw new Error(`initial noise has ${z.length} values, expected ${size}`);
+      for (let j = 0; j < size; j++) x[k * size + j] = z[j]! * sched.initNoiseSigma;
+    });
+    const noise = () => {
+      const z = new Float64Array(b * size);
+      idx.forEach((i, k) => z.set(req.rngs[i]!.normal(new Float64Array(size)), k * size));
+      return z;
+    };
+    const labels = idx.map((i) => req.labels[i] ?? 0);
+    for (let s = 0; s < sched.timesteps.length; s++) {
+      if (req.signal?.aborted) throw new DqError('CANCELLED', 'comparison was cancelled');
+      const t = sched.timesteps[s]!;
+      const xin = sched.scaleModelInput(x, s);
+      const eps = await predictEps(p, session, xin, t, labels, req.guidance, b);
+      const { prevSample, predOriginal } = sched.step(eps, s, x, noise);
+      x = prevSample;
+      await req.onStep?.({ idx, step: s, timestep: t, modelInput: xin, eps, predOriginal });
+    }
+    idx.forEach((i, k) => (images[i] = Float32Array.from(x.subarray(k * size, (k + 1) * size))));
+  }
+  return { images, timesteps };
+}

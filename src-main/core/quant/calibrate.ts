@@ -1,0 +1,215 @@
+/**
+ * Timestep-aware calibration (Q-Diffusion): run the FP sampler over a calibration set and, at the selected
+ * steps, collect in-graph statistics of every quantization site's activation. The result is a versioned record
+ * (site x step x statistics) that quantization and the UI read.
+ *
+ * Streaming: one batch at a time; only small statistic tensors leave onnxruntime. Progress events, cancel
+ * (AbortSignal), and resume: finished batches are checkpointed beside the output; a cancelled run leaves no
+ * record, and running again with the same settings picks up where it stopped.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { DqError } from '../errors.js';
+import { writeFileAtomic } from '../fsutil.js';
+import { analyzeGraph } from '../onnx/analysis.js';
+import { encodeModel, loadOnnx } from '../onnx/io.js';
+import { loadPipeline } from '../pipeline/pipeline.js';
+import { sample } from '../pipeline/sample.js';
+import { createScheduler, type SamplerName } from '../pipeline/schedulers.js';
+import { Rng } from '../pipeline/noise.js';
+import { Session, type Provider, type TensorOut } from '../runtime/onnx.js';
+import { buildSites, type Site } from './sites.js';
+import { mergeStat, type Stat } from './stats.js';
+import { addStatTaps, HIST_BINS } from './taps.js';
+
+export const RECORD_VERSION = 1;
+
+export type TimestepSelection = 'all' | 'uniform' | 'normal';
+
+export interface CalibrationSettings {
+  samples: number;
+  steps: number;
+  sampler: SamplerName;
+  guidance: number;
+  timesteps: TimestepSelection;
+  /** uniform: number of steps; normal: number of draws. */
+  count: number;
+  seed: number;
+  batchSize: number;
+}
+
+export const DEFAULT_CALIBRATION: CalibrationSettings = {
+  samples: 64, steps: 25, sampler: 'ddim', guidance: 2, timesteps: 'all', count: 10, seed: 0, batchSize: 32,
+};
+
+export interface CalibrationRecord {
+  version: number;
+  kind: 'dq-calibration';
+  pipeline: string;
+  unetSha256: string;
+  settings: CalibrationSettings;
+  /** Model timesteps of the schedule, by step index. */
+  timesteps: number[];
+  /** Step indices that were calibrated. */
+  steps: number[];
+  sites: Site[];
+  /** stats[site][half][step index] */
+  stats: Record<number, Record<number, Record<number, Stat>>>;
+  seconds: number;
+}
+
+export interface CalibrateProgress {
+  phase: 'calibrating';
+  done: number;
+  total: number;
+}
+
+export function sha256File(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+/** Which step indices to calibrate. */
+export function selectSteps(n: number, sel: TimestepSelection, count: number, seed: number): number[] {
+  if (sel === 'all') return Array.from({ length: n }, (_, i) => i);
+  if (sel === 'uniform') {
+    const k = Math.min(n, Math.max(1, count));
+    // every n/k steps, as Q-Diffusion's cali_st (step indices in sampling order)
+    return [...new Set(Array.from({ length: k }, (_, i) => Math.floor((i * n) / k)))];
+  }
+  // PTQ4DM: timesteps drawn from N(0.4 T, 0.4 T) over the sampling steps (step 0 = t = T)
+  const rng = new Rng(seed);
+  const out = new Set<number>();
+  for (let i = 0; i < count * 20 && out.size < Math.min(count, n); i++) {
+    const u1 = rng.uniform();
+    const u2 = rng.uniform();
+    const z = Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2);
+    const frac = 0.4 + 0.4 * z; // fraction of T
+    const t = Math.round((1 - frac) * (n - 1));
+    if (t >= 0 && t < n) out.add(t);
+  }
+  return [...out].sort((a, b) => a - b);
+}
+
+interface Checkpoint {
+  key: string;
+  batchesDone: number;
+  stats: CalibrationRecord['stats'];
+  seconds: number;
+}
+
+export async function calibrate(
+  pipelineDir: string,
+  out: string,
+  opts: Partial<CalibrationSettings> & { provider?: Provider; signal?: AbortSignal; onProgress?: (p: CalibrateProgress) => void } = {},
+): Promise<CalibrationRecord> {
+  const settings: CalibrationSettings = { ...DEFAULT_CALIBRATION, ...Object.fromEntries(Object.entries(opts).filter(([k, v]) => k in DEFAULT_CALIBRATION && v !== undefined)) };
+  if (!Number.isInteger(settings.samples) || settings.samples < 1) throw new DqError('BAD_ARGUMENT', `--samples must be a positive integer, got ${settings.samples}`);
+  const { pipeline, session } = await loadPipeline(pipelineDir, opts.provider ?? 'cpu');
+  const unetSha256 = sha256File(pipeline.unetPath);
+  const model = loadOnnx(pipeline.unetPath).model;
+  const map = analyzeGraph(model, { sampleInput: pipeline.io.sample, timestepInput: pipeline.io.timestep });
+  const layers = map.quantizable;
+  const sites = buildSites(map, layers, true);
+  const taps = addStatTaps(model, sites);
+  const tapSession = await Session.create(encodeModel(model), opts.provider ?? 'cpu');
+  const fetch = taps.flat().flatMap((t) => [t.min, t.max, t.absmax, t.hist]);
+
+  const sched = createScheduler(settings.sampler, pipeline.scheduler, settings.steps);
+  const steps = selectSteps(sched.timesteps.length, settings.timesteps, settings.count, settings.seed);
+  const nClasses = pipeline.index.classes.length;
+  const all = Array.from({ length: settings.samples }, (_, i) => i);
+  const batches: number[][] = [];
+  for (let i = 0; i < all.length; i += settings.batchSize) batches.push(all.slice(i, i + settings.batchSize));
+
+  // resume from a checkpoint made with the same model and settings
+  const ckPath = `${out}.partial.json`;
+  const key = createHash('sha256').update(JSON.stringify({ unetSha256, settings })).digest('hex');
+  let ck: Checkpoint = { key, batchesDone: 0, stats: {}, seconds: 0 };
+  if (existsSync(ckPath)) {
+    try {
+      const prev = JSON.parse(readFileSync(ckPath, 'utf8')) as Checkpoint;
+      if (prev.key === key) ck = prev;
+    } catch {
+      /* a damaged checkpoint is ignored: start over */
+    }
+  }
+  const t0 = performance.now() - ck.seconds * 1000;
+  const total = batches.length * settings.steps;
+  for (let bi = ck.batchesDone; bi < batches.length; bi++) {
+    const idx = batches[bi]!;
+    const batchStats: CalibrationRecord['stats'] = {};
+    await sample(pipeline, session, {
+      seeds: idx.map((i) => settings.seed * 1_000_003 + i),
+      classes: pipeline.io.classLabels ? idx.map((i) => i % nClasses) : [],
+      steps: settings.steps,
+      sampler: settings.sampler,
+      guidance: settings.guidance,
+      batchSize: idx.length,
+      signal: opts.signal,
+      onProgress: (p) => opts.onProgress?.({ phase: 'calibrating', done: bi * settings.steps + p.done, total }),
+      tap: {
+        session: tapSession,
+        steps: new Set(steps),
+        fetch,
+        onOutputs: (step, _t, res) => collect(batchStats, taps, step, res),
+      },
+    });
+    for (const [site, halves] of Object.entries(batchStats)) {
+      for (const [half, bySteps] of Object.entries(halves)) {
+        for (const [step, st] of Object.entries(bySteps)) {
+          const s = (ck.stats[+site] ??= {});
+          const h = (s[+half] ??= {});
+          h[+step] = mergeStat(h[+step], st);
+        }
+      }
+    }
+    ck.batchesDone = bi + 1;
+    ck.seconds = (performance.now() - t0) / 1000;
+    writeFileAtomic(ckPath, JSON.stringify(ck));
+  }
+  await tapSession.release();
+  const record: CalibrationRecord = {
+    version: RECORD_VERSION,
+    kind: 'dq-calibration',
+    pipeline: pipeline.dir,
+    unetSha256,
+    settings,
+    timesteps: sched.timesteps,
+    steps,
+    sites,
+    stats: ck.stats,
+    seconds: Math.round(((performance.now() - t0) / 1000) * 1000) / 1000,
+  };
+  writeFileAtomic(out, JSON.stringify(record));
+  rmSync(ckPath, { force: true });
+  return record;
+}
+
+function collect(acc: CalibrationRecord['stats'], taps: ReturnType<typeof addStatTaps>, step: number, res: Record<string, TensorOut>): void {
+  taps.forEach((halves, site) =>
+    halves.forEach((names, half) => {
+      const min = (res[names.min]!.data as Float32Array)[0]!;
+      const max = (res[names.max]!.data as Float32Array)[0]!;
+      const absmax = (res[names.absmax]!.data as Float32Array)[0]!;
+      const counts = Array.from(res[names.hist]!.data as BigInt64Array, Number);
+      if (counts.length !== HIST_BINS) throw new Error(`histogram of site ${site} has ${counts.length} bins`);
+      const st: Stat = { min, max, absmax, hist: { lo: min, hi: max, counts }, n: 1 };
+      const s = (acc[site] ??= {});
+      const h = (s[half] ??= {});
+      h[step] = mergeStat(h[step], st);
+    }),
+  );
+}
+
+export function readRecord(path: string): CalibrationRecord {
+  if (!existsSync(path)) throw new DqError('NOT_FOUND', `no calibration record at ${path}`);
+  let rec: CalibrationRecord;
+  try {
+    rec = JSON.parse(readFileSync(path, 'utf8')) as CalibrationRecord;
+  } catch (e) {
+    throw new DqError('BAD_CONFIG', `${path} is not a calibration record: ${(e as Error).message}`);
+  }
+  if (rec.kind !== 'dq-calibration') throw new DqError('BAD_CONFIG', `${path} is not a calibration record`);
+  if (rec.version !== RECORD_VERSION) throw new DqError('BAD_CONFIG', `${path}: calibration record version ${rec.version}, this studio reads version ${RECORD_VERSION}: recalibrate`);
+  return rec;
+}

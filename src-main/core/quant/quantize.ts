@@ -1,0 +1,341 @@
+/**
+ * `dq quantize`: an FP pipeline + a recipe + a calibration record -> a quantized variant, written as a pipeline
+ * folder in the same layout (so every command that samples a pipeline samples a variant), plus:
+ *   quant/params.json      activation parameters (one set, or one per calibrated timestep) and runtime inputs
+ *   temporal/model.onnx    the FP time-only region (TFMQ cache mode): its outputs are fed to the variant
+ *   manifest.json          recipe, calibration hash, layers quantized and spared (with reasons), bits per parameter
+ * Simulated (fake) quantization: weights hold their quantized values in float32; activation quantizers are
+ * elementwise subgraphs. The variant is written to a temporary folder and renamed into place.
+ */
+import { cpSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { nvfp4TensorScale, intParams, floatScale, type QuantFormat } from '../../../kernels/quant.js';
+import { FORMATS } from '../../../kernels/minifloat.js';
+import { DqError } from '../errors.js';
+import { writeFileAtomic } from '../fsutil.js';
+import { analyzeGraph, type LayerMap, type QuantizableLayer } from '../onnx/analysis.js';
+import { loadOnnx, saveOnnx, tensorBytes } from '../onnx/io.js';
+import type { ModelMsg } from '../onnx/model.js';
+import { cutTemporalRegion, exposeTensors, pruneDead } from '../onnx/rewrite.js';
+import { loadPipeline, locatePipeline, type UnetIO } from '../pipeline/pipeline.js';
+import { insertActivationQuantizer } from './activations.js';
+import { readRecord, selectSteps, sha256File, type CalibrationRecord } from './calibrate.js';
+import type { Recipe } from './recipe.js';
+import type { Site } from './sites.js';
+import { histError, histQuantile, mergeStat, type Stat } from './stats.js';
+import { quantizeWeight, weightAxes } from './weights.js';
+
+export const PARAMS_VERSION = 1;
+
+export interface ActParam {
+  /** Model timestep this set was calibrated at (null: one set for all timesteps). */
+  t: number | null;
+  scale: number;
+  zeroPoint: number;
+}
+
+export interface ParamsFile {
+  version: number;
+  /** Runtime inputs and their values by timestep. */
+  activations: { site: number; half: number; scaleInput: string; zeroPointInput: string | null; table: ActParam[] }[];
+  temporal: null | { model: string; features: string[]; inputs: string[] };
+}
+
+export interface LayerReport {
+  name: string;
+  op: string;
+  weight: { granularity: string; bits: number; params: number } | null;
+  activation: string | null;
+  spared?: string;
+}
+
+export interface Manifest {
+  kind: 'dq-variant';
+  version: 1;
+  recipe: Recipe;
+  source: { pipeline: string; unetSha256: string };
+  calibration: { sha256: string; steps: number[]; settings: CalibrationRecord['settings'] } | null;
+  simulated: true;
+  layers: LayerReport[];
+  summary: { quantized: number; spared: number; weightBitsPerParameter: number; fpParameters: number; quantizedParameters: number; activationFormat: string | null };
+  runtimeInputs: string[];
+  /** The source pipeline's denoiser inputs (a cut variant reads timestep and labels through its temporal model). */
+  sourceIo: UnetIO;
+}
+
+export function formatName(f: QuantFormat): string {
+  switch (f.kind) {
+    case 'int':
+      return `int${f.bits}${f.symmetric ? '' : ' asym'}`;
+    case 'float':
+      return f.element === 'e4m3fn' || f.element === 'e5m2' ? `fp8 ${f.element}` : f.element === 'e2m1' ? 'fp4 e2m1' : `fp6 ${f.element}`;
+    case 'mx':
+      return f.element === 'int8' ? 'mxint8' : `mx ${f.element}`;
+    case 'nvfp4':
+      return 'nvfp4';
+  }
+}
+
+/** Steps of the record the recipe calibrates with. */
+export function recipeSteps(rec: CalibrationRecord, recipe: Recipe): number[] {
+  const c = recipe.calibration;
+  const have = rec.steps;
+  if (c.timesteps === 'all') return have;
+  if (c.timesteps === 'single') {
+    const step = c.step ?? Math.floor(rec.timesteps.length / 2);
+    if (!have.includes(step)) throw new DqError('BAD_CONFIG', `the recipe calibrates at step ${step}, which the calibration record lacks (it has ${have.join(', ')}): recalibrate with --timesteps all`);
+    return [step];
+  }
+  const want = selectSteps(rec.timesteps.length, c.timesteps, c.count, 0);
+  const missing = want.filter((s) => !have.includes(s));
+  if (missing.length) throw new DqError('BAD_CONFIG', `the recipe needs steps ${missing.join(', ')}, which the calibration record lacks: recalibrate with --timesteps all`);
+  return want;
+}
+
+/** Parameters of an INT/FP activation quantizer from a statistic and the recipe's clipping. */
+export function actParams(st: Stat, fmt: Extract<QuantFormat, { kind: 'int' | 'float' }>, act: NonNullable<Recipe['activations']>): { scale: number; zeroPoint: number } {
+  const params = (lo: number, hi: number) =>
+    fmt.kind === 'int' ? intParams(lo, hi, fmt.bits, fmt.symmetric) : { scale: floatScale(Math.max(Math.abs(lo), Math.abs(hi)), fmt.element), zeroPoint: 0 };
+  if (act.clipping === 'minmax') return params(st.min, st.max);
+  if (act.clipping === 'percentile') {
+    const p = act.percentile / 100;
+    return params(Math.min(0, histQuantile(st.hist, 1 - p)), Math.max(0, histQuantile(st.hist, p)));
+  }
+  // MSE: shrink the range and keep the parameters with the least expected squared error over the histogram
+  let best = params(st.min, st.max);
+  let bestErr = Infinity;
+  for (let a = 1; a >= 0.3 - 1e-9; a -= 0.02) {
+    const p = params(st.min * a, st.max * a);
+    const q = fmt.kind === 'int' ? intQ(p, fmt) : floatQ(p.scale, fmt.element);
+    const e = histError(st.hist, q);
+    if (e < bestErr) {
+      bestErr = e;
+      best = p;
+    }
+  }
+  return best;
+}
+
+function intQ(p: { scale: number; zeroPoint: number }, fmt: { bits: number; symmetric: boolean }): (v: number) => number {
+  const lo = fmt.symmetric ? -(2 ** (fmt.bits - 1)) : 0;
+  const hi = fmt.symmetric ? 2 ** (fmt.bits - 1) - 1 : 2 ** fmt.bits - 1;
+  return (v) => (Math.min(hi, Math.max(lo, Math.round(v / p.scale) + p.zeroPoint)) - p.zeroPoint) * p.scale;
+}
+
+function floatQ(scale: number, element: keyof typeof FORMATS): (v: number) => number {
+  const f = FORMATS[element];
+  return (v) => {
+    const y = Math.min(f.max, Math.abs(v / scale));
+    if (y === 0) return 0;
+    const e = Math.max(f.emin, Math.floor(Math.log2(y)));
+    const q = 2 ** (e - f.mbits);
+    return Math.sign(v) * Math.min(f.max, Math.round(y / q) * q) * scale;
+  };
+}
+
+function mergedOver(rec: CalibrationRecord, site: number, half: number, steps: number[]): Stat {
+  let acc: Stat | undefined;
+  for (const s of steps) {
+    const st = rec.stats[site]?.[half]?.[s];
+    if (st) acc = mergeStat(acc, st);
+  }
+  if (!acc) throw new DqError('BAD_CONFIG', `the calibration record has no statistics for site ${site} at steps ${steps.join(', ')}`);
+  return acc;
+}
+
+/** Statistic of a site's half, or of the whole site (merging the recorded halves) when the recipe does not split. */
+function siteStat(rec: CalibrationRecord, site: Site, half: number | 'whole', steps: number[]): Stat {
+  const recorded = rec.sites.find((s) => s.id === site.id);
+  if (!recorded) throw new DqError('BAD_CONFIG', `the calibration record does not describe site ${site.id}: recalibrate`);
+  if (half !== 'whole') return mergedOver(rec, site.id, half, steps);
+  if (recorded.split === null) return mergedOver(rec, site.id, 0, steps);
+  return mergeStat(mergedOver(rec, site.id, 0, steps), mergedOver(rec, site.id, 1, steps));
+}
+
+function gemmTransB(model: ModelMsg, layer: QuantizableLayer, names: Map<string, number>): boolean {
+  const i = names.get(layer.name);
+  const n = i === undefined ? undefined : model.graph!.node![i];
+  const a = (n as { attribute?: { name?: string; i?: unknown }[] } | undefined)?.attribute?.find((x) => x.name === 'transB');
+  return Number(a?.i ?? 0) === 1;
+}
+
+export interface QuantizeOptions {
+  pipelineDir: string;
+  recipe: Recipe;
+  record: CalibrationRecord | null;
+  recordPath?: string;
+  out: string;
+}
+
+export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest> {
+  const { recipe } = opts;
+  const loc = locatePipeline(opts.pipelineDir);
+  const sourceIo = (await loadPipeline(opts.pipelineDir, 'cpu')).pipeline.io;
+  const unetSha256 = sha256File(loc.unetPath);
+  const rec = opts.record;
+  const needsCalibration = recipe.activations !== null && (recipe.activations.format.kind === 'int' || recipe.activations.format.kind === 'float' || recipe.activations.format.kind === 'nvfp4');
+  if (needsCalibration && !rec) throw new DqError('BAD_ARGUMENT', `recipe '${recipe.name}' quantizes activations: give a calibration record (--calib, from dq calibrate)`);
+  if (rec && rec.unetSha256 !== unetSha256) {
+    throw new DqError('BAD_CONFIG', `the calibration record was made for another model (unet sha256 ${rec.unetSha256.slice(0, 12)}, this one ${unetSha256.slice(0, 12)}): recalibrate`);
+  }
+  const loaded = loadOnnx(loc.unetPath);
+  const model = loaded.model;
+  const fpMap = analyzeGraph(model);
+
+  // temporal cache: the FP time-only region becomes a separate model whose outputs are fed to the variant
+  let temporal: ParamsFile['temporal'] = null;
+  let temporalModel: ModelMsg | null = null;
+  let cutLayers = new Set<string>();
+  if (recipe.temporal === 'cache') {
+    temporalModel = loadOnnx(loc.unetPath).model;
+    const map = analyzeGraph(temporalModel);
+    temporalModel.graph!.output = [];
+    exposeTensors(temporalModel, map.temporalFeatures);
+    pruneDead(temporalModel);
+    const cut = cutTemporalRegion(model);
+    temporal = {
+      model: 'temporal/model.onnx',
+      features: cut.featureInputs,
+      inputs: (temporalModel.graph!.input ?? []).map((v) => v.name ?? '').filter((n) => !(temporalModel!.graph!.initializer ?? []).some((t) => t.name === n)),
+    };
+    cutLayers = new Set(map.temporal);
+  }
+
+  // the layer map of the FP graph still names every layer left after a cut (minus the cut ones)
+  const map = fpMap;
+  const spare = new Map<string, string>();
+  const keep = new Set(recipe.keepFp);
+  if (keep.has('first')) for (const l of map.sensitive.firstLayers) spare.set(l, 'first layer (keepFp)');
+  if (keep.has('last')) for (const l of map.sensitive.lastLayers) spare.set(l, 'last layer (keepFp)');
+  if (keep.has('temporal')) for (const l of fpMap.temporal) spare.set(l, 'time-only region (keepFp)');
+  const nodeIndex = new Map<string, number>();
+  (model.graph!.node ?? []).forEach((n, i) => nodeIndex.set(n.name ?? '', i));
+
+  // split-shortcut layers (their input channel split index)
+  const splitOf = new Map<string, number>();
+  if (recipe.splitShortcut) for (const s of fpMap.shortcutSplits) if (s.splitAt !== null) for (const l of s.consumers) splitOf.set(l, s.splitAt);
+
+  // 1. weights
+  const reports: LayerReport[] = [];
+  let fpParams = 0;
+  let qParams = 0;
+  let qBits = 0;
+  const inits = new Map((model.graph!.initializer ?? []).map((t) => [t.name ?? '', t]));
+  for (const l of fpMap.quantizable) {
+    const size = l.weightShape.reduce((a, b) => a * b, 1);
+    fpParams += size;
+    if (cutLayers.has(l.name)) {
+      reports.push({ name: l.name, op: l.op, weight: null, activation: null, spared: 'time-only region: FP features cached (TFMQ)' });
+      continue;
+    }
+    if (spare.has(l.name)) {
+      reports.push({ name: l.name, op: l.op, weight: null, activation: null, spared: spare.get(l.name)! });
+      continue;
+    }
+    const t = inits.get(l.weight);
+    if (!t || t.data_type !== 1) {
+      reports.push({ name: l.name, op: l.op, weight: null, activation: null, spared: t ? 'weight is not float32' : 'weight is a Constant node, not an initializer' });
+      spare.set(l.name, 'weight not quantizable here');
+      continue;
+    }
+    const bytes = tensorBytes(loaded, t);
+    const w = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+    const res = quantizeWeight(w, l, recipe.weights, gemmTransB(model, l, nodeIndex), splitOf.get(l.name) ?? null);
+    (t as { raw_data?: Uint8Array }).raw_data = new Uint8Array(res.values.buffer);
+    qParams += size;
+    qBits += res.bits;
+    reports.push({ name: l.name, op: l.op, weight: { granularity: res.granularity, bits: res.bits, params: size }, activation: null });
+  }
+
+  // 2. activations
+  const params: ParamsFile = { version: PARAMS_VERSION, activations: [], temporal };
+  const act = recipe.activations;
+  if (act) {
+    const fmt = act.format as QuantFormat;
+    const quantized = new Set(reports.filter((r) => r.weight).map((r) => r.name));
+    const steps = rec ? recipeSteps(rec, recipe) : [];
+    for (const site of rec?.sites ?? buildSitesFallback(fpMap)) {
+      const users = site.layers.filter((l) => quantized.has(l));
+      if (!users.length) continue;
+      if (cutLayers.size && site.temporal) continue;
+      const useSplit = recipe.splitShortcut && site.split !== null;
+      const halves = useSplit ? [0, 1] : ['whole' as const];
+      const channels = channelsOf(fpMap, site, (l) => gemmTransB(model, l, nodeIndex));
+      const tensorScale = fmt.kind === 'nvfp4' && rec ? halves.map((h) => nvfp4TensorScale(siteStat(rec, site, h, steps).absmax)) : undefined;
+      const res = insertActivationQuantizer(model, site, users, fmt, { channels, rank: site.ops.includes('Conv') ? 4 : 3, tensorScale, useSplit });
+      const label = res.skipped ? null : `${formatName(fmt)}${useSplit ? ' (split halves)' : ''}${act.perTimestep ? ', per timestep' : ''}`;
+      for (const r of reports) if (users.includes(r.name)) r.activation = label ?? `FP (${res.skipped})`;
+      if (res.skipped || (fmt.kind !== 'int' && fmt.kind !== 'float') || !rec) continue;
+      halves.forEach((h, hi) => {
+        const table: ActParam[] = [];
+        const groups = act.perTimestep ? steps.map((s) => [s]) : [steps];
+        for (const g of groups) {
+          const p = actParams(siteStat(rec, site, h, g), fmt, act);
+          table.push({ t: act.perTimestep ? rec.timesteps[g[0]!]! : null, scale: p.scale, zeroPoint: p.zeroPoint });
+        }
+        params.activations.push({ site: site.id, half: hi, scaleInput: res.inputs.scale[hi]!, zeroPointInput: res.inputs.zeroPoint[hi] ?? null, table });
+      });
+    }
+  }
+
+  // 3. write the variant atomically
+  const out = resolve(opts.out);
+  const tmp = join(dirname(out), `.${basename(out)}.${process.pid}.tmp`);
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  try {
+    cpSync(join(loc.dir, 'model_index.json'), join(tmp, 'model_index.json'));
+    cpSync(join(loc.dir, 'scheduler'), join(tmp, 'scheduler'), { recursive: true });
+    saveOnnx(model, join(tmp, 'unet', 'model.onnx'), loaded.dir);
+    if (temporalModel) saveOnnx(temporalModel, join(tmp, 'temporal', 'model.onnx'), loaded.dir);
+    writeFileAtomic(join(tmp, 'quant', 'params.json'), JSON.stringify(params, null, 1) + '\n');
+    const runtimeInputs = [...params.activations.flatMap((a) => [a.scaleInput, ...(a.zeroPointInput ? [a.zeroPointInput] : [])]), ...(temporal?.features ?? [])];
+    const manifest: Manifest = {
+      kind: 'dq-variant',
+      version: 1,
+      recipe,
+      source: { pipeline: loc.dir, unetSha256 },
+      calibration: rec && opts.recordPath ? { sha256: sha256File(opts.recordPath), steps: rec.steps, settings: rec.settings } : null,
+      simulated: true,
+      layers: reports,
+      summary: {
+        quantized: reports.filter((r) => r.weight).length,
+        spared: reports.filter((r) => !r.weight).length,
+        weightBitsPerParameter: qParams ? Math.round((qBits / qParams) * 1000) / 1000 : 32,
+        fpParameters: fpParams,
+        quantizedParameters: qParams,
+        activationFormat: act ? formatName(act.format as QuantFormat) : null,
+      },
+      runtimeInputs,
+      sourceIo,
+    };
+    writeFileAtomic(join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+    const old = `${out}.${process.pid}.old`;
+    if (existsSync(out)) renameSync(out, old);
+    renameSync(tmp, out);
+    rmSync(old, { recursive: true, force: true });
+    return manifest;
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+function buildSitesFallback(map: LayerMap): Site[] {
+  const bySite = new Map<string, Site>();
+  for (const l of map.quantizable) {
+    const s = bySite.get(l.input) ?? { id: bySite.size, tensor: l.input, layers: [], split: null, ops: [], temporal: map.temporal.includes(l.name) };
+    s.layers.push(l.name);
+    if (!s.ops.includes(l.op)) s.ops.push(l.op);
+    bySite.set(l.input, s);
+  }
+  return [...bySite.values()];
+}
+
+function channelsOf(map: LayerMap, site: Site, transB: (l: QuantizableLayer) => boolean): number | null {
+  const l = map.quantizable.find((q) => q.name === site.layers[0]);
+  if (!l) return null;
+  return l.weightShape[weightAxes(l, transB(l)).in] ?? null; // groups = 1 in the networks we target
+}
+
+export { readRecord };

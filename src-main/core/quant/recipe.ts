@@ -1,0 +1,109 @@
+/**
+ * Quantization recipes (presets/*.json): what to quantize, in which format, calibrated how, and which
+ * diffusion-specific techniques to use. Validated with zod; presets/schema.json is generated from this schema
+ * (test/unit/core/quant/recipe.test.ts checks that it is current).
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { z } from 'zod';
+import { DqError } from '../errors.js';
+import { repoRoot } from '../models.js';
+
+const FloatElement = z.enum(['e4m3fn', 'e5m2', 'e3m2', 'e2m3', 'e2m1']);
+export const FormatSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('int'), bits: z.number().int().min(2).max(8), symmetric: z.boolean() }).strict(),
+  z.object({ kind: z.literal('float'), element: FloatElement }).strict(),
+  z.object({ kind: z.literal('mx'), element: z.enum(['e4m3fn', 'e5m2', 'e3m2', 'e2m3', 'e2m1', 'int8']) }).strict(),
+  z.object({ kind: z.literal('nvfp4') }).strict(),
+]);
+
+const Granularity = z.union([
+  z.literal('tensor'),
+  z.literal('channel'),
+  z.object({ group: z.number().int().positive().describe('block size along the input axis (per output channel)') }).strict(),
+]);
+
+export const RecipeSchema = z
+  .object({
+    $schema: z.string().optional(),
+    name: z.string().min(1),
+    description: z.string().default(''),
+    weights: z
+      .object({
+        format: FormatSchema,
+        granularity: Granularity.default('channel').describe('INT/FP formats; MX and NVFP4 always use their own blocks'),
+        rounding: z.enum(['nearest', 'gptq']).default('nearest'),
+        clipping: z.enum(['minmax', 'mse']).default('minmax'),
+      })
+      .strict(),
+    activations: z
+      .object({
+        format: FormatSchema,
+        clipping: z.enum(['minmax', 'percentile', 'mse']).default('minmax'),
+        percentile: z.number().gt(50).lte(100).default(99.99),
+        perTimestep: z.boolean().default(false).describe('one parameter set per timestep (TFMQ finite set calibration)'),
+      })
+      .strict()
+      .nullable()
+      .describe('null: weight-only quantization'),
+    calibration: z
+      .object({
+        timesteps: z.enum(['single', 'all', 'uniform', 'normal']).default('uniform'),
+        /** uniform: how many steps (Q-Diffusion cali_st); normal: how many draws (PTQ4DM); single: which step index. */
+        count: z.number().int().positive().default(10),
+        step: z.number().int().nonnegative().optional().describe('single: the step index used (default: the middle)'),
+      })
+      .strict()
+      .default({ timesteps: 'uniform', count: 10 }),
+    splitShortcut: z.boolean().default(false),
+    temporal: z.enum(['none', 'calibrate', 'cache']).default('none'),
+    keepFp: z.array(z.enum(['first', 'last', 'temporal', 'attention'])).default([]),
+  })
+  .strict();
+
+export type Recipe = z.infer<typeof RecipeSchema>;
+export type QuantFormatSpec = z.infer<typeof FormatSchema>;
+
+export function parseRecipe(raw: unknown, where: string): Recipe {
+  const r = RecipeSchema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    const field = issue.path.length ? issue.path.join('.') : '(top level)';
+    throw new DqError('BAD_CONFIG', `${where}: field '${field}': ${issue.message}`);
+  }
+  const rec = r.data;
+  if (rec.activations && rec.activations.perTimestep === false && rec.temporal === 'calibrate') {
+    throw new DqError('BAD_CONFIG', `${where}: field 'temporal': 'calibrate' needs activations.perTimestep`);
+  }
+  return rec;
+}
+
+export function presetsDir(): string {
+  return join(repoRoot(), 'presets');
+}
+
+export function listPresets(): string[] {
+  const dir = presetsDir();
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((f) => f.endsWith('.json') && f !== 'schema.json').map((f) => basename(f, '.json')).sort();
+}
+
+/** A preset by name (presets/<name>.json) or a recipe file by path. */
+export function loadRecipe(nameOrPath: string): Recipe {
+  const asPath = resolve(nameOrPath);
+  const file = nameOrPath.endsWith('.json') || existsSync(asPath) ? asPath : join(presetsDir(), `${nameOrPath}.json`);
+  if (!existsSync(file)) {
+    throw new DqError('NOT_FOUND', `no preset or recipe file '${nameOrPath}' (presets: ${listPresets().join(', ')})`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new DqError('BAD_CONFIG', `${file} is not valid JSON: ${(e as Error).message}`);
+  }
+  return parseRecipe(raw, file);
+}
+
+export function recipeJsonSchema(): unknown {
+  return z.toJSONSchema(RecipeSchema, { io: 'input' });
+}

@@ -1,0 +1,79 @@
+/**
+ * The calibration model: the FP denoiser plus, for every quantization site, in-graph statistics outputs
+ * (min, max, absmax and a 256-bin histogram over the batch's own [min, max]). Only these small tensors leave
+ * onnxruntime; activations never do.
+ */
+import { minMaxFragment } from '../../../kernels/onnx/stats.js';
+import { GraphBuilder, int } from '../../../kernels/onnx/graph.js';
+import { embedFragment, raiseOpset } from '../onnx/fragment.js';
+import type { ModelMsg } from '../onnx/model.js';
+import { ModelProto } from '../onnx/model.js';
+import type { Site } from './sites.js';
+
+export const HIST_BINS = 256;
+
+export interface TapNames {
+  min: string;
+  max: string;
+  absmax: string;
+  hist: string;
+}
+
+/** Output names of one site half (half 0 = whole tensor, or the first part of a split site; half 1 = second part). */
+export function tapNames(site: number, half: number): TapNames {
+  const p = `dq_stat/${site}/${half}`;
+  return { min: `${p}_min`, max: `${p}_max`, absmax: `${p}_absmax`, hist: `${p}_hist` };
+}
+
+/** Adds statistics outputs for every site; returns the output names per site half. */
+export function addStatTaps(model: ModelMsg, sites: Site[]): TapNames[][] {
+  const graph = model.graph!;
+  const ValueInfo = ModelProto.lookupType('onnx.ValueInfoProto');
+  const taps: TapNames[][] = [];
+  const outputs: Record<string, unknown>[] = [];
+  for (const site of sites) {
+    const halves: string[] = [];
+    if (site.split === null) halves.push(site.tensor);
+    else {
+      // slice the two halves along the channel axis
+      const b = new GraphBuilder(`dq_split/${site.id}`);
+      const big = b.i64([2 ** 62]);
+      halves.push(b.op('Slice', [site.tensor, b.i64([0]), b.i64([site.split]), b.i64([1])], {}, 'a'));
+      halves.push(b.op('Slice', [site.tensor, b.i64([site.split]), big, b.i64([1])], {}, 'b'));
+      embedFragment(model, b.fragment([], [], 13));
+    }
+    taps.push(
+      halves.map((x, h) => {
+        const names = tapNames(site.id, h);
+        const stem = names.min.slice(0, -'_min'.length);
+        embedFragment(model, minMaxFragment(null, undefined, { input: x, output: stem, prefix: `${stem}/mm` }));
+        embedFragment(model, dynamicHistogram(x, names, `${stem}/h`));
+        for (const [k, n] of Object.entries(names)) outputs.push({ name: n, type: { tensor_type: { elem_type: k === 'hist' ? 7 : 1 } } });
+        return names;
+      }),
+    );
+  }
+  graph.output = [...(graph.output ?? []), ...outputs.map((o) => ValueInfo.fromObject(o) as never)];
+  raiseOpset(model, 18);
+  return taps;
+}
+
+/**
+ * Histogram of x over [min, max] of the same batch (read from the min/max taps): bin = clamp(floor((x - min) *
+ * bins / (max - min)), 0, bins - 1), counted with ScatterElements(add). NaNs are dropped (an extra bin).
+ */
+function dynamicHistogram(x: string, names: TapNames, prefix: string) {
+  const b = new GraphBuilder(prefix);
+  const flat = b.op('Reshape', [x, b.i64([-1])], {}, 'flat');
+  const width = b.op('Max', [b.op('Sub', [names.max, names.min]), b.f32(1e-30)], {}, 'width');
+  const k = b.op('Div', [b.f32(HIST_BINS), width], {}, 'k');
+  const t = b.op('Floor', [b.op('Mul', [b.op('Sub', [flat, names.min]), k])]);
+  const clamped = b.op('Clip', [t, b.f32(0), b.f32(HIST_BINS - 1)]);
+  const bin = b.op('Where', [b.op('Equal', [flat, flat]), clamped, b.f32(HIST_BINS)], {}, 'bin');
+  const idx = b.op('Cast', [bin], { to: int(7) }, 'idx');
+  const ones = b.op('Expand', [b.init('one', 'int64', [1], BigInt64Array.of(1n)), b.op('Shape', [idx])], {}, 'ones');
+  const zeros = b.init('zeros', 'int64', [HIST_BINS + 1], new BigInt64Array(HIST_BINS + 1));
+  const counts = b.op('ScatterElements', [zeros, idx, ones], { axis: int(0), reduction: { type: 'string', value: 'add' } }, 'counts');
+  b.opTo(names.hist, 'Slice', [counts, b.i64([0]), b.i64([HIST_BINS])]);
+  return b.fragment([], [{ name: names.hist, dtype: 'int64', dims: [HIST_BINS] }], 18);
+}
