@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages the tests need, from Debian's archive (idempotent; needs root):
 #  - chromium: browser tests (Playwright drives /usr/bin/chromium)
+#  - ffmpeg: MP4 (H.264) videos in dq compare (without it, only animated WebP is written)
 #  - mesa-vulkan-drivers from bookworm-backports: lavapipe, a software Vulkan driver new enough for
 #    onnxruntime's WebGPU provider (Debian 12's own Mesa 22.3 is not), so the WebGPU path runs without a GPU.
 set -euo pipefail
@@ -8,7 +9,7 @@ export DEBIAN_FRONTEND=noninteractive
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 lavapipe_ok() { have mesa-vulkan-drivers && dpkg --compare-versions "$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers)" ge 25; }
 
-if have chromium && lavapipe_ok; then
+if have chromium && have ffmpeg && lavapipe_ok; then
   echo "system deps: already installed"
   exit 0
 fi
@@ -22,6 +23,6 @@ if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.
     > /etc/apt/sources.list.d/backports.sources
 fi
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core ffmpeg >/dev/null
 apt-get install -y -qq --no-install-recommends -t bookworm-backports mesa-vulkan-drivers libvulkan1 >/dev/null
-echo "system deps: chromium $(dpkg-query -W -f='${Version}' chromium), mesa-vulkan-drivers $(dpkg-query -W -f='${Version}' mesa-vulkan-drivers)"
+echo "system deps: chromium $(dpkg-query -W -f='${Version}' chromium), ffmpeg $(dpkg-query -W -f='${Version}' ffmpeg), mesa-vulkan-drivers $(dpkg-query -W -f='${Version}' mesa-vulkan-drivers)"

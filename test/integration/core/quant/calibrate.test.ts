@@ -1,0 +1,95 @@
+/**
+ * Calibration statistics equal independently computed values; cancelling leaves no record; resuming completes
+ * it with the same numbers as an uninterrupted run.
+ */
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { analyzeGraph } from '../../../../src-main/core/onnx/analysis';
+import { encodeModel, loadOnnx } from '../../../../src-main/core/onnx/io';
+import { exposeTensors } from '../../../../src-main/core/onnx/rewrite';
+import { Rng } from '../../../../src-main/core/pipeline/noise';
+import { releaseSessions } from '../../../../src-main/core/pipeline/pipeline';
+import { calibrate, readRecord } from '../../../../src-main/core/quant/calibrate';
+import { Session } from '../../../../src-main/core/runtime/onnx';
+import { tmp, TINY } from '../../../helpers';
+
+const work = tmp();
+afterAll(async () => {
+  await releaseSessions();
+  rmSync(work, { recursive: true, force: true });
+});
+
+const settings = { samples: 6, steps: 3, batchSize: 3, guidance: 2, sampler: 'ddim' as const, timesteps: 'all' as const };
+
+describe('dq calibrate', () => {
+  it('records, at the first step, exactly the min/max of each site computed outside the engine', async () => {
+    const rec = await calibrate(TINY, join(work, 'a.json'), settings);
+    expect(rec.steps).toEqual([0, 1, 2]);
+    expect(rec.sites.length).toBeGreaterThan(20);
+    const splits = rec.sites.filter((s) => s.split !== null);
+    expect(splits.length).toBeGreaterThanOrEqual(2); // the decoder skip concats, split at channel 64
+
+    // Independent: the step-0 network input for the 6 images (seeds as calibrate draws them), through the FP
+    // model with the site tensors exposed, then min/max in JavaScript.
+    const model = loadOnnx(join(TINY, 'unet', 'model.onnx')).model;
+    const map = analyzeGraph(model);
+    const tensors = rec.sites.map((s) => s.tensor).filter((t) => t !== map.sampleInput);
+    exposeTensors(model, tensors);
+    const s = await Session.create(encodeModel(model));
+    const min = new Map<string, number>();
+    const max = new Map<string, number>();
+    const count = new Map<string, number>();
+    for (const batch of [[0, 1, 2], [3, 4, 5]]) {
+      const b = batch.length;
+      const x = new Float32Array(2 * b * 784);
+      batch.forEach((i, k) => {
+        const z = new Rng(i).normal(new Float64Array(784));
+        for (let j = 0; j < 784; j++) x[k * 784 + j] = x[(b + k) * 784 + j] = z[j]!;
+      });
+      const t0 = rec.timesteps[0]!;
+      const labels = BigInt64Array.from([...batch.map((i) => BigInt(i % 10)), ...batch.map(() => 10n)]);
+      const out = await s.run({
+        sample: { type: 'float32', data: x, dims: [2 * b, 1, 28, 28] },
+        timestep: { type: 'float32', data: new Float32Array(2 * b).fill(t0), dims: [2 * b] },
+        class_labels: { type: 'int64', data: labels, dims: [2 * b] },
+      });
+      for (const t of tensors) {
+        const d = out[t]!.data as Float32Array;
+        let lo = Infinity;
+        let hi = -Infinity;
+        for (const v of d) {
+          lo = Math.min(lo, v);
+          hi = Math.max(hi, v);
+        }
+        count.set(t, (count.get(t) ?? 0) + d.length);
+        min.set(t, Math.min(min.get(t) ?? Infinity, lo));
+        max.set(t, Math.max(max.get(t) ?? -Infinity, hi));
+      }
+    }
+    for (const site of rec.sites) {
+      if (site.tensor === map.sampleInput || site.split !== null) continue;
+      const st = rec.stats[site.id]![0]![0]!;
+      expect(st.min, site.tensor).toBe(min.get(site.tensor));
+      expect(st.max, site.tensor).toBe(max.get(site.tensor));
+      expect(st.hist.counts.reduce((a, c) => a + c, 0), site.tensor).toBe(count.get(site.tensor)); // every element counted once
+    }
+    await s.release();
+  });
+
+  it('cancel leaves no record; running again resumes and gives the same record as an uninterrupted run', async () => {
+    const out = join(work, 'b.json');
+    const ac = new AbortController();
+    await expect(
+      calibrate(TINY, out, { ...settings, signal: ac.signal, onProgress: (p) => p.done >= settings.steps + 1 && ac.abort() }),
+    ).rejects.toThrow(/cancelled/);
+    expect(existsSync(out)).toBe(false);
+    expect(existsSync(`${out}.partial.json`)).toBe(true);
+    expect(JSON.parse(readFileSync(`${out}.partial.json`, 'utf8')).batchesDone).toBe(1);
+    const resumed = await calibrate(TINY, out, settings);
+    expect(existsSync(`${out}.partial.json`)).toBe(false);
+    const whole = readRecord(join(work, 'a.json'));
+    expect(resumed.stats).toEqual(whole.stats);
+  });
+});
+
