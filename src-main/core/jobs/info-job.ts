@@ -5,21 +5,27 @@ import { readModel, summarize, type ModelSummary } from '../onnx/model.js';
 import { loadPipeline, type PipelineIndex, type UnetIO } from '../pipeline/pipeline.js';
 import type { SchedulerConfig } from '../pipeline/schedulers.js';
 import type { IoMeta } from '../runtime/onnx.js';
+import { readManifest } from '../quant/variant.js';
+import type { Manifest } from '../quant/quantize.js';
 
 export interface PipelineInfo {
   dir: string;
   pipeline: PipelineIndex;
   scheduler: SchedulerConfig;
   unet: { path: string; bytes: number; inputs: IoMeta[]; outputs: IoMeta[]; io: UnetIO } & ModelSummary;
-  /** The denoiser's layer map (quantizable layers, temporal region, skip concats, sensitive places). */
-  layers: LayerMap;
+  /** The denoiser's layer map (quantizable layers, temporal region, skip concats, sensitive places); for a
+   * quantized variant, the source's map is in the source pipeline and this is null. */
+  layers: LayerMap | null;
+  /** A quantized variant's manifest summary. */
+  variant: (Manifest['summary'] & { recipe: string; simulated: boolean }) | null;
 }
 
 export async function runInfo(dir: string, opts: { timestepInput?: string } = {}): Promise<PipelineInfo> {
   const { pipeline } = await loadPipeline(dir, 'cpu');
   const model = readModel(pipeline.unetPath);
   const summary = summarize(model);
-  const layers = analyzeGraph(model, { sampleInput: pipeline.io.sample, timestepInput: opts.timestepInput ?? pipeline.io.timestep });
+  const manifest = readManifest(pipeline.dir);
+  const layers = manifest ? null : analyzeGraph(model, { sampleInput: pipeline.io.sample, timestepInput: opts.timestepInput ?? pipeline.io.timestep });
   return {
     dir: pipeline.dir,
     pipeline: pipeline.index,
@@ -33,6 +39,7 @@ export async function runInfo(dir: string, opts: { timestepInput?: string } = {}
       ...summary,
     },
     layers,
+    variant: manifest ? { recipe: manifest.recipe.name, simulated: manifest.simulated, ...manifest.summary } : null,
   };
 }
 
@@ -50,10 +57,19 @@ export function formatInfo(i: PipelineInfo): string {
     ...i.unet.inputs.map((m) => `  input    ${m.name} ${m.type} ${shape(m)}`),
     ...i.unet.outputs.map((m) => `  output   ${m.name} ${m.type} ${shape(m)}`),
     `  ops      ${Object.entries(i.unet.ops).map(([k, v]) => `${k} ${v}`).join(', ')}`,
-    `layers     ${i.layers.quantizable.length} quantizable (${countBy(i.layers.quantizable.map((l) => l.op))}), ${i.layers.attention.length} attention MatMuls`,
-    `  temporal ${i.layers.temporal.length} layers in the time-only region (fed by ${[i.layers.timestepInput, ...i.layers.temporalConditioning].join(', ')}; not by ${i.layers.sampleInput}), ${i.layers.temporalFeatures.length} temporal features`,
-    `  skips    ${i.layers.shortcutSplits.length} decoder skip concats${i.layers.shortcutSplits.length ? ': ' + i.layers.shortcutSplits.map((s) => `${s.concat} at channel ${s.splitAt ?? '?'}`).join(', ') : ''}`,
-    `  spare    first ${i.layers.sensitive.firstLayers.join(', ')}; last ${i.layers.sensitive.lastLayers.join(', ')}; ${i.layers.sensitive.softmax.length} softmax`,
+    ...(i.layers
+      ? [
+          `layers     ${i.layers.quantizable.length} quantizable (${countBy(i.layers.quantizable.map((l) => l.op))}), ${i.layers.attention.length} attention MatMuls`,
+          `  temporal ${i.layers.temporal.length} layers in the time-only region (fed by ${[i.layers.timestepInput, ...i.layers.temporalConditioning].join(', ')}; not by ${i.layers.sampleInput}), ${i.layers.temporalFeatures.length} temporal features`,
+          `  skips    ${i.layers.shortcutSplits.length} decoder skip concats${i.layers.shortcutSplits.length ? ': ' + i.layers.shortcutSplits.map((s) => `${s.concat} at channel ${s.splitAt ?? '?'}`).join(', ') : ''}`,
+          `  spare    first ${i.layers.sensitive.firstLayers.join(', ')}; last ${i.layers.sensitive.lastLayers.join(', ')}; ${i.layers.sensitive.softmax.length} softmax`,
+        ]
+      : []),
+    ...(i.variant
+      ? [
+          `variant    ${i.variant.recipe} (${i.variant.simulated ? 'simulated quantization: float32 storage' : 'exported'}): ${i.variant.quantized} layers quantized, ${i.variant.spared} in FP, weights ${i.variant.weightBitsPerParameter} bits/parameter, activations ${i.variant.activationFormat ?? 'FP'}`,
+        ]
+      : []),
   ];
   return lines.join('\n');
 }
