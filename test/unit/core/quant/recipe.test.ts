@@ -10,7 +10,7 @@ describe('presets', () => {
     );
     for (const p of listPresets()) expect(loadRecipe(p).name).toBe(p);
   });
-  it('presets/schema.json is generated from the recipe schema (regenerate: see README)', () => {
+  it('presets/schema.json is generated from the recipe schema (regenerate: npm run presets:schema)', () => {
     const onDisk = JSON.parse(readFileSync(join(presetsDir(), 'schema.json'), 'utf8'));
     expect(onDisk).toEqual(JSON.parse(JSON.stringify(recipeJsonSchema())));
   });
