@@ -169,6 +169,9 @@ export interface QuantizeOptions {
 
 export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest> {
   const { recipe } = opts;
+  if (recipe.weights.rounding === 'gptq') {
+    throw new DqError('BAD_CONFIG', `recipe '${recipe.name}': weights.rounding 'gptq' is not implemented yet (the Gram statistics exist in kernels/, the solver does not): use 'nearest'`);
+  }
   const loc = locatePipeline(opts.pipelineDir);
   const sourceIo = (await loadPipeline(opts.pipelineDir, 'cpu')).pipeline.io;
   const unetSha256 = sha256File(loc.unetPath);

@@ -109,3 +109,8 @@ describe('what the presets do', () => {
     expect(existsSync(join(work, 'x'))).toBe(false);
   });
 });
+
+it('says plainly that GPTQ rounding is not implemented yet instead of silently rounding to nearest', async () => {
+  const r = loadRecipe('int4-w4a16');
+  await expect(quantizePipeline({ pipelineDir: TINY, recipe: { ...r, weights: { ...r.weights, rounding: 'gptq' } }, record: null, out: join(work, 'g') })).rejects.toThrow(/'gptq' is not implemented yet/);
+});
