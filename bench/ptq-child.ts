@@ -1,0 +1,33 @@
+/**
+ * One measurement for bench/ptq.ts, in a fresh process so that peak memory (maxRSS) belongs to it alone:
+ *   fp:    FP sampling over the calibration set (the same images, steps and guidance as calibration)
+ *   calib: calibration over that set plus quantization with one preset
+ * Prints one JSON line: { seconds, maxRssMB }.
+ */
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { loadPipeline } from '../src-main/core/pipeline/pipeline.js';
+import { sample } from '../src-main/core/pipeline/sample.js';
+import { calibrate, DEFAULT_CALIBRATION } from '../src-main/core/quant/calibrate.js';
+import { quantizePipeline } from '../src-main/core/quant/quantize.js';
+import { loadRecipe } from '../src-main/core/quant/recipe.js';
+
+const [mode, pipelineDir, preset] = process.argv.slice(2) as [string, string, string];
+const s = DEFAULT_CALIBRATION;
+const work = mkdtempSync(join(tmpdir(), 'dq-bench-'));
+const t0 = performance.now();
+if (mode === 'fp') {
+  const { pipeline, session } = await loadPipeline(pipelineDir, 'cpu');
+  const idx = Array.from({ length: s.samples }, (_, i) => i);
+  for (let b = 0; b < idx.length; b += s.batchSize) {
+    const batch = idx.slice(b, b + s.batchSize);
+    await sample(pipeline, session, { seeds: batch.map((i) => s.seed * 1_000_003 + i), classes: batch.map((i) => i % pipeline.index.classes.length), steps: s.steps, sampler: s.sampler, guidance: s.guidance, batchSize: batch.length });
+  }
+} else {
+  const rec = await calibrate(pipelineDir, join(work, 'calib.json'), {});
+  await quantizePipeline({ pipelineDir, recipe: loadRecipe(preset), record: rec, recordPath: join(work, 'calib.json'), out: join(work, 'variant') });
+}
+const seconds = (performance.now() - t0) / 1000;
+rmSync(work, { recursive: true, force: true });
+console.log(JSON.stringify({ seconds, maxRssMB: process.resourceUsage().maxRSS / 1024 }));
