@@ -9,6 +9,7 @@ import { fakeQuantFragment, type FakeQuantSpec } from '../kernels/onnx/fakequant
 import { GraphBuilder, type Fragment } from '../kernels/onnx/graph.js';
 import type { Granularity } from '../kernels/layout.js';
 import { modelBytes } from '../test/integration/kernels/onnx-model.js';
+import { benchExport } from './export.js';
 
 const DIMS = [1024, 1024];
 const N = DIMS[0]! * DIMS[1]!;
@@ -124,3 +125,4 @@ async function main(): Promise<void> {
 }
 
 await main();
+if (process.env.DQ_BENCH_EXPORT !== '0') await benchExport();

@@ -1,17 +1,37 @@
 /**
  * The contract implemented over the engine, shared by every shell (Electron main, browser mode).
  * Errors become data here: DqError keeps its code; anything else is reported as INTERNAL.
+ * Long jobs run in worker processes (src-main/jobs); their events reach the shells through `subscribe`.
  */
 import * as ort from 'onnxruntime-node';
-import type { ApiError, HostInfo, RequestName, Result, StudioApi } from './contract/api.js';
-import { Requests } from './contract/api.js';
-import { isDqError } from './core/errors.js';
+import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { extname, isAbsolute, join, resolve } from 'node:path';
+import type {
+  Artifact,
+  CalibrationView,
+  CompareResult,
+  HostInfo,
+  JobEvent,
+  JobSpecParsed,
+  ModelInfo,
+  PresetInfo,
+  QuantizeResult,
+  RecipeSpec,
+  RequestName,
+  Result,
+  StudioApi,
+} from './contract/api.js';
+import { JobSpec, Requests } from './contract/api.js';
+import { DqError } from './core/errors.js';
+import { runInfo } from './core/jobs/info-job.js';
 import { listEmbeddedModels } from './core/models.js';
+import { readRecord } from './core/quant/calibrate.js';
+import { listPresets, loadRecipe } from './core/quant/recipe.js';
+import { toApiError } from './jobs/errors.js';
+import { JobRunner } from './jobs/runner.js';
 
-export function toApiError(e: unknown): ApiError {
-  if (isDqError(e)) return { code: e.code, message: e.message };
-  return { code: 'INTERNAL', message: e instanceof Error ? e.message : String(e) };
-}
+export { toApiError };
 
 async function wrap<T>(f: () => T | Promise<T>): Promise<Result<T>> {
   try {
@@ -21,10 +41,173 @@ async function wrap<T>(f: () => T | Promise<T>): Promise<Result<T>> {
   }
 }
 
-export function createHost(shell: HostInfo['shell'], version: string): StudioApi {
+/** The host as shells hold it: the contract, plus the job event stream and a way to stop. */
+export interface Host extends StudioApi {
+  subscribe(listener: (e: JobEvent) => void): () => void;
+  dispose(): Promise<void>;
+  readonly workspace: string;
+}
+
+export interface HostOptions {
+  /** Where jobs write (default: a new folder under the OS temp folder). */
+  workspace?: string;
+  /** The job worker's entry (default: src-main/jobs/worker-entry.mjs). */
+  workerEntry?: string;
+}
+
+const MIME: Record<string, string> = { '.png': 'image/png', '.webp': 'image/webp', '.mp4': 'video/mp4', '.json': 'application/json', '.html': 'text/html' };
+const MAX_ARTIFACT = 64 << 20;
+
+function resolveModel(model: string): { path: string; id: string } {
+  const embedded = listEmbeddedModels().find((m) => m.id === model);
+  if (embedded) return { path: embedded.path, id: embedded.id };
+  if (isAbsolute(model) && existsSync(model)) return { path: resolve(model), id: model };
+  throw new DqError('NOT_FOUND', `no embedded model '${model}' and no pipeline folder at that absolute path`);
+}
+
+export function createHost(shell: HostInfo['shell'], version: string, opts: HostOptions = {}): Host {
+  const workspace = opts.workspace ?? mkdtempSync(join(tmpdir(), 'dq-studio-'));
+  let runner: JobRunner | null = null;
+  const jobs = () => (runner ??= new JobRunner(workspace, opts.workerEntry));
+  const listeners = new Set<(e: JobEvent) => void>();
+  let unsubscribeRunner: (() => void) | null = null;
+  const ensureForwarding = () => {
+    unsubscribeRunner ??= jobs().subscribe((e) => listeners.forEach((l) => l(e)));
+  };
+
+  const doneJob = (id: string, kind: 'calibrate' | 'quantize' | 'compare') => {
+    const j = jobs().get(id);
+    if (!j || j.kind !== kind) throw new DqError('NOT_FOUND', `no ${kind} job '${id}'`);
+    if (j.state !== 'done') throw new DqError('BAD_ARGUMENT', `${kind} job '${id}' has not finished (${j.state})`);
+    return j;
+  };
+
+  function startJob(spec: JobSpecParsed): { jobId: string } {
+    ensureForwarding();
+    const model = resolveModel(spec.model);
+    if (spec.kind === 'calibrate') {
+      const { kind: _k, model: _m, ...o } = spec;
+      const jobId = jobs().start({
+        kind: 'calibrate',
+        label: `calibrate ${model.id}: ${o.samples} images × ${o.steps} steps`,
+        task: (dir) => ({ kind: 'calibrate', pipelineDir: model.path, out: join(dir, 'calibration.json'), opts: o }),
+      });
+      return { jobId };
+    }
+    if (spec.kind === 'quantize') {
+      const recordPath = spec.calibration ? join(jobs().dir(doneJob(spec.calibration, 'calibrate').id), 'calibration.json') : null;
+      const name = typeof spec.recipe.name === 'string' ? spec.recipe.name : 'recipe';
+      const jobId = jobs().start({
+        kind: 'quantize',
+        label: `quantize ${model.id} with ${name}`,
+        task: (dir) => ({ kind: 'quantize', pipelineDir: model.path, recipe: spec.recipe, keepLayers: spec.keepLayers, recordPath, out: join(dir, 'variant') }),
+      });
+      return { jobId };
+    }
+    const variants = spec.variants.map((id) => doneJob(id, 'quantize'));
+    const maintenance = (r: QuantizeResult['recipe']): CompareResult['temporal'][number] =>
+      r.temporal && r.temporal !== 'none' ? r.temporal : (r.keepFp ?? []).includes('temporal') ? 'fp' : 'none';
+    const temporal: CompareResult['temporal'] = ['none', ...variants.map((v) => maintenance((v.result as QuantizeResult).recipe))];
+    const jobId = jobs().start({
+      kind: 'compare',
+      label: `compare FP${variants.map((v) => ' | ' + (v.result as QuantizeResult).name).join('')}`,
+      task: (dir) => ({
+        kind: 'compare',
+        pipelineDir: model.path,
+        variants: ['fp', ...variants.map((v) => join(jobs().dir(v.id), 'variant'))],
+        seeds: spec.seeds,
+        classes: spec.classes,
+        steps: spec.steps,
+        sampler: spec.sampler,
+        guidance: spec.guidance,
+        fidSamples: spec.fidSamples,
+        walkFrames: spec.walkFrames,
+        video: spec.video,
+        out: dir,
+      }),
+      finish: (raw) => ({ ...(raw as Omit<CompareResult, 'temporal'>), temporal }),
+    });
+    return { jobId };
+  }
+
+  async function modelInfo(ref: string): Promise<ModelInfo> {
+    const { path } = resolveModel(ref);
+    const i = await runInfo(path);
+    const map = i.layers;
+    const temporal = new Set(map?.temporal ?? []);
+    const first = new Set(map?.sensitive.firstLayers ?? []);
+    const last = new Set(map?.sensitive.lastLayers ?? []);
+    const splitOf = new Map<string, number | null>();
+    for (const s of map?.shortcutSplits ?? []) for (const l of s.consumers) splitOf.set(l, s.splitAt);
+    return {
+      path: i.dir,
+      className: i.pipeline.className,
+      sampleShape: i.pipeline.sampleShape,
+      classes: i.pipeline.classes,
+      scheduler: { trainSteps: i.scheduler.num_train_timesteps, betaSchedule: i.scheduler.beta_schedule, prediction: i.scheduler.prediction_type },
+      unet: { bytes: i.unet.bytes, parameters: i.unet.parameters, nodes: i.unet.nodes, ops: i.unet.ops },
+      layers: map
+        ? map.quantizable.map((l) => ({
+            name: l.name,
+            op: l.op,
+            weightShape: l.weightShape,
+            parameters: l.weightShape.reduce((a, b) => a * b, 1),
+            input: l.input,
+            temporal: temporal.has(l.name),
+            sensitive: first.has(l.name) ? 'first' : last.has(l.name) ? 'last' : null,
+            splitAt: splitOf.get(l.name) ?? null,
+          }))
+        : null,
+      attention: map?.attention.length ?? 0,
+      temporalFeatures: map?.temporalFeatures ?? [],
+      shortcutSplits: (map?.shortcutSplits ?? []).map((s) => ({ concat: s.concat, splitAt: s.splitAt, consumers: s.consumers })),
+      variant: i.variant ? { recipe: i.variant.recipe, quantized: i.variant.quantized, spared: i.variant.spared, weightBitsPerParameter: i.variant.weightBitsPerParameter } : null,
+    };
+  }
+
+  function getCalibration(id: string): CalibrationView {
+    const rec = readRecord(join(jobs().dir(doneJob(id, 'calibrate').id), 'calibration.json'));
+    return {
+      timesteps: rec.timesteps,
+      steps: rec.steps,
+      sites: rec.sites.map((s) => ({ id: s.id, tensor: s.tensor, layers: s.layers, split: s.split, temporal: s.temporal })),
+      stats: rec.stats,
+      settings: { samples: rec.settings.samples, steps: rec.settings.steps, sampler: rec.settings.sampler, timesteps: rec.settings.timesteps },
+    };
+  }
+
+  function readArtifact(id: string, file: string): Artifact {
+    if (!jobs().get(id)) throw new DqError('NOT_FOUND', `no job '${id}'`);
+    const mime = MIME[extname(file).toLowerCase()];
+    if (!mime) throw new DqError('BAD_ARGUMENT', `'${file}' is not a file the studio shows`);
+    const path = join(jobs().dir(id), file);
+    if (!existsSync(path) || !statSync(path).isFile()) throw new DqError('NOT_FOUND', `job '${id}' wrote no '${file}'`);
+    const size = statSync(path).size;
+    if (size > MAX_ARTIFACT) throw new DqError('BAD_ARGUMENT', `'${file}' is too large to show (${size} bytes)`);
+    return { mime, base64: readFileSync(path).toString('base64'), bytes: size };
+  }
+
   return {
+    workspace,
     listModels: () => wrap(() => listEmbeddedModels()),
     hostInfo: () => wrap(() => ({ shell, version, providers: ort.listSupportedBackends().filter((b) => b.bundled).map((b) => b.name) })),
+    modelInfo: (ref) => wrap(() => modelInfo(ref)),
+    listPresets: () => wrap((): PresetInfo[] => listPresets().map((name) => ({ name, recipe: loadRecipe(name) as RecipeSpec }))),
+    startJob: (spec) => wrap(() => startJob(JobSpec.parse(spec))),
+    cancelJob: (id) => wrap(() => ({ cancelled: jobs().cancel(id) })),
+    listJobs: () => wrap(() => jobs().list()),
+    getCalibration: (id) => wrap(() => getCalibration(id)),
+    readArtifact: (id, file) => wrap(() => readArtifact(id, file)),
+    subscribe(listener) {
+      ensureForwarding();
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    dispose: async () => {
+      unsubscribeRunner?.();
+      listeners.clear();
+      await runner?.dispose();
+    },
   };
 }
 
@@ -32,7 +215,11 @@ export function createHost(shell: HostInfo['shell'], version: string): StudioApi
 export async function dispatch(host: StudioApi, name: string, args: unknown[]): Promise<Result<unknown>> {
   if (!Object.hasOwn(Requests, name)) return { ok: false, error: { code: 'BAD_REQUEST', message: `unknown request '${name}'` } };
   const parsed = Requests[name as RequestName].safeParse(args);
-  if (!parsed.success) return { ok: false, error: { code: 'BAD_REQUEST', message: `${name}: ${parsed.error.issues[0]?.message ?? 'bad arguments'}` } };
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.length ? ` (at ${issue.path.join('.')})` : '';
+    return { ok: false, error: { code: 'BAD_REQUEST', message: `${name}: ${issue?.message ?? 'bad arguments'}${where}` } };
+  }
   const fn = host[name as RequestName] as (...a: unknown[]) => Promise<Result<unknown>>;
-  return fn(...(parsed.data as unknown[]));
+  return fn.call(host, ...(parsed.data as unknown[]));
 }

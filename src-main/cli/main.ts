@@ -16,6 +16,7 @@ import { createHost } from '../host.js';
 import { serve } from '../serve/server.js';
 import { progressPrinter } from './progress.js';
 import { registerCompare } from './compare-command.js';
+import { registerBatch, registerExport } from './export-command.js';
 import { calibrate, type TimestepSelection } from '../core/quant/calibrate.js';
 import { quantizePipeline, readRecord } from '../core/quant/quantize.js';
 import { listPresets, loadRecipe } from '../core/quant/recipe.js';
@@ -165,16 +166,19 @@ export function buildProgram(): Command {
     });
 
   registerCompare(program);
+  registerExport(program);
+  registerBatch(program);
 
   program
     .command('serve')
     .description('browser mode: the studio UI and its API on 127.0.0.1 (a random token guards every request)')
     .option('--port <n>', 'port (default: any free port)', num('--port', 0, true))
     .action(async (o: { port?: number }) => {
-      const s = await serve({ host: createHost('browser', VERSION), uiDir: UI_DIR, port: o.port });
+      const host = createHost('browser', VERSION);
+      const s = await serve({ host, uiDir: UI_DIR, port: o.port });
       console.log(`DQ Studio is running at ${s.url}\n(only this machine can reach it; the token in the URL is required; Ctrl-C stops it)`);
       await new Promise<void>((done) => {
-        const stop = () => void s.close().then(done);
+        const stop = () => void s.close().then(() => host.dispose()).then(done);
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       });

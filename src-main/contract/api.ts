@@ -1,6 +1,7 @@
 /**
  * The one typed contract between the renderer and its host (Electron main via preload, or browser mode).
- * Requests go in, results and errors come back as data; nothing here imports Node or the engine.
+ * Requests go in, results and errors come back as data; long jobs (calibrate, quantize, compare) are started
+ * by a request and report through events (progress, done, error); nothing here imports Node or the engine.
  */
 import { z } from 'zod';
 
@@ -25,24 +26,307 @@ export interface EmbeddedModel {
   sampleShape: number[] | null;
 }
 
-export interface StudioApi {
-  /** The models shipped with the studio (models/). */
-  listModels(): Promise<Result<EmbeddedModel[]>>;
-  /** Host facts the UI shows: which shell, which providers onnxruntime offers. */
-  hostInfo(): Promise<Result<HostInfo>>;
-}
-
 export interface HostInfo {
   shell: 'electron' | 'browser' | 'mock';
   version: string;
   providers: string[];
 }
 
+/* ------------------------------------------------------------------ models -- */
+
+/** One quantizable layer of a denoiser, as the layer map shows it. */
+export interface LayerRow {
+  name: string;
+  op: string;
+  weightShape: number[];
+  parameters: number;
+  /** The activation tensor it reads. */
+  input: string;
+  /** In the time-only region (TFMQ-DM's temporal features feed from here). */
+  temporal: boolean;
+  /** Where quantizers usually spare it: first or last layer. */
+  sensitive: 'first' | 'last' | null;
+  /** Reads a decoder skip concat: the channel where the encoder half starts. */
+  splitAt: number | null;
+}
+
+export interface ModelInfo {
+  /** Absolute path of the pipeline folder. */
+  path: string;
+  className: string;
+  sampleShape: number[];
+  classes: string[];
+  scheduler: { trainSteps: number; betaSchedule: string; prediction: string };
+  unet: { bytes: number; parameters: number; nodes: number; ops: Record<string, number> };
+  /** Null for a quantized variant (its source has the map). */
+  layers: LayerRow[] | null;
+  attention: number;
+  temporalFeatures: string[];
+  shortcutSplits: { concat: string; splitAt: number | null; consumers: string[] }[];
+  variant: { recipe: string; quantized: number; spared: number; weightBitsPerParameter: number } | null;
+}
+
+/* ----------------------------------------------------------------- recipes -- */
+
+export type FloatElement = 'e4m3fn' | 'e5m2' | 'e3m2' | 'e2m3' | 'e2m1';
+export type FormatSpec =
+  | { kind: 'int'; bits: number; symmetric: boolean }
+  | { kind: 'float'; element: FloatElement }
+  | { kind: 'mx'; element: FloatElement | 'int8' }
+  | { kind: 'nvfp4' };
+
+/** A quantization recipe (presets/*.json); the host validates it with the engine's schema before use. */
+export interface RecipeSpec {
+  name: string;
+  description?: string;
+  weights: {
+    format: FormatSpec;
+    granularity?: 'tensor' | 'channel' | { group: number };
+    rounding?: 'nearest' | 'gptq';
+    clipping?: 'minmax' | 'mse';
+  };
+  activations: null | {
+    format: FormatSpec;
+    clipping?: 'minmax' | 'percentile' | 'mse';
+    percentile?: number;
+    perTimestep?: boolean;
+  };
+  calibration?: { timesteps: 'single' | 'all' | 'uniform' | 'normal'; count?: number; step?: number };
+  splitShortcut?: boolean;
+  temporal?: 'none' | 'calibrate' | 'cache';
+  keepFp?: ('first' | 'last' | 'temporal' | 'attention')[];
+}
+
+export interface PresetInfo {
+  name: string;
+  recipe: RecipeSpec;
+}
+
+/* -------------------------------------------------------------------- jobs -- */
+
+export const SAMPLER_NAMES = ['ddpm', 'ddim', 'dpm++2m', 'euler'] as const;
+const id = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'not an id');
+const modelRef = z.string().min(1).max(4096);
+const smallInts = z.array(z.number().int().min(0).max(1_000_000)).max(256);
+
+export const CalibrateJob = z
+  .object({
+    kind: z.literal('calibrate'),
+    /** An embedded model id, or the absolute path of a pipeline folder. */
+    model: modelRef,
+    samples: z.number().int().min(1).max(100_000),
+    steps: z.number().int().min(1).max(1000),
+    sampler: z.enum(SAMPLER_NAMES).default('ddim'),
+    guidance: z.number().min(0).max(100).default(2),
+    timesteps: z.enum(['all', 'uniform', 'normal']).default('all'),
+    count: z.number().int().min(1).max(1000).default(10),
+    batchSize: z.number().int().min(1).max(1024).default(32),
+  })
+  .strict();
+
+export const QuantizeJob = z
+  .object({
+    kind: z.literal('quantize'),
+    model: modelRef,
+    /** The recipe (the host validates it with the engine's schema). */
+    recipe: z.record(z.string(), z.unknown()),
+    /** The calibrate job whose record to use; null for weight-only recipes. */
+    calibration: id.nullable(),
+    /** Layers kept in FP beyond the recipe's keepFp groups. */
+    keepLayers: z.array(z.string().max(1024)).max(10_000).default([]),
+  })
+  .strict();
+
+export const CompareJob = z
+  .object({
+    kind: z.literal('compare'),
+    model: modelRef,
+    /** quantize job ids; FP is always the reference row. */
+    variants: z.array(id).max(16),
+    seeds: smallInts.min(1),
+    classes: smallInts,
+    steps: z.number().int().min(1).max(1000),
+    sampler: z.enum(SAMPLER_NAMES).default('ddim'),
+    guidance: z.number().min(0).max(100).default(2),
+    fidSamples: z.number().int().min(0).max(100_000).default(0),
+    walkFrames: z.number().int().min(1).max(64).default(2),
+    video: z.boolean().default(true),
+  })
+  .strict();
+
+export const JobSpec = z.discriminatedUnion('kind', [CalibrateJob, QuantizeJob, CompareJob]);
+export type JobSpec = z.input<typeof JobSpec>;
+export type JobSpecParsed = z.output<typeof JobSpec>;
+export type JobKind = JobSpec['kind'];
+
+export interface Progress {
+  phase: string;
+  done: number;
+  total: number;
+  elapsedSeconds: number;
+  /** Estimated seconds left (from the rate so far); null before the first step. */
+  etaSeconds: number | null;
+}
+
+export interface CalibrateResult {
+  kind: 'calibrate';
+  sites: number;
+  steps: number[];
+  seconds: number;
+}
+
+export interface QuantizedLayer {
+  name: string;
+  op: string;
+  weightBits: number | null;
+  activation: string | null;
+  spared: string | null;
+}
+
+export interface QuantizeResult {
+  kind: 'quantize';
+  name: string;
+  recipe: RecipeSpec;
+  summary: { quantized: number; spared: number; weightBitsPerParameter: number; fpParameters: number; quantizedParameters: number; activationFormat: string | null };
+  layers: QuantizedLayer[];
+  /** Bytes of the variant folder's unet (simulated: float32 storage). */
+  bytes: number;
+}
+
+export interface StepErrorRow {
+  step: number;
+  timestep: number;
+  rmse: number;
+  relative: number | null;
+}
+
+interface MetricSummary {
+  mean: number | null;
+  min: number | null;
+  perImage: (number | null)[];
+}
+
+/** The part of compare's metrics.json (docs/metrics-schema.json) the studio shows. */
+export interface CompareVariant {
+  name: string;
+  isFp: boolean;
+  modelBytes: number;
+  weightBitsPerParameter: number | null;
+  estimatedDeployedBytes: number | null;
+  psnrDb: MetricSummary;
+  ssim: MetricSummary;
+  fid: { toFp: number | null; toData: number | null; samples: number; reason: string | null };
+  classAgreement: { requested: number | null; withFp: number | null; samples: number; reason: string | null };
+  epsError: StepErrorRow[];
+  temporalFeatureError: { available: boolean; reason: string | null; source: 'graph' | 'fed' | null; features: string[]; perStep: StepErrorRow[] };
+}
+
+export interface CompareResult {
+  kind: 'compare';
+  images: { index: number; seed: number; class: number | null; className: string | null }[];
+  variants: CompareVariant[];
+  /** Per variant (same order): how its temporal features are maintained: cached FP features (TFMQ), one parameter
+   * set per timestep, the time-only layers kept in FP, or not at all ('none', also for FP itself). */
+  temporal: ('none' | 'calibrate' | 'cache' | 'fp')[];
+  files: {
+    grid: string;
+    diffs: Record<string, string>;
+    trajectory: { webp: string | null; mp4: string | null; frames: number };
+    /** Per variant (same order): the grid images side by side, identically laid out (A/B wipe). */
+    strips: string[];
+    report: string;
+    metrics: string;
+  };
+  notes: string[];
+}
+
+export type JobResult = CalibrateResult | QuantizeResult | CompareResult;
+
+export type JobState = 'running' | 'done' | 'error' | 'cancelled';
+
+export interface JobInfo {
+  id: string;
+  kind: JobKind;
+  label: string;
+  state: JobState;
+  progress: Progress | null;
+  startedAt: number;
+  endedAt: number | null;
+  result: JobResult | null;
+  error: ApiError | null;
+}
+
+/** What the host reports about jobs; a cancelled job ends with `error` whose code is CANCELLED. */
+export type JobEvent =
+  | { jobId: string; kind: 'started'; job: JobInfo }
+  | { jobId: string; kind: 'progress'; progress: Progress }
+  | { jobId: string; kind: 'done'; result: JobResult }
+  | { jobId: string; kind: 'error'; error: ApiError };
+
+/* ------------------------------------------------------------ calibration -- */
+
+export interface StatView {
+  min: number;
+  max: number;
+  absmax: number;
+  hist: { lo: number; hi: number; counts: number[] };
+}
+
+/** A calibration record as the Ranges view reads it. */
+export interface CalibrationView {
+  timesteps: number[];
+  steps: number[];
+  sites: { id: number; tensor: string; layers: string[]; split: number | null; temporal: boolean }[];
+  /** stats[site][half][step] */
+  stats: Record<number, Record<number, Record<number, StatView>>>;
+  settings: { samples: number; steps: number; sampler: string; timesteps: string };
+}
+
+export interface Artifact {
+  mime: string;
+  base64: string;
+  bytes: number;
+}
+
+/* ---------------------------------------------------------------- the API -- */
+
+export interface StudioApi {
+  /** The models shipped with the studio (models/). */
+  listModels(): Promise<Result<EmbeddedModel[]>>;
+  /** Host facts the UI shows: which shell, which providers onnxruntime offers. */
+  hostInfo(): Promise<Result<HostInfo>>;
+  /** A pipeline's make-up and layer map: an embedded model id or a pipeline folder path. */
+  modelInfo(model: string): Promise<Result<ModelInfo>>;
+  listPresets(): Promise<Result<PresetInfo[]>>;
+  /** Starts a long job off the host's main thread; progress and the outcome arrive as events. */
+  startJob(spec: JobSpec): Promise<Result<{ jobId: string }>>;
+  cancelJob(jobId: string): Promise<Result<{ cancelled: boolean }>>;
+  listJobs(): Promise<Result<JobInfo[]>>;
+  /** The record a calibrate job wrote. */
+  getCalibration(jobId: string): Promise<Result<CalibrationView>>;
+  /** A file a job wrote (images, videos), by its name in the job's output. */
+  readArtifact(jobId: string, file: string): Promise<Result<Artifact>>;
+}
+
+/** The renderer's side: the requests plus the job event stream. */
+export interface StudioClient extends StudioApi {
+  /** Subscribes to job events; returns the unsubscribe function. */
+  onEvent(listener: (e: JobEvent) => void): () => void;
+}
+
 /** Request names, each validated on the host side with its schema before anything runs. */
 export const Requests = {
   listModels: z.tuple([]),
   hostInfo: z.tuple([]),
-} as const;
+  modelInfo: z.tuple([modelRef]),
+  listPresets: z.tuple([]),
+  startJob: z.tuple([JobSpec]),
+  cancelJob: z.tuple([id]),
+  listJobs: z.tuple([]),
+  getCalibration: z.tuple([id]),
+  readArtifact: z.tuple([id, z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'not a file name')]),
+} as const satisfies Record<keyof StudioApi, z.ZodType>;
 export type RequestName = keyof typeof Requests;
 
 export const IPC_PREFIX = 'dq:';
+export const IPC_EVENT = 'dq:event';

@@ -5,12 +5,16 @@
  * - Cross-origin requests are refused (Origin must be this server's), and so are Host headers other than
  *   127.0.0.1/localhost on our port (DNS rebinding).
  * - API: POST /api/<request> with a JSON array of arguments; the reply is the contract's Result as JSON.
+ * - Events: a WebSocket at /events carries the contract's JobEvents (server to page only). The connection needs
+ *   the token (`?token=` or the cookie) and this server's Origin, like every request.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { extname, join, normalize, resolve, sep } from 'node:path';
-import type { StudioApi } from '../contract/api.js';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { JobEvent, StudioApi } from '../contract/api.js';
 import { DqError } from '../core/errors.js';
 import { dispatch } from '../host.js';
 
@@ -21,7 +25,8 @@ const MIME: Record<string, string> = {
 const MAX_BODY = 1 << 20;
 
 export interface ServeOptions {
-  host: StudioApi;
+  /** The contract; with `subscribe`, its job events are pushed to pages over /events. */
+  host: StudioApi & { subscribe?(listener: (e: JobEvent) => void): () => void };
   /** Folder with the built renderer (index.html). */
   uiDir: string;
   port?: number;
@@ -64,6 +69,33 @@ export async function serve(opts: ServeOptions): Promise<Served> {
 
   const server = createServer((req, res) => {
     void handle(req, res).catch((e) => send(res, 500, `internal error: ${(e as Error).message}`));
+  });
+
+  // job events: one WebSocket per page, server to page only
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 4096 });
+  const sockets = new Set<WebSocket>();
+  const unsubscribe = opts.host.subscribe?.((e) => {
+    const msg = JSON.stringify(e);
+    for (const ws of sockets) if (ws.readyState === ws.OPEN) ws.send(msg);
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const refuse = (status: number, why: string) => {
+      socket.end(`HTTP/1.1 ${status} ${why}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(why)}\r\n\r\n${why}`);
+    };
+    if (!allowedHosts().includes(req.headers.host ?? '')) return refuse(403, 'forbidden host');
+    // browsers always send Origin on WebSocket connections: it must be this server's
+    if (!allowedOrigins().includes(req.headers.origin ?? '')) return refuse(403, 'cross-origin connections are refused');
+    const url = new URL(req.url ?? '/', `http://127.0.0.1:${port}`);
+    if (url.pathname !== '/events') return refuse(404, 'not found');
+    const given = url.searchParams.get('token') ?? cookieToken(req);
+    if (!given || !same(given, token)) return refuse(401, 'a valid token is required');
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      sockets.add(ws);
+      ws.on('close', () => sockets.delete(ws));
+      ws.on('error', () => sockets.delete(ws));
+      // nothing is accepted from the page on this channel
+      ws.on('message', () => ws.close(1003, 'requests go over HTTP'));
+    });
   });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -120,6 +152,13 @@ export async function serve(opts: ServeOptions): Promise<Served> {
     port,
     token,
     url: `http://127.0.0.1:${port}/?token=${token}`,
-    close: () => new Promise<void>((ok) => server.close(() => ok())),
+    close: () =>
+      new Promise<void>((ok) => {
+        unsubscribe?.();
+        for (const ws of sockets) ws.terminate();
+        wss.close();
+        server.closeAllConnections();
+        server.close(() => ok());
+      }),
   };
 }

@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser } from 'playwright-core';
-import { createHost } from '../../src-main/host';
+import { createHost, type Host } from '../../src-main/host';
 import { serve, type Served } from '../../src-main/serve/server';
 import { required, ROOT } from '../helpers';
 
@@ -44,8 +44,10 @@ describe('electron-vite build', () => {
 describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`browser mode in Chromium${browserHere ? '' : ' (skipped: no Chromium at ' + CHROMIUM + '; .ci/install-system-deps.sh installs it)'}`, () => {
   let served: Served;
   let browser: Browser;
+  let host: Host;
   beforeAll(async () => {
-    served = await serve({ host: createHost('browser', 'test'), uiDir: join(OUT, 'renderer') });
+    host = createHost('browser', 'test');
+    served = await serve({ host, uiDir: join(OUT, 'renderer') });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
@@ -54,6 +56,7 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`browser mode i
   afterAll(async () => {
     await browser?.close();
     await served?.close();
+    await host?.dispose();
   });
 
   it('lists the embedded models from the real host, reachable by keyboard, at 1280x800', async () => {
@@ -68,7 +71,10 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`browser mode i
     await expect(page.getByTestId('model-tiny-mnist').textContent()).resolves.toMatch(/diffusion pipeline.*1×28×28.*10 classes/s);
     await expect(page.getByTestId('model-mnist-classifier').textContent()).resolves.toMatch(/classifier/);
     expect(await page.getByRole('status').count()).toBe(0); // no "no engine" warning: this is the real host
+    // the view tabs come first in the tab order, then the models
     await page.keyboard.press('Tab');
+    await expect(page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).resolves.toBe('tab-models');
+    for (let i = 0; i < 7; i++) await page.keyboard.press('Tab');
     await expect(page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).resolves.toBe('model-tiny-mnist');
     await page.screenshot({ path: join(ROOT, 'test-results', 'first-screen.png') });
     expect(errors).toEqual([]);

@@ -3,11 +3,12 @@
  * (for probing other denoisers on the same trajectory). It follows src-main/core/pipeline/sample.ts step for step:
  * with the initial noise and noise stream of a seed it gives exactly the images `sample` gives for that seed.
  */
+import { buildFeeds, combineGuided } from '../pipeline/sample.js';
 import { DqError } from '../errors.js';
 import { Rng } from '../pipeline/noise.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import { createScheduler, type SamplerName } from '../pipeline/schedulers.js';
-import type { FeedValue, Session, TensorOut } from '../runtime/onnx.js';
+import type { Session } from '../runtime/onnx.js';
 
 export interface LoopSettings {
   steps: number;
@@ -57,52 +58,6 @@ export function guidedRun(p: Pipeline, guidance: number): boolean {
   return p.io.classLabels !== null && guidance !== 1;
 }
 
-/**
- * Denoiser feeds for a batch (rows doubled with the null class when guided), as `sample` builds them: a quantized
- * variant may no longer read the timestep or labels directly (its time-only region was cut out) and may need extra
- * inputs per evaluation (activation parameters, cached temporal features).
- */
-export async function buildFeeds(p: Pipeline, x: Float64Array, t: number, labels: number[], guided: boolean, b: number): Promise<Record<string, FeedValue>> {
-  const [C, H, W] = p.index.sampleShape;
-  const size = C * H * W;
-  const rows = guided ? 2 * b : b;
-  const sampleData = new Float32Array(rows * size);
-  sampleData.set(x);
-  if (guided) sampleData.set(x, b * size);
-  const feeds: Record<string, FeedValue> = {
-    [p.io.sample]: { type: 'float32', data: sampleData, dims: [rows, C, H, W] },
-  };
-  if (p.io.feedsTimestep !== false) {
-    feeds[p.io.timestep] =
-      p.io.timestepType === 'int64'
-        ? { type: 'int64', data: new BigInt64Array(rows).fill(BigInt(Math.round(t))), dims: [rows] }
-        : { type: 'float32', data: new Float32Array(rows).fill(t), dims: [rows] };
-  }
-  let lab: BigInt64Array | null = null;
-  if (p.io.classLabels) {
-    lab = new BigInt64Array(rows);
-    labels.forEach((c, k) => (lab![k] = BigInt(c)));
-    if (guided) lab.fill(BigInt(p.index.nullClass!), b);
-    if (p.io.feedsClassLabels !== false) feeds[p.io.classLabels] = { type: 'int64', data: lab, dims: [rows] };
-  }
-  if (p.extraFeeds) Object.assign(feeds, await p.extraFeeds(t, lab, rows));
-  return feeds;
-}
-
-/** The noise prediction the sampler uses: guidance applied when `guided`. */
-export function combineGuided(out: TensorOut, guidance: number, guided: boolean, b: number, size: number): Float64Array {
-  const o = out.data as Float32Array;
-  const rows = guided ? 2 * b : b;
-  if (o.length !== rows * size) throw new DqError('BAD_MODEL', `unet output has ${o.length} values, expected ${rows * size}`);
-  const eps = new Float64Array(b * size);
-  if (!guided) {
-    for (let j = 0; j < eps.length; j++) eps[j] = o[j]!;
-  } else {
-    const off = b * size;
-    for (let j = 0; j < eps.length; j++) eps[j] = o[off + j]! + guidance * (o[j]! - o[off + j]!);
-  }
-  return eps;
-}
 
 export async function predictEps(p: Pipeline, session: Session, x: Float64Array, t: number, labels: number[], guidance: number, b: number): Promise<Float64Array> {
   const [C, H, W] = p.index.sampleShape;
@@ -174,3 +129,5 @@ export async function runLoop(p: Pipeline, session: Session, req: LoopRequest): 
   }
   return { images, timesteps };
 }
+
+export { buildFeeds, combineGuided };

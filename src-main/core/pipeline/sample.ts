@@ -123,21 +123,14 @@ export async function sample(p: Pipeline, session: Session, req: SampleRequest):
   return { images, trajectory, timesteps, seconds: (performance.now() - t0) / 1000 };
 }
 
-/** One network evaluation for a batch, with classifier-free guidance when `guidance` != 1. */
-async function denoise(
-  p: Pipeline,
-  session: Session,
-  x: Float64Array,
-  t: number,
-  labels: number[],
-  guidance: number,
-  b: number,
-  size: number,
-  req: SampleRequest,
-  step: number,
-): Promise<Float64Array> {
+/**
+ * Denoiser feeds for a batch (rows doubled with the null class when guided). A quantized variant may no longer read
+ * the timestep or labels directly (its time-only region was cut out) and may need extra inputs per evaluation
+ * (activation parameters, cached temporal features).
+ */
+export async function buildFeeds(p: Pipeline, x: Float64Array, t: number, labels: number[], guided: boolean, b: number, extra: ExtraFeeds | undefined = p.extraFeeds): Promise<Record<string, FeedValue>> {
   const [C, H, W] = p.index.sampleShape;
-  const guided = guidance !== 1;
+  const size = C * H * W;
   const rows = guided ? 2 * b : b;
   const sampleData = new Float32Array(rows * size);
   sampleData.set(x);
@@ -158,17 +151,14 @@ async function denoise(
     if (guided) lab.fill(BigInt(p.index.nullClass!), b);
     if (p.io.feedsClassLabels !== false) feeds[p.io.classLabels] = { type: 'int64', data: lab, dims: [rows] };
   }
-  const extra = req.extraFeeds ?? p.extraFeeds;
   if (extra) Object.assign(feeds, await extra(t, lab, rows));
-  let out: TensorOut;
-  if (req.tap && req.tap.steps.has(step)) {
-    const res = await req.tap.session.run(feeds, [p.io.output, ...req.tap.fetch]);
-    req.tap.onOutputs(step, t, res);
-    out = res[p.io.output]!;
-  } else {
-    out = (await session.run(feeds, [p.io.output]))[p.io.output]!;
-  }
+  return feeds;
+}
+
+/** The noise prediction the sampler uses: eps_uncond + w (eps_cond - eps_uncond) when guided. */
+export function combineGuided(out: TensorOut, guidance: number, guided: boolean, b: number, size: number): Float64Array {
   const o = out.data as Float32Array;
+  const rows = guided ? 2 * b : b;
   if (o.length !== rows * size) throw new DqError('BAD_MODEL', `unet output has ${o.length} values, expected ${rows * size}`);
   const eps = new Float64Array(b * size);
   if (!guided) {
@@ -178,4 +168,30 @@ async function denoise(
     for (let j = 0; j < eps.length; j++) eps[j] = o[off + j]! + guidance * (o[j]! - o[off + j]!);
   }
   return eps;
+}
+
+/** One network evaluation for a batch, with classifier-free guidance when `guidance` != 1. */
+async function denoise(
+  p: Pipeline,
+  session: Session,
+  x: Float64Array,
+  t: number,
+  labels: number[],
+  guidance: number,
+  b: number,
+  size: number,
+  req: SampleRequest,
+  step: number,
+): Promise<Float64Array> {
+  const guided = guidance !== 1;
+  const feeds = await buildFeeds(p, x, t, labels, guided, b, req.extraFeeds ?? p.extraFeeds);
+  let out: TensorOut;
+  if (req.tap && req.tap.steps.has(step)) {
+    const res = await req.tap.session.run(feeds, [p.io.output, ...req.tap.fetch]);
+    req.tap.onOutputs(step, t, res);
+    out = res[p.io.output]!;
+  } else {
+    out = (await session.run(feeds, [p.io.output]))[p.io.output]!;
+  }
+  return combineGuided(out, guidance, guided, b, size);
 }

@@ -211,6 +211,11 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   if (keep.has('first')) for (const l of map.sensitive.firstLayers) spare.set(l, 'first layer (keepFp)');
   if (keep.has('last')) for (const l of map.sensitive.lastLayers) spare.set(l, 'last layer (keepFp)');
   if (keep.has('temporal')) for (const l of fpMap.temporal) spare.set(l, 'time-only region (keepFp)');
+  const known = new Set(fpMap.quantizable.map((l) => l.name));
+  for (const l of recipe.keepLayers) {
+    if (!known.has(l)) throw new DqError('BAD_CONFIG', `recipe '${recipe.name}': keepLayers names '${l}', which is not a quantizable layer of this model`);
+    spare.set(l, 'kept in FP by the recipe (keepLayers)');
+  }
   const nodeIndex = new Map<string, number>();
   (model.graph!.node ?? []).forEach((n, i) => nodeIndex.set(n.name ?? '', i));
 

@@ -58,6 +58,7 @@ export const RecipeSchema = z
     splitShortcut: z.boolean().default(false),
     temporal: z.enum(['none', 'calibrate', 'cache']).default('none'),
     keepFp: z.array(z.enum(['first', 'last', 'temporal', 'attention'])).default([]),
+    keepLayers: z.array(z.string()).default([]).describe('per-layer overrides: these layers (by node name) stay in FP'),
   })
   .strict();
 

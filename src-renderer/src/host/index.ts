@@ -3,17 +3,17 @@
  * browser mode (`dq serve`, token in a meta tag), or a mock (component tests, UI work with no engine; the UI
  * says so).
  */
-import type { StudioApi } from '../../../src-main/contract/api';
+import type { StudioClient } from '../../../src-main/contract/api';
 import { browserHost } from './browser';
 import { mockHost } from './mock';
 
 declare global {
   interface Window {
-    dq?: StudioApi;
+    dq?: StudioClient;
   }
 }
 
-export function pickHost(): { api: StudioApi; kind: 'electron' | 'browser' | 'mock' } {
+export function pickHost(): { api: StudioClient; kind: 'electron' | 'browser' | 'mock' } {
   if (typeof window !== 'undefined' && window.dq) return { api: window.dq, kind: 'electron' };
   const token = typeof document !== 'undefined' ? document.querySelector('meta[name="dq-token"]')?.getAttribute('content') : null;
   if (token) return { api: browserHost(token), kind: 'browser' };

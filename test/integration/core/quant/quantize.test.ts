@@ -114,3 +114,10 @@ it('says plainly that GPTQ rounding is not implemented yet instead of silently r
   const r = loadRecipe('int4-w4a16');
   await expect(quantizePipeline({ pipelineDir: TINY, recipe: { ...r, weights: { ...r.weights, rounding: 'gptq' } }, record: null, out: join(work, 'g') })).rejects.toThrow(/'gptq' is not implemented yet/);
 });
+
+it('per-layer overrides keep named layers in FP, and refuse names the model lacks', async () => {
+  const r = loadRecipe('int4-w4a16');
+  const m = await quantizePipeline({ pipelineDir: TINY, recipe: { ...r, keepLayers: ['/mid1/conv1/Conv'] }, record: null, out: join(work, 'k') });
+  expect(m.layers.find((l) => l.name === '/mid1/conv1/Conv')!.spared).toBe('kept in FP by the recipe (keepLayers)');
+  await expect(quantizePipeline({ pipelineDir: TINY, recipe: { ...r, keepLayers: ['/nope/Conv'] }, record: null, out: join(work, 'k2') })).rejects.toThrow(/keepLayers names '\/nope\/Conv'/);
+});

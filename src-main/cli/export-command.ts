@@ -1,0 +1,75 @@
+/**
+ * `dq export <variant-dir> --out <pipeline-dir>` (real low-bit pipelines from simulated variants) and
+ * `dq batch <jobs.json>` (pipelines x presets: calibrate, quantize, compare, export; resumable, shardable).
+ * Registered on the program by `registerExport` and `registerBatch`.
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { resolve } from 'node:path';
+import { parseShard, runBatch } from '../core/batch/batch.js';
+import { DqError } from '../core/errors.js';
+import { exportPipeline, type ExportManifest } from '../core/export/export.js';
+import { parseIntList } from '../core/ranges.js';
+
+function num(name: string, min: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
+    return n;
+  };
+}
+
+const kb = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
+
+/** The lines `dq export` prints. */
+export function exportSummary(m: ExportManifest, out: string): string[] {
+  const x = m.export;
+  const lines: string[] = [];
+  const ratio = x.sizes.ratio === null ? '' : ` = ${x.sizes.ratio.toFixed(3)} of the FP32 unet (${kb(x.sizes.fp32UnetBytes!)})`;
+  lines.push(`${m.recipe.name}: ${kb(x.sizes.exportBytes)}${ratio}`);
+  for (const r of x.real) lines.push(`real: ${r}`);
+  for (const s of x.simulated) lines.push(`simulated: ${s}`);
+  for (const n of x.notes) lines.push(`note: ${n}`);
+  const v = x.verification;
+  if (v) lines.push(`verification (${v.seeds.length} images, ${v.steps} steps, same seeds): max |exported - simulated| ${v.maxAbs.toFixed(4)}, mean ${v.meanAbs.toFixed(5)}`);
+  lines.push(`-> ${resolve(out)}`);
+  return lines;
+}
+
+export function registerExport(program: Command): void {
+  program
+    .command('export')
+    .description('export a quantized variant as a pipeline with real low-bit weights (INT8 W8A8 on int8 kernels), then verify it')
+    .argument('<variant-dir>', 'a variant folder written by dq quantize')
+    .requiredOption('--out <pipeline-dir>', 'pipeline folder to write (replaced atomically)')
+    .option('--reduce-range', 'store INT8 weights that feed int8 kernels as 7-bit codes (avoids int16 saturation in AVX2 kernels)')
+    .option('--seeds <list>', 'verification seeds', '0-3')
+    .option('--steps <n>', 'verification steps (default: the calibration steps)', num('--steps', 1))
+    .option('--calib-images <n>', 'images for QLinearConv output ranges', num('--calib-images', 1), 8)
+    .option('--no-verify', 'skip the verification')
+    .option('--json', 'print the export section of the manifest as JSON')
+    .action(async (dir: string, o: { out: string; reduceRange?: boolean; seeds: string; steps?: number; calibImages: number; verify: boolean; json?: boolean }) => {
+      const m = await exportPipeline({
+        variantDir: dir,
+        out: o.out,
+        reduceRange: o.reduceRange ?? false,
+        calibrationImages: o.calibImages,
+        verify: o.verify ? { seeds: parseIntList(o.seeds, '--seeds'), steps: o.steps } : false,
+        onLine: o.json ? undefined : (s) => console.log(s),
+      });
+      console.log(o.json ? JSON.stringify(m.export, null, 2) : exportSummary(m, o.out).join('\n'));
+    });
+}
+
+export function registerBatch(program: Command): void {
+  program
+    .command('batch')
+    .description('run a matrix of pipelines x presets (calibrate, quantize, compare, export) with a log per job; finished jobs are skipped')
+    .argument('<jobs.json>', 'job file (see docs/export.md)')
+    .option('--shard <i/n>', 'run only shard i of n (0-based), e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT')
+    .option('--dry-run', 'list the jobs of this shard and whether they are done')
+    .action(async (file: string, o: { shard?: string; dryRun?: boolean }) => {
+      const shard = o.shard ? parseShard(o.shard) : { index: 0, count: 1 };
+      const res = await runBatch({ jobsFile: file, shard, dryRun: o.dryRun ?? false, onLine: (s) => console.log(s) });
+      if (res.failed.length) throw new DqError('BAD_CONFIG', `${res.failed.length} of ${res.jobs.length} jobs failed (${res.failed.join(', ')}): see their job.log`);
+    });
+}

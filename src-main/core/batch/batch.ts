@@ -1,0 +1,266 @@
+/**
+ * `dq batch <jobs.json>`: a matrix of pipelines x presets, each job running calibrate (once per pipeline, shared),
+ * quantize, compare and export, with a log per job. A job is finished when its result.json exists with the same
+ * key (pipeline, recipe, settings): running the batch again skips it, so an interrupted batch resumes where it
+ * stopped. `--shard i/n` runs the jobs whose index k (in matrix order) has k % n == i, so the array tasks of a
+ * cluster (Slurm job arrays, Kubernetes indexed Jobs) split the matrix between them without coordination.
+ *
+ * jobs.json:
+ *   {
+ *     "out": "runs/batch",                       // relative to the jobs file
+ *     "pipelines": ["../models/tiny-mnist"],      // relative to the jobs file
+ *     "presets": ["int8-w8a8", "int4-w4a16"],     // preset names or recipe files
+ *     "steps": ["calibrate", "quantize", "compare", "export"],
+ *     "calibration": { "samples": 64, "steps": 25, "timesteps": "all" },
+ *     "compare": { "seeds": "0-7", "steps": 25, "fidSamples": 0, "video": false },
+ *     "export": { "reduceRange": false, "verifySeeds": "0-3", "calibrationImages": 8 }
+ *   }
+ */
+import { createHash } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { z } from 'zod';
+import { runCompare } from '../compare/compare.js';
+import { DqError } from '../errors.js';
+import { exportPipeline } from '../export/export.js';
+import { writeFileAtomic } from '../fsutil.js';
+import { locatePipeline, releaseSessions } from '../pipeline/pipeline.js';
+import { calibrate, readRecord, sha256File } from '../quant/calibrate.js';
+import { quantizePipeline } from '../quant/quantize.js';
+import { loadRecipe } from '../quant/recipe.js';
+import { parseIntList } from '../ranges.js';
+
+const STEPS = ['calibrate', 'quantize', 'compare', 'export'] as const;
+
+export const JobsSchema = z
+  .object({
+    out: z.string().min(1),
+    pipelines: z.array(z.string().min(1)).min(1),
+    presets: z.array(z.string().min(1)).min(1),
+    steps: z.array(z.enum(STEPS)).default([...STEPS]),
+    calibration: z
+      .object({
+        samples: z.number().int().positive().default(64),
+        steps: z.number().int().positive().default(25),
+        timesteps: z.enum(['all', 'uniform', 'normal']).default('all'),
+        count: z.number().int().positive().default(10),
+        batchSize: z.number().int().positive().default(32),
+      })
+      .strict()
+      .default({ samples: 64, steps: 25, timesteps: 'all', count: 10, batchSize: 32 }),
+    compare: z
+      .object({
+        seeds: z.string().default('0-7'),
+        steps: z.number().int().positive().default(25),
+        fidSamples: z.number().int().nonnegative().default(0),
+        video: z.boolean().default(false),
+      })
+      .strict()
+      .default({ seeds: '0-7', steps: 25, fidSamples: 0, video: false }),
+    export: z
+      .object({
+        reduceRange: z.boolean().default(false),
+        verifySeeds: z.string().default('0-3'),
+        calibrationImages: z.number().int().positive().default(8),
+      })
+      .strict()
+      .default({ reduceRange: false, verifySeeds: '0-3', calibrationImages: 8 }),
+  })
+  .strict();
+
+export type JobsFile = z.infer<typeof JobsSchema>;
+
+export interface Shard {
+  index: number;
+  count: number;
+}
+
+export function parseShard(s: string): Shard {
+  const m = /^(\d+)\/(\d+)$/.exec(s.trim());
+  const index = m ? Number(m[1]) : NaN;
+  const count = m ? Number(m[2]) : NaN;
+  if (!m || count < 1 || index >= count) throw new DqError('BAD_ARGUMENT', `--shard must be i/n with 0 <= i < n (e.g. 0/4), got '${s}'`);
+  return { index, count };
+}
+
+export interface Job {
+  /** Index in matrix order (pipelines x presets). */
+  index: number;
+  id: string;
+  pipeline: string;
+  preset: string;
+  dir: string;
+}
+
+export interface JobResult {
+  kind: 'dq-batch-job';
+  key: string;
+  id: string;
+  pipeline: string;
+  preset: string;
+  seconds: number;
+  quantize?: { weightBitsPerParameter: number; quantized: number; spared: number };
+  compare?: { psnrDb: number | null; ssim: number | null; classAgreement: number | null };
+  export?: { bytes: number; ratio: number | null; int8Kernels: number; maxAbs: number | null; meanAbs: number | null };
+}
+
+export function readJobs(path: string): { jobs: JobsFile; base: string } {
+  if (!existsSync(path)) throw new DqError('NOT_FOUND', `no job file at ${path}`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new DqError('BAD_CONFIG', `${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  const r = JobsSchema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    throw new DqError('BAD_CONFIG', `${path}: field '${issue.path.join('.') || '(top level)'}': ${issue.message}`);
+  }
+  return { jobs: r.data, base: dirname(resolve(path)) };
+}
+
+/** The matrix in a fixed order; job directories are <out>/<pipeline name>/<preset name>. */
+export function listJobs(jobs: JobsFile, base: string): Job[] {
+  const out = resolve(base, jobs.out);
+  const names = new Map<string, number>();
+  const list: Job[] = [];
+  for (const p of jobs.pipelines) {
+    const abs = resolve(base, p);
+    let name = basename(abs);
+    const seen = names.get(name) ?? 0;
+    names.set(name, seen + 1);
+    if (seen) name = `${name}-${seen + 1}`;
+    for (const preset of jobs.presets) {
+      const pname = basename(preset).replace(/\.json$/, '');
+      list.push({ index: list.length, id: `${name}/${pname}`, pipeline: abs, preset, dir: join(out, name, pname) });
+    }
+  }
+  return list;
+}
+
+function jobKey(job: Job, jobs: JobsFile, unetSha: string): string {
+  const recipe = loadRecipe(job.preset);
+  return createHash('sha256').update(JSON.stringify({ unetSha, recipe, steps: jobs.steps, calibration: jobs.calibration, compare: jobs.compare, export: jobs.export })).digest('hex');
+}
+
+function readResult(dir: string): JobResult | null {
+  const p = join(dir, 'result.json');
+  if (!existsSync(p)) return null;
+  try {
+    return JSON.parse(readFileSync(p, 'utf8')) as JobResult;
+  } catch {
+    return null;
+  }
+}
+
+export interface BatchOptions {
+  jobsFile: string;
+  shard?: Shard;
+  dryRun?: boolean;
+  onLine?: (s: string) => void;
+}
+
+export async function runBatch(opts: BatchOptions): Promise<{ jobs: Job[]; ran: string[]; skipped: string[]; failed: string[] }> {
+  const { jobs, base } = readJobs(opts.jobsFile);
+  const shard = opts.shard ?? { index: 0, count: 1 };
+  const all = listJobs(jobs, base);
+  const mine = all.filter((j) => j.index % shard.count === shard.index);
+  const say = opts.onLine ?? (() => {});
+  say(`batch: ${all.length} jobs (${jobs.pipelines.length} pipelines x ${jobs.presets.length} presets); shard ${shard.index}/${shard.count} runs ${mine.length}`);
+  const ran: string[] = [];
+  const skipped: string[] = [];
+  const failed: string[] = [];
+  const shas = new Map<string, string>();
+  for (const job of mine) {
+    if (!shas.has(job.pipeline)) shas.set(job.pipeline, sha256File(locatePipeline(job.pipeline).unetPath));
+    const key = jobKey(job, jobs, shas.get(job.pipeline)!);
+    const prev = readResult(job.dir);
+    if (prev && prev.key === key) {
+      skipped.push(job.id);
+      say(`[${job.index}] ${job.id}: done (skipped)`);
+      continue;
+    }
+    if (opts.dryRun) {
+      say(`[${job.index}] ${job.id}: to do`);
+      continue;
+    }
+    mkdirSync(job.dir, { recursive: true });
+    const logPath = join(job.dir, 'job.log');
+    const log = (s: string) => {
+      appendFileSync(logPath, `${new Date().toISOString()} ${s}\n`);
+    };
+    say(`[${job.index}] ${job.id}: running (log: ${logPath})`);
+    log(`job ${job.id} (index ${job.index}, shard ${shard.index}/${shard.count}, pid ${process.pid}) key ${key.slice(0, 12)}`);
+    const t0 = performance.now();
+    try {
+      const result = await runJob(job, jobs, key, log);
+      result.seconds = Math.round((performance.now() - t0) / 10) / 100;
+      writeFileAtomic(join(job.dir, 'result.json'), JSON.stringify(result, null, 2) + '\n');
+      log(`done in ${result.seconds} s`);
+      ran.push(job.id);
+      say(`[${job.index}] ${job.id}: done in ${result.seconds} s`);
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      log(`FAILED: ${msg}`);
+      if (!(e instanceof DqError) && e instanceof Error && e.stack) log(e.stack);
+      failed.push(job.id);
+      say(`[${job.index}] ${job.id}: FAILED: ${msg}`);
+    } finally {
+      await releaseSessions();
+    }
+  }
+  return { jobs: mine, ran, skipped, failed };
+}
+
+async function runJob(job: Job, jobs: JobsFile, key: string, log: (s: string) => void): Promise<JobResult> {
+  const recipe = loadRecipe(job.preset);
+  const res: JobResult = { kind: 'dq-batch-job', key, id: job.id, pipeline: job.pipeline, preset: recipe.name, seconds: 0 };
+  const steps = new Set(jobs.steps);
+  const needsCalib = recipe.activations !== null && recipe.activations.format.kind !== 'mx';
+  let record = null;
+  const calibPath = join(dirname(job.dir), 'calibration.json');
+  if (needsCalib && (steps.has('calibrate') || steps.has('quantize'))) {
+    if (existsSync(calibPath)) {
+      record = readRecord(calibPath);
+      log(`calibration: reusing ${calibPath}`);
+    } else {
+      if (!steps.has('calibrate')) throw new DqError('BAD_CONFIG', `${job.id}: the recipe needs a calibration record and 'calibrate' is not among the steps`);
+      log(`calibrating ${job.pipeline} (${jobs.calibration.samples} images, ${jobs.calibration.steps} steps) -> ${calibPath}`);
+      record = await calibrate(job.pipeline, calibPath, { ...jobs.calibration });
+      log(`calibrated in ${record.seconds} s`);
+    }
+  }
+  const variant = join(job.dir, 'variant');
+  if (steps.has('quantize')) {
+    log(`quantizing with ${recipe.name} -> ${variant}`);
+    const m = await quantizePipeline({ pipelineDir: job.pipeline, recipe, record, recordPath: record ? calibPath : undefined, out: variant });
+    res.quantize = { weightBitsPerParameter: m.summary.weightBitsPerParameter, quantized: m.summary.quantized, spared: m.summary.spared };
+    log(`quantized: ${m.summary.quantized} layers, ${m.summary.weightBitsPerParameter} bits/parameter`);
+  }
+  const exported = join(job.dir, 'export');
+  if (steps.has('export')) {
+    log(`exporting -> ${exported}`);
+    const m = await exportPipeline({
+      variantDir: variant, out: exported, reduceRange: jobs.export.reduceRange, calibrationImages: jobs.export.calibrationImages,
+      verify: { seeds: parseIntList(jobs.export.verifySeeds, 'export.verifySeeds') }, onLine: log,
+    });
+    const x = m.export;
+    res.export = { bytes: x.sizes.exportBytes, ratio: x.sizes.ratio, int8Kernels: x.summary.int8Kernels, maxAbs: x.verification?.maxAbs ?? null, meanAbs: x.verification?.meanAbs ?? null };
+    log(`exported: ${x.sizes.exportBytes} bytes (ratio ${x.sizes.ratio}), verification max ${x.verification?.maxAbs} mean ${x.verification?.meanAbs}`);
+  }
+  if (steps.has('compare')) {
+    const variants = ['fp', variant, ...(steps.has('export') ? [exported] : [])];
+    log(`comparing ${variants.join(', ')}`);
+    const { loadPipeline } = await import('../pipeline/pipeline.js');
+    const guidance = (await loadPipeline(job.pipeline, 'cpu')).pipeline.index.defaultGuidance;
+    const m = await runCompare({
+      pipelineDir: job.pipeline, variants, seeds: parseIntList(jobs.compare.seeds, 'compare.seeds'), classes: [], steps: jobs.compare.steps, sampler: 'ddim',
+      guidance, fidSamples: jobs.compare.fidSamples, video: jobs.compare.video, out: join(job.dir, 'compare'),
+    });
+    const v = m.variants[1];
+    if (v) res.compare = { psnrDb: v.psnrDb.mean, ssim: v.ssim.mean, classAgreement: v.classAgreement.requested };
+    log(`compared: PSNR ${v?.psnrDb.mean ?? '-'} dB`);
+  }
+  return res;
+}

@@ -1,0 +1,154 @@
+/**
+ * A small node/initializer emitter for export rewrites: ONNX protobuf messages (any domain, attributes copied from
+ * existing nodes), plus the decode subgraphs of packed weights. Everything it makes is named under `prefix`.
+ */
+import { FORMATS, decode, decodeE8M0, type FloatName } from '../../../kernels/minifloat.js';
+import { MXINT8_STEP } from '../../../kernels/quant.js';
+import { numel, scaleDims, type Granularity } from '../../../kernels/layout.js';
+import { ONNX_DTYPE, type DType, type InitData } from '../../../kernels/onnx/graph.js';
+import { tensorProto } from '../onnx/fragment.js';
+import { ModelProto } from '../onnx/model.js';
+import type { Recovered } from './recover.js';
+
+const NodeProto = ModelProto.lookupType('onnx.NodeProto');
+const TensorProtoT = ModelProto.lookupType('onnx.TensorProto');
+
+export type AttrMsg = Record<string, unknown>;
+export const aInt = (name: string, i: number): AttrMsg => ({ name, type: 2, i });
+export const aInts = (name: string, ints: number[]): AttrMsg => ({ name, type: 7, ints });
+
+export class Emit {
+  readonly nodes: unknown[] = [];
+  readonly inits: unknown[] = [];
+  private n = 0;
+  constructor(readonly prefix: string) {}
+
+  fresh(hint: string): string {
+    return `${this.prefix}/${hint}${this.n++}`;
+  }
+
+  init(hint: string, dtype: DType, dims: number[], data: InitData): string {
+    const name = this.fresh(hint);
+    this.inits.push(TensorProtoT.fromObject(tensorProto({ name, dtype, dims, data })));
+    return name;
+  }
+
+  f32(v: number): string {
+    return this.init('c', 'float32', [], Float32Array.of(v));
+  }
+
+  i64(v: number[]): string {
+    return this.init('s', 'int64', [v.length], BigInt64Array.from(v.map(BigInt)));
+  }
+
+  op(op: string, inputs: string[], attrs: AttrMsg[] = [], domain = ''): string {
+    const out = this.fresh(op.toLowerCase());
+    return this.opTo(out, op, inputs, attrs, domain);
+  }
+
+  opTo(output: string, op: string, inputs: string[], attrs: AttrMsg[] = [], domain = ''): string {
+    this.nodes.push(NodeProto.fromObject({ name: `${output}:n`, op_type: op, domain, input: inputs, output: [output], attribute: attrs }));
+    return output;
+  }
+}
+
+export const ELEM_DTYPE = ONNX_DTYPE;
+
+/** Scale tensor view for a granularity: [C, 1, ...] per channel; blocks view x as [..., nb, size, ...]. */
+function scaleView(e: Emit, x: string, dims: number[], g: Granularity, scale: Float32Array): { y: string; unview: (t: string) => string; s: string } {
+  if (g.kind === 'tensor') return { y: x, unview: (t) => t, s: e.init('scale', 'float32', [], scale) };
+  if (g.kind === 'channel') return { y: x, unview: (t) => t, s: e.init('scale', 'float32', [dims[g.axis]!, ...dims.slice(g.axis + 1).map(() => 1)], scale) };
+  const a = g.axis;
+  const nb = dims[a]! / g.size;
+  const view = [...dims.slice(0, a), nb, g.size, ...dims.slice(a + 1)];
+  const sd = [...dims.slice(0, a), nb, 1, ...dims.slice(a + 1)];
+  return { y: e.op('Reshape', [x, e.i64(view)]), unview: (t) => e.op('Reshape', [t, e.i64(dims)]), s: e.init('scale', 'float32', sd, scale) };
+}
+
+/**
+ * Float32 values of packed element codes: `bits` (4 or 8) per code, element i of byte i/2's low nibble first.
+ * Decoded with byte-indexed lookup tables (Gather), so only standard ops are used; every input is an initializer,
+ * so onnxruntime folds the subgraph into a float32 constant when the session is created.
+ */
+function unpackLut(e: Emit, codes: Uint8Array, bits: 4 | 8, lut: (c: number) => number): string {
+  if (bits === 8) {
+    const idx = e.op('Cast', [e.init('codes', 'uint8', [codes.length], codes)], [aInt('to', 7)]);
+    return e.op('Gather', [e.init('lut', 'float32', [256], Float32Array.from({ length: 256 }, (_, c) => lut(c))), idx], [aInt('axis', 0)]);
+  }
+  const n = codes.length;
+  const packed = new Uint8Array(Math.ceil(n / 2));
+  for (let i = 0; i < n; i++) packed[i >> 1]! |= (codes[i]! & 0xf) << (i & 1 ? 4 : 0);
+  const idx = e.op('Cast', [e.init('packed', 'uint8', [packed.length], packed)], [aInt('to', 7)]);
+  const lo = e.op('Gather', [e.init('lut_lo', 'float32', [256], Float32Array.from({ length: 256 }, (_, c) => lut(c & 0xf))), idx], [aInt('axis', 0)]);
+  const hi = e.op('Gather', [e.init('lut_hi', 'float32', [256], Float32Array.from({ length: 256 }, (_, c) => lut(c >> 4))), idx], [aInt('axis', 0)]);
+  const axes = e.i64([1]);
+  const pair = e.op('Concat', [e.op('Unsqueeze', [lo, axes]), e.op('Unsqueeze', [hi, axes])], [aInt('axis', 1)]);
+  const flat = e.op('Reshape', [pair, e.i64([-1])]);
+  return n % 2 ? e.op('Slice', [flat, e.i64([0]), e.i64([n])]) : flat;
+}
+
+/** How a recovered weight is stored and decoded in the exported graph. */
+export interface Stored {
+  /** The float32 weight tensor the layer reads. */
+  output: string;
+  storage: string;
+  /** 'native' when onnxruntime has a DequantizeLinear (or fused kernel) for the storage type; else a decode subgraph. */
+  decode: 'DequantizeLinear' | 'lookup subgraph';
+  bytes: number;
+}
+
+/** Emits the storage of a recovered weight plus what turns it back into float32 (in the weight's own layout). */
+export function emitStored(e: Emit, r: Recovered, output: string): Stored {
+  const dims = r.dims;
+  if (r.kind === 'int' && (r.bits === 8 || r.bits === 4)) {
+    const dtype = r.bits === 8 ? 'int8' : 'int4';
+    const q = e.init('w', dtype, dims, r.codes);
+    const attrs = r.g.kind === 'tensor' ? [] : r.g.kind === 'channel' ? [aInt('axis', r.g.axis)] : [aInt('axis', r.g.axis), aInt('block_size', r.g.size)];
+    const s = e.init('w_scale', 'float32', scaleDims(dims, r.g), r.scale);
+    e.opTo(output, 'DequantizeLinear', [q, s], attrs);
+    return { output, storage: `${dtype}${r.g.kind === 'block' ? ` blocks of ${r.g.size}` : r.g.kind === 'channel' ? ' per channel' : ' per tensor'}`, decode: 'DequantizeLinear', bytes: (numel(dims) * r.bits) / 8 + r.scale.length * 4 };
+  }
+  if (r.kind === 'float' && (r.element === 'e4m3fn' || r.element === 'e5m2')) {
+    const q = e.init('w', r.element === 'e4m3fn' ? 'float8e4m3fn' : 'float8e5m2', dims, r.codes);
+    const attrs = r.g.kind === 'tensor' ? [] : r.g.kind === 'channel' ? [aInt('axis', r.g.axis)] : [aInt('axis', r.g.axis), aInt('block_size', r.g.size)];
+    const s = e.init('w_scale', 'float32', scaleDims(dims, r.g), r.scale);
+    e.opTo(output, 'DequantizeLinear', [q, s], attrs);
+    return { output, storage: `fp8 ${r.element}`, decode: 'DequantizeLinear', bytes: numel(dims) + r.scale.length * 4 };
+  }
+  if (r.kind === 'int' || r.kind === 'float') {
+    // other widths: packed codes (4 bits for <= 4-bit codes, else a byte) + lookup + scale
+    const bits = r.kind === 'int' ? r.bits : FORMATS[r.element].bits;
+    const width: 4 | 8 = bits <= 4 ? 4 : 8;
+    const lut = r.kind === 'int' ? (c: number) => (c & (1 << (bits - 1)) ? c - (1 << bits) : c) : (c: number) => decode(FORMATS[(r as { element: FloatName }).element], c);
+    const codes = r.kind === 'int' ? Uint8Array.from(r.codes, (c) => c & ((1 << bits) - 1)) : r.codes;
+    const vals = e.op('Reshape', [unpackLut(e, codes, width, lut), e.i64(dims)]);
+    const sv = scaleView(e, vals, dims, r.g, r.scale);
+    e.opTo(output, 'Identity', [sv.unview(e.op('Mul', [sv.y, sv.s]))]);
+    const name = r.kind === 'int' ? `int${bits}` : `fp${bits} ${r.element}`;
+    return { output, storage: `${name} packed in ${width}-bit codes`, decode: 'lookup subgraph', bytes: Math.ceil((numel(dims) * width) / 8) + r.scale.length * 4 };
+  }
+  // MX / NVFP4: rows [R, Kp] of codes, one scale code per block; decoded back to the weight layout
+  const B = r.kind === 'mx' ? 32 : 16;
+  const nb = r.Kp / B;
+  const el = r.element;
+  const width: 4 | 8 = el === 'int8' || FORMATS[el as FloatName].bits > 4 ? 8 : 4;
+  const lut = el === 'int8' ? (c: number) => (c & 0x80 ? c - 256 : c) * MXINT8_STEP : (c: number) => decode(FORMATS[el as FloatName], c);
+  const vals = e.op('Reshape', [unpackLut(e, r.codes, width, lut), e.i64([r.R, nb, B])]);
+  const sIdx = e.op('Cast', [e.init('block_scale', 'uint8', [r.R, nb, 1], r.scaleCodes)], [aInt('to', 7)]);
+  const scaleLut = r.kind === 'mx' ? (c: number) => decodeE8M0(c) : (c: number) => decode(FORMATS.e4m3fn, c);
+  let S = e.op('Gather', [e.init('scale_lut', 'float32', [256], Float32Array.from({ length: 256 }, (_, c) => scaleLut(c))), sIdx], [aInt('axis', 0)]);
+  if (r.kind === 'nvfp4') S = e.op('Mul', [S, e.f32(r.tensorScale)]);
+  let rows = e.op('Reshape', [e.op('Mul', [vals, S]), e.i64([r.R, r.Kp])]);
+  if (r.Kp !== r.K) rows = e.op('Slice', [rows, e.i64([0]), e.i64([r.K]), e.i64([1])]);
+  const outer = numel(dims.slice(0, r.inAxis));
+  const inner = numel(dims.slice(r.inAxis + 1));
+  const t = e.op('Transpose', [e.op('Reshape', [rows, e.i64([outer, inner, r.K])])], [aInts('perm', [0, 2, 1])]);
+  e.opTo(output, 'Reshape', [t, e.i64(dims)]);
+  const name = r.kind === 'mx' ? `mx${el === 'int8' ? 'int8' : ` ${el}`}` : 'nvfp4';
+  return {
+    output,
+    storage: `${name} packed (${width}-bit elements, ${r.kind === 'mx' ? 'E8M0' : 'E4M3'} block scales)`,
+    decode: 'lookup subgraph',
+    bytes: Math.ceil((r.R * r.Kp * width) / 8) + r.scaleCodes.length + (r.kind === 'nvfp4' ? 4 : 0),
+  };
+}

@@ -1,0 +1,727 @@
+/**
+ * `dq export <variant-dir> --out <pipeline-dir>`: a simulated (fake-quantized) variant -> a standalone pipeline in
+ * the same diffusers ONNX layout whose weights are really stored in their low-bit formats, and whose INT8 W8A8
+ * layers run on onnxruntime's integer kernels. See docs/export.md.
+ *
+ * Per layer (the variant's manifest says how each weight was quantized; codes and scales are recovered from the
+ * fake-quantized values, see recover.ts):
+ * - INT8 weights + INT8 activations (per tensor or per channel weights): QOperator form, emitted directly:
+ *   QuantizeLinear (the activation, with the variant's scale and zero point) -> QLinearConv -> DequantizeLinear,
+ *   or MatMulIntegerToFloat (com.microsoft) for MatMul/Gemm. QLinearConv must requantize its output to 8 bits:
+ *   those output ranges are calibrated at export time on the simulated variant (per timestep when the recipe's
+ *   activations are). Activation scales stay runtime inputs when they vary by timestep (onnxruntime's QLinear
+ *   kernels read them at run time), and become constants when there is one set.
+ * - INT4 / INT8 weight-only, FP8: DequantizeLinear from int4/int8/float8 initializers.
+ * - FP4 / FP6 / MX / NVFP4 / other integer widths: packed codes plus a lookup decode subgraph (onnxruntime has no
+ *   FP4 DequantizeLinear); onnxruntime folds it into float32 weights when the session starts. Smaller on disk only.
+ * - Activation quantizers that do not feed INT8 kernels stay the variant's float32 fake-quant subgraphs.
+ *
+ * The output is written to a temporary folder beside --out, verified there, and renamed into place: an interrupted
+ * export leaves the previous output (or nothing).
+ */
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { QuantFormat } from '../../../kernels/quant.js';
+import { DqError } from '../errors.js';
+import { writeFileAtomic } from '../fsutil.js';
+import { indexGraph } from '../onnx/graph.js';
+import { externalRef, loadOnnx, saveOnnx, tensorBytes, type LoadedModel } from '../onnx/io.js';
+import { ModelProto, type ModelMsg, type NodeMsg, type TensorMsg } from '../onnx/model.js';
+import { pruneDead } from '../onnx/rewrite.js';
+import { loadPipeline, releaseSessions } from '../pipeline/pipeline.js';
+import { sample } from '../pipeline/sample.js';
+import { createScheduler, type SamplerName } from '../pipeline/schedulers.js';
+import { actParams, type Manifest, type ParamsFile } from '../quant/quantize.js';
+import type { Site } from '../quant/sites.js';
+import { mergeStat, type Stat } from '../quant/stats.js';
+import { addStatTaps } from '../quant/taps.js';
+import { weightAxes } from '../quant/weights.js';
+import { Session } from '../runtime/onnx.js';
+import type { QuantizableLayer } from '../onnx/analysis.js';
+import { aInt, Emit, emitStored, type AttrMsg } from './emit.js';
+import { parseGranularity, parseSplit, recoverWeight, sliceAxis, type Recovered } from './recover.js';
+
+export const EXPORT_VERSION = 1;
+
+export interface ExportLayer {
+  name: string;
+  op: string;
+  /** How the weight is stored in the exported file. */
+  storage: string;
+  /** What computes the layer: an integer kernel, or float32 on decoded weights. */
+  compute: string;
+  activation: string;
+  real: boolean;
+  mismatches: number;
+}
+
+export interface Verification {
+  seeds: number[];
+  classes: number[];
+  steps: number;
+  sampler: SamplerName;
+  guidance: number;
+  /** |exported - simulated| over every pixel of every image (model space, about [-1, 1]). */
+  maxAbs: number;
+  meanAbs: number;
+  /** Per image max |diff|. */
+  perImageMax: number[];
+  seconds: { simulated: number; exported: number };
+}
+
+export interface ExportInfo {
+  version: number;
+  from: string;
+  options: { reduceRange: boolean; calibrationImages: number };
+  sizes: {
+    /** unet/model.onnx (+ its external data) of the FP32 source pipeline. */
+    fp32UnetBytes: number | null;
+    /** Every file of the exported pipeline (unet, external data, temporal model, params, manifest excluded). */
+    exportBytes: number;
+    files: Record<string, number>;
+    ratio: number | null;
+  };
+  summary: { layers: number; int8Kernels: number; lowBitStorage: number; keptFloat: number; outputRequantizers: number; weightMismatches: number };
+  real: string[];
+  simulated: string[];
+  layers: ExportLayer[];
+  verification: Verification | null;
+  notes: string[];
+}
+
+export interface ExportManifest extends Omit<Manifest, 'simulated'> {
+  simulated: false;
+  export: ExportInfo;
+}
+
+export interface ExportOptions {
+  variantDir: string;
+  out: string;
+  /** Re-round INT8 weights feeding integer kernels to 7 bits (+-63), as onnxruntime's reduce_range. */
+  reduceRange?: boolean;
+  /** Images sampled from the simulated variant to calibrate QLinearConv output ranges. */
+  calibrationImages?: number;
+  /** Verification after export (same seeds through the variant and the export); false to skip. */
+  verify?: { seeds: number[]; steps?: number } | false;
+  onLine?: (s: string) => void;
+}
+
+const INPUT_VI = (name: string) => ({ name, type: { tensor_type: { elem_type: 1, shape: { dim: [] } } } });
+const ValueInfo = ModelProto.lookupType('onnx.ValueInfoProto');
+
+function attr(n: NodeMsg, name: string): { i?: unknown; f?: number; ints?: unknown[] } | undefined {
+  return (n as { attribute?: { name?: string; i?: unknown; f?: number; ints?: unknown[] }[] }).attribute?.find((a) => a.name === name);
+}
+
+function readParams(dir: string): ParamsFile {
+  const p = join(dir, 'quant', 'params.json');
+  if (!existsSync(p)) return { version: 1, activations: [], temporal: null };
+  return JSON.parse(readFileSync(p, 'utf8')) as ParamsFile;
+}
+
+/** Bytes of a model file plus the external data files it names. */
+export function onnxBytes(path: string): number {
+  let total = statSync(path).size;
+  const seen = new Set<string>();
+  const m = loadOnnx(path).model;
+  for (const t of m.graph?.initializer ?? []) {
+    const ref = externalRef(t);
+    if (!ref || seen.has(ref.location)) continue;
+    seen.add(ref.location);
+    total += statSync(join(dirname(path), ref.location)).size;
+  }
+  return total;
+}
+
+function filesUnder(dir: string, base = dir, out: Record<string, number> = {}): Record<string, number> {
+  for (const f of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, f.name);
+    if (f.isDirectory()) filesUnder(p, base, out);
+    else out[p.slice(base.length + 1)] = statSync(p).size;
+  }
+  return out;
+}
+
+interface ActSite {
+  id: number;
+  /** Per half: the raw float tensor, its FQ output, its channel range, scale/zp input names. */
+  halves: { x: string; fq: string; lo: number; hi: number; scale: string; zp: string | null }[];
+}
+
+/** The variant's activation quantizer feeding `input` (dq_aq/<id>/out), with each half's tensors and inputs. */
+function actSite(g: ReturnType<typeof indexGraph>, params: ParamsFile, input: string, channels: number): ActSite | null {
+  const m = /^dq_aq\/(\d+)\/out$/.exec(input);
+  if (!m) return null;
+  const id = Number(m[1]);
+  const entries = params.activations.filter((a) => a.site === id).sort((a, b) => a.half - b.half);
+  if (!entries.length) return null;
+  const idn = g.producer.get(input);
+  if (idn === undefined) return null;
+  const inner = g.nodes[idn]!.input?.[0] ?? '';
+  const cp = g.producer.get(inner);
+  const fqs = cp !== undefined && g.nodes[cp]!.op_type === 'Concat' ? (g.nodes[cp]!.input ?? []) : [inner];
+  if (fqs.length !== entries.length) return null;
+  const halves: ActSite['halves'] = [];
+  let lo = 0;
+  for (let h = 0; h < entries.length; h++) {
+    const e = entries[h]!;
+    // the half's Div(x, scale) node names its raw input
+    const div = g.nodes.find((n) => n.op_type === 'Div' && n.input?.[1] === e.scaleInput);
+    if (!div) return null;
+    const x = div.input![0]!;
+    let hi = channels;
+    if (entries.length === 2) {
+      const sl = g.producer.get(x);
+      const n = sl === undefined ? undefined : g.nodes[sl];
+      if (!n || n.op_type !== 'Slice') return null;
+      const bound = g.initializers.get(n.input?.[h === 0 ? 2 : 1] ?? '');
+      const at = bound ? Number(new BigInt64Array(Uint8Array.from(bound.raw_data ?? []).buffer)[0]) : NaN;
+      if (!Number.isFinite(at)) return null;
+      hi = h === 0 ? at : channels;
+    }
+    halves.push({ x, fq: fqs[h]!, lo, hi, scale: e.scaleInput, zp: e.zeroPointInput });
+    lo = hi;
+  }
+  return { id, halves };
+}
+
+interface Segment {
+  lo: number;
+  hi: number;
+  half: number;
+  rec: Extract<Recovered, { kind: 'int' }>;
+}
+
+interface OutReq {
+  k: number;
+  scale: string;
+  zp: string;
+  /** For calibration: the conv of this segment in the simulated graph. */
+  stat: { input: string; lo: number; hi: number; halfLo: number; halfHi: number; weight: string; node: NodeMsg };
+}
+
+function floatValues(loaded: LoadedModel, t: TensorMsg): Float32Array {
+  const b = tensorBytes(loaded, t);
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+}
+
+/** Exports a variant; returns the manifest written. */
+export async function exportPipeline(opts: ExportOptions): Promise<ExportManifest> {
+  const log = opts.onLine ?? (() => {});
+  const vdir = resolve(opts.variantDir);
+  const mpath = join(vdir, 'manifest.json');
+  if (!existsSync(mpath)) throw new DqError('BAD_ARGUMENT', `${opts.variantDir} is not a quantized variant (no manifest.json): run dq quantize first`);
+  const manifest = JSON.parse(readFileSync(mpath, 'utf8')) as Manifest & { export?: unknown };
+  if (manifest.kind !== 'dq-variant') throw new DqError('BAD_CONFIG', `${mpath} is not a variant manifest`);
+  if (manifest.export) throw new DqError('BAD_ARGUMENT', `${opts.variantDir} is already an exported pipeline; export the simulated variant it came from`);
+  const recipe = manifest.recipe;
+  const wfmt = recipe.weights.format as QuantFormat;
+  const afmt = (recipe.activations?.format ?? null) as QuantFormat | null;
+  const reduceRange = opts.reduceRange ?? false;
+  const params = readParams(vdir);
+  const loaded = loadOnnx(join(vdir, 'unet', 'model.onnx'));
+  const model = loaded.model;
+  const graph = model.graph!;
+  const g = indexGraph(model);
+  const nodeIdx = new Map(g.names.map((n, i) => [n, i]));
+  const inits = new Map((graph.initializer ?? []).map((t) => [t.name ?? '', t]));
+  const notes: string[] = [];
+
+  const front = new Emit('dqx/w');
+  const replaced = new Map<number, Emit>();
+  const quantCache = new Map<string, string>();
+  const outReqs: OutReq[] = [];
+  const layers: ExportLayer[] = [];
+  const dropInits = new Set<string>();
+  let mismatches = 0;
+  const int8Acts = afmt?.kind === 'int' && afmt.bits === 8;
+
+  for (const rep of manifest.layers) {
+    const i = nodeIdx.get(rep.name);
+    const node = i === undefined ? undefined : g.nodes[i];
+    if (!rep.weight || !node) {
+      layers.push({ name: rep.name, op: rep.op, storage: 'float32', compute: 'float32', activation: rep.activation ?? 'FP', real: false, mismatches: 0 });
+      continue;
+    }
+    const ins = node.input ?? [];
+    const wi = rep.op === 'MatMul' ? (inits.has(ins[1] ?? '') ? 1 : 0) : 1;
+    const wname = ins[wi] ?? '';
+    const wt = inits.get(wname);
+    if (!wt || wt.data_type !== 1) {
+      layers.push({ name: rep.name, op: rep.op, storage: 'float32 (weight not an initializer)', compute: 'float32', activation: rep.activation ?? 'FP', real: false, mismatches: 0 });
+      continue;
+    }
+    const dims = (wt.dims ?? []).map(Number);
+    const transB = rep.op === 'Gemm' && Number(attr(node, 'transB')?.i ?? 0) === 1;
+    const layer = { name: rep.name, op: rep.op, weight: wname, weightShape: dims, input: ins[1 - wi] ?? '', output: node.output?.[0] ?? '', weightIndex: wi } as QuantizableLayer;
+    const axes = weightAxes(layer, transB);
+    const values = floatValues(loaded, wt);
+    const split = parseSplit(rep.weight.granularity);
+    const label = split ? split.inner : rep.weight.granularity;
+    const gr = parseGranularity(label, axes);
+    const ranges: [number, number][] = split ? [[0, split.at], [split.at, dims[axes.in]!]] : [[0, dims[axes.in]!]];
+    const parts: { lo: number; hi: number; rec: Recovered }[] = [];
+    let ok = true;
+    for (const [lo, hi] of ranges) {
+      const part = split ? sliceAxis(values, dims, axes.in, lo, hi) : { data: values, dims };
+      const rec = recoverWeight(part.data, part.dims, wfmt, gr, axes.in);
+      if (!rec) {
+        ok = false;
+        break;
+      }
+      mismatches += rec.mismatches;
+      parts.push({ lo, hi, rec });
+    }
+    if (!ok) {
+      layers.push({ name: rep.name, op: rep.op, storage: 'float32 (fake-quantized values; this weight format has no exporter)', compute: 'float32', activation: rep.activation ?? 'FP', real: false, mismatches: 0 });
+      continue;
+    }
+    const partMismatch = parts.reduce((a, p) => a + p.rec.mismatches, 0);
+
+    // INT8 kernels?
+    const site = int8Acts && wfmt.kind === 'int' && wfmt.bits === 8 ? actSite(g, params, layer.input, dims[axes.in]!) : null;
+    const kernelOk =
+      site !== null &&
+      parts.every((p) => p.rec.kind === 'int' && (p.rec.g.kind === 'tensor' || (p.rec.g.kind === 'channel' && p.rec.g.axis === axes.out))) &&
+      ((rep.op === 'Conv' && Number(attr(node, 'group')?.i ?? 1) === 1 && dims.length >= 3) ||
+        (rep.op === 'MatMul' && wi === 1 && dims.length === 2) ||
+        (rep.op === 'Gemm' && Number(attr(node, 'transA')?.i ?? 0) === 0 && (attr(node, 'alpha')?.f ?? 1) === 1 && (attr(node, 'beta')?.f ?? 1) === 1));
+    if (kernelOk && site) {
+      const e = new Emit(`dqx/l${layers.length}`);
+      // segments: where either the weight split or the activation split changes
+      const cuts = [...new Set([0, ...parts.map((p) => p.hi), ...site.halves.map((h) => h.hi)])].sort((a, b) => a - b);
+      const segs: Segment[] = [];
+      for (let c = 0; c + 1 < cuts.length; c++) {
+        const lo = cuts[c]!;
+        const hi = cuts[c + 1]!;
+        const p = parts.find((q) => q.lo <= lo && hi <= q.hi)!;
+        const half = site.halves.findIndex((h) => h.lo <= lo && hi <= h.hi);
+        const r = p.rec as Extract<Recovered, { kind: 'int' }>;
+        let codes = r.codes;
+        let cdims = r.dims;
+        if (lo !== p.lo || hi !== p.hi) {
+          const s = sliceAxis(r.codes, r.dims, axes.in, lo - p.lo, hi - p.lo);
+          codes = s.data;
+          cdims = s.dims;
+        }
+        segs.push({ lo, hi, half, rec: { ...r, codes, dims: cdims } });
+      }
+      const outputs: string[] = [];
+      const zpType = afmt?.kind === 'int' && afmt.symmetric ? 'int8' : 'uint8';
+      for (const seg of segs) {
+        const h = site.halves[seg.half]!;
+        // the quantized activation (one QuantizeLinear per site half, shared by its layers)
+        const qkey = `${site.id}/${seg.half}`;
+        let xq = quantCache.get(qkey);
+        let zpT = quantCache.get(`${qkey}/zp`);
+        if (!xq || !zpT) {
+          zpT = h.zp ? e.op('Cast', [h.zp], [aInt('to', 2)]) : e.init('zp', 'int8', [], Int8Array.of(0));
+          xq = e.op('QuantizeLinear', [h.x, h.scale, zpT]);
+          quantCache.set(qkey, xq);
+          quantCache.set(`${qkey}/zp`, zpT);
+        }
+        if (seg.lo !== h.lo || seg.hi !== h.hi) {
+          const axis = rep.op === 'Conv' ? 1 : -1;
+          xq = e.op('Slice', [xq, e.i64([seg.lo - h.lo]), e.i64([seg.hi - h.lo]), e.i64([axis])]);
+        }
+        let { codes, scale } = seg.rec;
+        if (reduceRange) {
+          codes = Int8Array.from(codes, (c) => Math.max(-64, Math.min(63, roundEven(c / 2))));
+          scale = scale.map((s) => s * 2);
+        }
+        const nOut = seg.rec.dims[axes.out]!;
+        const perChannel = seg.rec.g.kind === 'channel';
+        const wScale = perChannel ? e.init('w_scale', 'float32', [nOut], scale) : e.init('w_scale', 'float32', [], scale);
+        const wZp = perChannel ? e.init('w_zp', 'int8', [nOut], new Int8Array(nOut)) : e.init('w_zp', 'int8', [], Int8Array.of(0));
+        if (rep.op === 'Conv') {
+          const k = outReqs.length;
+          const ys = `dq_oq/${k}/scale`;
+          const yz = `dq_oq/${k}/zp`;
+          const yzT = e.op('Cast', [yz], [aInt('to', 2)]);
+          const w = e.init('w', 'int8', seg.rec.dims, codes);
+          const convAttrs = ((node as { attribute?: AttrMsg[] }).attribute ?? []) as AttrMsg[];
+          const yq = e.op('QLinearConv', [xq, h.scale, zpT, w, wScale, wZp, ys, yzT], convAttrs);
+          outputs.push(e.op('DequantizeLinear', [yq, ys, yzT]));
+          outReqs.push({ k, scale: ys, zp: yz, stat: { input: h.fq, lo: seg.lo, hi: seg.hi, halfLo: h.lo, halfHi: h.hi, weight: wname, node } });
+        } else {
+          // B as [K, N]: MatMul weights already are; Gemm (transB) weights are [N, K]
+          let b = codes;
+          let bd = seg.rec.dims;
+          if (rep.op === 'Gemm' && transB) {
+            const [N, K] = bd as [number, number];
+            b = new Int8Array(N * K);
+            for (let n = 0; n < N; n++) for (let kk = 0; kk < K; kk++) b[kk * N + n] = codes[n * K + kk]!;
+            bd = [K, N];
+          }
+          const w = e.init('w', 'int8', bd, b);
+          outputs.push(e.op('MatMulIntegerToFloat', [xq, w, h.scale, wScale, zpT, wZp], [], 'com.microsoft'));
+        }
+      }
+      let y = outputs[0]!;
+      for (let k = 1; k < outputs.length; k++) y = e.op('Add', [y, outputs[k]!]);
+      const bias = ins[2];
+      if (bias) {
+        const bt = inits.get(bias);
+        const bdims = bt ? (bt.dims ?? []).map(Number) : [];
+        y = rep.op === 'Conv' && bdims.length === 1 ? e.op('Add', [y, e.op('Reshape', [bias, e.i64([bdims[0]!, ...dims.slice(2).map(() => 1)])])]) : e.op('Add', [y, bias]);
+      }
+      e.opTo(node.output![0]!, 'Identity', [y]);
+      replaced.set(i!, e);
+      dropInits.add(wname);
+      layers.push({
+        name: rep.name, op: rep.op,
+        storage: `int8 ${parts[0]!.rec.kind === 'int' && parts[0]!.rec.g.kind === 'channel' ? 'per channel' : 'per tensor'}${reduceRange ? ' (reduce range: 7-bit codes)' : ''}${segs.length > 1 ? `, ${segs.length} input-channel segments` : ''}`,
+        compute: rep.op === 'Conv' ? 'QLinearConv (int8 kernel; output requantized to uint8)' : 'MatMulIntegerToFloat (int8 kernel, float32 output)',
+        activation: `${zpType} QuantizeLinear${site.halves.length > 1 ? ' (split halves)' : ''}`,
+        real: true,
+        mismatches: partMismatch,
+      });
+      continue;
+    }
+
+    // storage only: the weight is decoded back to float32 for a float layer
+    const pieces = parts.map((p, k) => ({ p, st: emitStored(front, p.rec, parts.length > 1 ? front.fresh(`part${k}_`) : wname) }));
+    if (parts.length > 1) front.opTo(wname, 'Concat', pieces.map((x) => x.st.output), [aInt('axis', axes.in)]);
+    dropInits.add(wname);
+    const st = pieces[0]!.st;
+    layers.push({
+      name: rep.name, op: rep.op,
+      storage: st.storage,
+      compute: st.decode === 'DequantizeLinear' ? 'float32 on DequantizeLinear weights' : 'float32 on weights decoded at load (lookup subgraph)',
+      activation: rep.activation ?? 'FP',
+      real: false,
+      mismatches: partMismatch,
+    });
+  }
+
+  // rebuild the node list: weight decoders first, replacements in place of their layers
+  const newNodes: unknown[] = [...front.nodes];
+  (graph.node ?? []).forEach((n, k) => {
+    const r = replaced.get(k);
+    if (r) newNodes.push(...r.nodes);
+    else newNodes.push(n);
+  });
+  graph.node = newNodes as NodeMsg[];
+  graph.initializer = [...(graph.initializer ?? []).filter((t) => !dropInits.has(t.name ?? '')), ...(front.inits as TensorMsg[]), ...[...replaced.values()].flatMap((r) => r.inits as TensorMsg[])];
+  if (outReqs.length) {
+    graph.input = [...(graph.input ?? []), ...outReqs.flatMap((o) => [ValueInfo.fromObject(INPUT_VI(o.scale)), ValueInfo.fromObject(INPUT_VI(o.zp))]) as never[]];
+  }
+  const ops = model.opset_import ?? [];
+  if (!ops.some((o) => o.domain === 'com.microsoft')) model.opset_import = [...ops, { domain: 'com.microsoft', version: 1 }];
+  const def = model.opset_import!.find((o) => !o.domain || o.domain === 'ai.onnx');
+  if (def && Number(def.version ?? 0) < 21) def.version = 21;
+  if (Number(model.ir_version ?? 0) < 10) model.ir_version = 10;
+  pruneDead(model, (graph.input ?? []).map((v) => v.name ?? ''));
+  topoSort(model);
+
+  // write into a temporary folder beside the output
+  const out = resolve(opts.out);
+  mkdirSync(dirname(out), { recursive: true });
+  restoreInterrupted(out);
+  const tmp = join(dirname(out), `.${basename(out)}.${process.pid}.tmp`);
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  try {
+    cpSync(join(vdir, 'model_index.json'), join(tmp, 'model_index.json'));
+    cpSync(join(vdir, 'scheduler'), join(tmp, 'scheduler'), { recursive: true });
+    if (params.temporal) cpSync(join(vdir, dirname(params.temporal.model)), join(tmp, dirname(params.temporal.model)), { recursive: true });
+
+    // output ranges of QLinearConv layers, calibrated on the simulated variant
+    const calImages = opts.calibrationImages ?? 8;
+    const outTables = outReqs.length ? await calibrateOutputs(vdir, loaded, outReqs, calImages, manifest, tmp, log) : [];
+    const exportParams: ParamsFile = { version: params.version, activations: [...params.activations], temporal: params.temporal };
+    outReqs.forEach((o, k) => exportParams.activations.push({ site: -1 - k, half: 0, scaleInput: o.scale, zeroPointInput: o.zp, table: outTables[k]! }));
+    // one parameter set for all timesteps: constants in the graph (kernels and fusions see fixed scales)
+    const keep: ParamsFile['activations'] = [];
+    const graphInputs = new Set((graph.input ?? []).map((v) => v.name ?? ''));
+    const constInits: TensorMsg[] = [];
+    const TP = ModelProto.lookupType('onnx.TensorProto');
+    for (const a of exportParams.activations) {
+      const live = graphInputs.has(a.scaleInput) || (a.zeroPointInput !== null && graphInputs.has(a.zeroPointInput));
+      if (!live) continue;
+      if (a.table.length === 1 && a.table[0]!.t === null) {
+        const e = a.table[0]!;
+        for (const [name, v] of [[a.scaleInput, e.scale], [a.zeroPointInput, e.zeroPoint]] as const) {
+          if (!name || !graphInputs.has(name)) continue;
+          constInits.push(TP.fromObject({ name, dims: [], data_type: 1, raw_data: new Uint8Array(Float32Array.of(v).buffer) }) as never);
+          graph.input = (graph.input ?? []).filter((v) => v.name !== name);
+        }
+      } else keep.push(a);
+    }
+    graph.initializer = [...(graph.initializer ?? []), ...constInits];
+    exportParams.activations = keep;
+    compactNames(model);
+    saveOnnx(model, join(tmp, 'unet', 'model.onnx'), loaded.dir);
+    writeFileAtomic(join(tmp, 'quant', 'params.json'), JSON.stringify(exportParams) + '\n');
+
+    // sizes
+    const files = filesUnder(tmp);
+    const exportBytes = Object.entries(files).filter(([f]) => f.startsWith('unet') || f.startsWith('temporal') || f.startsWith('quant')).reduce((a, [, b]) => a + b, 0);
+    const srcUnet = join(manifest.source.pipeline, 'unet', 'model.onnx');
+    const fp32UnetBytes = existsSync(srcUnet) ? onnxBytes(srcUnet) : null;
+    if (fp32UnetBytes === null) notes.push(`the FP32 source pipeline (${manifest.source.pipeline}) was not found: no size ratio`);
+    const runtimeInputs = [...keep.flatMap((a) => [a.scaleInput, ...(a.zeroPointInput ? [a.zeroPointInput] : [])]), ...(params.temporal?.features ?? [])];
+
+    const real: string[] = [];
+    const sim: string[] = [];
+    const nInt8 = layers.filter((l) => l.real).length;
+    const nStored = layers.filter((l) => !l.real && l.storage !== 'float32' && !l.storage.startsWith('float32')).length;
+    if (nInt8) real.push(`${nInt8} layers run on onnxruntime int8 kernels (QLinearConv / MatMulIntegerToFloat) with int8 weights and ${afmt && afmt.kind === 'int' && afmt.symmetric ? 'int8' : 'uint8'} activations`);
+    const byStorage = new Map<string, number>();
+    for (const l of layers) if (!l.real && !l.storage.startsWith('float32')) byStorage.set(l.storage, (byStorage.get(l.storage) ?? 0) + 1);
+    for (const [s, n] of byStorage) {
+      const native = /DequantizeLinear/.test(layers.find((l) => l.storage === s)!.compute);
+      real.push(`${n} weights stored as ${s} (${native ? 'DequantizeLinear' : 'decode subgraph'})`);
+      sim.push(`${n} layers with ${s} weights compute in float32 (${native ? 'onnxruntime dequantizes the weights; no low-bit matmul/conv kernel is used' : 'onnxruntime has no kernels for this format: the weights are decoded to float32 when the session starts'})`);
+    }
+    const simActs = layers.filter((l) => !l.real && l.activation !== 'FP' && !l.activation.startsWith('FP (')).length;
+    if (simActs) sim.push(`activation quantization of ${simActs} layers stays simulated (float32 fake-quant subgraphs${afmt ? `, ${afmt.kind}` : ''})`);
+    if (outReqs.length) {
+      notes.push(
+        `QLinearConv requantizes its output to uint8: ${outReqs.length} output quantizers calibrated on ${calImages} images of the simulated variant ` +
+          `(${recipe.activations?.perTimestep ? 'per timestep' : 'one set'}); the simulated variant keeps those outputs in float32, so this is an extra rounding`,
+      );
+    }
+    if (keep.length) notes.push(`${keep.length} scale/zero-point pairs vary by timestep and stay runtime inputs (quant/params.json); onnxruntime's QLinear kernels read them at run time`);
+    if (params.temporal) notes.push('the FP temporal model (TFMQ cache) is copied unchanged in float32');
+    if (mismatches) notes.push(`${mismatches} weight values did not round-trip bit for bit through the recovered codes`);
+
+    const info: ExportInfo = {
+      version: EXPORT_VERSION,
+      from: vdir,
+      options: { reduceRange, calibrationImages: calImages },
+      sizes: { fp32UnetBytes, exportBytes, files, ratio: fp32UnetBytes ? Math.round((exportBytes / fp32UnetBytes) * 10000) / 10000 : null },
+      summary: {
+        layers: layers.length, int8Kernels: nInt8, lowBitStorage: nStored, keptFloat: layers.length - nInt8 - nStored, outputRequantizers: outReqs.length, weightMismatches: mismatches,
+      },
+      real,
+      simulated: sim,
+      layers,
+      verification: null,
+      notes,
+    };
+    const em: ExportManifest = { ...manifest, simulated: false, runtimeInputs, export: info };
+    writeFileAtomic(join(tmp, 'manifest.json'), JSON.stringify(em, null, 2) + '\n');
+
+    if (opts.verify !== false) {
+      const v = opts.verify ?? { seeds: [0, 1, 2, 3] };
+      log(`verifying: ${v.seeds.length} images through the simulated variant and the export`);
+      info.verification = await verifyExport(vdir, tmp, v.seeds, v.steps ?? manifest.calibration?.settings.steps ?? 25);
+      writeFileAtomic(join(tmp, 'manifest.json'), JSON.stringify(em, null, 2) + '\n');
+    }
+    await releaseSessions();
+    // swap into place
+    const old = `${out}.${process.pid}.old`;
+    if (existsSync(out)) renameSync(out, old);
+    renameSync(tmp, out);
+    rmSync(old, { recursive: true, force: true });
+    return em;
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/** An export killed between its two final renames leaves `<out>.<pid>.old`: put it back. */
+function restoreInterrupted(out: string): void {
+  const dir = dirname(out);
+  const stem = `${basename(out)}.`;
+  for (const f of readdirSync(dir)) {
+    if (f.startsWith(stem) && f.endsWith('.old')) {
+      const p = join(dir, f);
+      if (!existsSync(out)) renameSync(p, out);
+      else rmSync(p, { recursive: true, force: true });
+    }
+    if (f.startsWith(`.${stem}`) && f.endsWith('.tmp')) {
+      const pid = Number(f.slice(stem.length + 1, -'.tmp'.length));
+      if (!Number.isInteger(pid) || !alive(pid)) rmSync(join(dir, f), { recursive: true, force: true });
+    }
+  }
+}
+
+function alive(pid: number): boolean {
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function roundEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * Short names for every internal tensor (graph inputs and outputs keep theirs) and no node names or doc strings:
+ * a graph of small tensors is mostly names, which would otherwise cost a few percent of a 4-bit model.
+ */
+function compactNames(model: ModelMsg): void {
+  const graph = model.graph as NonNullable<ModelMsg['graph']> & { value_info?: unknown[] };
+  const keep = new Set([...(graph.input ?? []), ...(graph.output ?? [])].map((v) => v.name ?? ''));
+  const map = new Map<string, string>();
+  const rename = (n: string) => {
+    if (!n || keep.has(n)) return n;
+    let r = map.get(n);
+    if (!r) {
+      r = map.size.toString(36);
+      map.set(n, r);
+    }
+    return r;
+  };
+  // identical small constants (the scalars of every fake-quant subgraph) become one initializer
+  const byValue = new Map<string, string>();
+  const alias = new Map<string, string>();
+  graph.initializer = (graph.initializer ?? []).filter((t) => {
+    const raw = t.raw_data;
+    if (!raw || raw.length > 64 || externalRef(t) || keep.has(t.name ?? '')) return true;
+    const key = `${t.data_type}|${(t.dims ?? []).join(',')}|${Buffer.from(raw).toString('hex')}`;
+    const first = byValue.get(key);
+    if (first === undefined) {
+      byValue.set(key, t.name ?? '');
+      return true;
+    }
+    alias.set(t.name ?? '', first);
+    return false;
+  });
+  for (const n of graph.node ?? []) n.input = (n.input ?? []).map((i) => alias.get(i) ?? i);
+  for (const t of graph.initializer ?? []) t.name = rename(t.name ?? '');
+  for (const n of graph.node ?? []) {
+    n.input = (n.input ?? []).map(rename);
+    n.output = (n.output ?? []).map(rename);
+    delete (n as { name?: string }).name;
+    delete (n as { doc_string?: string }).doc_string;
+  }
+  delete graph.value_info;
+}
+
+function topoSort(model: ModelMsg): void {
+  const g = indexGraph(model);
+  model.graph!.node = g.order.map((i) => g.nodes[i]!);
+}
+
+function samplingSettings(manifest: Manifest): { steps: number; sampler: SamplerName; guidance: number | null } {
+  const s = manifest.calibration?.settings;
+  return { steps: s?.steps ?? 25, sampler: s?.sampler ?? 'ddim', guidance: s?.guidance ?? null };
+}
+
+/** Min/max of every QLinearConv output (before bias) per step, on the simulated variant; uint8 parameters per table. */
+async function calibrateOutputs(vdir: string, loaded: LoadedModel, reqs: OutReq[], images: number, manifest: Manifest, tmp: string, log: (s: string) => void): Promise<ParamsFile['activations'][number]['table'][]> {
+  const stats = loadOnnx(loaded.path).model;
+  const e = new Emit('dqx/stat');
+  const inits = new Map((stats.graph!.initializer ?? []).map((t) => [t.name ?? '', t]));
+  const weightCache = new Map<string, Float32Array>();
+  const sites: Site[] = [];
+  for (const r of reqs) {
+    const s = r.stat;
+    let x = s.input;
+    if (s.lo !== s.halfLo || s.hi !== s.halfHi) x = e.op('Slice', [x, e.i64([s.lo - s.halfLo]), e.i64([s.hi - s.halfLo]), e.i64([1])]);
+    const wt = inits.get(s.weight)!;
+    let wv = weightCache.get(s.weight);
+    if (!wv) {
+      wv = floatValues(loaded, wt);
+      weightCache.set(s.weight, wv);
+    }
+    const dims = (wt.dims ?? []).map(Number);
+    const part = sliceAxis(wv, dims, 1, s.lo, s.hi);
+    const w = e.init('w', 'float32', part.dims, part.data);
+    const convAttrs = ((s.node as { attribute?: AttrMsg[] }).attribute ?? []) as AttrMsg[];
+    sites.push({ id: r.k, tensor: e.op('Conv', [x, w], convAttrs), layers: [], split: null, ops: ['Conv'], temporal: false });
+  }
+  const graph = stats.graph!;
+  graph.node = [...(graph.node ?? []), ...(e.nodes as NodeMsg[])];
+  graph.initializer = [...(graph.initializer ?? []), ...(e.inits as TensorMsg[])];
+  const taps = addStatTaps(stats, sites);
+  const fetch = taps.flat().flatMap((t) => [t.min, t.max, t.absmax, t.hist]);
+  const def = stats.opset_import!.find((o) => !o.domain || o.domain === 'ai.onnx');
+  if (def && Number(def.version ?? 0) < 18) def.version = 18;
+  const path = join(tmp, '.stats', 'model.onnx');
+  saveOnnx(stats, path, loaded.dir);
+  const session = await Session.create(path, 'cpu');
+  const { pipeline, session: base } = await loadPipeline(vdir, 'cpu');
+  const set = samplingSettings(manifest);
+  const sched = createScheduler(set.sampler, pipeline.scheduler, set.steps);
+  const perStep = manifest.recipe.activations?.perTimestep ?? false;
+  const acc = reqs.map(() => new Map<number, Stat>());
+  const nClasses = pipeline.index.classes.length;
+  log(`calibrating ${reqs.length} QLinearConv output ranges on ${images} images (${set.steps} steps)`);
+  const seeds = Array.from({ length: images }, (_, i) => 1_000_000 + i);
+  await sample(pipeline, base, {
+    seeds,
+    classes: pipeline.io.classLabels ? seeds.map((_, i) => i % nClasses) : [],
+    steps: set.steps,
+    sampler: set.sampler,
+    guidance: pipeline.io.classLabels ? (set.guidance ?? pipeline.index.defaultGuidance) : 1,
+    batchSize: images,
+    tap: {
+      session,
+      steps: new Set(sched.timesteps.map((_, k) => k)),
+      fetch,
+      onOutputs: (step, _t, res) => {
+        taps.forEach(([names], k) => {
+          const min = (res[names!.min]!.data as Float32Array)[0]!;
+          const max = (res[names!.max]!.data as Float32Array)[0]!;
+          const absmax = (res[names!.absmax]!.data as Float32Array)[0]!;
+          const counts = Array.from(res[names!.hist]!.data as BigInt64Array, Number);
+          const st: Stat = { min, max, absmax, hist: { lo: min, hi: max, counts }, n: 1 };
+          acc[k]!.set(step, mergeStat(acc[k]!.get(step), st));
+        });
+      },
+    },
+  });
+  await session.release();
+  rmSync(join(tmp, '.stats'), { recursive: true, force: true });
+  const fmt = { kind: 'int' as const, bits: 8, symmetric: false };
+  const act = { format: fmt, clipping: manifest.recipe.activations?.clipping ?? 'minmax', percentile: manifest.recipe.activations?.percentile ?? 99.99, perTimestep: perStep };
+  return acc.map((m) => {
+    const steps = [...m.keys()].sort((a, b) => a - b);
+    if (!perStep) {
+      let all: Stat | undefined;
+      for (const s of steps) all = mergeStat(all, m.get(s)!);
+      const p = actParams(all!, fmt, act);
+      return [{ t: null, scale: p.scale, zeroPoint: p.zeroPoint }];
+    }
+    return steps.map((s) => {
+      const p = actParams(m.get(s)!, fmt, act);
+      return { t: sched.timesteps[s]!, scale: p.scale, zeroPoint: p.zeroPoint };
+    });
+  });
+}
+
+/** Samples the same seeds through the simulated variant and the export; max and mean |difference|. */
+export async function verifyExport(variantDir: string, exportDir: string, seeds: number[], steps: number): Promise<Verification> {
+  const run = async (dir: string) => {
+    const { pipeline, session } = await loadPipeline(dir, 'cpu');
+    const classes = pipeline.io.classLabels ? seeds.map((s) => s % pipeline.index.classes.length) : [];
+    const guidance = pipeline.io.classLabels ? pipeline.index.defaultGuidance : 1;
+    const res = await sample(pipeline, session, { seeds, classes, steps, sampler: 'ddim', guidance, batchSize: seeds.length });
+    return { res, classes, guidance };
+  };
+  const a = await run(variantDir);
+  const b = await run(exportDir);
+  let max = 0;
+  let sum = 0;
+  let n = 0;
+  const perImageMax = a.res.images.map((img, k) => {
+    const other = b.res.images[k]!;
+    let m = 0;
+    for (let j = 0; j < img.length; j++) {
+      const d = Math.abs(img[j]! - other[j]!);
+      m = Math.max(m, d);
+      sum += d;
+      n++;
+    }
+    max = Math.max(max, m);
+    return round6(m);
+  });
+  return {
+    seeds, classes: a.classes, steps, sampler: 'ddim', guidance: a.guidance,
+    maxAbs: round6(max), meanAbs: round6(sum / Math.max(1, n)), perImageMax,
+    seconds: { simulated: round6(a.res.seconds), exported: round6(b.res.seconds) },
+  };
+}
+
+const round6 = (x: number) => Math.round(x * 1e6) / 1e6;
+

@@ -1,0 +1,36 @@
+/**
+ * Messages between the job runner (the host's main thread) and a job's worker process. Tasks carry resolved
+ * paths only: the runner decides where things live; the worker runs one engine function and reports.
+ */
+import type { ApiError } from '../contract/api.js';
+
+export type WorkerTask =
+  | {
+      kind: 'calibrate';
+      pipelineDir: string;
+      out: string;
+      opts: { samples: number; steps: number; sampler: string; guidance: number; timesteps: string; count: number; batchSize: number };
+    }
+  | { kind: 'quantize'; pipelineDir: string; recipe: unknown; keepLayers: string[]; recordPath: string | null; out: string }
+  | {
+      kind: 'compare';
+      pipelineDir: string;
+      /** 'fp' or variant folders. */
+      variants: string[];
+      seeds: number[];
+      classes: number[];
+      steps: number;
+      sampler: string;
+      guidance: number;
+      fidSamples: number;
+      walkFrames: number;
+      video: boolean;
+      out: string;
+    };
+
+export type ToWorker = { type: 'start'; task: WorkerTask } | { type: 'cancel' };
+
+export type FromWorker =
+  | { type: 'progress'; phase: string; done: number; total: number }
+  | { type: 'done'; result: unknown }
+  | { type: 'error'; error: ApiError };

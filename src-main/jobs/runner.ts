@@ -1,0 +1,171 @@
+/**
+ * Long jobs off the host's main thread: each job runs in its own Node process (worker.ts through tsx), so the
+ * Electron main process or the browser-mode server keeps answering while onnxruntime works. The runner keeps the
+ * jobs' state, turns worker messages into the contract's JobEvents (with elapsed time and ETA), and cancels:
+ * first politely (the worker aborts its AbortSignal, the engine stops at the next step), then by force.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ApiError, JobEvent, JobInfo, JobKind, JobResult } from '../contract/api.js';
+import type { FromWorker, ToWorker, WorkerTask } from './protocol.js';
+
+/** The worker's entry next to this file (the Electron shell passes its own, since its main is bundled). */
+export function defaultWorkerEntry(): string {
+  return join(dirname(fileURLToPath(import.meta.url)), 'worker-entry.mjs');
+}
+
+const KILL_AFTER_MS = 5000;
+
+interface Running {
+  info: JobInfo;
+  child: ChildProcess | null;
+  cancelRequested: boolean;
+  stderr: string;
+}
+
+export interface StartOptions {
+  kind: JobKind;
+  label: string;
+  /** Builds the worker's task; gets the job's own folder. */
+  task: (dir: string) => WorkerTask;
+  /** Turns the worker's result into the contract's (e.g. adds what only the host knows). */
+  finish?: (raw: unknown) => JobResult;
+}
+
+export class JobRunner {
+  private jobs = new Map<string, Running>();
+  private listeners = new Set<(e: JobEvent) => void>();
+  private seq = 0;
+
+  constructor(readonly workspace: string, private readonly workerEntry = defaultWorkerEntry()) {
+    mkdirSync(workspace, { recursive: true });
+  }
+
+  subscribe(listener: (e: JobEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(e: JobEvent): void {
+    for (const l of this.listeners) {
+      try {
+        l(e);
+      } catch {
+        /* a listener's failure is its own */
+      }
+    }
+  }
+
+  dir(id: string): string {
+    return join(this.workspace, id);
+  }
+
+  get(id: string): JobInfo | undefined {
+    return this.jobs.get(id)?.info;
+  }
+
+  list(): JobInfo[] {
+    return [...this.jobs.values()].map((j) => j.info);
+  }
+
+  start(opts: StartOptions): string {
+    const id = `${opts.kind}-${++this.seq}-${randomBytes(3).toString('hex')}`;
+    const dir = this.dir(id);
+    mkdirSync(dir, { recursive: true });
+    const task = opts.task(dir);
+    const info: JobInfo = { id, kind: opts.kind, label: opts.label, state: 'running', progress: null, startedAt: Date.now(), endedAt: null, result: null, error: null };
+    const job: Running = { info, child: null, cancelRequested: false, stderr: '' };
+    this.jobs.set(id, job);
+
+    const child = fork(this.workerEntry, [], {
+      execArgv: [],
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+      // Electron's own binary runs the worker as plain Node
+      env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
+    });
+    job.child = child;
+    child.stderr?.on('data', (b: Buffer) => (job.stderr = (job.stderr + b.toString('utf8')).slice(-4000)));
+    child.on('message', (m: FromWorker) => this.onMessage(job, m, opts));
+    child.on('exit', (code, sig) => {
+      job.child = null;
+      if (job.info.state !== 'running') return;
+      if (job.cancelRequested) this.end(job, 'cancelled', null, { code: 'CANCELLED', message: `${opts.kind} was cancelled` });
+      else {
+        const tail = job.stderr.trim().split('\n').slice(-3).join(' | ');
+        this.end(job, 'error', null, { code: 'WORKER_EXITED', message: `the ${opts.kind} worker stopped (${sig ?? `exit code ${code}`})${tail ? `: ${tail}` : ''}` });
+      }
+    });
+    child.on('error', (e) => {
+      if (job.info.state === 'running') this.end(job, 'error', null, { code: 'WORKER_FAILED', message: `the ${opts.kind} worker could not run: ${e.message}` });
+    });
+    this.emit({ jobId: id, kind: 'started', job: { ...info } });
+    child.send({ type: 'start', task } satisfies ToWorker);
+    return id;
+  }
+
+  private onMessage(job: Running, m: FromWorker, opts: StartOptions): void {
+    if (job.info.state !== 'running') return;
+    if (m.type === 'progress') {
+      const elapsed = (Date.now() - job.info.startedAt) / 1000;
+      const frac = m.total > 0 ? m.done / m.total : 0;
+      const progress = {
+        phase: m.phase,
+        done: m.done,
+        total: m.total,
+        elapsedSeconds: Math.round(elapsed * 10) / 10,
+        etaSeconds: frac > 0 && frac < 1 ? Math.round((elapsed * (1 - frac)) / frac) : frac >= 1 ? 0 : null,
+      };
+      job.info.progress = progress;
+      this.emit({ jobId: job.info.id, kind: 'progress', progress });
+    } else if (m.type === 'done') {
+      let result: JobResult;
+      try {
+        result = opts.finish ? opts.finish(m.result) : (m.result as JobResult);
+      } catch (e) {
+        this.end(job, 'error', null, { code: 'INTERNAL', message: (e as Error).message });
+        return;
+      }
+      this.end(job, 'done', result, null);
+    } else if (m.type === 'error') {
+      this.end(job, m.error.code === 'CANCELLED' ? 'cancelled' : 'error', null, m.error);
+    }
+  }
+
+  private end(job: Running, state: JobInfo['state'], result: JobResult | null, error: ApiError | null): void {
+    job.info.state = state;
+    job.info.endedAt = Date.now();
+    job.info.result = result;
+    job.info.error = error;
+    if (result) this.emit({ jobId: job.info.id, kind: 'done', result });
+    else this.emit({ jobId: job.info.id, kind: 'error', error: error ?? { code: 'INTERNAL', message: 'the job ended without a result' } });
+  }
+
+  /** Asks a running job to stop; false if it is not running. */
+  cancel(id: string): boolean {
+    const job = this.jobs.get(id);
+    if (!job || job.info.state !== 'running') return false;
+    job.cancelRequested = true;
+    const child = job.child;
+    if (child?.connected) child.send({ type: 'cancel' } satisfies ToWorker);
+    const timer = setTimeout(() => child?.kill('SIGKILL'), KILL_AFTER_MS);
+    timer.unref();
+    child?.once('exit', () => clearTimeout(timer));
+    return true;
+  }
+
+  /** Stops every running job (the shell is closing). */
+  async dispose(): Promise<void> {
+    const waits: Promise<void>[] = [];
+    for (const j of this.jobs.values()) {
+      const child = j.child;
+      if (!child) continue;
+      waits.push(new Promise((ok) => child.once('exit', () => ok())));
+      j.cancelRequested = true;
+      child.kill('SIGKILL');
+    }
+    await Promise.all(waits);
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * One job in its own process, so that the host's main thread (Electron main, the browser-mode server) stays
+ * free: runs the engine function for the task, posts throttled progress, honours cancel (AbortSignal), and
+ * ends with exactly one `done` or `error` message.
+ */
+import { mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { computeComparison, writeComparison } from '../core/compare/compare.js';
+import { writeFileAtomic } from '../core/fsutil.js';
+import { encodePng, layoutGrid } from '../core/image/grid.js';
+import type { SamplerName } from '../core/pipeline/schedulers.js';
+import { calibrate, readRecord, type TimestepSelection } from '../core/quant/calibrate.js';
+import { quantizePipeline } from '../core/quant/quantize.js';
+import { parseRecipe } from '../core/quant/recipe.js';
+import type { CompareResult, QuantizeResult } from '../contract/api.js';
+import { toApiError } from './errors.js';
+import type { FromWorker, ToWorker, WorkerTask } from './protocol.js';
+
+const controller = new AbortController();
+let lastProgress = 0;
+
+function post(m: FromWorker): Promise<void> {
+  return new Promise((ok) => {
+    if (!process.send) return ok();
+    process.send(m, undefined, undefined, () => ok());
+  });
+}
+
+function progress(phase: string, done: number, total: number): void {
+  const now = Date.now();
+  if (done < total && now - lastProgress < 100) return;
+  lastProgress = now;
+  void post({ type: 'progress', phase, done, total });
+}
+
+/** A square image's channels and side from its length (1 or 3 channels). */
+function shapeOf(n: number): { channels: number; side: number } {
+  for (const channels of [1, 3]) {
+    const side = Math.round(Math.sqrt(n / channels));
+    if (side * side * channels === n) return { channels, side };
+  }
+  throw new Error(`cannot lay out an image of ${n} values`);
+}
+
+async function run(task: WorkerTask): Promise<unknown> {
+  const signal = controller.signal;
+  if (task.kind === 'calibrate') {
+    const rec = await calibrate(task.pipelineDir, task.out, {
+      ...task.opts,
+      sampler: task.opts.sampler as SamplerName,
+      timesteps: task.opts.timesteps as TimestepSelection,
+      signal,
+      onProgress: (p) => progress(p.phase, p.done, p.total),
+    });
+    return { kind: 'calibrate', sites: rec.sites.length, steps: rec.steps, seconds: rec.seconds };
+  }
+  if (task.kind === 'quantize') {
+    progress('quantizing', 0, 1);
+    const raw = { ...(task.recipe as Record<string, unknown>) };
+    if (task.keepLayers.length) raw.keepLayers = task.keepLayers; // per-layer overrides from the Recipe view
+    const recipe = parseRecipe(raw, 'recipe');
+    const record = task.recordPath ? readRecord(task.recordPath) : null;
+    const m = await quantizePipeline({ pipelineDir: task.pipelineDir, recipe, record, recordPath: task.recordPath ?? undefined, out: task.out });
+    progress('quantizing', 1, 1);
+    const result: QuantizeResult = {
+      kind: 'quantize',
+      name: recipe.name,
+      recipe: recipe as QuantizeResult['recipe'],
+      summary: m.summary,
+      layers: m.layers.map((l) => ({ name: l.name, op: l.op, weightBits: l.weight?.bits ?? null, activation: l.activation, spared: l.spared ?? null })),
+      bytes: statSync(join(task.out, 'unet', 'model.onnx')).size,
+    };
+    return result;
+  }
+  const job = {
+    pipelineDir: task.pipelineDir,
+    variants: task.variants,
+    seeds: task.seeds,
+    classes: task.classes,
+    steps: task.steps,
+    sampler: task.sampler as SamplerName,
+    guidance: task.guidance,
+    fidSamples: task.fidSamples,
+    walkFrames: task.walkFrames,
+    video: task.video,
+    out: task.out,
+    signal,
+    onProgress: (p: { phase: string; done: number; total: number }) => progress(p.phase, p.done, p.total),
+  };
+  const c = await computeComparison(job);
+  progress('writing', 0, 1);
+  const metrics = await writeComparison(c, job);
+  // each variant's grid images side by side, laid out identically, for the A/B wipe
+  mkdirSync(task.out, { recursive: true });
+  const strips: string[] = [];
+  for (let v = 0; v < c.images.length; v++) {
+    const imgs = c.images[v]!;
+    if (!imgs.length) continue;
+    const { channels, side } = shapeOf(imgs[0]!.length);
+    const png = await encodePng(layoutGrid({ cells: [imgs], channels, height: side, width: side, rowLabels: [''], colLabels: [], zoom: 4 }));
+    const file = `strip-${v}.png`;
+    writeFileAtomic(join(task.out, file), png);
+    strips.push(file);
+  }
+  progress('writing', 1, 1);
+  const result: Omit<CompareResult, 'temporal'> = {
+    kind: 'compare',
+    images: metrics.images,
+    variants: metrics.variants.map((v) => ({
+      name: v.name,
+      isFp: v.isFp,
+      modelBytes: v.modelBytes,
+      weightBitsPerParameter: v.weightBitsPerParameter,
+      estimatedDeployedBytes: v.estimatedDeployedBytes,
+      psnrDb: v.psnrDb,
+      ssim: v.ssim,
+      fid: v.fid,
+      classAgreement: v.classAgreement,
+      epsError: v.epsError,
+      temporalFeatureError: v.temporalFeatureError,
+    })),
+    files: { grid: metrics.files.grid, diffs: metrics.files.diffs, trajectory: metrics.files.trajectory, strips, report: metrics.files.report, metrics: metrics.files.metrics },
+    notes: metrics.notes,
+  };
+  return result;
+}
+
+process.on('message', (m: ToWorker) => {
+  if (m.type === 'cancel') {
+    controller.abort();
+    return;
+  }
+  if (m.type === 'start') {
+    run(m.task)
+      .then(
+        (result) => post({ type: 'done', result }),
+        (e) => post({ type: 'error', error: toApiError(e) }),
+      )
+      // the message is out: leave (onnxruntime sessions need not be released one by one)
+      .finally(() => process.exit(0));
+  }
+});
+// the runner going away ends the job
+process.on('disconnect', () => process.exit(0));

@@ -1,0 +1,42 @@
+/**
+ * Export sizes on the committed UNet with Stable Diffusion 1.5's topology (tools/make_sd15_unet.py, reduced width,
+ * random weights): W8A8 and 4-bit weights vs the FP32 unet.
+ */
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exportPipeline, type ExportManifest } from '../../../src-main/core/export/export';
+import { releaseSessions } from '../../../src-main/core/pipeline/pipeline';
+import { calibrate } from '../../../src-main/core/quant/calibrate';
+import { quantizePipeline } from '../../../src-main/core/quant/quantize';
+import { loadRecipe } from '../../../src-main/core/quant/recipe';
+import { ROOT, tmp } from '../../helpers';
+
+const SD15 = join(ROOT, 'test', 'fixtures', 'sd15');
+const work = tmp('dq-export-sd15-');
+const m: Record<string, ExportManifest> = {};
+
+beforeAll(async () => {
+  const calib = join(work, 'calib.json');
+  const rec = await calibrate(SD15, calib, { samples: 1, steps: 2, batchSize: 1 });
+  for (const p of ['naive-w8a8', 'q-diffusion-w4a8']) {
+    await quantizePipeline({ pipelineDir: SD15, recipe: loadRecipe(p), record: rec, recordPath: calib, out: join(work, p) });
+    m[p] = await exportPipeline({ variantDir: join(work, p), out: join(work, `${p}-x`), calibrationImages: 1, verify: false });
+  }
+}, 300_000);
+
+afterAll(async () => {
+  await releaseSessions();
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe('dq export (SD 1.5 topology)', () => {
+  it('W8A8 is at most 0.30 and 4-bit weights at most 0.16 of the FP32 unet', () => {
+    expect(m['naive-w8a8']!.export.summary.int8Kernels).toBeGreaterThan(200);
+    expect(m['naive-w8a8']!.export.sizes.ratio!).toBeLessThanOrEqual(0.3);
+    expect(m['q-diffusion-w4a8']!.export.sizes.ratio!).toBeLessThanOrEqual(0.16);
+    for (const x of Object.values(m)) {
+      expect(x.export.summary.weightMismatches).toBe(0);
+    }
+  });
+});
