@@ -104,6 +104,15 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
       });
       return { jobId };
     }
+    if (spec.kind === 'export') {
+      const v = doneJob(spec.variant, 'quantize');
+      const jobId = jobs().start({
+        kind: 'export',
+        label: `export ${(v.result as QuantizeResult).name}${spec.reduceRange ? ' (reduce range)' : ''}`,
+        task: (dir) => ({ kind: 'export', variantDir: join(jobs().dir(v.id), 'variant'), out: join(dir, 'export'), reduceRange: spec.reduceRange, verifySeeds: spec.verifySeeds, verifySteps: spec.verifySteps }),
+      });
+      return { jobId };
+    }
     const variants = spec.variants.map((id) => doneJob(id, 'quantize'));
     const maintenance = (r: QuantizeResult['recipe']): CompareResult['temporal'][number] =>
       r.temporal && r.temporal !== 'none' ? r.temporal : (r.keepFp ?? []).includes('temporal') ? 'fp' : 'none';

@@ -154,7 +154,21 @@ export const CompareJob = z
   })
   .strict();
 
-export const JobSpec = z.discriminatedUnion('kind', [CalibrateJob, QuantizeJob, CompareJob]);
+export const ExportJob = z
+  .object({
+    kind: z.literal('export'),
+    model: modelRef,
+    /** The quantize job whose variant to export. */
+    variant: id,
+    /** Re-round INT8 weights to 7 bits for the integer kernels (onnxruntime's reduce_range). */
+    reduceRange: z.boolean().default(false),
+    /** Seeds for the verification against the simulated variant. */
+    verifySeeds: smallInts.min(1).default([0, 1]),
+    verifySteps: z.number().int().min(1).max(1000).default(5),
+  })
+  .strict();
+
+export const JobSpec = z.discriminatedUnion('kind', [CalibrateJob, QuantizeJob, CompareJob, ExportJob]);
 export type JobSpec = z.input<typeof JobSpec>;
 export type JobSpecParsed = z.output<typeof JobSpec>;
 export type JobKind = JobSpec['kind'];
@@ -191,6 +205,20 @@ export interface QuantizeResult {
   layers: QuantizedLayer[];
   /** Bytes of the variant folder's unet (simulated: float32 storage). */
   bytes: number;
+}
+
+export interface ExportResult {
+  kind: 'export';
+  /** The recipe name of the exported variant. */
+  name: string;
+  reduceRange: boolean;
+  sizes: { fp32UnetBytes: number | null; exportBytes: number; ratio: number | null };
+  summary: { layers: number; int8Kernels: number; lowBitStorage: number; keptFloat: number };
+  /** What runs on real low-bit kernels or storage, and what is still simulated. */
+  real: string[];
+  simulated: string[];
+  verification: { maxAbs: number; meanAbs: number; images: number } | null;
+  notes: string[];
 }
 
 export interface StepErrorRow {
@@ -240,7 +268,7 @@ export interface CompareResult {
   notes: string[];
 }
 
-export type JobResult = CalibrateResult | QuantizeResult | CompareResult;
+export type JobResult = CalibrateResult | QuantizeResult | CompareResult | ExportResult;
 
 export type JobState = 'running' | 'done' | 'error' | 'cancelled';
 

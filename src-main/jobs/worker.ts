@@ -11,8 +11,9 @@ import { encodePng, layoutGrid } from '../core/image/grid.js';
 import type { SamplerName } from '../core/pipeline/schedulers.js';
 import { calibrate, readRecord, type TimestepSelection } from '../core/quant/calibrate.js';
 import { quantizePipeline } from '../core/quant/quantize.js';
+import { exportPipeline } from '../core/export/export.js';
 import { parseRecipe } from '../core/quant/recipe.js';
-import type { CompareResult, QuantizeResult } from '../contract/api.js';
+import type { CompareResult, ExportResult, QuantizeResult } from '../contract/api.js';
 import { toApiError } from './errors.js';
 import type { FromWorker, ToWorker, WorkerTask } from './protocol.js';
 
@@ -53,6 +54,24 @@ async function run(task: WorkerTask): Promise<unknown> {
       onProgress: (p) => progress(p.phase, p.done, p.total),
     });
     return { kind: 'calibrate', sites: rec.sites.length, steps: rec.steps, seconds: rec.seconds };
+  }
+  if (task.kind === 'export') {
+    progress('exporting', 0, 1);
+    const m = await exportPipeline({ variantDir: task.variantDir, out: task.out, reduceRange: task.reduceRange, verify: { seeds: task.verifySeeds, steps: task.verifySteps } });
+    progress('exporting', 1, 1);
+    const e = m.export;
+    const result: ExportResult = {
+      kind: 'export',
+      name: m.recipe.name,
+      reduceRange: e.options.reduceRange,
+      sizes: { fp32UnetBytes: e.sizes.fp32UnetBytes, exportBytes: e.sizes.exportBytes, ratio: e.sizes.ratio },
+      summary: { layers: e.summary.layers, int8Kernels: e.summary.int8Kernels, lowBitStorage: e.summary.lowBitStorage, keptFloat: e.summary.keptFloat },
+      real: e.real,
+      simulated: e.simulated,
+      verification: e.verification ? { maxAbs: e.verification.maxAbs, meanAbs: e.verification.meanAbs, images: e.verification.perImageMax.length } : null,
+      notes: e.notes,
+    };
+    return result;
   }
   if (task.kind === 'quantize') {
     progress('quantizing', 0, 1);

@@ -146,6 +146,11 @@ export class Studio {
     return this.variantJobs.filter((j): j is JobInfo & { result: QuantizeResult } => j.state === 'done' && j.result?.kind === 'quantize');
   }
 
+  /** Export jobs of this session, newest last. */
+  get exportJobs(): JobInfo[] {
+    return Object.values(this.jobs).filter((j) => j.kind === 'export');
+  }
+
   get comparison(): CompareResult | null {
     const r = this.job(this.compareJob)?.result;
     return r?.kind === 'compare' ? r : null;

@@ -129,15 +129,20 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
     await expect(page.getByTestId('view-temporal').textContent()).resolves.toMatch(/with maintenance.*without maintenance/s);
     await shot(page, '6-temporal');
 
-    // Export: labelled placeholder, with the variants' sizes
+    // Export: the INT8 variant to a real low-bit pipeline, with sizes and the verification against the simulation
     await page.getByTestId('tab-export').click();
-    await expect(page.getByTestId('export-placeholder').textContent()).resolves.toMatch(/coming with issue 7/);
     expect(await page.getByTestId('export-sizes').locator('tbody tr').count()).toBe(3);
+    await page.getByTestId('export-int8-w8a8').click();
+    await page.getByTestId('export-result').waitFor({ timeout: 240_000 });
+    const ratio = Number((await page.getByTestId('export-ratio').textContent())!.replace('%', ''));
+    expect(ratio).toBeGreaterThan(5);
+    expect(ratio).toBeLessThan(60); // int8 weights + the FP32 temporal model (see docs/export.md)
+    await expect(page.getByTestId('export-verification').textContent()).resolves.toMatch(/max \|exported − simulated\| \d/);
     await shot(page, '7-export');
 
     expect(errors).toEqual([]);
     await page.close();
-  }, 300_000);
+  }, 600_000);
 
   it('stays responsive while a calibration runs, shows progress with an ETA, and cancels', async () => {
     const { page, errors } = await open();
