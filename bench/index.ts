@@ -10,6 +10,7 @@ import { GraphBuilder, type Fragment } from '../kernels/onnx/graph.js';
 import type { Granularity } from '../kernels/layout.js';
 import { modelBytes } from '../test/integration/kernels/onnx-model.js';
 import { benchExport } from './export.js';
+import { benchPtq } from './ptq.js';
 
 const DIMS = [1024, 1024];
 const N = DIMS[0]! * DIMS[1]!;
@@ -125,4 +126,5 @@ async function main(): Promise<void> {
 }
 
 await main();
+if (process.env.DQ_BENCH_PTQ !== '0') benchPtq();
 if (process.env.DQ_BENCH_EXPORT !== '0') await benchExport();
