@@ -71,12 +71,17 @@ export function fragmentModel(f: Fragment, producer = 'dq-studio'): Uint8Array {
  * Nodes are inserted before the first node that consumes one of the fragment's outputs, keeping the node list in
  * topological order; the default-domain opset is raised to what the fragment needs.
  */
-export function embedFragment(model: ModelMsg, f: Fragment): void {
+export function embedFragment(model: ModelMsg, f: Fragment, opts: { after?: string } = {}): void {
   const graph = model.graph!;
   const outs = new Set(f.outputs.map((o) => o.name));
   const nodes = graph.node ?? [];
   let at = nodes.findIndex((n) => (n.input ?? []).some((i) => outs.has(i)));
   if (at < 0) at = nodes.length;
+  if (opts.after !== undefined) {
+    // right after the producer of `after` (or first, for a graph input), so its consumers run early
+    const p = nodes.findIndex((n) => (n.output ?? []).includes(opts.after!));
+    at = Math.min(at, p + 1);
+  }
   const add = ModelProto.lookupType('onnx.NodeProto');
   const tensor = ModelProto.lookupType('onnx.TensorProto');
   graph.node = [...nodes.slice(0, at), ...nodeProtos(f).map((n) => add.fromObject(n) as never), ...nodes.slice(at)];

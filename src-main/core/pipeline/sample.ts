@@ -42,6 +42,8 @@ export interface StepTap {
   session: Session;
   steps: ReadonlySet<number>;
   fetch: string[];
+  /** Run the statistics model on at most this many rows at a time (its live memory grows with the rows). */
+  maxRows?: number;
   onOutputs: (step: number, timestep: number, outputs: Record<string, TensorOut>) => void;
 }
 
@@ -187,11 +189,43 @@ async function denoise(
   const feeds = await buildFeeds(p, x, t, labels, guided, b, req.extraFeeds ?? p.extraFeeds);
   let out: TensorOut;
   if (req.tap && req.tap.steps.has(step)) {
-    const res = await req.tap.session.run(feeds, [p.io.output, ...req.tap.fetch]);
-    req.tap.onOutputs(step, t, res);
-    out = res[p.io.output]!;
+    const rows = feeds[p.io.sample]!.dims[0]!;
+    const chunk = Math.min(rows, req.tap.maxRows ?? rows);
+    const parts: Float32Array[] = [];
+    for (let r0 = 0; r0 < rows; r0 += chunk) {
+      const part = chunk === rows ? feeds : sliceRows(feeds, r0, Math.min(rows, r0 + chunk));
+      const res = await req.tap.session.run(part, [p.io.output, ...req.tap.fetch]);
+      req.tap.onOutputs(step, t, res);
+      parts.push(res[p.io.output]!.data as Float32Array);
+    }
+    const data = parts.length === 1 ? parts[0]! : concat(parts);
+    out = { type: 'float32', data, dims: [rows, ...feeds[p.io.sample]!.dims.slice(1)] };
   } else {
     out = (await session.run(feeds, [p.io.output]))[p.io.output]!;
   }
   return combineGuided(out, guidance, guided, b, size);
+}
+
+/** Rows r0..r1-1 of every batched feed (rank >= 1); scalars pass through. */
+function sliceRows(feeds: Record<string, FeedValue>, r0: number, r1: number): Record<string, FeedValue> {
+  const out: Record<string, FeedValue> = {};
+  for (const [k, v] of Object.entries(feeds)) {
+    if (v.dims.length === 0) {
+      out[k] = v;
+      continue;
+    }
+    const per = v.data.length / v.dims[0]!;
+    out[k] = { ...v, data: v.data.subarray(r0 * per, r1 * per), dims: [r1 - r0, ...v.dims.slice(1)] } as FeedValue;
+  }
+  return out;
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
 }

@@ -13,7 +13,7 @@ import { DqError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { analyzeGraph } from '../onnx/analysis.js';
 import { encodeModel, loadOnnx } from '../onnx/io.js';
-import { loadPipeline } from '../pipeline/pipeline.js';
+import { loadPipeline, releaseSessions } from '../pipeline/pipeline.js';
 import { sample } from '../pipeline/sample.js';
 import { createScheduler, type SamplerName } from '../pipeline/schedulers.js';
 import { Rng } from '../pipeline/noise.js';
@@ -23,6 +23,8 @@ import { mergeStat, type Stat } from './stats.js';
 import { addStatTaps, HIST_BINS } from './taps.js';
 
 export const RECORD_VERSION = 1;
+/** Rows per statistics-model run: bounds calibration's live memory near FP sampling's, whatever the batch. */
+const TAP_ROWS = 32;
 
 export type TimestepSelection = 'all' | 'uniform' | 'normal';
 
@@ -104,18 +106,25 @@ export async function calibrate(
 ): Promise<CalibrationRecord> {
   const settings: CalibrationSettings = { ...DEFAULT_CALIBRATION, ...Object.fromEntries(Object.entries(opts).filter(([k, v]) => k in DEFAULT_CALIBRATION && v !== undefined)) };
   if (!Number.isInteger(settings.samples) || settings.samples < 1) throw new DqError('BAD_ARGUMENT', `--samples must be a positive integer, got ${settings.samples}`);
-  const { pipeline, session } = await loadPipeline(pipelineDir, opts.provider ?? 'cpu');
+  const loaded = await loadPipeline(pipelineDir, opts.provider ?? 'cpu');
+  const { pipeline } = loaded;
+  let session = loaded.session;
   const unetSha256 = sha256File(pipeline.unetPath);
   const model = loadOnnx(pipeline.unetPath).model;
   const map = analyzeGraph(model, { sampleInput: pipeline.io.sample, timestepInput: pipeline.io.timestep });
   const layers = map.quantizable;
   const sites = buildSites(map, layers, true);
   const taps = addStatTaps(model, sites);
-  const tapSession = await Session.create(encodeModel(model), opts.provider ?? 'cpu');
+  const tapSession = await Session.create(encodeModel(model), opts.provider ?? 'cpu', { lowMemory: true });
   const fetch = taps.flat().flatMap((t) => [t.min, t.max, t.absmax, t.hist]);
 
   const sched = createScheduler(settings.sampler, pipeline.scheduler, settings.steps);
   const steps = selectSteps(sched.timesteps.length, settings.timesteps, settings.count, settings.seed);
+  if (steps.length === sched.timesteps.length) {
+    // every step runs the statistics model: drop the plain session (and its memory arena)
+    await releaseSessions();
+    session = tapSession;
+  }
   const nClasses = pipeline.index.classes.length;
   const all = Array.from({ length: settings.samples }, (_, i) => i);
   const batches: number[][] = [];
@@ -151,6 +160,7 @@ export async function calibrate(
         session: tapSession,
         steps: new Set(steps),
         fetch,
+        maxRows: TAP_ROWS,
         onOutputs: (step, _t, res) => collect(batchStats, taps, step, res),
       },
     });

@@ -3,7 +3,6 @@
  * (min, max, absmax and a 256-bin histogram over the batch's own [min, max]). Only these small tensors leave
  * onnxruntime; activations never do.
  */
-import { minMaxFragment } from '../../../kernels/onnx/stats.js';
 import { GraphBuilder, int } from '../../../kernels/onnx/graph.js';
 import { embedFragment, raiseOpset } from '../onnx/fragment.js';
 import type { ModelMsg } from '../onnx/model.js';
@@ -11,6 +10,8 @@ import { ModelProto } from '../onnx/model.js';
 import type { Site } from './sites.js';
 
 export const HIST_BINS = 256;
+/** Histograms count every HIST_STRIDE-th element (min/max/absmax see them all): ScatterElements is the costly op. */
+export const HIST_STRIDE = 8;
 
 export interface TapNames {
   min: string;
@@ -40,14 +41,15 @@ export function addStatTaps(model: ModelMsg, sites: Site[]): TapNames[][] {
       const big = b.i64([2 ** 62]);
       halves.push(b.op('Slice', [site.tensor, b.i64([0]), b.i64([site.split]), b.i64([1])], {}, 'a'));
       halves.push(b.op('Slice', [site.tensor, b.i64([site.split]), big, b.i64([1])], {}, 'b'));
-      embedFragment(model, b.fragment([], [], 13));
+      embedFragment(model, b.fragment([], [], 13), { after: site.tensor });
     }
     taps.push(
       halves.map((x, h) => {
         const names = tapNames(site.id, h);
         const stem = names.min.slice(0, -'_min'.length);
-        embedFragment(model, minMaxFragment(null, undefined, { input: x, output: stem, prefix: `${stem}/mm` }));
-        embedFragment(model, dynamicHistogram(x, names, `${stem}/h`));
+        // placed right after the site's producer, so the statistics run while the tensor is fresh (and it can be freed)
+        embedFragment(model, dynamicHistogram(x, names, `${stem}/h`), { after: site.tensor });
+        embedFragment(model, leanMinMax(x, names, `${stem}/mm`), { after: site.tensor });
         for (const [k, n] of Object.entries(names)) outputs.push({ name: n, type: { tensor_type: { elem_type: k === 'hist' ? 7 : 1 } } });
         return names;
       }),
@@ -59,12 +61,25 @@ export function addStatTaps(model: ModelMsg, sites: Site[]): TapNames[][] {
 }
 
 /**
+ * min, max and absmax = max(-min, max) in two passes over the tensor (kernels/onnx/stats.ts minMaxFragment also
+ * masks NaNs, at three more passes; a NaN activation here makes the statistic NaN, which quantization reports).
+ */
+function leanMinMax(x: string, names: TapNames, prefix: string) {
+  const b = new GraphBuilder(prefix);
+  b.opTo(names.min, 'ReduceMin', [x], { keepdims: int(0) });
+  b.opTo(names.max, 'ReduceMax', [x], { keepdims: int(0) });
+  b.opTo(names.absmax, 'Max', [b.op('Neg', [names.min]), names.max]);
+  return b.fragment([], [names.min, names.max, names.absmax].map((name) => ({ name, dtype: 'float32' as const, dims: [] })), 18);
+}
+
+/**
  * Histogram of x over [min, max] of the same batch (read from the min/max taps): bin = clamp(floor((x - min) *
  * bins / (max - min)), 0, bins - 1), counted with ScatterElements(add). NaNs are dropped (an extra bin).
  */
 function dynamicHistogram(x: string, names: TapNames, prefix: string) {
   const b = new GraphBuilder(prefix);
-  const flat = b.op('Reshape', [x, b.i64([-1])], {}, 'flat');
+  const all = b.op('Reshape', [x, b.i64([-1])], {}, 'flat');
+  const flat = HIST_STRIDE > 1 ? b.op('Slice', [all, b.i64([0]), b.i64([2 ** 62]), b.i64([0]), b.i64([HIST_STRIDE])], {}, 'strided') : all;
   const width = b.op('Max', [b.op('Sub', [names.max, names.min]), b.f32(1e-30)], {}, 'width');
   const k = b.op('Div', [b.f32(HIST_BINS), width], {}, 'k');
   const t = b.op('Floor', [b.op('Mul', [b.op('Sub', [flat, names.min]), k])]);

@@ -49,7 +49,7 @@ export class Session {
     readonly info: SessionInfo,
   ) {}
 
-  static async create(model: string | Uint8Array, requested: Provider = 'cpu', opts: { threads?: number } = {}): Promise<Session> {
+  static async create(model: string | Uint8Array, requested: Provider = 'cpu', opts: { threads?: number; lowMemory?: boolean } = {}): Promise<Session> {
     const order: ConcreteProvider[] = requested === 'auto' ? ['cuda', 'cpu'] : requested === 'cpu' ? ['cpu'] : [requested, 'cpu'];
     const failures: string[] = [];
     for (const p of order) {
@@ -63,6 +63,8 @@ export class Session {
           executionProviders: [p],
           graphOptimizationLevel: 'all',
           ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
+          // no arena and no memory pattern: buffers go back to the system as soon as they die
+          ...(opts.lowMemory ? { enableCpuMemArena: false, enableMemPattern: false } : {}),
         };
         const inner =
           typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
