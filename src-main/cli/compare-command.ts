@@ -2,7 +2,7 @@
  * `dq compare <pipeline-dir> --variants fp,<dir>,...`: same-seed comparison of pipeline variants (grid, heatmaps,
  * videos, metrics.json, report.html). Registered on the program by `registerCompare`.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { resolve } from 'node:path';
 import { runCompare, type CompareProgress } from '../core/compare/compare.js';
 import type { CompareMetrics } from '../core/compare/schema.js';
@@ -11,16 +11,8 @@ import { SAMPLERS, type SamplerName } from '../core/pipeline/schedulers.js';
 import { parseIntList } from '../core/ranges.js';
 import { PROVIDERS, type Provider } from '../core/runtime/onnx.js';
 import { progressPrinter } from './progress.js';
+import { num } from './options.js';
 
-function num(name: string, min: number, int = false) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < min || (int && !Number.isInteger(n))) {
-      throw new InvalidArgumentError(`${name} must be ${int ? 'an integer' : 'a number'} >= ${min}`);
-    }
-    return n;
-  };
-}
 
 function fmt(v: number | null, digits: number): string {
   return v === null ? '-' : v.toFixed(digits);

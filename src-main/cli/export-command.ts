@@ -3,20 +3,14 @@
  * `dq batch <jobs.json>` (pipelines x presets: calibrate, quantize, compare, export; resumable, shardable).
  * Registered on the program by `registerExport` and `registerBatch`.
  */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { resolve } from 'node:path';
 import { parseShard, runBatch } from '../core/batch/batch.js';
 import { DqError } from '../core/errors.js';
 import { exportPipeline, type ExportManifest } from '../core/export/export.js';
 import { parseIntList } from '../core/ranges.js';
+import { num } from './options.js';
 
-function num(name: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
-    return n;
-  };
-}
 
 const kb = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
 
@@ -43,8 +37,8 @@ export function registerExport(program: Command): void {
     .requiredOption('--out <pipeline-dir>', 'pipeline folder to write (replaced atomically)')
     .option('--reduce-range', 'store INT8 weights that feed int8 kernels as 7-bit codes (avoids int16 saturation in AVX2 kernels)')
     .option('--seeds <list>', 'verification seeds', '0-3')
-    .option('--steps <n>', 'verification steps (default: the calibration steps)', num('--steps', 1))
-    .option('--calib-images <n>', 'images for QLinearConv output ranges', num('--calib-images', 1), 8)
+    .option('--steps <n>', 'verification steps (default: the calibration steps)', num('--steps', 1, true))
+    .option('--calib-images <n>', 'images for QLinearConv output ranges', num('--calib-images', 1, true), 8)
     .option('--no-verify', 'skip the verification')
     .option('--json', 'print the export section of the manifest as JSON')
     .action(async (dir: string, o: { out: string; reduceRange?: boolean; seeds: string; steps?: number; calibImages: number; verify: boolean; json?: boolean }) => {

@@ -2,7 +2,7 @@
  * The `dq` command line: a thin shell over src-main/core. Errors a user can cause print one line and exit 1;
  * usage errors exit 2; anything else is a bug and prints its stack only with DQ_DEBUG=1.
  */
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DqError, isDqError } from '../core/errors.js';
@@ -21,20 +21,12 @@ import { calibrate, type TimestepSelection } from '../core/quant/calibrate.js';
 import { quantizePipeline, readRecord } from '../core/quant/quantize.js';
 import { listPresets, loadRecipe } from '../core/quant/recipe.js';
 import { runEval } from '../core/jobs/eval-job.js';
+import { num } from './options.js';
 
 const VERSION = '0.1.0';
 /** The built renderer (npm run build). */
 const UI_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'out', 'renderer');
 
-function num(name: string, min: number, int = false) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < min || (int && !Number.isInteger(n))) {
-      throw new InvalidArgumentError(`${name} must be ${int ? 'an integer' : 'a number'} >= ${min}`);
-    }
-    return n;
-  };
-}
 
 export function buildProgram(): Command {
   const program = new Command('dq')
