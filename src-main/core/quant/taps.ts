@@ -10,8 +10,12 @@ import { ModelProto } from '../onnx/model.js';
 import type { Site } from './sites.js';
 
 export const HIST_BINS = 256;
-/** Histograms count every HIST_STRIDE-th element (min/max/absmax see them all): ScatterElements is the costly op. */
-export const HIST_STRIDE = 8;
+/**
+ * Histograms count every HIST_STRIDE-th element (min/max/absmax see them all): the ScatterElements that counts is
+ * the costly op. Measured on the quantize tests (8 images x 5 steps): stride 2 keeps int8-w8a8 at 34.0 dB PSNR vs FP
+ * (33.4 with every element), stride 4 drops it to 30.9 and stride 8 to 20.1 dB (MSE clipping misses the tails).
+ */
+export const HIST_STRIDE = 2;
 
 export interface TapNames {
   min: string;
