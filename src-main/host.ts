@@ -4,7 +4,7 @@
  * Long jobs run in worker processes (src-main/jobs); their events reach the shells through `subscribe`.
  */
 import * as ort from 'onnxruntime-node';
-import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, isAbsolute, join, resolve } from 'node:path';
 import type {
@@ -66,6 +66,8 @@ function resolveModel(model: string): { path: string; id: string } {
 }
 
 export function createHost(shell: HostInfo['shell'], version: string, opts: HostOptions = {}): Host {
+  // a workspace the host makes for itself is temporary: dispose() removes it; one given to it is the caller's
+  const ownWorkspace = opts.workspace === undefined;
   const workspace = opts.workspace ?? mkdtempSync(join(tmpdir(), 'dq-studio-'));
   let runner: JobRunner | null = null;
   const jobs = () => (runner ??= new JobRunner(workspace, opts.workerEntry));
@@ -216,6 +218,7 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
       unsubscribeRunner?.();
       listeners.clear();
       await runner?.dispose();
+      if (ownWorkspace) rmSync(workspace, { recursive: true, force: true });
     },
   };
 }

@@ -3,7 +3,8 @@
  * usage errors exit 2; anything else is a bug and prints its stack only with DQ_DEBUG=1.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { dirname, resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DqError, isDqError } from '../core/errors.js';
 import { formatInfo, runInfo } from '../core/jobs/info-job.js';
@@ -165,10 +166,13 @@ export function buildProgram(): Command {
     .command('serve')
     .description('browser mode: the studio UI and its API on 127.0.0.1 (a random token guards every request)')
     .option('--port <n>', 'port (default: any free port)', num('--port', 0, true))
-    .action(async (o: { port?: number }) => {
-      const host = createHost('browser', VERSION);
+    .option('--workspace <dir>', 'folder for this session\'s calibrations, variants and comparisons (kept on exit)')
+    .action(async (o: { port?: number; workspace?: string }) => {
+      const workspace = resolve(o.workspace ?? join('out', 'studio', new Date().toISOString().replace(/[:.]/g, '-')));
+      mkdirSync(workspace, { recursive: true });
+      const host = createHost('browser', VERSION, { workspace });
       const s = await serve({ host, uiDir: UI_DIR, port: o.port });
-      console.log(`DQ Studio is running at ${s.url}\n(only this machine can reach it; the token in the URL is required; Ctrl-C stops it)`);
+      console.log(`DQ Studio is running at ${s.url}\n(only this machine can reach it; the token in the URL is required; Ctrl-C stops it)\nsession files: ${workspace}`);
       await new Promise<void>((done) => {
         const stop = () => void s.close().then(() => host.dispose()).then(done);
         process.once('SIGINT', stop);

@@ -9,15 +9,17 @@ import { tmp } from '../../helpers';
 
 const ui = tmp('dq-ui-');
 let s: Served;
+const host = createHost('browser', 'test');
 
 beforeAll(async () => {
   mkdirSync(join(ui, 'assets'));
   writeFileSync(join(ui, 'index.html'), '<!doctype html><html><head><title>t</title></head><body></body></html>');
   writeFileSync(join(ui, 'assets', 'a.js'), 'console.log(1)');
-  s = await serve({ host: createHost('browser', 'test'), uiDir: ui });
+  s = await serve({ host, uiDir: ui });
 });
 afterAll(async () => {
   await s.close();
+  await host.dispose();
   rmSync(ui, { recursive: true, force: true });
 });
 
