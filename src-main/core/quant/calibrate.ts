@@ -115,7 +115,7 @@ export async function calibrate(
   const layers = map.quantizable;
   const sites = buildSites(map, layers, true);
   const taps = addStatTaps(model, sites);
-  const tapSession = await Session.create(encodeModel(model), opts.provider ?? 'cpu', { lowMemory: true });
+  const tapSession = await Session.create(encodeModel(model), opts.provider ?? 'cpu');
   const fetch = taps.flat().flatMap((t) => [t.min, t.max, t.absmax, t.hist]);
 
   const sched = createScheduler(settings.sampler, pipeline.scheduler, settings.steps);

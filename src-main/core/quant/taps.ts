@@ -11,11 +11,14 @@ import type { Site } from './sites.js';
 
 export const HIST_BINS = 256;
 /**
- * Histograms count every HIST_STRIDE-th element (min/max/absmax see them all): the ScatterElements that counts is
- * the costly op. Measured on the quantize tests (8 images x 5 steps): stride 2 keeps int8-w8a8 at 34.0 dB PSNR vs FP
- * (33.4 with every element), stride 4 drops it to 30.9 and stride 8 to 20.1 dB (MSE clipping misses the tails).
+ * Histograms: elements in the tails (beyond TAIL x max, or TAIL x min) are all counted; the bulk is sampled,
+ * every HIST_STRIDE-th element with weight HIST_STRIDE. The ScatterElements that counts is the costly op, and the
+ * tails are what MSE clipping needs. Measured on the quantize tests (8 images x 5 steps), int8-w8a8 PSNR vs FP:
+ * every element 33.4 dB, this scheme 33.6 dB, plain stride 8 (tails sampled too) 20.1 dB.
  */
-export const HIST_STRIDE = 2;
+export const HIST_STRIDE = 8;
+/** Elements beyond TAIL x max (or TAIL x min) are counted one by one: the tails decide MSE clipping. */
+export const TAIL = 0.25;
 
 export interface TapNames {
   min: string;
@@ -83,16 +86,27 @@ function leanMinMax(x: string, names: TapNames, prefix: string) {
 function dynamicHistogram(x: string, names: TapNames, prefix: string) {
   const b = new GraphBuilder(prefix);
   const all = b.op('Reshape', [x, b.i64([-1])], {}, 'flat');
-  const flat = HIST_STRIDE > 1 ? b.op('Slice', [all, b.i64([0]), b.i64([2 ** 62]), b.i64([0]), b.i64([HIST_STRIDE])], {}, 'strided') : all;
   const width = b.op('Max', [b.op('Sub', [names.max, names.min]), b.f32(1e-30)], {}, 'width');
   const k = b.op('Div', [b.f32(HIST_BINS), width], {}, 'k');
-  const t = b.op('Floor', [b.op('Mul', [b.op('Sub', [flat, names.min]), k])]);
-  const clamped = b.op('Clip', [t, b.f32(0), b.f32(HIST_BINS - 1)]);
-  const bin = b.op('Where', [b.op('Equal', [flat, flat]), clamped, b.f32(HIST_BINS)], {}, 'bin');
-  const idx = b.op('Cast', [bin], { to: int(7) }, 'idx');
-  const ones = b.op('Expand', [b.init('one', 'int64', [1], BigInt64Array.of(1n)), b.op('Shape', [idx])], {}, 'ones');
+  const binOf = (v: string) => {
+    const t = b.op('Floor', [b.op('Mul', [b.op('Sub', [v, names.min]), k])]);
+    const clamped = b.op('Clip', [t, b.f32(0), b.f32(HIST_BINS - 1)]);
+    return b.op('Cast', [b.op('Where', [b.op('Equal', [v, v]), clamped, b.f32(HIST_BINS)], {}, 'bin')], { to: int(7) }, 'idx');
+  };
+  // tails: every element beyond TAIL x max (or min), counted exactly
+  const hiT = b.op('Max', [b.op('Mul', [names.max, b.f32(TAIL)]), b.f32(0)], {}, 'hi_t');
+  const loT = b.op('Min', [b.op('Mul', [names.min, b.f32(TAIL)]), b.f32(0)], {}, 'lo_t');
+  const isTail = (v: string) => b.op('Or', [b.op('Greater', [v, hiT]), b.op('Less', [v, loT])], {}, 'tail');
+  const tailIdx = b.op('Reshape', [b.op('NonZero', [isTail(all)]), b.i64([-1])], {}, 'tail_idx');
+  const tailVals = b.op('Gather', [all, tailIdx], { axis: int(0) }, 'tail_vals');
+  // bulk: every HIST_STRIDE-th element that is not a tail element, weighted HIST_STRIDE
+  const bulk = b.op('Slice', [all, b.i64([0]), b.i64([2 ** 62]), b.i64([0]), b.i64([HIST_STRIDE])], {}, 'bulk');
+  const bulkW = b.op('Where', [isTail(bulk), b.init('zero', 'int64', [1], BigInt64Array.of(0n)), b.init('stride', 'int64', [1], BigInt64Array.of(BigInt(HIST_STRIDE)))], {}, 'bulk_w');
+  const tailW = b.op('Expand', [b.init('one', 'int64', [1], BigInt64Array.of(1n)), b.op('Shape', [tailIdx])], {}, 'tail_w');
+  const idx = b.op('Concat', [binOf(bulk), binOf(tailVals)], { axis: int(0) }, 'all_idx');
+  const w = b.op('Concat', [bulkW, tailW], { axis: int(0) }, 'all_w');
   const zeros = b.init('zeros', 'int64', [HIST_BINS + 1], new BigInt64Array(HIST_BINS + 1));
-  const counts = b.op('ScatterElements', [zeros, idx, ones], { axis: int(0), reduction: { type: 'string', value: 'add' } }, 'counts');
+  const counts = b.op('ScatterElements', [zeros, idx, w], { axis: int(0), reduction: { type: 'string', value: 'add' } }, 'counts');
   b.opTo(names.hist, 'Slice', [counts, b.i64([0]), b.i64([HIST_BINS])]);
   return b.fragment([], [{ name: names.hist, dtype: 'int64', dims: [HIST_BINS] }], 18);
 }

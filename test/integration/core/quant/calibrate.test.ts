@@ -11,7 +11,26 @@ import { exposeTensors } from '../../../../src-main/core/onnx/rewrite';
 import { Rng } from '../../../../src-main/core/pipeline/noise';
 import { releaseSessions } from '../../../../src-main/core/pipeline/pipeline';
 import { calibrate, readRecord } from '../../../../src-main/core/quant/calibrate';
-import { HIST_STRIDE } from '../../../../src-main/core/quant/taps';
+import { HIST_STRIDE, TAIL } from '../../../../src-main/core/quant/taps';
+
+/** The mass the tail-exact histogram gives a tensor: every tail element once, bulk samples x HIST_STRIDE. */
+function histogramMass(d: Float32Array): number {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of d) {
+    lo = Math.min(lo, v);
+    hi = Math.max(hi, v);
+  }
+  const hiT = Math.max(Math.fround(hi * TAIL), 0);
+  const loT = Math.min(Math.fround(lo * TAIL), 0);
+  const tail = (v: number) => v > hiT || v < loT;
+  let mass = 0;
+  for (let i = 0; i < d.length; i++) {
+    if (tail(d[i]!)) mass += 1;
+    if (i % HIST_STRIDE === 0 && !tail(d[i]!)) mass += HIST_STRIDE;
+  }
+  return mass;
+}
 import { Session } from '../../../../src-main/core/runtime/onnx';
 import { tmp, TINY } from '../../../helpers';
 
@@ -63,7 +82,7 @@ describe('dq calibrate', () => {
           lo = Math.min(lo, v);
           hi = Math.max(hi, v);
         }
-        count.set(t, (count.get(t) ?? 0) + Math.ceil(d.length / HIST_STRIDE)); // histograms count every HIST_STRIDE-th element
+        count.set(t, (count.get(t) ?? 0) + histogramMass(d));
         min.set(t, Math.min(min.get(t) ?? Infinity, lo));
         max.set(t, Math.max(max.get(t) ?? -Infinity, hi));
       }
