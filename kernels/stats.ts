@@ -48,6 +48,25 @@ export function histogram(x: Float32Array, h: HistogramSpec): Float64Array {
 }
 
 /**
+ * The value below which a fraction q (0..1) of a histogram's mass lies (linear within the bin), for counts over
+ * equal bins on [lo, hi]; null when the histogram is empty.
+ */
+export function histQuantile(h: { lo: number; hi: number; counts: ArrayLike<number> }, q: number): number | null {
+  let total = 0;
+  for (let i = 0; i < h.counts.length; i++) total += h.counts[i]!;
+  if (!total) return null;
+  const w = (h.hi - h.lo) / h.counts.length;
+  const target = q * total;
+  let acc = 0;
+  for (let i = 0; i < h.counts.length; i++) {
+    const c = h.counts[i]!;
+    if (acc + c >= target) return h.lo + (i + (c ? (target - acc) / c : 0)) * w;
+    acc += c;
+  }
+  return h.hi;
+}
+
+/**
  * X^T X where X is the input viewed as rows of `featureAxis`-features (all other axes are rows), accumulated in
  * double and rounded to float32 once (onnxruntime's MatMul accumulates in float32 in its own order, so the two
  * agree exactly only when every partial sum is exact, e.g. for small integers).

@@ -5,6 +5,7 @@
 import { finiteValues, FORMATS, type FloatName } from '../../kernels/minifloat';
 import { floatScale, intParams, intRange } from '../../kernels/quant';
 import type { CalibrationView, StatView } from '../../src-main/contract/api';
+import { histQuantile as quantile } from '../../kernels/stats';
 
 export type Metric = 'absmax' | 'range';
 
@@ -61,19 +62,9 @@ export function metricValue(s: { min: number; max: number; absmax: number }, m: 
   return m === 'absmax' ? s.absmax : s.max - s.min;
 }
 
-/** The value below which a fraction q of the histogram's mass lies (linear within a bin). */
+/** The value below which a fraction q of the histogram's mass lies (linear within a bin); lo when empty. */
 export function histQuantile(h: StatView['hist'], q: number): number {
-  const total = h.counts.reduce((a, b) => a + b, 0);
-  if (!total) return h.lo;
-  const w = (h.hi - h.lo) / h.counts.length;
-  const target = q * total;
-  let acc = 0;
-  for (let i = 0; i < h.counts.length; i++) {
-    const c = h.counts[i]!;
-    if (acc + c >= target) return h.lo + (i + (c ? (target - acc) / c : 0)) * w;
-    acc += c;
-  }
-  return h.hi;
+  return quantile(h, q) ?? h.lo;
 }
 
 export function siteLabel(site: CalibrationView['sites'][number]): string {

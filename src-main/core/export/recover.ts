@@ -18,6 +18,7 @@ import { numel, scaleDims, scaleIndex, type Granularity } from '../../../kernels
 import { FORMATS, decode, encode, type FloatName } from '../../../kernels/minifloat.js';
 import { MX_BLOCK, NVFP4_BLOCK, intRange, type MxElement, type QuantFormat } from '../../../kernels/quant.js';
 import { decodeMx, decodeNvfp4, encodeMx, encodeNvfp4 } from '../../../kernels/storage.js';
+import { toRows } from '../quant/weights.js';
 
 const f32 = Math.fround;
 
@@ -85,23 +86,26 @@ function candidates(m: number, top: number): number[] {
   return out.filter((s) => s > 0 && Number.isFinite(s));
 }
 
-function groups(dims: number[], g: Granularity): { idx: Uint32Array; n: number } {
-  return { idx: scaleIndex(dims, g), n: numel(scaleDims(dims, g)) };
+/** Element indices of every scale group, and each group's max |v|. */
+function groupMembers(v: Float32Array, dims: number[], g: Granularity): { members: number[][]; amax: number[] } {
+  const idx = scaleIndex(dims, g);
+  const members: number[][] = Array.from({ length: numel(scaleDims(dims, g)) }, () => []);
+  for (let i = 0; i < v.length; i++) members[idx[i]!]!.push(i);
+  const amax = members.map((mem) => mem.reduce((m, i) => Math.max(m, Math.abs(v[i]!)), 0));
+  return { members, amax };
 }
 
 /** Symmetric INT codes and scales of fake-quantized values. */
 export function recoverInt(v: Float32Array, dims: number[], g: Granularity, bits: number): Recovered {
   const { qmin, qmax } = intRange(bits, true);
-  const { idx, n } = groups(dims, g);
-  const members: number[][] = Array.from({ length: n }, () => []);
-  for (let i = 0; i < v.length; i++) members[idx[i]!]!.push(i);
+  const { members, amax } = groupMembers(v, dims, g);
+  const n = members.length;
   const scale = new Float32Array(n);
   const codes = new Int8Array(v.length);
   let mismatches = 0;
   for (let j = 0; j < n; j++) {
     const mem = members[j]!;
-    let m = 0;
-    for (const i of mem) m = Math.max(m, Math.abs(v[i]!));
+    const m = amax[j]!;
     if (m === 0) {
       scale[j] = 1;
       continue;
@@ -129,16 +133,14 @@ export function recoverInt(v: Float32Array, dims: number[], g: Granularity, bits
 /** FP element codes (FP8/FP6/FP4 with a float32 scale per group) of fake-quantized values. */
 export function recoverFloat(v: Float32Array, dims: number[], g: Granularity, element: FloatName): Recovered {
   const f = FORMATS[element];
-  const { idx, n } = groups(dims, g);
-  const members: number[][] = Array.from({ length: n }, () => []);
-  for (let i = 0; i < v.length; i++) members[idx[i]!]!.push(i);
+  const { members, amax } = groupMembers(v, dims, g);
+  const n = members.length;
   const scale = new Float32Array(n);
   const codes = new Uint8Array(v.length);
   let mismatches = 0;
   for (let j = 0; j < n; j++) {
     const mem = members[j]!;
-    let m = 0;
-    for (const i of mem) m = Math.max(m, Math.abs(v[i]!));
+    const m = amax[j]!;
     if (m === 0) {
       scale[j] = 1;
       for (const i of mem) codes[i] = encode(f, v[i]!);
@@ -161,17 +163,6 @@ export function recoverFloat(v: Float32Array, dims: number[], g: Granularity, el
     mismatches += bestBad;
   }
   return { kind: 'float', element, dims, g, codes, scale, mismatches };
-}
-
-/** The weight as rows [R, K] with the input axis last (the layout MX/NVFP4 blocks run along). */
-export function toRows(w: Float32Array, dims: number[], axis: number): { rows: Float32Array; R: number; K: number; outer: number; inner: number } {
-  const K = dims[axis]!;
-  const outer = numel(dims.slice(0, axis));
-  const inner = numel(dims.slice(axis + 1));
-  const R = outer * inner;
-  const rows = new Float32Array(R * K);
-  for (let o = 0; o < outer; o++) for (let k = 0; k < K; k++) for (let i = 0; i < inner; i++) rows[(o * inner + i) * K + k] = w[(o * K + k) * inner + i]!;
-  return { rows, R, K, outer, inner };
 }
 
 function padRows(rows: Float32Array, R: number, K: number, B: number): { padded: Float32Array; Kp: number } {

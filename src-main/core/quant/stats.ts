@@ -2,6 +2,8 @@
  * Streaming activation statistics: per (site, half, step) running min/max/absmax and a histogram that is
  * re-binned when a new batch widens its range. Nothing here holds activations.
  */
+import { histQuantile as quantile } from '../../../kernels/stats.js';
+
 export interface Hist {
   lo: number;
   hi: number;
@@ -48,19 +50,9 @@ export function mergeStat(a: Stat | undefined, b: Stat): Stat {
   };
 }
 
-/** Value below which `q` (0..1) of the histogram's mass lies (linear within the bin). */
+/** Value below which `q` (0..1) of the histogram's mass lies (linear within the bin); 0 when empty. */
 export function histQuantile(h: Hist, q: number): number {
-  const total = h.counts.reduce((s, c) => s + c, 0);
-  if (!total) return 0;
-  const target = q * total;
-  const w = (h.hi - h.lo) / h.counts.length;
-  let acc = 0;
-  for (let i = 0; i < h.counts.length; i++) {
-    const c = h.counts[i]!;
-    if (acc + c >= target) return h.lo + (i + (c ? (target - acc) / c : 0)) * w;
-    acc += c;
-  }
-  return h.hi;
+  return quantile(h, q) ?? 0;
 }
 
 /** Expected squared error of quantizing the histogram's mass with `q` (evaluated at bin centres). */

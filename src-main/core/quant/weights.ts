@@ -34,8 +34,9 @@ export function weightAxes(layer: QuantizableLayer, transB: boolean): { out: num
   }
 }
 
-/** Moves `axis` last and flattens the rest: returns rows [R, K] and a function to undo it. */
-function toRows(w: Float32Array, dims: number[], axis: number): { rows: Float32Array; R: number; K: number; back: (r: Float32Array) => Float32Array } {
+/** Moves `axis` last and flattens the rest: returns rows [R, K] (the layout MX/NVFP4 blocks run along) and a
+ * function to undo it. */
+export function toRows(w: Float32Array, dims: number[], axis: number): { rows: Float32Array; R: number; K: number; back: (r: Float32Array) => Float32Array } {
   const K = dims[axis]!;
   const outer = numel(dims.slice(0, axis));
   const inner = numel(dims.slice(axis + 1));
