@@ -54,19 +54,8 @@ export function fakeQuantInt(
   scale: Float32Array,
   zeroPoint?: ArrayLike<number>,
 ): Float32Array {
-  const { qmin, qmax } = intRange(fmt.bits, fmt.symmetric);
-  checkParams(dims, g, scale, zeroPoint);
   if (fmt.symmetric && zeroPoint && Array.from(zeroPoint).some((z) => z !== 0)) throw new RangeError('symmetric formats have no zero point');
-  const idx = scaleIndex(dims, g);
-  const out = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) {
-    const j = idx[i]!;
-    const s = scale[j]!;
-    const zp = zeroPoint ? zeroPoint[j]! : 0;
-    const q = intCode(f32(x[i]! / s), zp, qmin, qmax);
-    out[i] = f32((q - zp) * s);
-  }
-  return out;
+  return dequantizeInt(quantizeInt(x, dims, g, fmt, scale, zeroPoint), dims, g, scale, zeroPoint);
 }
 
 /** The integer codes of x (QuantizeLinear): clamp(round(x / s) + zp), NaN -> qmin. */
