@@ -259,6 +259,54 @@ export function intParams(min: number, max: number, bits: number, symmetric: boo
   return { scale: s, zeroPoint: zp };
 }
 
+/* ------------------------------------------------------ float16 scales -- */
+
+export const FLOAT16_MAX = 65504;
+const F16_MIN_SUB = 2 ** -24;
+
+/** The quantum of float16 around |v| (normal: 2^(e-10); subnormal: 2^-24). */
+function f16Quantum(v: number): number {
+  let e = Math.floor(Math.log2(v));
+  if (2 ** e > v) e--;
+  else if (2 ** (e + 1) <= v) e++;
+  return 2 ** (Math.max(e, -14) - 10);
+}
+
+/**
+ * The largest float16 value <= s, for a positive scale stored in float16. Rounding scales down (never up) keeps the
+ * group maximum on the top code after clamping, as a float32 scale has it. Below float16's smallest subnormal the
+ * result is that subnormal; above its max, its max.
+ */
+export function float16Floor(s: number): number {
+  if (!(s > 0)) return s;
+  if (s >= FLOAT16_MAX) return FLOAT16_MAX;
+  if (s <= F16_MIN_SUB) return F16_MIN_SUB;
+  const q = f16Quantum(s);
+  return Math.floor(s / q) * q;
+}
+
+/** True when v is exactly a finite float16 value. */
+export function isFloat16(v: number): boolean {
+  if (v === 0) return true;
+  const a = Math.abs(v);
+  if (!(a <= FLOAT16_MAX)) return false;
+  const q = f16Quantum(a);
+  return a >= F16_MIN_SUB && Number.isInteger(a / q);
+}
+
+/** The IEEE binary16 bits of a value that is exactly a float16 (see isFloat16). */
+export function float16Bits(v: number): number {
+  if (!isFloat16(v)) throw new RangeError(`${v} is not a float16 value`);
+  const sign = v < 0 || Object.is(v, -0) ? 0x8000 : 0;
+  const a = Math.abs(v);
+  if (a === 0) return sign;
+  if (a < 2 ** -14) return sign | (a / F16_MIN_SUB);
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e--;
+  else if (2 ** (e + 1) <= a) e++;
+  return sign | ((e + 15) << 10) | ((a / 2 ** e - 1) * 1024);
+}
+
 /** A float format's scale mapping amax onto the format's max (1 if amax is 0). */
 export function floatScale(amax: number, element: FloatName): number {
   const s = f32(amax / FORMATS[element].max);

@@ -164,17 +164,17 @@ export function elementBits(fmt: QuantFormat): number {
 }
 
 /**
- * Exact storage of a tensor of `dims`: elements at their width; INT/FP scales float32 (32 bits) per group and INT
+ * Exact storage of a tensor of `dims`: elements at their width; INT/FP scales float32 (or float16: scaleBits) per group and INT
  * zero points at the element width (asymmetric only); MX one 8-bit E8M0 per 32 elements; NVFP4 one 8-bit E4M3 per
  * 16 elements plus one float32 per tensor. Block counts follow ./layout.ts (the blocked axis must divide).
  */
-export function storageCost(fmt: QuantFormat, dims: readonly number[], g: Granularity = { kind: 'tensor' }, axis = -1): StorageCost {
+export function storageCost(fmt: QuantFormat, dims: readonly number[], g: Granularity = { kind: 'tensor' }, axis = -1, scaleBits: 16 | 32 = 32): StorageCost {
   const n = numel(dims);
   const eb = elementBits(fmt) * n;
   let meta: number;
   if (fmt.kind === 'int' || fmt.kind === 'float') {
     const groups = numel(scaleDims(dims, g));
-    meta = groups * (32 + (fmt.kind === 'int' && !fmt.symmetric ? fmt.bits : 0));
+    meta = groups * (scaleBits + (fmt.kind === 'int' && !fmt.symmetric ? fmt.bits : 0));
   } else if (fmt.kind === 'mx') {
     meta = numel(scaleDims(dims, { kind: 'block', axis, size: MX_BLOCK })) * 8;
   } else {
