@@ -23,10 +23,10 @@ export type DType = keyof typeof ONNX_DTYPE;
 /**
  * An initializer's values, one array element per tensor element:
  * float32 -> Float32Array; int64 -> BigInt64Array; int32 -> Int32Array; int8/int4 -> Int8Array (int4 in -8..7);
- * uint8/uint4/bool -> Uint8Array; float8* -> Uint8Array of 8-bit codes. Packing of 4-bit types into bytes is the
+ * uint8/uint4/bool -> Uint8Array; float8* -> Uint8Array of 8-bit codes; float16 -> Uint16Array of binary16 bits. Packing of 4-bit types into bytes is the
  * serializer's job (ONNX: element 2i in the low nibble of byte i).
  */
-export type InitData = Float32Array | BigInt64Array | Int32Array | Int8Array | Uint8Array;
+export type InitData = Float32Array | BigInt64Array | Int32Array | Int8Array | Uint8Array | Uint16Array;
 
 export interface Initializer {
   name: string;
@@ -47,6 +47,8 @@ export interface OnnxNode {
   inputs: string[];
   outputs: string[];
   attrs: Record<string, Attr>;
+  /** Operator domain (default: the ONNX domain); a model-local function's domain for calls to it. */
+  domain?: string;
 }
 
 export interface ValueInfo {

@@ -98,6 +98,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--timesteps <sel>', 'which steps to record: all, uniform (Q-Diffusion), normal (PTQ4DM)').choices(['all', 'uniform', 'normal']).default('all'))
     .option('--count <n>', 'uniform/normal: how many steps', num('--count', 1, true), 10)
     .option('--batch <n>', 'images per batch (checkpointed for resume)', num('--batch', 1, true), 32)
+    .option('--gram', 'also collect the Gram matrices of the layers\' inputs (needed by GPTQ recipes; written beside the record as <record>.gram)')
     .option('--quiet', 'no progress output')
     .action(async (dir: string, o: Record<string, string | number | boolean | undefined>) => {
       const progress = o.quiet ? undefined : progressPrinter('calibrating');
@@ -107,10 +108,11 @@ export function buildProgram(): Command {
       try {
         const rec = await calibrate(dir, String(o.out), {
           samples: o.samples as number, steps: o.steps as number, sampler: o.sampler as SamplerName, guidance: o.guidance as number,
-          timesteps: o.timesteps as TimestepSelection, count: o.count as number, batchSize: o.batch as number, signal: ac.signal, onProgress: progress?.update,
+          timesteps: o.timesteps as TimestepSelection, count: o.count as number, batchSize: o.batch as number, gram: o.gram === true, signal: ac.signal, onProgress: progress?.update,
         });
         progress?.done();
-        console.log(`calibrated ${rec.sites.length} activation sites at ${rec.steps.length} steps (${rec.settings.samples} images) in ${rec.seconds.toFixed(1)} s -> ${resolve(String(o.out))}`);
+        const gram = rec.gram ? `; Gram matrices of ${rec.gram.entries.reduce((a, e) => a + e.layers.length, 0)} layers at steps ${rec.gram.steps.join(', ')}` : '';
+        console.log(`calibrated ${rec.sites.length} activation sites at ${rec.steps.length} steps (${rec.settings.samples} images)${gram} in ${rec.seconds.toFixed(1)} s -> ${resolve(String(o.out))}`);
       } catch (e) {
         progress?.done();
         if (isDqError(e) && e.code === 'CANCELLED') throw new DqError('CANCELLED', 'calibration cancelled: no record was written; run the same command again to resume');

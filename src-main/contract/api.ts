@@ -93,7 +93,8 @@ export interface RecipeSpec {
   };
   calibration?: { timesteps: 'single' | 'all' | 'uniform' | 'normal'; count?: number; step?: number };
   splitShortcut?: boolean;
-  temporal?: 'none' | 'calibrate' | 'cache';
+  temporal?: 'none' | 'calibrate' | 'cache' | 'auto';
+  temporalThreshold?: number;
   keepFp?: ('first' | 'last' | 'temporal' | 'attention')[];
 }
 
@@ -121,6 +122,8 @@ export const CalibrateJob = z
     timesteps: z.enum(['all', 'uniform', 'normal']).default('all'),
     count: z.number().int().min(1).max(1000).default(10),
     batchSize: z.number().int().min(1).max(1024).default(32),
+    /** Also collect Gram matrices of the layers' inputs (GPTQ recipes need them). */
+    gram: z.boolean().default(false),
   })
   .strict();
 
@@ -255,7 +258,7 @@ export interface CompareResult {
   variants: CompareVariant[];
   /** Per variant (same order): how its temporal features are maintained: cached FP features (TFMQ), one parameter
    * set per timestep, the time-only layers kept in FP, or not at all ('none', also for FP itself). */
-  temporal: ('none' | 'calibrate' | 'cache' | 'fp')[];
+  temporal: ('none' | 'calibrate' | 'cache' | 'auto' | 'fp')[];
   files: {
     grid: string;
     diffs: Record<string, string>;

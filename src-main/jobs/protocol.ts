@@ -9,7 +9,7 @@ export type WorkerTask =
       kind: 'calibrate';
       pipelineDir: string;
       out: string;
-      opts: { samples: number; steps: number; sampler: string; guidance: number; timesteps: string; count: number; batchSize: number };
+      opts: { samples: number; steps: number; sampler: string; guidance: number; timesteps: string; count: number; batchSize: number; gram: boolean };
     }
   | { kind: 'quantize'; pipelineDir: string; recipe: unknown; keepLayers: string[]; recordPath: string | null; out: string }
   | { kind: 'export'; variantDir: string; out: string; reduceRange: boolean; verifySeeds: number[]; verifySteps: number }

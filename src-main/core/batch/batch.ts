@@ -217,17 +217,22 @@ async function runJob(job: Job, jobs: JobsFile, key: string, log: (s: string) =>
   const recipe = loadRecipe(job.preset);
   const res: JobResult = { kind: 'dq-batch-job', key, id: job.id, pipeline: job.pipeline, preset: recipe.name, seconds: 0 };
   const steps = new Set(jobs.steps);
-  const needsCalib = recipe.activations !== null && recipe.activations.format.kind !== 'mx';
+  const gptq = recipe.weights.rounding === 'gptq';
+  const needsCalib = gptq || (recipe.activations !== null && recipe.activations.format.kind !== 'mx');
+  // one record per pipeline, shared by its jobs: with Gram matrices when any preset of the matrix uses GPTQ
+  const gram = jobs.presets.some((p) => loadRecipe(p).weights.rounding === 'gptq');
   let record = null;
   const calibPath = join(dirname(job.dir), 'calibration.json');
   if (needsCalib && (steps.has('calibrate') || steps.has('quantize'))) {
-    if (existsSync(calibPath)) {
-      record = readRecord(calibPath);
+    const have = existsSync(calibPath) ? readRecord(calibPath) : null;
+    if (have && (have.gram || !gptq)) {
+      record = have;
       log(`calibration: reusing ${calibPath}`);
     } else {
       if (!steps.has('calibrate')) throw new DqError('BAD_CONFIG', `${job.id}: the recipe needs a calibration record and 'calibrate' is not among the steps`);
       log(`calibrating ${job.pipeline} (${jobs.calibration.samples} images, ${jobs.calibration.steps} steps) -> ${calibPath}`);
-      record = await calibrate(job.pipeline, calibPath, { ...jobs.calibration });
+      if (have) log(`calibration: ${calibPath} has no Gram matrices (GPTQ needs them): calibrating again`);
+      record = await calibrate(job.pipeline, calibPath, { ...jobs.calibration, gram });
       log(`calibrated in ${record.seconds} s`);
     }
   }

@@ -3,7 +3,7 @@
  * existing nodes), plus the decode subgraphs of packed weights. Everything it makes is named under `prefix`.
  */
 import { FORMATS, decode, decodeE8M0, type FloatName } from '../../../kernels/minifloat.js';
-import { MXINT8_STEP } from '../../../kernels/quant.js';
+import { float16Bits, isFloat16, MXINT8_STEP } from '../../../kernels/quant.js';
 import { numel, scaleDims, type Granularity } from '../../../kernels/layout.js';
 import { ONNX_DTYPE, type DType, type InitData } from '../../../kernels/onnx/graph.js';
 import { tensorProto } from '../onnx/fragment.js';
@@ -31,6 +31,18 @@ export class Emit {
     const name = this.fresh(hint);
     this.inits.push(TensorProtoT.fromObject(tensorProto({ name, dtype, dims, data })));
     return name;
+  }
+
+  /**
+   * A float32 scale tensor: stored as float16 (and Cast back to float32 when the session starts, by constant
+   * folding) when every value is exactly a float16, i.e. the recipe stored scales in float16; else float32.
+   */
+  scale(hint: string, dims: number[], values: Float32Array): { name: string; bytes: number } {
+    if (values.every(isFloat16)) {
+      const half = this.init(`${hint}16`, 'float16', dims, Uint16Array.from(values, float16Bits));
+      return { name: this.op('Cast', [half], [aInt('to', 1)]), bytes: values.length * 2 };
+    }
+    return { name: this.init(hint, 'float32', dims, values), bytes: values.length * 4 };
   }
 
   f32(v: number): string {
@@ -104,16 +116,16 @@ export function emitStored(e: Emit, r: Recovered, output: string): Stored {
     const dtype = r.bits === 8 ? 'int8' : 'int4';
     const q = e.init('w', dtype, dims, r.codes);
     const attrs = r.g.kind === 'tensor' ? [] : r.g.kind === 'channel' ? [aInt('axis', r.g.axis)] : [aInt('axis', r.g.axis), aInt('block_size', r.g.size)];
-    const s = e.init('w_scale', 'float32', scaleDims(dims, r.g), r.scale);
-    e.opTo(output, 'DequantizeLinear', [q, s], attrs);
-    return { output, storage: `${dtype}${r.g.kind === 'block' ? ` blocks of ${r.g.size}` : r.g.kind === 'channel' ? ' per channel' : ' per tensor'}`, decode: 'DequantizeLinear', bytes: (numel(dims) * r.bits) / 8 + r.scale.length * 4 };
+    const s = e.scale('w_scale', scaleDims(dims, r.g), r.scale);
+    e.opTo(output, 'DequantizeLinear', [q, s.name], attrs);
+    return { output, storage: `${dtype}${r.g.kind === 'block' ? ` blocks of ${r.g.size}` : r.g.kind === 'channel' ? ' per channel' : ' per tensor'}${s.bytes === r.scale.length * 2 ? ', float16 scales' : ''}`, decode: 'DequantizeLinear', bytes: (numel(dims) * r.bits) / 8 + s.bytes };
   }
   if (r.kind === 'float' && (r.element === 'e4m3fn' || r.element === 'e5m2')) {
     const q = e.init('w', r.element === 'e4m3fn' ? 'float8e4m3fn' : 'float8e5m2', dims, r.codes);
     const attrs = r.g.kind === 'tensor' ? [] : r.g.kind === 'channel' ? [aInt('axis', r.g.axis)] : [aInt('axis', r.g.axis), aInt('block_size', r.g.size)];
-    const s = e.init('w_scale', 'float32', scaleDims(dims, r.g), r.scale);
-    e.opTo(output, 'DequantizeLinear', [q, s], attrs);
-    return { output, storage: `fp8 ${r.element}`, decode: 'DequantizeLinear', bytes: numel(dims) + r.scale.length * 4 };
+    const s = e.scale('w_scale', scaleDims(dims, r.g), r.scale);
+    e.opTo(output, 'DequantizeLinear', [q, s.name], attrs);
+    return { output, storage: `fp8 ${r.element}${s.bytes === r.scale.length * 2 ? ', float16 scales' : ''}`, decode: 'DequantizeLinear', bytes: numel(dims) + s.bytes };
   }
   if (r.kind === 'int' || r.kind === 'float') {
     // other widths: packed codes (4 bits for <= 4-bit codes, else a byte) + lookup + scale

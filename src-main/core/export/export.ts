@@ -19,6 +19,7 @@
  * The output is written to a temporary folder beside --out, verified there, and renamed into place: an interrupted
  * export leaves the previous output (or nothing).
  */
+import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { QuantFormat } from '../../../kernels/quant.js';
@@ -258,13 +259,15 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     const values = floatValues(loaded, wt);
     const split = parseSplit(rep.weight.granularity);
     const label = split ? split.inner : rep.weight.granularity;
+    // the layer's own format (keepFormat layers), else the recipe's
+    const lfmt = (rep.weight.format ?? wfmt) as QuantFormat;
     const gr = parseGranularity(label, axes);
     const ranges: [number, number][] = split ? [[0, split.at], [split.at, dims[axes.in]!]] : [[0, dims[axes.in]!]];
     const parts: { lo: number; hi: number; rec: Recovered }[] = [];
     let ok = true;
     for (const [lo, hi] of ranges) {
       const part = split ? sliceAxis(values, dims, axes.in, lo, hi) : { data: values, dims };
-      const rec = recoverWeight(part.data, part.dims, wfmt, gr, axes.in);
+      const rec = recoverWeight(part.data, part.dims, lfmt, gr, axes.in);
       if (!rec) {
         ok = false;
         break;
@@ -279,7 +282,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     const partMismatch = parts.reduce((a, p) => a + p.rec.mismatches, 0);
 
     // INT8 kernels?
-    const site = int8Acts && wfmt.kind === 'int' && wfmt.bits === 8 ? actSite(g, params, layer.input, dims[axes.in]!) : null;
+    const site = int8Acts && lfmt.kind === 'int' && lfmt.bits === 8 && !rep.weight.format ? actSite(g, params, layer.input, dims[axes.in]!) : null;
     const kernelOk =
       site !== null &&
       parts.every((p) => p.rec.kind === 'int' && (p.rec.g.kind === 'tensor' || (p.rec.g.kind === 'channel' && p.rec.g.axis === axes.out))) &&
@@ -571,13 +574,14 @@ function compactNames(model: ModelMsg): void {
     }
     return r;
   };
-  // identical small constants (the scalars of every fake-quant subgraph) become one initializer
+  // identical constants (the scalars of every fake-quant subgraph, the lookup tables of every decode subgraph)
+  // become one initializer
   const byValue = new Map<string, string>();
   const alias = new Map<string, string>();
   graph.initializer = (graph.initializer ?? []).filter((t) => {
     const raw = t.raw_data;
-    if (!raw || raw.length > 64 || externalRef(t) || keep.has(t.name ?? '')) return true;
-    const key = `${t.data_type}|${(t.dims ?? []).join(',')}|${Buffer.from(raw).toString('hex')}`;
+    if (!raw || externalRef(t) || keep.has(t.name ?? '')) return true;
+    const key = `${t.data_type}|${(t.dims ?? []).join(',')}|${raw.length > 64 ? createHash('sha256').update(raw).digest('hex') : Buffer.from(raw).toString('hex')}`;
     const first = byValue.get(key);
     if (first === undefined) {
       byValue.set(key, t.name ?? '');

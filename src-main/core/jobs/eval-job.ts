@@ -52,7 +52,8 @@ export async function runEval(o: EvalOptions): Promise<{ rows: EvalRow[]; calibr
     say(`calibration: ${recPath} (${rec.settings.samples} samples x ${rec.steps.length} steps)`);
   } else {
     const t0 = performance.now();
-    rec = await calibrate(o.pipelineDir, recPath, { samples: o.calibSamples ?? 64, steps: o.steps, sampler: o.sampler, guidance: o.guidance, timesteps: 'all', signal: o.signal });
+    const gram = o.presets.some((p) => loadRecipe(p).weights.rounding === 'gptq');
+    rec = await calibrate(o.pipelineDir, recPath, { samples: o.calibSamples ?? 64, steps: o.steps, sampler: o.sampler, guidance: o.guidance, timesteps: 'all', gram, signal: o.signal });
     calSeconds = (performance.now() - t0) / 1000;
     say(`calibrated ${rec.sites.length} sites at ${rec.steps.length} steps in ${calSeconds.toFixed(1)} s -> ${recPath}`);
   }

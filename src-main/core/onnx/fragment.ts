@@ -2,6 +2,7 @@
  * Serializes kernels/ fragments (the neutral graph description) into ONNX protobuf objects, and embeds them in a
  * model. The only place that turns kernels/ subgraphs into ONNX.
  */
+import { createHash } from 'node:crypto';
 import { ONNX_DTYPE, type Attr, type DType, type Fragment, type Initializer } from '../../../kernels/onnx/graph.js';
 import { ModelProto, type ModelMsg } from './model.js';
 
@@ -46,7 +47,60 @@ export function nodeProtos(f: Fragment): Record<string, unknown>[] {
     input: n.inputs,
     output: n.outputs,
     attribute: Object.entries(n.attrs).map(([k, a]) => attribute(k, a)),
+    ...(n.domain ? { domain: n.domain } : {}),
   }));
+}
+
+/** Domain of the model-local functions the studio writes. */
+export const LOCAL_DOMAIN = 'dq.local';
+
+/**
+ * Adds (once) a model-local ONNX function made of a fragment: its initializers become Constant nodes, `inputs` are
+ * the fragment's input tensor and any of its initializers given as parameters (renamed to function inputs), its
+ * single output the function's. Identical bodies are shared: a graph with one block quantizer per layer holds one
+ * copy of the subgraph per distinct shape. Returns the function's name (call it in LOCAL_DOMAIN).
+ */
+export function localFunction(model: ModelMsg, f: Fragment, params: string[] = []): string {
+  if (f.inputs.length !== 1 || f.outputs.length !== 1) throw new RangeError('a local function is made of a one-input, one-output fragment');
+  // canonical names, so that bodies that differ only in naming are one function
+  const names = new Map<string, string>([[f.inputs[0]!.name, 'x'], [f.outputs[0]!.name, 'y']]);
+  params.forEach((p, i) => names.set(p, `p${i}`));
+  const canon = (n: string) => {
+    let c = names.get(n);
+    if (c === undefined) {
+      c = `t${names.size}`;
+      names.set(n, c);
+    }
+    return c;
+  };
+  const consts = f.initializers
+    .filter((t) => !params.includes(t.name))
+    .map((t) => ({ op_type: 'Constant', input: [], output: [canon(t.name)], attribute: [{ name: 'value', type: 4, t: tensorProto({ ...t, name: '' }) }] }));
+  const body = nodeProtos(f).map((n) => ({ ...n, name: undefined, input: (n.input as string[]).map((i) => (i ? canon(i) : i)), output: (n.output as string[]).map(canon) }));
+  const nodes = [...consts, ...body];
+  const FunctionProto = ModelProto.lookupType('onnx.FunctionProto');
+  const key = createHash('sha256').update(JSON.stringify(nodes, (_, v) => (v instanceof Uint8Array ? Buffer.from(v).toString('base64') : v))).digest('hex').slice(0, 16);
+  const name = `fq_${key}`;
+  const m = model as ModelMsg & { functions?: { name?: string | null }[] };
+  if (!(m.functions ?? []).some((fn) => fn.name === name)) {
+    const fn = FunctionProto.fromObject({
+      name, domain: LOCAL_DOMAIN, input: ['x', ...params.map((_, i) => `p${i}`)], output: ['y'], node: nodes,
+      opset_import: [{ domain: '', version: f.opset }],
+    });
+    m.functions = [...(m.functions ?? []), fn as never];
+  }
+  const ops = model.opset_import ?? [];
+  if (!ops.some((o) => o.domain === LOCAL_DOMAIN)) model.opset_import = [...ops, { domain: LOCAL_DOMAIN, version: 1 }];
+  raiseOpset(model, f.opset);
+  return name;
+}
+
+/** Local functions import the model's own ONNX opset (onnxruntime rejects a function whose opset differs). */
+export function syncFunctionOpsets(model: ModelMsg): void {
+  const m = model as ModelMsg & { functions?: { opset_import?: { domain?: string | null; version?: unknown }[] | null }[] };
+  const def = (model.opset_import ?? []).find((o) => !o.domain || o.domain === 'ai.onnx');
+  if (!def) return;
+  for (const fn of m.functions ?? []) for (const o of fn.opset_import ?? []) if (!o.domain || o.domain === 'ai.onnx') o.version = def.version as never;
 }
 
 /** A standalone model whose graph inputs and outputs are the fragment's. */

@@ -13,6 +13,7 @@ import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync,
 import { dirname, isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
 import { DqError } from '../errors.js';
 import { decodeModel, ModelProto, type ModelMsg, type TensorMsg } from './model.js';
+import { syncFunctionOpsets } from './fragment.js';
 
 export interface ExternalRef {
   location: string;
@@ -104,6 +105,7 @@ export interface SaveOptions {
  * another folder. Everything lands atomically: on failure, the previous files (if any) are untouched.
  */
 export function saveOnnx(model: ModelMsg, path: string, fromDir: string | null = null, opts: SaveOptions = {}): { bytes: number; externalBytes: number } {
+  syncFunctionOpsets(model);
   const dir = dirname(resolve(path));
   mkdirSync(dir, { recursive: true });
   const stamp = `${process.pid}.${Date.now()}`;
@@ -182,5 +184,6 @@ function writeAll(path: string, data: Uint8Array): void {
 
 /** Encodes a model exactly as decoded (for round-trip checks). */
 export function encodeModel(model: ModelMsg): Uint8Array {
+  syncFunctionOpsets(model);
   return ModelProto.encode(model as never).finish();
 }

@@ -74,14 +74,21 @@ export interface TemporalCut {
 export function cutTemporalRegion(model: ModelMsg, opts: AnalyzeOptions = {}): TemporalCut {
   const map = analyzeGraph(model, opts);
   if (!map.temporalFeatures.length) throw new DqError('BAD_MODEL', 'the graph has no time-only region to cut');
+  return cutFeatures(model, map.temporalFeatures, [map.sampleInput]);
+}
+
+/**
+ * Makes `features` (tensors of the graph) graph inputs and removes what only they needed. Used with a subset of the
+ * temporal features (TFMQ's disturbance-aware choice): the rest of the time-only region stays and computes the others.
+ */
+export function cutFeatures(model: ModelMsg, features: string[], keepInputs: string[]): TemporalCut {
   const graph = model.graph as GraphWithVI;
-  const infos = map.temporalFeatures.map((f) => valueInfoFor(graph, f));
-  graph.input = [...(graph.input ?? []), ...infos];
+  const g = indexGraph(model);
+  for (const f of features) if (!g.producer.has(f)) throw new DqError('BAD_ARGUMENT', `no node produces '${f}'`);
+  graph.input = [...(graph.input ?? []), ...features.map((f) => valueInfoFor(graph, f))];
   // The features' producers must go, or the graph would define them twice: cut their input edges by renaming.
-  const features = new Set(map.temporalFeatures);
-  for (const n of graph.node ?? []) {
-    n.output = (n.output ?? []).map((o) => (features.has(o) ? `${o}__cut` : o));
-  }
-  const pruned = pruneDead(model, [map.sampleInput]);
-  return { featureInputs: map.temporalFeatures, removedInputs: pruned.inputs, removedNodes: pruned.nodes };
+  const cut = new Set(features);
+  for (const n of graph.node ?? []) n.output = (n.output ?? []).map((o) => (cut.has(o) ? `${o}__cut` : o));
+  const pruned = pruneDead(model, keepInputs);
+  return { featureInputs: features, removedInputs: pruned.inputs, removedNodes: pruned.nodes };
 }

@@ -44,7 +44,8 @@ export interface StepTap {
   fetch: string[];
   /** Run the statistics model on at most this many rows at a time (its live memory grows with the rows). */
   maxRows?: number;
-  onOutputs: (step: number, timestep: number, outputs: Record<string, TensorOut>) => void;
+  /** Called for every chunk of rows with the statistics model's outputs and the feeds it ran on (awaited). */
+  onOutputs: (step: number, timestep: number, outputs: Record<string, TensorOut>, feeds: Record<string, FeedValue>) => void | Promise<void>;
 }
 
 /** Extra inputs for one network evaluation at model timestep t, for the batch's class labels. */
@@ -195,7 +196,7 @@ async function denoise(
     for (let r0 = 0; r0 < rows; r0 += chunk) {
       const part = chunk === rows ? feeds : sliceRows(feeds, r0, Math.min(rows, r0 + chunk));
       const res = await req.tap.session.run(part, [p.io.output, ...req.tap.fetch]);
-      req.tap.onOutputs(step, t, res);
+      await req.tap.onOutputs(step, t, res, part);
       parts.push(res[p.io.output]!.data as Float32Array);
     }
     const data = parts.length === 1 ? parts[0]! : concat(parts);
@@ -207,7 +208,7 @@ async function denoise(
 }
 
 /** Rows r0..r1-1 of every batched feed (rank >= 1); scalars pass through. */
-function sliceRows(feeds: Record<string, FeedValue>, r0: number, r1: number): Record<string, FeedValue> {
+export function sliceRows(feeds: Record<string, FeedValue>, r0: number, r1: number): Record<string, FeedValue> {
   const out: Record<string, FeedValue> = {};
   for (const [k, v] of Object.entries(feeds)) {
     if (v.dims.length === 0) {

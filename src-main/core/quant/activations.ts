@@ -8,7 +8,7 @@ import { GraphBuilder, type Fragment } from '../../../kernels/onnx/graph.js';
 import { fakeQuantFragment, roundToGrid } from '../../../kernels/onnx/fakequant.js';
 import { FORMATS } from '../../../kernels/minifloat.js';
 import { intRange, MX_BLOCK, NVFP4_BLOCK, type QuantFormat } from '../../../kernels/quant.js';
-import { embedFragment } from '../onnx/fragment.js';
+import { embedFragment, LOCAL_DOMAIN, localFunction } from '../onnx/fragment.js';
 import { indexGraph } from '../onnx/graph.js';
 import type { ModelMsg } from '../onnx/model.js';
 import { ModelProto } from '../onnx/model.js';
@@ -36,7 +36,10 @@ function runtimeFq(b: GraphBuilder, x: string, fmt: Extract<QuantFormat, { kind:
 }
 
 /** Block formats along the channel axis of `x` (axis 1 for convolutions, the last axis otherwise). */
-function blockFq(b: GraphBuilder, x: string, fmt: Extract<QuantFormat, { kind: 'mx' | 'nvfp4' }>, channels: number, channelAxis1: boolean, rank: number, tensorScale: number, prefix: string): string {
+/** A float32 value no real tensor scale takes: marks NVFP4's per-tensor scale in the fragment, to make it a parameter. */
+const TENSOR_SCALE_PARAM = Math.fround(1234.5678);
+
+function blockFq(model: ModelMsg, b: GraphBuilder, x: string, fmt: Extract<QuantFormat, { kind: 'mx' | 'nvfp4' }>, channels: number, channelAxis1: boolean, rank: number, tensorScale: number): string {
   let v = x;
   if (channelAxis1 && rank > 2) {
     const perm = [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2), 1];
@@ -44,13 +47,18 @@ function blockFq(b: GraphBuilder, x: string, fmt: Extract<QuantFormat, { kind: '
   }
   const shape = b.op('Shape', [v]);
   const rows = b.op('Reshape', [v, b.i64([-1, channels])], {}, 'rows');
+  // one model-local function per format and channel count (NVFP4's per-tensor scale is its parameter): the block
+  // subgraph is ~100 nodes, written once instead of once per layer
   const frag = fakeQuantFragment(
-    fmt.kind === 'mx' ? { format: fmt, dims: [-1, channels], axis: 1 } : { format: fmt, dims: [-1, channels], axis: 1, tensorScale },
-    { input: rows, output: `${prefix}/blocks_out`, prefix: `${prefix}/blocks` },
+    fmt.kind === 'mx' ? { format: fmt, dims: [-1, channels], axis: 1 } : { format: fmt, dims: [-1, channels], axis: 1, tensorScale: TENSOR_SCALE_PARAM },
+    { input: 'x', output: 'y', prefix: 'f' },
   );
-  b.nodes.push(...frag.nodes);
-  b.initializers.push(...frag.initializers);
-  let y = b.op('Reshape', [`${prefix}/blocks_out`, shape], {}, 'unrows');
+  const param = fmt.kind === 'nvfp4' ? frag.initializers.filter((t) => t.dtype === 'float32' && t.dims.length === 0 && t.data[0] === TENSOR_SCALE_PARAM).map((t) => t.name) : [];
+  if (fmt.kind === 'nvfp4' && param.length !== 1) throw new Error('NVFP4 fragment: the per-tensor scale constant was not found');
+  const fn = localFunction(model, { ...frag, inputs: [{ name: 'x', dtype: 'float32', dims: [-1, channels] }], outputs: [{ name: 'y', dtype: 'float32', dims: [-1, channels] }] }, param);
+  const out = b.fresh('blocks_out');
+  b.nodes.push({ name: `${out}:node`, opType: fn, domain: LOCAL_DOMAIN, inputs: [rows, ...(param.length ? [b.f32(tensorScale)] : [])], outputs: [out], attrs: {} });
+  let y = b.op('Reshape', [out, shape], {}, 'unrows');
   if (channelAxis1 && rank > 2) {
     const inv = [0, rank - 1, ...Array.from({ length: rank - 2 }, (_, i) => i + 1)];
     y = b.op('Transpose', [y], { perm: { type: 'ints', value: inv } });
@@ -105,7 +113,7 @@ export function insertActivationQuantizer(
       if (channels === null || channels % block !== 0) {
         return { inputs: { scale: [], zeroPoint: [] }, skipped: `${fmt.kind} blocks of ${block} do not divide ${channels ?? 'unknown'} channels` };
       }
-      outs.push(blockFq(b, x, fmt, channels, channelAxis1, opts.rank, opts.tensorScale?.[h] ?? 1, `${prefix}/${h}`));
+      outs.push(blockFq(model, b, x, fmt, channels, channelAxis1, opts.rank, opts.tensorScale?.[h] ?? 1));
     }
   }
   const out = outs.length === 1 ? outs[0]! : b.op('Concat', outs, { axis: { type: 'int', value: 1 } }, 'joined');

@@ -9,22 +9,27 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { basename } from 'node:path';
 import { DqError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { analyzeGraph } from '../onnx/analysis.js';
 import { encodeModel, loadOnnx } from '../onnx/io.js';
 import { loadPipeline, releaseSessions } from '../pipeline/pipeline.js';
-import { sample } from '../pipeline/sample.js';
+import { sample, sliceRows } from '../pipeline/sample.js';
 import { createScheduler, type SamplerName } from '../pipeline/schedulers.js';
 import { Rng } from '../pipeline/noise.js';
 import { Session, type Provider, type TensorOut } from '../runtime/onnx.js';
 import { buildSites, type Site } from './sites.js';
 import { mergeStat, type Stat } from './stats.js';
 import { addStatTaps, HIST_BINS } from './taps.js';
+import { buildGramModel, gramOutput, gramTargets, GramSums, type GramEntry } from './gram.js';
 
 export const RECORD_VERSION = 1;
 /** Rows per statistics-model run: bounds calibration's live memory near FP sampling's, whatever the batch. */
 const TAP_ROWS = 32;
+/** Gram matrices (GPTQ): collected at this many of the calibrated steps, from this many rows of each chunk. */
+export const GRAM_STEPS = 5;
+export const GRAM_ROWS = 8;
 
 export type TimestepSelection = 'all' | 'uniform' | 'normal';
 
@@ -38,10 +43,12 @@ export interface CalibrationSettings {
   count: number;
   seed: number;
   batchSize: number;
+  /** Also collect the Gram matrices of the layers' inputs (GPTQ needs them). */
+  gram: boolean;
 }
 
 export const DEFAULT_CALIBRATION: CalibrationSettings = {
-  samples: 64, steps: 25, sampler: 'ddim', guidance: 2, timesteps: 'all', count: 10, seed: 0, batchSize: 32,
+  samples: 64, steps: 25, sampler: 'ddim', guidance: 2, timesteps: 'all', count: 10, seed: 0, batchSize: 32, gram: false,
 };
 
 export interface CalibrationRecord {
@@ -58,6 +65,13 @@ export interface CalibrationRecord {
   /** stats[site][half][step index] */
   stats: Record<number, Record<number, Record<number, Stat>>>;
   seconds: number;
+  /** Gram matrices for GPTQ (settings.gram): entries and row counts; the float64 sums live in `file` beside the record. */
+  gram?: { file: string; steps: number[]; entries: GramEntry[]; rows: number[]; skipped: Record<string, string> };
+}
+
+/** Path of a record's Gram matrices. */
+export function gramPath(recordPath: string): string {
+  return `${recordPath}.gram`;
 }
 
 export interface CalibrateProgress {
@@ -97,6 +111,7 @@ interface Checkpoint {
   batchesDone: number;
   stats: CalibrationRecord['stats'];
   seconds: number;
+  gramRows?: number[];
 }
 
 export async function calibrate(
@@ -117,9 +132,23 @@ export async function calibrate(
   const taps = addStatTaps(model, sites);
   const tapSession = await Session.create(encodeModel(model), opts.provider ?? 'cpu');
   const fetch = taps.flat().flatMap((t) => [t.min, t.max, t.absmax, t.hist]);
+  // GPTQ's Gram matrices: a separate model, run on a few rows at a few of the calibrated steps
+  let gram: { entries: GramEntry[]; skipped: Record<string, string>; session: Session; fetch: string[] } | null = null;
+  if (settings.gram) {
+    const gm = loadOnnx(pipeline.unetPath).model;
+    // time-only layers see one input per timestep (a handful at the Gram steps): GPTQ rounds them to nearest
+    const temporal = new Set(map.temporal);
+    const targets = gramTargets(gm, layers.filter((l) => !temporal.has(l.name)));
+    for (const l of layers) if (temporal.has(l.name)) targets.skipped[l.name] = 'time-only layer (its input takes one value per timestep)';
+    if (!targets.entries.length) throw new DqError('BAD_CONFIG', `no layer of this model can have a Gram matrix (${Object.values(targets.skipped)[0] ?? 'no quantizable layers'})`);
+    buildGramModel(gm, targets.entries);
+    const session = await Session.create(encodeModel(gm), opts.provider ?? 'cpu');
+    gram = { ...targets, session, fetch: targets.entries.flatMap((e) => Object.values(gramOutput(e))) };
+  }
 
   const sched = createScheduler(settings.sampler, pipeline.scheduler, settings.steps);
   const steps = selectSteps(sched.timesteps.length, settings.timesteps, settings.count, settings.seed);
+  const gramSteps = steps.length <= GRAM_STEPS ? steps : [...new Set(Array.from({ length: GRAM_STEPS }, (_, i) => steps[Math.floor((i * steps.length) / GRAM_STEPS)]!))];
   if (steps.length === sched.timesteps.length) {
     // every step runs the statistics model: drop the plain session (and its memory arena)
     await releaseSessions();
@@ -134,12 +163,17 @@ export async function calibrate(
   const ckPath = `${out}.partial.json`;
   const key = createHash('sha256').update(JSON.stringify({ unetSha256, settings })).digest('hex');
   let ck: Checkpoint = { key, batchesDone: 0, stats: {}, seconds: 0 };
+  let sums = gram ? new GramSums(gram.entries) : null;
   if (existsSync(ckPath)) {
     try {
       const prev = JSON.parse(readFileSync(ckPath, 'utf8')) as Checkpoint;
-      if (prev.key === key) ck = prev;
+      if (prev.key === key) {
+        if (gram) sums = GramSums.read(gramPath(ckPath), gram.entries, prev.gramRows ?? []);
+        ck = prev;
+      }
     } catch {
       /* a damaged checkpoint is ignored: start over */
+      sums = gram ? new GramSums(gram.entries) : null;
     }
   }
   const t0 = performance.now() - ck.seconds * 1000;
@@ -161,7 +195,16 @@ export async function calibrate(
         steps: new Set(steps),
         fetch,
         maxRows: TAP_ROWS,
-        onOutputs: (step, _t, res) => collect(batchStats, taps, step, res),
+        onOutputs: async (step, _t, res, feeds) => {
+          collect(batchStats, taps, step, res);
+          if (!gram || !sums || !gramSteps.includes(step)) return;
+          const rows = Object.values(feeds).find((v) => v.dims.length > 1)?.dims[0] ?? 0;
+          const g = await gram.session.run(sliceRows(feeds, 0, Math.min(GRAM_ROWS, rows)), gram.fetch);
+          for (const e of gram.entries) {
+            const o = gramOutput(e);
+            sums.add(e, g[o.gram]!.data as Float32Array, Number((g[o.rows]!.data as BigInt64Array)[0]));
+          }
+        },
       },
     });
     for (const [site, halves] of Object.entries(batchStats)) {
@@ -175,9 +218,15 @@ export async function calibrate(
     }
     ck.batchesDone = bi + 1;
     ck.seconds = (performance.now() - t0) / 1000;
+    if (sums) {
+      // the matrices first: a checkpoint never names sums that were not written
+      writeFileAtomic(gramPath(ckPath), sums.bytes());
+      ck.gramRows = [...sums.rows];
+    }
     writeFileAtomic(ckPath, JSON.stringify(ck));
   }
   await tapSession.release();
+  await gram?.session.release();
   const record: CalibrationRecord = {
     version: RECORD_VERSION,
     kind: 'dq-calibration',
@@ -190,8 +239,13 @@ export async function calibrate(
     stats: ck.stats,
     seconds: Math.round(((performance.now() - t0) / 1000) * 1000) / 1000,
   };
+  if (gram && sums) {
+    writeFileAtomic(gramPath(out), sums.bytes());
+    record.gram = { file: basename(gramPath(out)), steps: gramSteps, entries: gram.entries, rows: [...sums.rows], skipped: gram.skipped };
+  }
   writeFileAtomic(out, JSON.stringify(record));
   rmSync(ckPath, { force: true });
+  rmSync(gramPath(ckPath), { force: true });
   return record;
 }
 

@@ -16,14 +16,16 @@ import { writeFileAtomic } from '../fsutil.js';
 import { analyzeGraph, type LayerMap, type QuantizableLayer } from '../onnx/analysis.js';
 import { loadOnnx, saveOnnx, tensorBytes } from '../onnx/io.js';
 import type { ModelMsg } from '../onnx/model.js';
-import { cutTemporalRegion, exposeTensors, pruneDead } from '../onnx/rewrite.js';
+import { cutFeatures, cutTemporalRegion, exposeTensors, pruneDead } from '../onnx/rewrite.js';
 import { loadPipeline, locatePipeline, type UnetIO } from '../pipeline/pipeline.js';
 import { insertActivationQuantizer } from './activations.js';
 import { readRecord, selectSteps, sha256File, type CalibrationRecord } from './calibrate.js';
 import type { Recipe } from './recipe.js';
 import type { Site } from './sites.js';
 import { histError, histQuantile, mergeStat, type Stat } from './stats.js';
-import { quantizeWeight, weightAxes } from './weights.js';
+import { quantizeWeight, quantizeWeightGptq, weightAxes, type WeightResult } from './weights.js';
+import { GramSums, type GramEntry } from './gram.js';
+import { measureDisturbance, type FeatureDisturbance } from './temporal.js';
 
 export const PARAMS_VERSION = 1;
 
@@ -44,7 +46,16 @@ export interface ParamsFile {
 export interface LayerReport {
   name: string;
   op: string;
-  weight: { granularity: string; bits: number; params: number } | null;
+  weight: {
+    granularity: string;
+    bits: number;
+    params: number;
+    rounding?: string;
+    /** The weight's format when it is not the recipe's (keepFormat layers). */
+    format?: Recipe['weights']['format'];
+    /** Why the layer is not in the recipe's main format (keepFormat layers). */
+    role?: string;
+  } | null;
   activation: string | null;
   spared?: string;
 }
@@ -61,6 +72,8 @@ export interface Manifest {
   runtimeInputs: string[];
   /** The source pipeline's denoiser inputs (a cut variant reads timestep and labels through its temporal model). */
   sourceIo: UnetIO;
+  /** Temporal feature maintenance: which features are cached (FP) and, in 'auto' mode, each feature's measured disturbance. */
+  temporal?: { mode: 'cache' | 'auto'; threshold: number | null; cached: string[]; disturbance: FeatureDisturbance[] };
 }
 
 export function formatName(f: QuantFormat): string {
@@ -169,17 +182,23 @@ export interface QuantizeOptions {
 
 export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest> {
   const { recipe } = opts;
-  if (recipe.weights.rounding === 'gptq') {
-    throw new DqError('BAD_CONFIG', `recipe '${recipe.name}': weights.rounding 'gptq' is not implemented yet (the Gram statistics exist in kernels/, the solver does not): use 'nearest'`);
-  }
   const loc = locatePipeline(opts.pipelineDir);
-  const sourceIo = (await loadPipeline(opts.pipelineDir, 'cpu')).pipeline.io;
+  const source = (await loadPipeline(opts.pipelineDir, 'cpu')).pipeline;
+  const sourceIo = source.io;
   const unetSha256 = sha256File(loc.unetPath);
   const rec = opts.record;
   const needsCalibration = recipe.activations !== null && (recipe.activations.format.kind === 'int' || recipe.activations.format.kind === 'float' || recipe.activations.format.kind === 'nvfp4');
   if (needsCalibration && !rec) throw new DqError('BAD_ARGUMENT', `recipe '${recipe.name}' quantizes activations: give a calibration record (--calib, from dq calibrate)`);
   if (rec && rec.unetSha256 !== unetSha256) {
     throw new DqError('BAD_CONFIG', `the calibration record was made for another model (unet sha256 ${rec.unetSha256.slice(0, 12)}, this one ${unetSha256.slice(0, 12)}): recalibrate`);
+  }
+  // GPTQ: the Gram matrices collected during calibration
+  let grams: { sums: GramSums; byLayer: Map<string, GramEntry>; skipped: Record<string, string> } | null = null;
+  if (recipe.weights.rounding === 'gptq') {
+    if (!rec || !opts.recordPath) throw new DqError('BAD_ARGUMENT', `recipe '${recipe.name}' rounds weights with GPTQ: give a calibration record with Gram matrices (dq calibrate --gram; in the studio, tick 'Gram matrices (GPTQ)')`);
+    if (!rec.gram) throw new DqError('BAD_CONFIG', `recipe '${recipe.name}' rounds weights with GPTQ, and the calibration record ${opts.recordPath} has no Gram matrices: recalibrate with --gram (in the studio, tick 'Gram matrices (GPTQ)')`);
+    const sums = GramSums.read(join(dirname(resolve(opts.recordPath)), rec.gram.file), rec.gram.entries, rec.gram.rows);
+    grams = { sums, byLayer: new Map(rec.gram.entries.flatMap((e) => e.layers.map((l) => [l, e] as const))), skipped: rec.gram.skipped };
   }
   const loaded = loadOnnx(loc.unetPath);
   const model = loaded.model;
@@ -216,6 +235,9 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     if (!known.has(l)) throw new DqError('BAD_CONFIG', `recipe '${recipe.name}': keepLayers names '${l}', which is not a quantizable layer of this model`);
     spare.set(l, 'kept in FP by the recipe (keepLayers)');
   }
+  // layers spared by role (keepFp), which keepFormat stores at higher precision instead of float32
+  const byRole = new Set([...spare.keys()].filter((l) => !recipe.keepLayers.includes(l)));
+  const highPrecision = new Set<string>();
   const nodeIndex = new Map<string, number>();
   (model.graph!.node ?? []).forEach((n, i) => nodeIndex.set(n.name ?? '', i));
 
@@ -226,8 +248,6 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   // 1. weights
   const reports: LayerReport[] = [];
   let fpParams = 0;
-  let qParams = 0;
-  let qBits = 0;
   const inits = new Map((model.graph!.initializer ?? []).map((t) => [t.name ?? '', t]));
   for (const l of fpMap.quantizable) {
     const size = l.weightShape.reduce((a, b) => a * b, 1);
@@ -236,11 +256,25 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       reports.push({ name: l.name, op: l.op, weight: null, activation: null, spared: 'time-only region: FP features cached (TFMQ)' });
       continue;
     }
+    const t = inits.get(l.weight);
     if (spare.has(l.name)) {
+      if (recipe.keepFormat && byRole.has(l.name) && t?.data_type === 1) {
+        // kept out of the main format by its role, but stored in the higher-precision keepFormat (weights only)
+        const bytes = tensorBytes(loaded, t);
+        const w = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+        const spec = { format: recipe.keepFormat, granularity: 'channel' as const, rounding: 'nearest' as const, clipping: 'minmax' as const, scale: 'float32' as const };
+        const res = quantizeWeight(w, l, spec, gemmTransB(model, l, nodeIndex), null);
+        (t as { raw_data?: Uint8Array }).raw_data = new Uint8Array(res.values.buffer);
+        highPrecision.add(l.name);
+        reports.push({
+          name: l.name, op: l.op, weight: { granularity: res.granularity, bits: res.bits, params: size, rounding: 'nearest', format: recipe.keepFormat, role: `${spare.get(l.name)!.replace(' (keepFp)', '')}: kept at higher precision (keepFormat)` },
+          activation: 'FP (higher-precision layer)',
+        });
+        continue;
+      }
       reports.push({ name: l.name, op: l.op, weight: null, activation: null, spared: spare.get(l.name)! });
       continue;
     }
-    const t = inits.get(l.weight);
     if (!t || t.data_type !== 1) {
       reports.push({ name: l.name, op: l.op, weight: null, activation: null, spared: t ? 'weight is not float32' : 'weight is a Constant node, not an initializer' });
       spare.set(l.name, 'weight not quantizable here');
@@ -248,11 +282,25 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     }
     const bytes = tensorBytes(loaded, t);
     const w = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-    const res = quantizeWeight(w, l, recipe.weights, gemmTransB(model, l, nodeIndex), splitOf.get(l.name) ?? null);
+    const transB = gemmTransB(model, l, nodeIndex);
+    const split = splitOf.get(l.name) ?? null;
+    let res: WeightResult | null = null;
+    let rounding = 'nearest';
+    if (grams) {
+      const e = grams.byLayer.get(l.name);
+      if (!e) rounding = `nearest (no Gram matrix: ${grams.skipped[l.name] ?? 'not recorded'})`;
+      else if (grams.sums.rows[e.index]! === 0) rounding = 'nearest (its Gram matrix saw no rows)';
+      else {
+        const g = quantizeWeightGptq(w, l, recipe.weights, transB, split, Float64Array.from(grams.sums.matrix(e)));
+        if (g) {
+          res = g;
+          rounding = `gptq (proxy loss ${g.loss.toPrecision(3)}${g.dampening > 0.0100001 ? `, dampening ${g.dampening}` : ''})`;
+        } else rounding = 'nearest (groups or blocks do not divide the input channels)';
+      }
+    }
+    res ??= quantizeWeight(w, l, recipe.weights, transB, split);
     (t as { raw_data?: Uint8Array }).raw_data = new Uint8Array(res.values.buffer);
-    qParams += size;
-    qBits += res.bits;
-    reports.push({ name: l.name, op: l.op, weight: { granularity: res.granularity, bits: res.bits, params: size }, activation: null });
+    reports.push({ name: l.name, op: l.op, weight: { granularity: res.granularity, bits: res.bits, params: size, rounding }, activation: null });
   }
 
   // 2. activations
@@ -260,7 +308,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   const act = recipe.activations;
   if (act) {
     const fmt = act.format as QuantFormat;
-    const quantized = new Set(reports.filter((r) => r.weight).map((r) => r.name));
+    const quantized = new Set(reports.filter((r) => r.weight && !highPrecision.has(r.name)).map((r) => r.name));
     const steps = rec ? recipeSteps(rec, recipe) : [];
     for (const site of rec?.sites ?? buildSitesFallback(fpMap)) {
       const users = site.layers.filter((l) => quantized.has(l));
@@ -285,6 +333,44 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       });
     }
   }
+
+  // 2b. TFMQ disturbance-aware choice: cache only the temporal features that quantization disturbs
+  let temporalReport: Manifest['temporal'] = recipe.temporal === 'cache' && temporal ? { mode: 'cache', threshold: null, cached: temporal.features, disturbance: [] } : undefined;
+  if (recipe.temporal === 'auto') {
+    if (!rec) throw new DqError('BAD_ARGUMENT', `recipe '${recipe.name}': temporal 'auto' measures the temporal features at the calibrated timesteps: give a calibration record (--calib)`);
+    const features = fpMap.temporalFeatures;
+    const labels = source.io.classLabels ? [...source.index.classes.map((_, i) => i).filter((i) => i !== source.index.nullClass), ...(source.index.nullClass !== null ? [source.index.nullClass] : [])] : [];
+    const fpModel = loadOnnx(loc.unetPath).model;
+    const disturbance = features.length
+      ? await measureDisturbance({
+          quantized: model, fp: fpModel, features, activations: params.activations, timestepInput: sourceIo.timestep, classInput: sourceIo.classLabels,
+          labels, timesteps: [...new Set(rec.steps.map((st) => rec.timesteps[st]!))],
+        })
+      : [];
+    const cached = disturbance.filter((d) => d.max > recipe.temporalThreshold).map((d) => d.feature);
+    if (cached.length) {
+      const cut = cutFeatures(model, cached, [sourceIo.sample]);
+      const gone = new Set(cut.removedInputs);
+      params.activations = params.activations.filter((a) => !gone.has(a.scaleInput));
+      fpModel.graph!.output = [];
+      exposeTensors(fpModel, cached);
+      pruneDead(fpModel);
+      temporalModel = fpModel;
+      temporal = { model: 'temporal/model.onnx', features: cached, inputs: (fpModel.graph!.input ?? []).map((v) => v.name ?? '').filter((n) => !(fpModel.graph!.initializer ?? []).some((t) => t.name === n)) };
+      params.temporal = temporal;
+      const present = new Set((model.graph!.node ?? []).map((n) => n.name ?? ''));
+      for (const r of reports) {
+        if (r.weight && !present.has(r.name)) {
+          r.weight = null;
+          r.activation = null;
+          r.spared = 'time-only region: FP features cached (TFMQ, disturbance-aware: only the cached features needed it)';
+        }
+      }
+    }
+    temporalReport = { mode: 'auto', threshold: recipe.temporalThreshold, cached, disturbance };
+  }
+  const qParams = reports.reduce((a, r) => a + (r.weight?.params ?? 0), 0);
+  const qBits = reports.reduce((a, r) => a + (r.weight?.bits ?? 0), 0);
 
   // 3. write the variant atomically
   const out = resolve(opts.out);
@@ -316,6 +402,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       },
       runtimeInputs,
       sourceIo,
+      ...(temporalReport ? { temporal: temporalReport } : {}),
     };
     writeFileAtomic(join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
     const old = `${out}.${process.pid}.old`;

@@ -34,6 +34,10 @@ export const RecipeSchema = z
         granularity: Granularity.default('channel').describe('INT/FP formats; MX and NVFP4 always use their own blocks'),
         rounding: z.enum(['nearest', 'gptq']).default('nearest'),
         clipping: z.enum(['minmax', 'mse']).default('minmax'),
+        scale: z
+          .enum(['float32', 'float16'])
+          .default('float32')
+          .describe('INT/FP weight scales stored as float32 or float16 (rounded down, as GPTQ/AWQ checkpoints store them); MX and NVFP4 have their own scale formats'),
       })
       .strict(),
     activations: z
@@ -56,9 +60,16 @@ export const RecipeSchema = z
       .strict()
       .default({ timesteps: 'uniform', count: 10 }),
     splitShortcut: z.boolean().default(false),
-    temporal: z.enum(['none', 'calibrate', 'cache']).default('none'),
+    temporal: z
+      .enum(['none', 'calibrate', 'cache', 'auto'])
+      .default('none')
+      .describe("TFMQ temporal feature maintenance: none; calibrate (the time-only region quantized, per-timestep activations); cache (every temporal feature from the FP region); auto (disturbance-aware: cache the features whose measured error exceeds temporalThreshold)"),
+    temporalThreshold: z.number().positive().default(0.01).describe("auto: cache a temporal feature when quantization changes it by more than this (relative L2 error, max over the calibrated timesteps)"),
     keepFp: z.array(z.enum(['first', 'last', 'temporal', 'attention'])).default([]),
     keepLayers: z.array(z.string()).default([]).describe('per-layer overrides: these layers (by node name) stay in FP'),
+    keepFormat: FormatSchema.nullable()
+      .default(null)
+      .describe('layers keepFp spares by role store their weights in this format instead of float32 (per channel / its own blocks; weights only, their activations stay FP), e.g. MXFP8 beside MXFP4'),
   })
   .strict();
 

@@ -22,25 +22,31 @@ export function readManifest(dir: string): Manifest | null {
   }
 }
 
+/** The activation parameters' runtime inputs at model timestep t (the set calibrated nearest to t). */
+export function paramFeeds(activations: ParamsFile['activations'], t: number): Record<string, FeedValue> {
+  const pick = (table: ParamsFile['activations'][number]['table']) => {
+    if (table.length === 1 || table[0]!.t === null) return table[0]!;
+    let best = table[0]!;
+    for (const e of table) if (Math.abs(e.t! - t) < Math.abs(best.t! - t)) best = e;
+    return best;
+  };
+  const feeds: Record<string, FeedValue> = {};
+  for (const a of activations) {
+    const e = pick(a.table);
+    feeds[a.scaleInput] = { type: 'float32', data: Float32Array.of(e.scale), dims: [] };
+    if (a.zeroPointInput) feeds[a.zeroPointInput] = { type: 'float32', data: Float32Array.of(e.zeroPoint), dims: [] };
+  }
+  return feeds;
+}
+
 export async function variantFeeds(dir: string, provider: Provider, timestepInput: string, classInput: string | null): Promise<ExtraFeeds | undefined> {
   const pf = join(dir, 'quant', 'params.json');
   if (!existsSync(pf)) return undefined;
   const params = JSON.parse(readFileSync(pf, 'utf8')) as ParamsFile;
   const temporal = params.temporal ? await Session.create(join(dir, params.temporal.model), provider) : null;
   const featureCache = new Map<string, Record<string, FeedValue>>();
-  const pick = (table: ParamsFile['activations'][number]['table'], t: number) => {
-    if (table.length === 1 || table[0]!.t === null) return table[0]!;
-    let best = table[0]!;
-    for (const e of table) if (Math.abs(e.t! - t) < Math.abs(best.t! - t)) best = e;
-    return best;
-  };
   return async (t, labels, rows) => {
-    const feeds: Record<string, FeedValue> = {};
-    for (const a of params.activations) {
-      const e = pick(a.table, t);
-      feeds[a.scaleInput] = { type: 'float32', data: Float32Array.of(e.scale), dims: [] };
-      if (a.zeroPointInput) feeds[a.zeroPointInput] = { type: 'float32', data: Float32Array.of(e.zeroPoint), dims: [] };
-    }
+    const feeds = paramFeeds(params.activations, t);
     if (temporal && params.temporal) {
       const key = `${t}|${labels ? labels.join(',') : rows}`;
       let f = featureCache.get(key);

@@ -6,10 +6,11 @@
  */
 import { numel, scaleIndex, type Granularity } from '../../../kernels/layout.js';
 import {
-  fakeQuantFloat, fakeQuantInt, fakeQuantMx, fakeQuantNvfp4, intParams, maxCalibrate, MX_BLOCK, NVFP4_BLOCK,
+  fakeQuantFloat, fakeQuantInt, fakeQuantMx, fakeQuantNvfp4, float16Floor, intParams, maxCalibrate, MX_BLOCK, NVFP4_BLOCK,
   nvfp4TensorScale, type QuantFormat,
 } from '../../../kernels/quant.js';
 import { storageCost } from '../../../kernels/storage.js';
+import { gptq } from '../../../kernels/gptq.js';
 import type { QuantizableLayer } from '../onnx/analysis.js';
 import type { Recipe } from './recipe.js';
 
@@ -81,8 +82,10 @@ function granularityFor(recipe: Recipe['weights'], dims: number[], axes: { out: 
 }
 
 /** Fake-quantizes one weight tensor (INT / FP with min-max or MSE clipping). */
-function intOrFloat(w: Float32Array, dims: number[], g: Granularity, fmt: Extract<QuantFormat, { kind: 'int' | 'float' }>, clipping: 'minmax' | 'mse'): Float32Array {
-  const base = maxCalibrate(w, dims, g, fmt);
+function intOrFloat(w: Float32Array, dims: number[], g: Granularity, fmt: Extract<QuantFormat, { kind: 'int' | 'float' }>, clipping: 'minmax' | 'mse', scaleDtype: 'float32' | 'float16'): Float32Array {
+  const fit = (s: Float32Array) => (scaleDtype === 'float16' ? s.map(float16Floor) : s);
+  const calibrated = maxCalibrate(w, dims, g, fmt);
+  const base = { scale: fit(calibrated.scale), zeroPoint: calibrated.zeroPoint };
   const run = (scale: Float32Array, zp?: Int32Array) =>
     fmt.kind === 'int' ? fakeQuantInt(w, dims, g, fmt, scale, zp) : fakeQuantFloat(w, dims, g, fmt.element, scale);
   if (clipping === 'minmax') return run(base.scale, base.zeroPoint);
@@ -109,8 +112,9 @@ function intOrFloat(w: Float32Array, dims: number[], g: Granularity, fmt: Extrac
         scale[j] = p.scale;
         zp[j] = p.zeroPoint;
       }
+      scale = fit(scale);
     } else {
-      scale = base.scale.map((s) => Math.fround(s * a));
+      scale = fit(calibrated.scale.map((s) => Math.fround(s * a)));
     }
     const cand = run(scale, zp);
     const err = groupErrors(w, cand, idx, groups);
@@ -153,8 +157,8 @@ export function quantizeWeight(w: Float32Array, layer: QuantizableLayer, recipe:
   }
   if (fmt.kind === 'mx' || fmt.kind === 'nvfp4') return blockFormat(w, dims, axes.in, fmt);
   const { g, label } = granularityFor(recipe, dims, axes);
-  const values = intOrFloat(w, dims, g, fmt, recipe.clipping);
-  return { values, bits: storageCost(fmt, dims, g).totalBits, granularity: label };
+  const values = intOrFloat(w, dims, g, fmt, recipe.clipping, recipe.scale);
+  return { values, bits: storageCost(fmt, dims, g, -1, recipe.scale === 'float16' ? 16 : 32).totalBits, granularity: label };
 }
 
 /** Elements a..b-1 along `axis`. */
@@ -178,4 +182,82 @@ function placeAxis(into: Float32Array, dims: number[], axis: number, a: number, 
   const k = pd[axis]!;
   for (let o = 0; o < outer; o++) into.set(part.subarray(o * k * inner, (o + 1) * k * inner), (o * K + a) * inner);
   return into;
+}
+
+export interface GptqWeightResult extends WeightResult {
+  /** GPTQ's proxy loss (sum over columns of err^2 / U_jj^2 / 2), and the same for round-to-nearest. */
+  loss: number;
+  /** Dampening added to H's diagonal (relative to its mean), after retries. */
+  dampening: number;
+}
+
+/**
+ * GPTQ (Frantar et al.): rounds the weight column by column, compensating each column's error on the columns not
+ * yet rounded, through the inverse of H = sum x x^T (the Gram matrix of the layer's inputs, in the weight's
+ * natural input order: a Conv's (channel, ky, kx), a Gemm/MatMul's input features). Same formats, granularity and
+ * storage as round-to-nearest. A Conv's columns are reordered (tap, channel) so that groups and MX/NVFP4 blocks run
+ * along the channels of one kernel tap, the layout round-to-nearest uses. Split-shortcut layers: each input half
+ * on its own block of H (no compensation across the split). Returns null when the layout does not fit (a group or
+ * block that does not divide the channels): the caller rounds to nearest and says so.
+ */
+export function quantizeWeightGptq(w: Float32Array, layer: QuantizableLayer, recipe: Recipe['weights'], transB: boolean, split: number | null, H: Float64Array, opts: { percdamp?: number; actOrder?: boolean } = {}): GptqWeightResult | null {
+  const dims = layer.weightShape;
+  const axes = weightAxes(layer, transB);
+  const C = dims[axes.in]!;
+  if (split !== null && C > split) {
+    const kk = layer.op === 'Conv' ? numel(dims.slice(2)) : 1;
+    const out = new Float32Array(w.length);
+    let bits = 0;
+    let loss = 0;
+    let dampening = 0;
+    let label = '';
+    for (const [a, b] of [[0, split], [split, C]] as const) {
+      const part = sliceAxis(w, dims, axes.in, a, b);
+      const n = (b - a) * kk;
+      const sub = new Float64Array(n * n);
+      const D = C * kk;
+      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) sub[i * n + j] = H[(a * kk + i) * D + a * kk + j]!;
+      const res = quantizeWeightGptq(part.data, { ...layer, weightShape: part.dims }, recipe, transB, null, sub, opts);
+      if (!res) return null;
+      placeAxis(out, dims, axes.in, a, res.values, part.dims);
+      bits += res.bits;
+      loss += res.loss;
+      dampening = Math.max(dampening, res.dampening);
+      label = `split at input channel ${split}, each half ${res.granularity}`;
+    }
+    return { values: out, bits, granularity: label, loss, dampening };
+  }
+  const fmt = recipe.format as QuantFormat;
+  const block = fmt.kind === 'mx' ? MX_BLOCK : fmt.kind === 'nvfp4' ? NVFP4_BLOCK : null;
+  const { g, label } = block === null ? granularityFor(recipe, dims, axes) : { g: { kind: 'block', axis: axes.in, size: block } as Granularity, label: `${fmt.kind} blocks of ${block} along axis ${axes.in}` };
+  if (g.kind === 'block' && C % g.size !== 0) return null;
+  // rows [out, K] with K in GPTQ column order; perm[k] = the natural input index of column k
+  const { rows, R, back } = outFirst(w, dims, axes.out);
+  const natural = rows.length / R; // C * kk, natural order (c, ky, kx)
+  const kk = natural / C;
+  const perm = new Uint32Array(natural);
+  for (let j = 0; j < kk; j++) for (let c = 0; c < C; c++) perm[j * C + c] = c * kk + j;
+  const Wp = new Float32Array(rows.length);
+  for (let r = 0; r < R; r++) for (let k = 0; k < natural; k++) Wp[r * natural + k] = rows[r * natural + perm[k]!]!;
+  const Hp = new Float64Array(natural * natural);
+  for (let i = 0; i < natural; i++) for (let j = 0; j < natural; j++) Hp[i * natural + j] = H[perm[i]! * natural + perm[j]!]!;
+  const group = g.kind === 'tensor' ? 'tensor' : g.kind === 'channel' ? 'channel' : g.size;
+  const res = gptq(Wp, R, natural, Hp, fmt, { group, clipping: recipe.clipping, percdamp: opts.percdamp, actOrder: opts.actOrder });
+  const outRows = new Float32Array(rows.length);
+  for (let r = 0; r < R; r++) for (let k = 0; k < natural; k++) outRows[r * natural + perm[k]!] = res.values[r * natural + k]!;
+  const bits = block === null ? storageCost(fmt, dims, g).totalBits : storageCost(fmt, [numel(dims) / C, C], { kind: 'tensor' }, 1).totalBits;
+  return { values: back(outRows), bits, granularity: label, loss: res.loss, dampening: res.dampening };
+}
+
+/** The weight as rows [out, rest] (rest in its natural order): Conv and Gemm(transB) as they are, [in, out] transposed. */
+function outFirst(w: Float32Array, dims: number[], outAxis: number): { rows: Float32Array; R: number; back: (r: Float32Array) => Float32Array } {
+  if (outAxis === 0) return { rows: w, R: dims[0]!, back: (r) => r };
+  if (dims.length !== 2 || outAxis !== 1) throw new RangeError(`GPTQ: weight of dims [${dims}] with output axis ${outAxis}`);
+  const [I, O] = dims as [number, number];
+  const t = (x: Float32Array, a: number, b: number) => {
+    const y = new Float32Array(x.length);
+    for (let i = 0; i < a; i++) for (let j = 0; j < b; j++) y[j * a + i] = x[i * b + j]!;
+    return y;
+  };
+  return { rows: t(w, I, O), R: O, back: (r) => t(r, O, I) };
 }

@@ -22,7 +22,7 @@ const req = { seeds: [0, 1, 2, 3], classes: [0, 3, 5, 8], steps: 5, sampler: 'dd
 let fpImages: Float32Array[];
 
 beforeAll(async () => {
-  rec = await calibrate(TINY, recPath, { samples: 8, steps: 5, batchSize: 8, timesteps: 'all' });
+  rec = await calibrate(TINY, recPath, { samples: 8, steps: 5, batchSize: 8, timesteps: 'all', gram: true });
   const { pipeline, session } = await loadPipeline(TINY, 'cpu');
   fpImages = (await sample(pipeline, session, req)).images;
   for (const p of listPresets()) manifests.set(p, await quantizePipeline({ pipelineDir: TINY, recipe: loadRecipe(p), record: rec, recordPath: recPath, out: join(work, p) }));
@@ -110,9 +110,43 @@ describe('what the presets do', () => {
   });
 });
 
-it('says plainly that GPTQ rounding is not implemented yet instead of silently rounding to nearest', async () => {
-  const r = loadRecipe('int4-w4a16');
-  await expect(quantizePipeline({ pipelineDir: TINY, recipe: { ...r, weights: { ...r.weights, rounding: 'gptq' } }, record: null, out: join(work, 'g') })).rejects.toThrow(/'gptq' is not implemented yet/);
+describe('TFMQ disturbance-aware temporal features (temporal: auto)', () => {
+  const base = () => ({ ...loadRecipe('int8-w8a8'), temporal: 'auto' as const });
+  it('measures every temporal feature and caches exactly those above the threshold', async () => {
+    const m = await quantizePipeline({ pipelineDir: TINY, recipe: { ...base(), temporalThreshold: 0.01 }, record: rec, recordPath: recPath, out: join(work, 'auto') });
+    const t = m.temporal!;
+    expect(t.mode).toBe('auto');
+    expect(t.disturbance).toHaveLength(12);
+    for (const d of t.disturbance) {
+      expect(d.max).toBeGreaterThan(0); // 8-bit quantization does change them
+      expect(d.max).toBeLessThan(0.5);
+      expect(d.mean).toBeLessThanOrEqual(d.max);
+    }
+    expect(t.cached).toEqual(t.disturbance.filter((d) => d.max > 0.01).map((d) => d.feature));
+    const { pipeline, session } = await loadPipeline(join(work, 'auto'), 'cpu');
+    expect(meanPsnr(fpImages, (await sample(pipeline, session, req)).images)).toBeGreaterThan(25);
+  });
+
+  it('a threshold above every disturbance caches nothing: the whole time-only region stays quantized in the graph', async () => {
+    const m = await quantizePipeline({ pipelineDir: TINY, recipe: { ...base(), temporalThreshold: 1e6 }, record: rec, recordPath: recPath, out: join(work, 'auto-none') });
+    expect(m.temporal!.cached).toEqual([]);
+    expect(m.summary.spared).toBe(0);
+    expect(existsSync(join(work, 'auto-none', 'temporal', 'model.onnx'))).toBe(false);
+    const unet = loadOnnx(join(work, 'auto-none', 'unet', 'model.onnx')).model;
+    expect((unet.graph!.input ?? []).map((v) => v.name)).toContain('timestep');
+  });
+
+  it('a threshold below every disturbance caches all features: the same layers spared as cache mode', async () => {
+    const m = await quantizePipeline({ pipelineDir: TINY, recipe: { ...base(), temporalThreshold: 1e-9 }, record: rec, recordPath: recPath, out: join(work, 'auto-all') });
+    expect(m.temporal!.cached).toHaveLength(12);
+    const cache = manifests.get('int8-w8a8')!;
+    expect(m.layers.filter((l) => l.spared).map((l) => l.name).sort()).toEqual(cache.layers.filter((l) => l.spared).map((l) => l.name).sort());
+    const params = JSON.parse(readFileSync(join(work, 'auto-all', 'quant', 'params.json'), 'utf8'));
+    const unet = loadOnnx(join(work, 'auto-all', 'unet', 'model.onnx')).model;
+    const inputs = new Set((unet.graph!.input ?? []).map((v) => v.name));
+    // every parameter the variant will be fed is an input of its graph (quantizers of the cut region are gone)
+    for (const a of params.activations) expect(inputs.has(a.scaleInput)).toBe(true);
+  });
 });
 
 it('per-layer overrides keep named layers in FP, and refuse names the model lacks', async () => {

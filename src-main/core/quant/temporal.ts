@@ -1,0 +1,87 @@
+/**
+ * TFMQ-DM's disturbance-aware temporal feature maintenance (journal version): for every temporal feature (where the
+ * time-only region meets the rest of the network), measure how much quantization disturbs it, and cache only the
+ * features whose disturbance is above a threshold; the others stay computed by the quantized time-only region.
+ *
+ * Disturbance of feature f = max over the calibrated timesteps t (and over the class labels, for class-conditioned
+ * models) of ||f_q(t) - f_fp(t)|| / ||f_fp(t)||, f_q computed by the quantized graph with the activation
+ * parameters it would be fed at t.
+ */
+import { DqError } from '../errors.js';
+import { encodeModel } from '../onnx/io.js';
+import { decodeModel, type ModelMsg } from '../onnx/model.js';
+import { exposeTensors, pruneDead } from '../onnx/rewrite.js';
+import { Session, type FeedValue } from '../runtime/onnx.js';
+import type { ParamsFile } from './quantize.js';
+import { paramFeeds } from './variant.js';
+
+export interface FeatureDisturbance {
+  feature: string;
+  /** Max over timesteps of the relative L2 error. */
+  max: number;
+  /** Mean over timesteps of the relative L2 error. */
+  mean: number;
+}
+
+export interface DisturbanceInput {
+  quantized: ModelMsg;
+  fp: ModelMsg;
+  features: string[];
+  activations: ParamsFile['activations'];
+  timestepInput: string;
+  classInput: string | null;
+  /** Label rows to evaluate (every class, the null class included); ignored without a class input. */
+  labels: number[];
+  timesteps: number[];
+}
+
+/** A copy of `model` whose only outputs are `features` (and only what they need). */
+function featureModel(model: ModelMsg, features: string[]): ModelMsg {
+  const m = decodeModel(encodeModel(model), 'temporal features');
+  m.graph!.output = [];
+  exposeTensors(m, features);
+  pruneDead(m);
+  return m;
+}
+
+export async function measureDisturbance(o: DisturbanceInput): Promise<FeatureDisturbance[]> {
+  const q = await Session.create(encodeModel(featureModel(o.quantized, o.features)), 'cpu');
+  const fp = await Session.create(encodeModel(featureModel(o.fp, o.features)), 'cpu');
+  try {
+    const rows = o.classInput ? o.labels.length : 1;
+    const stats = o.features.map(() => ({ max: 0, sum: 0 }));
+    for (const t of o.timesteps) {
+      const feedsFor = (s: Session, extra: Record<string, FeedValue>) => {
+        const feeds: Record<string, FeedValue> = {};
+        for (const meta of s.inputs) {
+          if (meta.name === o.timestepInput) {
+            feeds[meta.name] = meta.type === 'int64' ? { type: 'int64', data: new BigInt64Array(rows).fill(BigInt(Math.round(t))), dims: [rows] } : { type: 'float32', data: new Float32Array(rows).fill(t), dims: [rows] };
+          } else if (meta.name === o.classInput) {
+            feeds[meta.name] = { type: 'int64', data: BigInt64Array.from(o.labels.map(BigInt)), dims: [rows] };
+          } else if (extra[meta.name]) feeds[meta.name] = extra[meta.name]!;
+          else throw new DqError('BAD_MODEL', `measuring temporal features: the time-only region needs input '${meta.name}'`);
+        }
+        return feeds;
+      };
+      const a = await q.run(feedsFor(q, paramFeeds(o.activations, t)), o.features);
+      const b = await fp.run(feedsFor(fp, {}), o.features);
+      o.features.forEach((f, i) => {
+        const x = a[f]!.data as Float32Array;
+        const y = b[f]!.data as Float32Array;
+        let num = 0;
+        let den = 0;
+        for (let k = 0; k < y.length; k++) {
+          num += (x[k]! - y[k]!) ** 2;
+          den += y[k]! ** 2;
+        }
+        const rel = Math.sqrt(num / Math.max(den, 1e-30));
+        stats[i]!.max = Math.max(stats[i]!.max, rel);
+        stats[i]!.sum += rel;
+      });
+    }
+    return o.features.map((feature, i) => ({ feature, max: stats[i]!.max, mean: stats[i]!.sum / Math.max(1, o.timesteps.length) }));
+  } finally {
+    await q.release();
+    await fp.release();
+  }
+}
