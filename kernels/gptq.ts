@@ -85,6 +85,8 @@ export interface GptqOptions {
   clipping?: 'minmax' | 'mse';
   /** Keep each group's anchor on the format's top code, so the values alone give back the scales (default true). */
   keepGroupMax?: boolean;
+  /** INT/FP: maps every scale before use, e.g. float16Floor for scales stored in float16 (default: as computed). */
+  roundScale?: (s: number) => number;
 }
 
 export interface GptqResult {
@@ -247,11 +249,12 @@ type IntOrFloat = Extract<QuantFormat, { kind: 'int' | 'float' }>;
  * INT/FP parameters of x [rows, cols] per row (perRow) or for the whole: max calibration, or the MSE shrink search
  * of quantizeWeight's clipping (the same grid and the same arithmetic).
  */
-function chooseParams(x: Float32Array, rows: number, cols: number, fmt: IntOrFloat, clipping: 'minmax' | 'mse', perRow: boolean): { scale: Float32Array; zeroPoint?: Int32Array } {
+function chooseParams(x: Float32Array, rows: number, cols: number, fmt: IntOrFloat, clipping: 'minmax' | 'mse', perRow: boolean, fit: (s: number) => number): { scale: Float32Array; zeroPoint?: Int32Array } {
   const dims = [rows, cols];
   const g: Granularity = perRow ? { kind: 'channel', axis: 0 } : { kind: 'tensor' };
-  const base = maxCalibrate(x, dims, g, fmt);
-  if (clipping === 'minmax') return base;
+  const calibrated = maxCalibrate(x, dims, g, fmt);
+  const base = { scale: calibrated.scale.map(fit), zeroPoint: calibrated.zeroPoint };
+  if (clipping === 'minmax') return base.zeroPoint ? base : { scale: base.scale };
   const run = (scale: Float32Array, zp?: Int32Array) => (fmt.kind === 'int' ? fakeQuantInt(x, dims, g, fmt, scale, zp) : fakeQuantFloat(x, dims, g, fmt.element, scale));
   const groups = base.scale.length;
   const groupOf = (i: number) => (perRow ? Math.floor(i / cols) : 0);
@@ -282,11 +285,11 @@ function chooseParams(x: Float32Array, rows: number, cols: number, fmt: IntOrFlo
       zp = new Int32Array(groups);
       for (let j = 0; j < groups; j++) {
         const p = intParams(mins[j]! * a, maxs[j]! * a, (fmt as IntFmt).bits, false);
-        scale[j] = p.scale;
+        scale[j] = fit(p.scale);
         zp[j] = p.zeroPoint;
       }
     } else {
-      scale = base.scale.map((s) => f32(s * a));
+      scale = calibrated.scale.map((s) => fit(f32(s * a)));
     }
     const err = errors(run(scale, zp));
     for (let j = 0; j < groups; j++) {
@@ -334,6 +337,7 @@ export function gptq(w: Float32Array, R: number, K: number, H: ArrayLike<number>
   if (!(percdamp0 >= 0) || !Number.isFinite(percdamp0)) throw new RangeError(`GPTQ: percdamp must be >= 0, not ${percdamp0}`);
   const actOrder = opts.actOrder ?? false;
   const clipping = opts.clipping ?? 'minmax';
+  const fit = opts.roundScale ?? ((s: number) => s);
   for (let i = 0; i < w.length; i++) if (!Number.isFinite(w[i]!)) throw new RangeError('GPTQ: the weight holds NaN or Inf');
   for (let i = 0; i < H.length; i++) if (!Number.isFinite(H[i]!)) throw new RangeError('GPTQ: H holds NaN or Inf');
   if (fmt.kind === 'int') intRange(fmt.bits, fmt.symmetric); // validates bits
@@ -429,7 +433,7 @@ export function gptq(w: Float32Array, R: number, K: number, H: ArrayLike<number>
   const fixGroup = (g: number, src: Float32Array) => {
     const am = rowArgmax(src, R, G);
     if (fmt.kind === 'int' || fmt.kind === 'float') {
-      const p = chooseParams(src, R, G, fmt, clipping, true);
+      const p = chooseParams(src, R, G, fmt, clipping, true, fit);
       for (let r = 0; r < R; r++) {
         scale![r * NG + g] = p.scale[r]!;
         if (zeroPoint) zeroPoint[r * NG + g] = p.zeroPoint![r]!;
@@ -445,7 +449,7 @@ export function gptq(w: Float32Array, R: number, K: number, H: ArrayLike<number>
   };
 
   if (mode !== 'group') {
-    const p = chooseParams(W0, R, K, fmt as IntOrFloat, clipping, mode === 'channel');
+    const p = chooseParams(W0, R, K, fmt as IntOrFloat, clipping, mode === 'channel', fit);
     for (let r = 0; r < R; r++) {
       const j = mode === 'channel' ? r : 0;
       scale![r] = p.scale[j]!;

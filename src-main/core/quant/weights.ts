@@ -242,10 +242,10 @@ export function quantizeWeightGptq(w: Float32Array, layer: QuantizableLayer, rec
   const Hp = new Float64Array(natural * natural);
   for (let i = 0; i < natural; i++) for (let j = 0; j < natural; j++) Hp[i * natural + j] = H[perm[i]! * natural + perm[j]!]!;
   const group = g.kind === 'tensor' ? 'tensor' : g.kind === 'channel' ? 'channel' : g.size;
-  const res = gptq(Wp, R, natural, Hp, fmt, { group, clipping: recipe.clipping, percdamp: opts.percdamp, actOrder: opts.actOrder });
+  const res = gptq(Wp, R, natural, Hp, fmt, { group, clipping: recipe.clipping, percdamp: opts.percdamp, actOrder: opts.actOrder, roundScale: recipe.scale === 'float16' ? float16Floor : undefined });
   const outRows = new Float32Array(rows.length);
   for (let r = 0; r < R; r++) for (let k = 0; k < natural; k++) outRows[r * natural + perm[k]!] = res.values[r * natural + k]!;
-  const bits = block === null ? storageCost(fmt, dims, g).totalBits : storageCost(fmt, [numel(dims) / C, C], { kind: 'tensor' }, 1).totalBits;
+  const bits = block === null ? storageCost(fmt, dims, g, -1, recipe.scale === 'float16' ? 16 : 32).totalBits : storageCost(fmt, [numel(dims) / C, C], { kind: 'tensor' }, 1).totalBits;
   return { values: back(outRows), bits, granularity: label, loss: res.loss, dampening: res.dampening };
 }
 

@@ -68,7 +68,8 @@ describe('dq serve: /events', () => {
     );
     const presets = await host.listPresets();
     if (!presets.ok) throw new Error(presets.error.message);
-    const recipe = presets.value.find((p) => p.name === 'int4-w4a16')!.recipe; // weight-only: no calibration needed
+    const preset = presets.value.find((p) => p.name === 'int4-w4a16')!.recipe;
+    const recipe = { ...preset, weights: { ...preset.weights, rounding: 'nearest' as const } }; // weight-only, round to nearest: no calibration needed
     const r = await dispatch(host, 'startJob', [{ kind: 'quantize', model: 'tiny-mnist', recipe, calibration: null }]);
     expect(r.ok).toBe(true);
     await finished;

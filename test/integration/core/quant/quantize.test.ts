@@ -139,8 +139,10 @@ describe('TFMQ disturbance-aware temporal features (temporal: auto)', () => {
   it('a threshold below every disturbance caches all features: the same layers spared as cache mode', async () => {
     const m = await quantizePipeline({ pipelineDir: TINY, recipe: { ...base(), temporalThreshold: 1e-9 }, record: rec, recordPath: recPath, out: join(work, 'auto-all') });
     expect(m.temporal!.cached).toHaveLength(12);
-    const cache = manifests.get('int8-w8a8')!;
-    expect(m.layers.filter((l) => l.spared).map((l) => l.name).sort()).toEqual(cache.layers.filter((l) => l.spared).map((l) => l.name).sort());
+    const cache = manifests.get('tfmq-w4a8')!; // cache mode: every temporal feature cached
+    const timeOnly = (x: Manifest) => x.layers.filter((l) => l.spared?.startsWith('time-only region')).map((l) => l.name).sort();
+    expect(m.layers.filter((l) => l.spared).map((l) => l.name).sort()).toEqual(timeOnly(cache));
+    expect(timeOnly(m)).toHaveLength(8);
     const params = JSON.parse(readFileSync(join(work, 'auto-all', 'quant', 'params.json'), 'utf8'));
     const unet = loadOnnx(join(work, 'auto-all', 'unet', 'model.onnx')).model;
     const inputs = new Set((unet.graph!.input ?? []).map((v) => v.name));
@@ -150,7 +152,8 @@ describe('TFMQ disturbance-aware temporal features (temporal: auto)', () => {
 });
 
 it('per-layer overrides keep named layers in FP, and refuse names the model lacks', async () => {
-  const r = loadRecipe('int4-w4a16');
+  const preset = loadRecipe('int4-w4a16');
+  const r = { ...preset, weights: { ...preset.weights, rounding: 'nearest' as const } };
   const m = await quantizePipeline({ pipelineDir: TINY, recipe: { ...r, keepLayers: ['/mid1/conv1/Conv'] }, record: null, out: join(work, 'k') });
   expect(m.layers.find((l) => l.name === '/mid1/conv1/Conv')!.spared).toBe('kept in FP by the recipe (keepLayers)');
   await expect(quantizePipeline({ pipelineDir: TINY, recipe: { ...r, keepLayers: ['/nope/Conv'] }, record: null, out: join(work, 'k2') })).rejects.toThrow(/keepLayers names '\/nope\/Conv'/);
