@@ -2,7 +2,7 @@
  * One measurement for bench/ptq.ts, in a fresh process so that peak memory (maxRSS) belongs to it alone:
  *   fp:    FP sampling over the calibration set (the same images, steps and guidance as calibration)
  *   calib: calibration over that set plus quantization with one preset
- * Prints one JSON line: { seconds, maxRssMB }.
+ * Prints one JSON line: { seconds, maxRssMB, parts } (parts: calibrate and quantize seconds of a calib run).
  */
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -17,6 +17,7 @@ const [mode, pipelineDir, preset] = process.argv.slice(2) as [string, string, st
 const s = DEFAULT_CALIBRATION;
 const work = mkdtempSync(join(tmpdir(), 'dq-bench-'));
 const t0 = performance.now();
+const parts: Record<string, number> = {};
 if (mode === 'fp') {
   const { pipeline, session } = await loadPipeline(pipelineDir, 'cpu');
   const idx = Array.from({ length: s.samples }, (_, i) => i);
@@ -26,8 +27,10 @@ if (mode === 'fp') {
   }
 } else {
   const rec = await calibrate(pipelineDir, join(work, 'calib.json'), {});
+  parts.calibrate = (performance.now() - t0) / 1000;
   await quantizePipeline({ pipelineDir, recipe: loadRecipe(preset), record: rec, recordPath: join(work, 'calib.json'), out: join(work, 'variant') });
 }
 const seconds = (performance.now() - t0) / 1000;
 rmSync(work, { recursive: true, force: true });
-console.log(JSON.stringify({ seconds, maxRssMB: process.resourceUsage().maxRSS / 1024 }));
+if (parts.calibrate !== undefined) parts.quantize = seconds - parts.calibrate;
+console.log(JSON.stringify({ seconds, maxRssMB: process.resourceUsage().maxRSS / 1024, parts }));

@@ -11,24 +11,26 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-function measure(mode: 'fp' | 'calib'): { seconds: number; maxRssMB: number } {
+type Run = { seconds: number; maxRssMB: number; parts: Record<string, number> };
+
+function measure(mode: 'fp' | 'calib'): Run {
   const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'bench', 'ptq-child.ts'), mode, join(root, 'models', 'tiny-mnist'), 'tfmq-w4a8'], { cwd: root, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`bench child (${mode}) failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
 
 export function benchPtq(): void {
-  const fp: { seconds: number; maxRssMB: number }[] = [];
-  const cal: { seconds: number; maxRssMB: number }[] = [];
+  const fp: Run[] = [];
+  const cal: Run[] = [];
   for (let i = 0; i < 2; i++) {
     fp.push(measure('fp'));
     cal.push(measure('calib'));
   }
-  const best = (xs: { seconds: number; maxRssMB: number }[]) => ({ seconds: Math.min(...xs.map((x) => x.seconds)), maxRssMB: Math.min(...xs.map((x) => x.maxRssMB)) });
+  const best = (xs: Run[]) => ({ seconds: Math.min(...xs.map((x) => x.seconds)), maxRssMB: Math.min(...xs.map((x) => x.maxRssMB)), parts: xs.reduce((a, x) => (x.seconds < a.seconds ? x : a)).parts });
   const f = best(fp);
   const c = best(cal);
   console.log('\nPTQ cost on models/tiny-mnist (64 images x 25 DDIM steps, guidance 2; fastest of 2 interleaved runs)');
   console.log(`  FP sampling pass over the calibration set   ${f.seconds.toFixed(2).padStart(8)} s   peak RSS ${f.maxRssMB.toFixed(0).padStart(5)} MB`);
-  console.log(`  calibration + quantization (tfmq-w4a8)      ${c.seconds.toFixed(2).padStart(8)} s   peak RSS ${c.maxRssMB.toFixed(0).padStart(5)} MB`);
+  console.log(`  calibration + quantization (tfmq-w4a8)      ${c.seconds.toFixed(2).padStart(8)} s   peak RSS ${c.maxRssMB.toFixed(0).padStart(5)} MB   (calibration ${c.parts.calibrate?.toFixed(2)} s, quantization ${c.parts.quantize?.toFixed(2)} s)`);
   console.log(`  ratio: time ${(c.seconds / f.seconds).toFixed(2)} (target <= 2), peak memory ${(c.maxRssMB / f.maxRssMB).toFixed(2)} (target <= 1.3)`);
 }

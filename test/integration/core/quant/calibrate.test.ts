@@ -11,24 +11,53 @@ import { exposeTensors } from '../../../../src-main/core/onnx/rewrite';
 import { Rng } from '../../../../src-main/core/pipeline/noise';
 import { releaseSessions } from '../../../../src-main/core/pipeline/pipeline';
 import { calibrate, readRecord } from '../../../../src-main/core/quant/calibrate';
-import { HIST_STRIDE, TAIL } from '../../../../src-main/core/quant/taps';
+import { bulkOffset, bulkStride, TAIL_QUANTILE } from '../../../../src-main/core/quant/taps';
 
-/** The mass the tail-exact histogram gives a tensor: every tail element once, bulk samples x HIST_STRIDE. */
+/**
+ * The mass the histogram gives a tensor, computed independently in float32 arithmetic: the bulk sample (one element
+ * per block of bulkStride(n), at bulkOffset) weighted by the stride unless it is a tail; every tail element once.
+ * The tails lie beyond the bulk histogram's TAIL_QUANTILE bin edges (clamped to include 0).
+ */
 function histogramMass(d: Float32Array): number {
+  const f = Math.fround;
   let lo = Infinity;
   let hi = -Infinity;
   for (const v of d) {
     lo = Math.min(lo, v);
     hi = Math.max(hi, v);
   }
-  const hiT = Math.max(Math.fround(hi * TAIL), 0);
-  const loT = Math.min(Math.fround(lo * TAIL), 0);
+  if (d.length % 8) {
+    // a padded zero (when n is not a whole number of blocks) joins the range
+    lo = Math.min(lo, 0);
+    hi = Math.max(hi, 0);
+  }
+  const k = f(256 / Math.max(f(hi - lo), f(1e-30)));
+  const bin = (v: number) => Math.min(255, Math.max(0, Math.floor(f(f(v - lo) * k))));
+  const S = bulkStride(d.length);
+  const bulk: { v: number; real: boolean }[] = [];
+  for (let blk = 0; blk * S < d.length; blk++) {
+    const at = blk * S + bulkOffset(blk, S);
+    bulk.push({ v: d[Math.min(at, d.length - 1)]!, real: at < d.length });
+  }
+  const pre = new Array<number>(256).fill(0);
+  let real = 0;
+  for (const b of bulk) if (b.real) {
+    pre[bin(b.v)]! += 1;
+    real++;
+  }
+  const kq = Math.max(Math.floor(f(real * f(TAIL_QUANTILE))), 1);
+  let above = 0;
+  let hiBins = 0;
+  for (let i = 255; i >= 0; i--) if ((above += pre[i]!) >= kq) hiBins++;
+  let below = 0;
+  let loBin = 0;
+  for (let i = 0; i < 256; i++) if ((below += pre[i]!) < kq) loBin++;
+  const hiT = Math.max(f(lo + f((hiBins - 1) / k)), 0);
+  const loT = Math.min(f(lo + f((loBin + 1) / k)), 0);
   const tail = (v: number) => v > hiT || v < loT;
   let mass = 0;
-  for (let i = 0; i < d.length; i++) {
-    if (tail(d[i]!)) mass += 1;
-    if (i % HIST_STRIDE === 0 && !tail(d[i]!)) mass += HIST_STRIDE;
-  }
+  for (const v of d) if (tail(v)) mass += 1;
+  for (const b of bulk) if (b.real && !tail(b.v)) mass += S;
   return mass;
 }
 import { Session } from '../../../../src-main/core/runtime/onnx';
