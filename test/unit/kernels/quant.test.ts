@@ -5,6 +5,10 @@
 import { describe, expect, it } from 'vitest';
 import { FORMATS, decode, encode, quantizeValue } from '../../../kernels/minifloat';
 import {
+  FLOAT16_MAX,
+  float16Bits,
+  float16Floor,
+  isFloat16,
   blockAmax,
   dequantizeInt,
   fakeQuantFloat,
@@ -214,5 +218,31 @@ describe('layout', () => {
     expect(idx[0 * 12 + 1 * 3 + 1]).toBe(1);
     expect(() => scaleIndex([2, 5], { kind: 'block', axis: 1, size: 2 })).toThrow(RangeError);
     expect(Array.from(blockAmax(f32([1, -3, NaN, 2]), [4], 0, 2))).toEqual([3, Infinity]);
+  });
+});
+
+describe('float16 scales', () => {
+  /** binary16 bits -> value, decoded independently of the code under test. */
+  const half = (h: number) => {
+    const e = (h >> 10) & 31;
+    const m = h & 1023;
+    const v = e === 0 ? m * 2 ** -24 : (1 + m / 1024) * 2 ** (e - 15);
+    return h & 0x8000 ? -v : v;
+  };
+  it('float16Floor is the largest float16 <= s, over every float16 interval', () => {
+    for (let h = 1; h < 0x7bff; h += 7) {
+      const lo = half(h);
+      const hi = half(h + 1);
+      expect(float16Floor(lo)).toBe(lo);
+      expect(float16Floor((lo + hi) / 2)).toBe(lo); // never rounds up
+      expect(float16Floor(Math.fround(hi * (1 - 2 ** -20)))).toBe(lo); // just below the next float16
+      expect(isFloat16(lo)).toBe(true);
+      expect(isFloat16((lo + hi) / 2)).toBe(false);
+      expect(float16Bits(lo)).toBe(h);
+    }
+    expect(float16Floor(1e9)).toBe(FLOAT16_MAX);
+    expect(float16Floor(1e-12)).toBe(2 ** -24);
+    expect(float16Bits(-2)).toBe(0xc000);
+    expect(() => float16Bits(0.1)).toThrow(RangeError);
   });
 });
