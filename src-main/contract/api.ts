@@ -84,6 +84,7 @@ export interface RecipeSpec {
     granularity?: 'tensor' | 'channel' | { group: number };
     rounding?: 'nearest' | 'gptq';
     clipping?: 'minmax' | 'mse';
+    scale?: 'float32' | 'float16';
   };
   activations: null | {
     format: FormatSpec;
@@ -95,6 +96,7 @@ export interface RecipeSpec {
   splitShortcut?: boolean;
   temporal?: 'none' | 'calibrate' | 'cache' | 'auto';
   temporalThreshold?: number;
+  keepFormat?: FormatSpec | null;
   keepFp?: ('first' | 'last' | 'temporal' | 'attention')[];
 }
 
