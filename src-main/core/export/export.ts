@@ -311,6 +311,16 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
       }
       const outputs: string[] = [];
       const zpType = afmt?.kind === 'int' && afmt.symmetric ? 'int8' : 'uint8';
+      // the bias goes into the kernel when it can: MatMulIntegerToFloat adds a float bias itself; QLinearConv takes
+      // an int32 bias in units of x_scale * w_scale, known only when the activation scale is one constant
+      const biasName = ins[2];
+      const biasT = biasName ? inits.get(biasName) : undefined;
+      const biasVals = biasT && (biasT.dims ?? []).length === 1 && biasT.data_type === 1 ? floatValues(loaded, biasT) : null;
+      const constScale = (input: string): number | null => {
+        const a = params.activations.find((x) => x.scaleInput === input);
+        return a && a.table.length === 1 && a.table[0]!.t === null ? a.table[0]!.scale : null;
+      };
+      let biasFolded = false;
       for (const seg of segs) {
         const h = site.halves[seg.half]!;
         // the quantized activation (one QuantizeLinear per site half, shared by its layers)
@@ -343,7 +353,14 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
           const yzT = e.op('Cast', [yz], [aInt('to', 2)]);
           const w = e.init('w', 'int8', seg.rec.dims, codes);
           const convAttrs = ((node as { attribute?: AttrMsg[] }).attribute ?? []) as AttrMsg[];
-          const yq = e.op('QLinearConv', [xq, h.scale, zpT, w, wScale, wZp, ys, yzT], convAttrs);
+          const xs = constScale(h.scale);
+          const biasIn: string[] = [];
+          if (biasVals && !biasFolded && xs !== null && biasVals.length === nOut) {
+            const q = Int32Array.from(biasVals, (v, c) => Math.max(-(2 ** 31), Math.min(2 ** 31 - 1, Math.round(v / Math.fround(xs * scale[perChannel ? c : 0]!)))));
+            biasIn.push(e.init('b', 'int32', [nOut], q));
+            biasFolded = true;
+          }
+          const yq = e.op('QLinearConv', [xq, h.scale, zpT, w, wScale, wZp, ys, yzT, ...biasIn], convAttrs);
           outputs.push(e.op('DequantizeLinear', [yq, ys, yzT]));
           outReqs.push({ k, scale: ys, zp: yz, stat: { input: h.fq, lo: seg.lo, hi: seg.hi, halfLo: h.lo, halfHi: h.hi, weight: wname, node } });
         } else {
@@ -357,12 +374,14 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
             bd = [K, N];
           }
           const w = e.init('w', 'int8', bd, b);
-          outputs.push(e.op('MatMulIntegerToFloat', [xq, w, h.scale, wScale, zpT, wZp], [], 'com.microsoft'));
+          const withBias = biasName && biasVals && !biasFolded && biasVals.length === bd[1];
+          if (withBias) biasFolded = true;
+          outputs.push(e.op('MatMulIntegerToFloat', [xq, w, h.scale, wScale, zpT, wZp, ...(withBias ? [biasName] : [])], [], 'com.microsoft'));
         }
       }
       let y = outputs[0]!;
       for (let k = 1; k < outputs.length; k++) y = e.op('Add', [y, outputs[k]!]);
-      const bias = ins[2];
+      const bias = biasFolded ? undefined : ins[2];
       if (bias) {
         const bt = inits.get(bias);
         const bdims = bt ? (bt.dims ?? []).map(Number) : [];
