@@ -94,7 +94,17 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
     for (const preset of ['int8-w8a8', 'nvfp4-w4a4', 'fp8-e4m3-w8a8']) {
       await page.getByTestId('recipe-preset').selectOption(preset);
       await page.getByTestId('quantize').click();
-      await page.getByTestId(`variant-${preset}`).waitFor({ timeout: 60_000 });
+      // the variant's card, or the error the view shows instead (so a failure says why)
+      const alert = page.locator('[role="alert"]').first();
+      const failed = await Promise.race([
+        page.getByTestId(`variant-${preset}`).waitFor({ timeout: 60_000 }).then(() => null),
+        alert.waitFor({ timeout: 60_000 }).then(() => alert.textContent()),
+      ]).catch(async (e: Error) => {
+        await shot(page, `failed-quantize-${preset}`);
+        throw e;
+      });
+      if (failed !== null) await shot(page, `failed-quantize-${preset}`);
+      expect(failed, `quantize ${preset}`).toBeNull();
     }
     await expect(page.getByTestId('variant-nvfp4-w4a4').textContent()).resolves.toMatch(/layers quantized.*activations nvfp4/);
     await shot(page, '4-recipe');

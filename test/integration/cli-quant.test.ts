@@ -20,13 +20,13 @@ describe('dq calibrate / quantize / eval', () => {
     const v = join(work, 'int8');
     const r = dq(['quantize', TINY, '--preset', 'int8-w8a8', '--calib', rec, '--out', v]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/int8-w8a8: 25 layers quantized, 8 kept in FP; weights 8\.\d+ bits\/parameter, activations int8 asym \(simulated\)/);
+    expect(r.stdout).toMatch(/int8-w8a8: 33 layers quantized, 0 kept in FP; weights 8\.\d+ bits\/parameter, activations int8 asym \(simulated\)/);
     const s = dq(['sample', v, '--class', '1,7', '--seeds', '0', '--steps', '5', '--quiet', '--out', join(work, 's')]);
     expect(s.code, s.stderr).toBe(0);
     expect(existsSync(join(work, 's', 'grid.png'))).toBe(true);
     const i = dq(['info', v]);
     expect(i.code, i.stderr).toBe(0);
-    expect(i.stdout).toMatch(/variant\s+int8-w8a8 \(simulated quantization: float32 storage\): 25 layers quantized, 8 in FP/);
+    expect(i.stdout).toMatch(/variant\s+int8-w8a8 \(simulated quantization: float32 storage\): 33 layers quantized, 0 in FP/);
   });
 
   it('eval prints the table and writes eval.json', () => {
