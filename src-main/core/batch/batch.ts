@@ -220,7 +220,13 @@ async function runJob(job: Job, jobs: JobsFile, key: string, log: (s: string) =>
   const gptq = recipe.weights.rounding === 'gptq';
   const needsCalib = gptq || (recipe.activations !== null && recipe.activations.format.kind !== 'mx');
   // one record per pipeline, shared by its jobs: with Gram matrices when any preset of the matrix uses GPTQ
-  const gram = jobs.presets.some((p) => loadRecipe(p).weights.rounding === 'gptq');
+  const gram = jobs.presets.some((p) => {
+    try {
+      return loadRecipe(p).weights.rounding === 'gptq';
+    } catch {
+      return false; // a bad preset fails its own jobs, not this one
+    }
+  });
   let record = null;
   const calibPath = join(dirname(job.dir), 'calibration.json');
   if (needsCalib && (steps.has('calibrate') || steps.has('quantize'))) {
