@@ -108,6 +108,8 @@ export interface GptqResult {
   dampening: number;
 }
 
+/** Default dampening, relative to mean(diag H) (the reference's percdamp). */
+export const GPTQ_PERCDAMP = 0.01;
 const DAMP_RETRIES = 5;
 
 /** Columns (rows) per block of the blocked factorization and inversion: their rows stay in cache. */
@@ -413,7 +415,7 @@ export function gptq(w: Float32Array, R: number, K: number, H: ArrayLike<number>
   if (H.length !== K * K) throw new RangeError(`GPTQ: H has ${H.length} elements, expected ${K} x ${K}`);
   const blockSize = opts.blockSize ?? 128;
   if (!Number.isInteger(blockSize) || blockSize < 1) throw new RangeError(`GPTQ: blockSize must be a positive integer, not ${blockSize}`);
-  const percdamp0 = opts.percdamp ?? 0.01;
+  const percdamp0 = opts.percdamp ?? GPTQ_PERCDAMP;
   if (!(percdamp0 >= 0) || !Number.isFinite(percdamp0)) throw new RangeError(`GPTQ: percdamp must be >= 0, not ${percdamp0}`);
   const actOrder = opts.actOrder ?? false;
   const clipping = opts.clipping ?? 'minmax';

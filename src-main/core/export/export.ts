@@ -25,8 +25,8 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { QuantFormat } from '../../../kernels/quant.js';
 import { DqError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
-import { indexGraph } from '../onnx/graph.js';
-import { externalRef, loadOnnx, saveOnnx, tensorBytes, type LoadedModel } from '../onnx/io.js';
+import { indexGraph, nodeAttr } from '../onnx/graph.js';
+import { externalRef, floatTensor, loadOnnx, saveOnnx, type LoadedModel } from '../onnx/io.js';
 import { ModelProto, type ModelMsg, type NodeMsg, type TensorMsg } from '../onnx/model.js';
 import { pruneDead } from '../onnx/rewrite.js';
 import { loadPipeline, releaseSessions } from '../pipeline/pipeline.js';
@@ -109,10 +109,6 @@ export interface ExportOptions {
 
 const INPUT_VI = (name: string) => ({ name, type: { tensor_type: { elem_type: 1, shape: { dim: [] } } } });
 const ValueInfo = ModelProto.lookupType('onnx.ValueInfoProto');
-
-function attr(n: NodeMsg, name: string): { i?: unknown; f?: number; ints?: unknown[] } | undefined {
-  return (n as { attribute?: { name?: string; i?: unknown; f?: number; ints?: unknown[] }[] }).attribute?.find((a) => a.name === name);
-}
 
 function readParams(dir: string): ParamsFile {
   const p = join(dir, 'quant', 'params.json');
@@ -201,11 +197,6 @@ interface OutReq {
   stat: { input: string; lo: number; hi: number; halfLo: number; halfHi: number; weight: string; node: NodeMsg };
 }
 
-function floatValues(loaded: LoadedModel, t: TensorMsg): Float32Array {
-  const b = tensorBytes(loaded, t);
-  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-}
-
 /** Exports a variant; returns the manifest written. */
 export async function exportPipeline(opts: ExportOptions): Promise<ExportManifest> {
   const log = opts.onLine ?? (() => {});
@@ -253,10 +244,10 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
       continue;
     }
     const dims = (wt.dims ?? []).map(Number);
-    const transB = rep.op === 'Gemm' && Number(attr(node, 'transB')?.i ?? 0) === 1;
+    const transB = rep.op === 'Gemm' && Number(nodeAttr(node, 'transB')?.i ?? 0) === 1;
     const layer = { name: rep.name, op: rep.op, weight: wname, weightShape: dims, input: ins[1 - wi] ?? '', output: node.output?.[0] ?? '', weightIndex: wi } as QuantizableLayer;
     const axes = weightAxes(layer, transB);
-    const values = floatValues(loaded, wt);
+    const values = floatTensor(loaded, wt);
     const split = parseSplit(rep.weight.granularity);
     const label = split ? split.inner : rep.weight.granularity;
     // the layer's own format (keepFormat layers), else the recipe's
@@ -286,9 +277,9 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     const kernelOk =
       site !== null &&
       parts.every((p) => p.rec.kind === 'int' && (p.rec.g.kind === 'tensor' || (p.rec.g.kind === 'channel' && p.rec.g.axis === axes.out))) &&
-      ((rep.op === 'Conv' && Number(attr(node, 'group')?.i ?? 1) === 1 && dims.length >= 3) ||
+      ((rep.op === 'Conv' && Number(nodeAttr(node, 'group')?.i ?? 1) === 1 && dims.length >= 3) ||
         (rep.op === 'MatMul' && wi === 1 && dims.length === 2) ||
-        (rep.op === 'Gemm' && Number(attr(node, 'transA')?.i ?? 0) === 0 && (attr(node, 'alpha')?.f ?? 1) === 1 && (attr(node, 'beta')?.f ?? 1) === 1));
+        (rep.op === 'Gemm' && Number(nodeAttr(node, 'transA')?.i ?? 0) === 0 && (nodeAttr(node, 'alpha')?.f ?? 1) === 1 && (nodeAttr(node, 'beta')?.f ?? 1) === 1));
     if (kernelOk && site) {
       const e = new Emit(`dqx/l${layers.length}`);
       // segments: where either the weight split or the activation split changes
@@ -315,7 +306,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
       // an int32 bias in units of x_scale * w_scale, known only when the activation scale is one constant
       const biasName = ins[2];
       const biasT = biasName ? inits.get(biasName) : undefined;
-      const biasVals = biasT && (biasT.dims ?? []).length === 1 && biasT.data_type === 1 ? floatValues(loaded, biasT) : null;
+      const biasVals = biasT && (biasT.dims ?? []).length === 1 && biasT.data_type === 1 ? floatTensor(loaded, biasT) : null;
       const constScale = (input: string): number | null => {
         const a = params.activations.find((x) => x.scaleInput === input);
         return a && a.table.length === 1 && a.table[0]!.t === null ? a.table[0]!.scale : null;
@@ -644,7 +635,7 @@ async function calibrateOutputs(vdir: string, loaded: LoadedModel, reqs: OutReq[
     const wt = inits.get(s.weight)!;
     let wv = weightCache.get(s.weight);
     if (!wv) {
-      wv = floatValues(loaded, wt);
+      wv = floatTensor(loaded, wt);
       weightCache.set(s.weight, wv);
     }
     const dims = (wt.dims ?? []).map(Number);

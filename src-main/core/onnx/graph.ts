@@ -42,6 +42,11 @@ function shapeOf(vi: ValueInfoMsg): (number | null)[] | null {
   return dims.map((d) => (d.dim_value !== undefined && d.dim_value !== null ? num(d.dim_value) : null));
 }
 
+/** A node's attribute by name (undefined when absent). */
+export function nodeAttr(n: NodeMsg, name: string): { i?: unknown; f?: number | null; ints?: unknown[] | null; s?: Uint8Array | null } | undefined {
+  return (n as { attribute?: { name?: string | null; i?: unknown; f?: number | null; ints?: unknown[] | null; s?: Uint8Array | null }[] | null }).attribute?.find((a) => a.name === name);
+}
+
 export function dimsOf(t: TensorMsg): number[] {
   return (t.dims ?? []).map((d) => num(d) ?? 0);
 }

@@ -100,6 +100,12 @@ export interface SaveOptions {
   externalize?: { location: string; threshold?: number };
 }
 
+/** A float32 tensor's values (a copy, aligned). */
+export function floatTensor(loaded: LoadedModel, t: TensorMsg): Float32Array {
+  const b = tensorBytes(loaded, t);
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+}
+
 /**
  * Writes `model` to `path`. External files the model refers to are copied from `fromDir` when the model moves to
  * another folder. Everything lands atomically: on failure, the previous files (if any) are untouched.

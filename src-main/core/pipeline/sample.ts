@@ -141,12 +141,7 @@ export async function buildFeeds(p: Pipeline, x: Float64Array, t: number, labels
   const feeds: Record<string, FeedValue> = {
     [p.io.sample]: { type: 'float32', data: sampleData, dims: [rows, C, H, W] },
   };
-  if (p.io.feedsTimestep !== false) {
-    feeds[p.io.timestep] =
-      p.io.timestepType === 'int64'
-        ? { type: 'int64', data: new BigInt64Array(rows).fill(BigInt(Math.round(t))), dims: [rows] }
-        : { type: 'float32', data: new Float32Array(rows).fill(t), dims: [rows] };
-  }
+  if (p.io.feedsTimestep !== false) feeds[p.io.timestep] = timestepFeed(p.io.timestepType === 'int64', t, rows);
   let lab: BigInt64Array | null = null;
   if (p.io.classLabels) {
     lab = new BigInt64Array(rows);
@@ -205,6 +200,11 @@ async function denoise(
     out = (await session.run(feeds, [p.io.output]))[p.io.output]!;
   }
   return combineGuided(out, guidance, guided, b, size);
+}
+
+/** The timestep input for `rows` rows: int64 (rounded) or float32. */
+export function timestepFeed(int64: boolean, t: number, rows: number): FeedValue {
+  return int64 ? { type: 'int64', data: new BigInt64Array(rows).fill(BigInt(Math.round(t))), dims: [rows] } : { type: 'float32', data: new Float32Array(rows).fill(t), dims: [rows] };
 }
 
 /** Rows r0..r1-1 of every batched feed (rank >= 1); scalars pass through. */

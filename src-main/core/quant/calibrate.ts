@@ -198,7 +198,7 @@ export async function calibrate(
         onOutputs: async (step, _t, res, feeds) => {
           collect(batchStats, taps, step, res);
           if (!gram || !sums || !gramSteps.includes(step)) return;
-          const rows = Object.values(feeds).find((v) => v.dims.length > 1)?.dims[0] ?? 0;
+          const rows = feeds[pipeline.io.sample]!.dims[0]!;
           const g = await gram.session.run(sliceRows(feeds, 0, Math.min(GRAM_ROWS, rows)), gram.fetch);
           for (const e of gram.entries) {
             const o = gramOutput(e);

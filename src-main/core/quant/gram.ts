@@ -16,6 +16,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { GraphBuilder, int, ints, type Attr } from '../../../kernels/onnx/graph.js';
 import { DqError } from '../errors.js';
 import { embedFragment, raiseOpset } from '../onnx/fragment.js';
+import { nodeAttr } from '../onnx/graph.js';
 import { ModelProto, type ModelMsg } from '../onnx/model.js';
 import type { QuantizableLayer } from '../onnx/analysis.js';
 import { pruneDead } from '../onnx/rewrite.js';
@@ -41,15 +42,9 @@ export interface GramTargets {
   skipped: Record<string, string>;
 }
 
-type NodeLike = { name?: string | null; op_type?: string | null; attribute?: { name?: string | null; i?: unknown; ints?: unknown[]; s?: Uint8Array | null }[] | null };
-
-function nodeAttrs(n: NodeLike): Map<string, { i?: unknown; ints?: unknown[]; s?: Uint8Array | null }> {
-  return new Map((n.attribute ?? []).map((a) => [a.name ?? '', a]));
-}
-
 /** Which layers get a Gram matrix, and its geometry. */
 export function gramTargets(model: ModelMsg, layers: QuantizableLayer[]): GramTargets {
-  const nodes = new Map((model.graph!.node ?? []).map((n) => [n.name ?? '', n as NodeLike]));
+  const nodes = new Map((model.graph!.node ?? []).map((n) => [n.name ?? '', n]));
   const byKey = new Map<string, GramEntry>();
   const skipped: Record<string, string> = {};
   let offset = 0;
@@ -59,11 +54,11 @@ export function gramTargets(model: ModelMsg, layers: QuantizableLayer[]): GramTa
       skipped[l.name] = 'node not found';
       continue;
     }
-    const a = nodeAttrs(n);
+    const a = (name: string) => nodeAttr(n, name);
     let dim: number;
     let conv: GramEntry['conv'] = null;
     if (l.op === 'Conv') {
-      if (Number(a.get('group')?.i ?? 1) !== 1) {
+      if (Number(a('group')?.i ?? 1) !== 1) {
         skipped[l.name] = 'grouped convolution';
         continue;
       }
@@ -74,10 +69,10 @@ export function gramTargets(model: ModelMsg, layers: QuantizableLayer[]): GramTa
       }
       const attrs: Record<string, Attr> = {};
       for (const name of ['strides', 'pads', 'dilations']) {
-        const v = a.get(name)?.ints;
+        const v = a(name)?.ints;
         if (v?.length) attrs[name] = ints(v.map(Number));
       }
-      const autoPad = a.get('auto_pad')?.s;
+      const autoPad = a('auto_pad')?.s;
       if (autoPad?.length) attrs.auto_pad = { type: 'string', value: new TextDecoder().decode(autoPad) };
       dim = c! * k[0]! * k[1]!;
       conv = { channels: c!, kernel: k, attrs };
@@ -86,16 +81,16 @@ export function gramTargets(model: ModelMsg, layers: QuantizableLayer[]): GramTa
         skipped[l.name] = 'weight is the first MatMul operand';
         continue;
       }
-      if (l.op === 'Gemm' && Number(a.get('transA')?.i ?? 0) === 1) {
+      if (l.op === 'Gemm' && Number(a('transA')?.i ?? 0) === 1) {
         skipped[l.name] = 'Gemm with transA';
         continue;
       }
-      const transB = Number(a.get('transB')?.i ?? 0) === 1;
-      dim = l.op === 'Gemm' && transB ? l.weightShape[1]! : l.weightShape[l.weightShape.length - 2]!;
       if (l.weightShape.length !== 2) {
         skipped[l.name] = 'batched MatMul weight';
         continue;
       }
+      const transB = Number(a('transB')?.i ?? 0) === 1;
+      dim = l.op === 'Gemm' && transB ? l.weightShape[1]! : l.weightShape[0]!;
     } else {
       skipped[l.name] = `${l.op} (GPTQ here covers Conv, Gemm and MatMul)`;
       continue;

@@ -10,11 +10,13 @@
 import { cpSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { nvfp4TensorScale, intParams, floatScale, type QuantFormat } from '../../../kernels/quant.js';
+import { GPTQ_PERCDAMP } from '../../../kernels/gptq.js';
 import { FORMATS } from '../../../kernels/minifloat.js';
 import { DqError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { analyzeGraph, type LayerMap, type QuantizableLayer } from '../onnx/analysis.js';
-import { loadOnnx, saveOnnx, tensorBytes } from '../onnx/io.js';
+import { floatTensor, loadOnnx, saveOnnx } from '../onnx/io.js';
+import { nodeAttr } from '../onnx/graph.js';
 import type { ModelMsg } from '../onnx/model.js';
 import { cutFeatures, cutTemporalRegion, exposeTensors, pruneDead } from '../onnx/rewrite.js';
 import { loadPipeline, locatePipeline, type UnetIO } from '../pipeline/pipeline.js';
@@ -165,11 +167,16 @@ function siteStat(rec: CalibrationRecord, site: Site, half: number | 'whole', st
   return mergeStat(mergedOver(rec, site.id, 0, steps), mergedOver(rec, site.id, 1, steps));
 }
 
+/** A model's graph inputs that are not initializers (what a caller must feed). */
+function runtimeInputsOf(model: ModelMsg): string[] {
+  const inits = new Set((model.graph!.initializer ?? []).map((t) => t.name ?? ''));
+  return (model.graph!.input ?? []).map((v) => v.name ?? '').filter((n) => !inits.has(n));
+}
+
 function gemmTransB(model: ModelMsg, layer: QuantizableLayer, names: Map<string, number>): boolean {
   const i = names.get(layer.name);
   const n = i === undefined ? undefined : model.graph!.node![i];
-  const a = (n as { attribute?: { name?: string; i?: unknown }[] } | undefined)?.attribute?.find((x) => x.name === 'transB');
-  return Number(a?.i ?? 0) === 1;
+  return n !== undefined && Number(nodeAttr(n, 'transB')?.i ?? 0) === 1;
 }
 
 export interface QuantizeOptions {
@@ -218,7 +225,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     temporal = {
       model: 'temporal/model.onnx',
       features: cut.featureInputs,
-      inputs: (temporalModel.graph!.input ?? []).map((v) => v.name ?? '').filter((n) => !(temporalModel!.graph!.initializer ?? []).some((t) => t.name === n)),
+      inputs: runtimeInputsOf(temporalModel),
     };
     cutLayers = new Set(map.temporal);
   }
@@ -260,8 +267,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     if (spare.has(l.name)) {
       if (recipe.keepFormat && byRole.has(l.name) && t?.data_type === 1) {
         // kept out of the main format by its role, but stored in the higher-precision keepFormat (weights only)
-        const bytes = tensorBytes(loaded, t);
-        const w = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+        const w = floatTensor(loaded, t);
         const spec = { format: recipe.keepFormat, granularity: 'channel' as const, rounding: 'nearest' as const, clipping: 'minmax' as const, scale: 'float32' as const };
         const res = quantizeWeight(w, l, spec, gemmTransB(model, l, nodeIndex), null);
         (t as { raw_data?: Uint8Array }).raw_data = new Uint8Array(res.values.buffer);
@@ -280,8 +286,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       spare.set(l.name, 'weight not quantizable here');
       continue;
     }
-    const bytes = tensorBytes(loaded, t);
-    const w = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+    const w = floatTensor(loaded, t);
     const transB = gemmTransB(model, l, nodeIndex);
     const split = splitOf.get(l.name) ?? null;
     let res: WeightResult | null = null;
@@ -294,7 +299,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
         const g = quantizeWeightGptq(w, l, recipe.weights, transB, split, Float64Array.from(grams.sums.matrix(e)));
         if (g) {
           res = g;
-          rounding = `gptq (proxy loss ${g.loss.toPrecision(3)}${g.dampening > 0.0100001 ? `, dampening ${g.dampening}` : ''})`;
+          rounding = `gptq (proxy loss ${g.loss.toPrecision(3)}${g.dampening > GPTQ_PERCDAMP ? `, dampening ${g.dampening}` : ''})`;
         } else rounding = 'nearest (groups or blocks do not divide the input channels)';
       }
     }
@@ -356,7 +361,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       exposeTensors(fpModel, cached);
       pruneDead(fpModel);
       temporalModel = fpModel;
-      temporal = { model: 'temporal/model.onnx', features: cached, inputs: (fpModel.graph!.input ?? []).map((v) => v.name ?? '').filter((n) => !(fpModel.graph!.initializer ?? []).some((t) => t.name === n)) };
+      temporal = { model: 'temporal/model.onnx', features: cached, inputs: runtimeInputsOf(fpModel) };
       params.temporal = temporal;
       const present = new Set((model.graph!.node ?? []).map((n) => n.name ?? ''));
       for (const r of reports) {

@@ -5,6 +5,7 @@
  */
 import { GraphBuilder, int } from '../../../kernels/onnx/graph.js';
 import { embedFragment, raiseOpset } from '../onnx/fragment.js';
+import { nodeAttr } from '../onnx/graph.js';
 import type { ModelMsg } from '../onnx/model.js';
 import { ModelProto } from '../onnx/model.js';
 import type { Site } from './sites.js';
@@ -169,16 +170,15 @@ function siteChannels(model: ModelMsg, site: Site): number | null {
   if (!node) return null;
   const inits = new Map((graph.initializer ?? []).map((t) => [t.name ?? '', t]));
   const op = node.op_type ?? '';
-  const attr = (name: string) => (node as { attribute?: { name?: string | null; i?: unknown }[] | null }).attribute?.find((a) => a.name === name)?.i;
   const ins = node.input ?? [];
   const wName = op === 'MatMul' ? (inits.has(ins[1] ?? '') ? ins[1] : ins[0]) : ins[1];
   const dims = (inits.get(wName ?? '')?.dims ?? []).map(Number);
   if (op === 'Conv') {
-    const group = Number(attr('group') ?? 1);
+    const group = Number(nodeAttr(node, 'group')?.i ?? 1);
     return dims.length > 1 ? dims[1]! * group : null;
   }
   if (op === 'Gemm') {
-    const transB = Number(attr('transB') ?? 0) === 1;
+    const transB = Number(nodeAttr(node, 'transB')?.i ?? 0) === 1;
     return dims.length === 2 ? dims[transB ? 1 : 0]! : null;
   }
   if (op === 'MatMul') return dims.length >= 2 ? (wName === ins[1] ? dims[dims.length - 2]! : null) : null;

@@ -14,6 +14,7 @@ import { exposeTensors, pruneDead } from '../onnx/rewrite.js';
 import { Session, type FeedValue } from '../runtime/onnx.js';
 import type { ParamsFile } from './quantize.js';
 import { paramFeeds } from './variant.js';
+import { timestepFeed } from '../pipeline/sample.js';
 
 export interface FeatureDisturbance {
   feature: string;
@@ -55,7 +56,7 @@ export async function measureDisturbance(o: DisturbanceInput): Promise<FeatureDi
         const feeds: Record<string, FeedValue> = {};
         for (const meta of s.inputs) {
           if (meta.name === o.timestepInput) {
-            feeds[meta.name] = meta.type === 'int64' ? { type: 'int64', data: new BigInt64Array(rows).fill(BigInt(Math.round(t))), dims: [rows] } : { type: 'float32', data: new Float32Array(rows).fill(t), dims: [rows] };
+            feeds[meta.name] = timestepFeed(meta.type === 'int64', t, rows);
           } else if (meta.name === o.classInput) {
             feeds[meta.name] = { type: 'int64', data: BigInt64Array.from(o.labels.map(BigInt)), dims: [rows] };
           } else if (extra[meta.name]) feeds[meta.name] = extra[meta.name]!;

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DqError } from '../errors.js';
-import type { ExtraFeeds } from '../pipeline/sample.js';
+import { timestepFeed, type ExtraFeeds } from '../pipeline/sample.js';
 import type { FeedValue, Provider } from '../runtime/onnx.js';
 import { Session } from '../runtime/onnx.js';
 import type { Manifest, ParamsFile } from './quantize.js';
@@ -54,8 +54,7 @@ export async function variantFeeds(dir: string, provider: Provider, timestepInpu
         const tin: Record<string, FeedValue> = {};
         for (const name of params.temporal.inputs) {
           if (name === timestepInput) {
-            const int = temporal.inputs.find((m) => m.name === name)?.type === 'int64';
-            tin[name] = int ? { type: 'int64', data: new BigInt64Array(rows).fill(BigInt(Math.round(t))), dims: [rows] } : { type: 'float32', data: new Float32Array(rows).fill(t), dims: [rows] };
+            tin[name] = timestepFeed(temporal.inputs.find((m) => m.name === name)?.type === 'int64', t, rows);
           }
           else if (name === classInput && labels) tin[name] = { type: 'int64', data: labels, dims: [rows] };
           else throw new DqError('BAD_MODEL', `${dir}: the temporal model needs input '${name}', which the sampler cannot provide`);

@@ -158,8 +158,11 @@ export function quantizeWeight(w: Float32Array, layer: QuantizableLayer, recipe:
   if (fmt.kind === 'mx' || fmt.kind === 'nvfp4') return blockFormat(w, dims, axes.in, fmt);
   const { g, label } = granularityFor(recipe, dims, axes);
   const values = intOrFloat(w, dims, g, fmt, recipe.clipping, recipe.scale);
-  return { values, bits: storageCost(fmt, dims, g, -1, recipe.scale === 'float16' ? 16 : 32).totalBits, granularity: label };
+  return { values, bits: storageCost(fmt, dims, g, -1, scaleBits(recipe)).totalBits, granularity: label };
 }
+
+/** Bits of one stored INT/FP scale. */
+const scaleBits = (recipe: Recipe['weights']): 16 | 32 => (recipe.scale === 'float16' ? 16 : 32);
 
 /** Elements a..b-1 along `axis`. */
 function sliceAxis(w: Float32Array, dims: number[], axis: number, a: number, b: number): { data: Float32Array; dims: number[] } {
@@ -185,7 +188,7 @@ function placeAxis(into: Float32Array, dims: number[], axis: number, a: number, 
 }
 
 export interface GptqWeightResult extends WeightResult {
-  /** GPTQ's proxy loss (sum over columns of err^2 / U_jj^2 / 2), and the same for round-to-nearest. */
+  /** GPTQ's proxy loss (sum over columns of err^2 / U_jj^2 / 2). */
   loss: number;
   /** Dampening added to H's diagonal (relative to its mean), after retries. */
   dampening: number;
@@ -245,7 +248,7 @@ export function quantizeWeightGptq(w: Float32Array, layer: QuantizableLayer, rec
   const res = gptq(Wp, R, natural, Hp, fmt, { group, clipping: recipe.clipping, percdamp: opts.percdamp, actOrder: opts.actOrder, roundScale: recipe.scale === 'float16' ? float16Floor : undefined });
   const outRows = new Float32Array(rows.length);
   for (let r = 0; r < R; r++) for (let k = 0; k < natural; k++) outRows[r * natural + perm[k]!] = res.values[r * natural + k]!;
-  const bits = block === null ? storageCost(fmt, dims, g, -1, recipe.scale === 'float16' ? 16 : 32).totalBits : storageCost(fmt, [numel(dims) / C, C], { kind: 'tensor' }, 1).totalBits;
+  const bits = block === null ? storageCost(fmt, dims, g, -1, scaleBits(recipe)).totalBits : storageCost(fmt, [numel(dims) / C, C], { kind: 'tensor' }, 1).totalBits;
   return { values: back(outRows), bits, granularity: label, loss: res.loss, dampening: res.dampening };
 }
 
