@@ -21,7 +21,7 @@ export const HIST_BINS = 256;
  */
 export const BULK_SAMPLES = 16384;
 /** Elements beyond the bulk sample's top and bottom TAIL_QUANTILE are counted one by one. */
-export const TAIL_QUANTILE = 0.01;
+export const TAIL_QUANTILE = 0.002;
 /** Blocks for min/max and for finding the tail elements (a block's max and min say whether it holds any). */
 export const TAIL_BLOCK = 8;
 const OFFSET_PRIME = 7919;
@@ -84,10 +84,30 @@ export function addStatTaps(model: ModelMsg, sites: Site[]): TapNames[][] {
         return names;
       }),
     );
+    gateConsumers(model, site.tensor, taps.at(-1)!.map((t) => t.hist), `dq_gate/${site.id}`);
   }
   graph.output = [...(graph.output ?? []), ...outputs.map((o) => ValueInfo.fromObject(o) as never)];
   raiseOpset(model, 18);
   return taps;
+}
+
+/**
+ * Makes the network's own consumers of `tensor` wait for its statistics: they read a zero-copy Reshape of it whose
+ * shape input carries an empty slice of each statistic. onnxruntime's default order otherwise runs every statistic
+ * after the whole network (a depth-first walk from the outputs), keeping every site tensor alive to the end: more
+ * memory, and reductions over data long gone from the caches.
+ */
+function gateConsumers(model: ModelMsg, tensor: string, stats: string[], prefix: string): void {
+  const b = new GraphBuilder(prefix);
+  const empty = stats.map((h) => b.op('Slice', [h, b.i64([0]), b.i64([0])], {}, 'empty'));
+  const gated = b.op('Reshape', [tensor, b.op('Concat', [b.op('Shape', [tensor]), ...empty], { axis: int(0) })], {}, 'gated');
+  let used = false;
+  for (const n of model.graph!.node ?? []) {
+    const name = n.name ?? '';
+    if (name.startsWith('dq_stat/') || name.startsWith('dq_split/')) continue;
+    n.input = (n.input ?? []).map((i) => (i === tensor ? ((used = true), gated) : i));
+  }
+  if (used) embedFragment(model, b.fragment([], [{ name: gated, dtype: 'float32', dims: null }], 13));
 }
 
 /**
@@ -103,7 +123,6 @@ export function addStatTaps(model: ModelMsg, sites: Site[]): TapNames[][] {
  */
 function siteStatistics(x: string, names: TapNames, prefix: string, wholeBlocks: boolean, arange: string) {
   const b = new GraphBuilder(prefix);
-  const scalar = (v: bigint) => b.init('s', 'int64', [], BigInt64Array.of(v));
   const flat = b.op('Reshape', [x, b.i64([-1])], {}, 'flat');
   const n = b.op('Shape', [flat], {}, 'n');
   const T = TAIL_BLOCK;
@@ -133,20 +152,16 @@ function siteStatistics(x: string, names: TapNames, prefix: string, wholeBlocks:
   const real = b.op('Less', [at, n], {}, 'real');
   const bulk = b.op('Gather', [flat, b.op('Min', [at, b.op('Sub', [n, b.i64([1])])])], { axis: int(0) }, 'bulk');
 
-  // tail thresholds from the bulk sample's histogram: hiT is the lower edge of the highest bin at which at least
-  // max(1, floor(TAIL_QUANTILE x samples)) samples lie above, loT the upper edge of the lowest bin at which as many lie below
-  const bulkBin = binOf(bulk);
-  const realF = b.op('Cast', [real], { to: int(1) }, 'real_f');
-  const pre = b.op('Slice', [b.op('ScatterElements', [zeros, bulkBin, realF], { axis: int(0), reduction: { type: 'string', value: 'add' } }), b.i64([0]), b.i64([HIST_BINS])], {}, 'pre');
-  const kq = b.op('Max', [b.op('Floor', [b.op('Mul', [b.op('ReduceSum', [realF], { keepdims: int(0) }), b.f32(TAIL_QUANTILE)])]), b.f32(1)], {}, 'kq');
-  const count = (cond: string) => b.op('ReduceSum', [b.op('Cast', [cond], { to: int(1) })], { keepdims: int(0) });
-  const above = b.op('CumSum', [pre, scalar(0n)], { reverse: int(1) }, 'above');
-  const below = b.op('CumSum', [pre, scalar(0n)], {}, 'below');
-  const hiBin = b.op('Sub', [count(b.op('GreaterOrEqual', [above, kq])), b.f32(1)], {}, 'hi_bin');
-  const loBin = count(b.op('Less', [below, kq]));
-  const edge = (bin: string) => b.op('Add', [names.min, b.op('Div', [bin, k])]);
-  const hiT = b.op('Max', [edge(hiBin), b.f32(0)], {}, 'hi_t');
-  const loT = b.op('Min', [edge(b.op('Add', [loBin, b.f32(1)])), b.f32(0)], {}, 'lo_t');
+  // tail thresholds: hiT is the k-th largest and loT the k-th smallest bulk sample, k = max(1, floor(samples x
+  // TAIL_QUANTILE)) (TopK: exact, where bins of the histogram over [min, max] are coarse); hiT >= 0 >= loT
+  const kq = b.op('Max', [b.op('Div', [nS, b.i64([Math.round(1 / TAIL_QUANTILE)])]), b.i64([1])], {}, 'kq');
+  const kth = (largest: 0 | 1) => {
+    const [top, at] = [b.fresh('top'), b.fresh('top_at')];
+    b.nodes.push({ name: `${top}:node`, opType: 'TopK', inputs: [bulk, kq], outputs: [top, at], attrs: { axis: int(0), largest: int(largest), sorted: int(0) } });
+    return b.op(largest ? 'ReduceMin' : 'ReduceMax', [top], { keepdims: int(0) });
+  };
+  const hiT = b.op('Max', [kth(1), b.f32(0)], {}, 'hi_t');
+  const loT = b.op('Min', [kth(0), b.f32(0)], {}, 'lo_t');
   const isTail = (v: string) => b.op('Or', [b.op('Greater', [v, hiT]), b.op('Less', [v, loT])], {}, 'tail');
 
   // tails: the blocks holding one, gathered whole; their non-tail elements get weight 0
@@ -157,7 +172,7 @@ function siteStatistics(x: string, names: TapNames, prefix: string, wholeBlocks:
   const bulkW = b.op('Mul', [b.op('Cast', [b.op('And', [b.op('Not', [isTail(bulk)]), real])], { to: int(1) }), b.op('Cast', [S], { to: int(1) })], {}, 'bulk_w');
   // float32 counts are exact (a run counts far fewer than 2^24 per bin) and scatter faster than int64
   const scatter = (into: string, idx: string, wv: string) => b.op('ScatterElements', [into, idx, wv], { axis: int(0), reduction: { type: 'string', value: 'add' } }, 'counts');
-  const counts = scatter(scatter(zeros, bulkBin, bulkW), binOf(cand), candW);
+  const counts = scatter(scatter(zeros, binOf(bulk), bulkW), binOf(cand), candW);
   b.opTo(names.hist, 'Cast', [b.op('Slice', [counts, b.i64([0]), b.i64([HIST_BINS])])], { to: int(7) });
   const outs = [names.min, names.max, names.absmax].map((name) => ({ name, dtype: 'float32' as const, dims: [] }));
   return b.fragment([], [...outs, { name: names.hist, dtype: 'int64', dims: [HIST_BINS] }], 18);

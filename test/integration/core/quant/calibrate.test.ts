@@ -16,44 +16,20 @@ import { bulkOffset, bulkStride, TAIL_QUANTILE } from '../../../../src-main/core
 /**
  * The mass the histogram gives a tensor, computed independently in float32 arithmetic: the bulk sample (one element
  * per block of bulkStride(n), at bulkOffset) weighted by the stride unless it is a tail; every tail element once.
- * The tails lie beyond the bulk histogram's TAIL_QUANTILE bin edges (clamped to include 0).
+ * The tails lie beyond the bulk sample's TAIL_QUANTILE order statistics (clamped to include 0).
  */
 function histogramMass(d: Float32Array): number {
-  const f = Math.fround;
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const v of d) {
-    lo = Math.min(lo, v);
-    hi = Math.max(hi, v);
-  }
-  if (d.length % 8) {
-    // a padded zero (when n is not a whole number of blocks) joins the range
-    lo = Math.min(lo, 0);
-    hi = Math.max(hi, 0);
-  }
-  const k = f(256 / Math.max(f(hi - lo), f(1e-30)));
-  const bin = (v: number) => Math.min(255, Math.max(0, Math.floor(f(f(v - lo) * k))));
   const S = bulkStride(d.length);
   const bulk: { v: number; real: boolean }[] = [];
   for (let blk = 0; blk * S < d.length; blk++) {
     const at = blk * S + bulkOffset(blk, S);
     bulk.push({ v: d[Math.min(at, d.length - 1)]!, real: at < d.length });
   }
-  const pre = new Array<number>(256).fill(0);
-  let real = 0;
-  for (const b of bulk) if (b.real) {
-    pre[bin(b.v)]! += 1;
-    real++;
-  }
-  const kq = Math.max(Math.floor(f(real * f(TAIL_QUANTILE))), 1);
-  let above = 0;
-  let hiBins = 0;
-  for (let i = 255; i >= 0; i--) if ((above += pre[i]!) >= kq) hiBins++;
-  let below = 0;
-  let loBin = 0;
-  for (let i = 0; i < 256; i++) if ((below += pre[i]!) < kq) loBin++;
-  const hiT = Math.max(f(lo + f((hiBins - 1) / k)), 0);
-  const loT = Math.min(f(lo + f((loBin + 1) / k)), 0);
+  // thresholds: the k-th largest and smallest bulk value (the clamped last one included), k = max(1, floor(m q))
+  const sorted = bulk.map((b) => b.v).sort((a, b) => a - b);
+  const kq = Math.max(Math.floor(sorted.length / Math.round(1 / TAIL_QUANTILE)), 1);
+  const hiT = Math.max(sorted[sorted.length - kq]!, 0);
+  const loT = Math.min(sorted[kq - 1]!, 0);
   const tail = (v: number) => v > hiT || v < loT;
   let mass = 0;
   for (const v of d) if (tail(v)) mass += 1;
