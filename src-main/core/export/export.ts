@@ -35,7 +35,7 @@ import { createScheduler, type SamplerName } from '../pipeline/schedulers.js';
 import { actParams, type Manifest, type ParamsFile } from '../quant/quantize.js';
 import type { Site } from '../quant/sites.js';
 import { mergeStat, type Stat } from '../quant/stats.js';
-import { addStatTaps } from '../quant/taps.js';
+import { addStatTaps, readTap, tapFetch } from '../quant/taps.js';
 import { weightAxes } from '../quant/weights.js';
 import { Session } from '../runtime/onnx.js';
 import type { QuantizableLayer } from '../onnx/analysis.js';
@@ -648,7 +648,7 @@ async function calibrateOutputs(vdir: string, loaded: LoadedModel, reqs: OutReq[
   graph.node = [...(graph.node ?? []), ...(e.nodes as NodeMsg[])];
   graph.initializer = [...(graph.initializer ?? []), ...(e.inits as TensorMsg[])];
   const taps = addStatTaps(stats, sites);
-  const fetch = taps.flat().flatMap((t) => [t.min, t.max, t.absmax, t.hist]);
+  const fetch = tapFetch(taps);
   const def = stats.opset_import!.find((o) => !o.domain || o.domain === 'ai.onnx');
   if (def && Number(def.version ?? 0) < 18) def.version = 18;
   const path = join(tmp, '.stats', 'model.onnx');
@@ -675,11 +675,7 @@ async function calibrateOutputs(vdir: string, loaded: LoadedModel, reqs: OutReq[
       fetch,
       onOutputs: (step, _t, res) => {
         taps.forEach(([names], k) => {
-          const min = (res[names!.min]!.data as Float32Array)[0]!;
-          const max = (res[names!.max]!.data as Float32Array)[0]!;
-          const absmax = (res[names!.absmax]!.data as Float32Array)[0]!;
-          const counts = Array.from(res[names!.hist]!.data as BigInt64Array, Number);
-          const st: Stat = { min, max, absmax, hist: { lo: min, hi: max, counts }, n: 1 };
+          const st = readTap(res, names!);
           acc[k]!.set(step, mergeStat(acc[k]!.get(step), st));
         });
       },

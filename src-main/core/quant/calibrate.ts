@@ -21,7 +21,7 @@ import { Rng } from '../pipeline/noise.js';
 import { Session, type Provider, type TensorOut } from '../runtime/onnx.js';
 import { buildSites, type Site } from './sites.js';
 import { mergeStat, type Stat } from './stats.js';
-import { addStatTaps, HIST_BINS } from './taps.js';
+import { addStatTaps, readTap, tapFetch } from './taps.js';
 import { buildGramModel, gramOutput, gramTargets, GramSums, type GramEntry } from './gram.js';
 
 export const RECORD_VERSION = 1;
@@ -131,7 +131,7 @@ export async function calibrate(
   const sites = buildSites(map, layers, true);
   const taps = addStatTaps(model, sites);
   const tapSession = await Session.create(encodeModel(model), opts.provider ?? 'cpu');
-  const fetch = taps.flat().flatMap((t) => [t.min, t.max, t.absmax, t.hist]);
+  const fetch = tapFetch(taps);
   // GPTQ's Gram matrices: a separate model, run on a few rows at a few of the calibrated steps
   let gram: { entries: GramEntry[]; skipped: Record<string, string>; session: Session; fetch: string[] } | null = null;
   if (settings.gram) {
@@ -252,12 +252,7 @@ export async function calibrate(
 function collect(acc: CalibrationRecord['stats'], taps: ReturnType<typeof addStatTaps>, step: number, res: Record<string, TensorOut>): void {
   taps.forEach((halves, site) =>
     halves.forEach((names, half) => {
-      const min = (res[names.min]!.data as Float32Array)[0]!;
-      const max = (res[names.max]!.data as Float32Array)[0]!;
-      const absmax = (res[names.absmax]!.data as Float32Array)[0]!;
-      const counts = Array.from(res[names.hist]!.data as BigInt64Array, Number);
-      if (counts.length !== HIST_BINS) throw new Error(`histogram of site ${site} has ${counts.length} bins`);
-      const st: Stat = { min, max, absmax, hist: { lo: min, hi: max, counts }, n: 1 };
+      const st = readTap(res, names);
       const s = (acc[site] ??= {});
       const h = (s[half] ??= {});
       h[step] = mergeStat(h[step], st);

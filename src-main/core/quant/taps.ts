@@ -9,6 +9,7 @@ import { nodeAttr } from '../onnx/graph.js';
 import type { ModelMsg } from '../onnx/model.js';
 import { ModelProto } from '../onnx/model.js';
 import type { Site } from './sites.js';
+import type { Stat } from './stats.js';
 
 export const HIST_BINS = 256;
 /**
@@ -19,7 +20,7 @@ export const HIST_BINS = 256;
  * counted with weight 1 (and bulk samples in the tails get weight 0). Counting (ScatterElements) is the costly op,
  * and the extreme values are what MSE and percentile clipping need. Quality: docs/quantize.md.
  */
-export const BULK_SAMPLES = 16384;
+export const BULK_SAMPLES = 4096;
 /** Elements beyond the bulk sample's top and bottom TAIL_QUANTILE are counted one by one. */
 export const TAIL_QUANTILE = 0.002;
 /** Blocks for min/max and for finding the tail elements (a block's max and min say whether it holds any). */
@@ -41,14 +42,29 @@ export function bulkOffset(b: number, S: number): number {
 export interface TapNames {
   min: string;
   max: string;
-  absmax: string;
+  /** HIST_BINS + 1 float32 counts: the last counts NaNs. */
   hist: string;
 }
 
 /** Output names of one site half (half 0 = whole tensor, or the first part of a split site; half 1 = second part). */
 export function tapNames(site: number, half: number): TapNames {
   const p = `dq_stat/${site}/${half}`;
-  return { min: `${p}_min`, max: `${p}_max`, absmax: `${p}_absmax`, hist: `${p}_hist` };
+  return { min: `${p}_min`, max: `${p}_max`, hist: `${p}_hist` };
+}
+
+/** Output names to fetch for these taps. */
+export function tapFetch(taps: TapNames[][]): string[] {
+  return taps.flat().flatMap((t) => [t.min, t.max, t.hist]);
+}
+
+/** One run's statistic of one site half, from the run's outputs. */
+export function readTap(res: Record<string, { data: ArrayLike<number> | ArrayLike<bigint> }>, names: TapNames): Stat {
+  const min = Number(res[names.min]!.data[0]);
+  const max = Number(res[names.max]!.data[0]);
+  const raw = res[names.hist]!.data as ArrayLike<number>;
+  if (raw.length !== HIST_BINS + 1) throw new Error(`histogram ${names.hist} has ${raw.length} bins`);
+  const counts = Array.from({ length: HIST_BINS }, (_, i) => raw[i]!);
+  return { min, max, absmax: Math.max(-min, max), hist: { lo: min, hi: max, counts }, n: 1 };
 }
 
 /** Adds statistics outputs for every site; returns the output names per site half. */
@@ -80,7 +96,7 @@ export function addStatTaps(model: ModelMsg, sites: Site[]): TapNames[][] {
         // placed right after the site's producer, so the statistics run while the tensor is fresh (and it can be freed)
         const ch = channels === null ? null : site.split === null ? channels : h === 0 ? site.split : channels - site.split;
         embedFragment(model, siteStatistics(x, names, `${stem}/s`, ch !== null && ch % TAIL_BLOCK === 0, ARANGE), { after: site.tensor });
-        for (const [k, n] of Object.entries(names)) outputs.push({ name: n, type: { tensor_type: { elem_type: k === 'hist' ? 7 : 1 } } });
+        for (const n of Object.values(names)) outputs.push({ name: n, type: { tensor_type: { elem_type: 1 } } });
         return names;
       }),
     );
@@ -99,7 +115,7 @@ export function addStatTaps(model: ModelMsg, sites: Site[]): TapNames[][] {
  */
 function gateConsumers(model: ModelMsg, tensor: string, stats: string[], prefix: string): void {
   const b = new GraphBuilder(prefix);
-  const empty = stats.map((h) => b.op('Slice', [h, b.i64([0]), b.i64([0])], {}, 'empty'));
+  const empty = stats.map((h) => b.op('Cast', [b.op('Slice', [h, b.i64([0]), b.i64([0])])], { to: int(7) }, 'empty'));
   const gated = b.op('Reshape', [tensor, b.op('Concat', [b.op('Shape', [tensor]), ...empty], { axis: int(0) })], {}, 'gated');
   let used = false;
   for (const n of model.graph!.node ?? []) {
@@ -133,7 +149,6 @@ function siteStatistics(x: string, names: TapNames, prefix: string, wholeBlocks:
   const bmin = b.op('ReduceMin', [blocks, b.i64([1])], { keepdims: int(0) }, 'bmin');
   b.opTo(names.min, 'ReduceMin', [bmin], { keepdims: int(0) });
   b.opTo(names.max, 'ReduceMax', [bmax], { keepdims: int(0) });
-  b.opTo(names.absmax, 'Max', [b.op('Neg', [names.min]), names.max]);
 
   const width = b.op('Max', [b.op('Sub', [names.max, names.min]), b.f32(1e-30)], {}, 'width');
   const k = b.op('Div', [b.f32(HIST_BINS), width], {}, 'k');
@@ -168,14 +183,15 @@ function siteStatistics(x: string, names: TapNames, prefix: string, wholeBlocks:
   const hasTail = b.op('Or', [b.op('Greater', [bmax, hiT]), b.op('Less', [bmin, loT])], {}, 'has_tail');
   const which = b.op('Reshape', [b.op('NonZero', [hasTail]), b.i64([-1])], {}, 'which');
   const cand = b.op('Reshape', [b.op('Gather', [blocks, which], { axis: int(0) }), b.i64([-1])], {}, 'cand');
-  const candW = b.op('Cast', [isTail(cand)], { to: int(1) }, 'cand_w');
+  // weights: a bulk sample S unless it is a tail; a candidate 1 if it is a tail. One binning and one count for both.
   const bulkW = b.op('Mul', [b.op('Cast', [b.op('And', [b.op('Not', [isTail(bulk)]), real])], { to: int(1) }), b.op('Cast', [S], { to: int(1) })], {}, 'bulk_w');
+  const candW = b.op('Cast', [isTail(cand)], { to: int(1) }, 'cand_w');
+  const vals = b.op('Concat', [bulk, cand], { axis: int(0) }, 'vals');
+  const w = b.op('Concat', [bulkW, candW], { axis: int(0) }, 'w');
   // float32 counts are exact (a run counts far fewer than 2^24 per bin) and scatter faster than int64
-  const scatter = (into: string, idx: string, wv: string) => b.op('ScatterElements', [into, idx, wv], { axis: int(0), reduction: { type: 'string', value: 'add' } }, 'counts');
-  const counts = scatter(scatter(zeros, binOf(bulk), bulkW), binOf(cand), candW);
-  b.opTo(names.hist, 'Cast', [b.op('Slice', [counts, b.i64([0]), b.i64([HIST_BINS])])], { to: int(7) });
-  const outs = [names.min, names.max, names.absmax].map((name) => ({ name, dtype: 'float32' as const, dims: [] }));
-  return b.fragment([], [...outs, { name: names.hist, dtype: 'int64', dims: [HIST_BINS] }], 18);
+  b.opTo(names.hist, 'ScatterElements', [zeros, binOf(vals), w], { axis: int(0), reduction: { type: 'string', value: 'add' } });
+  const outs = [names.min, names.max].map((name) => ({ name, dtype: 'float32' as const, dims: [] }));
+  return b.fragment([], [...outs, { name: names.hist, dtype: 'float32', dims: [HIST_BINS + 1] }], 18);
 }
 
 /** The channel (Conv) or feature (Gemm/MatMul) count of a site, from its first layer's weight; null if unknown. */
