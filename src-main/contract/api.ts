@@ -97,7 +97,7 @@ export interface RecipeSpec {
   temporal?: 'none' | 'calibrate' | 'cache' | 'auto';
   temporalThreshold?: number;
   keepFormat?: FormatSpec | null;
-  keepFp?: ('first' | 'last' | 'temporal' | 'attention')[];
+  keepFp?: ('first' | 'last' | 'temporal')[];
 }
 
 export interface PresetInfo {

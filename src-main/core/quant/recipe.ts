@@ -65,7 +65,7 @@ export const RecipeSchema = z
       .default('none')
       .describe("TFMQ temporal feature maintenance: none; calibrate (the time-only region quantized, per-timestep activations); cache (every temporal feature from the FP region); auto (disturbance-aware: cache the features whose measured error exceeds temporalThreshold)"),
     temporalThreshold: z.number().positive().default(0.02).describe("auto: cache a temporal feature when quantization changes it by more than this (relative L2 error, max over the calibrated timesteps; 0.02 sits between what 8-bit (0.5-1%) and 4-bit (4-8%) quantization did to tiny-mnist's features)"),
-    keepFp: z.array(z.enum(['first', 'last', 'temporal', 'attention'])).default([]),
+    keepFp: z.array(z.enum(['first', 'last', 'temporal'])).default([]),
     keepLayers: z.array(z.string()).default([]).describe('per-layer overrides: these layers (by node name) stay in FP'),
     keepFormat: FormatSchema.nullable()
       .default(null)
