@@ -124,6 +124,13 @@ export class GraphBuilder {
     return out;
   }
 
+  /** A node with `count` outputs (e.g. TopK's values and indices); returns their names. */
+  opMulti(opType: string, inputs: string[], count: number, attrs: Record<string, Attr> = {}, hint = opType.toLowerCase()): string[] {
+    const outs = Array.from({ length: count }, () => this.fresh(hint));
+    this.nodes.push({ name: `${outs[0]}:node`, opType, inputs, outputs: outs, attrs });
+    return outs;
+  }
+
   /** A node whose single output gets a given name (e.g. the fragment's output). */
   opTo(output: string, opType: string, inputs: string[], attrs: Record<string, Attr> = {}): string {
     this.nodes.push({ name: `${this.prefix}/${output}:node`, opType, inputs, outputs: [output], attrs });

@@ -1,7 +1,7 @@
 /**
  * The calibration model: the FP denoiser plus, for every quantization site, in-graph statistics outputs
- * (min, max, absmax and a 256-bin histogram over the batch's own [min, max]). Only these small tensors leave
- * onnxruntime; activations never do.
+ * (min, max and a 256-bin histogram over the batch's own [min, max]; absmax follows from min and max, in readTap).
+ * Only these small tensors leave onnxruntime; activations never do.
  */
 import { GraphBuilder, int } from '../../../kernels/onnx/graph.js';
 import { embedFragment, raiseOpset } from '../onnx/fragment.js';
@@ -17,8 +17,8 @@ export const HIST_BINS = 256;
  * S = bulkStride(n) consecutive elements (at offset bulkOffset(block, S), which moves from block to block so the
  * sample does not alias with image rows), weighted S: about BULK_SAMPLES elements per tensor, whatever its size.
  * The tails are the elements beyond the bulk sample's TAIL_QUANTILE quantiles (top and bottom); every one of them is
- * counted with weight 1 (and bulk samples in the tails get weight 0). Counting (ScatterElements) is the costly op,
- * and the extreme values are what MSE and percentile clipping need. Quality: docs/quantize.md.
+ * counted with weight 1 (and bulk samples in the tails get weight 0): the extreme values are what MSE and
+ * percentile clipping need. Cost and quality: docs/quantize.md.
  */
 export const BULK_SAMPLES = 4096;
 /** Elements beyond the bulk sample's top and bottom TAIL_QUANTILE are counted one by one. */
@@ -127,15 +127,16 @@ function gateConsumers(model: ModelMsg, tensor: string, stats: string[], prefix:
 }
 
 /**
- * min, max, absmax = max(-min, max) and the histogram of x over [min, max]: bin = clamp(floor((x - min) * bins /
+ * min, max and the histogram of x over [min, max]: bin = clamp(floor((x - min) * bins /
  * (max - min)), 0, bins - 1), counted with ScatterElements(add); NaNs are dropped (an extra bin), and a NaN
  * activation makes min/max NaN, which quantization reports.
  *
  * One pass over x: its blocks of TAIL_BLOCK elements (zero-padded to whole blocks) are reduced to block max and min;
  * the tensor's min and max come from those (a padded zero can only widen the range to include 0, which the
- * quantizer parameters include anyway). The bulk sample is gathered, its histogram's quantile bins set the tail thresholds
+ * quantizer parameters include anyway). The bulk sample is gathered, its TopK order statistics set the tail thresholds
  * (hiT >= 0 >= loT, so padded zeros are never tails), the blocks whose max or min lies beyond them are gathered whole,
- * and their elements counted with weight 1 if they are tails, 0 if not.
+ * and their elements counted with weight 1 if they are tails, 0 if not; bulk and candidates are binned and counted
+ * together.
  */
 function siteStatistics(x: string, names: TapNames, prefix: string, wholeBlocks: boolean, arange: string) {
   const b = new GraphBuilder(prefix);
@@ -171,9 +172,8 @@ function siteStatistics(x: string, names: TapNames, prefix: string, wholeBlocks:
   // TAIL_QUANTILE)) (TopK: exact, where bins of the histogram over [min, max] are coarse); hiT >= 0 >= loT
   const kq = b.op('Max', [b.op('Div', [nS, b.i64([Math.round(1 / TAIL_QUANTILE)])]), b.i64([1])], {}, 'kq');
   const kth = (largest: 0 | 1) => {
-    const [top, at] = [b.fresh('top'), b.fresh('top_at')];
-    b.nodes.push({ name: `${top}:node`, opType: 'TopK', inputs: [bulk, kq], outputs: [top, at], attrs: { axis: int(0), largest: int(largest), sorted: int(0) } });
-    return b.op(largest ? 'ReduceMin' : 'ReduceMax', [top], { keepdims: int(0) });
+    const [top] = b.opMulti('TopK', [bulk, kq], 2, { axis: int(0), largest: int(largest), sorted: int(0) }, 'top');
+    return b.op(largest ? 'ReduceMin' : 'ReduceMax', [top!], { keepdims: int(0) });
   };
   const hiT = b.op('Max', [kth(1), b.f32(0)], {}, 'hi_t');
   const loT = b.op('Min', [kth(0), b.f32(0)], {}, 'lo_t');
