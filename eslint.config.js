@@ -11,7 +11,7 @@ const noNode = { paths: nodeBuiltins.map((name) => ({ name, message: 'this layer
 const ban = (group, message) => ({ group, message });
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'out/', 'dist/', '.train-cache/', 'test-results/', 'models/', 'tools/', 'shared/'] },
+  { ignores: ['node_modules/', 'out/', 'dist/', '.train-cache/', 'test-results/', 'models/', 'tools/', 'shared/', '.bench/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   ...svelte.configs['flat/recommended'],

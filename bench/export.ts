@@ -1,18 +1,24 @@
 /**
  * Export bench (part of `npm run bench`): FP32 vs exported W8A8 (naive-w8a8: one parameter set, int8 kernels) on a
- * UNet with Stable Diffusion 1.5's topology, on the CPU provider. The two unets run the same fixed inputs
- * (batch 1, latent 4x32x32) interleaved, 12 times each; the table gives the fastest and median times and their ratio
- * from this one run, plus the sizes of the files.
+ * UNet with Stable Diffusion 1.5's topology, on the CPU provider. Four unets run the same fixed inputs (batch 1,
+ * latent 4x32x32) interleaved, 12 times each: the FP32 source, the FP32 source with the export's float fusion
+ * (attention blocks as MultiHeadAttention, onnx/fuse.ts) and the W8A8 export (which has that fusion too). The table
+ * gives the fastest and median times and the ratios from this one run, so the speed-up of the export over the
+ * source splits into what the fusion gives and what the int8 kernels give. A fourth row stores the int8 weights as
+ * s8 instead of the default u8 (faster u8s8 kernels, exact only on CPUs with VNNI; see docs/export.md).
  *
  * The UNet: generated at block_out_channels 64,128,256,256 with tools/make_sd15_unet.py when Debian's PyTorch is
  * there (python3 with torch), else the committed fixture test/fixtures/sd15 (16,32,64,64), whose convolutions are
  * too small for int8 kernels to pay off (both are printed as such). DQ_BENCH_SD15_CHANNELS overrides the width.
+ * The CPU's int8 dot-product support (AVX-512 VNNI / AVX-VNNI, or neither) is printed: it decides the int8 speed.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { exportPipeline } from '../src-main/core/export/export.js';
+import { fuseAttention } from '../src-main/core/onnx/fuse.js';
+import { loadOnnx, saveOnnx } from '../src-main/core/onnx/io.js';
 import { loadPipeline, releaseSessions } from '../src-main/core/pipeline/pipeline.js';
 import { calibrate } from '../src-main/core/quant/calibrate.js';
 import { quantizePipeline } from '../src-main/core/quant/quantize.js';
@@ -26,6 +32,28 @@ function generate(dir: string, channels: string): boolean {
   if (!existsSync(py)) return false;
   const r = spawnSync(py, [join(ROOT, 'tools', 'make_sd15_unet.py'), '--out', dir, '--channels', channels], { encoding: 'utf8' });
   return r.status === 0;
+}
+
+/** A copy of the FP32 pipeline with the export's float fusion applied (no quantization). */
+function fusedCopy(fp: string, dir: string): number {
+  mkdirSync(join(dir, 'unet'), { recursive: true });
+  cpSync(join(fp, 'model_index.json'), join(dir, 'model_index.json'));
+  cpSync(join(fp, 'scheduler'), join(dir, 'scheduler'), { recursive: true });
+  const l = loadOnnx(join(fp, 'unet', 'model.onnx'));
+  const n = fuseAttention(l.model).length;
+  saveOnnx(l.model, join(dir, 'unet', 'model.onnx'), l.dir);
+  return n;
+}
+
+function cpuInt8(): string {
+  let flags = '';
+  try {
+    flags = /^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '';
+  } catch {
+    return 'unknown (no /proc/cpuinfo)';
+  }
+  const has = (f: string) => new RegExp(`\\b${f}\\b`).test(flags);
+  return has('avx512_vnni') ? 'AVX-512 VNNI' : has('avx_vnni') ? 'AVX-VNNI' : has('avx2') ? 'AVX2 without VNNI' : 'no AVX2';
 }
 
 async function runner(dir: string) {
@@ -56,28 +84,29 @@ export async function benchExport(): Promise<void> {
     const rec = await calibrate(fp, calib, { samples: 1, steps: 2, batchSize: 1 });
     await quantizePipeline({ pipelineDir: fp, recipe: loadRecipe('naive-w8a8'), record: rec, recordPath: calib, out: join(work, 'w8a8') });
     const m = await exportPipeline({ variantDir: join(work, 'w8a8'), out: join(work, 'w8a8-x'), calibrationImages: 1, verify: false });
-    const a = await runner(fp);
-    const b = await runner(join(work, 'w8a8-x'));
-    await a();
-    await b();
-    const ta: number[] = [];
-    const tb: number[] = [];
-    for (let i = 0; i < 12; i++) {
-      ta.push(await a());
-      tb.push(await b());
-    }
-    ta.sort((x, y) => x - y);
-    tb.sort((x, y) => x - y);
-    const med = (t: number[]) => (t[5]! + t[6]!) / 2;
-    const x = m.export;
-    const rows = [
-      ['unet', 'bytes', 'fastest ms', 'median ms'],
-      ['FP32', String(x.sizes.fp32UnetBytes), ta[0]!.toFixed(1), med(ta).toFixed(1)],
-      [`exported W8A8 (${x.summary.int8Kernels} int8-kernel layers)`, String(x.sizes.exportBytes), tb[0]!.toFixed(1), med(tb).toFixed(1)],
+    const s8 = await exportPipeline({ variantDir: join(work, 'w8a8'), out: join(work, 'w8a8-s8'), calibrationImages: 1, verify: false, int8Weights: 's8' });
+    const sizes = m.export.sizes;
+    const nFused = fusedCopy(fp, join(work, 'fp32-fused'));
+    const units = [
+      { label: 'FP32 (source)', run: await runner(fp), bytes: String(sizes.fp32UnetBytes) },
+      { label: `FP32 + fusion (${nFused} attention blocks)`, run: await runner(join(work, 'fp32-fused')), bytes: '' },
+      { label: `exported W8A8 (${m.export.summary.int8Kernels} int8-kernel layers, fused; int8 weights u8)`, run: await runner(join(work, 'w8a8-x')), bytes: String(sizes.exportBytes) },
+      { label: 'exported W8A8, int8 weights s8 (exact only with VNNI)', run: await runner(join(work, 'w8a8-s8')), bytes: String(s8.export.sizes.exportBytes) },
     ];
+    for (const u of units) await u.run();
+    const times = units.map(() => [] as number[]);
+    for (let i = 0; i < 12; i++) for (let k = 0; k < units.length; k++) times[k]!.push(await units[k]!.run());
+    for (const t of times) t.sort((p, q) => p - q);
+    const med = (t: number[]) => (t[5]! + t[6]!) / 2;
+    const rows = [['unet', 'bytes', 'fastest ms', 'median ms'], ...units.map((u, k) => [u.label, u.bytes, times[k]![0]!.toFixed(1), med(times[k]!).toFixed(1)])];
     const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
     for (const r of rows) console.log(r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  '));
-    console.log(`size ratio ${x.sizes.ratio}; speed-up FP32 / W8A8: fastest ${(ta[0]! / tb[0]!).toFixed(2)}x, median ${(med(ta) / med(tb)).toFixed(2)}x`);
+    const [src, fused, q, qs] = times as [number[], number[], number[], number[]];
+    const ratio = (p: number[], r: number[]) => `fastest ${(p[0]! / r[0]!).toFixed(2)}x, median ${(med(p) / med(r)).toFixed(2)}x`;
+    console.log(`CPU int8 dot products: ${cpuInt8()}; size ratio ${sizes.ratio}`);
+    console.log(`speed-up FP32 source / W8A8 export: ${ratio(src, q)}`);
+    console.log(`  of which the float fusion (FP32 source / FP32 + fusion): ${ratio(src, fused)}; the int8 kernels (FP32 + fusion / W8A8 export): ${ratio(fused, q)}`);
+    console.log(`speed-up FP32 source / W8A8 export with s8 weights: ${ratio(src, qs)}`);
   } finally {
     await releaseSessions();
     rmSync(work, { recursive: true, force: true });

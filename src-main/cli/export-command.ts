@@ -3,11 +3,11 @@
  * `dq batch <jobs.json>` (pipelines x presets: calibrate, quantize, compare, export; resumable, shardable).
  * Registered on the program by `registerExport` and `registerBatch`.
  */
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { resolve } from 'node:path';
 import { parseShard, runBatch } from '../core/batch/batch.js';
 import { DqError } from '../core/errors.js';
-import { exportPipeline, type ExportManifest } from '../core/export/export.js';
+import { exportPipeline, INT8_WEIGHTS, type ExportManifest, type Int8Weights } from '../core/export/export.js';
 import { parseIntList } from '../core/ranges.js';
 import { num } from './options.js';
 
@@ -35,17 +35,23 @@ export function registerExport(program: Command): void {
     .description('export a quantized variant as a pipeline with real low-bit weights (INT8 W8A8 on int8 kernels), then verify it')
     .argument('<variant-dir>', 'a variant folder written by dq quantize')
     .requiredOption('--out <pipeline-dir>', 'pipeline folder to write (replaced atomically)')
-    .option('--reduce-range', 'store INT8 weights that feed int8 kernels as 7-bit codes (avoids int16 saturation in AVX2 kernels)')
+    .addOption(
+      new Option('--int8-weights <kind>', 'INT8 weights on integer kernels: u8 (uint8 + zero point 128, exact on every CPU), s8 (fastest; exact only with VNNI), s7 (7-bit codes, reduce range)')
+        .choices([...INT8_WEIGHTS])
+        .default('u8'),
+    )
+    .option('--no-fuse-attention', 'keep attention blocks as separate MatMul/Softmax nodes (default: one com.microsoft MultiHeadAttention each)')
     .option('--seeds <list>', 'verification seeds', '0-3')
     .option('--steps <n>', 'verification steps (default: the calibration steps)', num('--steps', 1, true))
     .option('--calib-images <n>', 'images for QLinearConv output ranges', num('--calib-images', 1, true), 8)
     .option('--no-verify', 'skip the verification')
     .option('--json', 'print the export section of the manifest as JSON')
-    .action(async (dir: string, o: { out: string; reduceRange?: boolean; seeds: string; steps?: number; calibImages: number; verify: boolean; json?: boolean }) => {
+    .action(async (dir: string, o: { out: string; int8Weights: Int8Weights; seeds: string; steps?: number; calibImages: number; verify: boolean; fuseAttention: boolean; json?: boolean }) => {
       const m = await exportPipeline({
         variantDir: dir,
         out: o.out,
-        reduceRange: o.reduceRange ?? false,
+        int8Weights: o.int8Weights,
+        fuseAttention: o.fuseAttention,
         calibrationImages: o.calibImages,
         verify: o.verify ? { seeds: parseIntList(o.seeds, '--seeds'), steps: o.steps } : false,
         onLine: o.json ? undefined : (s) => console.log(s),

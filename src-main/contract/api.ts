@@ -165,8 +165,11 @@ export const ExportJob = z
     model: modelRef,
     /** The quantize job whose variant to export. */
     variant: id,
-    /** Re-round INT8 weights to 7 bits for the integer kernels (onnxruntime's reduce_range). */
-    reduceRange: z.boolean().default(false),
+    /**
+     * INT8 weights on integer kernels: 'u8' (uint8 + zero point 128, exact on every CPU), 's8' (fastest, exact only
+     * on CPUs with VNNI), 's7' (7-bit codes, onnxruntime's reduce_range).
+     */
+    int8Weights: z.enum(['u8', 's8', 's7']).default('u8'),
     /** Seeds for the verification against the simulated variant. */
     verifySeeds: smallInts.min(1).default([0, 1]),
     verifySteps: z.number().int().min(1).max(1000).default(5),
@@ -216,9 +219,10 @@ export interface ExportResult {
   kind: 'export';
   /** The recipe name of the exported variant. */
   name: string;
-  reduceRange: boolean;
+  int8Weights: 'u8' | 's8' | 's7';
   sizes: { fp32UnetBytes: number | null; exportBytes: number; ratio: number | null };
-  summary: { layers: number; int8Kernels: number; lowBitStorage: number; keptFloat: number };
+  /** fusedAttention: attention blocks run as one MultiHeadAttention node each (a float fusion). */
+  summary: { layers: number; int8Kernels: number; lowBitStorage: number; keptFloat: number; fusedAttention: number };
   /** What runs on real low-bit kernels or storage, and what is still simulated. */
   real: string[];
   simulated: string[];

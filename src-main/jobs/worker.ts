@@ -57,15 +57,15 @@ async function run(task: WorkerTask): Promise<unknown> {
   }
   if (task.kind === 'export') {
     progress('exporting', 0, 1);
-    const m = await exportPipeline({ variantDir: task.variantDir, out: task.out, reduceRange: task.reduceRange, verify: { seeds: task.verifySeeds, steps: task.verifySteps } });
+    const m = await exportPipeline({ variantDir: task.variantDir, out: task.out, int8Weights: task.int8Weights, verify: { seeds: task.verifySeeds, steps: task.verifySteps } });
     progress('exporting', 1, 1);
     const e = m.export;
     const result: ExportResult = {
       kind: 'export',
       name: m.recipe.name,
-      reduceRange: e.options.reduceRange,
+      int8Weights: e.options.int8Weights,
       sizes: { fp32UnetBytes: e.sizes.fp32UnetBytes, exportBytes: e.sizes.exportBytes, ratio: e.sizes.ratio },
-      summary: { layers: e.summary.layers, int8Kernels: e.summary.int8Kernels, lowBitStorage: e.summary.lowBitStorage, keptFloat: e.summary.keptFloat },
+      summary: { layers: e.summary.layers, int8Kernels: e.summary.int8Kernels, lowBitStorage: e.summary.lowBitStorage, keptFloat: e.summary.keptFloat, fusedAttention: e.summary.fusedAttention },
       real: e.real,
       simulated: e.simulated,
       verification: e.verification ? { maxAbs: e.verification.maxAbs, meanAbs: e.verification.meanAbs, images: e.verification.perImageMax.length } : null,

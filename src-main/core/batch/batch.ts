@@ -13,7 +13,7 @@
  *     "steps": ["calibrate", "quantize", "compare", "export"],
  *     "calibration": { "samples": 64, "steps": 25, "timesteps": "all" },
  *     "compare": { "seeds": "0-7", "steps": 25, "fidSamples": 0, "video": false },
- *     "export": { "reduceRange": false, "verifySeeds": "0-3", "calibrationImages": 8 }
+ *     "export": { "int8Weights": "u8", "fuseAttention": true, "verifySeeds": "0-3", "calibrationImages": 8 }
  *   }
  */
 import { createHash } from 'node:crypto';
@@ -22,7 +22,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { runCompare } from '../compare/compare.js';
 import { DqError } from '../errors.js';
-import { exportPipeline } from '../export/export.js';
+import { exportPipeline, INT8_WEIGHTS } from '../export/export.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { locatePipeline, releaseSessions } from '../pipeline/pipeline.js';
 import { calibrate, readRecord, sha256File } from '../quant/calibrate.js';
@@ -59,12 +59,13 @@ export const JobsSchema = z
       .default({ seeds: '0-7', steps: 25, fidSamples: 0, video: false }),
     export: z
       .object({
-        reduceRange: z.boolean().default(false),
+        int8Weights: z.enum(INT8_WEIGHTS).default('u8'),
+        fuseAttention: z.boolean().default(true),
         verifySeeds: z.string().default('0-3'),
         calibrationImages: z.number().int().positive().default(8),
       })
       .strict()
-      .default({ reduceRange: false, verifySeeds: '0-3', calibrationImages: 8 }),
+      .default({ int8Weights: 'u8', fuseAttention: true, verifySeeds: '0-3', calibrationImages: 8 }),
   })
   .strict();
 
@@ -253,7 +254,7 @@ async function runJob(job: Job, jobs: JobsFile, key: string, log: (s: string) =>
   if (steps.has('export')) {
     log(`exporting -> ${exported}`);
     const m = await exportPipeline({
-      variantDir: variant, out: exported, reduceRange: jobs.export.reduceRange, calibrationImages: jobs.export.calibrationImages,
+      variantDir: variant, out: exported, int8Weights: jobs.export.int8Weights, fuseAttention: jobs.export.fuseAttention, calibrationImages: jobs.export.calibrationImages,
       verify: { seeds: parseIntList(jobs.export.verifySeeds, 'export.verifySeeds') }, onLine: log,
     });
     const x = m.export;

@@ -5,9 +5,9 @@
 import { FORMATS, decode, decodeE8M0, type FloatName } from '../../../kernels/minifloat.js';
 import { float16Bits, isFloat16, MXINT8_STEP } from '../../../kernels/quant.js';
 import { numel, scaleDims, type Granularity } from '../../../kernels/layout.js';
-import { ONNX_DTYPE, type DType, type InitData } from '../../../kernels/onnx/graph.js';
-import { tensorProto } from '../onnx/fragment.js';
-import { ModelProto } from '../onnx/model.js';
+import { GraphBuilder, int, ints, ONNX_DTYPE, type DType, type Fragment, type InitData } from '../../../kernels/onnx/graph.js';
+import { LOCAL_DOMAIN, localFunction, tensorProto } from '../onnx/fragment.js';
+import { ModelProto, type ModelMsg } from '../onnx/model.js';
 import type { Recovered } from './recover.js';
 
 const NodeProto = ModelProto.lookupType('onnx.NodeProto');
@@ -21,7 +21,18 @@ export class Emit {
   readonly nodes: unknown[] = [];
   readonly inits: unknown[] = [];
   private n = 0;
-  constructor(readonly prefix: string) {}
+  /** `model`: where model-local functions (the block-scaled weight decoder) are added. */
+  constructor(
+    readonly prefix: string,
+    private readonly model: ModelMsg | null = null,
+  ) {}
+
+  /** The model-local function that decodes block-scaled (MX / NVFP4) weights; its name, to call in LOCAL_DOMAIN. */
+  blockDecoder(): string {
+    if (!this.model) throw new Error('Emit: no model to hold the block decoder function');
+    const { frag, params } = blockDecoderFragment();
+    return localFunction(this.model, frag, params);
+  }
 
   fresh(hint: string): string {
     return `${this.prefix}/${hint}${this.n++}`;
@@ -83,20 +94,43 @@ function scaleView(e: Emit, x: string, dims: number[], g: Granularity, scale: Fl
  * so onnxruntime folds the subgraph into a float32 constant when the session is created.
  */
 function unpackLut(e: Emit, codes: Uint8Array, bits: 4 | 8, lut: (c: number) => number): string {
-  if (bits === 8) {
-    const idx = e.op('Cast', [e.init('codes', 'uint8', [codes.length], codes)], [aInt('to', 7)]);
-    return e.op('Gather', [e.init('lut', 'float32', [256], Float32Array.from({ length: 256 }, (_, c) => lut(c))), idx], [aInt('axis', 0)]);
-  }
-  const n = codes.length;
-  const packed = new Uint8Array(Math.ceil(n / 2));
-  for (let i = 0; i < n; i++) packed[i >> 1]! |= (codes[i]! & 0xf) << (i & 1 ? 4 : 0);
-  const idx = e.op('Cast', [e.init('packed', 'uint8', [packed.length], packed)], [aInt('to', 7)]);
-  const lo = e.op('Gather', [e.init('lut_lo', 'float32', [256], Float32Array.from({ length: 256 }, (_, c) => lut(c & 0xf))), idx], [aInt('axis', 0)]);
-  const hi = e.op('Gather', [e.init('lut_hi', 'float32', [256], Float32Array.from({ length: 256 }, (_, c) => lut(c >> 4))), idx], [aInt('axis', 0)]);
-  const axes = e.i64([1]);
-  const pair = e.op('Concat', [e.op('Unsqueeze', [lo, axes]), e.op('Unsqueeze', [hi, axes])], [aInt('axis', 1)]);
-  const flat = e.op('Reshape', [pair, e.i64([-1])]);
-  return n % 2 ? e.op('Slice', [flat, e.i64([0]), e.i64([n])]) : flat;
+  const bytes = bits === 4 ? packNibbles(codes) : codes;
+  const idx = e.op('Cast', [e.init(bits === 4 ? 'packed' : 'codes', 'uint8', [bytes.length], bytes)], [aInt('to', 6)]);
+  const flat = e.op('Reshape', [e.op('Gather', [e.init('lut', 'float32', [256, bits === 4 ? 2 : 1], byteLut(bits, lut)), idx], [aInt('axis', 0)]), e.i64([-1])]);
+  return codes.length % 2 && bits === 4 ? e.op('Slice', [flat, e.i64([0]), e.i64([codes.length])]) : flat;
+}
+
+/** Element codes packed two to a byte, element i in byte i/2's low nibble first. */
+function packNibbles(codes: Uint8Array): Uint8Array {
+  const packed = new Uint8Array(Math.ceil(codes.length / 2));
+  for (let i = 0; i < codes.length; i++) packed[i >> 1]! |= (codes[i]! & 0xf) << (i & 1 ? 4 : 0);
+  return packed;
+}
+
+/** [256, 2] values of a byte's two 4-bit codes (low nibble first), or [256, 1] of an 8-bit code. */
+function byteLut(width: 4 | 8, lut: (c: number) => number): Float32Array {
+  if (width === 8) return Float32Array.from({ length: 256 }, (_, c) => lut(c));
+  return Float32Array.from({ length: 512 }, (_, k) => lut(k & 1 ? (k >> 1) >> 4 : (k >> 1) & 0xf));
+}
+
+/**
+ * The body of the block-scaled weight decoder (one model-local function for every MX / NVFP4 weight):
+ * x = packed codes; p0 = [256, w] byte table; p1 = block scale codes [R, nb, 1]; p2 = [256] scale table;
+ * p3 = tensor scale; p4..p8 = shapes [R, nb, B], [R, Kp], [K], [outer, inner, K], the weight's dims.
+ * Every input is an initializer at the call, so onnxruntime folds the call into a float32 weight at load.
+ */
+function blockDecoderFragment(): { frag: Fragment; params: string[] } {
+  const b = new GraphBuilder('dec');
+  const p = ['lut', 'scodes', 'slut', 'tscale', 'blocks', 'rows', 'k', 'oik', 'dims'].map((h) => b.fresh(h));
+  const idx = b.op('Cast', ['codes'], { to: int(6) });
+  const vals = b.op('Reshape', [b.op('Gather', [p[0]!, idx], { axis: int(0) }), p[4]!]);
+  const S = b.op('Mul', [b.op('Gather', [p[2]!, b.op('Cast', [p[1]!], { to: int(6) })], { axis: int(0) }), p[3]!]);
+  const rows = b.op('Slice', [b.op('Reshape', [b.op('Mul', [vals, S]), p[5]!]), b.i64([0]), p[6]!, b.i64([1])]);
+  b.opTo('w', 'Reshape', [b.op('Transpose', [b.op('Reshape', [rows, p[7]!])], { perm: ints([0, 2, 1]) }), p[8]!]);
+  // parameters are function inputs: placeholder initializers only name them
+  const frag = b.fragment([{ name: 'codes', dtype: 'uint8', dims: null }], [{ name: 'w', dtype: 'float32', dims: null }], 13);
+  frag.initializers.push(...p.map((name) => ({ name, dtype: 'float32' as const, dims: [], data: Float32Array.of(0) })));
+  return { frag, params: p };
 }
 
 /** How a recovered weight is stored and decoded in the exported graph. */
@@ -139,23 +173,29 @@ export function emitStored(e: Emit, r: Recovered, output: string): Stored {
     const name = r.kind === 'int' ? `int${bits}` : `fp${bits} ${r.element}`;
     return { output, storage: `${name} packed in ${width}-bit codes`, decode: 'lookup subgraph', bytes: Math.ceil((numel(dims) * width) / 8) + r.scale.length * 4 };
   }
-  // MX / NVFP4: rows [R, Kp] of codes, one scale code per block; decoded back to the weight layout
+  // MX / NVFP4: rows [R, Kp] of codes, one scale code per block; decoded back to the weight layout by one call of
+  // a model-local function shared by every block-scaled weight (its shapes and tables are inputs)
   const B = r.kind === 'mx' ? 32 : 16;
   const nb = r.Kp / B;
   const el = r.element;
   const width: 4 | 8 = el === 'int8' || FORMATS[el as FloatName].bits > 4 ? 8 : 4;
   const lut = el === 'int8' ? (c: number) => (c & 0x80 ? c - 256 : c) * MXINT8_STEP : (c: number) => decode(FORMATS[el as FloatName], c);
-  const vals = e.op('Reshape', [unpackLut(e, r.codes, width, lut), e.i64([r.R, nb, B])]);
-  const sIdx = e.op('Cast', [e.init('block_scale', 'uint8', [r.R, nb, 1], r.scaleCodes)], [aInt('to', 7)]);
   const scaleLut = r.kind === 'mx' ? (c: number) => decodeE8M0(c) : (c: number) => decode(FORMATS.e4m3fn, c);
-  let S = e.op('Gather', [e.init('scale_lut', 'float32', [256], Float32Array.from({ length: 256 }, (_, c) => scaleLut(c))), sIdx], [aInt('axis', 0)]);
-  if (r.kind === 'nvfp4') S = e.op('Mul', [S, e.f32(r.tensorScale)]);
-  let rows = e.op('Reshape', [e.op('Mul', [vals, S]), e.i64([r.R, r.Kp])]);
-  if (r.Kp !== r.K) rows = e.op('Slice', [rows, e.i64([0]), e.i64([r.K]), e.i64([1])]);
   const outer = numel(dims.slice(0, r.inAxis));
   const inner = numel(dims.slice(r.inAxis + 1));
-  const t = e.op('Transpose', [e.op('Reshape', [rows, e.i64([outer, inner, r.K])])], [aInts('perm', [0, 2, 1])]);
-  e.opTo(output, 'Reshape', [t, e.i64(dims)]);
+  const inputs = [
+    e.init('packed', 'uint8', [width === 4 ? r.codes.length / 2 : r.codes.length], width === 4 ? packNibbles(r.codes) : r.codes),
+    e.init('lut', 'float32', [256, width === 4 ? 2 : 1], byteLut(width, lut)),
+    e.init('block_scale', 'uint8', [r.R, nb, 1], r.scaleCodes),
+    e.init('scale_lut', 'float32', [256], Float32Array.from({ length: 256 }, (_, c) => scaleLut(c))),
+    e.f32(r.kind === 'nvfp4' ? r.tensorScale : 1),
+    e.i64([r.R, nb, B]),
+    e.i64([r.R, r.Kp]),
+    e.i64([r.K]),
+    e.i64([outer, inner, r.K]),
+    e.i64(dims),
+  ];
+  e.opTo(output, e.blockDecoder(), inputs, [], LOCAL_DOMAIN);
   const name = r.kind === 'mx' ? `mx${el === 'int8' ? 'int8' : ` ${el}`}` : 'nvfp4';
   return {
     output,

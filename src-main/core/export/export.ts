@@ -25,9 +25,11 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { QuantFormat } from '../../../kernels/quant.js';
 import { DqError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
-import { indexGraph, nodeAttr } from '../onnx/graph.js';
+import { indexGraph, nodeAttr, sortTopologically } from '../onnx/graph.js';
 import { externalRef, floatTensor, loadOnnx, saveOnnx, type LoadedModel } from '../onnx/io.js';
 import { ModelProto, type ModelMsg, type NodeMsg, type TensorMsg } from '../onnx/model.js';
+import { LOCAL_DOMAIN } from '../onnx/fragment.js';
+import { fuseAttention } from '../onnx/fuse.js';
 import { pruneDead } from '../onnx/rewrite.js';
 import { loadPipeline, releaseSessions } from '../pipeline/pipeline.js';
 import { sample } from '../pipeline/sample.js';
@@ -43,6 +45,18 @@ import { aInt, Emit, emitStored, type AttrMsg } from './emit.js';
 import { parseGranularity, parseSplit, recoverWeight, sliceAxis, type Recovered } from './recover.js';
 
 export const EXPORT_VERSION = 1;
+
+/**
+ * INT8 weights of layers on integer kernels:
+ * - 'u8': the int8 codes + 128 as uint8 with zero point 128 (the same values): onnxruntime's u8u8 kernels, exact
+ *   on every CPU;
+ * - 's8': int8 codes, u8s8 kernels: the fastest, but exact only on CPUs with int8 dot products (AVX-512 VNNI,
+ *   AVX-VNNI); AVX2-only kernels add pairs of u8 x s8 products in int16 with saturation, which wrecks outputs;
+ * - 's7': 7-bit codes (+-63, scale x2; onnxruntime's reduce_range): u8s8 kernels without saturation, on a coarser
+ *   weight grid than the simulated variant.
+ */
+export const INT8_WEIGHTS = ['u8', 's8', 's7'] as const;
+export type Int8Weights = (typeof INT8_WEIGHTS)[number];
 
 export interface ExportLayer {
   name: string;
@@ -73,7 +87,7 @@ export interface Verification {
 export interface ExportInfo {
   version: number;
   from: string;
-  options: { reduceRange: boolean; calibrationImages: number };
+  options: { int8Weights: Int8Weights; calibrationImages: number; fuseAttention: boolean };
   sizes: {
     /** unet/model.onnx (+ its external data) of the FP32 source pipeline. */
     fp32UnetBytes: number | null;
@@ -82,7 +96,7 @@ export interface ExportInfo {
     files: Record<string, number>;
     ratio: number | null;
   };
-  summary: { layers: number; int8Kernels: number; lowBitStorage: number; keptFloat: number; outputRequantizers: number; weightMismatches: number };
+  summary: { layers: number; int8Kernels: number; lowBitStorage: number; keptFloat: number; outputRequantizers: number; weightMismatches: number; fusedAttention: number };
   real: string[];
   simulated: string[];
   layers: ExportLayer[];
@@ -98,10 +112,12 @@ export interface ExportManifest extends Omit<Manifest, 'simulated'> {
 export interface ExportOptions {
   variantDir: string;
   out: string;
-  /** Re-round INT8 weights feeding integer kernels to 7 bits (+-63), as onnxruntime's reduce_range. */
-  reduceRange?: boolean;
+  /** How INT8 weights feeding integer kernels are stored (see INT8_WEIGHTS); default 'u8'. */
+  int8Weights?: Int8Weights;
   /** Images sampled from the simulated variant to calibrate QLinearConv output ranges. */
   calibrationImages?: number;
+  /** Fuse PyTorch-style attention blocks into com.microsoft MultiHeadAttention (float; default true). */
+  fuseAttention?: boolean;
   /** Verification after export (same seeds through the variant and the export); false to skip. */
   verify?: { seeds: number[]; steps?: number } | false;
   onLine?: (s: string) => void;
@@ -209,7 +225,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
   const recipe = manifest.recipe;
   const wfmt = recipe.weights.format as QuantFormat;
   const afmt = (recipe.activations?.format ?? null) as QuantFormat | null;
-  const reduceRange = opts.reduceRange ?? false;
+  const int8Weights: Int8Weights = opts.int8Weights ?? 'u8';
   const params = readParams(vdir);
   const loaded = loadOnnx(join(vdir, 'unet', 'model.onnx'));
   const model = loaded.model;
@@ -219,7 +235,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
   const inits = new Map((graph.initializer ?? []).map((t) => [t.name ?? '', t]));
   const notes: string[] = [];
 
-  const front = new Emit('dqx/w');
+  const front = new Emit('dqx/w', model);
   const replaced = new Map<number, Emit>();
   const quantCache = new Map<string, string>();
   const outReqs: OutReq[] = [];
@@ -329,20 +345,23 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
           xq = e.op('Slice', [xq, e.i64([seg.lo - h.lo]), e.i64([seg.hi - h.lo]), e.i64([axis])]);
         }
         let { codes, scale } = seg.rec;
-        if (reduceRange) {
+        if (int8Weights === 's7') {
           codes = Int8Array.from(codes, (c) => Math.max(-64, Math.min(63, roundEven(c / 2))));
           scale = scale.map((s) => s * 2);
         }
         const nOut = seg.rec.dims[axes.out]!;
         const perChannel = seg.rec.g.kind === 'channel';
         const wScale = perChannel ? e.init('w_scale', 'float32', [nOut], scale) : e.init('w_scale', 'float32', [], scale);
-        const wZp = perChannel ? e.init('w_zp', 'int8', [nOut], new Int8Array(nOut)) : e.init('w_zp', 'int8', [], Int8Array.of(0));
+        const unsigned = int8Weights === 'u8';
+        const wt8 = unsigned ? 'uint8' : 'int8';
+        const wZp = unsigned ? (perChannel ? e.init('w_zp', 'uint8', [nOut], new Uint8Array(nOut).fill(128)) : e.init('w_zp', 'uint8', [], Uint8Array.of(128))) : perChannel ? e.init('w_zp', 'int8', [nOut], new Int8Array(nOut)) : e.init('w_zp', 'int8', [], Int8Array.of(0));
+        const asW = (c: Int8Array) => (unsigned ? Uint8Array.from(c, (v) => v + 128) : c);
         if (rep.op === 'Conv') {
           const k = outReqs.length;
           const ys = `dq_oq/${k}/scale`;
           const yz = `dq_oq/${k}/zp`;
           const yzT = e.op('Cast', [yz], [aInt('to', 2)]);
-          const w = e.init('w', 'int8', seg.rec.dims, codes);
+          const w = e.init('w', wt8, seg.rec.dims, asW(codes));
           const convAttrs = ((node as { attribute?: AttrMsg[] }).attribute ?? []) as AttrMsg[];
           const xs = constScale(h.scale);
           const biasIn: string[] = [];
@@ -364,7 +383,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
             for (let n = 0; n < N; n++) for (let kk = 0; kk < K; kk++) b[kk * N + n] = codes[n * K + kk]!;
             bd = [K, N];
           }
-          const w = e.init('w', 'int8', bd, b);
+          const w = e.init('w', wt8, bd, asW(b));
           const withBias = biasName && biasVals && !biasFolded && biasVals.length === bd[1];
           if (withBias) biasFolded = true;
           outputs.push(e.op('MatMulIntegerToFloat', [xq, w, h.scale, wScale, zpT, wZp, ...(withBias ? [biasName] : [])], [], 'com.microsoft'));
@@ -383,7 +402,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
       dropInits.add(wname);
       layers.push({
         name: rep.name, op: rep.op,
-        storage: `int8 ${parts[0]!.rec.kind === 'int' && parts[0]!.rec.g.kind === 'channel' ? 'per channel' : 'per tensor'}${reduceRange ? ' (reduce range: 7-bit codes)' : ''}${segs.length > 1 ? `, ${segs.length} input-channel segments` : ''}`,
+        storage: `int8 ${parts[0]!.rec.kind === 'int' && parts[0]!.rec.g.kind === 'channel' ? 'per channel' : 'per tensor'}${WEIGHT_LABEL[int8Weights]}${segs.length > 1 ? `, ${segs.length} input-channel segments` : ''}`,
         compute: rep.op === 'Conv' ? 'QLinearConv (int8 kernel; output requantized to uint8)' : 'MatMulIntegerToFloat (int8 kernel, float32 output)',
         activation: `${zpType} QuantizeLinear${site.halves.length > 1 ? ' (split halves)' : ''}`,
         real: true,
@@ -424,8 +443,10 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
   const def = model.opset_import!.find((o) => !o.domain || o.domain === 'ai.onnx');
   if (def && Number(def.version ?? 0) < 21) def.version = 21;
   if (Number(model.ir_version ?? 0) < 10) model.ir_version = 10;
+  const fuse = opts.fuseAttention ?? true;
+  const fused = fuse ? fuseAttention(model) : [];
   pruneDead(model, (graph.input ?? []).map((v) => v.name ?? ''));
-  topoSort(model);
+  sortTopologically(model);
 
   // write into a temporary folder beside the output
   const out = resolve(opts.out);
@@ -496,16 +517,18 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
       );
     }
     if (keep.length) notes.push(`${keep.length} scale/zero-point pairs vary by timestep and stay runtime inputs (quant/params.json); onnxruntime's QLinear kernels read them at run time`);
+    if (nInt8 && int8Weights === 's8') notes.push('int8 weights on u8s8 kernels: exact on CPUs with VNNI; on CPUs with AVX2 only, the kernels saturate 16-bit sums and outputs can be far off (re-export with int8 weights u8, the default, or s7)');
+    if (fused.length) notes.push(`${fused.length} attention blocks (q.k^T, scale, softmax, .v and their head transposes) run as one com.microsoft MultiHeadAttention node each: a float32 fusion, not quantization (attention products stay float in every recipe)`);
     if (params.temporal) notes.push('the FP temporal model (TFMQ cache) is copied unchanged in float32');
     if (mismatches) notes.push(`${mismatches} weight values did not round-trip bit for bit through the recovered codes`);
 
     const info: ExportInfo = {
       version: EXPORT_VERSION,
       from: vdir,
-      options: { reduceRange, calibrationImages: calImages },
+      options: { int8Weights, calibrationImages: calImages, fuseAttention: fuse },
       sizes: { fp32UnetBytes, exportBytes, files, ratio: fp32UnetBytes ? Math.round((exportBytes / fp32UnetBytes) * 10000) / 10000 : null },
       summary: {
-        layers: layers.length, int8Kernels: nInt8, lowBitStorage: nStored, keptFloat: layers.length - nInt8 - nStored, outputRequantizers: outReqs.length, weightMismatches: mismatches,
+        layers: layers.length, int8Kernels: nInt8, lowBitStorage: nStored, keptFloat: layers.length - nInt8 - nStored, outputRequantizers: outReqs.length, weightMismatches: mismatches, fusedAttention: fused.length,
       },
       real,
       simulated: sim,
@@ -562,6 +585,12 @@ function alive(pid: number): boolean {
   }
 }
 
+const WEIGHT_LABEL: Record<Int8Weights, string> = {
+  u8: ' (stored as uint8, zero point 128: u8u8 kernels)',
+  s8: ' (u8s8 kernels)',
+  s7: ' (reduce range: 7-bit codes)',
+};
+
 function roundEven(x: number): number {
   const r = Math.round(x);
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
@@ -574,6 +603,35 @@ function roundEven(x: number): number {
 function compactNames(model: ModelMsg): void {
   const graph = model.graph as NonNullable<ModelMsg['graph']> & { value_info?: unknown[] };
   const keep = new Set([...(graph.input ?? []), ...(graph.output ?? [])].map((v) => v.name ?? ''));
+  // Constant nodes become initializers (shared below when identical), Identity nodes become aliases
+  const through = new Map<string, string>();
+  const constInits: TensorMsg[] = [];
+  graph.node = (graph.node ?? []).filter((n) => {
+    const out = n.output?.[0] ?? '';
+    if (n.domain || keep.has(out)) return true;
+    if (n.op_type === 'Identity' && n.input?.[0]) {
+      through.set(out, n.input[0]);
+      return false;
+    }
+    const attrs = (n as { attribute?: { name?: string; t?: TensorMsg }[] }).attribute ?? [];
+    if (n.op_type === 'Constant' && attrs.length === 1 && attrs[0]!.name === 'value' && attrs[0]!.t) {
+      constInits.push({ ...attrs[0]!.t, name: out } as TensorMsg);
+      return false;
+    }
+    return true;
+  });
+  graph.initializer = [...(graph.initializer ?? []), ...constInits];
+  const resolve = (n: string) => {
+    let r = n;
+    while (through.has(r)) r = through.get(r)!;
+    return r;
+  };
+  for (const n of graph.node) n.input = (n.input ?? []).map(resolve);
+  // short names for the model-local functions (called once per layer)
+  const fns = (model as ModelMsg & { functions?: { name?: string | null }[] }).functions ?? [];
+  const fnName = new Map(fns.map((f, i) => [f.name ?? '', `f${i}`]));
+  for (const f of fns) f.name = fnName.get(f.name ?? '')!;
+  for (const n of graph.node) if (n.domain === LOCAL_DOMAIN && fnName.has(n.op_type ?? '')) n.op_type = fnName.get(n.op_type!)!;
   const map = new Map<string, string>();
   const rename = (n: string) => {
     if (!n || keep.has(n)) return n;
@@ -609,11 +667,6 @@ function compactNames(model: ModelMsg): void {
     delete (n as { doc_string?: string }).doc_string;
   }
   delete graph.value_info;
-}
-
-function topoSort(model: ModelMsg): void {
-  const g = indexGraph(model);
-  model.graph!.node = g.order.map((i) => g.nodes[i]!);
 }
 
 function samplingSettings(manifest: Manifest): { steps: number; sampler: SamplerName; guidance: number | null } {

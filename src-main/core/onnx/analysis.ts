@@ -112,8 +112,8 @@ function elemType(g: GraphIndex, name: string): number | undefined {
   return vi?.type?.tensor_type?.elem_type;
 }
 
-/** Bitmask of runtime inputs each tensor's values depend on. */
-function dependence(g: GraphIndex): Map<string, number> {
+/** Bitmask of runtime inputs (g.inputs order) each tensor's values depend on; 0 for constants. */
+export function dependence(g: GraphIndex): Map<string, number> {
   const dep = new Map<string, number>();
   g.inputs.forEach((n, i) => dep.set(n, 1 << i));
   for (const i of g.order) {

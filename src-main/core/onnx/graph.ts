@@ -111,3 +111,9 @@ export function indexGraph(model: ModelMsg): GraphIndex {
   for (const [name, t] of initializers) shapes.set(name, dimsOf(t));
   return { graph, nodes, names, producer, consumers, initializers, constants, inputs, outputs, order, shapes };
 }
+
+/** Puts the graph's nodes in topological order (in place). */
+export function sortTopologically(model: ModelMsg): void {
+  const g = indexGraph(model);
+  model.graph!.node = g.order.map((i) => g.nodes[i]!);
+}

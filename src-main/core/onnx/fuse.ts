@@ -1,0 +1,171 @@
+/**
+ * Float graph fusions for exported pipelines. Independent of any number format: they make the float remainder
+ * of a network (what stays float32 whatever the recipe) cheaper on onnxruntime, and apply to an FP32 pipeline the
+ * same way.
+ *
+ * `fuseAttention`: scaled dot-product attention as exported by PyTorch,
+ *   q, k, v [B, S, D] -> Reshape [B, S, h, d] -> Transpose (q, v: 0,2,1,3; k: 0,2,3,1)
+ *   -> MatMul(q, k^T) -> Mul/Div by a constant (optional) -> Softmax(last axis) -> MatMul(., v)
+ *   -> Transpose(0,2,1,3) -> Reshape [B, S, D]
+ * becomes one com.microsoft MultiHeadAttention(q, k, v) node (num_heads h, scale). onnxruntime's CPU kernel
+ * computes it per head without the separate transposes, the materialised scaled scores and their shape
+ * bookkeeping. Attention products are never quantized (activation x activation), so this changes no quantizer.
+ * A pattern that differs anywhere (masks, biases, other layouts, tensors used elsewhere) is left as it is.
+ * MultiHeadAttention does not broadcast over the batch: keys or values that do not depend on every input the
+ * queries depend on (a context stored in the graph with batch 1, a text embedding input) are expanded to the
+ * queries' batch first.
+ */
+import { dependence } from './analysis.js';
+import { decodeTensor } from './tensor.js';
+import { indexGraph, nodeAttr, sortTopologically, type GraphIndex } from './graph.js';
+import type { ModelMsg, NodeMsg, TensorMsg } from './model.js';
+import { pruneDead } from './rewrite.js';
+
+export const MS_DOMAIN = 'com.microsoft';
+
+/** Values of a small constant tensor (an initializer or a Constant node's value), or null. */
+function constValues(g: GraphIndex, name: string): number[] | null {
+  let t: TensorMsg | undefined = g.initializers.get(name);
+  if (!t) {
+    const p = g.producer.get(name);
+    const n = p === undefined ? undefined : g.nodes[p]!;
+    if (!n || n.op_type !== 'Constant' || n.domain) return null;
+    t = (n as { attribute?: { name?: string; t?: TensorMsg }[] }).attribute?.find((a) => a.name === 'value')?.t;
+  }
+  if (!t || (t.dims ?? []).reduce((a: number, b) => a * Number(b), 1) > 16) return null;
+  try {
+    return Array.from(decodeTensor(t).data as ArrayLike<number | bigint>, Number);
+  } catch {
+    return null;
+  }
+}
+
+const permIs = (n: NodeMsg, perm: number[]) => {
+  const p = (nodeAttr(n, 'perm')?.ints ?? []).map(Number);
+  return p.length === perm.length && p.every((v, i) => v === perm[i]);
+};
+
+/** Heads of a Reshape to [B, S, h, d]: the shape's third entry, from a constant shape or a Concat of pieces. */
+function headsOf(g: GraphIndex, reshape: NodeMsg): number | null {
+  const shape = reshape.input?.[1] ?? '';
+  const whole = constValues(g, shape);
+  if (whole) return whole.length === 4 && whole[2]! > 0 ? whole[2]! : null;
+  const p = g.producer.get(shape);
+  const c = p === undefined ? undefined : g.nodes[p]!;
+  if (!c || c.op_type !== 'Concat' || (c.input ?? []).length !== 4) return null;
+  const h = constValues(g, c.input![2]!);
+  return h && h.length === 1 && h[0]! > 0 ? h[0]! : null;
+}
+
+export interface FusedAttention {
+  /** The Softmax of each fused block (its name in the source graph). */
+  softmax: string;
+  heads: number;
+  scale: number;
+}
+
+/** Rewrites every matching attention block in place (see the module comment); returns what it fused. */
+export function fuseAttention(model: ModelMsg): FusedAttention[] {
+  const g = indexGraph(model);
+  const only = (tensor: string): NodeMsg | null => {
+    const c = g.consumers.get(tensor) ?? [];
+    return c.length === 1 && !g.outputs.includes(tensor) ? g.nodes[c[0]!]! : null;
+  };
+  const prod = (tensor: string): NodeMsg | null => {
+    const p = g.producer.get(tensor);
+    return p === undefined ? null : g.nodes[p]!;
+  };
+  const is = (n: NodeMsg | null, op: string): n is NodeMsg => !!n && n.op_type === op && !n.domain;
+  const out0 = (n: NodeMsg) => n.output?.[0] ?? '';
+  /** Reshape [B,S,h,d] -> Transpose(perm) of a head-split projection: [projection, heads] or null. */
+  const split = (t: string, perm: number[]): { x: string; heads: number; nodes: NodeMsg[] } | null => {
+    const tr = prod(t);
+    if (!is(tr, 'Transpose') || !permIs(tr, perm) || only(t) === null) return null;
+    const rs = prod(tr.input?.[0] ?? '');
+    if (!is(rs, 'Reshape') || only(out0(rs)) !== tr) return null;
+    const heads = headsOf(g, rs);
+    return heads ? { x: rs.input![0]!, heads, nodes: [tr, rs] } : null;
+  };
+
+  const dep = dependence(g);
+  const extraNodes: NodeMsg[] = [];
+  const extraInits: TensorMsg[] = [];
+  const i64 = (name: string, v: number[]): string => {
+    extraInits.push({ name, dims: [v.length], data_type: 7, raw_data: new Uint8Array(BigInt64Array.from(v.map(BigInt)).buffer) });
+    return name;
+  };
+  /** `x` broadcast to the batch of `like` (Expand to [B, 1, 1]). */
+  const toBatchOf = (x: string, like: string, tag: string): string => {
+    const p = `dq_fuse/${tag}`;
+    if (!extraInits.some((t) => t.name === 'dq_fuse/s0')) {
+      i64('dq_fuse/s0', [0]);
+      i64('dq_fuse/s1', [1]);
+      i64('dq_fuse/s11', [1, 1]);
+    }
+    extraNodes.push(
+      { op_type: 'Shape', input: [like], output: [`${p}/shape`] },
+      { op_type: 'Slice', input: [`${p}/shape`, 'dq_fuse/s0', 'dq_fuse/s1'], output: [`${p}/b`] },
+      { op_type: 'Concat', input: [`${p}/b`, 'dq_fuse/s11'], output: [`${p}/dims`], attribute: [{ name: 'axis', type: 2, i: 0 }] } as NodeMsg,
+      { op_type: 'Expand', input: [x, `${p}/dims`], output: [`${p}/x`] },
+    );
+    return `${p}/x`;
+  };
+  const fused: FusedAttention[] = [];
+  const drop = new Set<NodeMsg>();
+  const add = new Map<NodeMsg, NodeMsg>();
+  g.nodes.forEach((sm, i) => {
+    if (!is(sm, 'Softmax')) return;
+    const axis = Number(nodeAttr(sm, 'axis')?.i ?? -1);
+    if (axis !== -1 && axis !== 3) return;
+    let scores = prod(sm.input?.[0] ?? '');
+    let scale = 1;
+    const chain: NodeMsg[] = [sm];
+    if ((is(scores, 'Mul') || is(scores, 'Div')) && only(out0(scores)) === sm) {
+      const [a, b] = scores.input ?? [];
+      const cv = constValues(g, b ?? '');
+      if (!cv || cv.length !== 1 || !(cv[0]! > 0)) return;
+      scale = scores.op_type === 'Mul' ? cv[0]! : 1 / cv[0]!;
+      chain.push(scores);
+      scores = prod(a ?? '');
+    }
+    if (!is(scores, 'MatMul') || only(out0(scores)) !== chain[chain.length - 1]) return;
+    const q = split(scores.input?.[0] ?? '', [0, 2, 1, 3]);
+    const k = split(scores.input?.[1] ?? '', [0, 2, 3, 1]);
+    const pv = only(out0(sm));
+    if (!q || !k || q.heads !== k.heads || !is(pv, 'MatMul') || pv.input?.[0] !== out0(sm)) return;
+    const v = split(pv.input?.[1] ?? '', [0, 2, 1, 3]);
+    const ot = only(out0(pv));
+    if (!v || v.heads !== q.heads || !is(ot, 'Transpose') || !permIs(ot, [0, 2, 1, 3])) return;
+    const or = only(out0(ot));
+    if (!is(or, 'Reshape')) return;
+    const orShape = constValues(g, or.input?.[1] ?? '');
+    const orConcat = prod(or.input?.[1] ?? '');
+    if (!(orShape ? orShape.length === 3 : is(orConcat, 'Concat') && orConcat.input?.length === 3)) return;
+    const blockNodes = [...chain, scores, ...q.nodes, ...k.nodes, ...v.nodes, pv, ot, or];
+    if (blockNodes.some((n) => drop.has(n))) return;
+    for (const n of blockNodes) drop.add(n);
+    // keys/values that do not depend on every input the queries do (a context stored in the graph, or a text
+    // embedding input) may have another batch size: expand them (cheap: [B, L, D])
+    const dq = dep.get(q.x) ?? 0;
+    const batched = (x: string, tag: string) => (((dep.get(x) ?? 0) & dq) === dq ? x : toBatchOf(x, q.x, `${fused.length}${tag}`));
+    add.set(or, {
+      op_type: 'MultiHeadAttention',
+      domain: MS_DOMAIN,
+      input: [q.x, batched(k.x, 'k'), batched(v.x, 'v')],
+      output: [out0(or)],
+      attribute: [
+        { name: 'num_heads', type: 2, i: q.heads },
+        { name: 'scale', type: 1, f: scale },
+      ],
+    } as NodeMsg);
+    fused.push({ softmax: g.names[i]!, heads: q.heads, scale });
+  });
+  if (!fused.length) return fused;
+  model.graph!.node = [...extraNodes, ...g.nodes.flatMap((n) => (add.has(n) ? [add.get(n)!] : drop.has(n) ? [] : [n]))];
+  model.graph!.initializer = [...(model.graph!.initializer ?? []), ...extraInits];
+  const ops = model.opset_import ?? [];
+  if (!ops.some((o) => o.domain === MS_DOMAIN)) model.opset_import = [...ops, { domain: MS_DOMAIN, version: 1 }];
+  pruneDead(model, g.inputs);
+  sortTopologically(model);
+  return fused;
+}
