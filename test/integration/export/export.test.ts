@@ -88,6 +88,8 @@ describe('dq export (tiny model)', () => {
     expect(exported['int4-w4a16']!.export.verification!.maxAbs).toBeLessThan(0.05);
     // simulated activation quantizers round whatever reaches them: a last-bit difference can flip a code
     for (const p of ['q-diffusion-w4a8', 'mxfp4-w4a8', 'fp8-e4m3-w8a8']) expect(exported[p]!.export.verification!.meanAbs).toBeLessThan(0.1);
+    // MXFP4 weights decoded by the block decoder function are the simulated values bit for bit
+    expect(exported['mxfp4-w4a8']!.export.verification!.maxAbs).toBeLessThan(1e-4);
     for (const p of ['naive-w8a8', 'int8-w8a8', 'int8-w8a8-rr']) {
       const v = exported[p]!.export.verification!;
       // u8 weights are the simulated codes exactly: only the requantized conv outputs differ; 7-bit codes

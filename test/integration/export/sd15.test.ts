@@ -1,6 +1,6 @@
 /**
  * Export sizes on the committed UNet with Stable Diffusion 1.5's topology (tools/make_sd15_unet.py, reduced width,
- * random weights): W8A8 and 4-bit weights vs the FP32 unet.
+ * random weights): W8A8 and 4-bit weights (INT4, MXFP4, NVFP4) vs the FP32 unet.
  */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,7 +9,7 @@ import { exportPipeline, type ExportManifest } from '../../../src-main/core/expo
 import { releaseSessions } from '../../../src-main/core/pipeline/pipeline';
 import { calibrate } from '../../../src-main/core/quant/calibrate';
 import { quantizePipeline } from '../../../src-main/core/quant/quantize';
-import { loadRecipe } from '../../../src-main/core/quant/recipe';
+import { loadRecipe, parseRecipe } from '../../../src-main/core/quant/recipe';
 import { ROOT, tmp } from '../../helpers';
 
 const SD15 = join(ROOT, 'test', 'fixtures', 'sd15');
@@ -22,6 +22,12 @@ beforeAll(async () => {
   for (const p of ['naive-w8a8', 'int8-w8a8', 'q-diffusion-w4a8', 'int4-w4a16']) {
     await quantizePipeline({ pipelineDir: SD15, recipe: loadRecipe(p), record: rec, recordPath: calib, out: join(work, p) });
     m[p] = await exportPipeline({ variantDir: join(work, p), out: join(work, `${p}-x`), calibrationImages: 1, verify: false });
+  }
+  // the block-scaled 4-bit formats on every layer (their presets keep the first, last and time layers in FP32)
+  for (const p of ['mxfp4-w4a8', 'nvfp4-w4a4']) {
+    const recipe = parseRecipe({ ...loadRecipe(p), name: `${p}-all`, keepFp: [] }, p);
+    await quantizePipeline({ pipelineDir: SD15, recipe, record: rec, recordPath: calib, out: join(work, `${p}-all`) });
+    m[`${p}-all`] = await exportPipeline({ variantDir: join(work, `${p}-all`), out: join(work, `${p}-all-x`), calibrationImages: 1, verify: false });
   }
 }, 600_000);
 
@@ -37,6 +43,13 @@ describe('dq export (SD 1.5 topology)', () => {
     expect(m['int8-w8a8']!.export.sizes.ratio!).toBeLessThanOrEqual(0.3);
     expect(m['q-diffusion-w4a8']!.export.sizes.ratio!).toBeLessThanOrEqual(0.16);
     expect(m['int4-w4a16']!.export.sizes.ratio!).toBeLessThanOrEqual(0.16);
+    // MXFP4 (4.25 bits) and NVFP4 (4.5 bits): packed codes decoded by one shared local function per model
+    for (const p of ['mxfp4-w4a8-all', 'nvfp4-w4a4-all']) {
+      expect(m[p]!.export.sizes.ratio!).toBeLessThanOrEqual(0.16);
+      expect(m[p]!.export.summary.lowBitStorage).toBeGreaterThan(200);
+    }
+    // every self- and cross-attention block of the 16 transformers runs as one MultiHeadAttention node
+    expect(m['naive-w8a8']!.export.summary.fusedAttention).toBe(32);
     for (const x of Object.values(m)) {
       expect(x.export.summary.weightMismatches).toBe(0);
     }
