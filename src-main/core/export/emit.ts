@@ -21,6 +21,7 @@ export class Emit {
   readonly nodes: unknown[] = [];
   readonly inits: unknown[] = [];
   private n = 0;
+  private decoder: string | undefined;
   /** `model`: where model-local functions (the block-scaled weight decoder) are added. */
   constructor(
     readonly prefix: string,
@@ -30,8 +31,11 @@ export class Emit {
   /** The model-local function that decodes block-scaled (MX / NVFP4) weights; its name, to call in LOCAL_DOMAIN. */
   blockDecoder(): string {
     if (!this.model) throw new Error('Emit: no model to hold the block decoder function');
-    const { frag, params } = blockDecoderFragment();
-    return localFunction(this.model, frag, params);
+    if (!this.decoder) {
+      const { frag, params } = blockDecoderFragment();
+      this.decoder = localFunction(this.model, frag, params);
+    }
+    return this.decoder;
   }
 
   fresh(hint: string): string {

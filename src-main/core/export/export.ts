@@ -621,12 +621,12 @@ function compactNames(model: ModelMsg): void {
     return true;
   });
   graph.initializer = [...(graph.initializer ?? []), ...constInits];
-  const resolve = (n: string) => {
+  const unalias = (n: string) => {
     let r = n;
     while (through.has(r)) r = through.get(r)!;
     return r;
   };
-  for (const n of graph.node) n.input = (n.input ?? []).map(resolve);
+  for (const n of graph.node) n.input = (n.input ?? []).map(unalias);
   // short names for the model-local functions (called once per layer)
   const fns = (model as ModelMsg & { functions?: { name?: string | null }[] }).functions ?? [];
   const fnName = new Map(fns.map((f, i) => [f.name ?? '', `f${i}`]));
