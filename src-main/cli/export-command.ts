@@ -10,6 +10,7 @@ import { DqError } from '../core/errors.js';
 import { exportPipeline, INT8_WEIGHTS, type ExportManifest, type Int8Weights } from '../core/export/export.js';
 import { parseIntList } from '../core/ranges.js';
 import { num } from './options.js';
+import { progressPrinter } from './progress.js';
 
 
 const kb = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
@@ -47,16 +48,40 @@ export function registerExport(program: Command): void {
     .option('--no-verify', 'skip the verification')
     .option('--json', 'print the export section of the manifest as JSON')
     .action(async (dir: string, o: { out: string; int8Weights: Int8Weights; seeds: string; steps?: number; calibImages: number; verify: boolean; fuseAttention: boolean; json?: boolean }) => {
-      const m = await exportPipeline({
-        variantDir: dir,
-        out: o.out,
-        int8Weights: o.int8Weights,
-        fuseAttention: o.fuseAttention,
-        calibrationImages: o.calibImages,
-        verify: o.verify ? { seeds: parseIntList(o.seeds, '--seeds'), steps: o.steps } : false,
-        onLine: o.json ? undefined : (s) => console.log(s),
-      });
-      console.log(o.json ? JSON.stringify(m.export, null, 2) : exportSummary(m, o.out).join('\n'));
+      // a progress line per phase on stderr; Ctrl-C stops the export and leaves the previous output
+      const bar: { phase: string; printer: ReturnType<typeof progressPrinter> | null } = { phase: '', printer: null };
+      const ac = new AbortController();
+      const onInt = () => ac.abort();
+      process.once('SIGINT', onInt);
+      try {
+        const m = await exportPipeline({
+          variantDir: dir,
+          out: o.out,
+          int8Weights: o.int8Weights,
+          fuseAttention: o.fuseAttention,
+          calibrationImages: o.calibImages,
+          verify: o.verify ? { seeds: parseIntList(o.seeds, '--seeds'), steps: o.steps } : false,
+          onLine: o.json ? undefined : (s) => console.log(s),
+          signal: ac.signal,
+          onProgress: o.json
+            ? undefined
+            : (p) => {
+                if (p.phase !== bar.phase) {
+                  bar.printer?.done();
+                  bar.phase = p.phase;
+                  bar.printer = progressPrinter(p.phase);
+                }
+                bar.printer!.update(p);
+              },
+        });
+        bar.printer?.done();
+        console.log(o.json ? JSON.stringify(m.export, null, 2) : exportSummary(m, o.out).join('\n'));
+      } catch (e) {
+        bar.printer?.done();
+        throw e;
+      } finally {
+        process.off('SIGINT', onInt);
+      }
     });
 }
 

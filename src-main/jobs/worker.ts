@@ -56,9 +56,10 @@ async function run(task: WorkerTask): Promise<unknown> {
     return { kind: 'calibrate', sites: rec.sites.length, steps: rec.steps, seconds: rec.seconds };
   }
   if (task.kind === 'export') {
-    progress('exporting', 0, 1);
-    const m = await exportPipeline({ variantDir: task.variantDir, out: task.out, int8Weights: task.int8Weights, verify: { seeds: task.verifySeeds, steps: task.verifySteps } });
-    progress('exporting', 1, 1);
+    const m = await exportPipeline({
+      variantDir: task.variantDir, out: task.out, int8Weights: task.int8Weights, verify: { seeds: task.verifySeeds, steps: task.verifySteps },
+      signal, onProgress: (p) => progress(p.phase, p.done, p.total),
+    });
     const e = m.export;
     const result: ExportResult = {
       kind: 'export',

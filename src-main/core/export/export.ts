@@ -23,7 +23,7 @@ import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { QuantFormat } from '../../../kernels/quant.js';
-import { DqError } from '../errors.js';
+import { DqError, isDqError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { indexGraph, nodeAttr, sortTopologically } from '../onnx/graph.js';
 import { externalRef, floatTensor, loadOnnx, saveOnnx, type LoadedModel } from '../onnx/io.js';
@@ -121,6 +121,20 @@ export interface ExportOptions {
   /** Verification after export (same seeds through the variant and the export); false to skip. */
   verify?: { seeds: number[]; steps?: number } | false;
   onLine?: (s: string) => void;
+  /** Progress per phase: converting layers, calibrating output ranges, verifying (sampling steps). */
+  onProgress?: (p: ExportProgress) => void;
+  /** Aborting stops the export between layers or sampling steps; the previous output stays as it was. */
+  signal?: AbortSignal;
+}
+
+export interface ExportProgress {
+  phase: 'converting layers' | 'calibrating output ranges' | 'verifying (simulated)' | 'verifying (export)';
+  done: number;
+  total: number;
+}
+
+function checkAbort(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new DqError('CANCELLED', 'the export was cancelled; the previous output (if any) is unchanged');
 }
 
 const INPUT_VI = (name: string) => ({ name, type: { tensor_type: { elem_type: 1, shape: { dim: [] } } } });
@@ -244,7 +258,10 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
   let mismatches = 0;
   const int8Acts = afmt?.kind === 'int' && afmt.bits === 8;
 
-  for (const rep of manifest.layers) {
+  const hooks = { signal: opts.signal, onProgress: opts.onProgress };
+  for (const [k, rep] of manifest.layers.entries()) {
+    checkAbort(opts.signal);
+    opts.onProgress?.({ phase: 'converting layers', done: k, total: manifest.layers.length });
     const i = nodeIdx.get(rep.name);
     const node = i === undefined ? undefined : g.nodes[i];
     if (!rep.weight || !node) {
@@ -317,7 +334,9 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
         segs.push({ lo, hi, half, rec: { ...r, codes, dims: cdims } });
       }
       const outputs: string[] = [];
-      const zpType = afmt?.kind === 'int' && afmt.symmetric ? 'int8' : 'uint8';
+      // symmetric int8 activations are quantized as uint8 with the zero point + 128: the same codes shifted by 128
+      // (onnxruntime's int8-activation kernels take int8 weights only and saturate on AVX2)
+      const symmetric = afmt?.kind === 'int' && afmt.symmetric;
       // the bias goes into the kernel when it can: MatMulIntegerToFloat adds a float bias itself; QLinearConv takes
       // an int32 bias in units of x_scale * w_scale, known only when the activation scale is one constant
       const biasName = ins[2];
@@ -335,7 +354,8 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
         let xq = quantCache.get(qkey);
         let zpT = quantCache.get(`${qkey}/zp`);
         if (!xq || !zpT) {
-          zpT = h.zp ? e.op('Cast', [h.zp], [aInt('to', 2)]) : e.init('zp', 'int8', [], Int8Array.of(0));
+          const zpIn = h.zp && symmetric ? e.op('Add', [h.zp, e.f32(128)]) : h.zp;
+          zpT = zpIn ? e.op('Cast', [zpIn], [aInt('to', 2)]) : e.init('zp', 'uint8', [], Uint8Array.of(symmetric ? 128 : 0));
           xq = e.op('QuantizeLinear', [h.x, h.scale, zpT]);
           quantCache.set(qkey, xq);
           quantCache.set(`${qkey}/zp`, zpT);
@@ -404,7 +424,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
         name: rep.name, op: rep.op,
         storage: `int8 ${parts[0]!.rec.kind === 'int' && parts[0]!.rec.g.kind === 'channel' ? 'per channel' : 'per tensor'}${WEIGHT_LABEL[int8Weights]}${segs.length > 1 ? `, ${segs.length} input-channel segments` : ''}`,
         compute: rep.op === 'Conv' ? 'QLinearConv (int8 kernel; output requantized to uint8)' : 'MatMulIntegerToFloat (int8 kernel, float32 output)',
-        activation: `${zpType} QuantizeLinear${site.halves.length > 1 ? ' (split halves)' : ''}`,
+        activation: `uint8 QuantizeLinear${symmetric ? ' (symmetric int8 codes + 128)' : ''}${site.halves.length > 1 ? ' (split halves)' : ''}`,
         real: true,
         mismatches: partMismatch,
       });
@@ -426,6 +446,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     });
   }
 
+  opts.onProgress?.({ phase: 'converting layers', done: manifest.layers.length, total: manifest.layers.length });
   // rebuild the node list: weight decoders first, replacements in place of their layers
   const newNodes: unknown[] = [...front.nodes];
   (graph.node ?? []).forEach((n, k) => {
@@ -462,7 +483,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
 
     // output ranges of QLinearConv layers, calibrated on the simulated variant
     const calImages = opts.calibrationImages ?? 8;
-    const outTables = outReqs.length ? await calibrateOutputs(vdir, loaded, outReqs, calImages, manifest, tmp, log) : [];
+    const outTables = outReqs.length ? await calibrateOutputs(vdir, loaded, outReqs, calImages, manifest, tmp, log, hooks) : [];
     const exportParams: ParamsFile = { version: params.version, activations: [...params.activations], temporal: params.temporal };
     outReqs.forEach((o, k) => exportParams.activations.push({ site: -1 - k, half: 0, scaleInput: o.scale, zeroPointInput: o.zp, table: outTables[k]! }));
     // one parameter set for all timesteps: constants in the graph (kernels and fusions see fixed scales)
@@ -500,7 +521,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     const sim: string[] = [];
     const nInt8 = layers.filter((l) => l.real).length;
     const nStored = layers.filter((l) => !l.real && l.storage !== 'float32' && !l.storage.startsWith('float32')).length;
-    if (nInt8) real.push(`${nInt8} layers run on onnxruntime int8 kernels (QLinearConv / MatMulIntegerToFloat) with int8 weights and ${afmt && afmt.kind === 'int' && afmt.symmetric ? 'int8' : 'uint8'} activations`);
+    if (nInt8) real.push(`${nInt8} layers run on onnxruntime int8 kernels (QLinearConv / MatMulIntegerToFloat) with 8-bit weights${WEIGHT_LABEL[int8Weights]} and uint8 activations${afmt && afmt.kind === 'int' && afmt.symmetric ? ' (symmetric int8 codes + 128)' : ''}`);
     const byStorage = new Map<string, number>();
     for (const l of layers) if (!l.real && !l.storage.startsWith('float32')) byStorage.set(l.storage, (byStorage.get(l.storage) ?? 0) + 1);
     for (const [s, n] of byStorage) {
@@ -542,10 +563,11 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     if (opts.verify !== false) {
       const v = opts.verify ?? { seeds: [0, 1, 2, 3] };
       log(`verifying: ${v.seeds.length} images through the simulated variant and the export`);
-      info.verification = await verifyExport(vdir, tmp, v.seeds, v.steps ?? manifest.calibration?.settings.steps ?? 25);
+      info.verification = await verifyExport(vdir, tmp, v.seeds, v.steps ?? manifest.calibration?.settings.steps ?? 25, hooks);
       writeFileAtomic(join(tmp, 'manifest.json'), JSON.stringify(em, null, 2) + '\n');
     }
     await releaseSessions();
+    checkAbort(opts.signal);
     // swap into place
     const old = `${out}.${process.pid}.old`;
     if (existsSync(out)) renameSync(out, old);
@@ -553,7 +575,9 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     rmSync(old, { recursive: true, force: true });
     return em;
   } catch (e) {
+    await releaseSessions();
     rmSync(tmp, { recursive: true, force: true });
+    if (isDqError(e) && e.code === 'CANCELLED') checkAbort(opts.signal);
     throw e;
   }
 }
@@ -675,7 +699,12 @@ function samplingSettings(manifest: Manifest): { steps: number; sampler: Sampler
 }
 
 /** Min/max of every QLinearConv output (before bias) per step, on the simulated variant; uint8 parameters per table. */
-async function calibrateOutputs(vdir: string, loaded: LoadedModel, reqs: OutReq[], images: number, manifest: Manifest, tmp: string, log: (s: string) => void): Promise<ParamsFile['activations'][number]['table'][]> {
+interface Hooks {
+  signal: AbortSignal | undefined;
+  onProgress: ((p: ExportProgress) => void) | undefined;
+}
+
+async function calibrateOutputs(vdir: string, loaded: LoadedModel, reqs: OutReq[], images: number, manifest: Manifest, tmp: string, log: (s: string) => void, hooks: Hooks): Promise<ParamsFile['activations'][number]['table'][]> {
   const stats = loadOnnx(loaded.path).model;
   const e = new Emit('dqx/stat');
   const inits = new Map((stats.graph!.initializer ?? []).map((t) => [t.name ?? '', t]));
@@ -715,26 +744,31 @@ async function calibrateOutputs(vdir: string, loaded: LoadedModel, reqs: OutReq[
   const nClasses = pipeline.index.classes.length;
   log(`calibrating ${reqs.length} QLinearConv output ranges on ${images} images (${set.steps} steps)`);
   const seeds = Array.from({ length: images }, (_, i) => 1_000_000 + i);
-  await sample(pipeline, base, {
-    seeds,
-    classes: pipeline.io.classLabels ? seeds.map((_, i) => i % nClasses) : [],
-    steps: set.steps,
-    sampler: set.sampler,
-    guidance: pipeline.io.classLabels ? (set.guidance ?? pipeline.index.defaultGuidance) : 1,
-    batchSize: images,
-    tap: {
-      session,
-      steps: new Set(sched.timesteps.map((_, k) => k)),
-      fetch,
-      onOutputs: (step, _t, res) => {
-        taps.forEach(([names], k) => {
-          const st = readTap(res, names!);
-          acc[k]!.set(step, mergeStat(acc[k]!.get(step), st));
-        });
+  try {
+    await sample(pipeline, base, {
+      seeds,
+      classes: pipeline.io.classLabels ? seeds.map((_, i) => i % nClasses) : [],
+      steps: set.steps,
+      sampler: set.sampler,
+      guidance: pipeline.io.classLabels ? (set.guidance ?? pipeline.index.defaultGuidance) : 1,
+      batchSize: images,
+      signal: hooks.signal,
+      onProgress: (p) => hooks.onProgress?.({ phase: 'calibrating output ranges', done: p.done, total: p.total }),
+      tap: {
+        session,
+        steps: new Set(sched.timesteps.map((_, k) => k)),
+        fetch,
+        onOutputs: (step, _t, res) => {
+          taps.forEach(([names], k) => {
+            const st = readTap(res, names!);
+            acc[k]!.set(step, mergeStat(acc[k]!.get(step), st));
+          });
+        },
       },
-    },
-  });
-  await session.release();
+    });
+  } finally {
+    await session.release();
+  }
   rmSync(join(tmp, '.stats'), { recursive: true, force: true });
   const fmt = { kind: 'int' as const, bits: 8, symmetric: false };
   const act = { format: fmt, clipping: manifest.recipe.activations?.clipping ?? 'minmax', percentile: manifest.recipe.activations?.percentile ?? 99.99, perTimestep: perStep };
@@ -754,16 +788,19 @@ async function calibrateOutputs(vdir: string, loaded: LoadedModel, reqs: OutReq[
 }
 
 /** Samples the same seeds through the simulated variant and the export; max and mean |difference|. */
-export async function verifyExport(variantDir: string, exportDir: string, seeds: number[], steps: number): Promise<Verification> {
-  const run = async (dir: string) => {
+export async function verifyExport(variantDir: string, exportDir: string, seeds: number[], steps: number, hooks: Partial<Hooks> = {}): Promise<Verification> {
+  const run = async (dir: string, phase: ExportProgress['phase']) => {
     const { pipeline, session } = await loadPipeline(dir, 'cpu');
     const classes = pipeline.io.classLabels ? seeds.map((s) => s % pipeline.index.classes.length) : [];
     const guidance = pipeline.io.classLabels ? pipeline.index.defaultGuidance : 1;
-    const res = await sample(pipeline, session, { seeds, classes, steps, sampler: 'ddim', guidance, batchSize: seeds.length });
+    const res = await sample(pipeline, session, {
+      seeds, classes, steps, sampler: 'ddim', guidance, batchSize: seeds.length,
+      signal: hooks.signal, onProgress: (p) => hooks.onProgress?.({ phase, done: p.done, total: p.total }),
+    });
     return { res, classes, guidance };
   };
-  const a = await run(variantDir);
-  const b = await run(exportDir);
+  const a = await run(variantDir, 'verifying (simulated)');
+  const b = await run(exportDir, 'verifying (export)');
   let max = 0;
   let sum = 0;
   let n = 0;

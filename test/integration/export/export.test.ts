@@ -11,9 +11,9 @@ import { exportPipeline, type ExportManifest } from '../../../src-main/core/expo
 import { readModel } from '../../../src-main/core/onnx/model';
 import { loadPipeline, releaseSessions } from '../../../src-main/core/pipeline/pipeline';
 import { sample } from '../../../src-main/core/pipeline/sample';
-import { calibrate } from '../../../src-main/core/quant/calibrate';
+import { calibrate, readRecord } from '../../../src-main/core/quant/calibrate';
 import { quantizePipeline } from '../../../src-main/core/quant/quantize';
-import { loadRecipe } from '../../../src-main/core/quant/recipe';
+import { loadRecipe, parseRecipe } from '../../../src-main/core/quant/recipe';
 import { ROOT, tmp, TINY } from '../../helpers';
 
 const work = tmp('dq-export-');
@@ -128,5 +128,33 @@ describe('dq export (tiny model)', () => {
     expect(again.export.summary.int8Kernels).toBeGreaterThan(20);
     expect(readdirSync(work).some((f) => f.startsWith('.naive-w8a8-x.'))).toBe(false);
     expect(existsSync(join(out, 'unet', 'model.onnx'))).toBe(true);
+  }, 120_000);
+
+  it('a cancelled export stops with CANCELLED, leaves the previous output and no temporary folder', async () => {
+    const out = join(work, 'int8-w8a8-x');
+    const before = readFileSync(join(out, 'manifest.json'), 'utf8');
+    const ac = new AbortController();
+    const phases = new Set<string>();
+    const run = exportPipeline({
+      variantDir: join(work, 'int8-w8a8'), out, calibrationImages: 2, verify: { seeds: [0], steps: 4 }, signal: ac.signal,
+      onProgress: (p) => {
+        phases.add(p.phase);
+        if (p.phase === 'calibrating output ranges' && p.done > 0) ac.abort();
+      },
+    });
+    await expect(run).rejects.toMatchObject({ code: 'CANCELLED' });
+    expect([...phases]).toEqual(['converting layers', 'calibrating output ranges']);
+    expect(readFileSync(join(out, 'manifest.json'), 'utf8')).toBe(before);
+    expect(readdirSync(work).some((f) => f.startsWith('.int8-w8a8-x.'))).toBe(false);
+  });
+
+  it('symmetric int8 activations run on the uint8 kernels as their codes + 128', async () => {
+    const r0 = loadRecipe('naive-w8a8');
+    const recipe = parseRecipe({ ...r0, name: 'sym-w8a8', activations: { ...r0.activations!, format: { kind: 'int', bits: 8, symmetric: true } } }, 'test');
+    const calib = join(work, 'calib.json');
+    await quantizePipeline({ pipelineDir: fp, recipe, record: readRecord(calib), recordPath: calib, out: join(work, 'sym') });
+    const m = await exportPipeline({ variantDir: join(work, 'sym'), out: join(work, 'sym-x'), calibrationImages: 4, verify: { seeds: [0, 1, 2], steps: 10 } });
+    expect(m.export.summary.int8Kernels).toBeGreaterThan(20);
+    expect(m.export.verification!.meanAbs).toBeLessThan(0.06);
   }, 120_000);
 });
