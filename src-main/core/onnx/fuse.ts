@@ -88,6 +88,7 @@ export function fuseAttention(model: ModelMsg): FusedAttention[] {
   };
 
   const dep = dependence(g);
+  const opset = Number((model.opset_import ?? []).find((o) => !o.domain || o.domain === 'ai.onnx')?.version ?? 0);
   const extraNodes: NodeMsg[] = [];
   const extraInits: TensorMsg[] = [];
   const i64 = (name: string, v: number[]): string => {
@@ -115,7 +116,8 @@ export function fuseAttention(model: ModelMsg): FusedAttention[] {
   const add = new Map<NodeMsg, NodeMsg>();
   g.nodes.forEach((sm, i) => {
     if (!is(sm, 'Softmax')) return;
-    const axis = Number(nodeAttr(sm, 'axis')?.i ?? -1);
+    // Softmax's default axis is -1 from opset 13, 1 before
+    const axis = Number(nodeAttr(sm, 'axis')?.i ?? (opset >= 13 ? -1 : 1));
     if (axis !== -1 && axis !== 3) return;
     let scores = prod(sm.input?.[0] ?? '');
     let scale = 1;
