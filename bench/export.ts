@@ -13,7 +13,7 @@
  * The CPU's int8 dot-product support (AVX-512 VNNI / AVX-VNNI, or neither) is printed: it decides the int8 speed.
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { exportPipeline } from '../src-main/core/export/export.js';
@@ -23,6 +23,7 @@ import { loadPipeline, releaseSessions } from '../src-main/core/pipeline/pipelin
 import { calibrate } from '../src-main/core/quant/calibrate.js';
 import { quantizePipeline } from '../src-main/core/quant/quantize.js';
 import { loadRecipe } from '../src-main/core/quant/recipe.js';
+import { int8Support, INT8_SUPPORT_LABEL } from '../src-main/core/runtime/cpu.js';
 import type { FeedValue } from '../src-main/core/runtime/onnx.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -43,17 +44,6 @@ function fusedCopy(fp: string, dir: string): number {
   const n = fuseAttention(l.model).length;
   saveOnnx(l.model, join(dir, 'unet', 'model.onnx'), l.dir);
   return n;
-}
-
-function cpuInt8(): string {
-  let flags = '';
-  try {
-    flags = /^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '';
-  } catch {
-    return 'unknown (no /proc/cpuinfo)';
-  }
-  const has = (f: string) => new RegExp(`\\b${f}\\b`).test(flags);
-  return has('avx512_vnni') ? 'AVX-512 VNNI' : has('avx_vnni') ? 'AVX-VNNI' : has('avx2') ? 'AVX2 without VNNI' : 'no AVX2';
 }
 
 async function runner(dir: string) {
@@ -103,7 +93,7 @@ export async function benchExport(): Promise<void> {
     for (const r of rows) console.log(r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  '));
     const [src, fused, q, qs] = times as [number[], number[], number[], number[]];
     const ratio = (p: number[], r: number[]) => `fastest ${(p[0]! / r[0]!).toFixed(2)}x, median ${(med(p) / med(r)).toFixed(2)}x`;
-    console.log(`CPU int8 dot products: ${cpuInt8()}; size ratio ${sizes.ratio}`);
+    console.log(`CPU int8 dot products: ${INT8_SUPPORT_LABEL[int8Support()]}; size ratio ${sizes.ratio}`);
     console.log(`speed-up FP32 source / W8A8 export: ${ratio(src, q)}`);
     console.log(`  of which the float fusion (FP32 source / FP32 + fusion): ${ratio(src, fused)}; the int8 kernels (FP32 + fusion / W8A8 export): ${ratio(fused, q)}`);
     console.log(`speed-up FP32 source / W8A8 export with s8 weights: ${ratio(src, qs)}`);

@@ -69,6 +69,7 @@ export function buildProgram(): Command {
         onProgress: progress?.update,
       });
       progress?.done();
+      for (const w of rec.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
       const fb = rec.provider.fallback ? ` (fell back: ${rec.provider.fallback})` : '';
       console.log(
         `${rec.images.length} images, ${rec.settings.sampler} ${rec.settings.steps} steps, guidance ${rec.settings.guidance}, ` +

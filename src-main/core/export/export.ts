@@ -39,6 +39,7 @@ import type { Site } from '../quant/sites.js';
 import { mergeStat, type Stat } from '../quant/stats.js';
 import { addStatTaps, readTap, tapFetch } from '../quant/taps.js';
 import { weightAxes } from '../quant/weights.js';
+import { int8Support, INT8_SUPPORT_LABEL } from '../runtime/cpu.js';
 import { Session } from '../runtime/onnx.js';
 import type { QuantizableLayer } from '../onnx/analysis.js';
 import { aInt, Emit, emitStored, type AttrMsg } from './emit.js';
@@ -538,7 +539,11 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
       );
     }
     if (keep.length) notes.push(`${keep.length} scale/zero-point pairs vary by timestep and stay runtime inputs (quant/params.json); onnxruntime's QLinear kernels read them at run time`);
-    if (nInt8 && int8Weights === 's8') notes.push('int8 weights on u8s8 kernels: exact on CPUs with VNNI; on CPUs with AVX2 only, the kernels saturate 16-bit sums and outputs can be far off (re-export with int8 weights u8, the default, or s7)');
+    if (nInt8 && int8Weights === 's8') {
+      notes.push(
+        `int8 weights on u8s8 kernels: exact on CPUs with VNNI; on CPUs with AVX2 only, the kernels saturate 16-bit sums and outputs can be far off (re-export with int8 weights u8, the default, or s7); this CPU: ${INT8_SUPPORT_LABEL[int8Support()]}`,
+      );
+    }
     if (fused.length) notes.push(`${fused.length} attention blocks (q.k^T, scale, softmax, .v and their head transposes) run as one com.microsoft MultiHeadAttention node each: a float32 fusion, not quantization (attention products stay float in every recipe)`);
     if (params.temporal) notes.push('the FP temporal model (TFMQ cache) is copied unchanged in float32');
     if (mismatches) notes.push(`${mismatches} weight values did not round-trip bit for bit through the recovered codes`);

@@ -30,6 +30,8 @@ export interface SampleRecord {
   pipeline: string;
   settings: { steps: number; sampler: SamplerName; guidance: number; eta: number; batchSize: number };
   provider: { requested: Provider; used: string; fallback?: string };
+  /** The pipeline's warnings for this machine (e.g. an s8 export on an AVX2-only CPU). */
+  warnings?: string[];
   seconds: number;
   seeds: number[];
   classes: number[];
@@ -81,6 +83,7 @@ export async function runSampleJob(job: SampleJob): Promise<SampleRecord> {
     pipeline: pipeline.dir,
     settings: { steps: job.steps, sampler: job.sampler, guidance: job.guidance, eta: job.eta ?? 0, batchSize },
     provider: { requested: session.info.requested, used: session.info.provider, ...(session.info.fallback ? { fallback: session.info.fallback } : {}) },
+    ...(pipeline.warnings?.length ? { warnings: pipeline.warnings } : {}),
     seconds: Math.round(res.seconds * 1000) / 1000,
     seeds: job.seeds,
     classes,

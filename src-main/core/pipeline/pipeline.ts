@@ -10,6 +10,7 @@ import { Session, type Provider, type IoMeta } from '../runtime/onnx.js';
 import { parseSchedulerConfig, type SchedulerConfig } from './schedulers.js';
 import type { ExtraFeeds } from './sample.js';
 import { readManifest, variantFeeds } from '../quant/variant.js';
+import { int8Support } from '../runtime/cpu.js';
 
 export interface PipelineIndex {
   className: string;
@@ -47,6 +48,8 @@ export interface Pipeline {
   extraFeeds?: ExtraFeeds;
   /** The variant's manifest, when this pipeline is a quantized variant. */
   variant?: { recipe: string; simulated: boolean };
+  /** Things the user should know about running this pipeline here (e.g. an export whose kernels are wrong on this CPU). */
+  warnings?: string[];
 }
 
 const SAMPLE_NAMES = ['sample', 'x', 'latent', 'latents', 'noisy_sample', 'hidden_states'];
@@ -189,6 +192,12 @@ export async function loadPipeline(dir: string, provider: Provider = 'cpu'): Pro
   if (manifest) {
     pipeline.extraFeeds = await variantFeeds(loc.dir, provider, io.timestep, io.classLabels);
     pipeline.variant = { recipe: manifest.recipe.name, simulated: manifest.simulated };
+    const w8 = (manifest as { export?: { options?: { int8Weights?: string } } }).export?.options?.int8Weights;
+    if (w8 === 's8' && session.info.provider === 'cpu' && int8Support() === 'avx2') {
+      pipeline.warnings = [
+        `${dir} was exported with int8 weights s8: on this CPU (AVX2 without VNNI) onnxruntime's int8 kernels saturate and its outputs can be far off; re-export it with --int8-weights u8`,
+      ];
+    }
   }
   return { pipeline, session };
 }

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportPipeline, type ExportManifest } from '../../../src-main/core/export/export';
 import { readModel } from '../../../src-main/core/onnx/model';
 import { loadPipeline, releaseSessions } from '../../../src-main/core/pipeline/pipeline';
+import { int8Support } from '../../../src-main/core/runtime/cpu';
 import { sample } from '../../../src-main/core/pipeline/sample';
 import { calibrate, readRecord } from '../../../src-main/core/quant/calibrate';
 import { quantizePipeline } from '../../../src-main/core/quant/quantize';
@@ -146,6 +147,16 @@ describe('dq export (tiny model)', () => {
     expect([...phases]).toEqual(['converting layers', 'calibrating output ranges']);
     expect(readFileSync(join(out, 'manifest.json'), 'utf8')).toBe(before);
     expect(readdirSync(work).some((f) => f.startsWith('.int8-w8a8-x.'))).toBe(false);
+  });
+
+  it('an export with s8 weights says what it needs, and warns when it is loaded on an AVX2-only CPU', async () => {
+    const m = await exportPipeline({ variantDir: join(work, 'naive-w8a8'), out: join(work, 'naive-s8'), int8Weights: 's8', calibrationImages: 2, verify: false });
+    expect(m.export.notes.join(' ')).toMatch(/exact on CPUs with VNNI.*this CPU: /);
+    const { pipeline } = await loadPipeline(join(work, 'naive-s8'), 'cpu');
+    // whichever CPU this runs on, the warning matches what it can do
+    expect(pipeline.warnings ?? []).toHaveLength(int8Support() === 'avx2' ? 1 : 0);
+    const { pipeline: u8 } = await loadPipeline(join(work, 'naive-w8a8-x'), 'cpu');
+    expect(u8.warnings).toBeUndefined();
   });
 
   it('symmetric int8 activations run on the uint8 kernels as their codes + 128', async () => {
