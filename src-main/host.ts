@@ -3,6 +3,7 @@
  * Errors become data here: DqError keeps its code; anything else is reported as INTERNAL.
  * Long jobs run in worker processes (src-main/jobs); their events reach the shells through `subscribe`.
  */
+import { int8Support } from './core/runtime/cpu.js';
 import * as ort from 'onnxruntime-node';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -201,7 +202,7 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
   return {
     workspace,
     listModels: () => wrap(() => listEmbeddedModels()),
-    hostInfo: () => wrap(() => ({ shell, version, providers: ort.listSupportedBackends().filter((b) => b.bundled).map((b) => b.name) })),
+    hostInfo: () => wrap(() => ({ shell, version, providers: ort.listSupportedBackends().filter((b) => b.bundled).map((b) => b.name), cpuInt8: int8Support() })),
     modelInfo: (ref) => wrap(() => modelInfo(ref)),
     listPresets: () => wrap((): PresetInfo[] => listPresets().map((name) => ({ name, recipe: loadRecipe(name) as RecipeSpec }))),
     startJob: (spec) => wrap(() => startJob(JobSpec.parse(spec))),

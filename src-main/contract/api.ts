@@ -30,6 +30,8 @@ export interface HostInfo {
   shell: 'electron' | 'browser' | 'mock';
   version: string;
   providers: string[];
+  /** The host CPU's int8 dot products, which decide whether int8 weights 's8' are exact there. */
+  cpuInt8?: 'vnni' | 'avx2' | 'other' | 'unknown';
 }
 
 /* ------------------------------------------------------------------ models -- */
