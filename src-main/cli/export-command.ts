@@ -41,13 +41,14 @@ export function registerExport(program: Command): void {
         .choices([...INT8_WEIGHTS])
         .default('u8'),
     )
+    .addOption(new Option('--reduce-range', 'the same as --int8-weights s7 (older name)').hideHelp())
     .option('--no-fuse-attention', 'keep attention blocks as separate MatMul/Softmax nodes (default: one com.microsoft MultiHeadAttention each)')
     .option('--seeds <list>', 'verification seeds', '0-3')
     .option('--steps <n>', 'verification steps (default: the calibration steps)', num('--steps', 1, true))
     .option('--calib-images <n>', 'images for QLinearConv output ranges', num('--calib-images', 1, true), 8)
     .option('--no-verify', 'skip the verification')
     .option('--json', 'print the export section of the manifest as JSON')
-    .action(async (dir: string, o: { out: string; int8Weights: Int8Weights; seeds: string; steps?: number; calibImages: number; verify: boolean; fuseAttention: boolean; json?: boolean }) => {
+    .action(async (dir: string, o: { out: string; int8Weights: Int8Weights; reduceRange?: boolean; seeds: string; steps?: number; calibImages: number; verify: boolean; fuseAttention: boolean; json?: boolean }) => {
       // a progress line per phase on stderr; Ctrl-C stops the export and leaves the previous output
       const bar: { phase: string; printer: ReturnType<typeof progressPrinter> | null } = { phase: '', printer: null };
       const ac = new AbortController();
@@ -57,7 +58,7 @@ export function registerExport(program: Command): void {
         const m = await exportPipeline({
           variantDir: dir,
           out: o.out,
-          int8Weights: o.int8Weights,
+          int8Weights: o.reduceRange ? 's7' : o.int8Weights,
           fuseAttention: o.fuseAttention,
           calibrationImages: o.calibImages,
           verify: o.verify ? { seeds: parseIntList(o.seeds, '--seeds'), steps: o.steps } : false,

@@ -6,7 +6,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ApiError, JobEvent, JobInfo, JobKind, JobResult } from '../contract/api.js';
@@ -91,6 +91,8 @@ export class JobRunner {
     child.on('message', (m: FromWorker) => this.onMessage(job, m, opts));
     child.on('exit', (code, sig) => {
       job.child = null;
+      // a worker killed mid-write (cancel after the grace period) leaves its temporary files and folders
+      removeTemporaries(dir);
       if (job.info.state !== 'running') return;
       if (job.cancelRequested) this.end(job, 'cancelled', null, { code: 'CANCELLED', message: `${opts.kind} was cancelled` });
       else {
@@ -167,5 +169,14 @@ export class JobRunner {
       child.kill('SIGKILL');
     }
     await Promise.all(waits);
+  }
+}
+
+/** Removes the hidden temporaries (`.<name>.<pid>[.<time>].tmp`) that atomic writes leave when their process dies. */
+function removeTemporaries(dir: string): void {
+  try {
+    for (const f of readdirSync(dir)) if (/^\..+\.\d+(\.\d+)?\.tmp$/.test(f)) rmSync(join(dir, f), { recursive: true, force: true });
+  } catch {
+    // the job folder is gone: nothing to clean
   }
 }

@@ -60,6 +60,8 @@ export const JobsSchema = z
     export: z
       .object({
         int8Weights: z.enum(INT8_WEIGHTS).default('u8'),
+        /** Older job files: true means int8Weights 's7'. */
+        reduceRange: z.boolean().optional(),
         fuseAttention: z.boolean().default(true),
         verifySeeds: z.string().default('0-3'),
         calibrationImages: z.number().int().positive().default(8),
@@ -254,7 +256,7 @@ async function runJob(job: Job, jobs: JobsFile, key: string, log: (s: string) =>
   if (steps.has('export')) {
     log(`exporting -> ${exported}`);
     const m = await exportPipeline({
-      variantDir: variant, out: exported, int8Weights: jobs.export.int8Weights, fuseAttention: jobs.export.fuseAttention, calibrationImages: jobs.export.calibrationImages,
+      variantDir: variant, out: exported, int8Weights: jobs.export.reduceRange ? 's7' : jobs.export.int8Weights, fuseAttention: jobs.export.fuseAttention, calibrationImages: jobs.export.calibrationImages,
       verify: { seeds: parseIntList(jobs.export.verifySeeds, 'export.verifySeeds') }, onLine: log,
     });
     const x = m.export;

@@ -261,6 +261,8 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
 
   const hooks = { signal: opts.signal, onProgress: opts.onProgress };
   for (const [k, rep] of manifest.layers.entries()) {
+    // let a cancel request (a message, a signal handler) run between layers
+    if (opts.signal) await new Promise((ok) => setImmediate(ok));
     checkAbort(opts.signal);
     opts.onProgress?.({ phase: 'converting layers', done: k, total: manifest.layers.length });
     const i = nodeIdx.get(rep.name);
@@ -460,13 +462,14 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
   if (outReqs.length) {
     graph.input = [...(graph.input ?? []), ...outReqs.flatMap((o) => [ValueInfo.fromObject(INPUT_VI(o.scale)), ValueInfo.fromObject(INPUT_VI(o.zp))]) as never[]];
   }
+  // fusion reads the source's opset (Softmax's default axis changed in opset 13), so it runs before the raise
+  const fuse = opts.fuseAttention ?? true;
+  const fused = fuse ? fuseAttention(model) : [];
   const ops = model.opset_import ?? [];
   if (!ops.some((o) => o.domain === 'com.microsoft')) model.opset_import = [...ops, { domain: 'com.microsoft', version: 1 }];
   const def = model.opset_import!.find((o) => !o.domain || o.domain === 'ai.onnx');
   if (def && Number(def.version ?? 0) < 21) def.version = 21;
   if (Number(model.ir_version ?? 0) < 10) model.ir_version = 10;
-  const fuse = opts.fuseAttention ?? true;
-  const fused = fuse ? fuseAttention(model) : [];
   pruneDead(model, (graph.input ?? []).map((v) => v.name ?? ''));
   sortTopologically(model);
 
@@ -657,7 +660,7 @@ function compactNames(model: ModelMsg): void {
   };
   for (const n of graph.node) n.input = (n.input ?? []).map(unalias);
   // short names for the model-local functions (called once per layer)
-  const fns = (model as ModelMsg & { functions?: { name?: string | null }[] }).functions ?? [];
+  const fns = ((model as ModelMsg & { functions?: { name?: string | null; domain?: string | null }[] }).functions ?? []).filter((f) => f.domain === LOCAL_DOMAIN);
   const fnName = new Map(fns.map((f, i) => [f.name ?? '', `f${i}`]));
   for (const f of fns) f.name = fnName.get(f.name ?? '')!;
   for (const n of graph.node) if (n.domain === LOCAL_DOMAIN && fnName.has(n.op_type ?? '')) n.op_type = fnName.get(n.op_type!)!;
@@ -740,8 +743,8 @@ async function calibrateOutputs(vdir: string, loaded: LoadedModel, reqs: OutReq[
   if (def && Number(def.version ?? 0) < 18) def.version = 18;
   const path = join(tmp, '.stats', 'model.onnx');
   saveOnnx(stats, path, loaded.dir);
-  const session = await Session.create(path, 'cpu');
   const { pipeline, session: base } = await loadPipeline(vdir, 'cpu');
+  const session = await Session.create(path, 'cpu');
   const set = samplingSettings(manifest);
   const sched = createScheduler(set.sampler, pipeline.scheduler, set.steps);
   const perStep = manifest.recipe.activations?.perTimestep ?? false;

@@ -112,14 +112,14 @@ function elemType(g: GraphIndex, name: string): number | undefined {
   return vi?.type?.tensor_type?.elem_type;
 }
 
-/** Bitmask of runtime inputs (g.inputs order) each tensor's values depend on; 0 for constants. */
-export function dependence(g: GraphIndex): Map<string, number> {
-  const dep = new Map<string, number>();
-  g.inputs.forEach((n, i) => dep.set(n, 1 << i));
+/** Bitmask (bigint: any number of inputs) of the runtime inputs (g.inputs order) each tensor's values depend on; 0n for constants. */
+export function dependence(g: GraphIndex): Map<string, bigint> {
+  const dep = new Map<string, bigint>();
+  g.inputs.forEach((n, i) => dep.set(n, 1n << BigInt(i)));
   for (const i of g.order) {
     const n = g.nodes[i]!;
-    let m = 0;
-    if (!SHAPE_ONLY.has(n.op_type ?? '')) for (const inp of n.input ?? []) m |= dep.get(inp) ?? 0;
+    let m = 0n;
+    if (!SHAPE_ONLY.has(n.op_type ?? '')) for (const inp of n.input ?? []) m |= dep.get(inp) ?? 0n;
     for (const o of n.output ?? []) if (o) dep.set(o, m);
   }
   return dep;
@@ -206,13 +206,13 @@ export function analyzeGraph(model: ModelMsg, opts: AnalyzeOptions = {}): LayerM
   const g = indexGraph(model);
   const { sample, timestep } = pickInputs(g, opts);
   const dep = dependence(g);
-  const bit = (n: string) => 1 << g.inputs.indexOf(n);
+  const bit = (n: string) => 1n << BigInt(g.inputs.indexOf(n));
   const S = bit(sample);
   const T = bit(timestep);
-  const dependsOnSample = (t: string) => ((dep.get(t) ?? 0) & S) !== 0;
+  const dependsOnSample = (t: string) => ((dep.get(t) ?? 0n) & S) !== 0n;
   const isTemporal = (t: string) => {
-    const m = dep.get(t) ?? 0;
-    return (m & T) !== 0 && (m & S) === 0;
+    const m = dep.get(t) ?? 0n;
+    return (m & T) !== 0n && (m & S) === 0n;
   };
 
   const quantizable: QuantizableLayer[] = [];
@@ -240,7 +240,7 @@ export function analyzeGraph(model: ModelMsg, opts: AnalyzeOptions = {}): LayerM
 
   const temporal = quantizable.filter((l) => isTemporal(l.input)).map((l) => l.name);
   const features = new Set<string>();
-  let condMask = 0;
+  let condMask = 0n;
   for (const i of g.order) {
     const n = g.nodes[i]!;
     const outs = n.output ?? [];
@@ -248,11 +248,11 @@ export function analyzeGraph(model: ModelMsg, opts: AnalyzeOptions = {}): LayerM
     for (const inp of n.input ?? []) {
       if (inp && isTemporal(inp)) {
         features.add(inp);
-        condMask |= dep.get(inp) ?? 0;
+        condMask |= dep.get(inp) ?? 0n;
       }
     }
   }
-  const temporalConditioning = g.inputs.filter((n) => n !== timestep && (condMask & bit(n)) !== 0);
+  const temporalConditioning = g.inputs.filter((n) => n !== timestep && (condMask & bit(n)) !== 0n);
 
   // Split shortcuts: Concat of two sample-dependent tensors where one (the encoder skip) is an ancestor of the other.
   const shortcutSplits: ShortcutSplit[] = [];

@@ -53,8 +53,13 @@ function headsOf(g: GraphIndex, reshape: NodeMsg): number | null {
   const p = g.producer.get(shape);
   const c = p === undefined ? undefined : g.nodes[p]!;
   if (!c || c.op_type !== 'Concat' || (c.input ?? []).length !== 4) return null;
+  // each piece one dimension: constants of one value, or shape pieces (Unsqueeze of a Gather, Slice of a Shape)
+  for (const piece of c.input!) {
+    const v = constValues(g, piece);
+    if (v ? v.length !== 1 : !['Unsqueeze', 'Slice', 'Cast'].includes(g.nodes[g.producer.get(piece) ?? -1]?.op_type ?? '')) return null;
+  }
   const h = constValues(g, c.input![2]!);
-  return h && h.length === 1 && h[0]! > 0 ? h[0]! : null;
+  return h && h[0]! > 0 ? h[0]! : null;
 }
 
 export interface FusedAttention {
@@ -84,6 +89,9 @@ export function fuseAttention(model: ModelMsg): FusedAttention[] {
     const rs = prod(tr.input?.[0] ?? '');
     if (!is(rs, 'Reshape') || only(out0(rs)) !== tr) return null;
     const heads = headsOf(g, rs);
+    // MultiHeadAttention takes [B, S, D] projections: a known shape of another rank is not fused
+    const rank = g.shapes.get(rs.input![0]!)?.length;
+    if (rank !== undefined && rank !== 3) return null;
     return heads ? { x: rs.input![0]!, heads, nodes: [tr, rs] } : null;
   };
 
@@ -148,8 +156,8 @@ export function fuseAttention(model: ModelMsg): FusedAttention[] {
     for (const n of blockNodes) drop.add(n);
     // keys/values that do not depend on every input the queries do (a context stored in the graph, or a text
     // embedding input) may have another batch size: expand them (cheap: [B, L, D])
-    const dq = dep.get(q.x) ?? 0;
-    const batched = (x: string, tag: string) => (((dep.get(x) ?? 0) & dq) === dq ? x : toBatchOf(x, q.x, `${fused.length}${tag}`));
+    const dq = dep.get(q.x) ?? 0n;
+    const batched = (x: string, tag: string) => (((dep.get(x) ?? 0n) & dq) === dq ? x : toBatchOf(x, q.x, `${fused.length}${tag}`));
     add.set(or, {
       op_type: 'MultiHeadAttention',
       domain: MS_DOMAIN,
