@@ -377,7 +377,8 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
         const wScale = perChannel ? e.init('w_scale', 'float32', [nOut], scale) : e.init('w_scale', 'float32', [], scale);
         const unsigned = int8Weights === 'u8';
         const wt8 = unsigned ? 'uint8' : 'int8';
-        const wZp = unsigned ? (perChannel ? e.init('w_zp', 'uint8', [nOut], new Uint8Array(nOut).fill(128)) : e.init('w_zp', 'uint8', [], Uint8Array.of(128))) : perChannel ? e.init('w_zp', 'int8', [nOut], new Int8Array(nOut)) : e.init('w_zp', 'int8', [], Int8Array.of(0));
+        const zeroPoints = (n: number) => (unsigned ? new Uint8Array(n).fill(128) : new Int8Array(n));
+        const wZp = perChannel ? e.init('w_zp', wt8, [nOut], zeroPoints(nOut)) : e.init('w_zp', wt8, [], zeroPoints(1));
         const asW = (c: Int8Array) => (unsigned ? Uint8Array.from(c, (v) => v + 128) : c);
         if (rep.op === 'Conv') {
           const k = outReqs.length;
@@ -427,7 +428,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
         name: rep.name, op: rep.op,
         storage: `int8 ${parts[0]!.rec.kind === 'int' && parts[0]!.rec.g.kind === 'channel' ? 'per channel' : 'per tensor'}${WEIGHT_LABEL[int8Weights]}${segs.length > 1 ? `, ${segs.length} input-channel segments` : ''}`,
         compute: rep.op === 'Conv' ? 'QLinearConv (int8 kernel; output requantized to uint8)' : 'MatMulIntegerToFloat (int8 kernel, float32 output)',
-        activation: `uint8 QuantizeLinear${symmetric ? ' (symmetric int8 codes + 128)' : ''}${site.halves.length > 1 ? ' (split halves)' : ''}`,
+        activation: `uint8 QuantizeLinear${symmetric ? SYMMETRIC_LABEL : ''}${site.halves.length > 1 ? ' (split halves)' : ''}`,
         real: true,
         mismatches: partMismatch,
       });
@@ -525,7 +526,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     const sim: string[] = [];
     const nInt8 = layers.filter((l) => l.real).length;
     const nStored = layers.filter((l) => !l.real && l.storage !== 'float32' && !l.storage.startsWith('float32')).length;
-    if (nInt8) real.push(`${nInt8} layers run on onnxruntime int8 kernels (QLinearConv / MatMulIntegerToFloat) with 8-bit weights${WEIGHT_LABEL[int8Weights]} and uint8 activations${afmt && afmt.kind === 'int' && afmt.symmetric ? ' (symmetric int8 codes + 128)' : ''}`);
+    if (nInt8) real.push(`${nInt8} layers run on onnxruntime int8 kernels (QLinearConv / MatMulIntegerToFloat) with 8-bit weights${WEIGHT_LABEL[int8Weights]} and uint8 activations${afmt && afmt.kind === 'int' && afmt.symmetric ? SYMMETRIC_LABEL : ''}`);
     const byStorage = new Map<string, number>();
     for (const l of layers) if (!l.real && !l.storage.startsWith('float32')) byStorage.set(l.storage, (byStorage.get(l.storage) ?? 0) + 1);
     for (const [s, n] of byStorage) {
@@ -617,6 +618,8 @@ function alive(pid: number): boolean {
   }
 }
 
+const SYMMETRIC_LABEL = ' (symmetric int8 codes + 128)';
+
 const WEIGHT_LABEL: Record<Int8Weights, string> = {
   u8: ' (stored as uint8, zero point 128: u8u8 kernels)',
   s8: ' (u8s8 kernels)',
@@ -706,12 +709,12 @@ function samplingSettings(manifest: Manifest): { steps: number; sampler: Sampler
   return { steps: s?.steps ?? 25, sampler: s?.sampler ?? 'ddim', guidance: s?.guidance ?? null };
 }
 
-/** Min/max of every QLinearConv output (before bias) per step, on the simulated variant; uint8 parameters per table. */
 interface Hooks {
   signal: AbortSignal | undefined;
   onProgress: ((p: ExportProgress) => void) | undefined;
 }
 
+/** Min/max of every QLinearConv output (before bias) per step, on the simulated variant; uint8 parameters per table. */
 async function calibrateOutputs(vdir: string, loaded: LoadedModel, reqs: OutReq[], images: number, manifest: Manifest, tmp: string, log: (s: string) => void, hooks: Hooks): Promise<ParamsFile['activations'][number]['table'][]> {
   const stats = loadOnnx(loaded.path).model;
   const e = new Emit('dqx/stat');

@@ -98,19 +98,9 @@ export function fuseAttention(model: ModelMsg): FusedAttention[] {
   const dep = dependence(g);
   const opset = Number((model.opset_import ?? []).find((o) => !o.domain || o.domain === 'ai.onnx')?.version ?? 0);
   const extraNodes: NodeMsg[] = [];
-  const extraInits: TensorMsg[] = [];
-  const i64 = (name: string, v: number[]): string => {
-    extraInits.push({ name, dims: [v.length], data_type: 7, raw_data: new Uint8Array(BigInt64Array.from(v.map(BigInt)).buffer) });
-    return name;
-  };
-  /** `x` broadcast to the batch of `like` (Expand to [B, 1, 1]). */
+  /** `x` broadcast to the batch of `like` (Expand to [B, 1, 1]; the shape constants are added at the end). */
   const toBatchOf = (x: string, like: string, tag: string): string => {
     const p = `dq_fuse/${tag}`;
-    if (!extraInits.some((t) => t.name === 'dq_fuse/s0')) {
-      i64('dq_fuse/s0', [0]);
-      i64('dq_fuse/s1', [1]);
-      i64('dq_fuse/s11', [1, 1]);
-    }
     extraNodes.push(
       { op_type: 'Shape', input: [like], output: [`${p}/shape`] },
       { op_type: 'Slice', input: [`${p}/shape`, 'dq_fuse/s0', 'dq_fuse/s1'], output: [`${p}/b`] },
@@ -172,7 +162,10 @@ export function fuseAttention(model: ModelMsg): FusedAttention[] {
   });
   if (!fused.length) return fused;
   model.graph!.node = [...extraNodes, ...g.nodes.flatMap((n) => (add.has(n) ? [add.get(n)!] : drop.has(n) ? [] : [n]))];
-  model.graph!.initializer = [...(model.graph!.initializer ?? []), ...extraInits];
+  if (extraNodes.length) {
+    const i64 = (name: string, v: number[]): TensorMsg => ({ name, dims: [v.length], data_type: 7, raw_data: new Uint8Array(BigInt64Array.from(v.map(BigInt)).buffer) });
+    model.graph!.initializer = [...(model.graph!.initializer ?? []), i64('dq_fuse/s0', [0]), i64('dq_fuse/s1', [1]), i64('dq_fuse/s11', [1, 1])];
+  }
   const ops = model.opset_import ?? [];
   if (!ops.some((o) => o.domain === MS_DOMAIN)) model.opset_import = [...ops, { domain: MS_DOMAIN, version: 1 }];
   pruneDead(model, g.inputs);
