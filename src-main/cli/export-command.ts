@@ -25,7 +25,7 @@ export function exportSummary(m: ExportManifest, out: string): string[] {
   for (const s of x.simulated) lines.push(`simulated: ${s}`);
   for (const n of x.notes) lines.push(`note: ${n}`);
   const v = x.verification;
-  if (v) lines.push(`verification (${v.seeds.length} images, ${v.steps} steps, same seeds): max |exported - simulated| ${v.maxAbs.toFixed(4)}, mean ${v.meanAbs.toFixed(5)}`);
+  if (v) lines.push(`verification (${v.seeds.length} images, ${v.steps} steps, same seeds): max |exported - simulated| ${v.maxAbs.toFixed(4)}, mean ${v.meanAbs.toFixed(5)}${v.int8WeightsAsRun && v.int8WeightsAsRun !== x.options.int8Weights ? ` (int8 weights loaded as ${v.int8WeightsAsRun} on this CPU)` : ''}`);
   lines.push(`-> ${resolve(out)}`);
   return lines;
 }

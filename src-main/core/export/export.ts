@@ -83,6 +83,8 @@ export interface Verification {
   /** Per image max |diff|. */
   perImageMax: number[];
   seconds: { simulated: number; exported: number };
+  /** The int8 weight storage the export ran with in this check (u8 exports load as s8 on CPUs with VNNI). */
+  int8WeightsAsRun?: string;
 }
 
 export interface ExportInfo {
@@ -808,7 +810,7 @@ export async function verifyExport(variantDir: string, exportDir: string, seeds:
       seeds, classes, steps, sampler: 'ddim', guidance, batchSize: seeds.length,
       signal: hooks.signal, onProgress: (p) => hooks.onProgress?.({ phase, done: p.done, total: p.total }),
     });
-    return { res, classes, guidance };
+    return { res, classes, guidance, int8: pipeline.int8Weights?.loaded };
   };
   const a = await run(variantDir, 'verifying (simulated)');
   const b = await run(exportDir, 'verifying (export)');
@@ -831,6 +833,7 @@ export async function verifyExport(variantDir: string, exportDir: string, seeds:
     seeds, classes: a.classes, steps, sampler: 'ddim', guidance: a.guidance,
     maxAbs: round6(max), meanAbs: round6(sum / Math.max(1, n)), perImageMax,
     seconds: { simulated: round6(a.res.seconds), exported: round6(b.res.seconds) },
+    ...(b.int8 ? { int8WeightsAsRun: b.int8 } : {}),
   };
 }
 

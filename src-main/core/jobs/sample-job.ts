@@ -32,6 +32,8 @@ export interface SampleRecord {
   provider: { requested: Provider; used: string; fallback?: string };
   /** The pipeline's warnings for this machine (e.g. an s8 export on an AVX2-only CPU). */
   warnings?: string[];
+  /** An export with int8-kernel layers: its int8 weight storage as exported and as it ran here, and why. */
+  int8Weights?: { exported: string; loaded: string; why: string };
   seconds: number;
   seeds: number[];
   classes: number[];
@@ -84,6 +86,7 @@ export async function runSampleJob(job: SampleJob): Promise<SampleRecord> {
     settings: { steps: job.steps, sampler: job.sampler, guidance: job.guidance, eta: job.eta ?? 0, batchSize },
     provider: { requested: session.info.requested, used: session.info.provider, ...(session.info.fallback ? { fallback: session.info.fallback } : {}) },
     ...(pipeline.warnings?.length ? { warnings: pipeline.warnings } : {}),
+    ...(pipeline.int8Weights ? { int8Weights: pipeline.int8Weights } : {}),
     seconds: Math.round(res.seconds * 1000) / 1000,
     seeds: job.seeds,
     classes,

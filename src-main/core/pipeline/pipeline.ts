@@ -10,7 +10,8 @@ import { Session, type Provider, type IoMeta } from '../runtime/onnx.js';
 import { parseSchedulerConfig, type SchedulerConfig } from './schedulers.js';
 import type { ExtraFeeds } from './sample.js';
 import { readManifest, variantFeeds } from '../quant/variant.js';
-import { int8Support } from '../runtime/cpu.js';
+import { int8Support, INT8_SUPPORT_LABEL } from '../runtime/cpu.js';
+import { loadPolicy, signedAtLoad, signedInt8Model, type SignedModel } from '../export/load-int8.js';
 
 export interface PipelineIndex {
   className: string;
@@ -50,6 +51,8 @@ export interface Pipeline {
   variant?: { recipe: string; simulated: boolean };
   /** Things the user should know about running this pipeline here (e.g. an export whose kernels are wrong on this CPU). */
   warnings?: string[];
+  /** An export with int8-kernel layers: the weight storage it was exported with, the one it runs with here, and why. */
+  int8Weights?: { exported: string; loaded: string; why: string };
 }
 
 const SAMPLE_NAMES = ['sample', 'x', 'latent', 'latents', 'noisy_sample', 'hidden_states'];
@@ -145,38 +148,62 @@ export function resolveUnetIO(inputs: IoMeta[], outputs: IoMeta[], where: string
   return { sample: sample.name, timestep: timestep.name, timestepType: timestep.type, classLabels: classLabels?.name ?? null, output: output.name };
 }
 
-const sessions = new Map<string, Promise<Session>>();
+interface Cached {
+  session: Session;
+  /** The weight rewrite made before the session, if one was asked for. */
+  rewrite: SignedModel | null;
+}
 
-/** One cached inference session per (model file, provider). */
-export function sessionFor(path: string, provider: Provider): Promise<Session> {
-  const key = `${provider}\0${resolve(path)}\0${statSync(path).mtimeMs}`;
+const sessions = new Map<string, Promise<Cached>>();
+
+/**
+ * One cached inference session per (model file, provider, weight rewrite). With `signedInt8`, the model's u8 int8
+ * kernel weights are loaded as s8 (export/load-int8.ts).
+ */
+function cachedSession(path: string, provider: Provider, signedInt8: boolean): Promise<Cached> {
+  const key = `${provider}\0${resolve(path)}\0${statSync(path).mtimeMs}${signedInt8 ? '\0s8' : ''}`;
   let s = sessions.get(key);
   if (!s) {
-    s = Session.create(path, provider);
+    s = signedInt8
+      ? Promise.resolve().then(async () => {
+          const rewrite = signedInt8Model(path);
+          return { session: await Session.create(rewrite.bytes ?? path, provider), rewrite };
+        })
+      : Session.create(path, provider).then((session) => ({ session, rewrite: null }));
     sessions.set(key, s);
     s.catch(() => sessions.delete(key));
   }
   return s;
 }
 
+/** One cached inference session per (model file, provider). */
+export async function sessionFor(path: string, provider: Provider): Promise<Session> {
+  return (await cachedSession(path, provider, false)).session;
+}
+
 export async function releaseSessions(): Promise<void> {
   const all = [...sessions.values()];
   sessions.clear();
-  await Promise.allSettled(all.map(async (p) => (await p).release()));
+  await Promise.allSettled(all.map(async (p) => (await p).session.release()));
 }
 
 export async function loadPipeline(dir: string, provider: Provider = 'cpu'): Promise<{ pipeline: Pipeline; session: Session }> {
   const loc = locatePipeline(dir);
   const index = parseIndex(readJson(loc.indexPath, 'model_index.json'), loc.indexPath);
   const scheduler = parseSchedulerConfig(readJson(loc.schedulerPath, 'scheduler_config.json'), loc.schedulerPath);
-  let session: Session;
+  const manifest = readManifest(loc.dir);
+  const exp = (manifest as { export?: { options?: { int8Weights?: string }; summary?: { int8Kernels?: number } } } | null)?.export;
+  const w8 = exp?.summary?.int8Kernels ? exp.options?.int8Weights : undefined;
+  // an export with u8 int8 weights runs on the faster u8s8 kernels where they are exact (export/load-int8.ts)
+  const signed = signedAtLoad(w8, provider === 'auto' ? 'cpu' : provider, int8Support(), loadPolicy());
+  let cached: Awaited<ReturnType<typeof cachedSession>>;
   try {
-    session = await sessionFor(loc.unetPath, provider);
+    cached = await cachedSession(loc.unetPath, provider, signed);
   } catch (e) {
     if (e instanceof DqError && e.code === 'BAD_MODEL') throw new DqError('BAD_MODEL', `${dir}: unet/model.onnx: ${e.message}`);
     throw e;
   }
-  const manifest = readManifest(loc.dir);
+  const { session, rewrite } = cached;
   let io: UnetIO;
   if (manifest?.sourceIo) {
     // a variant: the source's inputs, some of which may now reach the network only through its temporal model
@@ -192,11 +219,24 @@ export async function loadPipeline(dir: string, provider: Provider = 'cpu'): Pro
   if (manifest) {
     pipeline.extraFeeds = await variantFeeds(loc.dir, provider, io.timestep, io.classLabels);
     pipeline.variant = { recipe: manifest.recipe.name, simulated: manifest.simulated };
-    const w8 = (manifest as { export?: { options?: { int8Weights?: string } } }).export?.options?.int8Weights;
-    if (w8 === 's8' && session.info.provider === 'cpu' && int8Support() === 'avx2') {
-      pipeline.warnings = [
-        `${dir} was exported with int8 weights s8: on this CPU (AVX2 without VNNI) onnxruntime's int8 kernels saturate and its outputs can be far off; re-export it with --int8-weights u8`,
-      ];
+    if (w8) {
+      const loaded = rewrite?.bytes ? 's8' : w8;
+      pipeline.int8Weights = {
+        exported: w8,
+        loaded,
+        why: rewrite?.bytes
+          ? `u8 weights of ${rewrite.layers} int8-kernel layers loaded as s8 (the same values) for the u8s8 kernels (${loadPolicy() === 's8' ? 'DQ_INT8_WEIGHTS_AT_LOAD=s8' : `this CPU: ${INT8_SUPPORT_LABEL[int8Support()]}`})`
+          : rewrite
+            ? `kept as ${w8}: ${rewrite.skipped}`
+            : `as exported (${w8})`,
+      };
+      if (loaded === 's8' && session.info.provider === 'cpu' && int8Support() === 'avx2') {
+        pipeline.warnings = [
+          w8 === 's8'
+            ? `${dir} was exported with int8 weights s8: on this CPU (AVX2 without VNNI) onnxruntime's int8 kernels saturate and its outputs can be far off; re-export it with --int8-weights u8`
+            : `${dir} is loaded with int8 weights s8 (DQ_INT8_WEIGHTS_AT_LOAD=s8): on this CPU (AVX2 without VNNI) onnxruntime's int8 kernels saturate and its outputs can be far off; unset it`,
+        ];
+      }
     }
   }
   return { pipeline, session };

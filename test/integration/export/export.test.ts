@@ -8,7 +8,8 @@ import { cpSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportPipeline, type ExportManifest } from '../../../src-main/core/export/export';
-import { readModel } from '../../../src-main/core/onnx/model';
+import { decodeModel, readModel } from '../../../src-main/core/onnx/model';
+import { signedInt8Model } from '../../../src-main/core/export/load-int8';
 import { loadPipeline, releaseSessions } from '../../../src-main/core/pipeline/pipeline';
 import { int8Support } from '../../../src-main/core/runtime/cpu';
 import { sample } from '../../../src-main/core/pipeline/sample';
@@ -158,6 +159,50 @@ describe('dq export (tiny model)', () => {
     const { pipeline: u8 } = await loadPipeline(join(work, 'naive-w8a8-x'), 'cpu');
     expect(u8.warnings).toBeUndefined();
   });
+
+  it('a u8 export loads with s8 weights where that is exact: the same weights and outputs as an s8 export', async () => {
+    const s8dir = join(work, 'naive-s8');
+    if (!existsSync(s8dir)) await exportPipeline({ variantDir: join(work, 'naive-w8a8'), out: s8dir, int8Weights: 's8', calibrationImages: 2, verify: false });
+    // the rewrite gives each kernel the weights an s8 export stores
+    const r = signedInt8Model(join(work, 'naive-w8a8-x', 'unet', 'model.onnx'));
+    expect(r.layers).toBe(exported['naive-w8a8']!.export.summary.int8Kernels);
+    const kernelWeights = (m: ReturnType<typeof readModel>) => {
+      const inits = new Map((m.graph!.initializer ?? []).map((t) => [t.name, t]));
+      return (m.graph!.node ?? [])
+        .filter((n) => n.op_type === 'QLinearConv' || n.op_type === 'MatMulIntegerToFloat')
+        .map((n) => {
+          const at = n.op_type === 'QLinearConv' ? 3 : 1;
+          const w = inits.get(n.input![at])!;
+          const zp = inits.get(n.input![5])!;
+          return { type: w.data_type, zpType: zp.data_type, w: Buffer.from(w.raw_data!).toString('base64'), zp: Buffer.from(zp.raw_data!).toString('base64') };
+        });
+    };
+    const mine = kernelWeights(decodeModel(r.bytes!, 'rewritten'));
+    expect(mine.every((k) => k.type === 3 && k.zpType === 3)).toBe(true);
+    expect(mine).toEqual(kernelWeights(readModel(join(s8dir, 'unet', 'model.onnx'))));
+    // forced (DQ_INT8_WEIGHTS_AT_LOAD=s8), the u8 export samples exactly like the s8 export on any CPU
+    const before = process.env.DQ_INT8_WEIGHTS_AT_LOAD;
+    try {
+      process.env.DQ_INT8_WEIGHTS_AT_LOAD = 's8';
+      const a = await loadPipeline(join(work, 'naive-w8a8-x'), 'cpu');
+      expect(a.pipeline.int8Weights).toMatchObject({ exported: 'u8', loaded: 's8' });
+      expect(a.pipeline.warnings ?? []).toHaveLength(int8Support() === 'avx2' ? 1 : 0);
+      const b = await loadPipeline(s8dir, 'cpu');
+      const opts = { seeds: [0, 1], classes: [0, 1], steps: 4, sampler: 'ddim' as const, guidance: 1, batchSize: 2 };
+      const ia = (await sample(a.pipeline, a.session, opts)).images;
+      const ib = (await sample(b.pipeline, b.session, opts)).images;
+      expect(ia.map((x) => Array.from(x))).toEqual(ib.map((x) => Array.from(x)));
+      process.env.DQ_INT8_WEIGHTS_AT_LOAD = 'keep';
+      expect((await loadPipeline(join(work, 'naive-w8a8-x'), 'cpu')).pipeline.int8Weights).toMatchObject({ exported: 'u8', loaded: 'u8' });
+    } finally {
+      if (before === undefined) delete process.env.DQ_INT8_WEIGHTS_AT_LOAD;
+      else process.env.DQ_INT8_WEIGHTS_AT_LOAD = before;
+    }
+    // by default, only a CPU with VNNI gets the s8 weights
+    const d = await loadPipeline(join(work, 'naive-w8a8-x'), 'cpu');
+    expect(d.pipeline.int8Weights!.loaded).toBe(int8Support() === 'vnni' ? 's8' : 'u8');
+    expect(d.pipeline.warnings).toBeUndefined();
+  }, 120_000);
 
   it('symmetric int8 activations run on the uint8 kernels as their codes + 128', async () => {
     const r0 = loadRecipe('naive-w8a8');
