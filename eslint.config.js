@@ -52,7 +52,28 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': ['error', {
         paths: [{ name: 'electron', message: 'src-main/core must run without Electron (CLI, browser mode, workers)' }],
-        patterns: [ban(['**/cli/**', '**/electron/**', '**/serve/**', '**/src-renderer/**', 'electron/*'], 'core must not depend on the shells or the renderer')],
+        patterns: [
+          ban(['**/cli/**', '**/electron/**', '**/serve/**', '**/src-renderer/**', 'electron/*'], 'core must not depend on the shells or the renderer'),
+          ban(['onnxruntime-*'], 'only src-main/core/runtime/onnx.ts imports onnxruntime (the one place that decides the backend)'),
+        ],
+      }],
+    },
+  },
+  {
+    // the native boundary: the one module that imports onnxruntime-node.
+    files: ['src-main/core/runtime/onnx.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: [{ name: 'electron', message: 'src-main/core must run without Electron (CLI, browser mode, workers)' }],
+      }],
+    },
+  },
+  {
+    // the shared host and the job runner behind the shells: no onnxruntime of their own either.
+    files: ['src-main/*.ts', 'src-main/jobs/**', 'src-main/electron/**', 'bench/**'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [ban(['onnxruntime-*'], 'only src-main/core/runtime/onnx.ts imports onnxruntime (the one place that decides the backend)'), ban(['**/src-renderer/**'], 'shells talk to the renderer through the contract only')],
       }],
     },
   },
@@ -62,7 +83,7 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': ['error', {
         paths: [{ name: 'electron', message: 'only src-main/electron may import electron' }],
-        patterns: [ban(['**/src-renderer/**'], 'shells talk to the renderer through the contract only')],
+        patterns: [ban(['**/src-renderer/**'], 'shells talk to the renderer through the contract only'), ban(['onnxruntime-*'], 'only src-main/core/runtime/onnx.ts imports onnxruntime (the one place that decides the backend)')],
       }],
     },
   },

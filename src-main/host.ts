@@ -4,7 +4,7 @@
  * Long jobs run in worker processes (src-main/jobs); their events reach the shells through `subscribe`.
  */
 import { int8Support } from './core/runtime/cpu.js';
-import * as ort from 'onnxruntime-node';
+import { bundledProviders } from './core/runtime/onnx.js';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, isAbsolute, join, resolve } from 'node:path';
@@ -202,7 +202,7 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
   return {
     workspace,
     listModels: () => wrap(() => listEmbeddedModels()),
-    hostInfo: () => wrap(() => ({ shell, version, providers: ort.listSupportedBackends().filter((b) => b.bundled).map((b) => b.name), cpuInt8: int8Support() })),
+    hostInfo: () => wrap(() => ({ shell, version, providers: bundledProviders(), cpuInt8: int8Support() })),
     modelInfo: (ref) => wrap(() => modelInfo(ref)),
     listPresets: () => wrap((): PresetInfo[] => listPresets().map((name) => ({ name, recipe: loadRecipe(name) as RecipeSpec }))),
     startJob: (spec) => wrap(() => startJob(JobSpec.parse(spec))),

@@ -14,6 +14,11 @@ export const PROVIDERS = ['cpu', 'webgpu', 'cuda', 'auto'] as const;
 export type Provider = (typeof PROVIDERS)[number];
 export type ConcreteProvider = Exclude<Provider, 'auto'>;
 
+/** The execution providers this onnxruntime-node build ships with (whether each can start is another matter). */
+export function bundledProviders(): string[] {
+  return ort.listSupportedBackends().filter((b) => b.bundled).map((b) => b.name);
+}
+
 export interface SessionInfo {
   requested: Provider;
   /** The execution provider the session was created with (onnxruntime still runs ops it lacks on the CPU). */
