@@ -111,8 +111,8 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
       const v = doneJob(spec.variant, 'quantize');
       const jobId = jobs().start({
         kind: 'export',
-        label: `export ${(v.result as QuantizeResult).name}${spec.int8Weights === 'u8' ? '' : ` (int8 weights ${spec.int8Weights})`}`,
-        task: (dir) => ({ kind: 'export', variantDir: join(jobs().dir(v.id), 'variant'), out: join(dir, 'export'), int8Weights: spec.int8Weights, verifySeeds: spec.verifySeeds, verifySteps: spec.verifySteps }),
+        label: `export ${(v.result as QuantizeResult).name}${spec.int8Weights === 'u8' ? '' : ` (int8 weights ${spec.int8Weights})`}${spec.fuseAttention ? '' : ' (no attention fusion)'}`,
+        task: (dir) => ({ kind: 'export', variantDir: join(jobs().dir(v.id), 'variant'), out: join(dir, 'export'), int8Weights: spec.int8Weights, fuseAttention: spec.fuseAttention, verifySeeds: spec.verifySeeds, verifySteps: spec.verifySteps }),
       });
       return { jobId };
     }

@@ -172,6 +172,8 @@ export const ExportJob = z
      * on CPUs with VNNI), 's7' (7-bit codes, onnxruntime's reduce_range).
      */
     int8Weights: z.enum(['u8', 's8', 's7']).default('u8'),
+    /** Attention blocks as one MultiHeadAttention node each (a float fusion, outputs unchanged to ~1e-6). */
+    fuseAttention: z.boolean().default(true),
     /** Seeds for the verification against the simulated variant. */
     verifySeeds: smallInts.min(1).default([0, 1]),
     verifySteps: z.number().int().min(1).max(1000).default(5),
@@ -228,7 +230,8 @@ export interface ExportResult {
   /** What runs on real low-bit kernels or storage, and what is still simulated. */
   real: string[];
   simulated: string[];
-  verification: { maxAbs: number; meanAbs: number; images: number } | null;
+  /** asRun: the int8 weight storage the verification ran with (u8 exports load as s8 on CPUs with VNNI). */
+  verification: { maxAbs: number; meanAbs: number; images: number; asRun?: 'u8' | 's8' | 's7' } | null;
   notes: string[];
 }
 

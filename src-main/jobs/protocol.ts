@@ -12,7 +12,7 @@ export type WorkerTask =
       opts: { samples: number; steps: number; sampler: string; guidance: number; timesteps: string; count: number; batchSize: number; gram: boolean };
     }
   | { kind: 'quantize'; pipelineDir: string; recipe: unknown; keepLayers: string[]; recordPath: string | null; out: string }
-  | { kind: 'export'; variantDir: string; out: string; int8Weights: 'u8' | 's8' | 's7'; verifySeeds: number[]; verifySteps: number }
+  | { kind: 'export'; variantDir: string; out: string; int8Weights: 'u8' | 's8' | 's7'; fuseAttention: boolean; verifySeeds: number[]; verifySteps: number }
   | {
       kind: 'compare';
       pipelineDir: string;

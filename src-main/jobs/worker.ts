@@ -11,7 +11,7 @@ import { encodePng, layoutGrid } from '../core/image/grid.js';
 import type { SamplerName } from '../core/pipeline/schedulers.js';
 import { calibrate, readRecord, type TimestepSelection } from '../core/quant/calibrate.js';
 import { quantizePipeline } from '../core/quant/quantize.js';
-import { exportPipeline } from '../core/export/export.js';
+import { exportPipeline, type Int8Weights } from '../core/export/export.js';
 import { parseRecipe } from '../core/quant/recipe.js';
 import type { CompareResult, ExportResult, QuantizeResult } from '../contract/api.js';
 import { toApiError } from './errors.js';
@@ -57,7 +57,7 @@ async function run(task: WorkerTask): Promise<unknown> {
   }
   if (task.kind === 'export') {
     const m = await exportPipeline({
-      variantDir: task.variantDir, out: task.out, int8Weights: task.int8Weights, verify: { seeds: task.verifySeeds, steps: task.verifySteps },
+      variantDir: task.variantDir, out: task.out, int8Weights: task.int8Weights, fuseAttention: task.fuseAttention, verify: { seeds: task.verifySeeds, steps: task.verifySteps },
       signal, onProgress: (p) => progress(p.phase, p.done, p.total),
     });
     const e = m.export;
@@ -69,7 +69,9 @@ async function run(task: WorkerTask): Promise<unknown> {
       summary: { layers: e.summary.layers, int8Kernels: e.summary.int8Kernels, lowBitStorage: e.summary.lowBitStorage, keptFloat: e.summary.keptFloat, fusedAttention: e.summary.fusedAttention },
       real: e.real,
       simulated: e.simulated,
-      verification: e.verification ? { maxAbs: e.verification.maxAbs, meanAbs: e.verification.meanAbs, images: e.verification.perImageMax.length } : null,
+      verification: e.verification
+        ? { maxAbs: e.verification.maxAbs, meanAbs: e.verification.meanAbs, images: e.verification.perImageMax.length, ...(e.verification.int8WeightsAsRun ? { asRun: e.verification.int8WeightsAsRun as Int8Weights } : {}) }
+        : null,
       notes: e.notes,
     };
     return result;

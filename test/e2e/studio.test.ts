@@ -142,6 +142,7 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
     // Export: the INT8 variant to a real low-bit pipeline, with sizes and the verification against the simulation
     await page.getByTestId('tab-export').click();
     expect(await page.getByTestId('export-sizes').locator('tbody tr').count()).toBe(3);
+    expect(await page.getByTestId('export-fuse-attention').isChecked()).toBe(true);
     await page.getByTestId('export-int8-w8a8').click();
     await page.getByTestId('export-result').waitFor({ timeout: 240_000 });
     const ratio = Number((await page.getByTestId('export-ratio').textContent())!.replace('%', ''));

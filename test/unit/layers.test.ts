@@ -19,6 +19,10 @@ describe('layer boundaries', () => {
     ['src-renderer/src/x.ts', "import { sample } from '../../src-main/core/pipeline/sample';"],
     ['src-main/contract/x.ts', "import { DqError } from '../core/errors';"],
     ['src-main/cli/x.ts', "import { app } from 'electron';"],
+    ['src-main/core/quant/x.ts', "import * as ort from 'onnxruntime-node';"],
+    ['src-main/x.ts', "import * as ort from 'onnxruntime-node';"],
+    ['src-main/jobs/x.ts', "import * as ort from 'onnxruntime-node';"],
+    ['src-main/cli/x.ts', "import * as ort from 'onnxruntime-node';"],
   ])('%s may not: %s', async (file, code) => {
     expect(await restricted(file, code)).not.toEqual([]);
   });
@@ -28,6 +32,7 @@ describe('layer boundaries', () => {
     ['src-renderer/src/x.ts', "import type { StudioApi } from '../../src-main/contract/api';"],
     ['src-main/electron/x.ts', "import { app } from 'electron';"],
     ['src-main/cli/x.ts', "import { runInfo } from '../core/jobs/info-job';"],
+    ['src-main/core/runtime/onnx.ts', "import * as ort from 'onnxruntime-node';"],
   ])('%s may: %s', async (file, code) => {
     expect(await restricted(file, code)).toEqual([]);
   });

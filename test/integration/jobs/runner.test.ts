@@ -23,7 +23,7 @@ describe('JobRunner', () => {
       label: 'stuck export',
       task: (d) => {
         dir = d;
-        return { kind: 'export', variantDir: d, out: join(d, 'export'), int8Weights: 'u8', verifySeeds: [0], verifySteps: 1 };
+        return { kind: 'export', variantDir: d, out: join(d, 'export'), int8Weights: 'u8', fuseAttention: true, verifySeeds: [0], verifySteps: 1 };
       },
     });
     await new Promise<void>((ok) => {
