@@ -5,8 +5,10 @@
  * (attention blocks as MultiHeadAttention, onnx/fuse.ts) and the W8A8 export (which has that fusion too). The table
  * gives the fastest and median times and the ratios from this one run, so the speed-up of the export over the
  * source splits into what the fusion gives and what the int8 kernels give. A fourth row stores the int8 weights as
- * s8 instead of the default u8 (faster u8s8 kernels, exact only on CPUs with VNNI; see docs/export.md). On a CPU with
- * VNNI the u8 export loads with s8 weights (export/load-int8.ts), so its row runs the same kernels as the s8 row.
+ * s8 instead of the default u8 (faster u8s8 kernels, exact only on CPUs with VNNI; see docs/export.md), a fifth as s7
+ * (reduce range: the same u8s8 kernels, which cannot saturate with 7-bit codes, on a coarser weight grid than the
+ * simulated variant). On a CPU with VNNI the u8 export loads with s8 weights (export/load-int8.ts), so its row runs
+ * the same kernels as the s8 row.
  *
  * The UNet: generated at block_out_channels 64,128,256,256 with tools/make_sd15_unet.py when Debian's PyTorch is
  * there (python3 with torch), else the committed fixture test/fixtures/sd15 (16,32,64,64), whose convolutions are
@@ -77,6 +79,7 @@ export async function benchExport(): Promise<void> {
     await quantizePipeline({ pipelineDir: fp, recipe: loadRecipe('naive-w8a8'), record: rec, recordPath: calib, out: join(work, 'w8a8') });
     const m = await exportPipeline({ variantDir: join(work, 'w8a8'), out: join(work, 'w8a8-x'), calibrationImages: 1, verify: false });
     const s8 = await exportPipeline({ variantDir: join(work, 'w8a8'), out: join(work, 'w8a8-s8'), calibrationImages: 1, verify: false, int8Weights: 's8' });
+    await exportPipeline({ variantDir: join(work, 'w8a8'), out: join(work, 'w8a8-s7'), calibrationImages: 1, verify: false, int8Weights: 's7' });
     const sizes = m.export.sizes;
     const nFused = fusedCopy(fp, join(work, 'fp32-fused'));
     const as: { loaded?: string } = {};
@@ -87,6 +90,7 @@ export async function benchExport(): Promise<void> {
       { label: `FP32 + fusion (${nFused} attention blocks)`, run: await runner(join(work, 'fp32-fused')), bytes: '' },
       { label: `exported W8A8 (${m.export.summary.int8Kernels} int8-kernel layers, fused; int8 weights u8${loadedAs})`, run: runU8, bytes: String(sizes.exportBytes) },
       { label: 'exported W8A8, int8 weights s8 (exact only with VNNI)', run: await runner(join(work, 'w8a8-s8')), bytes: String(s8.export.sizes.exportBytes) },
+      { label: 'exported W8A8, int8 weights s7 (reduce range: 7-bit codes)', run: await runner(join(work, 'w8a8-s7')), bytes: String(s8.export.sizes.exportBytes) },
     ];
     for (const u of units) await u.run();
     const times = units.map(() => [] as number[]);
@@ -96,12 +100,13 @@ export async function benchExport(): Promise<void> {
     const rows = [['unet', 'bytes', 'fastest ms', 'median ms'], ...units.map((u, k) => [u.label, u.bytes, times[k]![0]!.toFixed(1), med(times[k]!).toFixed(1)])];
     const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
     for (const r of rows) console.log(r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  '));
-    const [src, fused, q, qs] = times as [number[], number[], number[], number[]];
+    const [src, fused, q, qs, q7] = times as [number[], number[], number[], number[], number[]];
     const ratio = (p: number[], r: number[]) => `fastest ${(p[0]! / r[0]!).toFixed(2)}x, median ${(med(p) / med(r)).toFixed(2)}x`;
     console.log(`CPU int8 dot products: ${INT8_SUPPORT_LABEL[int8Support()]}; size ratio ${sizes.ratio}`);
     console.log(`speed-up FP32 source / W8A8 export: ${ratio(src, q)}`);
     console.log(`  of which the float fusion (FP32 source / FP32 + fusion): ${ratio(src, fused)}; the int8 kernels (FP32 + fusion / W8A8 export): ${ratio(fused, q)}`);
-    console.log(`speed-up FP32 source / W8A8 export with s8 weights: ${ratio(src, qs)}`);
+    console.log(`speed-up FP32 source / W8A8 export with s8 weights: ${ratio(src, qs)}${int8Support() === 'avx2' ? ' (outputs wrong on this CPU)' : ''}`);
+    console.log(`speed-up FP32 source / W8A8 export with s7 weights: ${ratio(src, q7)} (7-bit weight grid)`);
   } finally {
     await releaseSessions();
     rmSync(work, { recursive: true, force: true });
