@@ -187,6 +187,14 @@ export async function releaseSessions(): Promise<void> {
   await Promise.allSettled(all.map(async (p) => (await p).session.release()));
 }
 
+/** Why an export's int8 weights run as exported. */
+function keptWhy(w8: string, provider: Provider): string {
+  if (w8 !== 'u8') return `as exported (${w8})`;
+  if (provider !== 'cpu' && provider !== 'auto') return `as exported (u8; the ${provider} provider)`;
+  if (loadPolicy() === 'keep') return 'as exported (u8; DQ_INT8_WEIGHTS_AT_LOAD=keep)';
+  return `as exported (u8; s8 weights would not be exact on this CPU: ${INT8_SUPPORT_LABEL[int8Support()]})`;
+}
+
 export async function loadPipeline(dir: string, provider: Provider = 'cpu'): Promise<{ pipeline: Pipeline; session: Session }> {
   const loc = locatePipeline(dir);
   const index = parseIndex(readJson(loc.indexPath, 'model_index.json'), loc.indexPath);
@@ -228,7 +236,7 @@ export async function loadPipeline(dir: string, provider: Provider = 'cpu'): Pro
           ? `u8 weights of ${rewrite.layers} int8-kernel layers loaded as s8 (the same values) for the u8s8 kernels (${loadPolicy() === 's8' ? 'DQ_INT8_WEIGHTS_AT_LOAD=s8' : `this CPU: ${INT8_SUPPORT_LABEL[int8Support()]}`})`
           : rewrite
             ? `kept as ${w8}: ${rewrite.skipped}`
-            : `as exported (${w8})`,
+            : keptWhy(w8, provider),
       };
       if (loaded === 's8' && session.info.provider === 'cpu' && int8Support() === 'avx2') {
         pipeline.warnings = [
