@@ -187,12 +187,26 @@ export async function releaseSessions(): Promise<void> {
   await Promise.allSettled(all.map(async (p) => (await p).session.release()));
 }
 
-/** Why an export's int8 weights run as exported. */
-function keptWhy(w8: string, provider: Provider): string {
-  if (w8 !== 'u8') return `as exported (${w8})`;
-  if (provider !== 'cpu' && provider !== 'auto') return `as exported (u8; the ${provider} provider)`;
-  if (loadPolicy() === 'keep') return 'as exported (u8; DQ_INT8_WEIGHTS_AT_LOAD=keep)';
-  return `as exported (u8; s8 weights would not be exact on this CPU: ${INT8_SUPPORT_LABEL[int8Support()]})`;
+/** An export's int8 weights as exported and as they run here, and the warning when they run wrong on this CPU. */
+function int8Report(dir: string, w8: string, provider: Provider, ranOn: string, rewrite: SignedModel | null): { int8Weights: NonNullable<Pipeline['int8Weights']>; warning: string | null } {
+  const cpu = INT8_SUPPORT_LABEL[int8Support()];
+  const forced = loadPolicy() === 's8' ? 'DQ_INT8_WEIGHTS_AT_LOAD=s8' : `this CPU: ${cpu}`;
+  let loaded = w8;
+  let why: string;
+  if (rewrite?.bytes) {
+    loaded = 's8';
+    why = `u8 weights of ${rewrite.layers} int8-kernel layers loaded as s8 (the same values) for the u8s8 kernels (${forced})`;
+  } else if (rewrite) why = `kept as ${w8}: ${rewrite.skipped}`;
+  else if (w8 !== 'u8') why = `as exported (${w8})`;
+  else if (provider !== 'cpu' && provider !== 'auto') why = `as exported (u8; the ${provider} provider)`;
+  else if (loadPolicy() === 'keep') why = 'as exported (u8; DQ_INT8_WEIGHTS_AT_LOAD=keep)';
+  else why = `as exported (u8; s8 weights would not be exact on this CPU: ${cpu})`;
+  const wrong = loaded === 's8' && ranOn === 'cpu' && int8Support() === 'avx2';
+  const fix = w8 === 's8' ? `was exported with int8 weights s8` : `is loaded with int8 weights s8 (DQ_INT8_WEIGHTS_AT_LOAD=s8)`;
+  const warning = wrong
+    ? `${dir} ${fix}: on this CPU (AVX2 without VNNI) onnxruntime's int8 kernels saturate and its outputs can be far off; ${w8 === 's8' ? 're-export it with --int8-weights u8' : 'unset it'}`
+    : null;
+  return { int8Weights: { exported: w8, loaded, why }, warning };
 }
 
 export async function loadPipeline(dir: string, provider: Provider = 'cpu'): Promise<{ pipeline: Pipeline; session: Session }> {
@@ -204,7 +218,7 @@ export async function loadPipeline(dir: string, provider: Provider = 'cpu'): Pro
   const w8 = exp?.summary?.int8Kernels ? exp.options?.int8Weights : undefined;
   // an export with u8 int8 weights runs on the faster u8s8 kernels where they are exact (export/load-int8.ts)
   const signed = signedAtLoad(w8, provider === 'auto' ? 'cpu' : provider, int8Support(), loadPolicy());
-  let cached: Awaited<ReturnType<typeof cachedSession>>;
+  let cached: Cached;
   try {
     cached = await cachedSession(loc.unetPath, provider, signed);
   } catch (e) {
@@ -228,23 +242,9 @@ export async function loadPipeline(dir: string, provider: Provider = 'cpu'): Pro
     pipeline.extraFeeds = await variantFeeds(loc.dir, provider, io.timestep, io.classLabels);
     pipeline.variant = { recipe: manifest.recipe.name, simulated: manifest.simulated };
     if (w8) {
-      const loaded = rewrite?.bytes ? 's8' : w8;
-      pipeline.int8Weights = {
-        exported: w8,
-        loaded,
-        why: rewrite?.bytes
-          ? `u8 weights of ${rewrite.layers} int8-kernel layers loaded as s8 (the same values) for the u8s8 kernels (${loadPolicy() === 's8' ? 'DQ_INT8_WEIGHTS_AT_LOAD=s8' : `this CPU: ${INT8_SUPPORT_LABEL[int8Support()]}`})`
-          : rewrite
-            ? `kept as ${w8}: ${rewrite.skipped}`
-            : keptWhy(w8, provider),
-      };
-      if (loaded === 's8' && session.info.provider === 'cpu' && int8Support() === 'avx2') {
-        pipeline.warnings = [
-          w8 === 's8'
-            ? `${dir} was exported with int8 weights s8: on this CPU (AVX2 without VNNI) onnxruntime's int8 kernels saturate and its outputs can be far off; re-export it with --int8-weights u8`
-            : `${dir} is loaded with int8 weights s8 (DQ_INT8_WEIGHTS_AT_LOAD=s8): on this CPU (AVX2 without VNNI) onnxruntime's int8 kernels saturate and its outputs can be far off; unset it`,
-        ];
-      }
+      const r = int8Report(dir, w8, provider, session.info.provider, rewrite);
+      pipeline.int8Weights = r.int8Weights;
+      if (r.warning) pipeline.warnings = [r.warning];
     }
   }
   return { pipeline, session };
