@@ -159,6 +159,9 @@ async function loadVariants(job: CompareJob, fp: { pipeline: Pipeline; session: 
     if (JSON.stringify(p.scheduler) !== JSON.stringify(base.scheduler)) {
       notes.push(`${where} has a different scheduler config; the base pipeline's is used for every variant, so they share their trajectories' conditions`);
     }
+    // an export whose int8 kernels are wrong on this CPU, or that runs on other int8 weights than it stores, says so
+    for (const w of p.warnings ?? []) notes.push(`${where}: ${w}`);
+    if (p.int8Weights && p.int8Weights.loaded !== p.int8Weights.exported) notes.push(`${where}: ${p.int8Weights.why}`);
     const manifest = readManifest(p.dir, notes);
     const mName = manifestName(manifest);
     let name = (mName ?? basename(p.dir)).trim() || 'variant';

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { cpSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { computeComparison } from '../../../src-main/core/compare/compare';
 import { exportPipeline, type ExportManifest } from '../../../src-main/core/export/export';
 import { decodeModel, readModel } from '../../../src-main/core/onnx/model';
 import { signedInt8Model } from '../../../src-main/core/export/load-int8';
@@ -158,6 +159,9 @@ describe('dq export (tiny model)', () => {
     expect(pipeline.warnings ?? []).toHaveLength(int8Support() === 'avx2' ? 1 : 0);
     const { pipeline: u8 } = await loadPipeline(join(work, 'naive-w8a8-x'), 'cpu');
     expect(u8.warnings).toBeUndefined();
+    // dq compare says it too, beside the images it makes with it
+    const c = await computeComparison({ pipelineDir: fp, variants: ['fp', join(work, 'naive-s8')], seeds: [0], classes: [0], steps: 2, sampler: 'ddim', guidance: 1, fidSamples: 0, video: false, out: join(work, 'cmp') });
+    expect(c.notes.filter((n) => /kernels saturate/.test(n))).toHaveLength(int8Support() === 'avx2' ? 1 : 0);
   });
 
   it('a u8 export loads with s8 weights where that is exact: the same weights and outputs as an s8 export', async () => {
