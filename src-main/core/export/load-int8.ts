@@ -60,6 +60,7 @@ export function signedInt8Model(path: string): SignedModel {
   if (inits.some((t) => externalRef(t))) return { bytes: null, layers: 0, skipped: 'its weights are in external data files' };
   const byName = new Map(inits.map((t) => [t.name ?? '', t]));
   const made = new Map<string, string>();
+  const replaced = new Set<string>();
   const added: TensorMsg[] = [];
   const signedCopy = (t: TensorMsg, shift: boolean): string => {
     const key = `${t.name}\0${shift}`;
@@ -71,6 +72,7 @@ export function signedInt8Model(path: string): SignedModel {
       if (shift) for (let i = 0; i < src.length; i++) out[i] = src[i]! - 128;
       added.push({ name, dims: t.dims, data_type: INT8, raw_data: new Uint8Array(out.buffer) });
       made.set(key, name);
+      replaced.add(t.name ?? '');
     }
     return name;
   };
@@ -92,7 +94,6 @@ export function signedInt8Model(path: string): SignedModel {
   // drop the originals nothing reads any more (only those: other tensors may be read from places not looked at here)
   const used = new Set((g.node ?? []).flatMap((n) => n.input ?? []));
   for (const o of g.output ?? []) used.add(o.name ?? '');
-  const replaced = new Set([...made.keys()].map((k) => k.split('\0')[0]!));
   g.initializer = [...inits.filter((t) => !replaced.has(t.name ?? '') || used.has(t.name ?? '')), ...added];
   return { bytes: encodeModel(loaded.model), layers };
 }
