@@ -11,7 +11,7 @@ import { encodePng, layoutGrid } from '../core/image/grid.js';
 import type { SamplerName } from '../core/pipeline/schedulers.js';
 import { calibrate, readRecord, type TimestepSelection } from '../core/quant/calibrate.js';
 import { quantizePipeline } from '../core/quant/quantize.js';
-import { exportPipeline, type Int8Weights } from '../core/export/export.js';
+import { exportPipeline } from '../core/export/export.js';
 import { parseRecipe } from '../core/quant/recipe.js';
 import type { CompareResult, ExportResult, QuantizeResult } from '../contract/api.js';
 import { toApiError } from './errors.js';
@@ -70,7 +70,7 @@ async function run(task: WorkerTask): Promise<unknown> {
       real: e.real,
       simulated: e.simulated,
       verification: e.verification
-        ? { maxAbs: e.verification.maxAbs, meanAbs: e.verification.meanAbs, images: e.verification.perImageMax.length, ...(e.verification.int8WeightsAsRun ? { asRun: e.verification.int8WeightsAsRun as Int8Weights } : {}) }
+        ? { maxAbs: e.verification.maxAbs, meanAbs: e.verification.meanAbs, images: e.verification.perImageMax.length, ...(e.verification.int8WeightsAsRun ? { asRun: e.verification.int8WeightsAsRun } : {}) }
         : null,
       notes: e.notes,
     };

@@ -84,7 +84,7 @@ export interface Verification {
   perImageMax: number[];
   seconds: { simulated: number; exported: number };
   /** The int8 weight storage the export ran with in this check (u8 exports load as s8 on CPUs with VNNI). */
-  int8WeightsAsRun?: string;
+  int8WeightsAsRun?: Int8Weights;
 }
 
 export interface ExportInfo {
@@ -833,7 +833,7 @@ export async function verifyExport(variantDir: string, exportDir: string, seeds:
     seeds, classes: a.classes, steps, sampler: 'ddim', guidance: a.guidance,
     maxAbs: round6(max), meanAbs: round6(sum / Math.max(1, n)), perImageMax,
     seconds: { simulated: round6(a.res.seconds), exported: round6(b.res.seconds) },
-    ...(b.int8 ? { int8WeightsAsRun: b.int8 } : {}),
+    ...(b.int8 ? { int8WeightsAsRun: b.int8 as Int8Weights } : {}),
   };
 }
 
