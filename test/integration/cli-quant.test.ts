@@ -47,6 +47,8 @@ describe('dq calibrate / quantize / eval', () => {
       [['quantize', TINY, '--preset', 'nope', '--out', join(work, 'q')], /no preset or recipe file 'nope'/],
       [['quantize', TINY, '--preset', 'int8-w8a8', '--out', join(work, 'q')], /give a calibration record/],
       [['quantize', TINY, '--preset', 'int8-w8a8', '--calib', join(work, 'missing.json'), '--out', join(work, 'q')], /no calibration record at/],
+      [['export', join(work, 'nowhere'), '--out', join(work, 'x')], /no such folder: .*nowhere/],
+      [['export', TINY, '--out', join(work, 'x')], /is not a quantized variant \(no manifest\.json\)/],
     ] as const) {
       const r = dq([...args]);
       expect(r.code).toBe(1);

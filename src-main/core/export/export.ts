@@ -235,6 +235,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
   const log = opts.onLine ?? (() => {});
   const vdir = resolve(opts.variantDir);
   const mpath = join(vdir, 'manifest.json');
+  if (!existsSync(opts.variantDir)) throw new DqError('NOT_FOUND', `no such folder: ${opts.variantDir}`);
   if (!existsSync(mpath)) throw new DqError('BAD_ARGUMENT', `${opts.variantDir} is not a quantized variant (no manifest.json): run dq quantize first`);
   const manifest = JSON.parse(readFileSync(mpath, 'utf8')) as Manifest & { export?: unknown };
   if (manifest.kind !== 'dq-variant') throw new DqError('BAD_CONFIG', `${mpath} is not a variant manifest`);
