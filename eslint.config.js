@@ -9,6 +9,7 @@ import { builtinModules } from 'node:module';
 const nodeBuiltins = [...builtinModules, ...builtinModules.map((m) => `node:${m}`)];
 const noNode = { paths: nodeBuiltins.map((name) => ({ name, message: 'this layer runs in the browser too: no Node.js modules' })) };
 const ban = (group, message) => ({ group, message });
+const onlyOnnxTs = ban(['onnxruntime-*'], 'only src-main/core/runtime/onnx.ts imports onnxruntime (the one place that decides the backend)');
 
 export default tseslint.config(
   { ignores: ['node_modules/', 'out/', 'dist/', '.train-cache/', 'test-results/', 'models/', 'tools/', 'shared/', '.bench/'] },
@@ -54,7 +55,7 @@ export default tseslint.config(
         paths: [{ name: 'electron', message: 'src-main/core must run without Electron (CLI, browser mode, workers)' }],
         patterns: [
           ban(['**/cli/**', '**/electron/**', '**/serve/**', '**/src-renderer/**', 'electron/*'], 'core must not depend on the shells or the renderer'),
-          ban(['onnxruntime-*'], 'only src-main/core/runtime/onnx.ts imports onnxruntime (the one place that decides the backend)'),
+          onlyOnnxTs,
         ],
       }],
     },
@@ -73,7 +74,7 @@ export default tseslint.config(
     files: ['src-main/*.ts', 'src-main/jobs/**', 'src-main/electron/**', 'bench/**'],
     rules: {
       'no-restricted-imports': ['error', {
-        patterns: [ban(['onnxruntime-*'], 'only src-main/core/runtime/onnx.ts imports onnxruntime (the one place that decides the backend)'), ban(['**/src-renderer/**'], 'shells talk to the renderer through the contract only')],
+        patterns: [onlyOnnxTs, ban(['**/src-renderer/**'], 'shells talk to the renderer through the contract only')],
       }],
     },
   },
@@ -83,7 +84,7 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': ['error', {
         paths: [{ name: 'electron', message: 'only src-main/electron may import electron' }],
-        patterns: [ban(['**/src-renderer/**'], 'shells talk to the renderer through the contract only'), ban(['onnxruntime-*'], 'only src-main/core/runtime/onnx.ts imports onnxruntime (the one place that decides the backend)')],
+        patterns: [ban(['**/src-renderer/**'], 'shells talk to the renderer through the contract only'), onlyOnnxTs],
       }],
     },
   },

@@ -49,18 +49,19 @@ function fusedCopy(fp: string, dir: string): number {
   return n;
 }
 
-async function runner(dir: string, as?: { loaded?: string }) {
+/** A timed run of the pipeline's unet on fixed inputs, and the int8 weights it loaded with (exports). */
+async function runner(dir: string): Promise<{ run: () => Promise<number>; int8Loaded?: string }> {
   const { pipeline: p, session } = await loadPipeline(dir, 'cpu');
-  if (as) as.loaded = p.int8Weights?.loaded;
   const [C, H, W] = p.index.sampleShape;
   const feeds: Record<string, FeedValue> = { [p.io.sample]: { type: 'float32', data: Float32Array.from({ length: C * H * W }, (_, i) => Math.sin(i * 0.37)), dims: [1, C, H, W] } };
   if (p.io.feedsTimestep !== false) feeds[p.io.timestep] = { type: 'float32', data: Float32Array.of(500), dims: [1] };
   if (p.extraFeeds) Object.assign(feeds, await p.extraFeeds(500, null, 1));
-  return async () => {
+  const run = async () => {
     const t0 = performance.now();
     await session.run(feeds, [p.io.output]);
     return performance.now() - t0;
   };
+  return { run, int8Loaded: p.int8Weights?.loaded };
 }
 
 export async function benchExport(): Promise<void> {
@@ -79,18 +80,17 @@ export async function benchExport(): Promise<void> {
     await quantizePipeline({ pipelineDir: fp, recipe: loadRecipe('naive-w8a8'), record: rec, recordPath: calib, out: join(work, 'w8a8') });
     const m = await exportPipeline({ variantDir: join(work, 'w8a8'), out: join(work, 'w8a8-x'), calibrationImages: 1, verify: false });
     const s8 = await exportPipeline({ variantDir: join(work, 'w8a8'), out: join(work, 'w8a8-s8'), calibrationImages: 1, verify: false, int8Weights: 's8' });
-    await exportPipeline({ variantDir: join(work, 'w8a8'), out: join(work, 'w8a8-s7'), calibrationImages: 1, verify: false, int8Weights: 's7' });
+    const s7 = await exportPipeline({ variantDir: join(work, 'w8a8'), out: join(work, 'w8a8-s7'), calibrationImages: 1, verify: false, int8Weights: 's7' });
     const sizes = m.export.sizes;
     const nFused = fusedCopy(fp, join(work, 'fp32-fused'));
-    const as: { loaded?: string } = {};
-    const runU8 = await runner(join(work, 'w8a8-x'), as);
-    const loadedAs = as.loaded === 's8' ? ', loaded as s8 on this CPU' : '';
+    const u8 = await runner(join(work, 'w8a8-x'));
+    const loadedAs = u8.int8Loaded === 's8' ? ', loaded as s8 on this CPU' : '';
     const units = [
-      { label: 'FP32 (source)', run: await runner(fp), bytes: String(sizes.fp32UnetBytes) },
-      { label: `FP32 + fusion (${nFused} attention blocks)`, run: await runner(join(work, 'fp32-fused')), bytes: '' },
-      { label: `exported W8A8 (${m.export.summary.int8Kernels} int8-kernel layers, fused; int8 weights u8${loadedAs})`, run: runU8, bytes: String(sizes.exportBytes) },
-      { label: 'exported W8A8, int8 weights s8 (exact only with VNNI)', run: await runner(join(work, 'w8a8-s8')), bytes: String(s8.export.sizes.exportBytes) },
-      { label: 'exported W8A8, int8 weights s7 (reduce range: 7-bit codes)', run: await runner(join(work, 'w8a8-s7')), bytes: String(s8.export.sizes.exportBytes) },
+      { label: 'FP32 (source)', run: (await runner(fp)).run, bytes: String(sizes.fp32UnetBytes) },
+      { label: `FP32 + fusion (${nFused} attention blocks)`, run: (await runner(join(work, 'fp32-fused'))).run, bytes: '' },
+      { label: `exported W8A8 (${m.export.summary.int8Kernels} int8-kernel layers, fused; int8 weights u8${loadedAs})`, run: u8.run, bytes: String(sizes.exportBytes) },
+      { label: 'exported W8A8, int8 weights s8 (exact only with VNNI)', run: (await runner(join(work, 'w8a8-s8'))).run, bytes: String(s8.export.sizes.exportBytes) },
+      { label: 'exported W8A8, int8 weights s7 (reduce range: 7-bit codes)', run: (await runner(join(work, 'w8a8-s7'))).run, bytes: String(s7.export.sizes.exportBytes) },
     ];
     for (const u of units) await u.run();
     const times = units.map(() => [] as number[]);
