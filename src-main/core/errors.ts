@@ -15,10 +15,13 @@ export type DqErrorCode =
 
 export class DqError extends Error {
   readonly code: DqErrorCode;
-  constructor(code: DqErrorCode, message: string) {
+  /** The underlying text (e.g. onnxruntime's own message), for `--verbose`; never part of the one-line message. */
+  readonly detail?: string;
+  constructor(code: DqErrorCode, message: string, detail?: string) {
     super(message);
     this.name = 'DqError';
     this.code = code;
+    if (detail !== undefined) this.detail = detail;
   }
 }
 
