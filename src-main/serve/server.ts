@@ -127,7 +127,13 @@ export async function serve(opts: ServeOptions): Promise<Served> {
     }
 
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed');
-    const rel = normalize(decodeURIComponent(url.pathname)).replace(/^[/\\]+/, '');
+    let path: string;
+    try {
+      path = decodeURIComponent(url.pathname);
+    } catch {
+      return send(res, 400, 'bad request: the path has a malformed %-escape');
+    }
+    const rel = normalize(path).replace(/^[/\\]+/, '');
     const file = resolve(uiDir, rel || 'index.html');
     if (file !== uiDir && !file.startsWith(uiDir + sep)) return send(res, 404, 'not found');
     if (!existsSync(file) || !statSync(file).isFile()) return send(res, 404, 'not found');

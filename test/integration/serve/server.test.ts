@@ -65,6 +65,13 @@ describe('dq serve', () => {
     expect((await api({ host: `attacker.example:${s.port}`, origin: origin(), 'x-dq-token': s.token })).status).toBe(403);
   });
   it('refuses path traversal', async () => expect((await raw(`/../../etc/passwd?token=${s.token}`)).status).toBe(404));
+  it('answers 400 to a malformed %-escape in the path, not 500', async () => {
+    for (const path of ['/%E0%A4%A', '/assets/%', '/%ZZ']) {
+      const r = await raw(`${path}?token=${s.token}`);
+      expect(r.status, path).toBe(400);
+      expect(r.body).not.toMatch(/URI malformed|internal error/);
+    }
+  });
   it('answers the contract with token and same origin; bad requests come back as data', async () => {
     const r = await api({ origin: origin(), 'x-dq-token': s.token });
     expect(r.status).toBe(200);
