@@ -8,7 +8,8 @@ import { runCompare, type CompareProgress } from '../core/compare/compare.js';
 import type { CompareMetrics } from '../core/compare/schema.js';
 import { loadPipeline } from '../core/pipeline/pipeline.js';
 import { SAMPLERS, type SamplerName } from '../core/pipeline/schedulers.js';
-import { parseIntList } from '../core/ranges.js';
+import { prepareOutput } from '../core/fsutil.js';
+import { MAX_BATCH, MAX_COUNT, MAX_SAMPLES, parseClasses, parseSeeds } from '../core/ranges.js';
 import { PROVIDERS, type Provider } from '../core/runtime/onnx.js';
 import { progressPrinter } from './progress.js';
 import { num } from './options.js';
@@ -42,16 +43,18 @@ export function registerCompare(program: Command): void {
     .addOption(new Option('--sampler <name>', 'sampler').choices(SAMPLERS).default('ddim'))
     .option('--guidance <w>', 'classifier-free guidance scale (1 = off; default: the pipeline default)', num('--guidance', 0))
     .option('--eta <eta>', 'DDIM eta (0 = deterministic)', num('--eta', 0), 0)
-    .option('--batch <n>', 'images per network batch', num('--batch', 1, true), 32)
-    .option('--fid-samples <n>', 'generated images per variant for FID (0 = no FID; few samples bias FID upwards)', num('--fid-samples', 0, true), 200)
-    .option('--walk-frames <n>', 'frames per segment of the seed-interpolation walk', num('--walk-frames', 1, true), 8)
+    .option('--batch <n>', 'images per network batch', num('--batch', 1, true, MAX_BATCH), 32)
+    .option('--fid-samples <n>', 'generated images per variant for FID (0 = no FID; few samples bias FID upwards)', num('--fid-samples', 0, true, MAX_SAMPLES), 200)
+    .option('--walk-frames <n>', 'frames per segment of the seed-interpolation walk', num('--walk-frames', 1, true, MAX_COUNT), 8)
     .addOption(new Option('--provider <ep>', 'execution provider').choices(PROVIDERS).default('cpu'))
     .requiredOption('--out <dir>', 'output folder (grid.png, diff-*.png, *.webp, *.mp4, metrics.json, report.html)')
     .option('--no-video', 'skip the trajectory and walk videos')
     .option('--quiet', 'no progress output')
     .action(async (dir: string, o: Record<string, string | number | boolean | undefined>) => {
-      const classes = o.class === undefined ? [] : parseIntList(String(o.class), '--class');
-      const seeds = parseIntList(String(o.seeds), '--seeds');
+      const classes = o.class === undefined ? [] : parseClasses(String(o.class));
+      const seeds = parseSeeds(String(o.seeds));
+      // before any sampling: a bad --out must not fail after minutes of work
+      prepareOutput(String(o.out), 'folder');
       const variants = String(o.variants).split(',').map((s) => s.trim()).filter(Boolean);
       const guidance = (o.guidance as number | undefined) ?? (await loadPipeline(dir, o.provider as Provider)).pipeline.index.defaultGuidance;
       const progress = o.quiet ? undefined : progressPrinter('comparing');

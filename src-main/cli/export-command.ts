@@ -8,7 +8,8 @@ import { resolve } from 'node:path';
 import { parseShard, runBatch } from '../core/batch/batch.js';
 import { DqError } from '../core/errors.js';
 import { exportPipeline, INT8_WEIGHTS, type ExportManifest, type Int8Weights } from '../core/export/export.js';
-import { parseIntList } from '../core/ranges.js';
+import { prepareOutput } from '../core/fsutil.js';
+import { MAX_SAMPLES, parseSeeds } from '../core/ranges.js';
 import { num } from './options.js';
 import { progressPrinter } from './progress.js';
 
@@ -35,7 +36,8 @@ export function registerExport(program: Command): void {
     .command('export')
     .description('export a quantized variant as a pipeline with real low-bit weights (INT8 W8A8 on int8 kernels), then verify it')
     .argument('<variant-dir>', 'a variant folder written by dq quantize')
-    .requiredOption('--out <pipeline-dir>', 'pipeline folder to write (replaced atomically)')
+    .requiredOption('--out <pipeline-dir>', 'pipeline folder to write (replaced atomically; an existing one only if it is empty or an export)')
+    .option('--force', 'replace whatever is at --out (a folder of other files, a file)')
     .addOption(
       new Option('--int8-weights <kind>', 'INT8 weights on integer kernels: u8 (uint8 + zero point 128, exact on every CPU), s8 (fastest; exact only with VNNI), s7 (7-bit codes, reduce range)')
         .choices([...INT8_WEIGHTS])
@@ -45,10 +47,13 @@ export function registerExport(program: Command): void {
     .option('--no-fuse-attention', 'keep attention blocks as separate MatMul/Softmax nodes (default: one com.microsoft MultiHeadAttention each)')
     .option('--seeds <list>', 'verification seeds', '0-3')
     .option('--steps <n>', 'verification steps (default: the calibration steps)', num('--steps', 1, true))
-    .option('--calib-images <n>', 'images for QLinearConv output ranges', num('--calib-images', 1, true), 8)
+    .option('--calib-images <n>', 'images for QLinearConv output ranges', num('--calib-images', 1, true, MAX_SAMPLES), 8)
     .option('--no-verify', 'skip the verification')
     .option('--json', 'print the export section of the manifest as JSON')
-    .action(async (dir: string, o: { out: string; int8Weights: Int8Weights; reduceRange?: boolean; seeds: string; steps?: number; calibImages: number; verify: boolean; fuseAttention: boolean; json?: boolean }) => {
+    .action(async (dir: string, o: { out: string; force?: boolean; int8Weights: Int8Weights; reduceRange?: boolean; seeds: string; steps?: number; calibImages: number; verify: boolean; fuseAttention: boolean; json?: boolean }) => {
+      const force = o.force === true;
+      const seeds = o.verify ? parseSeeds(o.seeds) : [];
+      prepareOutput(o.out, { replace: 'export', force });
       // a progress line per phase on stderr; Ctrl-C stops the export and leaves the previous output
       const bar: { phase: string; printer: ReturnType<typeof progressPrinter> | null } = { phase: '', printer: null };
       const ac = new AbortController();
@@ -58,10 +63,11 @@ export function registerExport(program: Command): void {
         const m = await exportPipeline({
           variantDir: dir,
           out: o.out,
+          force,
           int8Weights: o.reduceRange ? 's7' : o.int8Weights,
           fuseAttention: o.fuseAttention,
           calibrationImages: o.calibImages,
-          verify: o.verify ? { seeds: parseIntList(o.seeds, '--seeds'), steps: o.steps } : false,
+          verify: o.verify ? { seeds, steps: o.steps } : false,
           onLine: o.json ? undefined : (s) => console.log(s),
           signal: ac.signal,
           onProgress: o.json

@@ -3,7 +3,6 @@
  * usage errors exit 2; anything else is a bug and prints its stack only with DQ_DEBUG=1.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DqError, isDqError } from '../core/errors.js';
@@ -11,7 +10,8 @@ import { formatInfo, runInfo } from '../core/jobs/info-job.js';
 import { runSampleJob } from '../core/jobs/sample-job.js';
 import { releaseSessions } from '../core/pipeline/pipeline.js';
 import { SAMPLERS, type SamplerName } from '../core/pipeline/schedulers.js';
-import { parseIntList } from '../core/ranges.js';
+import { makeDirs, prepareOutput } from '../core/fsutil.js';
+import { MAX_BATCH, MAX_COUNT, MAX_SAMPLES, parseClasses, parseSeeds } from '../core/ranges.js';
 import { PROVIDERS, type Provider } from '../core/runtime/onnx.js';
 import { createHost } from '../host.js';
 import { serve } from '../serve/server.js';
@@ -35,6 +35,7 @@ export function buildProgram(): Command {
     .version(VERSION)
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ outputError: (s, write) => write(s) })
+    .option('--verbose', 'with an error, also print the underlying text (e.g. onnxruntime\'s own message); DQ_DEBUG=1 does the same')
     .exitOverride(); // before the subcommands, which inherit it
 
   program
@@ -47,13 +48,14 @@ export function buildProgram(): Command {
     .addOption(new Option('--sampler <name>', 'sampler').choices(SAMPLERS).default('ddim'))
     .option('--guidance <w>', 'classifier-free guidance scale (1 = off)', num('--guidance', 0))
     .option('--eta <eta>', 'DDIM eta (0 = deterministic)', num('--eta', 0), 0)
-    .option('--batch <n>', 'images per network batch', num('--batch', 1, true), 16)
+    .option('--batch <n>', 'images per network batch', num('--batch', 1, true, MAX_BATCH), 16)
     .addOption(new Option('--provider <ep>', 'execution provider').choices(PROVIDERS).default('cpu'))
     .requiredOption('--out <dir>', 'output folder (grid.png, samples.json)')
     .option('--quiet', 'no progress output')
     .action(async (dir: string, o: Record<string, string | number | boolean | undefined>) => {
-      const classes = o.class === undefined ? [] : parseIntList(String(o.class), '--class');
-      const seeds = parseIntList(String(o.seeds), '--seeds');
+      const classes = o.class === undefined ? [] : parseClasses(String(o.class));
+      const seeds = parseSeeds(String(o.seeds));
+      prepareOutput(String(o.out), 'folder');
       const progress = o.quiet ? undefined : progressPrinter('sampling');
       const rec = await runSampleJob({
         pipelineDir: dir,
@@ -92,16 +94,17 @@ export function buildProgram(): Command {
     .description('run the FP sampler over a calibration set and record per-layer, per-timestep activation statistics')
     .argument('<pipeline-dir>', 'pipeline folder')
     .requiredOption('--out <record>', 'calibration record to write (JSON)')
-    .option('--samples <n>', 'calibration images (classes cycle 0..C-1)', num('--samples', 1, true), 64)
+    .option('--samples <n>', 'calibration images (classes cycle 0..C-1)', num('--samples', 1, true, MAX_SAMPLES), 64)
     .option('--steps <n>', 'sampling steps', num('--steps', 1, true), 25)
     .addOption(new Option('--sampler <name>', 'sampler').choices(SAMPLERS).default('ddim'))
     .option('--guidance <w>', 'classifier-free guidance scale', num('--guidance', 0), 2)
     .addOption(new Option('--timesteps <sel>', 'which steps to record: all, uniform (Q-Diffusion), normal (PTQ4DM)').choices(['all', 'uniform', 'normal']).default('all'))
-    .option('--count <n>', 'uniform/normal: how many steps', num('--count', 1, true), 10)
-    .option('--batch <n>', 'images per batch (checkpointed for resume)', num('--batch', 1, true), 32)
+    .option('--count <n>', 'uniform/normal: how many steps', num('--count', 1, true, MAX_COUNT), 10)
+    .option('--batch <n>', 'images per batch (checkpointed for resume)', num('--batch', 1, true, MAX_BATCH), 32)
     .option('--gram', 'also collect the Gram matrices of the layers\' inputs (needed by GPTQ recipes; written beside the record as <record>.gram)')
     .option('--quiet', 'no progress output')
     .action(async (dir: string, o: Record<string, string | number | boolean | undefined>) => {
+      prepareOutput(String(o.out), 'file');
       const progress = o.quiet ? undefined : progressPrinter('calibrating');
       const ac = new AbortController();
       const onInt = () => ac.abort();
@@ -129,11 +132,14 @@ export function buildProgram(): Command {
     .argument('<pipeline-dir>', 'pipeline folder')
     .requiredOption('--preset <name|file>', `preset name (${listPresets().join(', ')}) or a recipe JSON file`)
     .option('--calib <record>', 'calibration record from dq calibrate (needed when activations are quantized)')
-    .requiredOption('--out <variant-dir>', 'variant folder to write')
-    .action(async (dir: string, o: { preset: string; calib?: string; out: string }) => {
+    .requiredOption('--out <variant-dir>', 'variant folder to write (an existing one is replaced only if it is empty or a variant)')
+    .option('--force', 'replace whatever is at --out (a folder of other files, a file)')
+    .action(async (dir: string, o: { preset: string; calib?: string; out: string; force?: boolean }) => {
+      const force = o.force === true;
+      prepareOutput(o.out, { replace: 'variant', force });
       const recipe = loadRecipe(o.preset);
       const record = o.calib ? readRecord(o.calib) : null;
-      const m = await quantizePipeline({ pipelineDir: dir, recipe, record, recordPath: o.calib, out: o.out });
+      const m = await quantizePipeline({ pipelineDir: dir, recipe, record, recordPath: o.calib, out: o.out, force });
       console.log(
         `${recipe.name}: ${m.summary.quantized} layers quantized, ${m.summary.spared} kept in FP; weights ${m.summary.weightBitsPerParameter} bits/parameter, ` +
           `activations ${m.summary.activationFormat ?? 'FP'} (simulated) -> ${resolve(o.out)}`,
@@ -145,12 +151,12 @@ export function buildProgram(): Command {
     .description('every preset vs FP on the same seeds: class agreement and FID-to-FP (classifier features)')
     .argument('<pipeline-dir>', 'pipeline folder')
     .option('--presets <list>', 'comma-separated presets (default: all)')
-    .option('--samples <n>', 'images per variant', num('--samples', 2, true), 500)
+    .option('--samples <n>', 'images per variant', num('--samples', 2, true, MAX_SAMPLES), 500)
     .option('--steps <n>', 'sampling steps', num('--steps', 1, true), 25)
     .addOption(new Option('--sampler <name>', 'sampler').choices(SAMPLERS).default('ddim'))
     .option('--guidance <w>', 'classifier-free guidance scale', num('--guidance', 0), 2)
     .option('--calib <record>', 'calibration record (default: calibrate into <out>/calibration.json)')
-    .option('--calib-samples <n>', 'calibration images when calibrating', num('--calib-samples', 1, true), 64)
+    .option('--calib-samples <n>', 'calibration images when calibrating', num('--calib-samples', 1, true, MAX_SAMPLES), 64)
     .requiredOption('--out <dir>', 'folder for variants, calibration and eval.json')
     .action(async (dir: string, o: Record<string, string | number | undefined>) => {
       const presets = o.presets ? String(o.presets).split(',').map((s) => s.trim()).filter(Boolean) : listPresets();
@@ -168,11 +174,11 @@ export function buildProgram(): Command {
   program
     .command('serve')
     .description('browser mode: the studio UI and its API on 127.0.0.1 (a random token guards every request)')
-    .option('--port <n>', 'port (default: any free port)', num('--port', 0, true))
+    .option('--port <n>', 'port, 0 to 65535 (default: any free port)', num('--port', 0, true, 65535))
     .option('--workspace <dir>', 'folder for this session\'s calibrations, variants and comparisons (kept on exit)')
     .action(async (o: { port?: number; workspace?: string }) => {
-      const workspace = resolve(o.workspace ?? join('out', 'studio', new Date().toISOString().replace(/[:.]/g, '-')));
-      mkdirSync(workspace, { recursive: true });
+      const workspace = prepareOutput(o.workspace ?? join('out', 'studio', new Date().toISOString().replace(/[:.]/g, '-')), 'folder', '--workspace');
+      makeDirs(workspace, '--workspace');
       const host = createHost('browser', VERSION, { workspace });
       const s = await serve({ host, uiDir: UI_DIR, port: o.port });
       console.log(`DQ Studio is running at ${s.url}\n(only this machine can reach it; the token in the URL is required; Ctrl-C stops it)\nsession files: ${workspace}`);
@@ -184,6 +190,11 @@ export function buildProgram(): Command {
     });
 
   return program;
+}
+
+/** --verbose is a program option; an error during parsing may come before commander has recorded it. */
+function verbose(program: Command, argv: string[]): boolean {
+  return program.opts().verbose === true || argv.slice(0, argv.indexOf('--') === -1 ? undefined : argv.indexOf('--')).includes('--verbose');
 }
 
 async function defaultGuidance(dir: string): Promise<number> {
@@ -203,6 +214,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (isDqError(e)) {
       console.error(`dq: error: ${e.message}`);
+      if (e.detail && (verbose(program, argv) || process.env.DQ_DEBUG)) console.error(`dq: detail: ${e.detail}`);
       return e.code === 'CANCELLED' ? 130 : 1;
     }
     if (process.env.DQ_DEBUG) console.error(e);

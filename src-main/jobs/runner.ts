@@ -6,9 +6,10 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { makeDirs } from '../core/fsutil.js';
 import type { ApiError, JobEvent, JobInfo, JobKind, JobResult } from '../contract/api.js';
 import type { FromWorker, ToWorker, WorkerTask } from './protocol.js';
 
@@ -41,7 +42,7 @@ export class JobRunner {
   private seq = 0;
 
   constructor(readonly workspace: string, private readonly workerEntry = defaultWorkerEntry()) {
-    mkdirSync(workspace, { recursive: true });
+    makeDirs(workspace, 'workspace'); // not Node's recursive mkdir: it never returns under /proc
   }
 
   subscribe(listener: (e: JobEvent) => void): () => void {
@@ -74,7 +75,7 @@ export class JobRunner {
   start(opts: StartOptions): string {
     const id = `${opts.kind}-${++this.seq}-${randomBytes(3).toString('hex')}`;
     const dir = this.dir(id);
-    mkdirSync(dir, { recursive: true });
+    makeDirs(dir, 'workspace');
     const task = opts.task(dir);
     const info: JobInfo = { id, kind: opts.kind, label: opts.label, state: 'running', progress: null, startedAt: Date.now(), endedAt: null, result: null, error: null };
     const job: Running = { info, child: null, cancelRequested: false, stderr: '' };

@@ -3,10 +3,10 @@
  * free: runs the engine function for the task, posts throttled progress, honours cancel (AbortSignal), and
  * ends with exactly one `done` or `error` message.
  */
-import { mkdirSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { computeComparison, writeComparison } from '../core/compare/compare.js';
-import { writeFileAtomic } from '../core/fsutil.js';
+import { makeDirs, writeFileAtomic } from '../core/fsutil.js';
 import { encodePng, layoutGrid } from '../core/image/grid.js';
 import type { SamplerName } from '../core/pipeline/schedulers.js';
 import { calibrate, readRecord, type TimestepSelection } from '../core/quant/calibrate.js';
@@ -113,7 +113,7 @@ async function run(task: WorkerTask): Promise<unknown> {
   progress('writing', 0, 1);
   const metrics = await writeComparison(c, job);
   // each variant's grid images side by side, laid out identically, for the A/B wipe
-  mkdirSync(task.out, { recursive: true });
+  makeDirs(task.out, 'output');
   const strips: string[] = [];
   for (let v = 0; v < c.images.length; v++) {
     const imgs = c.images[v]!;

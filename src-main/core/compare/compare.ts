@@ -6,12 +6,12 @@
  * Everything is computed in memory first; files are written at the end, each atomically (temporary file, then
  * rename), the report last. A cancelled or failed run leaves the output folder as it was.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { DqError } from '../errors.js';
 import { agreement, classifierPath, classify } from '../eval/classifier.js';
 import { fitGaussian, frechetDistance, psnr, ssim, type Gaussian } from '../eval/metrics.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { makeDirs, writeFileAtomic } from '../fsutil.js';
 import { encodePng, layoutGrid, type RasterImage } from '../image/grid.js';
 import { externalRef, loadOnnx } from '../onnx/io.js';
 import { loadPipeline, type Pipeline } from '../pipeline/pipeline.js';
@@ -590,6 +590,8 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
 /** Encodes and writes everything; returns the metrics as written. */
 export async function writeComparison(c: Comparison, job: Pick<CompareJob, 'out' | 'video' | 'ffmpeg' | 'signal'>): Promise<CompareMetrics> {
   const out = resolve(job.out);
+  // videos left by an earlier comparison in this folder are removed below; a folder without one keeps its files
+  const earlier = existsSync(join(out, 'metrics.json'));
   const metrics: CompareMetrics = structuredClone(c.metrics);
   const gridPng = await encodePng(c.grid);
   const diffPngs = await Promise.all(c.diffs.map(async (d) => ({ ...d, png: await encodePng(d.image) })));
@@ -606,7 +608,7 @@ export async function writeComparison(c: Comparison, job: Pick<CompareJob, 'out'
         for (const [key, video] of [['trajectory', c.trajectoryVideo], ['walk', c.walkVideo]] as const) {
           const tmp = join(out, `.${key}.${process.pid}.${Date.now()}.mp4.tmp`);
           written.push(tmp);
-          mkdirSync(out, { recursive: true });
+          makeDirs(out, '--out');
           const err = await encodeMp4(ff.path, atFps(video, 20), 20, tmp, job.signal);
           if (job.signal?.aborted) throw new DqError('CANCELLED', 'comparison was cancelled');
           if (err) metrics.notes.push(`MP4 not written for the ${key} video: ${err}`);
@@ -639,7 +641,7 @@ export async function writeComparison(c: Comparison, job: Pick<CompareJob, 'out'
     for (const t of written) rmSync(t, { force: true });
   }
   // files of an earlier run in this folder that this run did not write would contradict the report
-  for (const key of ['trajectory', 'walk'] as const) {
+  if (earlier) for (const key of ['trajectory', 'walk'] as const) {
     if (!metrics.files[key].mp4) rmSync(join(out, `${key}.mp4`), { force: true });
     if (!metrics.files[key].webp) rmSync(join(out, `${key}.webp`), { force: true });
   }

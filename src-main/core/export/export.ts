@@ -20,11 +20,11 @@
  * export leaves the previous output (or nothing).
  */
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { QuantFormat } from '../../../kernels/quant.js';
 import { DqError, isDqError } from '../errors.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { cleanStaleOutputs, makeDirs, prepareOutput, swapIntoPlace, writeFileAtomic } from '../fsutil.js';
 import { indexGraph, nodeAttr, sortTopologically } from '../onnx/graph.js';
 import { externalRef, floatTensor, loadOnnx, saveOnnx, type LoadedModel } from '../onnx/io.js';
 import { ModelProto, type ModelMsg, type NodeMsg, type TensorMsg } from '../onnx/model.js';
@@ -128,6 +128,8 @@ export interface ExportOptions {
   onProgress?: (p: ExportProgress) => void;
   /** Aborting stops the export between layers or sampling steps; the previous output stays as it was. */
   signal?: AbortSignal;
+  /** Replace whatever is at `out` (default: only an empty folder or an export we wrote). */
+  force?: boolean;
 }
 
 export interface ExportProgress {
@@ -478,12 +480,11 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
   sortTopologically(model);
 
   // write into a temporary folder beside the output
-  const out = resolve(opts.out);
-  mkdirSync(dirname(out), { recursive: true });
-  restoreInterrupted(out);
+  const out = prepareOutput(opts.out, { replace: 'export', force: opts.force });
+  cleanStaleOutputs(out);
   const tmp = join(dirname(out), `.${basename(out)}.${process.pid}.tmp`);
   rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
+  makeDirs(tmp, '--out');
   try {
     cpSync(join(vdir, 'model_index.json'), join(tmp, 'model_index.json'));
     cpSync(join(vdir, 'scheduler'), join(tmp, 'scheduler'), { recursive: true });
@@ -581,43 +582,13 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     await releaseSessions();
     checkAbort(opts.signal);
     // swap into place
-    const old = `${out}.${process.pid}.old`;
-    if (existsSync(out)) renameSync(out, old);
-    renameSync(tmp, out);
-    rmSync(old, { recursive: true, force: true });
+    swapIntoPlace(tmp, out, 'export', opts.force);
     return em;
   } catch (e) {
     await releaseSessions();
     rmSync(tmp, { recursive: true, force: true });
     if (isDqError(e) && e.code === 'CANCELLED') checkAbort(opts.signal);
     throw e;
-  }
-}
-
-/** An export killed between its two final renames leaves `<out>.<pid>.old`: put it back. */
-function restoreInterrupted(out: string): void {
-  const dir = dirname(out);
-  const stem = `${basename(out)}.`;
-  for (const f of readdirSync(dir)) {
-    if (f.startsWith(stem) && f.endsWith('.old')) {
-      const p = join(dir, f);
-      if (!existsSync(out)) renameSync(p, out);
-      else rmSync(p, { recursive: true, force: true });
-    }
-    if (f.startsWith(`.${stem}`) && f.endsWith('.tmp')) {
-      const pid = Number(f.slice(stem.length + 1, -'.tmp'.length));
-      if (!Number.isInteger(pid) || !alive(pid)) rmSync(join(dir, f), { recursive: true, force: true });
-    }
-  }
-}
-
-function alive(pid: number): boolean {
-  if (pid === process.pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -3,11 +3,11 @@
  * quantizes each preset into <out>/<preset>, samples N images per variant and reports class agreement (the
  * embedded classifier vs the requested class) and FID-to-FP in the classifier's feature space.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { agreement, classify } from '../eval/classifier.js';
 import { fitGaussian, frechetDistance, type Gaussian } from '../eval/metrics.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { makeDirs, prepareOutput, writeFileAtomic } from '../fsutil.js';
 import { loadPipeline, releaseSessions } from '../pipeline/pipeline.js';
 import { sample } from '../pipeline/sample.js';
 import type { SamplerName } from '../pipeline/schedulers.js';
@@ -41,8 +41,11 @@ export interface EvalOptions {
 }
 
 export async function runEval(o: EvalOptions): Promise<{ rows: EvalRow[]; calibration: { path: string; seconds: number } }> {
-  const out = resolve(o.out);
-  mkdirSync(out, { recursive: true });
+  const out = prepareOutput(o.out, 'folder');
+  // every preset's variant folder is checked before any work: replacing one that is not ours is refused
+  const recipes = o.presets.map((p) => loadRecipe(p));
+  for (const r of recipes) prepareOutput(join(out, r.name), { replace: 'variant' });
+  makeDirs(out, '--out');
   const say = o.onLine ?? (() => {});
   let recPath = o.calib ? resolve(o.calib) : join(out, 'calibration.json');
   let rec: CalibrationRecord;
@@ -52,7 +55,7 @@ export async function runEval(o: EvalOptions): Promise<{ rows: EvalRow[]; calibr
     say(`calibration: ${recPath} (${rec.settings.samples} samples x ${rec.steps.length} steps)`);
   } else {
     const t0 = performance.now();
-    const gram = o.presets.some((p) => loadRecipe(p).weights.rounding === 'gptq');
+    const gram = recipes.some((r) => r.weights.rounding === 'gptq');
     rec = await calibrate(o.pipelineDir, recPath, { samples: o.calibSamples ?? 64, steps: o.steps, sampler: o.sampler, guidance: o.guidance, timesteps: 'all', gram, signal: o.signal });
     calSeconds = (performance.now() - t0) / 1000;
     say(`calibrated ${rec.sites.length} sites at ${rec.steps.length} steps in ${calSeconds.toFixed(1)} s -> ${recPath}`);
@@ -87,8 +90,7 @@ export async function runEval(o: EvalOptions): Promise<{ rows: EvalRow[]; calibr
 
   say(header());
   await run('fp', o.pipelineDir, null, null);
-  for (const p of o.presets) {
-    const recipe = loadRecipe(p);
+  for (const recipe of recipes) {
     const t0 = performance.now();
     const dir = join(out, recipe.name);
     const manifest = await quantizePipeline({ pipelineDir: o.pipelineDir, recipe, record: rec, recordPath: recPath, out: dir });

@@ -3,7 +3,8 @@
  */
 import { join } from 'node:path';
 import { DqError } from '../errors.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { prepareOutput, writeFileAtomic } from '../fsutil.js';
+import { MAX_GRID_IMAGES } from '../ranges.js';
 import { encodePng, layoutGrid } from '../image/grid.js';
 import { loadPipeline } from '../pipeline/pipeline.js';
 import { sample, type SampleProgress } from '../pipeline/sample.js';
@@ -42,11 +43,15 @@ export interface SampleRecord {
 }
 
 export async function runSampleJob(job: SampleJob): Promise<SampleRecord> {
+  prepareOutput(job.out, 'folder');
   const { pipeline, session } = await loadPipeline(job.pipelineDir, job.provider);
   const conditional = pipeline.io.classLabels !== null;
   if (!conditional && job.classes.length) throw new DqError('BAD_ARGUMENT', 'this model is unconditional: leave out --class');
   const classes = conditional ? (job.classes.length ? job.classes : pipeline.index.classes.map((_, i) => i)) : [];
   const rows = conditional ? classes : [null];
+  if (rows.length * job.seeds.length > MAX_GRID_IMAGES) {
+    throw new DqError('BAD_ARGUMENT', `${rows.length} classes x ${job.seeds.length} seeds is ${rows.length * job.seeds.length} images, more than a grid holds (at most ${MAX_GRID_IMAGES})`);
+  }
   const seeds: number[] = [];
   const cls: number[] = [];
   for (const c of rows) {

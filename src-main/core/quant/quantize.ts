@@ -7,13 +7,13 @@
  * Simulated (fake) quantization: weights hold their quantized values in float32; activation quantizers are
  * elementwise subgraphs. The variant is written to a temporary folder and renamed into place.
  */
-import { cpSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { cpSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { nvfp4TensorScale, intParams, floatScale, type QuantFormat } from '../../../kernels/quant.js';
 import { GPTQ_PERCDAMP } from '../../../kernels/gptq.js';
 import { FORMATS } from '../../../kernels/minifloat.js';
 import { DqError } from '../errors.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { cleanStaleOutputs, makeDirs, prepareOutput, swapIntoPlace, writeFileAtomic } from '../fsutil.js';
 import { analyzeGraph, type LayerMap, type QuantizableLayer } from '../onnx/analysis.js';
 import { floatTensor, loadOnnx, saveOnnx } from '../onnx/io.js';
 import { nodeAttr } from '../onnx/graph.js';
@@ -185,6 +185,8 @@ export interface QuantizeOptions {
   record: CalibrationRecord | null;
   recordPath?: string;
   out: string;
+  /** Replace whatever is at `out` (default: only an empty folder or a variant we wrote). */
+  force?: boolean;
 }
 
 export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest> {
@@ -378,10 +380,11 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   const qBits = reports.reduce((a, r) => a + (r.weight?.bits ?? 0), 0);
 
   // 3. write the variant atomically
-  const out = resolve(opts.out);
+  const out = prepareOutput(opts.out, { replace: 'variant', force: opts.force });
+  cleanStaleOutputs(out);
   const tmp = join(dirname(out), `.${basename(out)}.${process.pid}.tmp`);
   rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
+  makeDirs(tmp, '--out');
   try {
     cpSync(join(loc.dir, 'model_index.json'), join(tmp, 'model_index.json'));
     cpSync(join(loc.dir, 'scheduler'), join(tmp, 'scheduler'), { recursive: true });
@@ -410,10 +413,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       ...(temporalReport ? { temporal: temporalReport } : {}),
     };
     writeFileAtomic(join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
-    const old = `${out}.${process.pid}.old`;
-    if (existsSync(out)) renameSync(out, old);
-    renameSync(tmp, out);
-    rmSync(old, { recursive: true, force: true });
+    swapIntoPlace(tmp, out, 'variant', opts.force);
     return manifest;
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
