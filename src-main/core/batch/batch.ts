@@ -17,7 +17,7 @@
  *   }
  */
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { accessSync, appendFileSync, constants, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { runCompare } from '../compare/compare.js';
@@ -25,7 +25,7 @@ import { DqError } from '../errors.js';
 import { exportPipeline, INT8_WEIGHTS } from '../export/export.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { locatePipeline, releaseSessions } from '../pipeline/pipeline.js';
-import { calibrate, readRecord, sha256File } from '../quant/calibrate.js';
+import { calibrate, DEFAULT_CALIBRATION, readRecord, sha256File, type CalibrationRecord, type CalibrationSettings } from '../quant/calibrate.js';
 import { quantizePipeline } from '../quant/quantize.js';
 import { loadRecipe } from '../quant/recipe.js';
 import { parseIntList } from '../ranges.js';
@@ -120,10 +120,26 @@ export function readJobs(path: string): { jobs: JobsFile; base: string } {
     const issue = r.error.issues[0]!;
     throw new DqError('BAD_CONFIG', `${path}: field '${issue.path.join('.') || '(top level)'}': ${issue.message}`);
   }
+  // seed lists are checked here, before any job runs, not when the first job reaches compare or export
+  for (const [what, text] of [['compare.seeds', r.data.compare.seeds], ['export.verifySeeds', r.data.export.verifySeeds]] as const) {
+    try {
+      parseIntList(text, `field '${what}'`);
+    } catch (e) {
+      throw new DqError('BAD_CONFIG', `${path}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
   return { jobs: r.data, base: dirname(resolve(path)) };
 }
 
-/** The matrix in a fixed order; job directories are <out>/<pipeline name>/<preset name>. */
+/** A preset name as it is, a recipe file (a name ending in .json) relative to the job file. */
+function presetRef(base: string, preset: string): string {
+  return preset.endsWith('.json') ? resolve(base, preset) : preset;
+}
+
+/**
+ * The matrix in a fixed order; job directories are <out>/<pipeline name>/<preset name>. Recipe files (names ending
+ * in .json) are relative to the job file, like the other paths; other names are presets.
+ */
 export function listJobs(jobs: JobsFile, base: string): Job[] {
   const out = resolve(base, jobs.out);
   const names = new Map<string, number>();
@@ -136,7 +152,7 @@ export function listJobs(jobs: JobsFile, base: string): Job[] {
     if (seen) name = `${name}-${seen + 1}`;
     for (const preset of jobs.presets) {
       const pname = basename(preset).replace(/\.json$/, '');
-      list.push({ index: list.length, id: `${name}/${pname}`, pipeline: abs, preset, dir: join(out, name, pname) });
+      list.push({ index: list.length, id: `${name}/${pname}`, pipeline: abs, preset: presetRef(base, preset), dir: join(out, name, pname) });
     }
   }
   return list;
@@ -145,6 +161,36 @@ export function listJobs(jobs: JobsFile, base: string): Job[] {
 function jobKey(job: Job, jobs: JobsFile, unetSha: string): string {
   const recipe = loadRecipe(job.preset);
   return createHash('sha256').update(JSON.stringify({ unetSha, recipe, steps: jobs.steps, calibration: jobs.calibration, compare: jobs.compare, export: jobs.export })).digest('hex');
+}
+
+const MKDIR_ERRORS: Record<string, string> = {
+  EACCES: 'permission denied', EPERM: 'permission denied', EROFS: 'a read-only file system', ENOSPC: 'no space left',
+  ENOTDIR: 'a part of the path is a file', ENOENT: 'the file system does not allow folders there',
+};
+
+/**
+ * Creates a folder and its missing parents one at a time (a recursive mkdir never returns under /proc), or says in
+ * one line why it cannot.
+ */
+function makeFolder(dir: string, what: string): void {
+  const missing: string[] = [];
+  let p = resolve(dir);
+  while (!existsSync(p)) {
+    missing.push(p);
+    const up = dirname(p);
+    if (up === p) break;
+    p = up;
+  }
+  if (existsSync(p) && !statSync(p).isDirectory()) throw new DqError('BAD_ARGUMENT', `${what}: cannot create ${dir}: ${p} is a file, not a folder`);
+  for (const m of missing.reverse()) {
+    try {
+      mkdirSync(m);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? '';
+      if (code === 'EEXIST' && statSync(m).isDirectory()) continue; // another shard made it
+      throw new DqError('BAD_ARGUMENT', `${what}: cannot create the folder ${m}: ${MKDIR_ERRORS[code] ?? code}`);
+    }
+  }
 }
 
 function readResult(dir: string): JobResult | null {
@@ -170,14 +216,80 @@ export async function runBatch(opts: BatchOptions): Promise<{ jobs: Job[]; ran: 
   const all = listJobs(jobs, base);
   const mine = all.filter((j) => j.index % shard.count === shard.index);
   const say = opts.onLine ?? (() => {});
+  if (!opts.dryRun) {
+    // the out folder is checked before any work: a batch that cannot write its results is refused as a whole
+    const out = resolve(base, jobs.out);
+    makeFolder(out, `${opts.jobsFile}: field 'out'`);
+    try {
+      accessSync(out, constants.W_OK);
+    } catch {
+      throw new DqError('BAD_ARGUMENT', `${opts.jobsFile}: field 'out': the folder ${out} is not writable`);
+    }
+  }
   say(`batch: ${all.length} jobs (${jobs.pipelines.length} pipelines x ${jobs.presets.length} presets); shard ${shard.index}/${shard.count} runs ${mine.length}`);
   const ran: string[] = [];
   const skipped: string[] = [];
   const failed: string[] = [];
-  const shas = new Map<string, string>();
+  // one calibration record per pipeline, shared by its jobs: with Gram matrices when any preset of the matrix uses GPTQ
+  const gram = jobs.presets.some((p) => {
+    try {
+      return loadRecipe(presetRef(base, p)).weights.rounding === 'gptq';
+    } catch {
+      return false; // a bad preset fails its own jobs, not the others
+    }
+  });
+  // unet hash per pipeline (or why the pipeline cannot be used: each of its jobs fails with that reason)
+  const shas = new Map<string, { sha: string } | { error: unknown }>();
+  const unetSha = (pipeline: string): string => {
+    let r = shas.get(pipeline);
+    if (!r) {
+      try {
+        r = { sha: sha256File(locatePipeline(pipeline).unetPath) };
+      } catch (e) {
+        r = { error: e };
+      }
+      shas.set(pipeline, r);
+    }
+    if ('error' in r) throw r.error;
+    return r.sha;
+  };
+  const logTo = (path: string) => (s: string) => {
+    appendFileSync(path, `${new Date().toISOString()} ${s}\n`);
+  };
+  /** A failed job: the reason on one line, in its log (with the details there) and on the batch's output. */
+  const fail = (job: Job, e: unknown, log: ((s: string) => void) | null, verb = 'FAILED') => {
+    const msg = e instanceof Error ? e.message : String(e);
+    failed.push(job.id);
+    if (log) {
+      log(`FAILED: ${msg}`);
+      if (e instanceof DqError && e.detail) log(`detail: ${e.detail}`);
+      else if (!(e instanceof DqError) && e instanceof Error && e.stack) log(e.stack);
+    }
+    say(`[${job.index}] ${job.id}: ${verb}: ${firstLine(msg)}`);
+  };
   for (const job of mine) {
-    if (!shas.has(job.pipeline)) shas.set(job.pipeline, sha256File(locatePipeline(job.pipeline).unetPath));
-    const key = jobKey(job, jobs, shas.get(job.pipeline)!);
+    // a bad entry (a pipeline that is not there, an unknown or broken preset) fails its own jobs; the others run
+    let key: string;
+    let sha: string;
+    try {
+      sha = unetSha(job.pipeline);
+      key = jobKey(job, jobs, sha);
+    } catch (e) {
+      if (opts.dryRun) {
+        fail(job, e, null, 'cannot run');
+        continue;
+      }
+      let log: ((s: string) => void) | null = null;
+      try {
+        makeFolder(job.dir, job.id);
+        log = logTo(join(job.dir, 'job.log'));
+        log(`job ${job.id} (index ${job.index}, shard ${shard.index}/${shard.count}, pid ${process.pid})`);
+      } catch {
+        log = null; // the reason still reaches the batch's output
+      }
+      fail(job, e, log);
+      continue;
+    }
     const prev = readResult(job.dir);
     if (prev && prev.key === key) {
       skipped.push(job.id);
@@ -188,27 +300,26 @@ export async function runBatch(opts: BatchOptions): Promise<{ jobs: Job[]; ran: 
       say(`[${job.index}] ${job.id}: to do`);
       continue;
     }
-    mkdirSync(job.dir, { recursive: true });
     const logPath = join(job.dir, 'job.log');
-    const log = (s: string) => {
-      appendFileSync(logPath, `${new Date().toISOString()} ${s}\n`);
-    };
+    const log = logTo(logPath);
+    try {
+      makeFolder(job.dir, job.id);
+    } catch (e) {
+      fail(job, e, null);
+      continue;
+    }
     say(`[${job.index}] ${job.id}: running (log: ${logPath})`);
     log(`job ${job.id} (index ${job.index}, shard ${shard.index}/${shard.count}, pid ${process.pid}) key ${key.slice(0, 12)}`);
     const t0 = performance.now();
     try {
-      const result = await runJob(job, jobs, key, log);
+      const result = await runJob(job, jobs, { key, unetSha256: sha, gram }, log);
       result.seconds = Math.round((performance.now() - t0) / 10) / 100;
       writeFileAtomic(join(job.dir, 'result.json'), JSON.stringify(result, null, 2) + '\n');
       log(`done in ${result.seconds} s`);
       ran.push(job.id);
       say(`[${job.index}] ${job.id}: done in ${result.seconds} s`);
     } catch (e) {
-      const msg = e instanceof Error ? e.message : String(e);
-      log(`FAILED: ${msg}`);
-      if (!(e instanceof DqError) && e instanceof Error && e.stack) log(e.stack);
-      failed.push(job.id);
-      say(`[${job.index}] ${job.id}: FAILED: ${msg}`);
+      fail(job, e, log);
     } finally {
       await releaseSessions();
     }
@@ -216,32 +327,70 @@ export async function runBatch(opts: BatchOptions): Promise<{ jobs: Job[]; ran: 
   return { jobs: mine, ran, skipped, failed };
 }
 
-async function runJob(job: Job, jobs: JobsFile, key: string, log: (s: string) => void): Promise<JobResult> {
+/** The calibration a batch asks for: calibrate's defaults for what the job file does not set. */
+export function calibrationRequest(jobs: JobsFile, gram: boolean): CalibrationSettings {
+  return { ...DEFAULT_CALIBRATION, ...jobs.calibration, gram };
+}
+
+/**
+ * Why a calibration record cannot serve a request (a sentence), or null when it can: the record must be of this
+ * unet, made with the same samples, steps, sampler, guidance, seed and timestep selection (the count when the
+ * selection uses one), and hold Gram matrices when the job rounds with GPTQ. The batch size is not compared: it
+ * does not change the record.
+ */
+export function calibrationMismatch(rec: CalibrationRecord, want: CalibrationSettings, unetSha256: string, needGram: boolean): string | null {
+  if (rec.unetSha256 !== unetSha256) return 'it was made for another unet';
+  const have = (typeof rec.settings === 'object' && rec.settings !== null ? rec.settings : {}) as Partial<CalibrationSettings>;
+  const fields: (keyof CalibrationSettings)[] = ['samples', 'steps', 'sampler', 'guidance', 'seed', 'timesteps'];
+  if (want.timesteps !== 'all') fields.push('count');
+  const differ = fields.filter((f) => have[f] !== want[f]);
+  if (differ.length) {
+    const show = (o: Partial<CalibrationSettings>) => differ.map((f) => `${f} ${o[f] === undefined ? '(none)' : String(o[f])}`).join(', ');
+    return `it was made with ${show(have)}; this batch asks for ${show(want)}`;
+  }
+  if (needGram && !rec.gram) return 'it has no Gram matrices (GPTQ needs them)';
+  return null;
+}
+
+/** The context a job runs in: the batch's key for it, its pipeline's unet hash, whether the shared record needs Gram matrices. */
+interface JobContext {
+  key: string;
+  unetSha256: string;
+  gram: boolean;
+}
+
+async function runJob(job: Job, jobs: JobsFile, { key, unetSha256, gram }: JobContext, log: (s: string) => void): Promise<JobResult> {
   const recipe = loadRecipe(job.preset);
   const res: JobResult = { kind: 'dq-batch-job', key, id: job.id, pipeline: job.pipeline, preset: recipe.name, seconds: 0 };
   const steps = new Set(jobs.steps);
   const gptq = recipe.weights.rounding === 'gptq';
   const needsCalib = gptq || (recipe.activations !== null && recipe.activations.format.kind !== 'mx');
-  // one record per pipeline, shared by its jobs: with Gram matrices when any preset of the matrix uses GPTQ
-  const gram = jobs.presets.some((p) => {
-    try {
-      return loadRecipe(p).weights.rounding === 'gptq';
-    } catch {
-      return false; // a bad preset fails its own jobs, not this one
-    }
-  });
-  let record = null;
+  let record: CalibrationRecord | null = null;
   const calibPath = join(dirname(job.dir), 'calibration.json');
   if (needsCalib && (steps.has('calibrate') || steps.has('quantize'))) {
-    const have = existsSync(calibPath) ? readRecord(calibPath) : null;
-    if (have && (have.gram || !gptq)) {
+    // the record is reused only when it was made for this unet with the settings this batch asks for
+    const want = calibrationRequest(jobs, gram);
+    let why: string | null = null;
+    let have: CalibrationRecord | null = null;
+    if (existsSync(calibPath)) {
+      try {
+        have = readRecord(calibPath);
+        why = calibrationMismatch(have, want, unetSha256, gptq);
+      } catch (e) {
+        why = `it cannot be read (${firstLine(e instanceof Error ? e.message : String(e))})`;
+      }
+    }
+    if (have && why === null) {
       record = have;
       log(`calibration: reusing ${calibPath}`);
     } else {
-      if (!steps.has('calibrate')) throw new DqError('BAD_CONFIG', `${job.id}: the recipe needs a calibration record and 'calibrate' is not among the steps`);
-      log(`calibrating ${job.pipeline} (${jobs.calibration.samples} images, ${jobs.calibration.steps} steps) -> ${calibPath}`);
-      if (have) log(`calibration: ${calibPath} has no Gram matrices (GPTQ needs them): calibrating again`);
-      record = await calibrate(job.pipeline, calibPath, { ...jobs.calibration, gram });
+      if (!steps.has('calibrate')) {
+        const state = why === null ? 'there is none' : `the one at ${calibPath} does not fit: ${why}`;
+        throw new DqError('BAD_CONFIG', `${job.id}: the recipe needs a calibration record, ${state}, and 'calibrate' is not among the steps`);
+      }
+      if (why !== null) log(`calibration: not reusing ${calibPath}: ${why}: calibrating again`);
+      log(`calibrating ${job.pipeline} (${want.samples} images, ${want.steps} steps${gram ? ', Gram matrices' : ''}) -> ${calibPath}`);
+      record = await calibrate(job.pipeline, calibPath, want);
       log(`calibrated in ${record.seconds} s`);
     }
   }
@@ -277,4 +426,8 @@ async function runJob(job: Job, jobs: JobsFile, key: string, log: (s: string) =>
     log(`compared: PSNR ${v?.psnrDb.mean ?? '-'} dB`);
   }
   return res;
+}
+
+function firstLine(s: string): string {
+  return s.split('\n', 1)[0]!.trim();
 }
