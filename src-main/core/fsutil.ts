@@ -26,6 +26,11 @@ const REASONS: Record<string, string> = {
   ENOENT: 'this file system does not allow new files there',
 };
 
+/** The system's own text of an error (for --verbose). */
+function raw(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
 function reason(e: unknown): string {
   const code = (e as NodeJS.ErrnoException).code ?? '';
   return REASONS[code] ?? (code || (e instanceof Error ? e.message : String(e)));
@@ -37,8 +42,8 @@ function statOf(path: string, what: string): Stats | undefined {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    if (code === 'EACCES' || code === 'EPERM') throw new DqError('BAD_ARGUMENT', `${what}: cannot reach ${path} (permission denied)`);
-    throw new DqError('BAD_ARGUMENT', `${what}: cannot use ${path} (${reason(e)})`);
+    if (code === 'EACCES' || code === 'EPERM') throw new DqError('BAD_ARGUMENT', `${what}: cannot reach ${path} (permission denied)`, raw(e));
+    throw new DqError('BAD_ARGUMENT', `${what}: cannot use ${path} (${reason(e)})`, raw(e));
   }
 }
 
@@ -64,7 +69,7 @@ export function makeDirs(dir: string, what = 'output'): void {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST' && statOf(p, what)?.isDirectory()) continue;
       const r = reason(e);
-      throw new DqError('BAD_ARGUMENT', r === 'permission denied' ? `${what}: cannot write to ${dirname(p)} (permission denied)` : `${what}: cannot create ${p} (${r})`);
+      throw new DqError('BAD_ARGUMENT', r === 'permission denied' ? `${what}: cannot write to ${dirname(p)} (permission denied)` : `${what}: cannot create ${p} (${r})`, raw(e));
     }
   }
 }
@@ -75,7 +80,7 @@ function probeWritable(dir: string, what: string): void {
   try {
     closeSync(openSync(probe, 'w'));
   } catch (e) {
-    throw new DqError('BAD_ARGUMENT', `${what}: cannot write to ${dir} (${reason(e)})`);
+    throw new DqError('BAD_ARGUMENT', `${what}: cannot write to ${dir} (${reason(e)})`, raw(e));
   }
   try {
     unlinkSync(probe);
