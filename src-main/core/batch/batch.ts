@@ -17,18 +17,18 @@
  *   }
  */
 import { createHash } from 'node:crypto';
-import { accessSync, appendFileSync, constants, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { runCompare } from '../compare/compare.js';
 import { DqError } from '../errors.js';
 import { exportPipeline, INT8_WEIGHTS } from '../export/export.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { makeDirs, prepareOutput, writeFileAtomic } from '../fsutil.js';
 import { locatePipeline, releaseSessions } from '../pipeline/pipeline.js';
 import { calibrate, DEFAULT_CALIBRATION, readRecord, sha256File, type CalibrationRecord, type CalibrationSettings } from '../quant/calibrate.js';
 import { quantizePipeline } from '../quant/quantize.js';
 import { loadRecipe } from '../quant/recipe.js';
-import { parseIntList } from '../ranges.js';
+import { MAX_BATCH, MAX_COUNT, MAX_SAMPLES, parseSeeds } from '../ranges.js';
 
 const STEPS = ['calibrate', 'quantize', 'compare', 'export'] as const;
 
@@ -40,11 +40,11 @@ export const JobsSchema = z
     steps: z.array(z.enum(STEPS)).default([...STEPS]),
     calibration: z
       .object({
-        samples: z.number().int().positive().default(64),
+        samples: z.number().int().positive().max(MAX_SAMPLES).default(64),
         steps: z.number().int().positive().default(25),
         timesteps: z.enum(['all', 'uniform', 'normal']).default('all'),
-        count: z.number().int().positive().default(10),
-        batchSize: z.number().int().positive().default(32),
+        count: z.number().int().positive().max(MAX_COUNT).default(10),
+        batchSize: z.number().int().positive().max(MAX_BATCH).default(32),
       })
       .strict()
       .default({ samples: 64, steps: 25, timesteps: 'all', count: 10, batchSize: 32 }),
@@ -52,7 +52,7 @@ export const JobsSchema = z
       .object({
         seeds: z.string().default('0-7'),
         steps: z.number().int().positive().default(25),
-        fidSamples: z.number().int().nonnegative().default(0),
+        fidSamples: z.number().int().nonnegative().max(MAX_SAMPLES).default(0),
         video: z.boolean().default(false),
       })
       .strict()
@@ -64,7 +64,7 @@ export const JobsSchema = z
         reduceRange: z.boolean().optional(),
         fuseAttention: z.boolean().default(true),
         verifySeeds: z.string().default('0-3'),
-        calibrationImages: z.number().int().positive().default(8),
+        calibrationImages: z.number().int().positive().max(MAX_SAMPLES).default(8),
       })
       .strict()
       .default({ int8Weights: 'u8', fuseAttention: true, verifySeeds: '0-3', calibrationImages: 8 }),
@@ -123,7 +123,7 @@ export function readJobs(path: string): { jobs: JobsFile; base: string } {
   // seed lists are checked here, before any job runs, not when the first job reaches compare or export
   for (const [what, text] of [['compare.seeds', r.data.compare.seeds], ['export.verifySeeds', r.data.export.verifySeeds]] as const) {
     try {
-      parseIntList(text, `field '${what}'`);
+      parseSeeds(text, `field '${what}'`);
     } catch (e) {
       throw new DqError('BAD_CONFIG', `${path}: ${e instanceof Error ? e.message : String(e)}`);
     }
@@ -163,36 +163,6 @@ function jobKey(job: Job, jobs: JobsFile, unetSha: string): string {
   return createHash('sha256').update(JSON.stringify({ unetSha, recipe, steps: jobs.steps, calibration: jobs.calibration, compare: jobs.compare, export: jobs.export })).digest('hex');
 }
 
-const MKDIR_ERRORS: Record<string, string> = {
-  EACCES: 'permission denied', EPERM: 'permission denied', EROFS: 'a read-only file system', ENOSPC: 'no space left',
-  ENOTDIR: 'a part of the path is a file', ENOENT: 'the file system does not allow folders there',
-};
-
-/**
- * Creates a folder and its missing parents one at a time (a recursive mkdir never returns under /proc), or says in
- * one line why it cannot.
- */
-function makeFolder(dir: string, what: string): void {
-  const missing: string[] = [];
-  let p = resolve(dir);
-  while (!existsSync(p)) {
-    missing.push(p);
-    const up = dirname(p);
-    if (up === p) break;
-    p = up;
-  }
-  if (existsSync(p) && !statSync(p).isDirectory()) throw new DqError('BAD_ARGUMENT', `${what}: cannot create ${dir}: ${p} is a file, not a folder`);
-  for (const m of missing.reverse()) {
-    try {
-      mkdirSync(m);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code ?? '';
-      if (code === 'EEXIST' && statSync(m).isDirectory()) continue; // another shard made it
-      throw new DqError('BAD_ARGUMENT', `${what}: cannot create the folder ${m}: ${MKDIR_ERRORS[code] ?? code}`);
-    }
-  }
-}
-
 function readResult(dir: string): JobResult | null {
   const p = join(dir, 'result.json');
   if (!existsSync(p)) return null;
@@ -218,13 +188,8 @@ export async function runBatch(opts: BatchOptions): Promise<{ jobs: Job[]; ran: 
   const say = opts.onLine ?? (() => {});
   if (!opts.dryRun) {
     // the out folder is checked before any work: a batch that cannot write its results is refused as a whole
-    const out = resolve(base, jobs.out);
-    makeFolder(out, `${opts.jobsFile}: field 'out'`);
-    try {
-      accessSync(out, constants.W_OK);
-    } catch {
-      throw new DqError('BAD_ARGUMENT', `${opts.jobsFile}: field 'out': the folder ${out} is not writable`);
-    }
+    const what = `${opts.jobsFile}: field 'out'`;
+    makeDirs(prepareOutput(resolve(base, jobs.out), 'folder', what), what);
   }
   say(`batch: ${all.length} jobs (${jobs.pipelines.length} pipelines x ${jobs.presets.length} presets); shard ${shard.index}/${shard.count} runs ${mine.length}`);
   const ran: string[] = [];
@@ -281,7 +246,7 @@ export async function runBatch(opts: BatchOptions): Promise<{ jobs: Job[]; ran: 
       }
       let log: ((s: string) => void) | null = null;
       try {
-        makeFolder(job.dir, job.id);
+        makeDirs(job.dir, job.id);
         log = logTo(join(job.dir, 'job.log'));
         log(`job ${job.id} (index ${job.index}, shard ${shard.index}/${shard.count}, pid ${process.pid})`);
       } catch {
@@ -303,7 +268,7 @@ export async function runBatch(opts: BatchOptions): Promise<{ jobs: Job[]; ran: 
     const logPath = join(job.dir, 'job.log');
     const log = logTo(logPath);
     try {
-      makeFolder(job.dir, job.id);
+      makeDirs(job.dir, job.id);
     } catch (e) {
       fail(job, e, null);
       continue;
@@ -406,7 +371,7 @@ async function runJob(job: Job, jobs: JobsFile, { key, unetSha256, gram }: JobCo
     log(`exporting -> ${exported}`);
     const m = await exportPipeline({
       variantDir: variant, out: exported, int8Weights: jobs.export.reduceRange ? 's7' : jobs.export.int8Weights, fuseAttention: jobs.export.fuseAttention, calibrationImages: jobs.export.calibrationImages,
-      verify: { seeds: parseIntList(jobs.export.verifySeeds, 'export.verifySeeds') }, onLine: log,
+      verify: { seeds: parseSeeds(jobs.export.verifySeeds, 'export.verifySeeds') }, onLine: log,
     });
     const x = m.export;
     res.export = { bytes: x.sizes.exportBytes, ratio: x.sizes.ratio, int8Kernels: x.summary.int8Kernels, maxAbs: x.verification?.maxAbs ?? null, meanAbs: x.verification?.meanAbs ?? null };
@@ -418,7 +383,7 @@ async function runJob(job: Job, jobs: JobsFile, { key, unetSha256, gram }: JobCo
     const { loadPipeline } = await import('../pipeline/pipeline.js');
     const guidance = (await loadPipeline(job.pipeline, 'cpu')).pipeline.index.defaultGuidance;
     const m = await runCompare({
-      pipelineDir: job.pipeline, variants, seeds: parseIntList(jobs.compare.seeds, 'compare.seeds'), classes: [], steps: jobs.compare.steps, sampler: 'ddim',
+      pipelineDir: job.pipeline, variants, seeds: parseSeeds(jobs.compare.seeds, 'compare.seeds'), classes: [], steps: jobs.compare.steps, sampler: 'ddim',
       guidance, fidSamples: jobs.compare.fidSamples, video: jobs.compare.video, out: join(job.dir, 'compare'),
     });
     const v = m.variants[1];
