@@ -1,8 +1,19 @@
 /**
- * Streaming activation statistics: per (site, half, step) running min/max/absmax and a histogram that is
- * re-binned when a new batch widens its range. Nothing here holds activations.
+ * Streaming activation statistics: per (site, half, step) min/max/absmax and a histogram. Nothing here holds
+ * activations.
+ *
+ * Histograms from calibration lie on power-of-two grids: HIST_BINS bins of width w = 2^e starting at a multiple
+ * of w (hist.lo = j0 w, hist.hi = lo + HIST_BINS w). Two such histograms merge exactly: the merged width is the least
+ * power of two >= both widths at which [min, max] of the union spans at most HIST_BINS bins, and each bin k w..(k+1) w
+ * of a finer grid lies inside bin floor(k / 2^d) of the coarser one, so its count moves whole. The merge is then
+ * associative and commutative: statistics merged row by row, batch by batch, or in any order are identical (a
+ * calibration record does not depend on the batch size). Other histograms (hand-made, or not on such a grid) are
+ * re-binned approximately, each bin's mass to the bin of its centre.
  */
 import { histQuantile as quantile } from '../../../kernels/stats.js';
+
+/** Bins of a calibration histogram. */
+export const HIST_BINS = 256;
 
 export interface Hist {
   lo: number;
@@ -15,7 +26,7 @@ export interface Stat {
   max: number;
   absmax: number;
   hist: Hist;
-  /** Batches merged into this statistic. */
+  /** Tensor rows (images, or an image's heads) merged into this statistic. */
   n: number;
 }
 
@@ -35,19 +46,60 @@ export function rebin(h: Hist, lo: number, hi: number): number[] {
   return out;
 }
 
+const f64 = new Float64Array(1);
+const u32 = new Uint32Array(f64.buffer);
+
+/** Whether w is a positive normal power of two (mantissa bits zero). */
+function isPow2(w: number): boolean {
+  if (!(w > 0) || !Number.isFinite(w)) return false;
+  f64[0] = w;
+  // little-endian: u32[0] low mantissa bits, u32[1] sign, exponent and high mantissa bits
+  return u32[0] === 0 && (u32[1]! & 0xfffff) === 0 && (u32[1]! & 0x7ff00000) !== 0;
+}
+
+/** The grid of a histogram on a power-of-two grid (width w, first bin j0 w), or null when it is not on one. */
+export function histGrid(h: Hist): { w: number; j0: number } | null {
+  const w = (h.hi - h.lo) / h.counts.length;
+  if (!isPow2(w)) return null;
+  const j0 = h.lo / w;
+  return Number.isInteger(j0) && j0 * w === h.lo ? { w, j0 } : null;
+}
+
+/** Merges two statistics; exact (associative, commutative) for histograms on power-of-two grids, see above. */
 export function mergeStat(a: Stat | undefined, b: Stat): Stat {
   if (!a) return { ...b, hist: { ...b.hist, counts: [...b.hist.counts] } };
+  const min = Math.min(a.min, b.min);
+  const max = Math.max(a.max, b.max);
+  const head = { min, max, absmax: Math.max(a.absmax, b.absmax), n: a.n + b.n };
+  const bins = b.hist.counts.length;
+  const ga = histGrid(a.hist);
+  const gb = histGrid(b.hist);
+  if (ga && gb && a.hist.counts.length === bins && Number.isFinite(min) && Number.isFinite(max)) {
+    let w = Math.max(ga.w, gb.w);
+    while (Math.floor(max / w) - Math.floor(min / w) > bins - 1) w *= 2;
+    const j0 = Math.floor(min / w);
+    const counts = new Array<number>(bins).fill(0);
+    for (const [h, g] of [[a.hist, ga], [b.hist, gb]] as const) {
+      const f = w / g.w; // a power of two >= 1: (g.j0 + i) / f is exact
+      for (let i = 0; i < bins; i++) {
+        const c = h.counts[i]!;
+        if (!c) continue;
+        const j = Math.floor((g.j0 + i) / f) - j0;
+        counts[j < 0 ? 0 : j > bins - 1 ? bins - 1 : j]! += c;
+      }
+    }
+    return { ...head, hist: { lo: j0 * w, hi: (j0 + bins) * w, counts } };
+  }
   const lo = Math.min(a.hist.lo, b.hist.lo);
   const hi = Math.max(a.hist.hi, b.hist.hi);
+  if (!Number.isFinite(lo) || !Number.isFinite(hi) || a.hist.counts.length !== bins) {
+    // a non-finite range (a NaN or infinite activation, which quantization refuses): keep the mass, not the shape
+    const counts = b.hist.counts.map((c, i) => c + (a.hist.counts[i] ?? 0));
+    return { ...head, hist: { lo, hi, counts } };
+  }
   const ca = rebin(a.hist, lo, hi);
   const cb = rebin(b.hist, lo, hi);
-  return {
-    min: Math.min(a.min, b.min),
-    max: Math.max(a.max, b.max),
-    absmax: Math.max(a.absmax, b.absmax),
-    hist: { lo, hi, counts: ca.map((c, i) => c + cb[i]!) },
-    n: a.n + b.n,
-  };
+  return { ...head, hist: { lo, hi, counts: ca.map((c, i) => c + cb[i]!) } };
 }
 
 /** Value below which `q` (0..1) of the histogram's mass lies (linear within the bin); 0 when empty. */

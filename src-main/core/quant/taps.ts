@@ -1,7 +1,10 @@
 /**
- * The calibration model: the FP denoiser plus, for every quantization site, in-graph statistics outputs
- * (min, max and a 256-bin histogram over the batch's own [min, max]; absmax follows from min and max, in readTap).
- * Only these small tensors leave onnxruntime; activations never do.
+ * The calibration model: the FP denoiser plus, for every quantization site, in-graph statistics outputs. Every
+ * statistic is computed per row of the site tensor (its first axis: one image, or one image's head), so a row's
+ * statistic depends on that row alone, never on which rows share a run: min, max, the width of its histogram's bins
+ * (a power of two) and a 256-bin histogram on the grid of that width (absmax follows from min and max, in readTap).
+ * Rows merge exactly (stats.ts): the calibration record does not depend on the batch size. Only these small tensors
+ * leave onnxruntime; activations never do.
  */
 import { GraphBuilder, int } from '../../../kernels/onnx/graph.js';
 import { embedFragment, raiseOpset } from '../onnx/fragment.js';
@@ -9,28 +12,39 @@ import { nodeAttr } from '../onnx/graph.js';
 import type { ModelMsg } from '../onnx/model.js';
 import { ModelProto } from '../onnx/model.js';
 import type { Site } from './sites.js';
-import type { Stat } from './stats.js';
+import { HIST_BINS, mergeStat, type Stat } from './stats.js';
 
-export const HIST_BINS = 256;
+export { HIST_BINS };
 /**
- * Histograms count the tails exactly and sample the bulk. The bulk sample is one element in every block of
- * S = bulkStride(n) consecutive elements (at offset bulkOffset(block, S), which moves from block to block so the
- * sample does not alias with image rows), weighted S: about BULK_SAMPLES elements per tensor, whatever its size.
- * The tails are the elements beyond the bulk sample's TAIL_QUANTILE quantiles (top and bottom); every one of them is
- * counted with weight 1 (and bulk samples in the tails get weight 0): the extreme values are what MSE and
- * percentile clipping need. Cost and quality: docs/quantize.md.
+ * Histograms count the tails exactly and sample the bulk, per row. The bulk sample is one element in every block of
+ * S = bulkStride(m) consecutive elements of a row of m elements (at offset bulkOffset(block, S), which moves from
+ * block to block so the sample does not alias with image rows), weighted S: about BULK_SAMPLES elements per row,
+ * whatever its size. The tails are the row's elements beyond its bulk sample's TAIL_QUANTILE quantiles (top and
+ * bottom); every one of them is counted with weight 1 (and bulk samples in the tails get weight 0): the extreme
+ * values are what MSE and percentile clipping need. Cost and quality: docs/quantize.md.
  */
-export const BULK_SAMPLES = 4096;
+export const BULK_SAMPLES = 1024;
 /** Elements beyond the bulk sample's top and bottom TAIL_QUANTILE are counted one by one. */
 export const TAIL_QUANTILE = 0.002;
 /** Blocks for min/max and for finding the tail elements (a block's max and min say whether it holds any). */
 export const TAIL_BLOCK = 8;
+/**
+ * A row's bin width is the least power of two w with w >= (max - min) / (HIST_BINS - 2) and w >= absmax x
+ * 2^-WIDTH_FLOOR_LOG2: its [min, max] then spans at most HIST_BINS bins of the grid k w, and x / w stays an
+ * integer-exact float32 (|x / w| <= 2^22).
+ */
+export const WIDTH_FLOOR_LOG2 = 22;
 const OFFSET_PRIME = 7919;
 const ARANGE = 'dq_stat/arange';
+const POW2 = 'dq_stat/pow2';
+const INV_POW2 = 'dq_stat/inv_pow2';
+/** The bin widths a row can take: 2^POW2_MIN .. 2^POW2_MAX (float32 normal powers of two). */
+const POW2_MIN = -126;
+const POW2_MAX = 127;
 
-/** The bulk block size for a tensor of n elements: odd, 1 when n < 2 x BULK_SAMPLES (every element sampled). */
-export function bulkStride(n: number): number {
-  return 2 * Math.floor(n / (2 * BULK_SAMPLES)) + 1;
+/** The bulk block size for a row of m elements: odd, 1 when m < 2 x BULK_SAMPLES (every element sampled). */
+export function bulkStride(m: number): number {
+  return 2 * Math.floor(m / (2 * BULK_SAMPLES)) + 1;
 }
 
 /** Which element of block b (of S elements) is its bulk sample. */
@@ -38,33 +52,59 @@ export function bulkOffset(b: number, S: number): number {
   return (b * OFFSET_PRIME) % S;
 }
 
+/** The bin width of a row with this min and max, as the graph computes it (float32 arithmetic). */
+export function binWidth(min: number, max: number): number {
+  const f = Math.fround;
+  const absmax = Math.max(-min, max);
+  const target = Math.max(f(f(f(max) - f(min)) * f(1 / (HIST_BINS - 2))), f(f(absmax) * f(2 ** -WIDTH_FLOOR_LOG2)));
+  let e = POW2_MIN;
+  while (e < POW2_MAX && 2 ** e < target) e++;
+  return 2 ** e;
+}
 
 export interface TapNames {
+  /** Per row: min and max. */
   min: string;
   max: string;
-  /** HIST_BINS + 1 float32 counts: the last counts NaNs. */
+  /** Per row: the histogram's bin width (a power of two). */
+  width: string;
+  /** Per row, HIST_BINS + 1 float32 counts ([rows, HIST_BINS + 1]): bin k counts [(j0 + k) w, (j0 + k + 1) w) with
+   * j0 = floor(min / w); the last counts NaNs. */
   hist: string;
 }
 
 /** Output names of one site half (half 0 = whole tensor, or the first part of a split site; half 1 = second part). */
 export function tapNames(site: number, half: number): TapNames {
   const p = `dq_stat/${site}/${half}`;
-  return { min: `${p}_min`, max: `${p}_max`, hist: `${p}_hist` };
+  return { min: `${p}_min`, max: `${p}_max`, width: `${p}_width`, hist: `${p}_hist` };
 }
 
 /** Output names to fetch for these taps. */
 export function tapFetch(taps: TapNames[][]): string[] {
-  return taps.flat().flatMap((t) => [t.min, t.max, t.hist]);
+  return taps.flat().flatMap((t) => [t.min, t.max, t.width, t.hist]);
 }
 
-/** One run's statistic of one site half, from the run's outputs. */
+/** One run's statistic of one site half, from the run's outputs: its rows' statistics, merged (exactly, in any order). */
 export function readTap(res: Record<string, { data: ArrayLike<number> | ArrayLike<bigint> }>, names: TapNames): Stat {
-  const min = Number(res[names.min]!.data[0]);
-  const max = Number(res[names.max]!.data[0]);
+  const mins = res[names.min]!.data as ArrayLike<number>;
+  const maxs = res[names.max]!.data as ArrayLike<number>;
+  const widths = res[names.width]!.data as ArrayLike<number>;
   const raw = res[names.hist]!.data as ArrayLike<number>;
-  if (raw.length !== HIST_BINS + 1) throw new Error(`histogram ${names.hist} has ${raw.length} bins`);
-  const counts = Array.from({ length: HIST_BINS }, (_, i) => raw[i]!);
-  return { min, max, absmax: Math.max(-min, max), hist: { lo: min, hi: max, counts }, n: 1 };
+  const rows = mins.length;
+  if (!rows || maxs.length !== rows || widths.length !== rows || raw.length !== rows * (HIST_BINS + 1)) {
+    throw new Error(`statistics ${names.hist}: ${rows} rows, ${raw.length} histogram values`);
+  }
+  let acc: Stat | undefined;
+  for (let r = 0; r < rows; r++) {
+    const min = Number(mins[r]);
+    const max = Number(maxs[r]);
+    const w = Number(widths[r]);
+    const lo = Math.floor(min / w) * w;
+    const off = r * (HIST_BINS + 1);
+    const counts = Array.from({ length: HIST_BINS }, (_, i) => raw[off + i]!);
+    acc = mergeStat(acc, { min, max, absmax: Math.max(-min, max), hist: { lo, hi: lo + HIST_BINS * w, counts }, n: 1 });
+  }
+  return acc!;
 }
 
 /** Adds statistics outputs for every site; returns the output names per site half. */
@@ -76,7 +116,15 @@ export function addStatTaps(model: ModelMsg, sites: Site[]): TapNames[][] {
   // block indices of the bulk samples, shared by every site (a bulk sample has at most 2 x BULK_SAMPLES blocks)
   const Tensor = ModelProto.lookupType('onnx.TensorProto');
   const arange = BigInt64Array.from({ length: 2 * BULK_SAMPLES }, (_, i) => BigInt(i));
-  graph.initializer = [...(graph.initializer ?? []), Tensor.fromObject({ name: ARANGE, dims: [arange.length], data_type: 7, raw_data: new Uint8Array(arange.buffer) }) as never];
+  // the bin widths a row can take, and their inverses (exact powers of two: a table, not Pow)
+  const pow2 = Float32Array.from({ length: POW2_MAX - POW2_MIN + 1 }, (_, i) => 2 ** (POW2_MIN + i));
+  const inv = pow2.map((w) => 1 / w);
+  graph.initializer = [
+    ...(graph.initializer ?? []),
+    Tensor.fromObject({ name: ARANGE, dims: [arange.length], data_type: 7, raw_data: new Uint8Array(arange.buffer) }) as never,
+    Tensor.fromObject({ name: POW2, dims: [pow2.length], data_type: 1, raw_data: new Uint8Array(pow2.buffer) }) as never,
+    Tensor.fromObject({ name: INV_POW2, dims: [inv.length], data_type: 1, raw_data: new Uint8Array(inv.buffer) }) as never,
+  ];
   for (const site of sites) {
     const halves: string[] = [];
     const channels = siteChannels(model, site);
@@ -95,7 +143,7 @@ export function addStatTaps(model: ModelMsg, sites: Site[]): TapNames[][] {
         const stem = names.min.slice(0, -'_min'.length);
         // placed right after the site's producer, so the statistics run while the tensor is fresh (and it can be freed)
         const ch = channels === null ? null : site.split === null ? channels : h === 0 ? site.split : channels - site.split;
-        embedFragment(model, siteStatistics(x, names, `${stem}/s`, ch !== null && ch % TAIL_BLOCK === 0, ARANGE), { after: site.tensor });
+        embedFragment(model, siteStatistics(x, names, `${stem}/s`, ch !== null && ch % TAIL_BLOCK === 0), { after: site.tensor });
         for (const n of Object.values(names)) outputs.push({ name: n, type: { tensor_type: { elem_type: 1 } } });
         return names;
       }),
@@ -115,7 +163,7 @@ export function addStatTaps(model: ModelMsg, sites: Site[]): TapNames[][] {
  */
 function gateConsumers(model: ModelMsg, tensor: string, stats: string[], prefix: string): void {
   const b = new GraphBuilder(prefix);
-  const empty = stats.map((h) => b.op('Cast', [b.op('Slice', [h, b.i64([0]), b.i64([0])])], { to: int(7) }, 'empty'));
+  const empty = stats.map((h) => b.op('Cast', [b.op('Slice', [b.op('Reshape', [h, b.i64([-1])]), b.i64([0]), b.i64([0])])], { to: int(7) }, 'empty'));
   const gated = b.op('Reshape', [tensor, b.op('Concat', [b.op('Shape', [tensor]), ...empty], { axis: int(0) })], {}, 'gated');
   let used = false;
   for (const n of model.graph!.node ?? []) {
@@ -127,71 +175,98 @@ function gateConsumers(model: ModelMsg, tensor: string, stats: string[], prefix:
 }
 
 /**
- * min, max and the histogram of x over [min, max]: bin = clamp(floor((x - min) * bins /
- * (max - min)), 0, bins - 1), counted with ScatterElements(add); NaNs are dropped (an extra bin), and a NaN
- * activation makes min/max NaN, which quantization reports.
+ * Per row of x (its first axis; the rest flattened to m elements): min, max, the bin width w (a power of two, see
+ * WIDTH_FLOOR_LOG2) and the histogram on the grid k w: bin = clamp(floor(x / w) - floor(min / w), 0, bins - 1)
+ * (x / w is exact: w is a power of two), counted with ScatterElements(add) into row r's HIST_BINS + 1 counts; NaNs
+ * are counted in the extra bin, and a NaN activation makes min/max NaN, which quantization reports.
  *
- * One pass over x: its blocks of TAIL_BLOCK elements (zero-padded to whole blocks) are reduced to block max and min;
- * the tensor's min and max come from those (a padded zero can only widen the range to include 0, which the
- * quantizer parameters include anyway). The bulk sample is gathered, its TopK order statistics set the tail thresholds
- * (hiT >= 0 >= loT, so padded zeros are never tails), the blocks whose max or min lies beyond them are gathered whole,
- * and their elements counted with weight 1 if they are tails, 0 if not; bulk and candidates are binned and counted
- * together.
+ * One pass over x: each row's blocks of TAIL_BLOCK elements (the row zero-padded to whole blocks) are reduced to
+ * block max and min; the row's min and max come from those (a padded zero can only widen the range to include 0,
+ * which the quantizer parameters include anyway). The row's bulk sample is gathered, its TopK order statistics set
+ * the row's tail thresholds (hiT >= 0 >= loT, so padded zeros are never tails), the blocks whose max or min lies
+ * beyond them are gathered whole, and their elements counted with weight 1 if they are tails, 0 if not; bulk and
+ * candidates are binned and counted together. Nothing mixes rows: a row's statistic is the same whichever rows share
+ * its run.
  */
-function siteStatistics(x: string, names: TapNames, prefix: string, wholeBlocks: boolean, arange: string) {
+function siteStatistics(x: string, names: TapNames, prefix: string, wholeBlocks: boolean) {
   const b = new GraphBuilder(prefix);
-  const flat = b.op('Reshape', [x, b.i64([-1])], {}, 'flat');
-  const n = b.op('Shape', [flat], {}, 'n');
+  const B1 = HIST_BINS + 1;
+  const i64s = (v: number) => b.init('k', 'int64', [], BigInt64Array.of(BigInt(v)));
+  const rowsOf = b.op('Reshape', [x, b.i64([0, -1])], {}, 'rows');
+  const shape = b.op('Shape', [rowsOf], {}, 'shape');
+  const R = b.op('Slice', [shape, b.i64([0]), b.i64([1])], {}, 'R');
+  const m = b.op('Slice', [shape, b.i64([1]), b.i64([2])], {}, 'm');
   const T = TAIL_BLOCK;
-  // (a tensor whose channel count is a multiple of TAIL_BLOCK needs no padding, and Pad would copy it)
-  const padded = wholeBlocks ? flat : b.op('Pad', [flat, b.op('Concat', [b.i64([0]), b.op('Mod', [b.op('Sub', [b.i64([T]), b.op('Mod', [n, b.i64([T])])]), b.i64([T])])], { axis: int(0) })]);
-  const blocks = b.op('Reshape', [padded, b.i64([-1, T])], {}, 'blocks');
-  const bmax = b.op('ReduceMax', [blocks, b.i64([1])], { keepdims: int(0) }, 'bmax');
-  const bmin = b.op('ReduceMin', [blocks, b.i64([1])], { keepdims: int(0) }, 'bmin');
-  b.opTo(names.min, 'ReduceMin', [bmin], { keepdims: int(0) });
-  b.opTo(names.max, 'ReduceMax', [bmax], { keepdims: int(0) });
+  // (a row whose length is a multiple of TAIL_BLOCK needs no padding, and Pad would copy it)
+  const padded = wholeBlocks
+    ? rowsOf
+    : b.op('Pad', [rowsOf, b.op('Concat', [b.i64([0, 0, 0]), b.op('Mod', [b.op('Sub', [b.i64([T]), b.op('Mod', [m, b.i64([T])])]), b.i64([T])])], { axis: int(0) })]);
+  const blocks = b.op('Reshape', [padded, b.i64([0, -1, T])], {}, 'blocks');
+  const bmax = b.op('ReduceMax', [blocks, b.i64([2])], { keepdims: int(0) }, 'bmax');
+  const bmin = b.op('ReduceMin', [blocks, b.i64([2])], { keepdims: int(0) }, 'bmin');
+  b.opTo(names.min, 'ReduceMin', [bmin, b.i64([1])], { keepdims: int(0) });
+  b.opTo(names.max, 'ReduceMax', [bmax, b.i64([1])], { keepdims: int(0) });
 
-  const width = b.op('Max', [b.op('Sub', [names.max, names.min]), b.f32(1e-30)], {}, 'width');
-  const k = b.op('Div', [b.f32(HIST_BINS), width], {}, 'k');
-  const zeros = b.init('zeros', 'float32', [HIST_BINS + 1], new Float32Array(HIST_BINS + 1));
-  const binOf = (v: string) => {
-    const t = b.op('Floor', [b.op('Mul', [b.op('Sub', [v, names.min]), k])]);
+  // the row's bin width: the least tabled power of two >= target (a count of the powers below it)
+  const absmax = b.op('Max', [b.op('Neg', [names.min]), names.max], {}, 'absmax');
+  const target = b.op('Max', [b.op('Mul', [b.op('Sub', [names.max, names.min]), b.f32(1 / (HIST_BINS - 2))]), b.op('Mul', [absmax, b.f32(2 ** -WIDTH_FLOOR_LOG2)])], {}, 'target');
+  const below = b.op('Cast', [b.op('Less', [POW2, b.op('Unsqueeze', [target, b.i64([1])])])], { to: int(1) });
+  const e = b.op('Min', [b.op('Cast', [b.op('ReduceSum', [below, b.i64([1])], { keepdims: int(0) })], { to: int(7) }), b.i64([POW2_MAX - POW2_MIN])], {}, 'e');
+  b.opTo(names.width, 'Gather', [POW2, e], { axis: int(0) });
+  const invW = b.op('Gather', [INV_POW2, e], { axis: int(0) }, 'inv_w');
+  const j0 = b.op('Floor', [b.op('Mul', [names.min, invW])], {}, 'j0');
+  // bin of v (shape [.., n]) given its row's 1 / w and j0 (shape [.., 1]), plus the row's offset r (HIST_BINS + 1)
+  const binOf = (v: string, inv: string, first: string, rowOff: string) => {
+    const t = b.op('Sub', [b.op('Floor', [b.op('Mul', [v, inv])]), first]);
     const clamped = b.op('Clip', [t, b.f32(0), b.f32(HIST_BINS - 1)]);
-    return b.op('Cast', [b.op('Where', [b.op('Equal', [v, v]), clamped, b.f32(HIST_BINS)], {}, 'bin')], { to: int(7) }, 'idx');
+    const bin = b.op('Cast', [b.op('Where', [b.op('Equal', [v, v]), clamped, b.f32(HIST_BINS)], {}, 'bin')], { to: int(7) }, 'idx');
+    return b.op('Reshape', [b.op('Add', [bin, rowOff]), b.i64([-1])], {}, 'flat_idx');
   };
+  const col = (v: string) => b.op('Unsqueeze', [v, b.i64([1])]);
 
-  // bulk sample: element (block S + bulkOffset(block, S)) of flat, for every block of S elements
-  const S = b.op('Add', [b.op('Mul', [b.op('Div', [n, b.i64([2 * BULK_SAMPLES])]), b.i64([2])]), b.i64([1])], {}, 'S');
-  const nS = b.op('Div', [b.op('Sub', [b.op('Add', [n, S]), b.i64([1])]), S], {}, 'nS');
-  const block = b.op('Slice', [arange, b.i64([0]), nS], {}, 'block');
+  // bulk sample: element (block S + bulkOffset(block, S)) of each row, for every block of S elements
+  const S = b.op('Add', [b.op('Mul', [b.op('Div', [m, b.i64([2 * BULK_SAMPLES])]), b.i64([2])]), b.i64([1])], {}, 'S');
+  const nS = b.op('Div', [b.op('Sub', [b.op('Add', [m, S]), b.i64([1])]), S], {}, 'nS');
+  const block = b.op('Slice', [ARANGE, b.i64([0]), nS], {}, 'block');
   const at = b.op('Add', [b.op('Mul', [block, S]), b.op('Mod', [b.op('Mul', [block, b.i64([OFFSET_PRIME])]), S])], {}, 'at');
-  const real = b.op('Less', [at, n], {}, 'real');
-  const bulk = b.op('Gather', [flat, b.op('Min', [at, b.op('Sub', [n, b.i64([1])])])], { axis: int(0) }, 'bulk');
+  const real = b.op('Less', [at, m], {}, 'real');
+  const bulk = b.op('Gather', [rowsOf, b.op('Min', [at, b.op('Sub', [m, b.i64([1])])])], { axis: int(1) }, 'bulk');
 
-  // tail thresholds: hiT is the k-th largest and loT the k-th smallest bulk sample, k = max(1, floor(samples x
-  // TAIL_QUANTILE)) (TopK: exact, where bins of the histogram over [min, max] are coarse); hiT >= 0 >= loT
+  // tail thresholds per row: hiT is the k-th largest and loT the k-th smallest bulk sample, k = max(1,
+  // floor(samples x TAIL_QUANTILE)) (TopK: exact, where bins are coarse); hiT >= 0 >= loT. Shape [rows, 1].
   const kq = b.op('Max', [b.op('Div', [nS, b.i64([Math.round(1 / TAIL_QUANTILE)])]), b.i64([1])], {}, 'kq');
   const kth = (largest: 0 | 1) => {
-    const [top] = b.opMulti('TopK', [bulk, kq], 2, { axis: int(0), largest: int(largest), sorted: int(0) }, 'top');
-    return b.op(largest ? 'ReduceMin' : 'ReduceMax', [top!], { keepdims: int(0) });
+    const [top] = b.opMulti('TopK', [bulk, kq], 2, { axis: int(1), largest: int(largest), sorted: int(0) }, 'top');
+    return b.op(largest ? 'ReduceMin' : 'ReduceMax', [top!, b.i64([1])], { keepdims: int(1) });
   };
   const hiT = b.op('Max', [kth(1), b.f32(0)], {}, 'hi_t');
   const loT = b.op('Min', [kth(0), b.f32(0)], {}, 'lo_t');
-  const isTail = (v: string) => b.op('Or', [b.op('Greater', [v, hiT]), b.op('Less', [v, loT])], {}, 'tail');
+  const isTail = (v: string, hi: string, lo: string) => b.op('Or', [b.op('Greater', [v, hi]), b.op('Less', [v, lo])], {}, 'tail');
 
-  // tails: the blocks holding one, gathered whole; their non-tail elements get weight 0
+  // row offsets into the flat [rows x (HIST_BINS + 1)] counts
+  const rowIdx = b.op('Range', [i64s(0), b.op('Squeeze', [R, b.i64([0])]), i64s(1)], {}, 'row');
+  const rowOff = col(b.op('Mul', [rowIdx, i64s(B1)], {}, 'row_off'));
+
+  // tails: the blocks holding one, gathered whole ([K, TAIL_BLOCK], with their rows); their non-tail elements get weight 0
   const hasTail = b.op('Or', [b.op('Greater', [bmax, hiT]), b.op('Less', [bmin, loT])], {}, 'has_tail');
-  const which = b.op('Reshape', [b.op('NonZero', [hasTail]), b.i64([-1])], {}, 'which');
-  const cand = b.op('Reshape', [b.op('Gather', [blocks, which], { axis: int(0) }), b.i64([-1])], {}, 'cand');
+  const nz = b.op('NonZero', [hasTail], {}, 'nz');
+  const cand = b.op('GatherND', [blocks, b.op('Transpose', [nz], { perm: { type: 'ints', value: [1, 0] } })], {}, 'cand');
+  const candRow = b.op('Reshape', [b.op('Slice', [nz, b.i64([0]), b.i64([1])]), b.i64([-1])], {}, 'cand_row');
+  // each candidate's row parameters (one gather for the four): hiT, loT, 1 / w, j0, each [K, 1]
+  const perRow = b.op('Concat', [hiT, loT, col(invW), col(j0)], { axis: int(1) }, 'per_row');
+  const [cHi, cLo, cInv, cJ0] = b.opMulti('Split', [b.op('Gather', [perRow, candRow], { axis: int(0) })], 4, { axis: int(1), num_outputs: int(4) }, 'cand_p');
+
   // weights: a bulk sample S unless it is a tail; a candidate 1 if it is a tail. One binning and one count for both.
-  const bulkW = b.op('Mul', [b.op('Cast', [b.op('And', [b.op('Not', [isTail(bulk)]), real])], { to: int(1) }), b.op('Cast', [S], { to: int(1) })], {}, 'bulk_w');
-  const candW = b.op('Cast', [isTail(cand)], { to: int(1) }, 'cand_w');
-  const vals = b.op('Concat', [bulk, cand], { axis: int(0) }, 'vals');
-  const w = b.op('Concat', [bulkW, candW], { axis: int(0) }, 'w');
-  // float32 counts are exact (a run counts far fewer than 2^24 per bin) and scatter faster than int64
-  b.opTo(names.hist, 'ScatterElements', [zeros, binOf(vals), w], { axis: int(0), reduction: { type: 'string', value: 'add' } });
-  const outs = [names.min, names.max].map((name) => ({ name, dtype: 'float32' as const, dims: [] }));
-  return b.fragment([], [...outs, { name: names.hist, dtype: 'float32', dims: [HIST_BINS + 1] }], 18);
+  const bulkW = b.op('Mul', [b.op('Cast', [b.op('And', [b.op('Not', [isTail(bulk, hiT, loT)]), real])], { to: int(1) }), b.op('Cast', [S], { to: int(1) })], {}, 'bulk_w');
+  const candW = b.op('Cast', [isTail(cand, cHi!, cLo!)], { to: int(1) }, 'cand_w');
+  const idx = b.op('Concat', [binOf(bulk, col(invW), col(j0), rowOff), binOf(cand, cInv!, cJ0!, col(b.op('Mul', [candRow, i64s(B1)])))], { axis: int(0) }, 'idx');
+  const w = b.op('Concat', [b.op('Reshape', [bulkW, b.i64([-1])]), b.op('Reshape', [candW, b.i64([-1])])], { axis: int(0) }, 'w');
+  // float32 counts are exact (a row counts far fewer than 2^24 per bin) and scatter faster than int64
+  const zeros = b.op('Expand', [b.f32(0), b.op('Mul', [R, b.i64([B1])])], {}, 'zeros');
+  const counts = b.op('ScatterElements', [zeros, idx, w], { axis: int(0), reduction: { type: 'string', value: 'add' } }, 'counts');
+  b.opTo(names.hist, 'Reshape', [counts, b.i64([-1, B1])]);
+  const outs = [names.min, names.max, names.width].map((name) => ({ name, dtype: 'float32' as const, dims: null }));
+  return b.fragment([], [...outs, { name: names.hist, dtype: 'float32', dims: null }], 18);
 }
 
 /** The channel (Conv) or feature (Gemm/MatMul) count of a site, from its first layer's weight; null if unknown. */

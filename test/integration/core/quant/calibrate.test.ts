@@ -11,14 +11,23 @@ import { exposeTensors } from '../../../../src-main/core/onnx/rewrite';
 import { Rng } from '../../../../src-main/core/pipeline/noise';
 import { releaseSessions } from '../../../../src-main/core/pipeline/pipeline';
 import { calibrate, readRecord } from '../../../../src-main/core/quant/calibrate';
-import { bulkOffset, bulkStride, TAIL_QUANTILE } from '../../../../src-main/core/quant/taps';
+import { mergeStat, type Stat } from '../../../../src-main/core/quant/stats';
+import { binWidth, bulkOffset, bulkStride, HIST_BINS, TAIL_QUANTILE } from '../../../../src-main/core/quant/taps';
 
 /**
- * The mass the histogram gives a tensor, computed independently in float32 arithmetic: the bulk sample (one element
- * per block of bulkStride(n), at bulkOffset) weighted by the stride unless it is a tail; every tail element once.
- * The tails lie beyond the bulk sample's TAIL_QUANTILE order statistics (clamped to include 0).
+ * The statistic of one row of a tensor, computed independently: min and max; the bin width, the least power of two
+ * with the range in HIST_BINS - 2 bins and >= absmax 2^-22 (binWidth); the histogram on the grid of that width
+ * (bin = floor(v / w) - floor(min / w)): the bulk sample (one element per block of bulkStride(m), at bulkOffset)
+ * weighted by the stride unless it is a tail, every tail element once. The tails lie beyond the bulk sample's
+ * TAIL_QUANTILE order statistics (clamped to include 0).
  */
-function histogramMass(d: Float32Array): number {
+function rowStat(d: Float32Array): Stat {
+  let min = Infinity;
+  let max = -Infinity;
+  for (const v of d) {
+    min = Math.min(min, v);
+    max = Math.max(max, v);
+  }
   const S = bulkStride(d.length);
   const bulk: { v: number; real: boolean }[] = [];
   for (let blk = 0; blk * S < d.length; blk++) {
@@ -31,10 +40,13 @@ function histogramMass(d: Float32Array): number {
   const hiT = Math.max(sorted[sorted.length - kq]!, 0);
   const loT = Math.min(sorted[kq - 1]!, 0);
   const tail = (v: number) => v > hiT || v < loT;
-  let mass = 0;
-  for (const v of d) if (tail(v)) mass += 1;
-  for (const b of bulk) if (b.real && !tail(b.v)) mass += S;
-  return mass;
+  const w = binWidth(min, max);
+  const j0 = Math.floor(min / w);
+  const counts = new Array<number>(HIST_BINS).fill(0);
+  const add = (v: number, c: number) => (counts[Math.min(HIST_BINS - 1, Math.max(0, Math.floor(v / w) - j0))]! += c);
+  for (const v of d) if (tail(v)) add(v, 1);
+  for (const b of bulk) if (b.real && !tail(b.v)) add(b.v, S);
+  return { min, max, absmax: Math.max(-min, max), hist: { lo: j0 * w, hi: (j0 + HIST_BINS) * w, counts }, n: 1 };
 }
 import { Session } from '../../../../src-main/core/runtime/onnx';
 import { tmp, TINY } from '../../../helpers';
@@ -48,7 +60,7 @@ afterAll(async () => {
 const settings = { samples: 6, steps: 3, batchSize: 3, guidance: 2, sampler: 'ddim' as const, timesteps: 'all' as const };
 
 describe('dq calibrate', () => {
-  it('records, at the first step, exactly the min/max of each site computed outside the engine', async () => {
+  it('records, at the first step, exactly the min/max of each site computed outside the engine, and the histograms\' mass', async () => {
     const rec = await calibrate(TINY, join(work, 'a.json'), settings);
     expect(rec.steps).toEqual([0, 1, 2]);
     expect(rec.sites.length).toBeGreaterThan(20);
@@ -62,9 +74,7 @@ describe('dq calibrate', () => {
     const tensors = rec.sites.map((s) => s.tensor).filter((t) => t !== map.sampleInput);
     exposeTensors(model, tensors);
     const s = await Session.create(encodeModel(model));
-    const min = new Map<string, number>();
-    const max = new Map<string, number>();
-    const count = new Map<string, number>();
+    const want = new Map<string, Stat>();
     for (const batch of [[0, 1, 2], [3, 4, 5]]) {
       const b = batch.length;
       const x = new Float32Array(2 * b * 784);
@@ -81,23 +91,21 @@ describe('dq calibrate', () => {
       });
       for (const t of tensors) {
         const d = out[t]!.data as Float32Array;
-        let lo = Infinity;
-        let hi = -Infinity;
-        for (const v of d) {
-          lo = Math.min(lo, v);
-          hi = Math.max(hi, v);
-        }
-        count.set(t, (count.get(t) ?? 0) + histogramMass(d));
-        min.set(t, Math.min(min.get(t) ?? Infinity, lo));
-        max.set(t, Math.max(max.get(t) ?? -Infinity, hi));
+        // statistics are per row (the first axis), merged
+        const rows = out[t]!.dims[0]!;
+        const m = d.length / rows;
+        expect(m % 8, t).toBe(0); // no padding: a row's min and max are its own
+        for (let r = 0; r < rows; r++) want.set(t, mergeStat(want.get(t), rowStat(d.subarray(r * m, (r + 1) * m))));
       }
     }
     for (const site of rec.sites) {
       if (site.tensor === map.sampleInput || site.split !== null) continue;
       const st = rec.stats[site.id]![0]![0]!;
-      expect(st.min, site.tensor).toBe(min.get(site.tensor));
-      expect(st.max, site.tensor).toBe(max.get(site.tensor));
-      expect(st.hist.counts.reduce((a, c) => a + c, 0), site.tensor).toBe(count.get(site.tensor));
+      const w = want.get(site.tensor)!;
+      expect(st.min, site.tensor).toBe(w.min);
+      expect(st.max, site.tensor).toBe(w.max);
+      expect(st.n, site.tensor).toBe(12); // 6 images, conditional and unconditional
+      expect(st.hist, site.tensor).toEqual(w.hist);
     }
     await s.release();
   });
