@@ -408,6 +408,7 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
         rngs: walkRngSeeds.map((s) => seedNoise(s, size).rng),
         labels: walkLabels,
         signal: job.signal,
+        cancelMessage: 'comparison was cancelled',
         onStep: () => tick('walk'),
       });
       walk.push(res.images);

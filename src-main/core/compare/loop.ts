@@ -1,29 +1,7 @@
 /**
- * A sampling loop that starts from given initial noise (for seed-interpolation walks) and can look at every step
- * (for probing other denoisers on the same trajectory). It follows src-main/core/pipeline/sample.ts step for step:
- * with the initial noise and noise stream of a seed it gives exactly the images `sample` gives for that seed.
+ * The comparison's sampling loop (src-main/core/pipeline/loop.ts, re-exported) and the seed-walk interpolation.
  */
-import { buildFeeds, combineGuided } from '../pipeline/sample.js';
-import { DqError } from '../errors.js';
-import { Rng } from '../pipeline/noise.js';
-import type { Pipeline } from '../pipeline/pipeline.js';
-import { createScheduler, type SamplerName } from '../pipeline/schedulers.js';
-import type { Session } from '../runtime/onnx.js';
-
-export interface LoopSettings {
-  steps: number;
-  sampler: SamplerName;
-  guidance: number;
-  eta: number;
-  batchSize: number;
-}
-
-/** Initial noise of a seed and the generator positioned after it (what `sample` draws later steps from). */
-export function seedNoise(seed: number, size: number): { z: Float64Array; rng: Rng } {
-  const rng = new Rng(seed);
-  const z = rng.normal(new Float64Array(size)) as Float64Array;
-  return { z, rng };
-}
+export { buildFeeds, combineGuided, guidedRun, predictEps, runLoop, seedNoise, type LoopRequest, type LoopSettings, type StepView } from '../pipeline/loop.js';
 
 /**
  * Spherical interpolation between two noise vectors: the angle to `a` grows linearly with `t`, and for vectors of
@@ -53,81 +31,3 @@ export function slerp(a: Float64Array, b: Float64Array, t: number): Float64Array
   for (let i = 0; i < a.length; i++) out[i] = ca * a[i]! + cb * b[i]!;
   return out;
 }
-
-export function guidedRun(p: Pipeline, guidance: number): boolean {
-  return p.io.classLabels !== null && guidance !== 1;
-}
-
-
-export async function predictEps(p: Pipeline, session: Session, x: Float64Array, t: number, labels: number[], guidance: number, b: number): Promise<Float64Array> {
-  const [C, H, W] = p.index.sampleShape;
-  const guided = guidedRun(p, guidance);
-  const out = (await session.run(await buildFeeds(p, x, t, labels, guided, b), [p.io.output]))[p.io.output]!;
-  return combineGuided(out, guidance, guided, b, C * H * W);
-}
-
-export interface StepView {
-  /** Indices (into the request's images) of this batch. */
-  idx: number[];
-  step: number;
-  timestep: number;
-  /** What the network saw (scaled model input), the whole batch. */
-  modelInput: Float64Array;
-  /** The guided noise prediction used for the step. */
-  eps: Float64Array;
-  /** Predicted x0 after the step. */
-  predOriginal: Float64Array;
-}
-
-export interface LoopRequest extends LoopSettings {
-  /** Standard-normal initial noise per image (scaled by the scheduler's initial sigma here). */
-  init: Float64Array[];
-  /** Noise stream per image for stochastic samplers. */
-  rngs: Rng[];
-  /** Class label per image (ignored by unconditional pipelines). */
-  labels: number[];
-  signal?: AbortSignal;
-  /** Called after every network evaluation (one per batch and step). */
-  onStep?: (v: StepView) => void | Promise<void>;
-}
-
-/** Runs the sampler from the given initial noise; returns the final images (model space). */
-export async function runLoop(p: Pipeline, session: Session, req: LoopRequest): Promise<{ images: Float32Array[]; timesteps: number[] }> {
-  const [C, H, W] = p.index.sampleShape;
-  const size = C * H * W;
-  const n = req.init.length;
-  const bs = Math.max(1, req.batchSize);
-  const images: Float32Array[] = new Array(n);
-  let timesteps: number[] = [];
-  for (let start = 0; start < n; start += bs) {
-    const idx = Array.from({ length: Math.min(bs, n - start) }, (_, k) => start + k);
-    const b = idx.length;
-    const sched = createScheduler(req.sampler, p.scheduler, req.steps, { eta: req.eta });
-    timesteps = sched.timesteps;
-    let x: Float64Array = new Float64Array(b * size);
-    idx.forEach((i, k) => {
-      const z = req.init[i]!;
-      if (z.length !== size) throw new Error(`initial noise has ${z.length} values, expected ${size}`);
-      for (let j = 0; j < size; j++) x[k * size + j] = z[j]! * sched.initNoiseSigma;
-    });
-    const noise = () => {
-      const z = new Float64Array(b * size);
-      idx.forEach((i, k) => z.set(req.rngs[i]!.normal(new Float64Array(size)), k * size));
-      return z;
-    };
-    const labels = idx.map((i) => req.labels[i] ?? 0);
-    for (let s = 0; s < sched.timesteps.length; s++) {
-      if (req.signal?.aborted) throw new DqError('CANCELLED', 'comparison was cancelled');
-      const t = sched.timesteps[s]!;
-      const xin = sched.scaleModelInput(x, s);
-      const eps = await predictEps(p, session, xin, t, labels, req.guidance, b);
-      const { prevSample, predOriginal } = sched.step(eps, s, x, noise);
-      x = prevSample;
-      await req.onStep?.({ idx, step: s, timestep: t, modelInput: xin, eps, predOriginal });
-    }
-    idx.forEach((i, k) => (images[i] = Float32Array.from(x.subarray(k * size, (k + 1) * size))));
-  }
-  return { images, timesteps };
-}
-
-export { buildFeeds, combineGuided };

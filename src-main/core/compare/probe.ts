@@ -190,6 +190,7 @@ export async function probeTrajectory(
     init: noises.map((n) => n.z),
     rngs: noises.map((n) => n.rng),
     labels: req.labels,
+    cancelMessage: 'comparison was cancelled',
     onStep: async (v) => {
       const b = v.idx.length;
       const labels = v.idx.map((i) => req.labels[i] ?? 0);

@@ -32,6 +32,7 @@ import { LOCAL_DOMAIN } from '../onnx/fragment.js';
 import { fuseAttention } from '../onnx/fuse.js';
 import { pruneDead } from '../onnx/rewrite.js';
 import { loadPipeline, releaseSessions } from '../pipeline/pipeline.js';
+import { predictEps, runLoop, seedNoise } from '../pipeline/loop.js';
 import { sample } from '../pipeline/sample.js';
 import { createScheduler, type SamplerName } from '../pipeline/schedulers.js';
 import { actParams, type Manifest, type ParamsFile } from '../quant/quantize.js';
@@ -77,11 +78,21 @@ export interface Verification {
   steps: number;
   sampler: SamplerName;
   guidance: number;
-  /** |exported - simulated| over every pixel of every image (model space, about [-1, 1]). */
+  /**
+   * |exported - simulated| over every pixel of every image sampled from the same seeds (model space, about [-1, 1]).
+   * Trajectories can diverge at a few pixels (more or less, depending on the CPU's float kernels): read the mean and
+   * the 99th percentile; the max only points at where to look.
+   */
   maxAbs: number;
   meanAbs: number;
+  p99Abs: number;
   /** Per image max |diff|. */
   perImageMax: number[];
+  /**
+   * One network evaluation at a time: at every step of the simulated trajectory, |exported - simulated| noise
+   * prediction from the very same input (no compounding): what the export's kernels answer for.
+   */
+  step: { meanAbs: number; p99Abs: number; maxAbs: number; evaluations: number };
   seconds: { simulated: number; exported: number };
   /** The int8 weight storage the export ran with in this check (u8 exports load as s8 on CPUs with VNNI). */
   int8WeightsAsRun?: Int8Weights;
@@ -772,40 +783,81 @@ async function calibrateOutputs(vdir: string, loaded: LoadedModel, reqs: OutReq[
   });
 }
 
-/** Samples the same seeds through the simulated variant and the export; max and mean |difference|. */
-export async function verifyExport(variantDir: string, exportDir: string, seeds: number[], steps: number, hooks: Partial<Hooks> = {}): Promise<Verification> {
-  const run = async (dir: string, phase: ExportProgress['phase']) => {
-    const { pipeline, session } = await loadPipeline(dir, 'cpu');
-    const classes = pipeline.io.classLabels ? seeds.map((s) => s % pipeline.index.classes.length) : [];
-    const guidance = pipeline.io.classLabels ? pipeline.index.defaultGuidance : 1;
-    const res = await sample(pipeline, session, {
-      seeds, classes, steps, sampler: 'ddim', guidance, batchSize: seeds.length,
-      signal: hooks.signal, onProgress: (p) => hooks.onProgress?.({ phase, done: p.done, total: p.total }),
-    });
-    return { res, classes, guidance, int8: pipeline.int8Weights?.loaded };
-  };
-  const a = await run(variantDir, 'verifying (simulated)');
-  const b = await run(exportDir, 'verifying (export)');
-  let max = 0;
-  let sum = 0;
-  let n = 0;
-  const perImageMax = a.res.images.map((img, k) => {
-    const other = b.res.images[k]!;
+/** |a - b| element by element, gathered so that mean, a high percentile and the max can be reported. */
+class AbsDiffs {
+  private parts: Float32Array[] = [];
+  add(a: ArrayLike<number>, b: ArrayLike<number>): number {
+    const d = new Float32Array(a.length);
     let m = 0;
-    for (let j = 0; j < img.length; j++) {
-      const d = Math.abs(img[j]! - other[j]!);
-      m = Math.max(m, d);
-      sum += d;
-      n++;
+    for (let j = 0; j < a.length; j++) {
+      d[j] = Math.abs(a[j]! - b[j]!);
+      if (d[j]! > m) m = d[j]!;
     }
-    max = Math.max(max, m);
-    return round6(m);
+    this.parts.push(d);
+    return m;
+  }
+  summary(): { meanAbs: number; p99Abs: number; maxAbs: number } {
+    const n = this.parts.reduce((k, d) => k + d.length, 0);
+    const all = new Float32Array(n);
+    let o = 0;
+    let sum = 0;
+    for (const d of this.parts) {
+      all.set(d, o);
+      o += d.length;
+      for (let j = 0; j < d.length; j++) sum += d[j]!;
+    }
+    all.sort();
+    const at = (q: number) => (n ? all[Math.max(0, Math.ceil(q * n) - 1)]! : 0);
+    return { meanAbs: round6(sum / Math.max(1, n)), p99Abs: round6(at(0.99)), maxAbs: round6(n ? all[n - 1]! : 0) };
+  }
+}
+
+/**
+ * The export against its simulated variant, two ways. Per step: along the simulated variant's DDIM trajectory, the
+ * export predicts the noise from the very same input at every step, so errors do not compound: this is what the
+ * kernels answer for (requantized outputs may land one code off, and a flipped code can grow through later layers).
+ * Images: the same seeds sampled through both; a few pixels can drift apart where the trajectories diverge, which
+ * depends on the CPU's float kernels as much as on the export, so the mean and the 99th percentile are the measures to
+ * read, the max only a pointer.
+ */
+export async function verifyExport(variantDir: string, exportDir: string, seeds: number[], steps: number, hooks: Partial<Hooks> = {}): Promise<Verification> {
+  const sim = await loadPipeline(variantDir, 'cpu');
+  const exp = await loadPipeline(exportDir, 'cpu');
+  const p = sim.pipeline;
+  const classes = p.io.classLabels ? seeds.map((s) => s % p.index.classes.length) : [];
+  const guidance = p.io.classLabels ? p.index.defaultGuidance : 1;
+  const [C, H, W] = p.index.sampleShape;
+  const noises = seeds.map((s) => seedNoise(s, C * H * W));
+  const stepDiffs = new AbsDiffs();
+  let probeMs = 0;
+  let done = 0;
+  const t0 = performance.now();
+  const a = await runLoop(p, sim.session, {
+    steps, sampler: 'ddim', guidance, eta: 0, batchSize: seeds.length,
+    init: noises.map((n) => n.z), rngs: noises.map((n) => n.rng), labels: classes, signal: hooks.signal,
+    onStep: async (v) => {
+      const t1 = performance.now();
+      const eps = await predictEps(exp.pipeline, exp.session, v.modelInput, v.timestep, v.idx.map((i) => classes[i] ?? 0), guidance, v.idx.length);
+      stepDiffs.add(v.eps, eps);
+      probeMs += performance.now() - t1;
+      done++;
+      hooks.onProgress?.({ phase: 'verifying (simulated)', done, total: steps });
+    },
   });
+  const simulatedSeconds = (performance.now() - t0 - probeMs) / 1000;
+  const b = await sample(exp.pipeline, exp.session, {
+    seeds, classes, steps, sampler: 'ddim', guidance, batchSize: seeds.length,
+    signal: hooks.signal, onProgress: (q) => hooks.onProgress?.({ phase: 'verifying (export)', done: q.done, total: q.total }),
+  });
+  const imageDiffs = new AbsDiffs();
+  const perImageMax = a.images.map((img, k) => round6(imageDiffs.add(img, b.images[k]!)));
+  const int8 = exp.pipeline.int8Weights?.loaded;
   return {
-    seeds, classes: a.classes, steps, sampler: 'ddim', guidance: a.guidance,
-    maxAbs: round6(max), meanAbs: round6(sum / Math.max(1, n)), perImageMax,
-    seconds: { simulated: round6(a.res.seconds), exported: round6(b.res.seconds) },
-    ...(b.int8 ? { int8WeightsAsRun: b.int8 as Int8Weights } : {}),
+    seeds, classes, steps, sampler: 'ddim', guidance,
+    ...imageDiffs.summary(), perImageMax,
+    step: { ...stepDiffs.summary(), evaluations: done },
+    seconds: { simulated: round6(simulatedSeconds), exported: round6(b.seconds) },
+    ...(int8 ? { int8WeightsAsRun: int8 as Int8Weights } : {}),
   };
 }
 
