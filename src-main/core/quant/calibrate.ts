@@ -10,13 +10,14 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { basename } from 'node:path';
+import { z } from 'zod';
 import { DqError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { analyzeGraph } from '../onnx/analysis.js';
 import { encodeModel, loadOnnx } from '../onnx/io.js';
 import { loadPipeline, releaseSessions } from '../pipeline/pipeline.js';
 import { sample, sliceRows } from '../pipeline/sample.js';
-import { createScheduler, type SamplerName } from '../pipeline/schedulers.js';
+import { createScheduler, SAMPLERS, type SamplerName } from '../pipeline/schedulers.js';
 import { Rng } from '../pipeline/noise.js';
 import { Session, type Provider, type TensorOut } from '../runtime/onnx.js';
 import { buildSites, type Site } from './sites.js';
@@ -260,15 +261,123 @@ function collect(acc: CalibrationRecord['stats'], taps: ReturnType<typeof addSta
   );
 }
 
+const finite = z.number().finite();
+const count = z.number().int().nonnegative();
+/** An object keyed by non-negative integers (site ids, halves, step indices). */
+const indexed = <T extends z.ZodType>(v: T) => z.record(z.string().regex(/^(0|[1-9]\d*)$/), v);
+const StatSchema = z.object({
+  min: finite,
+  max: finite,
+  absmax: finite.nonnegative(),
+  hist: z.object({ lo: finite, hi: finite, counts: z.array(finite.nonnegative()).min(1) }).refine((h) => h.hi >= h.lo, 'hi is below lo'),
+  n: count,
+});
+const SiteSchema = z.object({
+  id: count,
+  tensor: z.string(),
+  layers: z.array(z.string()),
+  split: count.nullable(),
+  ops: z.array(z.string()),
+  temporal: z.boolean(),
+});
+const AttrSchema = z.union([
+  z.object({ type: z.literal('int'), value: finite }),
+  z.object({ type: z.literal('float'), value: finite }),
+  z.object({ type: z.literal('ints'), value: z.array(finite) }),
+  z.object({ type: z.literal('string'), value: z.string() }),
+]);
+const GramEntrySchema = z.object({
+  index: count,
+  tensor: z.string(),
+  layers: z.array(z.string()),
+  dim: z.number().int().positive(),
+  conv: z.object({ channels: z.number().int().positive(), kernel: z.array(z.number().int().positive()), attrs: z.record(z.string(), AttrSchema) }).nullable(),
+  offset: count,
+});
+const RecordSchema = z.object({
+  version: z.literal(RECORD_VERSION),
+  kind: z.literal('dq-calibration'),
+  pipeline: z.string(),
+  unetSha256: z.string(),
+  settings: z.object({
+    samples: z.number().int().positive(),
+    steps: z.number().int().positive(),
+    sampler: z.enum(SAMPLERS),
+    guidance: finite,
+    timesteps: z.enum(['all', 'uniform', 'normal']),
+    count: count,
+    seed: finite,
+    batchSize: z.number().int().positive(),
+    gram: z.boolean(),
+  }),
+  timesteps: z.array(finite).min(1),
+  steps: z.array(count).min(1),
+  sites: z.array(SiteSchema),
+  stats: indexed(indexed(indexed(StatSchema))),
+  seconds: finite.nonnegative(),
+  gram: z
+    .object({
+      file: z.string().regex(/^[^/\\]+$/, 'must be a file name beside the record').refine((f) => f !== '.' && f !== '..', 'must be a file name beside the record'),
+      steps: z.array(count),
+      entries: z.array(GramEntrySchema),
+      rows: z.array(count),
+      skipped: z.record(z.string(), z.string()),
+    })
+    .optional(),
+});
+
+/** `field 'a.b[0]' is missing` / `field 'a.b': <what>` for the first problem zod found. */
+function firstIssue(e: z.ZodError): string {
+  const issue = e.issues[0]!;
+  const path = issue.path.map((k, i) => (typeof k === 'number' ? `[${k}]` : `${i ? '.' : ''}${String(k)}`)).join('');
+  const missing = /^Invalid input: expected (\w+), received undefined$/.exec(issue.message);
+  const message = missing
+    ? `is missing (${missing[1] === 'record' ? 'object' : missing[1]} expected)`
+    : issue.code === 'invalid_key'
+      ? 'is not an index'
+      : issue.message
+          .replace(/^Invalid input: expected number, received null$/, 'must be a number, not null (NaN or infinite values are not written as numbers)')
+          .replace(/^Invalid input: expected (\w+), received (\w+)$/, 'must be of type $1, not $2')
+          .replace(/^Invalid option: expected one of /, 'must be one of ');
+  return path ? `field '${path}' ${missing ? message : `: ${message}`}`.replace(' : ', ': ') : message;
+}
+
+/** Cross-field checks: stats name recorded sites, halves and calibrated steps; Gram rows match their entries. */
+function consistency(rec: z.infer<typeof RecordSchema>): string | null {
+  const n = rec.timesteps.length;
+  const bad = rec.steps.find((s) => s >= n);
+  if (bad !== undefined) return `field 'steps' names step ${bad}, the schedule has ${n}`;
+  const sites = new Map(rec.sites.map((s) => [s.id, s]));
+  const steps = new Set(rec.steps);
+  for (const [site, halves] of Object.entries(rec.stats)) {
+    const s = sites.get(+site);
+    if (!s) return `field 'stats.${site}': no site ${site} in 'sites'`;
+    for (const [half, bySteps] of Object.entries(halves)) {
+      if (+half > (s.split === null ? 0 : 1)) return `field 'stats.${site}.${half}': site ${site} has no half ${half}`;
+      for (const step of Object.keys(bySteps)) if (!steps.has(+step)) return `field 'stats.${site}.${half}.${step}': step ${step} is not in 'steps'`;
+    }
+  }
+  if (rec.gram && rec.gram.rows.length !== rec.gram.entries.length) return `field 'gram.rows' has ${rec.gram.rows.length} values for ${rec.gram.entries.length} entries`;
+  return null;
+}
+
 export function readRecord(path: string): CalibrationRecord {
   if (!existsSync(path)) throw new DqError('NOT_FOUND', `no calibration record at ${path}`);
-  let rec: CalibrationRecord;
+  let rec: unknown;
   try {
-    rec = JSON.parse(readFileSync(path, 'utf8')) as CalibrationRecord;
+    rec = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new DqError('BAD_CONFIG', `${path} is not a calibration record: ${(e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new DqError('BAD_CONFIG', code ? `${path}: cannot be read (${code})` : `${path} is not a calibration record: ${(e as Error).message}`);
   }
-  if (rec.kind !== 'dq-calibration') throw new DqError('BAD_CONFIG', `${path} is not a calibration record`);
-  if (rec.version !== RECORD_VERSION) throw new DqError('BAD_CONFIG', `${path}: calibration record version ${rec.version}, this studio reads version ${RECORD_VERSION}: recalibrate`);
-  return rec;
+  const head = (rec ?? {}) as { kind?: unknown; version?: unknown };
+  if (typeof rec !== 'object' || rec === null || Array.isArray(rec) || head.kind !== 'dq-calibration') throw new DqError('BAD_CONFIG', `${path} is not a calibration record`);
+  if (head.version !== RECORD_VERSION) {
+    throw new DqError('BAD_CONFIG', `${path}: calibration record version ${JSON.stringify(head.version) ?? 'missing'}, this studio reads version ${RECORD_VERSION}: recalibrate`);
+  }
+  const r = RecordSchema.safeParse(rec);
+  if (!r.success) throw new DqError('BAD_CONFIG', `${path}: calibration record: ${firstIssue(r.error)}`);
+  const problem = consistency(r.data);
+  if (problem) throw new DqError('BAD_CONFIG', `${path}: calibration record: ${problem}`);
+  return r.data as CalibrationRecord;
 }
