@@ -48,15 +48,35 @@ export interface IoMeta {
   shape: (number | string)[] | null;
 }
 
+/** onnxruntime's own log lines ([E:onnxruntime:...]) only with DQ_VERBOSE=1: our errors say what went wrong. */
+function verbose(): boolean {
+  return process.env.DQ_VERBOSE === '1';
+}
+
+/** 0 verbose .. 4 fatal: by default only fatal errors reach the console. */
+function logSeverity(): 0 | 1 | 2 | 3 | 4 {
+  return verbose() ? 2 : 4;
+}
+
+export interface SessionOptions {
+  threads?: number;
+  lowMemory?: boolean;
+  /** What the model is, for error messages (e.g. `models/x: unet/model.onnx`); default: its path. */
+  label?: string;
+}
+
 export class Session {
   private constructor(
     private readonly inner: ort.InferenceSession,
     readonly info: SessionInfo,
+    private readonly label: string | undefined,
   ) {}
 
-  static async create(model: string | Uint8Array, requested: Provider = 'cpu', opts: { threads?: number; lowMemory?: boolean } = {}): Promise<Session> {
+  static async create(model: string | Uint8Array, requested: Provider = 'cpu', opts: SessionOptions = {}): Promise<Session> {
+    const label = opts.label ?? (typeof model === 'string' ? model : undefined);
     const order: ConcreteProvider[] = requested === 'auto' ? ['cuda', 'cpu'] : requested === 'cpu' ? ['cpu'] : [requested, 'cpu'];
     const failures: string[] = [];
+    ort.env.logLevel = verbose() ? 'warning' : 'fatal';
     for (const p of order) {
       const available = ort.listSupportedBackends().find((b) => b.name === p);
       if (!available) {
@@ -67,6 +87,7 @@ export class Session {
         const options: ort.InferenceSession.SessionOptions = {
           executionProviders: [p],
           graphOptimizationLevel: 'all',
+          logSeverityLevel: logSeverity(),
           ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
           // no arena and no memory pattern: buffers go back to the system as soon as they die
           ...(opts.lowMemory ? { enableCpuMemArena: false, enableMemPattern: false } : {}),
@@ -75,11 +96,11 @@ export class Session {
           typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
         const info: SessionInfo = { requested, provider: p };
         if (failures.length) info.fallback = failures.join('; ');
-        return new Session(inner, info);
+        return new Session(inner, info, label);
       } catch (e) {
-        const msg = firstLine(e);
-        if (p === 'cpu') throw new DqError('BAD_MODEL', `onnxruntime cannot load the model: ${msg}`);
-        failures.push(`${p}: ${hint(p, msg)}`);
+        const raw = rawText(e);
+        if (p === 'cpu') throw new DqError('BAD_MODEL', `${label ? `${label}: ` : ''}onnxruntime cannot load the model: ${loadReason(raw)}`, raw);
+        failures.push(`${p}: ${hint(p, cleanOrtText(raw) || 'failed to start')}`);
       }
     }
     throw new DqError('PROVIDER_UNAVAILABLE', `no execution provider could run the model (${failures.join('; ')})`);
@@ -104,7 +125,14 @@ export class Session {
   async run(feeds: Record<string, FeedValue>, fetches?: string[]): Promise<Record<string, TensorOut>> {
     const f: Record<string, ort.Tensor> = {};
     for (const [k, v] of Object.entries(feeds)) f[k] = new ort.Tensor(v.type, v.data as never, v.dims);
-    const res = fetches ? await this.inner.run(f, fetches) : await this.inner.run(f);
+    let res: ort.InferenceSession.ReturnType;
+    try {
+      const runOpts: ort.InferenceSession.RunOptions = { logSeverityLevel: logSeverity() };
+      res = fetches ? await this.inner.run(f, fetches, runOpts) : await this.inner.run(f, runOpts);
+    } catch (e) {
+      const raw = rawText(e);
+      throw new DqError('BAD_MODEL', `${this.label ? `${this.label}: ` : ''}onnxruntime failed running the model: ${runReason(raw)}`, raw);
+    }
     const out: Record<string, TensorOut> = {};
     for (const [k, t] of Object.entries(res)) {
       out[k] = { type: t.type, data: t.data as TensorOut['data'], dims: t.dims };
@@ -123,9 +151,54 @@ function meta(m: ort.InferenceSession.ValueMetadata): IoMeta {
   return { name: m.name, type: 'non-tensor', shape: null };
 }
 
-function firstLine(e: unknown): string {
-  const s = e instanceof Error ? e.message : String(e);
-  return s.split('\n')[0]!.trim();
+function rawText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * onnxruntime's message without what only its developers can use: error-code prefixes, the model's path, C++
+ * source locations and signatures (`model.cc:187 onnxruntime::Model::Model(...)`), assertion expressions
+ * (`x == y was false.`); one line, at most 240 characters. Empty when nothing readable is left.
+ */
+export function cleanOrtText(raw: string): string {
+  let s = raw.replace(/\s+/g, ' ');
+  s = s.replace(/\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*/g, '');
+  s = s.replace(/Load model from .*? failed:\s*/g, '');
+  s = s.replace(/Exception during initialization:\s*/g, '');
+  // a source location, then a function signature (namespaced, with an optional return type) or a bare name
+  s = s.replace(/(?:[\w.~-]*\/)*[\w-]+\.(?:cc|cpp|cxx|h|hpp|inl):\d+\s+(?:(?:[\w:<>*&]+\s+)?[\w<>~]*::[\w:<>~]+\([^()]*\)(?:\s*const)?\s*|[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)+\s+)?/g, ' ');
+  s = s.replace(/(?:^|(?<=[.:]\s))[^.:]*? was false\.\s*/g, '');
+  s = s.replace(/\s*Please fix either the inputs\/outputs or the model\.?/g, '');
+  s = s.replace(/\s+/g, ' ').trim();
+  // whatever still looks like C++ goes (tensor names in quotes, e.g. 'onnx::Add_12', are not C++)
+  const cpp = (x: string) => /::|\.(?:cc|h|cpp):\d/.test(x.replace(/'[^']*'|"[^"]*"/g, ''));
+  if (cpp(s)) s = s.split(/(?<=\.)\s/).filter((x) => !cpp(x)).join(' ').trim();
+  if (s.length > 240) s = s.slice(0, 237).replace(/\s+\S*$/, '') + '...';
+  return s;
+}
+
+/** Why a model did not load, in our words (onnxruntime's cleaned text as the specifics). */
+export function loadReason(raw: string): string {
+  const text = cleanOrtText(raw);
+  if (/Protobuf parsing failed|No graph was found|ModelProto does not have a graph|failed to parse/i.test(raw)) {
+    return 'the file is not a valid ONNX model (truncated or corrupted)';
+  }
+  if (/raw_data size|data size .* does not match|ValidateEmbeddedTensorProtoDataSizeAndShape|Deserialize tensor/i.test(raw)) {
+    return `a weight's stored data does not match its shape${text ? ` (${text})` : ''}`;
+  }
+  if (/opset|ir_version|IR version|Unsupported model IR/i.test(raw)) return `its ONNX version is not supported${text ? ` (${text})` : ''}`;
+  return `the graph is not valid${text ? `: ${text}` : ''}`;
+}
+
+/** Why a network evaluation failed, in our words. */
+export function runReason(raw: string): string {
+  const node = /running (\S+) node\. Name:'([^']*)' Status Message:\s*([\s\S]*)/.exec(raw);
+  if (node) {
+    const why = cleanOrtText(node[3]!);
+    return `its ${node[1]} node '${node[2]}' failed${why ? `: ${why}` : ''}`;
+  }
+  const text = cleanOrtText(raw);
+  return text || 'an evaluation failed';
 }
 
 function hint(p: ConcreteProvider, msg: string): string {
