@@ -9,7 +9,8 @@ import { DqError } from '../errors.js';
 import { Session, type Provider, type IoMeta } from '../runtime/onnx.js';
 import { parseSchedulerConfig, type SchedulerConfig } from './schedulers.js';
 import type { ExtraFeeds } from './sample.js';
-import { readManifest, variantFeeds } from '../quant/variant.js';
+import { checkVariantInputs, readManifest, readParams, variantFeeds } from '../quant/variant.js';
+import { MAX_GUIDANCE } from './sample.js';
 import { int8Support, INT8_SUPPORT_LABEL } from '../runtime/cpu.js';
 import { loadPolicy, signedAtLoad, signedInt8Model, type SignedModel } from '../export/load-int8.js';
 
@@ -96,25 +97,56 @@ export function locatePipeline(dir: string): { dir: string; unetPath: string; sc
   return { dir: abs, unetPath, schedulerPath, indexPath };
 }
 
+/** Largest sample a pipeline may declare: values per image, and per dimension. */
+export const MAX_SAMPLE_VALUES = 1 << 24;
+export const MAX_SAMPLE_DIM = 16384;
+
 function parseIndex(raw: unknown, path: string): PipelineIndex {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new DqError('BAD_CONFIG', `${path}: expected a JSON object`);
   const o = raw as Record<string, unknown>;
+  const bad = (field: string, why: string, got: unknown) => new DqError('BAD_CONFIG', `${path}: field '${field}' ${why}, got ${JSON.stringify(got) ?? String(got)}`);
   const components: Record<string, [string, string]> = {};
   for (const [k, v] of Object.entries(o)) {
     if (!k.startsWith('_') && Array.isArray(v) && v.length === 2 && v.every((s) => typeof s === 'string')) components[k] = v as [string, string];
   }
-  const classes = Array.isArray(o.classes) ? o.classes.map(String) : [];
-  const nullClass = typeof o.null_class === 'number' ? o.null_class : null;
-  const shape = Array.isArray(o.sample_shape) && o.sample_shape.length === 3 && o.sample_shape.every((n) => Number.isInteger(n) && n > 0)
-    ? (o.sample_shape as [number, number, number])
-    : null;
-  if (!shape) throw new DqError('BAD_CONFIG', `${path}: field 'sample_shape' must be [channels, height, width]`);
+  let classes: string[] = [];
+  if (o.classes !== undefined && o.classes !== null) {
+    if (!Array.isArray(o.classes) || !o.classes.every((c) => typeof c === 'string' || (typeof c === 'number' && Number.isFinite(c)))) {
+      throw bad('classes', 'must be a list of class names', o.classes);
+    }
+    classes = o.classes.map(String);
+  }
+  let nullClass: number | null = null;
+  if (o.null_class !== undefined && o.null_class !== null) {
+    if (typeof o.null_class !== 'number' || !Number.isSafeInteger(o.null_class) || o.null_class < 0) {
+      throw bad('null_class', 'must be a label (an integer >= 0) or null', o.null_class);
+    }
+    if (o.null_class < classes.length) {
+      throw bad('null_class', `must be a label of its own, not one of the classes 0-${classes.length - 1}`, o.null_class);
+    }
+    nullClass = o.null_class;
+  }
+  const dims = o.sample_shape;
+  if (!Array.isArray(dims) || dims.length !== 3 || !dims.every((n) => Number.isSafeInteger(n) && n > 0)) {
+    throw new DqError('BAD_CONFIG', `${path}: field 'sample_shape' must be [channels, height, width] (positive integers)`);
+  }
+  const shape = dims as [number, number, number];
+  if (shape.some((n) => n > MAX_SAMPLE_DIM) || shape[0] * shape[1] * shape[2] > MAX_SAMPLE_VALUES) {
+    throw new DqError('BAD_CONFIG', `${path}: field 'sample_shape' [${shape.join(', ')}] is too large (at most ${MAX_SAMPLE_DIM} per dimension and ${MAX_SAMPLE_VALUES} values per sample)`);
+  }
+  let defaultGuidance = 1;
+  if (o.default_guidance !== undefined && o.default_guidance !== null) {
+    const g = o.default_guidance;
+    if (typeof g !== 'number' || !(g >= 0 && g <= MAX_GUIDANCE)) throw bad('default_guidance', `must be a number from 0 to ${MAX_GUIDANCE}`, g);
+    defaultGuidance = g;
+  }
+  if (o._class_name !== undefined && typeof o._class_name !== 'string') throw bad('_class_name', 'must be a string', o._class_name);
   return {
     className: typeof o._class_name === 'string' ? o._class_name : 'unknown',
     classes,
     nullClass,
     sampleShape: shape,
-    defaultGuidance: typeof o.default_guidance === 'number' ? o.default_guidance : 1,
+    defaultGuidance,
     components,
   };
 }
@@ -160,16 +192,16 @@ const sessions = new Map<string, Promise<Cached>>();
  * One cached inference session per (model file, provider, weight rewrite). With `signedInt8`, the model's u8 int8
  * kernel weights are loaded as s8 (export/load-int8.ts).
  */
-function cachedSession(path: string, provider: Provider, signedInt8: boolean): Promise<Cached> {
+function cachedSession(path: string, provider: Provider, signedInt8: boolean, label: string = path): Promise<Cached> {
   const key = `${provider}\0${resolve(path)}\0${statSync(path).mtimeMs}${signedInt8 ? '\0s8' : ''}`;
   let s = sessions.get(key);
   if (!s) {
     s = signedInt8
       ? Promise.resolve().then(async () => {
           const rewrite = signedInt8Model(path);
-          return { session: await Session.create(rewrite.bytes ?? path, provider), rewrite };
+          return { session: await Session.create(rewrite.bytes ?? path, provider, { label }), rewrite };
         })
-      : Session.create(path, provider).then((session) => ({ session, rewrite: null }));
+      : Session.create(path, provider, { label }).then((session) => ({ session, rewrite: null }));
     sessions.set(key, s);
     s.catch(() => sessions.delete(key));
   }
@@ -218,14 +250,7 @@ export async function loadPipeline(dir: string, provider: Provider = 'cpu'): Pro
   const w8 = exp?.summary?.int8Kernels ? exp.options?.int8Weights : undefined;
   // an export with u8 int8 weights runs on the faster u8s8 kernels where they are exact (export/load-int8.ts)
   const signed = signedAtLoad(w8, provider === 'auto' ? 'cpu' : provider, int8Support(), loadPolicy());
-  let cached: Cached;
-  try {
-    cached = await cachedSession(loc.unetPath, provider, signed);
-  } catch (e) {
-    if (e instanceof DqError && e.code === 'BAD_MODEL') throw new DqError('BAD_MODEL', `${dir}: unet/model.onnx: ${e.message}`);
-    throw e;
-  }
-  const { session, rewrite } = cached;
+  const { session, rewrite } = await cachedSession(loc.unetPath, provider, signed, `${dir}: unet/model.onnx`);
   let io: UnetIO;
   if (manifest?.sourceIo) {
     // a variant: the source's inputs, some of which may now reach the network only through its temporal model
@@ -239,7 +264,9 @@ export async function loadPipeline(dir: string, provider: Provider = 'cpu'): Pro
   }
   const pipeline: Pipeline = { dir: loc.dir, index, scheduler, unetPath: loc.unetPath, unetInputs: session.inputs, unetOutputs: session.outputs, io };
   if (manifest) {
-    pipeline.extraFeeds = await variantFeeds(loc.dir, provider, io.timestep, io.classLabels);
+    const params = readParams(dir);
+    checkVariantInputs(dir, params, session.inputNames, [io.sample, io.timestep, io.classLabels]);
+    pipeline.extraFeeds = await variantFeeds(dir, provider, io.timestep, io.classLabels, params);
     pipeline.variant = { recipe: manifest.recipe.name, simulated: manifest.simulated };
     if (w8) {
       const r = int8Report(dir, w8, provider, session.info.provider, rewrite);

@@ -60,11 +60,61 @@ export interface SampleOutput {
   seconds: number;
 }
 
+/** Classifier-free guidance above this is refused: the prediction is then mostly the amplified difference (black or saturated images), and far above it float overflow. */
+export const MAX_GUIDANCE = 100;
+/** DDIM's eta above this is refused (1 is DDPM-like; beyond, the added noise outgrows the signal). */
+export const MAX_ETA = 10;
+/** Sample values in one network batch (a larger --batch is split; images do not depend on the split). */
+export const MAX_BATCH_VALUES = 1 << 26;
+
+/**
+ * The pipeline's sample_shape against the denoiser's declared inputs, where they are static: the sample's
+ * [C, H, W], and the types we feed (float32 sample, int64 labels). Says which file is wrong, before any work.
+ */
+export function checkShapes(p: Pipeline): void {
+  const input = (name: string | null) => (name === null ? undefined : p.unetInputs.find((m) => m.name === name));
+  // the batch changes from call to call (and doubles for guidance): a fixed one cannot be fed
+  for (const m of [input(p.io.sample), p.io.feedsTimestep === false ? undefined : input(p.io.timestep), p.io.feedsClassLabels === false ? undefined : input(p.io.classLabels)]) {
+    const b = m?.shape?.[0];
+    if (m && m.shape && m.shape.length > 0 && typeof b === 'number' && b > 0) {
+      throw new DqError('BAD_MODEL', `${p.dir}: unet/model.onnx: its input '${m.name}' has a fixed batch size of ${b}; dq needs a dynamic batch dimension (re-export the model with one)`);
+    }
+  }
+  const sample = input(p.io.sample);
+  if (sample) {
+    if (sample.type !== 'float32') {
+      throw new DqError('BAD_MODEL', `${p.dir}: unet/model.onnx: its sample input '${sample.name}' has type ${sample.type}; float32 expected`);
+    }
+    const shape = sample.shape;
+    if (shape && shape.length !== 4) {
+      throw new DqError('BAD_MODEL', `${p.dir}: unet/model.onnx: its sample input '${sample.name}' has ${shape.length} dimensions; [batch, channels, height, width] expected`);
+    }
+    if (shape && shape.slice(1).some((d, k) => typeof d === 'number' && d > 0 && d !== p.index.sampleShape[k])) {
+      throw new DqError(
+        'BAD_CONFIG',
+        `${p.dir}: model_index.json: sample_shape [${p.index.sampleShape.join(', ')}] disagrees with the unet's sample input '${sample.name}' [${shape.join(', ')}]`,
+      );
+    }
+  }
+  const labels = p.io.feedsClassLabels === false ? undefined : input(p.io.classLabels);
+  if (labels && labels.type !== 'int64') {
+    throw new DqError('BAD_MODEL', `${p.dir}: unet/model.onnx: its class-label input '${labels.name}' has type ${labels.type}; int64 expected`);
+  }
+}
+
 export function validateRequest(p: Pipeline, req: SampleRequest): void {
   if (!req.seeds.length) throw new DqError('BAD_ARGUMENT', 'no seeds given');
+  for (const s of req.seeds) {
+    if (!Number.isSafeInteger(s) || s < 0) throw new DqError('BAD_ARGUMENT', `seed ${s} is not an integer from 0 to ${Number.MAX_SAFE_INTEGER}`);
+  }
+  if (req.batchSize !== undefined && !(Number.isSafeInteger(req.batchSize) && req.batchSize >= 1)) {
+    throw new DqError('BAD_ARGUMENT', `batch size must be a positive integer, got ${req.batchSize}`);
+  }
+  if (req.eta !== undefined && !(req.eta >= 0 && req.eta <= MAX_ETA)) throw new DqError('BAD_ARGUMENT', `eta must be a number from 0 to ${MAX_ETA}, got ${req.eta}`);
+  checkShapes(p);
   const { classes, nullClass } = p.index;
   if (p.io.classLabels) {
-    if (req.classes.length !== req.seeds.length) throw new Error('classes and seeds must have the same length');
+    if (req.classes.length !== req.seeds.length) throw new DqError('BAD_ARGUMENT', `${req.classes.length} classes for ${req.seeds.length} seeds: give one class per image`);
     for (const c of req.classes) {
       if (!Number.isInteger(c) || c < 0 || c >= classes.length) {
         throw new DqError('BAD_ARGUMENT', `class ${c} is out of range: this model has classes 0-${classes.length - 1}`);
@@ -73,7 +123,7 @@ export function validateRequest(p: Pipeline, req: SampleRequest): void {
   } else if (req.classes.length) {
     throw new DqError('BAD_ARGUMENT', 'this model is unconditional: it takes no classes');
   }
-  if (!(req.guidance >= 0) || !Number.isFinite(req.guidance)) throw new DqError('BAD_ARGUMENT', `guidance must be a number >= 0, got ${req.guidance}`);
+  if (!(req.guidance >= 0 && req.guidance <= MAX_GUIDANCE)) throw new DqError('BAD_ARGUMENT', `guidance must be a number from 0 to ${MAX_GUIDANCE}, got ${req.guidance}`);
   if (req.guidance !== 1 && p.io.classLabels && nullClass === null) {
     throw new DqError('BAD_ARGUMENT', 'this model has no null class, so classifier-free guidance is unavailable: use --guidance 1');
   }
@@ -85,7 +135,8 @@ export async function sample(p: Pipeline, session: Session, req: SampleRequest):
   const [C, H, W] = p.index.sampleShape;
   const size = C * H * W;
   const n = req.seeds.length;
-  const bs = Math.max(1, req.batchSize ?? 16);
+  // at most MAX_BATCH_VALUES sample values per network batch (rows doubled when guided); images do not depend on it
+  const bs = Math.max(1, Math.min(req.batchSize ?? 16, Math.floor(MAX_BATCH_VALUES / (2 * size))));
   const guided = p.io.classLabels !== null && req.guidance !== 1;
   const images: Float32Array[] = new Array(n);
   const trajectory: Float32Array[][] | undefined = req.keepTrajectory ? Array.from({ length: n }, () => []) : undefined;
@@ -197,9 +248,29 @@ async function denoise(
     const data = parts.length === 1 ? parts[0]! : concat(parts);
     out = { type: 'float32', data, dims: [rows, ...feeds[p.io.sample]!.dims.slice(1)] };
   } else {
-    out = (await session.run(feeds, [p.io.output]))[p.io.output]!;
+    try {
+      out = (await session.run(feeds, [p.io.output]))[p.io.output]!;
+    } catch (e) {
+      throw explainRunError(p, e, feeds);
+    }
   }
   return combineGuided(out, guidance, guided, b, size);
+}
+
+/**
+ * A failed evaluation that a label caused: a class label or the null class outside the unet's class embedding (a
+ * Gather out of its table) says which label and which file, not the Gather's text.
+ */
+export function explainRunError(p: Pipeline, e: unknown, feeds: Record<string, FeedValue>): unknown {
+  if (!(e instanceof DqError) || !e.detail || !p.io.classLabels) return e;
+  const m = /Gather node[\s\S]*?out of (?:data )?bounds, idx=(-?\d+) must be within the inclusive range \[(-?\d+),\s*(-?\d+)\]/.exec(e.detail);
+  if (!m) return e;
+  const idx = Number(m[1]);
+  const hi = Number(m[3]);
+  const fed = feeds[p.io.classLabels]?.data;
+  if (!(fed instanceof BigInt64Array) || !fed.includes(BigInt(idx))) return e;
+  const where = idx === p.index.nullClass ? `${p.dir}: model_index.json: null_class ${idx}` : `class ${idx}`;
+  return new DqError('BAD_CONFIG', `${where} is outside the unet's class embedding (labels 0-${hi})`, e.detail);
 }
 
 /** The timestep input for `rows` rows: int64 (rounded) or float32. */

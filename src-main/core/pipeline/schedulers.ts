@@ -10,13 +10,18 @@ import { DqError } from '../errors.js';
 export const SAMPLERS = ['ddpm', 'ddim', 'dpm++2m', 'euler'] as const;
 export type SamplerName = (typeof SAMPLERS)[number];
 
+/** Training timesteps a scheduler config may declare (diffusers' models use 1000; a few 4000). */
+export const MAX_TRAIN_TIMESTEPS = 100_000;
+/** A beta is a variance fraction: strictly between 0 and 1. */
+const beta = z.number().gt(0, { error: (i) => `must be > 0 and < 1 (a beta is a variance fraction), got ${String(i.input)}` }).lt(1, { error: (i) => `must be > 0 and < 1 (a beta is a variance fraction), got ${String(i.input)}` });
+
 export const SchedulerConfigSchema = z
   .object({
-    num_train_timesteps: z.number().int().positive().default(1000),
-    beta_start: z.number().positive().default(0.0001),
-    beta_end: z.number().positive().default(0.02),
+    num_train_timesteps: z.number().int().positive().max(MAX_TRAIN_TIMESTEPS, { error: `must be at most ${MAX_TRAIN_TIMESTEPS}` }).default(1000),
+    beta_start: beta.default(0.0001),
+    beta_end: beta.default(0.02),
     beta_schedule: z.enum(['linear', 'scaled_linear', 'squaredcos_cap_v2']).default('linear'),
-    trained_betas: z.array(z.number()).nullish(),
+    trained_betas: z.array(beta).nullish(),
     prediction_type: z.enum(['epsilon', 'v_prediction', 'sample']).default('epsilon'),
     clip_sample: z.boolean().default(false),
     clip_sample_range: z.number().positive().default(1.0),
@@ -35,8 +40,19 @@ export function parseSchedulerConfig(raw: unknown, where = 'scheduler_config.jso
     throw new DqError('BAD_CONFIG', `${where}: field '${issue.path.join('.')}': ${issue.message}`);
   }
   const cfg = r.data;
-  if (cfg.trained_betas && cfg.trained_betas.length !== cfg.num_train_timesteps) {
-    throw new DqError('BAD_CONFIG', `${where}: trained_betas has ${cfg.trained_betas.length} values, num_train_timesteps is ${cfg.num_train_timesteps}`);
+  const T = cfg.num_train_timesteps;
+  if (cfg.trained_betas && cfg.trained_betas.length !== T) {
+    throw new DqError('BAD_CONFIG', `${where}: trained_betas has ${cfg.trained_betas.length} values, num_train_timesteps is ${T}`);
+  }
+  if (!cfg.trained_betas && cfg.beta_schedule !== 'squaredcos_cap_v2' && !(cfg.beta_start < cfg.beta_end)) {
+    throw new DqError('BAD_CONFIG', `${where}: beta_start (${cfg.beta_start}) must be below beta_end (${cfg.beta_end}): noise grows over the timesteps`);
+  }
+  if (cfg.steps_offset >= T) {
+    throw new DqError('BAD_CONFIG', `${where}: field 'steps_offset': ${cfg.steps_offset} is not below num_train_timesteps (${T}): every timestep would be past the last trained one`);
+  }
+  const last = alphasCumprod(cfg)[T - 1]!;
+  if (!(last > 0)) {
+    throw new DqError('BAD_CONFIG', `${where}: the betas leave no signal at all (cumulative alpha underflows to 0 by timestep ${T - 1}): lower beta_end or num_train_timesteps`);
   }
   return cfg;
 }
@@ -81,6 +97,25 @@ export function spacedTimesteps(cfg: SchedulerConfig, steps: number, roundLinspa
     throw new DqError('BAD_ARGUMENT', `steps must be an integer from 1 to ${T}, got ${steps}`);
   }
   const out: number[] = [];
+  spaced(cfg, steps, roundLinspace, out);
+  checkTimesteps(cfg, out, steps);
+  return out;
+}
+
+/** Every timestep within the trained range [0, T-1] (a steps_offset can push 'leading' past it). */
+function checkTimesteps(cfg: SchedulerConfig, ts: readonly number[], steps: number): void {
+  const T = cfg.num_train_timesteps;
+  const k = ts.findIndex((t) => !(t >= 0 && t <= T - 1));
+  if (k >= 0 || ts.length !== steps) {
+    throw new DqError(
+      'BAD_ARGUMENT',
+      `${steps} steps reach timestep ${ts[k] ?? '?'}, outside the trained 0-${T - 1} (timestep_spacing '${cfg.timestep_spacing}', steps_offset ${cfg.steps_offset}): use fewer steps`,
+    );
+  }
+}
+
+function spaced(cfg: SchedulerConfig, steps: number, roundLinspace: boolean, out: number[]): void {
+  const T = cfg.num_train_timesteps;
   if (cfg.timestep_spacing === 'leading') {
     const ratio = Math.floor(T / steps);
     for (let i = steps - 1; i >= 0; i--) out.push(Math.round(i * ratio) + cfg.steps_offset);
@@ -94,7 +129,6 @@ export function spacedTimesteps(cfg: SchedulerConfig, steps: number, roundLinspa
       out.push(roundLinspace ? roundHalfEven(v) : v);
     }
   }
-  return out;
 }
 
 /** numpy's round(): halves to even. */
@@ -200,7 +234,7 @@ class DDIM implements Scheduler {
     this.timesteps = spacedTimesteps(cfg, steps);
     this.stepRatio = Math.floor(cfg.num_train_timesteps / steps);
     const eta = opts.eta ?? 0;
-    if (!(eta >= 0)) throw new DqError('BAD_ARGUMENT', `eta must be >= 0, got ${eta}`);
+    if (!(eta >= 0) || !Number.isFinite(eta)) throw new DqError('BAD_ARGUMENT', `eta must be a finite number >= 0, got ${eta}`);
   }
   scaleModelInput(sample: Float64Array): Float64Array {
     return sample;
@@ -298,6 +332,7 @@ class DPMSolverPP2M implements Scheduler {
       ts = [];
       for (let i = steps; i >= 1; i--) ts.push(roundHalfEven(((T - 1) * i) / steps));
     }
+    checkTimesteps(cfg, ts, steps);
     this.timesteps = ts;
     this.sigmas = [...sigmasAt(ac, ts), 0];
   }

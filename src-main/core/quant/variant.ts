@@ -2,23 +2,162 @@
  * Running a quantized variant: its extra runtime inputs per network evaluation, i.e. activation parameters for
  * the current timestep (the set calibrated nearest to it) and, in TFMQ cache mode, the FP temporal features
  * computed by the variant's temporal/model.onnx (cached per timestep and class labels).
+ *
+ * A variant's manifest.json and quant/params.json are validated when read: every command (sample, info, compare,
+ * export, the studio) gets one clear line naming the file and the field, never a TypeError at the first step.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { isAbsolute, join, normalize } from 'node:path';
+import { z } from 'zod';
 import { DqError } from '../errors.js';
 import { timestepFeed, type ExtraFeeds } from '../pipeline/sample.js';
 import type { FeedValue, Provider } from '../runtime/onnx.js';
 import { Session } from '../runtime/onnx.js';
 import type { Manifest, ParamsFile } from './quantize.js';
+import { FormatSchema } from './recipe.js';
 
-export function readManifest(dir: string): Manifest | null {
-  const p = join(dir, 'manifest.json');
-  if (!existsSync(p)) return null;
+const finite = (what: string) => z.number({ error: (i) => (i.input === undefined ? `${what} is missing` : `${what} must be a number, got ${JSON.stringify(i.input)}`) }).finite();
+
+const ActParamSchema = z.object({
+  t: finite('t').nullable(),
+  scale: finite('a scale').positive({ error: (i) => `a scale must be > 0, got ${String(i.input)}` }),
+  zeroPoint: finite('a zero point'),
+});
+
+const ParamsSchema = z.looseObject({
+  version: z.number().int(),
+  activations: z.array(
+    z.looseObject({
+      site: z.number().int(),
+      half: z.number().int(),
+      scaleInput: z.string().min(1),
+      zeroPointInput: z.string().min(1).nullable(),
+      table: z.array(ActParamSchema).min(1, { error: 'the table of parameter sets is empty' }),
+    }),
+  ),
+  temporal: z
+    .looseObject({ model: z.string().min(1), features: z.array(z.string().min(1)), inputs: z.array(z.string().min(1)) })
+    .nullable()
+    .default(null),
+});
+
+const LayerSchema = z.looseObject({
+  name: z.string(),
+  op: z.string(),
+  weight: z.looseObject({ granularity: z.string(), bits: z.number(), params: z.number(), format: FormatSchema.optional() }).nullable(),
+  activation: z.string().nullable().default(null),
+});
+
+const IoSchema = z.looseObject({
+  sample: z.string().min(1),
+  timestep: z.string().min(1),
+  timestepType: z.enum(['float32', 'int64']),
+  classLabels: z.string().min(1).nullable(),
+  output: z.string().min(1),
+});
+
+const ManifestSchema = z.looseObject({
+  kind: z.literal('dq-variant'),
+  recipe: z.looseObject({
+    name: z.string().min(1),
+    weights: z.looseObject({ format: FormatSchema }),
+    activations: z.looseObject({ format: FormatSchema }).nullable(),
+  }),
+  simulated: z.boolean(),
+  layers: z.array(LayerSchema),
+  summary: z.looseObject({
+    quantized: z.number(),
+    spared: z.number(),
+    weightBitsPerParameter: z.number(),
+    activationFormat: z.string().nullable(),
+  }),
+  runtimeInputs: z.array(z.string()).default([]),
+  sourceIo: IoSchema.optional(),
+});
+
+/** `field 'a[0].b': message` for the first problem zod found. */
+function firstIssue(e: z.ZodError): string {
+  const issue = e.issues[0]!;
+  const path = issue.path.map((k, i) => (typeof k === 'number' ? `[${k}]` : `${i ? '.' : ''}${String(k)}`)).join('');
+  const missing = /^Invalid input: expected (\w+), received undefined$/.exec(issue.message);
+  const message = missing ? `is missing (${missing[1]} expected)` : issue.message.replace(/^Invalid input: expected (\w+), received (\w+)$/, 'must be of type $1, not $2');
+  return path ? `field '${path}' ${missing ? '' : ': '}${message}`.replace(' : ', ': ') : message;
+}
+
+function readJsonFile(dir: string, rel: string): unknown {
+  const p = join(dir, rel);
+  let text: string;
   try {
-    const m = JSON.parse(readFileSync(p, 'utf8')) as Manifest;
-    return m.kind === 'dq-variant' ? m : null;
+    text = readFileSync(p, 'utf8');
   } catch (e) {
-    throw new DqError('BAD_CONFIG', `${p} is not valid JSON: ${(e as Error).message}`);
+    throw new DqError('BAD_CONFIG', `${dir}: ${rel}: cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new DqError('BAD_CONFIG', `${dir}: ${rel} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * A variant's manifest.json, validated; null when the folder has none or it is not a variant's (kind other than
+ * 'dq-variant', e.g. a note of the user's).
+ */
+export function readManifest(dir: string): Manifest | null {
+  if (!existsSync(join(dir, 'manifest.json'))) return null;
+  const raw = readJsonFile(dir, 'manifest.json');
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw) || (raw as { kind?: unknown }).kind !== 'dq-variant') return null;
+  const r = ManifestSchema.safeParse(raw);
+  if (!r.success) throw new DqError('BAD_CONFIG', `${dir}: manifest.json: ${firstIssue(r.error)}`);
+  return r.data as unknown as Manifest;
+}
+
+/** A variant's quant/params.json, validated (types, finite positive scales, a non-empty table per input); null when absent. */
+export function readParams(dir: string): ParamsFile | null {
+  const rel = join('quant', 'params.json');
+  if (!existsSync(join(dir, rel))) return null;
+  const r = ParamsSchema.safeParse(readJsonFile(dir, rel));
+  if (!r.success) throw new DqError('BAD_CONFIG', `${dir}: quant/params.json: ${firstIssue(r.error)}`);
+  const params = r.data as unknown as ParamsFile;
+  const seen = new Set<string>();
+  for (const [i, a] of params.activations.entries()) {
+    if (a.table.length > 1 && a.table.some((e) => e.t === null)) {
+      throw new DqError('BAD_CONFIG', `${dir}: quant/params.json: field 'activations[${i}].table': a table of several parameter sets needs a timestep 't' on each`);
+    }
+    for (const name of [a.scaleInput, a.zeroPointInput]) {
+      if (name === null) continue;
+      if (seen.has(name)) throw new DqError('BAD_CONFIG', `${dir}: quant/params.json: input '${name}' is given twice`);
+      seen.add(name);
+    }
+  }
+  if (params.temporal) {
+    const m = params.temporal.model;
+    if (isAbsolute(m) || normalize(m).split(/[/\\]/)[0] === '..') {
+      throw new DqError('BAD_CONFIG', `${dir}: quant/params.json: field 'temporal.model': '${m}' must be a path inside the variant folder`);
+    }
+  }
+  return params;
+}
+
+/**
+ * Checks a variant's runtime inputs against its denoiser: every input params.json names must be an input of the
+ * graph, and every graph input besides sample, timestep and labels must be one that params.json provides.
+ */
+export function checkVariantInputs(dir: string, params: ParamsFile | null, graphInputs: readonly string[], standard: readonly (string | null)[]): void {
+  const graph = new Set(graphInputs);
+  const provided = new Set<string>();
+  for (const a of params?.activations ?? []) {
+    for (const name of [a.scaleInput, a.zeroPointInput]) {
+      if (name === null) continue;
+      if (!graph.has(name)) throw new DqError('BAD_CONFIG', `${dir}: quant/params.json: input '${name}' is not an input of unet/model.onnx`);
+      provided.add(name);
+    }
+  }
+  for (const f of params?.temporal?.features ?? []) provided.add(f);
+  for (const s of standard) if (s !== null) provided.add(s);
+  const missing = graphInputs.filter((n) => !provided.has(n));
+  if (missing.length) {
+    throw new DqError('BAD_CONFIG', `${dir}: unet/model.onnx needs input${missing.length > 1 ? 's' : ''} ${missing.map((n) => `'${n}'`).join(', ')}, which quant/params.json does not provide`);
   }
 }
 
@@ -39,11 +178,14 @@ export function paramFeeds(activations: ParamsFile['activations'], t: number): R
   return feeds;
 }
 
-export async function variantFeeds(dir: string, provider: Provider, timestepInput: string, classInput: string | null): Promise<ExtraFeeds | undefined> {
-  const pf = join(dir, 'quant', 'params.json');
-  if (!existsSync(pf)) return undefined;
-  const params = JSON.parse(readFileSync(pf, 'utf8')) as ParamsFile;
-  const temporal = params.temporal ? await Session.create(join(dir, params.temporal.model), provider) : null;
+export async function variantFeeds(dir: string, provider: Provider, timestepInput: string, classInput: string | null, params: ParamsFile | null = readParams(dir)): Promise<ExtraFeeds | undefined> {
+  if (!params) return undefined;
+  let temporal: Session | null = null;
+  if (params.temporal) {
+    const path = join(dir, params.temporal.model);
+    if (!existsSync(path)) throw new DqError('MISSING_COMPONENT', `${dir}: the temporal model ${params.temporal.model} that quant/params.json names is missing`);
+    temporal = await Session.create(path, provider);
+  }
   const featureCache = new Map<string, Record<string, FeedValue>>();
   return async (t, labels, rows) => {
     const feeds = paramFeeds(params.activations, t);
