@@ -93,14 +93,24 @@ describe('dq export (tiny model)', () => {
     for (const p of ['q-diffusion-w4a8', 'mxfp4-w4a8', 'fp8-e4m3-w8a8']) expect(exported[p]!.export.verification!.meanAbs).toBeLessThan(0.1);
     // MXFP4 weights decoded by the block decoder function are the simulated values bit for bit
     expect(exported['mxfp4-w4a8']!.export.verification!.maxAbs).toBeLessThan(1e-4);
+    // int8 kernels: bounds that hold on every CPU (AVX2-only, VNNI, AMX). One network evaluation at a time, from the
+    // same inputs along the simulated trajectory, requantized outputs may land a code off (what the kernels answer
+    // for); across the sampled images, trajectories drift apart at a few pixels by an amount that depends on the
+    // CPU's float kernels (the 3-image max was 1.19 on an AMD Zen 3, 1.70 on a Xeon and a Zen 5), so the max is not
+    // bounded here: the mean and the 99th percentile are. Measured on both kinds of CPU: docs/export.md, Verification.
     for (const p of ['naive-w8a8', 'int8-w8a8', 'int8-w8a8-rr']) {
       const v = exported[p]!.export.verification!;
-      // u8 weights are the simulated codes exactly: only the requantized conv outputs differ; 7-bit codes
-      // (reduce range) are a coarser grid
-      expect(v.meanAbs).toBeLessThan(p.endsWith('-rr') ? 0.15 : 0.06);
-      expect(v.maxAbs).toBeLessThan(p.endsWith('-rr') ? 3 : 1.5);
+      expect(v.step.evaluations).toBe(10);
+      expect(v.step.meanAbs, p).toBeLessThan(0.1);
+      expect(v.step.p99Abs, p).toBeLessThan(0.5);
+      // 7-bit weight codes (reduce range) are a coarser grid than the simulated 8-bit ones: the images differ more
+      expect(v.meanAbs, p).toBeLessThan(p.endsWith('-rr') ? 0.15 : 0.06);
+      if (!p.endsWith('-rr')) expect(v.p99Abs, p).toBeLessThan(0.6);
       expect(v.perImageMax).toHaveLength(3);
+      expect(Math.max(...v.perImageMax)).toBe(v.maxAbs);
     }
+    // the weight-only export evaluates the same float32 weights: one evaluation differs by summation order only
+    expect(exported['int4-w4a16']!.export.verification!.step.maxAbs).toBeLessThan(0.01);
   });
 
   it('an exported pipeline samples like any pipeline', async () => {
