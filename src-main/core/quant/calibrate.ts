@@ -3,6 +3,8 @@
  * steps, collect in-graph statistics of every quantization site's activation. The result is a versioned record
  * (site x step x statistics) that quantization and the UI read.
  *
+ * The record does not depend on the batch size: statistics are per tensor row and merge exactly (taps.ts, stats.ts).
+ *
  * Streaming: one batch at a time; only small statistic tensors leave onnxruntime. Progress events, cancel
  * (AbortSignal), and resume: finished batches are checkpointed beside the output; a cancelled run leaves no
  * record, and running again with the same settings picks up where it stopped.
