@@ -36,6 +36,7 @@ import { predictEps, runLoop, seedNoise } from '../pipeline/loop.js';
 import { sample } from '../pipeline/sample.js';
 import { createScheduler, type SamplerName } from '../pipeline/schedulers.js';
 import { actParams, type Manifest, type ParamsFile } from '../quant/quantize.js';
+import { readManifest, readParams as readVariantParams } from '../quant/variant.js';
 import type { Site } from '../quant/sites.js';
 import { mergeStat, type Stat } from '../quant/stats.js';
 import { addStatTaps, readTap, tapFetch } from '../quant/taps.js';
@@ -156,10 +157,9 @@ function checkAbort(signal: AbortSignal | undefined): void {
 const INPUT_VI = (name: string) => ({ name, type: { tensor_type: { elem_type: 1, shape: { dim: [] } } } });
 const ValueInfo = ModelProto.lookupType('onnx.ValueInfoProto');
 
+/** The variant's quant/params.json, validated (variant.ts); a variant without activation quantizers has none. */
 function readParams(dir: string): ParamsFile {
-  const p = join(dir, 'quant', 'params.json');
-  if (!existsSync(p)) return { version: 1, activations: [], temporal: null };
-  return JSON.parse(readFileSync(p, 'utf8')) as ParamsFile;
+  return readVariantParams(dir) ?? { version: 1, activations: [], temporal: null };
 }
 
 /** Bytes of a model file plus the external data files it names. */
@@ -250,8 +250,11 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
   const mpath = join(vdir, 'manifest.json');
   if (!existsSync(opts.variantDir)) throw new DqError('NOT_FOUND', `no such folder: ${opts.variantDir}`);
   if (!existsSync(mpath)) throw new DqError('BAD_ARGUMENT', `${opts.variantDir} is not a quantized variant (no manifest.json): run dq quantize first`);
-  const manifest = JSON.parse(readFileSync(mpath, 'utf8')) as Manifest & { export?: unknown };
-  if (manifest.kind !== 'dq-variant') throw new DqError('BAD_CONFIG', `${mpath} is not a variant manifest`);
+  // validated when read: a broken manifest is one line naming the file and the field (variant.ts)
+  const manifest = readManifest(vdir) as (Manifest & { export?: unknown }) | null;
+  if (!manifest) throw new DqError('BAD_CONFIG', `${mpath} is not a variant manifest`);
+  // the output is checked before any work: a file in its path or someone else's folder is refused now, not after
+  prepareOutput(opts.out, { replace: 'export', force: opts.force });
   if (manifest.export) throw new DqError('BAD_ARGUMENT', `${opts.variantDir} is already an exported pipeline; export the simulated variant it came from`);
   const recipe = manifest.recipe;
   const wfmt = recipe.weights.format as QuantFormat;

@@ -192,6 +192,8 @@ export interface QuantizeOptions {
 export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest> {
   const { recipe } = opts;
   const loc = locatePipeline(opts.pipelineDir);
+  // the output is checked before any work: a file in its path or someone else's folder is refused now, not after
+  prepareOutput(opts.out, { replace: 'variant', force: opts.force });
   const source = (await loadPipeline(opts.pipelineDir, 'cpu')).pipeline;
   const sourceIo = source.io;
   const unetSha256 = sha256File(loc.unetPath);
