@@ -26,7 +26,11 @@ export function exportSummary(m: ExportManifest, out: string): string[] {
   for (const s of x.simulated) lines.push(`simulated: ${s}`);
   for (const n of x.notes) lines.push(`note: ${n}`);
   const v = x.verification;
-  if (v) lines.push(`verification (${v.seeds.length} images, ${v.steps} steps, same seeds): max |exported - simulated| ${v.maxAbs.toFixed(4)}, mean ${v.meanAbs.toFixed(5)}${v.int8WeightsAsRun && v.int8WeightsAsRun !== x.options.int8Weights ? ` (int8 weights loaded as ${v.int8WeightsAsRun} on this CPU)` : ''}`);
+  if (v) {
+    const asRun = v.int8WeightsAsRun && v.int8WeightsAsRun !== x.options.int8Weights ? ` (int8 weights loaded as ${v.int8WeightsAsRun} on this CPU)` : '';
+    lines.push(`verification, one evaluation at a time (${v.step.evaluations} on the simulated trajectory, same inputs): |exported - simulated| noise prediction mean ${v.step.meanAbs.toFixed(5)}, p99 ${v.step.p99Abs.toFixed(4)}, max ${v.step.maxAbs.toFixed(4)}${asRun}`);
+    lines.push(`verification, images (${v.seeds.length} seeds, ${v.steps} steps): |exported - simulated| mean ${v.meanAbs.toFixed(5)}, p99 ${v.p99Abs.toFixed(4)}, max ${v.maxAbs.toFixed(4)} (model space, about [-1, 1])`);
+  }
   lines.push(`-> ${resolve(out)}`);
   return lines;
 }
@@ -102,6 +106,6 @@ export function registerBatch(program: Command): void {
     .action(async (file: string, o: { shard?: string; dryRun?: boolean }) => {
       const shard = o.shard ? parseShard(o.shard) : { index: 0, count: 1 };
       const res = await runBatch({ jobsFile: file, shard, dryRun: o.dryRun ?? false, onLine: (s) => console.log(s) });
-      if (res.failed.length) throw new DqError('BAD_CONFIG', `${res.failed.length} of ${res.jobs.length} jobs failed (${res.failed.join(', ')}): see their job.log`);
+      if (res.failed.length) throw new DqError('BAD_CONFIG', `${res.failed.length} of ${res.jobs.length} jobs failed (${res.failed.join(', ')}): see the lines above and each job's job.log where one was written`);
     });
 }
