@@ -235,6 +235,17 @@ async function denoise(
   const guided = guidance !== 1;
   const feeds = await buildFeeds(p, x, t, labels, guided, b, req.extraFeeds ?? p.extraFeeds);
   let out: TensorOut;
+  try {
+    out = await evaluate(p, session, feeds, req, step, t);
+  } catch (e) {
+    throw explainRunError(p, e, feeds);
+  }
+  return combineGuided(out, guidance, guided, b, size);
+}
+
+/** The network on a batch's feeds: the session, or at tapped steps the statistics model in chunks of rows. */
+async function evaluate(p: Pipeline, session: Session, feeds: Record<string, FeedValue>, req: SampleRequest, step: number, t: number): Promise<TensorOut> {
+  let out: TensorOut;
   if (req.tap && req.tap.steps.has(step)) {
     const rows = feeds[p.io.sample]!.dims[0]!;
     const chunk = Math.min(rows, req.tap.maxRows ?? rows);
@@ -248,13 +259,9 @@ async function denoise(
     const data = parts.length === 1 ? parts[0]! : concat(parts);
     out = { type: 'float32', data, dims: [rows, ...feeds[p.io.sample]!.dims.slice(1)] };
   } else {
-    try {
-      out = (await session.run(feeds, [p.io.output]))[p.io.output]!;
-    } catch (e) {
-      throw explainRunError(p, e, feeds);
-    }
+    out = (await session.run(feeds, [p.io.output]))[p.io.output]!;
   }
-  return combineGuided(out, guidance, guided, b, size);
+  return out;
 }
 
 /**

@@ -205,3 +205,53 @@ describe('config validation', () => {
     expect(() => parseSchedulerConfig({ num_train_timesteps: -3 })).toThrow(/num_train_timesteps/);
   });
 });
+
+describe('config ranges (configs that sampled black images with exit 0)', () => {
+  const bad = (cfg: Record<string, unknown>) => () => parseSchedulerConfig(cfg, 'cfg.json');
+  it('betas must lie in (0, 1)', () => {
+    expect(bad({ beta_end: 2 })).toThrow(/^cfg\.json: field 'beta_end': must be > 0 and < 1/);
+    expect(bad({ beta_end: 1 })).toThrow(/field 'beta_end'/);
+    expect(bad({ beta_start: 0 })).toThrow(/field 'beta_start'/);
+    expect(bad({ num_train_timesteps: 3, trained_betas: [0.1, 0.2, 1.5] })).toThrow(/field 'trained_betas\.2'/);
+    expect(bad({ num_train_timesteps: 3, trained_betas: [0.1, -0.2, 0.5] })).toThrow(/field 'trained_betas\.1'/);
+  });
+  it('beta_start below beta_end for the linear schedules; the cosine schedule does not read them', () => {
+    expect(bad({ beta_start: 0.02, beta_end: 0.02 })).toThrow(/beta_start \(0\.02\) must be below beta_end \(0\.02\)/);
+    expect(bad({ beta_schedule: 'scaled_linear', beta_start: 0.5, beta_end: 0.1 })).toThrow(/beta_start \(0\.5\) must be below beta_end/);
+    expect(parseSchedulerConfig({ beta_schedule: 'squaredcos_cap_v2', beta_start: 0.5, beta_end: 0.1 }).beta_schedule).toBe('squaredcos_cap_v2');
+  });
+  it('steps_offset below num_train_timesteps', () => {
+    expect(bad({ steps_offset: 5000 })).toThrow(/field 'steps_offset': 5000 is not below num_train_timesteps \(1000\)/);
+    expect(bad({ num_train_timesteps: 10, steps_offset: 10 })).toThrow(/steps_offset/);
+    expect(parseSchedulerConfig({ num_train_timesteps: 10, steps_offset: 9 }).steps_offset).toBe(9);
+  });
+  it('num_train_timesteps has a limit (it allocated V8 arrays until "Invalid typed array length")', () => {
+    expect(bad({ num_train_timesteps: 1e9 })).toThrow(/field 'num_train_timesteps': must be at most 100000/);
+    expect(parseSchedulerConfig({ num_train_timesteps: 100_000 }).num_train_timesteps).toBe(100_000);
+  });
+  it('betas that leave no signal (cumulative alpha underflows to 0)', () => {
+    expect(bad({ num_train_timesteps: 100_000, beta_start: 0.5, beta_end: 0.9 })).toThrow(/leave no signal/);
+  });
+  it('non-finite numbers are refused (JSON 1e999 parses to Infinity)', () => {
+    expect(bad(JSON.parse('{"clip_sample_range": 1e999}'))).toThrow(/clip_sample_range/);
+  });
+});
+
+describe('timesteps stay within the trained range', () => {
+  it("'leading' with steps_offset 1 and as many steps as trained timesteps reaches timestep T: refused, not NaN", () => {
+    expect(() => spacedTimesteps(linear, 1000)).toThrow(/1000 steps reach timestep 1000, outside the trained 0-999 \(timestep_spacing 'leading', steps_offset 1\)/);
+    expect(() => createScheduler('ddim', linear, 1000)).toThrow(/outside the trained 0-999/);
+    expect(spacedTimesteps(linear, 500)[0]).toBe(999);
+  });
+  it('every sampler gives finite timesteps and coefficients at its limits', () => {
+    for (const name of ['ddpm', 'ddim', 'euler', 'dpm++2m'] as const) {
+      const s = createScheduler(name, linear, 500);
+      expect(Math.max(...s.timesteps)).toBeLessThanOrEqual(999);
+      expect(Number.isFinite(s.initNoiseSigma)).toBe(true);
+    }
+  });
+  it('eta must be finite', () => {
+    expect(() => createScheduler('ddim', linear, 10, { eta: Infinity })).toThrow(/eta must be a finite number >= 0/);
+    expect(() => createScheduler('ddim', linear, 10, { eta: NaN })).toThrow(/eta/);
+  });
+});
