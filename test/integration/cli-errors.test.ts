@@ -84,6 +84,14 @@ describe("a variant's quant/params.json and manifest.json", () => {
     expectOneLineError(sample(d), /manifest-json: manifest\.json is not valid JSON/);
   });
   it('layers that are not a list', () => expectOneLineError(info(manifest('layers-object', (m) => (m.layers = {}))), /manifest\.json: field 'layers': must be of type array, not object/));
+  it('export of a variant with broken params.json or manifest.json', () => {
+    const exp = (d: string) => dq(['export', d, '--out', join(work, 'exp0')]);
+    expectOneLineError(exp(copy(variant, 'export-json', (dir) => writeFileSync(join(dir, 'quant', 'params.json'), '{"version": 1,'))), /export-json: quant\/params\.json is not valid JSON/);
+    expectOneLineError(exp(params('export-type', (p) => ((p as unknown as Record<string, unknown>).activations = 'all'))), /quant\/params\.json: field 'activations': must be of type array/);
+    expectOneLineError(exp(manifest('export-recipe', (m) => delete m.recipe)), /export-recipe: manifest\.json: field 'recipe' is missing/);
+    expectOneLineError(exp(copy(variant, 'export-manifest', (dir) => writeFileSync(join(dir, 'manifest.json'), '{"kind": "dq-variant",'))), /manifest\.json is not valid JSON/);
+    expectOneLineError(exp(manifest('export-layers', (m) => (m.layers = {}))), /manifest\.json: field 'layers': must be of type array, not object/);
+  });
   it('export of a variant whose params.json holds a null scale or an unknown input', () => {
     expectOneLineError(dq(['export', params('export-null', (p) => (p.activations[0]!.table[0]!.scale = null)), '--out', join(work, 'exp1')]), /quant\/params\.json: field 'activations\[0\]\.table\[0\]\.scale'/);
     expectOneLineError(dq(['export', params('export-input', (p) => (p.activations[0]!.scaleInput = 'nope')), '--out', join(work, 'exp2')]), /input 'nope' is not an input of unet\/model\.onnx/);
