@@ -8,9 +8,8 @@ import { join, resolve } from 'node:path';
 import { DqError } from '../errors.js';
 import { Session, type Provider, type IoMeta } from '../runtime/onnx.js';
 import { parseSchedulerConfig, type SchedulerConfig } from './schedulers.js';
-import type { ExtraFeeds } from './sample.js';
+import { MAX_GUIDANCE, type ExtraFeeds } from './sample.js';
 import { checkVariantInputs, readManifest, readParams, variantFeeds } from '../quant/variant.js';
-import { MAX_GUIDANCE } from './sample.js';
 import { int8Support, INT8_SUPPORT_LABEL } from '../runtime/cpu.js';
 import { loadPolicy, signedAtLoad, signedInt8Model, type SignedModel } from '../export/load-int8.js';
 
