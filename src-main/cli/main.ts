@@ -204,6 +204,8 @@ async function defaultGuidance(dir: string): Promise<number> {
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
+  // --verbose also lets onnxruntime print its own log lines (runtime/onnx.ts reads DQ_VERBOSE when a session is made)
+  if (verbose(program, argv)) process.env.DQ_VERBOSE = '1';
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;

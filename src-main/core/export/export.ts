@@ -261,6 +261,8 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
   const afmt = (recipe.activations?.format ?? null) as QuantFormat | null;
   const int8Weights: Int8Weights = opts.int8Weights ?? 'u8';
   const params = readParams(vdir);
+  // the variant as a pipeline (its scale inputs against its graph, its config) before any layer is converted
+  await loadPipeline(vdir, 'cpu');
   const loaded = loadOnnx(join(vdir, 'unet', 'model.onnx'));
   const model = loaded.model;
   const graph = model.graph!;
