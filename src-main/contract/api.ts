@@ -230,8 +230,20 @@ export interface ExportResult {
   /** What runs on real low-bit kernels or storage, and what is still simulated. */
   real: string[];
   simulated: string[];
-  /** asRun: the int8 weight storage the verification ran with (u8 exports load as s8 on CPUs with VNNI). */
-  verification: { maxAbs: number; meanAbs: number; images: number; asRun?: 'u8' | 's8' | 's7' } | null;
+  /**
+   * |exported - simulated| (model space). Images: the same seeds sampled through both (trajectories can drift apart
+   * at a few pixels: read mean and p99). step: one network evaluation at a time, from the same inputs along the
+   * simulated trajectory (what the kernels answer for). asRun: the int8 weight storage the verification ran with
+   * (u8 exports load as s8 on CPUs with VNNI).
+   */
+  verification: {
+    maxAbs: number;
+    meanAbs: number;
+    p99Abs: number;
+    images: number;
+    step: { meanAbs: number; p99Abs: number; maxAbs: number; evaluations: number };
+    asRun?: 'u8' | 's8' | 's7';
+  } | null;
   notes: string[];
 }
 

@@ -70,7 +70,7 @@ async function run(task: WorkerTask): Promise<unknown> {
       real: e.real,
       simulated: e.simulated,
       verification: e.verification
-        ? { maxAbs: e.verification.maxAbs, meanAbs: e.verification.meanAbs, images: e.verification.perImageMax.length, ...(e.verification.int8WeightsAsRun ? { asRun: e.verification.int8WeightsAsRun } : {}) }
+        ? { maxAbs: e.verification.maxAbs, meanAbs: e.verification.meanAbs, p99Abs: e.verification.p99Abs, images: e.verification.perImageMax.length, step: e.verification.step, ...(e.verification.int8WeightsAsRun ? { asRun: e.verification.int8WeightsAsRun } : {}) }
         : null,
       notes: e.notes,
     };

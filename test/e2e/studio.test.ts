@@ -148,7 +148,8 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
     const ratio = Number((await page.getByTestId('export-ratio').textContent())!.replace('%', ''));
     expect(ratio).toBeGreaterThan(5);
     expect(ratio).toBeLessThan(60); // int8 weights + the FP32 temporal model (see docs/export.md)
-    await expect(page.getByTestId('export-verification').textContent()).resolves.toMatch(/max \|exported − simulated\| \d/);
+    await expect(page.getByTestId('export-verification-images').textContent()).resolves.toMatch(/mean \d\.\d{4}, 99% of pixels within \d\.\d{3}, max \|exported − simulated\| \d/);
+    await expect(page.getByTestId('export-verification-step').textContent()).resolves.toMatch(/one evaluation at a time \(\d+ steps, same inputs\): mean \d\.\d{4}/);
     await shot(page, '7-export');
 
     expect(errors).toEqual([]);
