@@ -20,7 +20,7 @@
  * export leaves the previous output (or nothing).
  */
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { QuantFormat } from '../../../kernels/quant.js';
 import { DqError, isDqError } from '../errors.js';
