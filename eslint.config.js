@@ -61,6 +61,21 @@ export default tseslint.config(
     },
   },
   {
+    // inside the engine: a pipeline is its components; quantized variants and exports replace the denoiser from
+    // above (core/open.ts hands the pipeline loader a denoiser loader), so the pipeline layer never imports them.
+    files: ['src-main/core/pipeline/**'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: [{ name: 'electron', message: 'src-main/core must run without Electron (CLI, browser mode, workers)' }],
+        patterns: [
+          ban(['**/cli/**', '**/electron/**', '**/serve/**', '**/src-renderer/**', 'electron/*'], 'core must not depend on the shells or the renderer'),
+          ban(['**/quant/**', '**/export/**', '**/compare/**', '**/batch/**', '**/jobs/**', '**/core/open', '**/core/open.js', '../open', '../open.js'], 'core/pipeline knows nothing of variants, exports or jobs: they build on it (a denoiser loader is handed in)'),
+          onlyOnnxTs,
+        ],
+      }],
+    },
+  },
+  {
     // the native boundary: the one module that imports onnxruntime-node.
     files: ['src-main/core/runtime/onnx.ts'],
     rules: {

@@ -22,7 +22,8 @@ import { join, resolve } from 'node:path';
 import { exportPipeline } from '../src-main/core/export/export.js';
 import { fuseAttention } from '../src-main/core/onnx/fuse.js';
 import { loadOnnx, saveOnnx } from '../src-main/core/onnx/io.js';
-import { loadPipeline, releaseSessions } from '../src-main/core/pipeline/pipeline.js';
+import { releaseSessions } from '../src-main/core/pipeline/pipeline.js';
+import { openPipeline } from '../src-main/core/open.js';
 import { calibrate } from '../src-main/core/quant/calibrate.js';
 import { quantizePipeline } from '../src-main/core/quant/quantize.js';
 import { loadRecipe } from '../src-main/core/quant/recipe.js';
@@ -51,7 +52,7 @@ function fusedCopy(fp: string, dir: string): number {
 
 /** A timed run of the pipeline's unet on fixed inputs, and the int8 weights it loaded with (exports). */
 async function runner(dir: string): Promise<{ run: () => Promise<number>; int8Loaded?: string }> {
-  const { pipeline: p, session } = await loadPipeline(dir, 'cpu');
+  const { pipeline: p, session } = await openPipeline(dir, 'cpu');
   const [C, H, W] = p.index.sampleShape;
   const feeds: Record<string, FeedValue> = { [p.io.sample]: { type: 'float32', data: Float32Array.from({ length: C * H * W }, (_, i) => Math.sin(i * 0.37)), dims: [1, C, H, W] } };
   if (p.io.feedsTimestep !== false) feeds[p.io.timestep] = { type: 'float32', data: Float32Array.of(500), dims: [1] };

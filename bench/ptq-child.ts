@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { loadPipeline } from '../src-main/core/pipeline/pipeline.js';
+import { openPipeline } from '../src-main/core/open.js';
 import { sample } from '../src-main/core/pipeline/sample.js';
 import { calibrate, DEFAULT_CALIBRATION } from '../src-main/core/quant/calibrate.js';
 import { quantizePipeline } from '../src-main/core/quant/quantize.js';
@@ -19,7 +19,7 @@ const work = mkdtempSync(join(tmpdir(), 'dq-bench-'));
 const t0 = performance.now();
 const parts: Record<string, number> = {};
 if (mode === 'fp') {
-  const { pipeline, session } = await loadPipeline(pipelineDir, 'cpu');
+  const { pipeline, session } = await openPipeline(pipelineDir, 'cpu');
   const idx = Array.from({ length: s.samples }, (_, i) => i);
   for (let b = 0; b < idx.length; b += s.batchSize) {
     const batch = idx.slice(b, b + s.batchSize);

@@ -6,7 +6,7 @@ import { Command, Option } from 'commander';
 import { resolve } from 'node:path';
 import { runCompare, type CompareProgress } from '../core/compare/compare.js';
 import type { CompareMetrics } from '../core/compare/schema.js';
-import { loadPipeline } from '../core/pipeline/pipeline.js';
+import { openPipeline } from '../core/open.js';
 import { SAMPLERS, type SamplerName } from '../core/pipeline/schedulers.js';
 import { prepareOutput } from '../core/fsutil.js';
 import { MAX_BATCH, MAX_COUNT, MAX_SAMPLES, parseClasses, parseSeeds } from '../core/ranges.js';
@@ -56,7 +56,7 @@ export function registerCompare(program: Command): void {
       // before any sampling: a bad --out must not fail after minutes of work
       prepareOutput(String(o.out), 'folder');
       const variants = String(o.variants).split(',').map((s) => s.trim()).filter(Boolean);
-      const guidance = (o.guidance as number | undefined) ?? (await loadPipeline(dir, o.provider as Provider)).pipeline.index.defaultGuidance;
+      const guidance = (o.guidance as number | undefined) ?? (await openPipeline(dir, o.provider as Provider)).pipeline.index.defaultGuidance;
       const progress = o.quiet ? undefined : progressPrinter('comparing');
       const controller = new AbortController();
       const stop = () => controller.abort();

@@ -198,8 +198,8 @@ function verbose(program: Command, argv: string[]): boolean {
 }
 
 async function defaultGuidance(dir: string): Promise<number> {
-  const { loadPipeline } = await import('../core/pipeline/pipeline.js');
-  return (await loadPipeline(dir, 'cpu')).pipeline.index.defaultGuidance;
+  const { openPipeline } = await import('../core/open.js');
+  return (await openPipeline(dir, 'cpu')).pipeline.index.defaultGuidance;
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -1,6 +1,6 @@
 /**
  * Fuzz: a few hundred seeded mutations of the embedded model's unet (byte flips, truncations, protobuf field edits),
- * each run through `dq info` and one sampling step in-process (runInfo, loadPipeline + sample). Whatever a broken
+ * each run through `dq info` and one sampling step in-process (runInfo, openPipeline + sample). Whatever a broken
  * model does, what comes out is our error (a DqError with a known code, a message free of onnxruntime's C++ text)
  * or images; never a TypeError, RangeError or onnxruntime's raw Error.
  */
@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DqError, type DqErrorCode } from '../../src-main/core/errors';
 import { runInfo } from '../../src-main/core/jobs/info-job';
-import { loadPipeline, releaseSessions } from '../../src-main/core/pipeline/pipeline';
+import { releaseSessions } from '../../src-main/core/pipeline/pipeline';
+import { openPipeline } from '../../src-main/core/open';
 import { sample } from '../../src-main/core/pipeline/sample';
 import { tmp, TINY } from '../helpers';
 import { mutate } from './mutate-onnx';
@@ -30,7 +31,7 @@ async function probe(dir: string): Promise<{ stage: string; error: unknown } | n
   try {
     await runInfo(dir);
     stage = 'sample';
-    const { pipeline, session } = await loadPipeline(dir, 'cpu');
+    const { pipeline, session } = await openPipeline(dir, 'cpu');
     await sample(pipeline, session, { steps: 1, sampler: 'ddim', guidance: 2, seeds: [0], classes: [3] });
     return null;
   } catch (error) {

@@ -6,14 +6,15 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { agreement, classify } from '../../src-main/core/eval/classifier';
-import { loadPipeline, releaseSessions } from '../../src-main/core/pipeline/pipeline';
+import { releaseSessions } from '../../src-main/core/pipeline/pipeline';
+import { openPipeline } from '../../src-main/core/open';
 import { sample } from '../../src-main/core/pipeline/sample';
 import { TINY } from '../helpers';
 
 afterAll(releaseSessions);
 
 it('classifier agrees with the requested class on >= 85% of 120 samples', async () => {
-  const { pipeline, session } = await loadPipeline(TINY, 'cpu');
+  const { pipeline, session } = await openPipeline(TINY, 'cpu');
   const guidance = JSON.parse(readFileSync(join(TINY, 'model_index.json'), 'utf8')).default_guidance as number;
   const classes: number[] = [];
   const seeds: number[] = [];

@@ -4,7 +4,8 @@
  * adapter fails the test instead of skipping it.
  */
 import { afterAll, expect, it } from 'vitest';
-import { loadPipeline, releaseSessions } from '../../src-main/core/pipeline/pipeline';
+import { releaseSessions } from '../../src-main/core/pipeline/pipeline';
+import { openPipeline } from '../../src-main/core/open';
 import { sample } from '../../src-main/core/pipeline/sample';
 import { Session } from '../../src-main/core/runtime/onnx';
 import { required, TINY } from '../helpers';
@@ -29,8 +30,8 @@ const title = 'WebGPU sampling matches the CPU (same seeds, 4 images, 6 DDIM ste
 it.skipIf(!run)(run ? title : `${title}: skipped, no WebGPU adapter here (${why}); .ci/install-system-deps.sh installs lavapipe`, async () => {
   expect(why, 'WebGPU adapter required here (DQ_REQUIRE_WEBGPU=1)').toBeNull();
   const req = { seeds: [0, 1, 2, 3], classes: [0, 3, 5, 8], steps: 6, sampler: 'ddim' as const, guidance: 2 };
-  const cpu = await loadPipeline(TINY, 'cpu');
-  const gpu = await loadPipeline(TINY, 'webgpu');
+  const cpu = await openPipeline(TINY, 'cpu');
+  const gpu = await openPipeline(TINY, 'webgpu');
   expect(gpu.session.info.provider).toBe('webgpu');
   const a = await sample(cpu.pipeline, cpu.session, req);
   const b = await sample(gpu.pipeline, gpu.session, req);

@@ -23,6 +23,11 @@ describe('layer boundaries', () => {
     ['src-main/x.ts', "import * as ort from 'onnxruntime-node';"],
     ['src-main/jobs/x.ts', "import * as ort from 'onnxruntime-node';"],
     ['src-main/cli/x.ts', "import * as ort from 'onnxruntime-node';"],
+    ['src-main/core/pipeline/x.ts', "import { readManifest } from '../quant/variant.js';"],
+    ['src-main/core/pipeline/x.ts', "import { signedInt8Model } from '../export/load-int8.js';"],
+    ['src-main/core/pipeline/x.ts', "import { openPipeline } from '../open.js';"],
+    ['src-main/core/pipeline/x.ts', "import { app } from 'electron';"],
+    ['src-main/core/pipeline/x.ts', "import * as ort from 'onnxruntime-node';"],
   ])('%s may not: %s', async (file, code) => {
     expect(await restricted(file, code)).not.toEqual([]);
   });
@@ -33,6 +38,9 @@ describe('layer boundaries', () => {
     ['src-main/electron/x.ts', "import { app } from 'electron';"],
     ['src-main/cli/x.ts', "import { runInfo } from '../core/jobs/info-job';"],
     ['src-main/core/runtime/onnx.ts', "import * as ort from 'onnxruntime-node';"],
+    ['src-main/core/pipeline/x.ts', "import { Session } from '../runtime/onnx.js';"],
+    ['src-main/core/quant/x.ts', "import { loadPipeline } from '../pipeline/pipeline.js';"],
+    ['src-main/core/open.ts', "import { variantDenoiser } from './quant/variant.js';"],
   ])('%s may: %s', async (file, code) => {
     expect(await restricted(file, code)).toEqual([]);
   });

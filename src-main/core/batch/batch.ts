@@ -380,8 +380,8 @@ async function runJob(job: Job, jobs: JobsFile, { key, unetSha256, gram }: JobCo
   if (steps.has('compare')) {
     const variants = ['fp', variant, ...(steps.has('export') ? [exported] : [])];
     log(`comparing ${variants.join(', ')}`);
-    const { loadPipeline } = await import('../pipeline/pipeline.js');
-    const guidance = (await loadPipeline(job.pipeline, 'cpu')).pipeline.index.defaultGuidance;
+    const { openPipeline } = await import('../open.js');
+    const guidance = (await openPipeline(job.pipeline, 'cpu')).pipeline.index.defaultGuidance;
     const m = await runCompare({
       pipelineDir: job.pipeline, variants, seeds: parseSeeds(jobs.compare.seeds, 'compare.seeds'), classes: [], steps: jobs.compare.steps, sampler: 'ddim',
       guidance, fidSamples: jobs.compare.fidSamples, video: jobs.compare.video, out: join(job.dir, 'compare'),

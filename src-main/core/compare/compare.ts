@@ -14,7 +14,8 @@ import { fitGaussian, frechetDistance, psnr, ssim, type Gaussian } from '../eval
 import { makeDirs, writeFileAtomic } from '../fsutil.js';
 import { encodePng, layoutGrid, type RasterImage } from '../image/grid.js';
 import { externalRef, loadOnnx } from '../onnx/io.js';
-import { loadPipeline, type Pipeline } from '../pipeline/pipeline.js';
+import { type Pipeline } from '../pipeline/pipeline.js';
+import { openPipeline } from '../open.js';
 import { sample, validateRequest } from '../pipeline/sample.js';
 import type { SamplerName } from '../pipeline/schedulers.js';
 import type { Provider, Session } from '../runtime/onnx.js';
@@ -139,7 +140,7 @@ async function loadVariants(job: CompareJob, fp: { pipeline: Pipeline; session: 
     if (entry.toLowerCase() === FP) continue;
     let loaded: { pipeline: Pipeline; session: Session };
     try {
-      loaded = await loadPipeline(entry, job.provider ?? 'cpu');
+      loaded = await openPipeline(entry, job.provider ?? 'cpu');
     } catch (e) {
       if (e instanceof DqError && e.code !== 'CANCELLED') throw new DqError(e.code, `variant ${entry}: ${e.message.startsWith(`${entry}: `) ? e.message.slice(entry.length + 2) : e.message}`);
       throw e;
@@ -226,7 +227,7 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
   };
 
   job.onProgress?.({ phase: 'loading', done: 0, total: 1 });
-  const fp = await loadPipeline(job.pipelineDir, provider);
+  const fp = await openPipeline(job.pipelineDir, provider);
   const base = fp.pipeline;
   const conditional = base.io.classLabels !== null;
   if (!conditional && job.classes.length) throw new DqError('BAD_ARGUMENT', 'this model is unconditional: leave out --class');

@@ -31,7 +31,8 @@ import { ModelProto, type ModelMsg, type NodeMsg, type TensorMsg } from '../onnx
 import { LOCAL_DOMAIN } from '../onnx/fragment.js';
 import { fuseAttention } from '../onnx/fuse.js';
 import { pruneDead } from '../onnx/rewrite.js';
-import { loadPipeline, releaseSessions } from '../pipeline/pipeline.js';
+import { releaseSessions } from '../pipeline/pipeline.js';
+import { openPipeline } from '../open.js';
 import { predictEps, runLoop, seedNoise } from '../pipeline/loop.js';
 import { sample } from '../pipeline/sample.js';
 import { createScheduler, type SamplerName } from '../pipeline/schedulers.js';
@@ -262,7 +263,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
   const int8Weights: Int8Weights = opts.int8Weights ?? 'u8';
   const params = readParams(vdir);
   // the variant as a pipeline (its scale inputs against its graph, its config) before any layer is converted
-  await loadPipeline(vdir, 'cpu');
+  await openPipeline(vdir, 'cpu');
   const loaded = loadOnnx(join(vdir, 'unet', 'model.onnx'));
   const model = loaded.model;
   const graph = model.graph!;
@@ -736,7 +737,7 @@ async function calibrateOutputs(vdir: string, loaded: LoadedModel, reqs: OutReq[
   if (def && Number(def.version ?? 0) < 18) def.version = 18;
   const path = join(tmp, '.stats', 'model.onnx');
   saveOnnx(stats, path, loaded.dir);
-  const { pipeline, session: base } = await loadPipeline(vdir, 'cpu');
+  const { pipeline, session: base } = await openPipeline(vdir, 'cpu');
   const session = await Session.create(path, 'cpu');
   const set = samplingSettings(manifest);
   const sched = createScheduler(set.sampler, pipeline.scheduler, set.steps);
@@ -826,8 +827,8 @@ class AbsDiffs {
  * read, the max only a pointer.
  */
 export async function verifyExport(variantDir: string, exportDir: string, seeds: number[], steps: number, hooks: Partial<Hooks> = {}): Promise<Verification> {
-  const sim = await loadPipeline(variantDir, 'cpu');
-  const exp = await loadPipeline(exportDir, 'cpu');
+  const sim = await openPipeline(variantDir, 'cpu');
+  const exp = await openPipeline(exportDir, 'cpu');
   const p = sim.pipeline;
   const classes = p.io.classLabels ? seeds.map((s) => s % p.index.classes.length) : [];
   const guidance = p.io.classLabels ? p.index.defaultGuidance : 1;

@@ -8,7 +8,8 @@ import { join, resolve } from 'node:path';
 import { agreement, classify } from '../eval/classifier.js';
 import { fitGaussian, frechetDistance, type Gaussian } from '../eval/metrics.js';
 import { makeDirs, prepareOutput, writeFileAtomic } from '../fsutil.js';
-import { loadPipeline, releaseSessions } from '../pipeline/pipeline.js';
+import { releaseSessions } from '../pipeline/pipeline.js';
+import { openPipeline } from '../open.js';
 import { sample } from '../pipeline/sample.js';
 import type { SamplerName } from '../pipeline/schedulers.js';
 import { calibrate, readRecord, type CalibrationRecord } from '../quant/calibrate.js';
@@ -69,7 +70,7 @@ export async function runEval(o: EvalOptions): Promise<{ rows: EvalRow[]; calibr
   let fpGauss: Gaussian | null = null;
 
   const run = async (name: string, dir: string, manifest: Manifest | null, qs: number | null) => {
-    const { pipeline, session } = await loadPipeline(dir, 'cpu');
+    const { pipeline, session } = await openPipeline(dir, 'cpu');
     const res = await sample(pipeline, session, { seeds, classes, steps: o.steps, sampler: o.sampler, guidance: o.guidance, batchSize: 50, signal: o.signal });
     const { labels, features } = await classify(res.images);
     const g = fitGaussian(features);

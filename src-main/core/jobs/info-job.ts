@@ -2,7 +2,8 @@
 import { statSync } from 'node:fs';
 import { analyzeGraph, type LayerMap } from '../onnx/analysis.js';
 import { readModel, summarize, type ModelSummary } from '../onnx/model.js';
-import { loadPipeline, type PipelineIndex, type UnetIO } from '../pipeline/pipeline.js';
+import { type PipelineIndex, type UnetIO } from '../pipeline/pipeline.js';
+import { openPipeline } from '../open.js';
 import type { SchedulerConfig } from '../pipeline/schedulers.js';
 import type { IoMeta } from '../runtime/onnx.js';
 import { readManifest } from '../quant/variant.js';
@@ -21,7 +22,7 @@ export interface PipelineInfo {
 }
 
 export async function runInfo(dir: string, opts: { timestepInput?: string } = {}): Promise<PipelineInfo> {
-  const { pipeline } = await loadPipeline(dir, 'cpu');
+  const { pipeline } = await openPipeline(dir, 'cpu');
   const model = readModel(pipeline.unetPath);
   const summary = summarize(model);
   const manifest = readManifest(pipeline.dir);

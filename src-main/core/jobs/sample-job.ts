@@ -6,7 +6,7 @@ import { DqError } from '../errors.js';
 import { prepareOutput, writeFileAtomic } from '../fsutil.js';
 import { MAX_GRID_IMAGES } from '../ranges.js';
 import { encodePng, layoutGrid } from '../image/grid.js';
-import { loadPipeline } from '../pipeline/pipeline.js';
+import { openPipeline } from '../open.js';
 import { sample, type SampleProgress } from '../pipeline/sample.js';
 import type { SamplerName } from '../pipeline/schedulers.js';
 import type { Provider } from '../runtime/onnx.js';
@@ -44,7 +44,7 @@ export interface SampleRecord {
 
 export async function runSampleJob(job: SampleJob): Promise<SampleRecord> {
   prepareOutput(job.out, 'folder');
-  const { pipeline, session } = await loadPipeline(job.pipelineDir, job.provider);
+  const { pipeline, session } = await openPipeline(job.pipelineDir, job.provider);
   const conditional = pipeline.io.classLabels !== null;
   if (!conditional && job.classes.length) throw new DqError('BAD_ARGUMENT', 'this model is unconditional: leave out --class');
   const classes = conditional ? (job.classes.length ? job.classes : pipeline.index.classes.map((_, i) => i)) : [];

@@ -2,6 +2,10 @@
  * A diffusion pipeline on disk, in the diffusers ONNX layout:
  *   model_index.json, unet/model.onnx, scheduler/scheduler_config.json
  * Loading validates the layout and the denoiser's inputs and says exactly what is wrong when it is not one.
+ *
+ * This layer knows nothing of quantized variants or exports: a variant or an export replaces the denoiser component
+ * and nothing else, and how its denoiser is loaded is decided above (core/open.ts, with quant/variant.ts and
+ * export/load.ts) and handed in as a DenoiserLoader.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -9,9 +13,6 @@ import { DqError } from '../errors.js';
 import { Session, type Provider, type IoMeta } from '../runtime/onnx.js';
 import { parseSchedulerConfig, type SchedulerConfig } from './schedulers.js';
 import { MAX_GUIDANCE, type ExtraFeeds } from './sample.js';
-import { checkVariantInputs, readManifest, readParams, variantFeeds } from '../quant/variant.js';
-import { int8Support, INT8_SUPPORT_LABEL } from '../runtime/cpu.js';
-import { loadPolicy, signedAtLoad, signedInt8Model, type SignedModel } from '../export/load-int8.js';
 
 export interface PipelineIndex {
   className: string;
@@ -179,28 +180,18 @@ export function resolveUnetIO(inputs: IoMeta[], outputs: IoMeta[], where: string
   return { sample: sample.name, timestep: timestep.name, timestepType: timestep.type, classLabels: classLabels?.name ?? null, output: output.name };
 }
 
-interface Cached {
-  session: Session;
-  /** The weight rewrite made before the session, if one was asked for. */
-  rewrite: SignedModel | null;
-}
-
-const sessions = new Map<string, Promise<Cached>>();
+const sessions = new Map<string, Promise<Session>>();
 
 /**
- * One cached inference session per (model file, provider, weight rewrite). With `signedInt8`, the model's u8 int8
- * kernel weights are loaded as s8 (export/load-int8.ts).
+ * One cached inference session per (model file, provider, form). `form` names a different way of loading the same
+ * file (e.g. 's8': an export's int8 weights rewritten at load) and `make` creates that session; without them the file
+ * is loaded as it is.
  */
-function cachedSession(path: string, provider: Provider, signedInt8: boolean, label: string = path): Promise<Cached> {
-  const key = `${provider}\0${resolve(path)}\0${statSync(path).mtimeMs}${signedInt8 ? '\0s8' : ''}`;
+export function cachedSession(path: string, provider: Provider, opts: { label?: string; form?: string; make?: () => Promise<Session> } = {}): Promise<Session> {
+  const key = `${provider}\0${resolve(path)}\0${statSync(path).mtimeMs}${opts.form ? `\0${opts.form}` : ''}`;
   let s = sessions.get(key);
   if (!s) {
-    s = signedInt8
-      ? Promise.resolve().then(async () => {
-          const rewrite = signedInt8Model(path);
-          return { session: await Session.create(rewrite.bytes ?? path, provider, { label }), rewrite };
-        })
-      : Session.create(path, provider, { label }).then((session) => ({ session, rewrite: null }));
+    s = opts.make ? opts.make() : Session.create(path, provider, { label: opts.label ?? path });
     sessions.set(key, s);
     s.catch(() => sessions.delete(key));
   }
@@ -209,69 +200,54 @@ function cachedSession(path: string, provider: Provider, signedInt8: boolean, la
 
 /** One cached inference session per (model file, provider). */
 export async function sessionFor(path: string, provider: Provider): Promise<Session> {
-  return (await cachedSession(path, provider, false)).session;
+  return cachedSession(path, provider);
 }
 
 export async function releaseSessions(): Promise<void> {
   const all = [...sessions.values()];
   sessions.clear();
-  await Promise.allSettled(all.map(async (p) => (await p).session.release()));
+  await Promise.allSettled(all.map(async (p) => (await p).release()));
 }
 
-/** An export's int8 weights as exported and as they run here, and the warning when they run wrong on this CPU. */
-function int8Report(dir: string, w8: string, provider: Provider, ranOn: string, rewrite: SignedModel | null): { int8Weights: NonNullable<Pipeline['int8Weights']>; warning: string | null } {
-  const cpu = INT8_SUPPORT_LABEL[int8Support()];
-  const forced = loadPolicy() === 's8' ? 'DQ_INT8_WEIGHTS_AT_LOAD=s8' : `this CPU: ${cpu}`;
-  let loaded = w8;
-  let why: string;
-  if (rewrite?.bytes) {
-    loaded = 's8';
-    why = `u8 weights of ${rewrite.layers} int8-kernel layers loaded as s8 (the same values) for the u8s8 kernels (${forced})`;
-  } else if (rewrite) why = `kept as ${w8}: ${rewrite.skipped}`;
-  else if (w8 !== 'u8') why = `as exported (${w8})`;
-  else if (provider !== 'cpu' && provider !== 'auto') why = `as exported (u8; the ${provider} provider)`;
-  else if (loadPolicy() === 'keep') why = 'as exported (u8; DQ_INT8_WEIGHTS_AT_LOAD=keep)';
-  else why = `as exported (u8; s8 weights would not be exact on this CPU: ${cpu})`;
-  const wrong = loaded === 's8' && ranOn === 'cpu' && int8Support() === 'avx2';
-  const fix = w8 === 's8' ? `was exported with int8 weights s8` : `is loaded with int8 weights s8 (DQ_INT8_WEIGHTS_AT_LOAD=s8)`;
-  const warning = wrong
-    ? `${dir} ${fix}: on this CPU (AVX2 without VNNI) onnxruntime's int8 kernels saturate and its outputs can be far off; ${w8 === 's8' ? 're-export it with --int8-weights u8' : 'unset it'}`
-    : null;
-  return { int8Weights: { exported: w8, loaded, why }, warning };
+/** What a DenoiserLoader is given: the pipeline's folder and its denoiser file. */
+export interface DenoiserContext {
+  /** Absolute folder. */
+  dir: string;
+  /** The folder as the user named it (for messages). */
+  label: string;
+  unetPath: string;
+  provider: Provider;
 }
 
-export async function loadPipeline(dir: string, provider: Provider = 'cpu'): Promise<{ pipeline: Pipeline; session: Session }> {
+/** A denoiser component loaded some other way than as the plain graph (a quantized variant's, an export's). */
+export interface DenoiserLoad {
+  session: Session;
+  /** Its inputs and outputs when they are not to be found from the graph (a variant keeps its source's). */
+  io?: UnetIO;
+  /** Inputs the component feeds itself per evaluation (left out when the graph's I/O is searched). */
+  runtimeInputs?: string[];
+  /** Completes the pipeline once its I/O is known: extra feeds, what the variant is, warnings. */
+  complete?: (p: Pipeline) => Promise<void>;
+}
+
+/** Loads the denoiser of the pipeline at `ctx.dir`, or returns null for the plain graph. */
+export type DenoiserLoader = (ctx: DenoiserContext) => Promise<DenoiserLoad | null>;
+
+/**
+ * Loads a pipeline: its config, scheduler and denoiser session. `denoiser` decides how the denoiser component is
+ * loaded when it is not the plain graph (core/open.ts passes the one that knows variants and exports).
+ */
+export async function loadPipeline(dir: string, provider: Provider = 'cpu', denoiser?: DenoiserLoader): Promise<{ pipeline: Pipeline; session: Session }> {
   const loc = locatePipeline(dir);
   const index = parseIndex(readJson(loc.indexPath, 'model_index.json'), loc.indexPath);
   const scheduler = parseSchedulerConfig(readJson(loc.schedulerPath, 'scheduler_config.json'), loc.schedulerPath);
-  const manifest = readManifest(loc.dir);
-  const exp = (manifest as { export?: { options?: { int8Weights?: string }; summary?: { int8Kernels?: number } } } | null)?.export;
-  const w8 = exp?.summary?.int8Kernels ? exp.options?.int8Weights : undefined;
-  // an export with u8 int8 weights runs on the faster u8s8 kernels where they are exact (export/load-int8.ts)
-  const signed = signedAtLoad(w8, provider === 'auto' ? 'cpu' : provider, int8Support(), loadPolicy());
-  const { session, rewrite } = await cachedSession(loc.unetPath, provider, signed, `${dir}: unet/model.onnx`);
-  let io: UnetIO;
-  if (manifest?.sourceIo) {
-    // a variant: the source's inputs, some of which may now reach the network only through its temporal model
-    const names = new Set(session.inputNames);
-    io = { ...manifest.sourceIo, feedsTimestep: names.has(manifest.sourceIo.timestep), feedsClassLabels: manifest.sourceIo.classLabels !== null && names.has(manifest.sourceIo.classLabels) };
-  } else {
-    io = resolveUnetIO(session.inputs, session.outputs, `${dir}/unet/model.onnx`, manifest?.runtimeInputs ?? []);
-  }
+  const custom = denoiser ? await denoiser({ dir: loc.dir, label: dir, unetPath: loc.unetPath, provider }) : null;
+  const session = custom?.session ?? (await cachedSession(loc.unetPath, provider, { label: `${dir}: unet/model.onnx` }));
+  const io = custom?.io ?? resolveUnetIO(session.inputs, session.outputs, `${dir}/unet/model.onnx`, custom?.runtimeInputs ?? []);
   if (index.nullClass !== null && !io.classLabels) {
     throw new DqError('BAD_CONFIG', `${dir}: model_index.json names a null class but the unet has no class-label input`);
   }
   const pipeline: Pipeline = { dir: loc.dir, index, scheduler, unetPath: loc.unetPath, unetInputs: session.inputs, unetOutputs: session.outputs, io };
-  if (manifest) {
-    const params = readParams(dir);
-    checkVariantInputs(dir, params, session.inputNames, [io.sample, io.timestep, io.classLabels]);
-    pipeline.extraFeeds = await variantFeeds(dir, provider, io.timestep, io.classLabels, params);
-    pipeline.variant = { recipe: manifest.recipe.name, simulated: manifest.simulated };
-    if (w8) {
-      const r = int8Report(dir, w8, provider, session.info.provider, rewrite);
-      pipeline.int8Weights = r.int8Weights;
-      if (r.warning) pipeline.warnings = [r.warning];
-    }
-  }
+  await custom?.complete?.(pipeline);
   return { pipeline, session };
 }

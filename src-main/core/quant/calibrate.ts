@@ -17,7 +17,8 @@ import { DqError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { analyzeGraph } from '../onnx/analysis.js';
 import { encodeModel, loadOnnx } from '../onnx/io.js';
-import { loadPipeline, releaseSessions } from '../pipeline/pipeline.js';
+import { releaseSessions } from '../pipeline/pipeline.js';
+import { openPipeline } from '../open.js';
 import { sample, sliceRows } from '../pipeline/sample.js';
 import { createScheduler, SAMPLERS, type SamplerName } from '../pipeline/schedulers.js';
 import { Rng } from '../pipeline/noise.js';
@@ -124,7 +125,7 @@ export async function calibrate(
 ): Promise<CalibrationRecord> {
   const settings: CalibrationSettings = { ...DEFAULT_CALIBRATION, ...Object.fromEntries(Object.entries(opts).filter(([k, v]) => k in DEFAULT_CALIBRATION && v !== undefined)) };
   if (!Number.isInteger(settings.samples) || settings.samples < 1) throw new DqError('BAD_ARGUMENT', `--samples must be a positive integer, got ${settings.samples}`);
-  const loaded = await loadPipeline(pipelineDir, opts.provider ?? 'cpu');
+  const loaded = await openPipeline(pipelineDir, opts.provider ?? 'cpu');
   const { pipeline } = loaded;
   let session = loaded.session;
   const unetSha256 = sha256File(pipeline.unetPath);

@@ -19,7 +19,8 @@ import { floatTensor, loadOnnx, saveOnnx } from '../onnx/io.js';
 import { nodeAttr } from '../onnx/graph.js';
 import type { ModelMsg } from '../onnx/model.js';
 import { cutFeatures, cutTemporalRegion, exposeTensors, pruneDead } from '../onnx/rewrite.js';
-import { loadPipeline, locatePipeline, type UnetIO } from '../pipeline/pipeline.js';
+import { locatePipeline, type UnetIO } from '../pipeline/pipeline.js';
+import { openPipeline } from '../open.js';
 import { insertActivationQuantizer } from './activations.js';
 import { readRecord, selectSteps, sha256File, type CalibrationRecord } from './calibrate.js';
 import type { Recipe } from './recipe.js';
@@ -194,7 +195,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   const loc = locatePipeline(opts.pipelineDir);
   // the output is checked before any work: a file in its path or someone else's folder is refused now, not after
   prepareOutput(opts.out, { replace: 'variant', force: opts.force });
-  const source = (await loadPipeline(opts.pipelineDir, 'cpu')).pipeline;
+  const source = (await openPipeline(opts.pipelineDir, 'cpu')).pipeline;
   const sourceIo = source.io;
   const unetSha256 = sha256File(loc.unetPath);
   const rec = opts.record;

@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, normalize } from 'node:path';
 import { z } from 'zod';
 import { DqError } from '../errors.js';
+import { cachedSession, type DenoiserContext, type DenoiserLoad, type UnetIO } from '../pipeline/pipeline.js';
 import { timestepFeed, type ExtraFeeds } from '../pipeline/sample.js';
 import type { FeedValue, Provider } from '../runtime/onnx.js';
 import { Session } from '../runtime/onnx.js';
@@ -210,5 +211,31 @@ export async function variantFeeds(dir: string, provider: Provider, timestepInpu
       Object.assign(feeds, f);
     }
     return feeds;
+  };
+}
+
+/**
+ * A quantized variant's denoiser component: its source's I/O (some inputs may now reach the network only through its
+ * temporal model), its graph checked against quant/params.json, and its activation parameters and temporal features
+ * as extra feeds per evaluation. `session`: one made otherwise (an export's, with its int8 weights rewritten at load).
+ */
+export async function variantDenoiser(ctx: DenoiserContext, manifest: Manifest, session?: Session): Promise<DenoiserLoad> {
+  const s = session ?? (await cachedSession(ctx.unetPath, ctx.provider, { label: `${ctx.label}: unet/model.onnx` }));
+  let io: UnetIO | undefined;
+  if (manifest.sourceIo) {
+    const names = new Set(s.inputNames);
+    const src = manifest.sourceIo;
+    io = { ...src, feedsTimestep: names.has(src.timestep), feedsClassLabels: src.classLabels !== null && names.has(src.classLabels) };
+  }
+  return {
+    session: s,
+    ...(io ? { io } : {}),
+    runtimeInputs: manifest.runtimeInputs ?? [],
+    complete: async (p) => {
+      const params = readParams(ctx.label);
+      checkVariantInputs(ctx.label, params, s.inputNames, [p.io.sample, p.io.timestep, p.io.classLabels]);
+      p.extraFeeds = await variantFeeds(ctx.label, ctx.provider, p.io.timestep, p.io.classLabels, params);
+      p.variant = { recipe: manifest.recipe.name, simulated: manifest.simulated };
+    },
   };
 }

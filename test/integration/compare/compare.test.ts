@@ -17,7 +17,8 @@ import { findFfmpeg } from '../../../src-main/core/compare/video';
 import { classify } from '../../../src-main/core/eval/classifier';
 import { fitGaussian, frechetDistance, psnr, ssim } from '../../../src-main/core/eval/metrics';
 import { encodePng, layoutGrid } from '../../../src-main/core/image/grid';
-import { loadPipeline, releaseSessions } from '../../../src-main/core/pipeline/pipeline';
+import { releaseSessions } from '../../../src-main/core/pipeline/pipeline';
+import { openPipeline } from '../../../src-main/core/open';
 import { sample } from '../../../src-main/core/pipeline/sample';
 import { required, ROOT, tmp, TINY } from '../../helpers';
 import { validate } from '../../unit/core/compare/json-schema';
@@ -133,7 +134,7 @@ describe('dq compare', () => {
     const classes = CLASSES.flatMap((c) => SEEDS.map(() => c));
     const imgs: Float32Array[][] = [];
     for (const dir of [base, int8, int4]) {
-      const { pipeline, session } = await loadPipeline(dir);
+      const { pipeline, session } = await openPipeline(dir);
       imgs.push((await sample(pipeline, session, { seeds, classes, steps: STEPS, sampler: 'ddim', guidance: 2 })).images);
     }
     for (const k of [1, 2]) {
@@ -159,7 +160,7 @@ describe('dq compare', () => {
   });
 
   it('FID-to-data and class agreement of FP match an independent computation on the held-out digits', async () => {
-    const { pipeline, session } = await loadPipeline(base);
+    const { pipeline, session } = await openPipeline(base);
     const fidSeeds = Array.from({ length: FID }, (_, i) => FID_SEED_START + i);
     const fidClasses = fidSeeds.map((_, i) => CLASSES[i % 2]!);
     const gen = (await sample(pipeline, session, { seeds: fidSeeds, classes: fidClasses, steps: STEPS, sampler: 'ddim', guidance: 2 })).images;

@@ -9,7 +9,8 @@ import { runLoop, seedNoise } from '../../../src-main/core/compare/loop';
 import { probeTrajectory, setupFpTemporal, setupVariantTemporal, type TemporalProbe } from '../../../src-main/core/compare/probe';
 import { encodeModel, loadOnnx, saveOnnx } from '../../../src-main/core/onnx/io';
 import { cutTemporalRegion, exposeTensors } from '../../../src-main/core/onnx/rewrite';
-import { loadPipeline, releaseSessions, type Pipeline } from '../../../src-main/core/pipeline/pipeline';
+import { releaseSessions, type Pipeline } from '../../../src-main/core/pipeline/pipeline';
+import { openPipeline } from '../../../src-main/core/open';
 import { sample } from '../../../src-main/core/pipeline/sample';
 import { Session } from '../../../src-main/core/runtime/onnx';
 import { tmp, TINY } from '../../helpers';
@@ -30,9 +31,9 @@ beforeAll(async () => {
   cpSync(TINY, base, { recursive: true }); // a snapshot: the embedded model may be retrained meanwhile
   makeQuantVariant(base, join(work, 'int8'), 8);
   makeQuantVariant(base, join(work, 'int4'), 4);
-  fp = await loadPipeline(base);
-  int8 = await loadPipeline(join(work, 'int8'));
-  int4 = await loadPipeline(join(work, 'int4'));
+  fp = await openPipeline(base);
+  int8 = await openPipeline(join(work, 'int8'));
+  int4 = await openPipeline(join(work, 'int4'));
   const t = await setupFpTemporal(fp.pipeline.unetPath, 'cpu');
   if (!t.ok) throw new Error(t.reason);
   fpTemporal = t.probe;

@@ -11,7 +11,8 @@ import { computeComparison } from '../../../src-main/core/compare/compare';
 import { exportPipeline, type ExportManifest } from '../../../src-main/core/export/export';
 import { decodeModel, readModel } from '../../../src-main/core/onnx/model';
 import { signedInt8Model } from '../../../src-main/core/export/load-int8';
-import { loadPipeline, releaseSessions } from '../../../src-main/core/pipeline/pipeline';
+import { releaseSessions } from '../../../src-main/core/pipeline/pipeline';
+import { openPipeline } from '../../../src-main/core/open';
 import { int8Support } from '../../../src-main/core/runtime/cpu';
 import { sample } from '../../../src-main/core/pipeline/sample';
 import { calibrate, readRecord } from '../../../src-main/core/quant/calibrate';
@@ -114,7 +115,7 @@ describe('dq export (tiny model)', () => {
   });
 
   it('an exported pipeline samples like any pipeline', async () => {
-    const { pipeline, session } = await loadPipeline(join(work, 'int8-w8a8-x'), 'cpu');
+    const { pipeline, session } = await openPipeline(join(work, 'int8-w8a8-x'), 'cpu');
     expect(pipeline.variant?.simulated).toBe(false);
     const a = await sample(pipeline, session, { seeds: [4], classes: [7], steps: 5, sampler: 'ddim', guidance: 2 });
     const b = await sample(pipeline, session, { seeds: [4], classes: [7], steps: 5, sampler: 'ddim', guidance: 2 });
@@ -164,10 +165,10 @@ describe('dq export (tiny model)', () => {
   it('an export with s8 weights says what it needs, and warns when it is loaded on an AVX2-only CPU', async () => {
     const m = await exportPipeline({ variantDir: join(work, 'naive-w8a8'), out: join(work, 'naive-s8'), int8Weights: 's8', calibrationImages: 2, verify: false });
     expect(m.export.notes.join(' ')).toMatch(/exact on CPUs with VNNI.*this CPU: /);
-    const { pipeline } = await loadPipeline(join(work, 'naive-s8'), 'cpu');
+    const { pipeline } = await openPipeline(join(work, 'naive-s8'), 'cpu');
     // whichever CPU this runs on, the warning matches what it can do
     expect(pipeline.warnings ?? []).toHaveLength(int8Support() === 'avx2' ? 1 : 0);
-    const { pipeline: u8 } = await loadPipeline(join(work, 'naive-w8a8-x'), 'cpu');
+    const { pipeline: u8 } = await openPipeline(join(work, 'naive-w8a8-x'), 'cpu');
     expect(u8.warnings).toBeUndefined();
     // dq compare says it too, beside the images it makes with it
     const c = await computeComparison({ pipelineDir: fp, variants: ['fp', join(work, 'naive-s8')], seeds: [0], classes: [0], steps: 2, sampler: 'ddim', guidance: 1, fidSamples: 0, video: false, out: join(work, 'cmp') });
@@ -198,22 +199,22 @@ describe('dq export (tiny model)', () => {
     const before = process.env.DQ_INT8_WEIGHTS_AT_LOAD;
     try {
       process.env.DQ_INT8_WEIGHTS_AT_LOAD = 's8';
-      const a = await loadPipeline(join(work, 'naive-w8a8-x'), 'cpu');
+      const a = await openPipeline(join(work, 'naive-w8a8-x'), 'cpu');
       expect(a.pipeline.int8Weights).toMatchObject({ exported: 'u8', loaded: 's8' });
       expect(a.pipeline.warnings ?? []).toHaveLength(int8Support() === 'avx2' ? 1 : 0);
-      const b = await loadPipeline(s8dir, 'cpu');
+      const b = await openPipeline(s8dir, 'cpu');
       const opts = { seeds: [0, 1], classes: [0, 1], steps: 4, sampler: 'ddim' as const, guidance: 1, batchSize: 2 };
       const ia = (await sample(a.pipeline, a.session, opts)).images;
       const ib = (await sample(b.pipeline, b.session, opts)).images;
       expect(ia.map((x) => Array.from(x))).toEqual(ib.map((x) => Array.from(x)));
       process.env.DQ_INT8_WEIGHTS_AT_LOAD = 'keep';
-      expect((await loadPipeline(join(work, 'naive-w8a8-x'), 'cpu')).pipeline.int8Weights).toMatchObject({ exported: 'u8', loaded: 'u8' });
+      expect((await openPipeline(join(work, 'naive-w8a8-x'), 'cpu')).pipeline.int8Weights).toMatchObject({ exported: 'u8', loaded: 'u8' });
     } finally {
       if (before === undefined) delete process.env.DQ_INT8_WEIGHTS_AT_LOAD;
       else process.env.DQ_INT8_WEIGHTS_AT_LOAD = before;
     }
     // by default, only a CPU with VNNI gets the s8 weights
-    const d = await loadPipeline(join(work, 'naive-w8a8-x'), 'cpu');
+    const d = await openPipeline(join(work, 'naive-w8a8-x'), 'cpu');
     expect(d.pipeline.int8Weights!.loaded).toBe(int8Support() === 'vnni' ? 's8' : 'u8');
     expect(d.pipeline.warnings).toBeUndefined();
   }, 120_000);

@@ -10,7 +10,8 @@ import { psnr } from '../../../../src-main/core/eval/metrics';
 import { analyzeGraph } from '../../../../src-main/core/onnx/analysis';
 import { encodeModel, loadOnnx } from '../../../../src-main/core/onnx/io';
 import { exposeTensors } from '../../../../src-main/core/onnx/rewrite';
-import { loadPipeline, releaseSessions } from '../../../../src-main/core/pipeline/pipeline';
+import { releaseSessions } from '../../../../src-main/core/pipeline/pipeline';
+import { openPipeline } from '../../../../src-main/core/open';
 import { sample } from '../../../../src-main/core/pipeline/sample';
 import { calibrate, gramPath, readRecord, type CalibrationRecord } from '../../../../src-main/core/quant/calibrate';
 import { buildGramModel, gramOutput, gramTargets, GramSums } from '../../../../src-main/core/quant/gram';
@@ -121,7 +122,7 @@ describe('GPTQ rounding', () => {
     parseRecipe({ name: `int4-${rounding}`, weights: { format: { kind: 'int', bits: 4, symmetric: true }, granularity: { group: 16 }, rounding, clipping: 'mse' }, activations: null, temporal: 'none' }, 'test');
   let fp: Float32Array[];
   const run = async (dir: string) => {
-    const { pipeline, session } = await loadPipeline(dir, 'cpu');
+    const { pipeline, session } = await openPipeline(dir, 'cpu');
     return (await sample(pipeline, session, req)).images;
   };
   const meanPsnr = (a: Float32Array[]) => a.reduce((s, img, i) => s + psnr(img, fp[i]!), 0) / a.length;

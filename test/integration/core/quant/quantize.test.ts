@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { psnr } from '../../../../src-main/core/eval/metrics';
 import { loadOnnx, tensorBytes } from '../../../../src-main/core/onnx/io';
-import { loadPipeline, releaseSessions } from '../../../../src-main/core/pipeline/pipeline';
+import { releaseSessions } from '../../../../src-main/core/pipeline/pipeline';
+import { openPipeline } from '../../../../src-main/core/open';
 import { sample } from '../../../../src-main/core/pipeline/sample';
 import { calibrate, type CalibrationRecord } from '../../../../src-main/core/quant/calibrate';
 import { quantizePipeline, type Manifest } from '../../../../src-main/core/quant/quantize';
@@ -23,7 +24,7 @@ let fpImages: Float32Array[];
 
 beforeAll(async () => {
   rec = await calibrate(TINY, recPath, { samples: 8, steps: 5, batchSize: 8, timesteps: 'all', gram: true });
-  const { pipeline, session } = await loadPipeline(TINY, 'cpu');
+  const { pipeline, session } = await openPipeline(TINY, 'cpu');
   fpImages = (await sample(pipeline, session, req)).images;
   for (const p of listPresets()) manifests.set(p, await quantizePipeline({ pipelineDir: TINY, recipe: loadRecipe(p), record: rec, recordPath: recPath, out: join(work, p) }));
 }, 300_000);
@@ -44,7 +45,7 @@ describe.each(listPresets())('%s', (preset) => {
     expect(m.summary.quantized).toBeGreaterThan(10);
     expect(m.layers.length).toBe(33);
     for (const l of m.layers) expect(Boolean(l.weight) !== Boolean(l.spared)).toBe(true);
-    const { pipeline, session } = await loadPipeline(join(work, preset), 'cpu');
+    const { pipeline, session } = await openPipeline(join(work, preset), 'cpu');
     expect(pipeline.variant?.recipe).toBe(preset);
     const res = await sample(pipeline, session, req);
     const p = meanPsnr(fpImages, res.images);
@@ -58,7 +59,7 @@ describe('what the presets do', () => {
   it('8-bit everywhere (naive-w8a8: every layer, first/last/time region included) stays close to FP', async () => {
     const m = manifests.get('naive-w8a8')!;
     expect(m.summary.spared).toBe(0);
-    const { pipeline, session } = await loadPipeline(join(work, 'naive-w8a8'), 'cpu');
+    const { pipeline, session } = await openPipeline(join(work, 'naive-w8a8'), 'cpu');
     expect(meanPsnr(fpImages, (await sample(pipeline, session, req)).images)).toBeGreaterThan(25);
   });
 
@@ -123,7 +124,7 @@ describe('TFMQ disturbance-aware temporal features (temporal: auto)', () => {
       expect(d.mean).toBeLessThanOrEqual(d.max);
     }
     expect(t.cached).toEqual(t.disturbance.filter((d) => d.max > 0.01).map((d) => d.feature));
-    const { pipeline, session } = await loadPipeline(join(work, 'auto'), 'cpu');
+    const { pipeline, session } = await openPipeline(join(work, 'auto'), 'cpu');
     expect(meanPsnr(fpImages, (await sample(pipeline, session, req)).images)).toBeGreaterThan(25);
   });
 
