@@ -471,6 +471,9 @@ class PNDM implements Scheduler {
       this.prk = [];
       plms = [...base.slice(0, -1), ...base.slice(-2, -1), ...base.slice(-1)].reverse();
     } else {
+      if (steps < 4) {
+        throw new DqError('BAD_ARGUMENT', `pndm: the Runge-Kutta warm-up (skip_prk_steps false) needs at least 4 steps, got ${steps}`);
+      }
       const half = Math.floor(this.ratio / 2);
       const pairs = base.slice(-4).flatMap((b) => [b, b + half]);
       const doubled = pairs.slice(0, -1).flatMap((v) => [v, v]);

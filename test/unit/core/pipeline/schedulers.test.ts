@@ -1,7 +1,11 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
+  SAMPLERS,
   alphasCumprod,
   createScheduler,
+  defaultSampler,
   parseSchedulerConfig,
   spacedTimesteps,
   type SamplerName,
@@ -253,5 +257,237 @@ describe('timesteps stay within the trained range', () => {
   it('eta must be finite', () => {
     expect(() => createScheduler('ddim', linear, 10, { eta: Infinity })).toThrow(/eta must be a finite number >= 0/);
     expect(() => createScheduler('ddim', linear, 10, { eta: NaN })).toThrow(/eta/);
+  });
+});
+
+// ------------------------------------------------------------------------------------------------------------
+// Reference trajectories from tools/scheduler_reference.py (an independent numpy implementation of diffusers'
+// scheduler formulas, float64): same configs, fake model, initial noise and noise stream.
+
+interface RefCase {
+  name: string;
+  sampler: SamplerName;
+  config: Record<string, unknown>;
+  steps: number;
+  timesteps: number[];
+  sigmas?: number[];
+  init_noise_sigma: number;
+  scales: number[];
+  noise_draws: number;
+  first: number[];
+  final: number[];
+}
+const reference = JSON.parse(readFileSync(join(__dirname, '../../../fixtures/schedulers/reference.json'), 'utf8')) as {
+  elements: number;
+  cases: RefCase[];
+};
+
+function runReference(c: RefCase) {
+  const n = reference.elements;
+  const k = Array.from({ length: n }, (_, j) => j);
+  const sched = createScheduler(c.sampler, parseSchedulerConfig(c.config), c.steps);
+  let x: Float64Array = Float64Array.from(k, (j) => 1.2 * Math.sin(2.1 * j + 0.3) * sched.initNoiseSigma);
+  let draws = 0;
+  const noise = () => Float64Array.from(k, (j) => Math.cos(1.3 * draws + 0.7 * j + 0.1)).map((v, j) => (j === n - 1 ? (draws++, v) : v));
+  const scales: number[] = [];
+  let first: Float64Array | null = null;
+  for (let i = 0; i < sched.timesteps.length; i++) {
+    const t = sched.timesteps[i]!;
+    const xin = sched.scaleModelInput(x, i);
+    scales.push(xin[0]! / x[0]!);
+    const out = xin.map((v, j) => 0.1 * v + 0.5 * Math.sin(0.013 * t + 0.7 * j));
+    x = sched.step(out, i, x, noise).prevSample;
+    first ??= x;
+  }
+  return { sched, scales, draws, first: first!, final: x };
+}
+
+const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(1e-12, Math.abs(b));
+function expectClose(actual: ArrayLike<number>, expected: number[], tol: number, what: string) {
+  expect(actual.length, `${what}: length`).toBe(expected.length);
+  const worst = Math.max(0, ...expected.map((e, i) => (Math.abs(e) < 1e-6 ? Math.abs(actual[i]! - e) : rel(actual[i]!, e))));
+  expect(worst, `${what}: ${Array.from(actual).join(', ')} vs ${expected.join(', ')}`).toBeLessThan(tol);
+}
+
+describe('every sampler matches the independent diffusers-formula reference', () => {
+  it('the reference covers every sampler but ddpm, every prediction type and every spacing', () => {
+    const samplers = new Set(reference.cases.map((c) => c.sampler));
+    for (const s of SAMPLERS.filter((s) => s !== 'ddpm')) expect(samplers.has(s), s).toBe(true);
+    const preds = new Set(reference.cases.map((c) => c.config.prediction_type));
+    expect([...preds].sort()).toEqual(['epsilon', 'sample', 'v_prediction']);
+    const spacings = new Set(reference.cases.map((c) => c.config.timestep_spacing));
+    expect([...spacings].sort()).toEqual(['leading', 'linspace', 'trailing']);
+  });
+
+  it.each(reference.cases.map((c) => [c.name, c] as const))('%s', (_name, c) => {
+    const r = runReference(c);
+    expectClose(r.sched.timesteps, c.timesteps, 1e-9, 'timesteps');
+    expect(rel(r.sched.initNoiseSigma, c.init_noise_sigma), 'init_noise_sigma').toBeLessThan(1e-9);
+    expectClose(r.scales, c.scales, 1e-9, 'scale_model_input factors');
+    expect(r.draws, 'noise draws').toBe(c.noise_draws);
+    expectClose(r.first, c.first, 1e-9, 'x after the first step');
+    expectClose(r.final, c.final, 1e-9, 'final x');
+  });
+});
+
+describe('PNDM (PLMS)', () => {
+  const sd15 = parseSchedulerConfig({
+    _class_name: 'PNDMScheduler', beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear',
+    set_alpha_to_one: false, skip_prk_steps: true, steps_offset: 1, num_train_timesteps: 1000,
+  });
+  it('repeats the first timestep (one more network evaluation than steps)', () => {
+    expect(createScheduler('pndm', sd15, 5).timesteps).toEqual([801, 601, 601, 401, 201, 1]);
+  });
+  it('the first step is the DDIM step; the repeated one redoes it with the mean of both predictions', () => {
+    const s = createScheduler('pndm', sd15, 5);
+    const ac = alphasCumprod(sd15);
+    const x = Float64Array.from([0.8]);
+    const e1 = Float64Array.from([0.3]);
+    const ddim = (xt: number, e: number, t: number, tp: number) =>
+      Math.sqrt(ac[tp]!) * ((xt - Math.sqrt(1 - ac[t]!) * e) / Math.sqrt(ac[t]!)) + Math.sqrt(1 - ac[tp]!) * e;
+    const x1 = s.step(e1, 0, x).prevSample;
+    expect(x1[0]).toBeCloseTo(ddim(0.8, 0.3, 801, 601), 12);
+    const x2 = s.step(Float64Array.from([0.5]), 1, x1).prevSample;
+    expect(x2[0]).toBeCloseTo(ddim(0.8, 0.4, 801, 601), 12);
+  });
+  it('PNDMScheduler defaults apply when the file omits them (skip_prk_steps false: Runge-Kutta warm-up)', () => {
+    const c = parseSchedulerConfig({ _class_name: 'PNDMScheduler', steps_offset: 1 });
+    expect(c.skip_prk_steps).toBe(false);
+    expect(c.set_alpha_to_one).toBe(false);
+    const s = createScheduler('pndm', c, 10);
+    expect(s.timesteps.slice(0, 5)).toEqual([901, 851, 851, 801, 801]);
+    expect(s.timesteps).toHaveLength(10 - 3 + 12);
+    expect(() => createScheduler('pndm', c, 3)).toThrow(/needs at least 4 steps/);
+  });
+  it('steps out of order are an error (it keeps a history)', () => {
+    const s = createScheduler('pndm', sd15, 5);
+    expect(() => s.step(Float64Array.from([0]), 2, Float64Array.from([0]))).toThrow(/in order/);
+  });
+  it('refuses zero-SNR rescaling (PNDMScheduler has none)', () => {
+    expect(() => createScheduler('pndm', { ...sd15, rescale_betas_zero_snr: true }, 10)).toThrow(/'pndm'.*rescale_betas_zero_snr/);
+  });
+});
+
+describe('Euler Ancestral', () => {
+  const cfg = parseSchedulerConfig({ beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012, timestep_spacing: 'trailing' });
+  it('splits each step into a deterministic part down to sigma_down and noise of std sigma_up', () => {
+    const s = createScheduler('euler-a', cfg, 4);
+    const x = Float64Array.from([2]);
+    const eps = Float64Array.from([0.5]);
+    const a = s.step(eps, 1, x, () => Float64Array.from([0])).prevSample[0]!;
+    const s2 = createScheduler('euler-a', cfg, 4);
+    const b = s2.step(eps, 1, x, () => Float64Array.from([1])).prevSample[0]!;
+    const sig = (t: number) => {
+      const ac = alphasCumprod(cfg)[t]!;
+      return Math.sqrt((1 - ac) / ac);
+    };
+    const [from, to] = [sig(s.timesteps[1]!), sig(s.timesteps[2]!)];
+    const up = Math.sqrt((to ** 2 * (from ** 2 - to ** 2)) / from ** 2);
+    expect(b - a).toBeCloseTo(up, 12);
+    expect(a).toBeCloseTo(2 + 0.5 * (Math.sqrt(to ** 2 - up ** 2) - from), 12);
+    // sigma_up^2 + sigma_down^2 = sigma_to^2: the marginal variance is the deterministic Euler step's
+    expect(up ** 2 + (Math.sqrt(to ** 2 - up ** 2)) ** 2).toBeCloseTo(to ** 2, 12);
+  });
+  it('needs the noise stream', () => {
+    expect(() => createScheduler('euler-a', cfg, 4).step(Float64Array.from([0]), 0, Float64Array.from([1]))).toThrow(/noise/);
+  });
+});
+
+describe('DPM-Solver++ 2M with Karras sigmas', () => {
+  const sd15 = parseSchedulerConfig({ beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', steps_offset: 1 });
+  it('the karras sampler and use_karras_sigmas in the config give the same schedule', () => {
+    const a = createScheduler('dpm++2m-karras', sd15, 20);
+    const b = createScheduler('dpm++2m', { ...sd15, use_karras_sigmas: true }, 20);
+    expect(a.timesteps).toEqual(b.timesteps);
+    expect(createScheduler('dpm++2m', sd15, 20).timesteps).not.toEqual(a.timesteps);
+  });
+  it('starts at the largest trained sigma and rounds timesteps (999 first)', () => {
+    expect(createScheduler('dpm++2m-karras', sd15, 20).timesteps[0]).toBe(999);
+  });
+  it('refuses what it does not implement, naming the field', () => {
+    expect(() => createScheduler('dpm++2m', { ...sd15, algorithm_type: 'sde-dpmsolver++' }, 10)).toThrow(/field 'algorithm_type': 'sde-dpmsolver\+\+' is not supported/);
+    expect(() => createScheduler('dpm++2m', { ...sd15, solver_order: 3 }, 10)).toThrow(/solver_order/);
+    expect(() => createScheduler('dpm++2m', { ...sd15, thresholding: true }, 10)).toThrow(/thresholding/);
+    expect(() => parseSchedulerConfig({ use_exponential_sigmas: true })).toThrow(/use_exponential_sigmas/);
+    expect(() => parseSchedulerConfig({ use_karras_sigmas: true, use_beta_sigmas: true })).toThrow(/only one of/);
+  });
+  it('reads a DPMSolverMultistepScheduler file as diffusers writes it (variance_type null, timestep_spacing default linspace)', () => {
+    const c = parseSchedulerConfig({
+      _class_name: 'DPMSolverMultistepScheduler', variance_type: null, lambda_min_clipped: null, sigma_min: null,
+      use_karras_sigmas: true, algorithm_type: 'dpmsolver++', some_future_field: 3,
+    });
+    expect(c.timestep_spacing).toBe('linspace');
+    expect(c.variance_type).toBe('fixed_small');
+    expect((c as Record<string, unknown>).some_future_field).toBe(3);
+  });
+});
+
+describe('LCM', () => {
+  const cfg = parseSchedulerConfig({ _class_name: 'LCMScheduler', original_inference_steps: 50 });
+  it('takes its timesteps from the distillation schedule of original_inference_steps', () => {
+    // k = 1000 // 50 = 20; schedule 999, 979, ..., 19; 4 evenly spaced indices 0, 12, 25, 37
+    expect(createScheduler('lcm', cfg, 4).timesteps).toEqual([999, 759, 499, 259]);
+    expect(() => createScheduler('lcm', cfg, 51)).toThrow(/original_inference_steps \(50\)/);
+  });
+  it('LCMScheduler defaults: SD betas', () => {
+    expect(cfg.beta_schedule).toBe('scaled_linear');
+    expect(cfg.beta_start).toBe(0.00085);
+  });
+  it('the last step returns the boundary-condition denoised sample; earlier ones re-noise it to the next timestep', () => {
+    const s = createScheduler('lcm', cfg, 2);
+    const ac = alphasCumprod(cfg);
+    const x = Float64Array.from([0.6]);
+    const e = Float64Array.from([0.2]);
+    const t = s.timesteps[0]!;
+    const x0 = (0.6 - Math.sqrt(1 - ac[t]!) * 0.2) / Math.sqrt(ac[t]!);
+    const st = t * 10;
+    const den = (st / Math.sqrt(st * st + 0.25)) * x0 + (0.25 / (st * st + 0.25)) * 0.6;
+    const r = s.step(e, 0, x, () => Float64Array.from([1.5]));
+    expect(r.predOriginal[0]).toBeCloseTo(den, 12);
+    const tp = s.timesteps[1]!;
+    expect(r.prevSample[0]).toBeCloseTo(Math.sqrt(ac[tp]!) * den + Math.sqrt(1 - ac[tp]!) * 1.5, 12);
+    const last = s.step(e, 1, x, () => {
+      throw new Error('no noise at the last step');
+    });
+    expect(last.prevSample).toEqual(last.predOriginal);
+  });
+});
+
+describe('scheduler config: class defaults and defaultSampler', () => {
+  it('maps diffusers scheduler classes to our samplers', () => {
+    expect(defaultSampler({ _class_name: 'PNDMScheduler' })).toBe('pndm');
+    expect(defaultSampler({ _class_name: 'LCMScheduler' })).toBe('lcm');
+    expect(defaultSampler({ _class_name: 'EulerAncestralDiscreteScheduler' })).toBe('euler-a');
+    expect(defaultSampler({ _class_name: 'EulerDiscreteScheduler' })).toBe('euler');
+    expect(defaultSampler({ _class_name: 'DDIMScheduler' })).toBe('ddim');
+    expect(defaultSampler({ _class_name: 'DDPMScheduler' })).toBe('ddpm');
+    expect(defaultSampler({ _class_name: 'DPMSolverMultistepScheduler' })).toBe('dpm++2m');
+    expect(defaultSampler({ _class_name: 'DPMSolverMultistepScheduler', use_karras_sigmas: true })).toBe('dpm++2m-karras');
+    expect(defaultSampler({ _class_name: 'FlowMatchEulerDiscreteScheduler' })).toBeUndefined();
+    expect(defaultSampler({ _class_name: 'toString' })).toBeUndefined();
+    expect(defaultSampler({})).toBeUndefined();
+  });
+  it('fills absent fields with the class defaults, never overriding the file', () => {
+    expect(parseSchedulerConfig({ _class_name: 'EulerDiscreteScheduler' }).timestep_spacing).toBe('linspace');
+    expect(parseSchedulerConfig({ _class_name: 'EulerDiscreteScheduler', timestep_spacing: 'leading' }).timestep_spacing).toBe('leading');
+    expect(parseSchedulerConfig({ _class_name: 'DDIMScheduler' }).clip_sample).toBe(true);
+    expect(parseSchedulerConfig({}).timestep_spacing).toBe('leading');
+  });
+  it('Euler accepts every prediction type now (x0 predictions are used directly, as diffusers does)', () => {
+    const s = createScheduler('euler', parseSchedulerConfig({ prediction_type: 'sample' }), 10);
+    expect(s.step(Float64Array.from([0.25]), 0, Float64Array.from([3])).predOriginal[0]).toBe(0.25);
+  });
+  it('zero terminal SNR: last cumulative alpha 0; epsilon models refused where a step would divide by it', () => {
+    const c = parseSchedulerConfig({ rescale_betas_zero_snr: true, timestep_spacing: 'trailing', beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012 });
+    const ac = alphasCumprod(c);
+    expect(ac[999]).toBe(0);
+    expect(ac[0]).toBeCloseTo(1 - 0.00085, 12);
+    expect(() => createScheduler('ddim', c, 10)).toThrow(/rescale_betas_zero_snr.*v_prediction/);
+    expect(() => createScheduler('ddim', { ...c, prediction_type: 'v_prediction' }, 10)).not.toThrow();
+    // sigma-space samplers use 2^-24 instead of 0 (finite sigma)
+    expect(createScheduler('euler', c, 10).initNoiseSigma).toBeCloseTo(Math.sqrt((1 - 2 ** -24) / 2 ** -24), 6);
+  });
+  it('trailing spacing rounds halves to even like numpy (16 steps: 812.5 -> 812)', () => {
+    expect(spacedTimesteps({ ...linear, timestep_spacing: 'trailing' }, 16).slice(0, 4)).toEqual([999, 937, 874, 811]);
   });
 });
