@@ -12,7 +12,7 @@
 import { z } from 'zod';
 import { DqError } from '../errors.js';
 
-export const SAMPLERS = ['ddpm', 'ddim', 'pndm', 'euler', 'euler-a', 'dpm++2m', 'dpm++2m-karras', 'lcm'] as const;
+export const SAMPLERS = ['ddpm', 'ddim', 'dpm++2m', 'euler', 'pndm', 'euler-a', 'dpm++2m-karras', 'lcm'] as const;
 export type SamplerName = (typeof SAMPLERS)[number];
 
 /** Training timesteps a scheduler config may declare (diffusers' models use 1000; a few 4000). */
@@ -848,6 +848,14 @@ function requireNoise(noise: (() => Float64Array) | undefined, n: number): Float
   const z = noise();
   if (z.length !== n) throw new Error(`noise has ${z.length} values, expected ${n}`);
   return z;
+}
+
+/**
+ * Network evaluations per image a sampler makes for `steps` requested steps (PNDM: steps + 1, or steps + 9 with its
+ * Runge-Kutta warm-up; the others: steps). Progress totals should use this rather than `steps`.
+ */
+export function evaluationCount(name: SamplerName, cfg: SchedulerConfig, steps: number): number {
+  return createScheduler(name, cfg, steps).timesteps.length;
 }
 
 export function createScheduler(name: SamplerName, cfg: SchedulerConfig, steps: number, opts: SchedulerOptions = {}): Scheduler {

@@ -288,7 +288,11 @@ function runReference(c: RefCase) {
   const sched = createScheduler(c.sampler, parseSchedulerConfig(c.config), c.steps);
   let x: Float64Array = Float64Array.from(k, (j) => 1.2 * Math.sin(2.1 * j + 0.3) * sched.initNoiseSigma);
   let draws = 0;
-  const noise = () => Float64Array.from(k, (j) => Math.cos(1.3 * draws + 0.7 * j + 0.1)).map((v, j) => (j === n - 1 ? (draws++, v) : v));
+  const noise = () => {
+    const z = Float64Array.from(k, (j) => Math.cos(1.3 * draws + 0.7 * j + 0.1));
+    draws++;
+    return z;
+  };
   const scales: number[] = [];
   let first: Float64Array | null = null;
   for (let i = 0; i < sched.timesteps.length; i++) {
