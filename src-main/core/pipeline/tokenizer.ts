@@ -15,9 +15,8 @@
  *  - fast tokenizer / tokenizer.json (transformers v5's CLIPTokenizer): normalizer only; zero-width and control
  *    characters become byte tokens, a run of CJK ideographs is one piece.
  * Diffusers and Optimum's ONNX pipelines load the slow CLIPTokenizer, and ftfy is not a dependency of either (not in
- * diffusers' setup.py install_requires nor extras), so the
- * common case is the second one; that is what this module gives, for both kinds of folder: the cleaning is applied
- * before the library sees the text, and a tokenizer.json contributes its vocabulary, merges and added tokens (its own
+ * diffusers' setup.py install_requires nor extras), so the common case is the second one; that is what this module
+ * gives, for both kinds of folder: the cleaning is applied before the library sees the text, and a tokenizer.json contributes its vocabulary, merges and added tokens (its own
  * normalizer and pre-tokenizer are not read: a CLIP tokenizer.json has exactly the ones built here). On the 207 test
  * prompts the fast semantics would differ on 13: CJK runs, emoji joined by U+200D, zero-width/BOM/soft-hyphen/control
  * characters and U+FFFD. Special and added tokens are matched in the raw text first, as in the slow tokenizer: that
