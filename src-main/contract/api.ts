@@ -109,7 +109,8 @@ export interface PresetInfo {
 
 /* -------------------------------------------------------------------- jobs -- */
 
-export const SAMPLER_NAMES = ['ddpm', 'ddim', 'dpm++2m', 'euler'] as const;
+/** The samplers (core/pipeline/schedulers.ts SAMPLERS; the contract imports no core, a unit test keeps them equal). */
+export const SAMPLER_NAMES = ['ddpm', 'ddim', 'dpm++2m', 'euler', 'pndm', 'euler-a', 'dpm++2m-karras', 'lcm'] as const;
 const id = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'not an id');
 const modelRef = z.string().min(1).max(4096);
 const smallInts = z.array(z.number().int().min(0).max(1_000_000)).max(256);

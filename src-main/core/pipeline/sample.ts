@@ -6,7 +6,7 @@ import { DqError } from '../errors.js';
 import type { FeedValue, Session, TensorOut } from '../runtime/onnx.js';
 import { Rng } from './noise.js';
 import type { Pipeline } from './pipeline.js';
-import { createScheduler, type SamplerName } from './schedulers.js';
+import { createScheduler, evaluationCount, type SamplerName } from './schedulers.js';
 
 export interface SampleSettings {
   steps: number;
@@ -141,7 +141,8 @@ export async function sample(p: Pipeline, session: Session, req: SampleRequest):
   const images: Float32Array[] = new Array(n);
   const trajectory: Float32Array[][] | undefined = req.keepTrajectory ? Array.from({ length: n }, () => []) : undefined;
   let timesteps: number[] = [];
-  const totalEvals = Math.ceil(n / bs) * req.steps;
+  // network evaluations per image: PNDM evaluates its first timestep twice (and more with the Runge-Kutta warm-up)
+  const totalEvals = Math.ceil(n / bs) * evaluationCount(req.sampler, p.scheduler, req.steps);
   let evals = 0;
 
   for (let start = 0; start < n; start += bs) {

@@ -20,7 +20,7 @@ import { encodeModel, loadOnnx } from '../onnx/io.js';
 import { releaseSessions } from '../pipeline/pipeline.js';
 import { openPipeline } from '../open.js';
 import { sample, sliceRows } from '../pipeline/sample.js';
-import { createScheduler, SAMPLERS, type SamplerName } from '../pipeline/schedulers.js';
+import { createScheduler, evaluationCount, SAMPLERS, type SamplerName } from '../pipeline/schedulers.js';
 import { Rng } from '../pipeline/noise.js';
 import { Session, type Provider, type TensorOut } from '../runtime/onnx.js';
 import { buildSites, type Site } from './sites.js';
@@ -181,7 +181,7 @@ export async function calibrate(
     }
   }
   const t0 = performance.now() - ck.seconds * 1000;
-  const total = batches.length * settings.steps;
+  const total = batches.length * evaluationCount(settings.sampler, pipeline.scheduler, settings.steps);
   for (let bi = ck.batchesDone; bi < batches.length; bi++) {
     const idx = batches[bi]!;
     const batchStats: CalibrationRecord['stats'] = {};
