@@ -652,6 +652,10 @@ def train_vae(args, say, gen):
         if (step + 1) % args.log_every == 0 or step + 1 == args.vae_steps:
             el = time.time() - t0
             say(f"vae step {step + 1} loss {run:.5f} (kl {kl.item():.1f}) {el:.0f}s ({el / (step + 1):.3f} s/step)")
+        if (step + 1) % 500 == 0 and step + 1 < args.vae_steps:
+            vae.eval()
+            say(f"VAE check at step {step + 1}: {json.dumps(vae_check(vae, load_classifier())['reconstructions'])}")
+            vae.train()
     vae.eval()
     for p in vae.parameters():
         p.requires_grad_(False)
@@ -671,8 +675,37 @@ def scaling_factor(vae, n=4096):
     return float(f"{1.0 / z.std().item():.5g}"), float(z.mean().item())
 
 
-def train_unet(args, say, gen, vae, scaling, text, te=None, unet=None, start=0):
+@torch.no_grad()
+def encode_training_set(vae, colourings, seed, say):
+    """The frozen VAE's latent parameters (mean || logvar) of every training digit in `colourings` colour pairs each
+    (drawn at random, so every pair is covered about equally): the UNet then never runs the encoder."""
     data = t2i_data.CaptionedDigits("train")
+    g = torch.Generator().manual_seed(seed + 17)
+    n = len(data) * colourings
+    digit = data.digit.repeat(colourings)
+    pair = torch.randint(0, len(t2i_data.PAIRS), (n,), generator=g)
+    fg = torch.tensor([t2i_data.PAIRS[p][0] for p in pair.tolist()])
+    bg = torch.tensor([t2i_data.PAIRS[p][1] for p in pair.tolist()])
+    gray = data.gray.repeat(colourings, 1, 1, 1)
+    params = torch.empty(n, 2 * VAE["latent_channels"], 8, 8)
+    t0 = time.time()
+    for i in range(0, n, 256):
+        params[i:i + 256] = vae.parameters_of(t2i_data.colourize(gray[i:i + 256], fg[i:i + 256], bg[i:i + 256]))
+    say(f"encoded {n:,} coloured training digits ({colourings} colourings each) in {time.time() - t0:.0f}s")
+    return {"params": params, "digit": digit, "fg": fg, "bg": bg}
+
+
+def latent_batch(lat, n, gen, scaling):
+    """Sampled, scaled latents and their captions (10% empty) from the encoded training set."""
+    idx = torch.randint(0, len(lat["digit"]), (n,), generator=gen)
+    tpl = torch.randint(0, len(t2i_data.TEMPLATES), (n,), generator=gen)
+    drop = torch.rand(n, generator=gen) < t2i_data.CFG_DROPOUT
+    d, f, b = lat["digit"][idx].tolist(), lat["fg"][idx].tolist(), lat["bg"][idx].tolist()
+    caps = ["" if drop[i] else t2i_data.caption(d[i], f[i], b[i], int(tpl[i])) for i in range(n)]
+    return AutoencoderKL.sample_latent(lat["params"][idx], gen) * scaling, caps
+
+
+def train_unet(args, say, gen, vae, scaling, text, lat, te=None, unet=None, start=0):
     te = te or CLIPTextModel(text.vocab_size, text.eos)
     unet = unet or UNet2DConditionModel(TEXT["hidden_size"])
     ema_te, ema_unet = CLIPTextModel(text.vocab_size, text.eos), UNet2DConditionModel(TEXT["hidden_size"])
@@ -689,9 +722,7 @@ def train_unet(args, say, gen, vae, scaling, text, te=None, unet=None, start=0):
     for step in range(start, args.unet_steps):
         for grp in opt.param_groups:
             grp["lr"] = lr_at(step, args.unet_steps, args.lr, min(300, args.unet_steps // 10 + 1))
-        x, caps, _, _, _ = data.batch(args.batch, gen)
-        with torch.no_grad():
-            z0 = vae.sample_latent(vae.parameters_of(x), gen) * scaling
+        z0, caps = latent_batch(lat, args.batch, gen, scaling)
         t = torch.randint(0, T, (args.batch,), generator=gen)
         noise = torch.randn(z0.shape, generator=gen)
         a = ac[t][:, None, None, None]
@@ -898,6 +929,25 @@ def verify_onnx(te, unet, vae, text, out, scaling):
     return json.loads(r.stdout)
 
 
+OPENBLAS = os.path.join(CACHE, "openblas", "root", "usr", "lib", "x86_64-linux-gnu", "openblas-pthread")
+
+
+def use_openblas(threads):
+    """Debian's PyTorch 1.13 links the reference BLAS (BLAS_INFO=generic): its matrix products ran 5-8x slower than
+    OpenBLAS here. If OpenBLAS was unpacked privately (see models/tiny-t2i/README.md) and is not in use yet, re-run
+    this process with it first in LD_LIBRARY_PATH; nothing system-wide changes. -> a description for the plan."""
+    generic = "BLAS_INFO=generic" in torch.__config__.show()
+    if not generic:
+        return "as built"
+    if OPENBLAS in os.environ.get("LD_LIBRARY_PATH", "").split(":"):
+        return f"OpenBLAS from {OPENBLAS}"
+    if os.path.exists(os.path.join(OPENBLAS, "libblas.so.3")) and not os.environ.get("T2I_NO_OPENBLAS"):
+        env = dict(os.environ, LD_LIBRARY_PATH=":".join(filter(None, [OPENBLAS, os.environ.get("LD_LIBRARY_PATH")])),
+                   OPENBLAS_NUM_THREADS=str(threads))
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
+    return "reference (slow; see models/tiny-t2i/README.md for OpenBLAS)"
+
+
 def folder_bytes(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
@@ -918,7 +968,9 @@ def main():
     ap.add_argument("--merges", type=int, default=400, help="BPE merges for make_bpe_vocab.py (it stops earlier "
                     "when no pair occurs twice)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--colourings", type=int, default=8, help="colour pairs per training digit in the latent cache")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads; 2 only on an otherwise idle 2-core machine "
+                    "(with other load, OpenMP's 2 threads ran 6-10x slower than 1 here)")
     ap.add_argument("--log-every", type=int, default=100)
     ap.add_argument("--ckpt-every", type=int, default=2000)
     ap.add_argument("--eval-every", type=int, default=4000, help="evaluate at these checkpoints (0: only at the end)")
@@ -931,6 +983,7 @@ def main():
     ap.add_argument("--resume-vae", default=None, help="a checkpoint whose VAE (and scaling) to reuse; skips phase 1")
     ap.add_argument("--no-verify", action="store_true", help="skip running the export in onnxruntime-node")
     args = ap.parse_args()
+    blas = use_openblas(args.threads)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     os.makedirs(CACHE, exist_ok=True)
@@ -946,7 +999,7 @@ def main():
             f"UNet {nparams(unet0):,} params {UNET}; VAE {nparams(vae0):,} params {VAE} "
             f"(encoder {nparams(vae0.encoder, vae0.quant_conv):,}, decoder {nparams(vae0.decoder, vae0.post_quant_conv):,}); "
             f"VAE {args.vae_steps} steps, UNet+text {args.unet_steps} steps, batch {args.batch}, seed {args.seed}, "
-            f"{args.threads} threads; corpus {len(t2i_data.corpus())} captions; out {os.path.abspath(args.out)}")
+            f"{args.threads} threads, BLAS {blas}; corpus {len(t2i_data.corpus())} captions; out {os.path.abspath(args.out)}")
     print(plan, flush=True)
     if args.plan:
         return
@@ -990,14 +1043,15 @@ def main():
     cls = load_classifier()
     vc = vae_check(vae, cls)
     say(f"VAE check on 500 held-out digits: {json.dumps(vc)}")
-    te, unet, unet_s, loss = train_unet(args, say, gen, vae, scaling, text)
-    res, _ = evaluate(unet, te, vae, text, scaling, cls, args.eval_samples, args.guidances)
+    lat = encode_training_set(vae, args.colourings, args.seed, say)
+    te, unet, unet_s, loss = train_unet(args, say, gen, vae, scaling, text, lat)
+    res = evaluate(unet, te, vae, text, scaling, cls, args.eval_samples, args.guidances)[0] if args.eval_samples else None
     say(f"final eval (EMA, DDIM 25, {args.eval_samples} prompts): {json.dumps(res)}")
     meta = {"vae_steps": args.vae_steps, "unet_steps": args.unet_steps, "batch": args.batch, "seed": args.seed,
             "lr": args.lr, "vae_lr": args.vae_lr, "kl_weight": args.kl_weight, "ema": args.ema,
             "scaling_factor": scaling, "parameters": {"text_encoder": nparams(te), "unet": nparams(unet),
                                                       "vae": nparams(vae)},
-            "vae_seconds": round(vae_s), "unet_seconds": round(unet_s), "loss_ema": round(loss, 5),
+            "vae_seconds": round(vae_s), "unet_seconds": round(unet_s), "loss_ema": loss and round(loss, 5),
             "vae_check": vc, "eval_python_ddim25": res, "guidance": args.guidance, "torch": torch.__version__}
     export(te, unet, vae, scaling, text, tok_dir, args.out, meta, args.guidance)
     say(f"exported to {args.out} ({folder_bytes(args.out):,} bytes)")
