@@ -2,10 +2,10 @@
 Stable Diffusion 1.x pipeline.
 
 Usage (Debian: apt-get install -y python3-torch python3-onnx python3-regex; `npm ci` for the data):
-  /usr/bin/python3 tools/train_tiny_t2i.py [--vae-steps 3000] [--unet-steps 12000] [--out models/tiny-t2i] [--seed 0]
+  /usr/bin/python3 tools/train_tiny_t2i.py [--vae-steps 2500] [--unet-steps 7000] [--out models/tiny-t2i] [--seed 0]
   /usr/bin/python3 tools/train_tiny_t2i.py --plan                       # print the plan and sizes, train nothing
-  /usr/bin/python3 tools/train_tiny_t2i.py --export-only .train-cache/tiny-t2i/unet-12000.pt --out models/tiny-t2i
-  /usr/bin/python3 tools/train_tiny_t2i.py --eval-only .train-cache/tiny-t2i/unet-12000.pt --eval-samples 500
+  /usr/bin/python3 tools/train_tiny_t2i.py --export-only .train-cache/tiny-t2i/unet-7000.pt --out models/tiny-t2i
+  /usr/bin/python3 tools/train_tiny_t2i.py --eval-only .train-cache/tiny-t2i/unet-7000.pt --eval-samples 500
 
 What it builds (the diffusers / transformers classes, small; data and judge in tools/t2i_data.py):
   tokenizer/     CLIP BPE written by tools/make_bpe_vocab.py over the caption corpus (vocab.json, merges.txt,
@@ -958,8 +958,8 @@ def folder_bytes(path):
 def main():
     ap = argparse.ArgumentParser(description="train and export tiny-t2i (see the module docstring)")
     ap.add_argument("--out", default=os.path.join(ROOT, "models", "tiny-t2i"))
-    ap.add_argument("--vae-steps", type=int, default=3000)
-    ap.add_argument("--unet-steps", type=int, default=12000)
+    ap.add_argument("--vae-steps", type=int, default=2500)
+    ap.add_argument("--unet-steps", type=int, default=7000)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--vae-lr", type=float, default=1e-3)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -972,8 +972,8 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="torch threads; 2 only on an otherwise idle 2-core machine "
                     "(with other load, OpenMP's 2 threads ran 6-10x slower than 1 here)")
     ap.add_argument("--log-every", type=int, default=100)
-    ap.add_argument("--ckpt-every", type=int, default=2000)
-    ap.add_argument("--eval-every", type=int, default=4000, help="evaluate at these checkpoints (0: only at the end)")
+    ap.add_argument("--ckpt-every", type=int, default=1000)
+    ap.add_argument("--eval-every", type=int, default=2000, help="evaluate at these checkpoints (0: only at the end)")
     ap.add_argument("--eval-samples", type=int, default=200)
     ap.add_argument("--guidances", type=lambda s: [float(x) for x in s.split(",")], default=[1.0, 3.0, 5.0])
     ap.add_argument("--guidance", type=float, default=3.0, help="default_guidance written to model_index.json")
