@@ -40,7 +40,7 @@ import { actParams, type Manifest, type ParamsFile } from '../quant/quantize.js'
 import { readManifest, readParams as readVariantParams } from '../quant/variant.js';
 import type { Site } from '../quant/sites.js';
 import { mergeStat, type Stat } from '../quant/stats.js';
-import { addStatTaps, readTap, tapFetch } from '../quant/taps.js';
+import { readTap, statSessions } from '../quant/taps.js';
 import { weightAxes } from '../quant/weights.js';
 import { int8Support, INT8_SUPPORT_LABEL } from '../runtime/cpu.js';
 import { Session } from '../runtime/onnx.js';
@@ -731,14 +731,16 @@ async function calibrateOutputs(vdir: string, loaded: LoadedModel, reqs: OutReq[
   const graph = stats.graph!;
   graph.node = [...(graph.node ?? []), ...(e.nodes as NodeMsg[])];
   graph.initializer = [...(graph.initializer ?? []), ...(e.inits as TensorMsg[])];
-  const taps = addStatTaps(stats, sites);
-  const fetch = tapFetch(taps);
   const def = stats.opset_import!.find((o) => !o.domain || o.domain === 'ai.onnx');
   if (def && Number(def.version ?? 0) < 18) def.version = 18;
-  const path = join(tmp, '.stats', 'model.onnx');
-  saveOnnx(stats, path, loaded.dir);
   const { pipeline, session: base } = await openPipeline(vdir, 'cpu');
-  const session = await Session.create(path, 'cpu');
+  // the statistics model, in slices of sites on large models (quant/taps.ts), written beside the source's external data
+  const statModels = await statSessions(stats, sites, async (m, k) => {
+    const path = join(tmp, '.stats', String(k), 'model.onnx');
+    saveOnnx(m, path, loaded.dir);
+    return Session.create(path, 'cpu');
+  });
+  const { taps, fetch, session } = statModels;
   const set = samplingSettings(manifest);
   const sched = createScheduler(set.sampler, pipeline.scheduler, set.steps);
   const perStep = manifest.recipe.activations?.perTimestep ?? false;
@@ -760,16 +762,17 @@ async function calibrateOutputs(vdir: string, loaded: LoadedModel, reqs: OutReq[
         session,
         steps: new Set(sched.timesteps.map((_, k) => k)),
         fetch,
-        onOutputs: (step, _t, res) => {
+        onOutputs: async (step, _t, res, feeds) => {
+          const all = { ...res, ...(await statModels.more(feeds)) };
           taps.forEach(([names], k) => {
-            const st = readTap(res, names!);
+            const st = readTap(all, names!);
             acc[k]!.set(step, mergeStat(acc[k]!.get(step), st));
           });
         },
       },
     });
   } finally {
-    await session.release();
+    await statModels.release();
   }
   rmSync(join(tmp, '.stats'), { recursive: true, force: true });
   const fmt = { kind: 'int' as const, bits: 8, symmetric: false };

@@ -25,7 +25,7 @@ import { Rng } from '../pipeline/noise.js';
 import { Session, type Provider, type TensorOut } from '../runtime/onnx.js';
 import { buildSites, type Site } from './sites.js';
 import { mergeStat, type Stat } from './stats.js';
-import { addStatTaps, readTap, tapFetch } from './taps.js';
+import { readTap, statSessions, type TapNames } from './taps.js';
 import { buildGramModel, gramOutput, gramTargets, GramSums, type GramEntry } from './gram.js';
 
 export const RECORD_VERSION = 1;
@@ -133,9 +133,9 @@ export async function calibrate(
   const map = analyzeGraph(model, { sampleInput: pipeline.io.sample, timestepInput: pipeline.io.timestep });
   const layers = map.quantizable;
   const sites = buildSites(map, layers, true);
-  const taps = addStatTaps(model, sites);
-  const tapSession = await Session.create(encodeModel(model), opts.provider ?? 'cpu');
-  const fetch = tapFetch(taps);
+  // the statistics model (in slices of sites on large models: taps.ts, SITES_PER_SESSION)
+  const stats = await statSessions(model, sites, (m) => Session.create(encodeModel(m), opts.provider ?? 'cpu'));
+  const { taps, fetch, session: tapSession } = stats;
   // GPTQ's Gram matrices: a separate model, run on a few rows at a few of the calibrated steps
   let gram: { entries: GramEntry[]; skipped: Record<string, string>; session: Session; fetch: string[] } | null = null;
   if (settings.gram) {
@@ -200,7 +200,7 @@ export async function calibrate(
         fetch,
         maxRows: TAP_ROWS,
         onOutputs: async (step, _t, res, feeds) => {
-          collect(batchStats, taps, step, res);
+          collect(batchStats, taps, step, { ...res, ...(await stats.more(feeds)) });
           if (!gram || !sums || !gramSteps.includes(step)) return;
           const rows = feeds[pipeline.io.sample]!.dims[0]!;
           const g = await gram.session.run(sliceRows(feeds, 0, Math.min(GRAM_ROWS, rows)), gram.fetch);
@@ -229,7 +229,7 @@ export async function calibrate(
     }
     writeFileAtomic(ckPath, JSON.stringify(ck));
   }
-  await tapSession.release();
+  await stats.release();
   await gram?.session.release();
   const record: CalibrationRecord = {
     version: RECORD_VERSION,
@@ -253,7 +253,7 @@ export async function calibrate(
   return record;
 }
 
-function collect(acc: CalibrationRecord['stats'], taps: ReturnType<typeof addStatTaps>, step: number, res: Record<string, TensorOut>): void {
+function collect(acc: CalibrationRecord['stats'], taps: TapNames[][], step: number, res: Record<string, TensorOut>): void {
   taps.forEach((halves, site) =>
     halves.forEach((names, half) => {
       const st = readTap(res, names);

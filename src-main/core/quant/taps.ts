@@ -11,6 +11,7 @@ import { embedFragment, raiseOpset } from '../onnx/fragment.js';
 import { nodeAttr } from '../onnx/graph.js';
 import type { ModelMsg } from '../onnx/model.js';
 import { ModelProto } from '../onnx/model.js';
+import type { FeedValue, Session, TensorOut } from '../runtime/onnx.js';
 import type { Site } from './sites.js';
 import { HIST_BINS, mergeStat, type Stat } from './stats.js';
 
@@ -289,4 +290,63 @@ function siteChannels(model: ModelMsg, site: Site): number | null {
   }
   if (op === 'MatMul') return dims.length >= 2 ? (wName === ins[1] ? dims[dims.length - 2]! : null) : null;
   return null;
+}
+
+/**
+ * Sites per statistics session. onnxruntime's session creation grows faster than linearly with the graph's size:
+ * the SD 1.5-topology fixture (tools/make_sd15_unet.py) with all 198 sites tapped in one graph (29k nodes) took
+ * 170 s to create on 2 cores, with 50 sites 8 s. So a model with many sites gets its statistics from several copies
+ * of the network, each tapping a slice of the sites, run on the same feeds (more network evaluations per tapped step,
+ * in exchange for minutes of set-up; small models keep one session).
+ */
+export const SITES_PER_SESSION = 48;
+
+export interface StatSessions {
+  /** The first slice's session: it also gives the network's output (the sampler's StepTap session). */
+  session: Session;
+  fetch: string[];
+  /** Every site's output names, in the order of the sites given. */
+  taps: TapNames[][];
+  /** Runs the other slices' sessions on the same feeds; their statistics outputs (none with one slice). */
+  more(feeds: Record<string, FeedValue>): Promise<Record<string, TensorOut>>;
+  release(): Promise<void>;
+}
+
+/**
+ * The statistics sessions for `sites` of `model` (which is changed: it becomes the first slice's graph). `create`
+ * makes a session of a tapped copy (e.g. from its bytes, or from a file written beside external data).
+ */
+export async function statSessions(model: ModelMsg, sites: Site[], create: (tapped: ModelMsg, slice: number) => Promise<Session>, perSession = SITES_PER_SESSION): Promise<StatSessions> {
+  const slices: Site[][] = [];
+  for (let i = 0; i < sites.length; i += perSession) slices.push(sites.slice(i, i + perSession));
+  if (!slices.length) slices.push([]);
+  // copies are taken before the first slice's taps change the model
+  const copies = slices.slice(1).map(() => ModelProto.decode(ModelProto.encode(model).finish()) as unknown as ModelMsg);
+  const made: { session: Session; fetch: string[] }[] = [];
+  const taps: TapNames[][] = [];
+  try {
+    for (const [k, slice] of slices.entries()) {
+      const m = k === 0 ? model : copies[k - 1]!;
+      const t = addStatTaps(m, slice);
+      taps.push(...t);
+      made.push({ session: await create(m, k), fetch: tapFetch(t) });
+    }
+  } catch (e) {
+    await Promise.allSettled(made.map((s) => s.session.release()));
+    throw e;
+  }
+  const [first, ...rest] = made;
+  return {
+    session: first!.session,
+    fetch: first!.fetch,
+    taps,
+    async more(feeds) {
+      const out: Record<string, TensorOut> = {};
+      for (const r of rest) Object.assign(out, await r.session.run(feeds, r.fetch));
+      return out;
+    },
+    async release() {
+      await Promise.allSettled(made.map((s) => s.session.release()));
+    },
+  };
 }
