@@ -212,3 +212,18 @@ export function swapIntoPlace(tmp: string, out: string, own: OwnOutput, force = 
   }
   rmSync(old, { recursive: true, force: true });
 }
+
+/** A JSON file's value; a missing or unreadable file is NOT_FOUND, bad JSON BAD_CONFIG, both naming `what` and the path. */
+export function readJson(path: string, what: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new DqError('NOT_FOUND', `cannot read ${what} (${path}): ${(e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text.replace(/^\uFEFF/, ''));
+  } catch (e) {
+    throw new DqError('BAD_CONFIG', `${what} is not valid JSON (${path}): ${(e as Error).message}`);
+  }
+}

@@ -1,17 +1,9 @@
 /** Seeded mutations of an ONNX model (byte flips, truncations, protobuf field edits), for the fuzz and CLI error tests. */
 import { ModelProto } from '../../src-main/core/onnx/model';
 
-/** mulberry32: a deterministic PRNG in [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32: a deterministic PRNG in [0, 1) (shared with the kernel tests' data). */
+export { rng as prng } from './kernels/data';
+import { rng as prng } from './kernels/data';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- decoded protobuf messages are edited field by field */
 type Msg = Record<string, any>;

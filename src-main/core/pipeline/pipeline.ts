@@ -7,9 +7,10 @@
  * and nothing else, and how its denoiser is loaded is decided above (core/open.ts, with quant/variant.ts and
  * export/load.ts) and handed in as a DenoiserLoader.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DqError } from '../errors.js';
+import { readJson } from '../fsutil.js';
 import { Session, type Provider, type IoMeta } from '../runtime/onnx.js';
 import { parseSchedulerConfig, type SchedulerConfig } from './schedulers.js';
 import { MAX_GUIDANCE, type ExtraFeeds } from './sample.js';
@@ -60,19 +61,6 @@ const SAMPLE_NAMES = ['sample', 'x', 'latent', 'latents', 'noisy_sample', 'hidde
 const TIMESTEP_NAMES = ['timestep', 'timesteps', 't', 'time', 'sigma'];
 const CLASS_NAMES = ['class_labels', 'class_label', 'labels', 'y', 'class'];
 
-function readJson(path: string, what: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new DqError('NOT_FOUND', `cannot read ${what} (${path}): ${(e as Error).message}`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new DqError('BAD_CONFIG', `${what} is not valid JSON (${path}): ${(e as Error).message}`);
-  }
-}
 
 /** Validates the folder layout (no model is loaded). */
 export function locatePipeline(dir: string): { dir: string; unetPath: string; schedulerPath: string; indexPath: string } {

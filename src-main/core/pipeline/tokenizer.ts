@@ -29,6 +29,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { DqError } from '../errors.js';
+import { readJson } from '../fsutil.js';
 
 export const BOS_TOKEN = '<|startoftext|>';
 export const EOS_TOKEN = '<|endoftext|>';
@@ -82,22 +83,9 @@ interface AddedTokenInfo {
 
 type Json = Record<string, unknown>;
 
-function readJsonFile(path: string, what: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new DqError('NOT_FOUND', `cannot read ${what} (${path}): ${(e as Error).message}`);
-  }
-  try {
-    return JSON.parse(text.replace(/^\uFEFF/, ''));
-  } catch (e) {
-    throw new DqError('BAD_CONFIG', `${what} is not valid JSON (${path}): ${(e as Error).message}`);
-  }
-}
 
 function readJsonObject(path: string, what: string): Json {
-  const v = readJsonFile(path, what);
+  const v = readJson(path, what);
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new DqError('BAD_CONFIG', `${what} (${path}) must be a JSON object`);
   return v as Json;
 }
@@ -209,7 +197,7 @@ export function loadTokenizer(dir: string, opts: LoadTokenizerOptions = {}): Cli
   const added = new Map<string, AddedTokenInfo>();
   const fastAdded: { content: string; info: AddedTokenInfo }[] = [];
   if (vocabPath && mergesPath) {
-    vocab = parseVocab(readJsonFile(vocabPath, 'vocab.json'), vocabPath);
+    vocab = parseVocab(readJson(vocabPath, 'vocab.json'), vocabPath);
     let text: string;
     try {
       text = readFileSync(mergesPath, 'utf8');

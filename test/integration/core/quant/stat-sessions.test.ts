@@ -33,7 +33,7 @@ it('five slices of sites give the statistics of one session, bit for bit', async
   const sliced = await statSessions(b.model, b.sites, create, per);
   expect(b.sites.length).toBeGreaterThan(20);
   const [C, H, W] = pipeline.index.sampleShape;
-  const x = new Rng(3).normal(new Float64Array(2 * C * H * W));
+  const x = new Rng(3).normal(new Float64Array(2 * C * H * W)) as Float64Array;
   const feeds = await buildFeeds(pipeline, x, 421, [3, 7], true, 2);
   const r1 = await one.session.run(feeds, [pipeline.io.output, ...one.fetch]);
   expect(Object.keys(await one.more(feeds))).toEqual([]);
