@@ -9,6 +9,8 @@ export type DqErrorCode =
   | 'BAD_CONFIG'
   | 'BAD_MODEL'
   | 'NOT_DIFFUSION'
+  /** A pipeline of a family the studio does not open yet (text-to-image, DiT, video). */
+  | 'UNSUPPORTED'
   | 'BAD_ARGUMENT'
   | 'PROVIDER_UNAVAILABLE'
   | 'CANCELLED';

@@ -11,6 +11,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DqError } from '../errors.js';
 import { readJson } from '../fsutil.js';
+import { familyOf } from './components.js';
 import { Session, type Provider, type IoMeta } from '../runtime/onnx.js';
 import { parseSchedulerConfig, type SchedulerConfig } from './schedulers.js';
 import { MAX_GUIDANCE, type ExtraFeeds } from './sample.js';
@@ -62,6 +63,16 @@ const TIMESTEP_NAMES = ['timestep', 'timesteps', 't', 'time', 'sigma'];
 const CLASS_NAMES = ['class_labels', 'class_label', 'labels', 'y', 'class'];
 
 
+/** A family that model_index.json names and the studio cannot sample yet: one line that says which (components.ts). */
+function unsupportedFamily(dir: string, indexPath: string): void {
+  const raw = readJson(indexPath, 'model_index.json') as { _class_name?: unknown } | null;
+  const cls = raw && typeof raw === 'object' && typeof raw._class_name === 'string' ? raw._class_name : undefined;
+  const family = familyOf(cls);
+  if (family && !family.sampled) {
+    throw new DqError('UNSUPPORTED', `${dir} is a ${family.name} pipeline (${cls}, ${family.task}): DQ Studio cannot sample or quantize ${family.task} pipelines yet; dq info ${dir} shows its components`);
+  }
+}
+
 /** Validates the folder layout (no model is loaded). */
 export function locatePipeline(dir: string): { dir: string; unetPath: string; schedulerPath: string; indexPath: string } {
   const abs = resolve(dir);
@@ -76,6 +87,7 @@ export function locatePipeline(dir: string): { dir: string; unetPath: string; sc
   if (!existsSync(indexPath)) {
     throw new DqError('NOT_A_PIPELINE', `${dir} is not a diffusion pipeline: model_index.json is missing (expected the diffusers ONNX layout)`);
   }
+  unsupportedFamily(dir, indexPath);
   const unetPath = join(abs, 'unet', 'model.onnx');
   if (!existsSync(unetPath)) throw new DqError('MISSING_COMPONENT', `${dir}: component 'unet' is missing (no unet/model.onnx)`);
   const schedulerPath = join(abs, 'scheduler', 'scheduler_config.json');

@@ -29,7 +29,7 @@ beforeAll(async () => {
     await quantizePipeline({ pipelineDir: SD15, recipe, record: rec, recordPath: calib, out: join(work, `${p}-all`) });
     m[`${p}-all`] = await exportPipeline({ variantDir: join(work, `${p}-all`), out: join(work, `${p}-all-x`), calibrationImages: 1, verify: false });
   }
-}, 600_000);
+}, 900_000);
 
 afterAll(async () => {
   await releaseSessions();
