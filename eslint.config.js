@@ -10,6 +10,10 @@ const nodeBuiltins = [...builtinModules, ...builtinModules.map((m) => `node:${m}
 const noNode = { paths: nodeBuiltins.map((name) => ({ name, message: 'this layer runs in the browser too: no Node.js modules' })) };
 const ban = (group, message) => ({ group, message });
 const onlyOnnxTs = ban(['onnxruntime-*'], 'only src-main/core/runtime/onnx.ts imports onnxruntime (the one place that decides the backend)');
+const noElectron = { name: 'electron', message: 'src-main/core must run without Electron (CLI, browser mode, workers)' };
+const noShells = ban(['**/cli/**', '**/electron/**', '**/serve/**', '**/src-renderer/**', 'electron/*'], 'core must not depend on the shells or the renderer');
+/** The engine's rule, with more banned patterns for a folder inside it (an ESLint rule set per file replaces, not adds). */
+const coreImports = (...more) => ['error', { paths: [noElectron], patterns: [noShells, ...more, onlyOnnxTs] }];
 
 export default tseslint.config(
   { ignores: ['node_modules/', 'out/', 'dist/', '.train-cache/', 'test-results/', 'models/', 'tools/', 'shared/', '.bench/'] },
@@ -50,38 +54,23 @@ export default tseslint.config(
   {
     // the engine: pure Node; never Electron, never a shell or the renderer.
     files: ['src-main/core/**'],
-    rules: {
-      'no-restricted-imports': ['error', {
-        paths: [{ name: 'electron', message: 'src-main/core must run without Electron (CLI, browser mode, workers)' }],
-        patterns: [
-          ban(['**/cli/**', '**/electron/**', '**/serve/**', '**/src-renderer/**', 'electron/*'], 'core must not depend on the shells or the renderer'),
-          onlyOnnxTs,
-        ],
-      }],
-    },
+    rules: { 'no-restricted-imports': coreImports() },
   },
   {
     // inside the engine: a pipeline is its components; quantized variants and exports replace the denoiser from
     // above (core/open.ts hands the pipeline loader a denoiser loader), so the pipeline layer never imports them.
     files: ['src-main/core/pipeline/**'],
     rules: {
-      'no-restricted-imports': ['error', {
-        paths: [{ name: 'electron', message: 'src-main/core must run without Electron (CLI, browser mode, workers)' }],
-        patterns: [
-          ban(['**/cli/**', '**/electron/**', '**/serve/**', '**/src-renderer/**', 'electron/*'], 'core must not depend on the shells or the renderer'),
-          ban(['**/quant/**', '**/export/**', '**/compare/**', '**/batch/**', '**/jobs/**', '**/core/open', '**/core/open.js', '../open', '../open.js'], 'core/pipeline knows nothing of variants, exports or jobs: they build on it (a denoiser loader is handed in)'),
-          onlyOnnxTs,
-        ],
-      }],
+      'no-restricted-imports': coreImports(
+        ban(['**/quant/**', '**/export/**', '**/compare/**', '**/batch/**', '**/jobs/**', '**/core/open', '**/core/open.js', '../open', '../open.js'], 'core/pipeline knows nothing of variants, exports or jobs: they build on it (a denoiser loader is handed in)'),
+      ),
     },
   },
   {
     // the native boundary: the one module that imports onnxruntime-node.
     files: ['src-main/core/runtime/onnx.ts'],
     rules: {
-      'no-restricted-imports': ['error', {
-        paths: [{ name: 'electron', message: 'src-main/core must run without Electron (CLI, browser mode, workers)' }],
-      }],
+      'no-restricted-imports': ['error', { paths: [noElectron] }],
     },
   },
   {
