@@ -64,8 +64,8 @@ const CLASS_NAMES = ['class_labels', 'class_label', 'labels', 'y', 'class'];
 
 
 /** A family that model_index.json names and the studio cannot sample yet: one line that says which (components.ts). */
-function unsupportedFamily(dir: string, indexPath: string): void {
-  const raw = readJson(indexPath, 'model_index.json') as { _class_name?: unknown } | null;
+function unsupportedFamily(dir: string, index: unknown): void {
+  const raw = index as { _class_name?: unknown } | null;
   const cls = raw && typeof raw === 'object' && typeof raw._class_name === 'string' ? raw._class_name : undefined;
   const family = familyOf(cls);
   if (family && !family.sampled) {
@@ -73,8 +73,8 @@ function unsupportedFamily(dir: string, indexPath: string): void {
   }
 }
 
-/** Validates the folder layout (no model is loaded). */
-export function locatePipeline(dir: string): { dir: string; unetPath: string; schedulerPath: string; indexPath: string } {
+/** Validates the folder layout (no model is loaded); `index` is model_index.json as read, for the loader to parse. */
+export function locatePipeline(dir: string): { dir: string; unetPath: string; schedulerPath: string; indexPath: string; index: unknown } {
   const abs = resolve(dir);
   if (!existsSync(abs)) throw new DqError('NOT_FOUND', `no such file or folder: ${dir}`);
   if (!statSync(abs).isDirectory()) {
@@ -87,14 +87,15 @@ export function locatePipeline(dir: string): { dir: string; unetPath: string; sc
   if (!existsSync(indexPath)) {
     throw new DqError('NOT_A_PIPELINE', `${dir} is not a diffusion pipeline: model_index.json is missing (expected the diffusers ONNX layout)`);
   }
-  unsupportedFamily(dir, indexPath);
+  const index = readJson(indexPath, 'model_index.json');
+  unsupportedFamily(dir, index);
   const unetPath = join(abs, 'unet', 'model.onnx');
   if (!existsSync(unetPath)) throw new DqError('MISSING_COMPONENT', `${dir}: component 'unet' is missing (no unet/model.onnx)`);
   const schedulerPath = join(abs, 'scheduler', 'scheduler_config.json');
   if (!existsSync(schedulerPath)) {
     throw new DqError('MISSING_COMPONENT', `${dir}: component 'scheduler' is missing (no scheduler/scheduler_config.json)`);
   }
-  return { dir: abs, unetPath, schedulerPath, indexPath };
+  return { dir: abs, unetPath, schedulerPath, indexPath, index };
 }
 
 /** Largest sample a pipeline may declare: values per image, and per dimension. */
@@ -239,7 +240,7 @@ export type DenoiserLoader = (ctx: DenoiserContext) => Promise<DenoiserLoad | nu
  */
 export async function loadPipeline(dir: string, provider: Provider = 'cpu', denoiser?: DenoiserLoader): Promise<{ pipeline: Pipeline; session: Session }> {
   const loc = locatePipeline(dir);
-  const index = parseIndex(readJson(loc.indexPath, 'model_index.json'), loc.indexPath);
+  const index = parseIndex(loc.index, loc.indexPath);
   const scheduler = parseSchedulerConfig(readJson(loc.schedulerPath, 'scheduler_config.json'), loc.schedulerPath);
   const custom = denoiser ? await denoiser({ dir: loc.dir, label: dir, unetPath: loc.unetPath, provider }) : null;
   const session = custom?.session ?? (await cachedSession(loc.unetPath, provider, { label: `${dir}: unet/model.onnx` }));
