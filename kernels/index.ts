@@ -3,6 +3,7 @@
  * subgraphs (neutral descriptions, serialized by the engine). Pure TypeScript: no Node, no DOM. See docs/kernels.md.
  */
 export * from './minifloat.js';
+export * from './half.js';
 export * from './layout.js';
 export * from './quant.js';
 export * from './stats.js';

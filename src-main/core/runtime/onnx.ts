@@ -31,6 +31,8 @@ export type FeedValue =
   | { type: 'float32'; data: Float32Array; dims: readonly number[] }
   | { type: 'int64'; data: BigInt64Array; dims: readonly number[] }
   | { type: 'float64'; data: Float64Array; dims: readonly number[] }
+  /** IEEE binary16 bit patterns (kernels/half.ts converts). */
+  | { type: 'float16'; data: Uint16Array; dims: readonly number[] }
   | { type: 'int32'; data: Int32Array; dims: readonly number[] }
   | { type: 'int8'; data: Int8Array; dims: readonly number[] }
   | { type: 'uint8' | 'bool'; data: Uint8Array; dims: readonly number[] };
