@@ -60,6 +60,9 @@ def make_images(seed):
     x, _, d, f, b = data.batch(48, g, dropout=0.0)
     x = x / 2 + 0.5  # [0, 1]
     gray = data.gray
+    # the images drawn here by hand take the digit of test image pick[k] (its label replaces d[k])
+    pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed + 1)).tolist()
+    d = d.clone()
     idx = {c: i for i, c in enumerate(t2i_data.COLOURS)}
     imgs, info = [], []
 
@@ -85,7 +88,8 @@ def make_images(seed):
             k += 1
     # a foreground of half strength (the digit's grey scaled by 0.5): often no palette colour near enough
     for _ in range(2):
-        m = F.pad(gray[k:k + 1] * 0.5, (2, 2, 2, 2))[0]
+        d[k] = data.digit[pick[k]]
+        m = F.pad(gray[pick[k]:pick[k] + 1] * 0.5, (2, 2, 2, 2))[0]
         rgb = t2i_data.RGB
         add(m * rgb[f[k]][:, None, None] + (1 - m) * rgb[b[k]][:, None, None], d[k], f[k], b[k], "half-strength fg")
         k += 1
@@ -96,29 +100,50 @@ def make_images(seed):
         b[k], "no fg, noise 0.1")
     k += 1
     # an off-palette foreground (orange) and a shifted one (palette colour + 0.15 towards grey)
-    m = F.pad(gray[k:k + 1], (2, 2, 2, 2))[0]
+    d[k] = data.digit[pick[k]]
+    m = F.pad(gray[pick[k]:pick[k] + 1], (2, 2, 2, 2))[0]
     orange = torch.tensor([1.0, 0.55, 0.0])
     add(m * orange[:, None, None] + (1 - m) * t2i_data.RGB[b[k]][:, None, None], d[k], None, b[k], "orange fg")
     k += 1
-    m = F.pad(gray[k:k + 1], (2, 2, 2, 2))[0]
+    d[k] = data.digit[pick[k]]
+    m = F.pad(gray[pick[k]:pick[k] + 1], (2, 2, 2, 2))[0]
     shifted = t2i_data.RGB[f[k]] * 0.7 + 0.15
     add(m * shifted[:, None, None] + (1 - m) * t2i_data.RGB[b[k]][:, None, None], d[k], f[k], b[k], "fg 0.7c+0.15")
     k += 1
     # the digit drawn in two palette colours (top half one, bottom half another): the fg is the one with more pixels
-    m = F.pad(gray[k:k + 1], (2, 2, 2, 2))[0]
+    d[k] = data.digit[pick[k]]
+    m = F.pad(gray[pick[k]:pick[k] + 1], (2, 2, 2, 2))[0]
     other = (int(f[k]) + 1) % 8
     if other == int(b[k]):
         other = (other + 1) % 8
     top = torch.zeros(1, 32, 32)
     top[:, :14] = 1
     fgimg = top * t2i_data.RGB[f[k]][:, None, None] + (1 - top) * t2i_data.RGB[other][:, None, None]
-    add(m * fgimg + (1 - m) * t2i_data.RGB[b[k]][:, None, None], d[k], None, b[k], f"two fg colours ({t2i_data.COLOURS[other]} below)")
+    add(m * fgimg + (1 - m) * t2i_data.RGB[b[k]][:, None, None], d[k], None, b[k],
+        f"two fg colours ({t2i_data.COLOURS[other]} below)")
     k += 1
     # a border of another colour than the centre's background (the ring decides the background)
     img = x[k].clone()
     img[:, :3, :] = t2i_data.RGB[idx["yellow"] if int(b[k]) != idx["yellow"] else idx["cyan"]][:, None, None]
     add(img, d[k], f[k], b[k], "top 3 rows recoloured")
     k += 1
+    # a foreground of a few pixels only: one under MIN_FG_PIXELS (none found), one exactly at it (found)
+    for npx in (t2i_data.MIN_FG_PIXELS - 3, t2i_data.MIN_FG_PIXELS):
+        img = t2i_data.RGB[b[k]][:, None, None].expand(3, 32, 32).clone()
+        for j in range(npx):
+            img[:, 12 + j % 4, 13 + j // 4] = t2i_data.RGB[f[k]]
+        add(img, d[k], f[k] if npx >= t2i_data.MIN_FG_PIXELS else None, b[k], f"{npx} fg pixels")
+        k += 1
+    # a foreground colour moved off its palette corner (green channel towards the cube's inside) by a little less
+    # and a little more than FG_RADIUS
+    for off in (t2i_data.FG_RADIUS - 0.03, t2i_data.FG_RADIUS + 0.03):
+        d[k] = data.digit[pick[k]]
+        m = F.pad(gray[pick[k]:pick[k] + 1], (2, 2, 2, 2))[0]
+        c = t2i_data.RGB[f[k]].clone()
+        c[1] = c[1] + off if c[1] < 0.5 else c[1] - off
+        add(m * c[:, None, None] + (1 - m) * t2i_data.RGB[b[k]][:, None, None], d[k],
+            f[k] if off < t2i_data.FG_RADIUS else None, b[k], f"fg off its corner by {off:.2f}")
+        k += 1
     return torch.stack(imgs), info
 
 
@@ -177,7 +202,8 @@ def main():
     fg, bg, fg_rgb, bg_rgb, digit, margin = judge(load_classifier(), img01)
     keep, verdicts = [], []
     for i in range(len(info)):
-        why = "logit margin under %.2f" % MIN_MARGIN if margin[i] < MIN_MARGIN else risky(img01[i], int(bg[i]), fg_rgb[i], bg_rgb[i])
+        why = (f"logit margin under {MIN_MARGIN}" if margin[i] < MIN_MARGIN
+               else risky(img01[i], int(bg[i]), fg_rgb[i], bg_rgb[i]))
         if why:
             print(f"image {i} ({info[i]['made']}) left out: {why}")
             continue
