@@ -365,12 +365,17 @@ function toUnit(image: Float32Array, attrs: T2IAttributes, i: number): Float64Ar
     throw new DqError('BAD_ARGUMENT', `the text-to-image judge reads 3x${attrs.image_size}x${attrs.image_size} images (${n} values); image ${i} has ${image.length}`);
   }
   const px = new Float64Array(n);
-  for (let j = 0; j < n; j++) px[j] = image[j]! / 2 + 0.5; // model space [-1, 1] -> [0, 1], as the Python sampler does
+  for (let j = 0; j < n; j++) {
+    const v = image[j]!;
+    if (!Number.isFinite(v)) throw new DqError('BAD_ARGUMENT', `image ${i} has NaN or infinite values; it cannot be judged (a float16 VAE decoder that overflowed?)`);
+    px[j] = Math.min(1, Math.max(0, v / 2 + 0.5)); // model space -> [0, 1], clamped as the Python sampler does
+  }
   return px;
 }
 
 /**
- * Reads the digit and both colours back from images in model space [-1, 1] (each [3 * size * size], planar RGB).
+ * Reads the digit and both colours back from images in model space [-1, 1] (each [3 * size * size], planar RGB;
+ * values outside are clamped, as tools/train_tiny_t2i.py's sampler clamps before judging; NaN or inf: BAD_ARGUMENT).
  * The digit comes from the embedded MNIST classifier (onnxruntime), the colours from the pixels.
  */
 export async function judgeImages(images: Float32Array[], attrs: T2IAttributes, opts: T2IJudgeOptions = {}): Promise<T2IVerdict[]> {

@@ -55,8 +55,23 @@ describe('judgeImages', () => {
     expect(REF.images.some((r) => r.judge.digit !== r.made_from.digit)).toBe(true);
   });
 
-  it('refuses an image of another size in one line', async () => {
+  it('clamps to [-1, 1] first, as the Python sampler clamps its images before judging', async () => {
+    // only the pixels at the extremes are pushed further out: clamped, they are the fixture images again
+    const pushed = images().map((img) => img.map((v) => (v === 1 ? 1.4 : v === -1 ? -1.7 : v)));
+    expect(pushed.some((img) => img.some((v) => v > 1))).toBe(true);
+    const got = await judgeImages(pushed, attrs);
+    got.forEach((g, i) => {
+      const r = REF.images[i]!.judge;
+      expect({ digit: g.digit, fg: g.fg, bg: g.bg }, `image ${i}`).toEqual({ digit: r.digit, fg: r.fg, bg: r.bg });
+      g.bgRgb.forEach((v, k) => expect(v).toBeCloseTo(r.bg_rgb[k]!, 5));
+    });
+  });
+
+  it('refuses an image of another size, or with NaN, in one line', async () => {
     await expect(judgeImages([new Float32Array(3 * 64 * 64)], attrs)).rejects.toThrow(/reads 3x32x32 images \(3072 values\); image 0 has 12288/);
+    const nan = images().slice(0, 2);
+    nan[1]![100] = NaN;
+    await expect(judgeImages(nan, attrs)).rejects.toThrow(/image 1 has NaN or infinite values/);
   });
 });
 
