@@ -3,11 +3,11 @@ that ONNX exporters write, for tests of the pipeline loader, tokenizer, sampler 
 
 Usage (Debian's PyTorch 1.13 CPU build and onnx 1.12: `apt-get install -y python3-torch python3-onnx`):
 
-    /usr/bin/python3 tools/make_sd_fixtures.py [--out test/fixtures] [--only sd15-optimum,sdxl-optimum,...]
+    /usr/bin/python3 tools/make_sd_fixtures.py [--out test/fixtures] [--only sd15-optimum,sdxl-optimum,...,ddpm-plain]
                                                [--legacy-timestep int64|float32]
 
 Regenerating gives byte-identical files (fixed seeds, one thread; the same torch and onnx versions assumed).
-Writes four pipeline folders under --out:
+Writes five pipeline folders under --out:
 
   sd15-optimum/  StableDiffusionPipeline as `optimum-cli export onnx` writes it (about 1.4 MB):
                  model_index.json (the diffusers pipeline config: `vae` entry, but vae_decoder/ + vae_encoder/
@@ -35,6 +35,12 @@ Writes four pipeline folders under --out:
   sd15-fp16/     sd15-optimum in float16 as `optimum-cli export onnx --dtype fp16` writes it (about 1.0 MB): every
                  float input, output and weight is float16 (timestep a float16 scalar); the sinusoidal timestep
                  projection runs in float32 inside the graph (Cast in, Cast out), as diffusers computes it.
+  ddpm-plain/    an unconditional pixel-space DDPMPipeline as DDPMPipeline.save_pretrained writes it, with its
+                 UNet2DModel exported to unet/model.onnx (about 245 KB): model_index.json with only the diffusers
+                 fields (_class_name, _diffusers_version, scheduler, unet), scheduler/ (DDPMScheduler with
+                 google/ddpm-cifar10-32's schedule), unet/config.json (UNet2DModel, sample_size 32, 3 channels);
+                 the graph takes sample float32 [batch, 3, height, width] (height and width dynamic: the size is
+                 only in unet/config.json) and timestep float32 rank 1 [batch] -> out_sample. Opset 17.
 
 The three SD 1.5 fixtures hold the SAME weights (one seed): the same prompt ids, latents and timestep give the same
 outputs in every convention (float16 within its precision), which tests can use as a cross-check.
@@ -576,6 +582,120 @@ def unet_config(**over):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# UNet2DModel (unconditional, pixel space: DDPMPipeline / DDIMPipeline)
+
+
+class SelfAttention2D(nn.Module):
+    """diffusers Attention as AttnDownBlock2D, AttnUpBlock2D and UNetMidBlock2D build it (the former attention
+    block): group_norm, biased to_q/to_k/to_v, to_out.0 (+ dropout), residual connection; heads = channels //
+    attention_head_dim, scaled by head_dim^-0.5. Takes (and ignores) a context so DownBlock / UpBlock can call it."""
+
+    def __init__(self, ch, head_dim, groups, eps):
+        super().__init__()
+        self.heads = ch // head_dim
+        self.group_norm = nn.GroupNorm(groups, ch, eps=eps)
+        self.to_q, self.to_k, self.to_v = (nn.Linear(ch, ch) for _ in range(3))
+        self.to_out = nn.ModuleList([nn.Linear(ch, ch), nn.Dropout(0.0)])
+
+    def forward(self, x, ctx=None):
+        b, c, hh, ww = x.shape
+        h = self.heads
+        t = self.group_norm(x).reshape(b, c, hh * ww).transpose(1, 2)
+        split = lambda y: y.reshape(b, hh * ww, h, c // h).transpose(1, 2)
+        q, k, v = split(self.to_q(t)), split(self.to_k(t)), split(self.to_v(t))
+        w = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * (c // h) ** -0.5, dim=-1)
+        o = self.to_out[0](torch.matmul(w, v).transpose(1, 2).reshape(b, hh * ww, c))
+        return x + o.transpose(1, 2).reshape(b, c, hh, ww)
+
+
+class UNetMidBlock2DTemb(nn.Module):
+    """UNetMidBlock2D of UNet2DModel: resnet, attention, resnet, with the time embedding."""
+
+    def __init__(self, ch, temb, groups, eps, head_dim):
+        super().__init__()
+        self.attentions = nn.ModuleList([SelfAttention2D(ch, head_dim, groups, eps)])
+        self.resnets = nn.ModuleList([ResnetBlock2D(ch, ch, temb, groups, eps) for _ in range(2)])
+
+    def forward(self, h, temb):
+        return self.resnets[1](self.attentions[0](self.resnets[0](h, temb)), temb)
+
+
+class UNet2DModel(nn.Module):
+    """diffusers UNet2DModel with time_embedding_type "positional", no class embedding: conv_in; Timesteps +
+    TimestepEmbedding; DownBlock2D / AttnDownBlock2D (layers_per_block resnets, an attention after each resnet in
+    Attn blocks, stride-2 conv downsamplers but on the last); UNetMidBlock2D; UpBlock2D / AttnUpBlock2D
+    (layers_per_block + 1 resnets on skip concats, nearest x2 + conv upsamplers but on the last); GroupNorm, SiLU,
+    conv_out. The timestep is multiplied by ones(batch) as diffusers does, so a length-1 or a [batch] timestep works."""
+
+    def __init__(self, c):
+        super().__init__()
+        chs = c["block_out_channels"]
+        nb = len(chs)
+        g, eps, lpb, hd = c["norm_num_groups"], c["norm_eps"], c["layers_per_block"], c["attention_head_dim"]
+        c0 = chs[0]
+        temb = 4 * c0
+        self.conv_in = nn.Conv2d(c["in_channels"], c0, 3, padding=1)
+        self.time_proj = Timesteps(c0)
+        self.time_embedding = TimestepEmbedding(c0, temb)
+        attns = lambda ch, n: nn.ModuleList([SelfAttention2D(ch, hd, g, eps) for _ in range(n)])
+        self.down_blocks = nn.ModuleList()
+        skips = [c0]
+        cin = c0
+        for i, (kind, co) in enumerate(zip(c["down_block_types"], chs)):
+            last = i == nb - 1
+            blk = DownBlock(cin, co, lpb, temb, g, eps, None, None if last else c["downsample_padding"])
+            if kind == "AttnDownBlock2D":
+                blk.attentions = attns(co, lpb)
+            self.down_blocks.append(blk)
+            skips += [co] * lpb + ([] if last else [co])
+            cin = co
+        self.mid_block = UNetMidBlock2DTemb(chs[-1], temb, g, eps, hd)
+        self.up_blocks = nn.ModuleList()
+        prev = chs[-1]
+        for i, (kind, co) in enumerate(zip(c["up_block_types"], chs[::-1])):
+            cins = [(prev if j == 0 else co) + skips.pop() for j in range(lpb + 1)]
+            blk = UpBlock(cins, co, temb, g, eps, None, i < nb - 1)
+            if kind == "AttnUpBlock2D":
+                blk.attentions = attns(co, lpb + 1)
+            self.up_blocks.append(blk)
+            prev = co
+        self.conv_norm_out = nn.GroupNorm(g, c0, eps=eps)
+        self.conv_out = nn.Conv2d(c0, c["out_channels"], 3, padding=1)
+
+    def forward(self, sample, timestep):
+        t = timestep[None] if timestep.dim() == 0 else timestep
+        t = t * torch.ones(sample.shape[0], dtype=t.dtype)
+        emb = self.time_embedding(self.time_proj(t))
+        h = self.conv_in(sample)
+        skips = [h]
+        for blk in self.down_blocks:
+            h, s = blk(h, emb)
+            skips += s
+        h = self.mid_block(h, emb)
+        for blk in self.up_blocks:
+            n = len(blk.resnets)
+            h = blk(h, skips[-n:], emb)
+            del skips[-n:]
+        return self.conv_out(F.silu(self.conv_norm_out(h)))
+
+
+def unet2d_config(**over):
+    """UNet2DModel's config.json as diffusers 0.31 save_config writes it (every __init__ argument)."""
+    c = {
+        "_class_name": "UNet2DModel", "_diffusers_version": DIFFUSERS_VERSION, "act_fn": "silu", "add_attention": True,
+        "attention_head_dim": 8, "attn_norm_num_groups": None, "block_out_channels": [8, 16], "center_input_sample": False,
+        "class_embed_type": None, "down_block_types": ["DownBlock2D", "AttnDownBlock2D"], "downsample_padding": 1,
+        "downsample_type": "conv", "dropout": 0.0, "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 3,
+        "layers_per_block": 1, "mid_block_scale_factor": 1, "mid_block_type": "UNetMidBlock2D", "norm_eps": 1e-05,
+        "norm_num_groups": 4, "num_class_embeds": None, "num_train_timesteps": None, "out_channels": 3,
+        "resnet_time_scale_shift": "default", "sample_size": 32, "time_embedding_dim": None,
+        "time_embedding_type": "positional", "up_block_types": ["AttnUpBlock2D", "UpBlock2D"], "upsample_type": "conv",
+    }
+    c.update(over)
+    return c
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # AutoencoderKL
 
 
@@ -990,6 +1110,34 @@ def make_sdxl_optimum(out, seed):
            ["sample"], ["latent_parameters"], OPT_ENC_AXES, opset)
 
 
+# google/ddpm-cifar10-32's schedule (linear betas 1e-4..0.02 over 1000 steps, fixed_small, clip_sample) with every
+# field DDPMScheduler.save_config writes in diffusers 0.31
+DDPM = {
+    "_class_name": "DDPMScheduler", "_diffusers_version": DIFFUSERS_VERSION, "beta_end": 0.02, "beta_schedule": "linear",
+    "beta_start": 0.0001, "clip_sample": True, "clip_sample_range": 1.0, "dynamic_thresholding_ratio": 0.995,
+    "num_train_timesteps": 1000, "prediction_type": "epsilon", "rescale_betas_zero_snr": False, "sample_max_value": 1.0,
+    "steps_offset": 0, "thresholding": False, "timestep_spacing": "leading", "trained_betas": None,
+    "variance_type": "fixed_small",
+}
+
+
+def make_ddpm_plain(out, seed):
+    """DDPMPipeline.save_pretrained (model_index.json, scheduler/, unet/config.json) + the UNet2DModel exported to
+    unet/model.onnx: sample [batch, 3, height, width] with dynamic height and width, timestep rank 1 [batch]."""
+    uc = unet2d_config()
+    unet = seeded(seed, lambda: UNet2DModel(uc))
+    write_json(os.path.join(out, "model_index.json"), {
+        "_class_name": "DDPMPipeline", "_diffusers_version": DIFFUSERS_VERSION,
+        "scheduler": ["diffusers", "DDPMScheduler"], "unet": ["diffusers", "UNet2DModel"],
+    })
+    write_json(os.path.join(out, "scheduler", "scheduler_config.json"), DDPM)
+    write_json(os.path.join(out, "unet", "config.json"), uc)
+    s = uc["sample_size"]
+    axes = {"sample": {0: "batch", 2: "height", 3: "width"}, "timestep": {0: "batch"}, "out_sample": {0: "batch", 2: "height", 3: "width"}}
+    export(unet, (torch.randn(2, uc["in_channels"], s, s), torch.tensor([999.0, 999.0])), os.path.join(out, "unet", "model.onnx"),
+           ["sample", "timestep"], ["out_sample"], axes, 17)
+
+
 def folder_bytes(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
@@ -997,7 +1145,7 @@ def folder_bytes(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "test", "fixtures"))
-    ap.add_argument("--only", default="sd15-optimum,sdxl-optimum,sd15-legacy,sd15-fp16")
+    ap.add_argument("--only", default="sd15-optimum,sdxl-optimum,sd15-legacy,sd15-fp16,ddpm-plain")
     ap.add_argument("--legacy-timestep", choices=["int64", "float32"], default="int64")
     ap.add_argument("--seed", type=int, default=1500)
     args = ap.parse_args()
@@ -1015,6 +1163,8 @@ def main():
             make_sd15_legacy(out, args.seed, args.legacy_timestep)
         elif name == "sdxl-optimum":
             make_sdxl_optimum(out, args.seed + 10)
+        elif name == "ddpm-plain":
+            make_ddpm_plain(out, args.seed + 20)
         else:
             raise SystemExit(f"unknown fixture {name}")
         print(f"{name}: {folder_bytes(out):,} bytes")
