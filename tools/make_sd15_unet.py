@@ -201,7 +201,6 @@ def main():
         "_dq_version": 1,
         "unet": ["diffusers", "UNet2DConditionModel"],
         "scheduler": ["diffusers", "DDIMScheduler"],
-        "sample_shape": [4, args.size, args.size],
         "default_guidance": 1.0,
         "_generated_by": "tools/make_sd15_unet.py --channels %s --size %d --context %d --seed %d (random weights, %d parameters)"
         % (args.channels, args.size, args.context, args.seed, params),

@@ -172,7 +172,7 @@ def export(model, out, meta):
         json.dump({"_class_name": "DQClassConditionalPipeline", "_dq_version": 1,
                    "unet": ["diffusers", "UNet2DModel"], "scheduler": ["diffusers", "DDIMScheduler"],
                    "classes": [str(i) for i in range(10)], "null_class": NULL_CLASS,
-                   "sample_shape": [1, 28, 28], "default_guidance": meta.get("guidance", 2.0)}, f, indent=2)
+                   "default_guidance": meta.get("guidance", 2.0)}, f, indent=2)
     with open(os.path.join(out, "training.json"), "w") as f:
         json.dump(meta, f, indent=2)
 

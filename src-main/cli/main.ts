@@ -8,11 +8,11 @@ import { fileURLToPath } from 'node:url';
 import { DqError, isDqError } from '../core/errors.js';
 import { formatInfo, runInfo } from '../core/jobs/info-job.js';
 import { describeComponents, formatComponents, type Family } from '../core/pipeline/components.js';
-import { runSampleJob } from '../core/jobs/sample-job.js';
+import { readPromptFile, runSampleJob } from '../core/jobs/sample-job.js';
 import { releaseSessions } from '../core/pipeline/pipeline.js';
 import { SAMPLERS, type SamplerName } from '../core/pipeline/schedulers.js';
 import { makeDirs, prepareOutput } from '../core/fsutil.js';
-import { MAX_BATCH, MAX_COUNT, MAX_SAMPLES, parseClasses, parseSeeds } from '../core/ranges.js';
+import { MAX_BATCH, MAX_COUNT, MAX_IMAGE_PX, MAX_SAMPLES, parseClasses, parseSeeds } from '../core/ranges.js';
 import { PROVIDERS, type Provider } from '../core/runtime/onnx.js';
 import { createHost } from '../host.js';
 import { serve } from '../serve/server.js';
@@ -41,29 +41,41 @@ export function buildProgram(): Command {
 
   program
     .command('sample')
-    .description('generate a labelled grid of images from a pipeline (same seed, same image)')
-    .argument('<pipeline-dir>', 'pipeline folder (diffusers ONNX layout), e.g. models/tiny-mnist')
+    .description('generate a labelled grid of images from a pipeline (same seed, same image): a row per class or prompt, a column per seed')
+    .argument('<pipeline-dir>', 'pipeline folder (diffusers ONNX layout), e.g. models/tiny-mnist or models/tiny-t2i')
     .option('--class <list>', 'class labels, e.g. 0-9 or 3,5 (default: every class)')
+    .option('--prompt <text...>', 'text-to-image: the prompt(s), a grid row each')
+    .option('--prompts <file>', 'text-to-image: a prompt file (UTF-8): one prompt a line, or a JSON list of strings or {"prompt", "negative_prompt"}')
+    .option('--negative-prompt <text>', 'text-to-image: what to steer away from (the unconditional branch of guidance)')
+    .option('--height <px>', 'text-to-image: image height in pixels (a multiple of the VAE factor; default: the pipeline\'s)', num('--height', 1, true, MAX_IMAGE_PX))
+    .option('--width <px>', 'text-to-image: image width in pixels', num('--width', 1, true, MAX_IMAGE_PX))
     .option('--seeds <list>', 'seeds, e.g. 0-7', '0-7')
     .option('--steps <n>', 'inference steps', num('--steps', 1, true), 25)
-    .addOption(new Option('--sampler <name>', 'sampler').choices(SAMPLERS).default('ddim'))
-    .option('--guidance <w>', 'classifier-free guidance scale (1 = off)', num('--guidance', 0))
+    .addOption(new Option('--sampler <name>', 'sampler (default: the one scheduler_config.json names)').choices(SAMPLERS))
+    .addOption(new Option('--scheduler <name>', 'the same as --sampler (diffusers calls it the scheduler)').choices(SAMPLERS).conflicts('sampler'))
+    .option('--guidance <w>', 'classifier-free guidance scale (1 = off; default: the pipeline\'s)', num('--guidance', 0))
     .option('--eta <eta>', 'DDIM eta (0 = deterministic)', num('--eta', 0), 0)
     .option('--batch <n>', 'images per network batch', num('--batch', 1, true, MAX_BATCH), 16)
     .addOption(new Option('--provider <ep>', 'execution provider').choices(PROVIDERS).default('cpu'))
     .requiredOption('--out <dir>', 'output folder (grid.png, samples.json)')
     .option('--quiet', 'no progress output')
-    .action(async (dir: string, o: Record<string, string | number | boolean | undefined>) => {
+    .action(async (dir: string, o: Record<string, string | string[] | number | boolean | undefined>) => {
       const classes = o.class === undefined ? [] : parseClasses(String(o.class));
       const seeds = parseSeeds(String(o.seeds));
+      if (o.prompt !== undefined && o.prompts !== undefined) throw new DqError('BAD_ARGUMENT', 'give --prompt or --prompts, not both');
+      const prompts = o.prompts !== undefined ? readPromptFile(String(o.prompts)) : o.prompt !== undefined ? (o.prompt as string[]).map((prompt) => ({ prompt })) : undefined;
       prepareOutput(String(o.out), 'folder');
       const progress = o.quiet ? undefined : progressPrinter('sampling');
       const rec = await runSampleJob({
         pipelineDir: dir,
         classes,
+        prompts,
+        negativePrompt: o.negativePrompt as string | undefined,
+        height: o.height as number | undefined,
+        width: o.width as number | undefined,
         seeds,
         steps: o.steps as number,
-        sampler: o.sampler as SamplerName,
+        sampler: (o.sampler ?? o.scheduler) as SamplerName | undefined,
         guidance: (o.guidance as number | undefined) ?? (await defaultGuidance(dir)),
         eta: o.eta as number,
         provider: o.provider as Provider,
@@ -75,7 +87,7 @@ export function buildProgram(): Command {
       for (const w of rec.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
       const fb = rec.provider.fallback ? ` (fell back: ${rec.provider.fallback})` : '';
       console.log(
-        `${rec.images.length} images, ${rec.settings.sampler} ${rec.settings.steps} steps, guidance ${rec.settings.guidance}, ` +
+        `${rec.images.length} images ${rec.imageShape.slice(1).join('x')}, ${rec.settings.sampler} ${rec.settings.steps} steps, guidance ${rec.settings.guidance}, ` +
           `provider ${rec.provider.used}${fb}, ${rec.seconds.toFixed(2)} s -> ${resolve(String(o.out), 'grid.png')}`,
       );
     });
@@ -156,21 +168,22 @@ export function buildProgram(): Command {
 
   program
     .command('eval')
-    .description('every preset vs FP on the same seeds: class agreement and FID-to-FP (classifier features)')
+    .description('every preset vs FP on the same seeds: class agreement and FID-to-FP (classifier features); on the embedded text-to-image model, FP prompt agreement')
     .argument('<pipeline-dir>', 'pipeline folder')
     .option('--presets <list>', 'comma-separated presets (default: all)')
     .option('--samples <n>', 'images per variant', num('--samples', 2, true, MAX_SAMPLES), 500)
     .option('--steps <n>', 'sampling steps', num('--steps', 1, true), 25)
-    .addOption(new Option('--sampler <name>', 'sampler').choices(SAMPLERS).default('ddim'))
-    .option('--guidance <w>', 'classifier-free guidance scale', num('--guidance', 0), 2)
+    .addOption(new Option('--sampler <name>', "sampler (default: the pipeline's scheduler)").choices(SAMPLERS))
+    .option('--guidance <w>', "classifier-free guidance scale (default: the pipeline's)", num('--guidance', 0))
     .option('--calib <record>', 'calibration record (default: calibrate into <out>/calibration.json)')
     .option('--calib-samples <n>', 'calibration images when calibrating', num('--calib-samples', 1, true, MAX_SAMPLES), 64)
     .requiredOption('--out <dir>', 'folder for variants, calibration and eval.json')
     .action(async (dir: string, o: Record<string, string | number | undefined>) => {
-      const presets = o.presets ? String(o.presets).split(',').map((s) => s.trim()).filter(Boolean) : listPresets();
+      const text = (await readFamily(dir))?.task === 'text-to-image';
+      const presets = o.presets ? String(o.presets).split(',').map((s) => s.trim()).filter(Boolean) : text ? [] : listPresets();
       await runEval({
-        pipelineDir: dir, presets, samples: o.samples as number, steps: o.steps as number, sampler: o.sampler as SamplerName,
-        guidance: o.guidance as number, out: String(o.out), calib: o.calib as string | undefined, calibSamples: o.calibSamples as number,
+        pipelineDir: dir, presets, samples: o.samples as number, steps: o.steps as number, sampler: o.sampler as SamplerName | undefined,
+        guidance: o.guidance as number | undefined, out: String(o.out), calib: o.calib as string | undefined, calibSamples: o.calibSamples as number,
         onLine: (s) => console.log(s),
       });
     });

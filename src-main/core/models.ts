@@ -34,6 +34,31 @@ function firstParagraph(md: string): string {
   return body.join('\n').trim().split(/\n\s*\n/)[0]?.replace(/\s+/g, ' ').trim() ?? '';
 }
 
+function readConfig(path: string): Record<string, unknown> | null {
+  try {
+    const v = JSON.parse(readFileSync(path, 'utf8')) as unknown;
+    return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * [C, H, W] of the images a pipeline makes, as the component configs state it (unet/config.json's sample_size and
+ * in_channels; the VAE's factor and 3 channels for a latent pipeline); null when they do not say. A listing only:
+ * loading the pipeline reads the graphs.
+ */
+export function imageShapeFromConfigs(dir: string): number[] | null {
+  const unet = readConfig(join(dir, 'unet', 'config.json'));
+  const size = unet?.sample_size;
+  const hw = typeof size === 'number' ? [size, size] : Array.isArray(size) && size.length === 2 ? (size as number[]) : null;
+  if (!unet || !hw || typeof unet.in_channels !== 'number') return null;
+  const vae = readConfig(join(dir, 'vae_decoder', 'config.json'));
+  if (!vae) return [unet.in_channels, hw[0]!, hw[1]!];
+  const f = Array.isArray(vae.block_out_channels) ? 2 ** (vae.block_out_channels.length - 1) : 8;
+  return [typeof vae.out_channels === 'number' ? vae.out_channels : 3, hw[0]! * f, hw[1]! * f];
+}
+
 export function listEmbeddedModels(root = modelsRoot()): EmbeddedModelInfo[] {
   if (!existsSync(root)) return [];
   const out: EmbeddedModelInfo[] = [];
@@ -42,10 +67,10 @@ export function listEmbeddedModels(root = modelsRoot()): EmbeddedModelInfo[] {
     const card = existsSync(join(dir, 'README.md')) ? readFileSync(join(dir, 'README.md'), 'utf8') : '';
     const title = /^#\s+(.+)$/m.exec(card)?.[1]?.trim() ?? id;
     if (existsSync(join(dir, 'model_index.json'))) {
-      const idx = JSON.parse(readFileSync(join(dir, 'model_index.json'), 'utf8')) as { classes?: unknown[]; sample_shape?: number[] };
+      const idx = JSON.parse(readFileSync(join(dir, 'model_index.json'), 'utf8')) as { classes?: unknown[] };
       out.push({
         id, path: dir, kind: 'diffusion-pipeline', title, summary: firstParagraph(card),
-        classes: (idx.classes ?? []).map(String), sampleShape: idx.sample_shape ?? null,
+        classes: (idx.classes ?? []).map(String), sampleShape: imageShapeFromConfigs(dir),
       });
     } else if (existsSync(join(dir, 'model.onnx'))) {
       out.push({ id, path: dir, kind: 'classifier', title, summary: firstParagraph(card), classes: [], sampleShape: null });

@@ -19,6 +19,8 @@ export const MAX_SAMPLES = 100_000;
 export const MAX_COUNT = 1000;
 /** Images per network batch. */
 export const MAX_BATCH = 1024;
+/** --height / --width in pixels (SDXL's native size is 1024; 8192 leaves room and refuses typos). */
+export const MAX_IMAGE_PX = 8192;
 
 export interface IntListLimits {
   /** At most this many distinct values (default MAX_SEEDS). */

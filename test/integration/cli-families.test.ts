@@ -44,7 +44,9 @@ describe('dq info on real pipeline layouts', () => {
     expect(r.stdout).toMatch(/^class\s+OnnxStableDiffusionPipeline \(Stable Diffusion 1\.x\/2\.x \(legacy ONNX\), text-to-image\)$/m);
     expect(r.stdout).toMatch(/^convention legacy diffusers script \(int32 input_ids, weights in weights\.pb/m);
     expect(r.stdout).toMatch(/^\s+input\s+input_ids int32 \[batch, sequence\]$/m);
-    expect(r.stdout).toMatch(/^sampling\s+not supported yet/m);
+    expect(r.stdout).toMatch(/^sample\s+4x64x64 latents \(the legacy ONNX pipeline default \(512x512 images\)\) -> images 3x512x512$/m);
+    expect(r.stdout).toMatch(/^vae\s+factor 8, scaling 0\.18215, float32 \(from the legacy ONNX pipeline/m);
+    expect(r.stdout).toMatch(/^defaults\s+sampler pndm, guidance 7\.5$/m);
     const j = dq(['info', F('sd15-fp16'), '--json']);
     expect(j.code).toBe(0);
     const parsed = JSON.parse(j.stdout) as { convention: string; components: { name: string; onnx?: { outputs: { type: string }[] } }[] };
@@ -59,12 +61,15 @@ describe('dq info on real pipeline layouts', () => {
     expect(r.stdout).toMatch(/^layers\s+\d+ quantizable/m);
   });
 
-  it('sample refuses a family it cannot sample yet, naming it in one line (SDXL, and a Flux folder)', () => {
+  it('sample refuses a family it cannot sample yet, naming it in one line (SD3, and a Flux folder)', () => {
     const out = tmp();
-    const r = dq(['sample', F('sdxl-optimum'), '--out', join(out, 's')]);
+    const sd3 = join(out, 'sd3');
+    mkdirSync(join(sd3, 'transformer'), { recursive: true });
+    writeFileSync(join(sd3, 'model_index.json'), JSON.stringify({ _class_name: 'StableDiffusion3Pipeline', transformer: ['diffusers', 'SD3Transformer2DModel'] }));
+    const r = dq(['sample', sd3, '--prompt', 'a cat', '--out', join(out, 's')]);
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toMatch(/^dq: error: .*sdxl-optimum is a Stable Diffusion XL pipeline \(StableDiffusionXLPipeline, text-to-image\): DQ Studio cannot sample or quantize text-to-image pipelines yet/);
+    expect(r.stderr).toMatch(/^dq: error: .*sd3 is a Stable Diffusion 3 \(DiT, flow matching\) pipeline \(StableDiffusion3Pipeline, text-to-image\): DQ Studio cannot sample or quantize/);
     const flux = join(out, 'flux');
     mkdirSync(join(flux, 'transformer'), { recursive: true });
     writeFileSync(join(flux, 'model_index.json'), JSON.stringify({ _class_name: 'FluxPipeline', transformer: ['diffusers', 'FluxTransformer2DModel'], scheduler: ['diffusers', 'FlowMatchEulerDiscreteScheduler'] }));

@@ -14,7 +14,7 @@ import { fitGaussian, frechetDistance, psnr, ssim, type Gaussian } from '../eval
 import { makeDirs, writeFileAtomic } from '../fsutil.js';
 import { encodePng, layoutGrid, type RasterImage } from '../image/grid.js';
 import { externalRef, loadOnnx } from '../onnx/io.js';
-import { type Pipeline } from '../pipeline/pipeline.js';
+import { refuseText, type Pipeline } from '../pipeline/pipeline.js';
 import { openPipeline } from '../open.js';
 import { sample, validateRequest } from '../pipeline/sample.js';
 import type { SamplerName } from '../pipeline/schedulers.js';
@@ -228,6 +228,7 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
 
   job.onProgress?.({ phase: 'loading', done: 0, total: 1 });
   const fp = await openPipeline(job.pipelineDir, provider);
+  refuseText(fp.pipeline, 'compare');
   const base = fp.pipeline;
   const conditional = base.io.classLabels !== null;
   if (!conditional && job.classes.length) throw new DqError('BAD_ARGUMENT', 'this model is unconditional: leave out --class');

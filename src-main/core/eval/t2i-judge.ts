@@ -440,3 +440,24 @@ export async function promptAgreement(prompts: string[], images: Float32Array[],
   });
   return { judged: judgeable, unjudgeable: prompts.length - judgeable, agreement: all / judgeable, digit: digit / judgeable, fg: fg / judgeable, bg: bg / judgeable, results };
 }
+
+/**
+ * n evaluation prompts: digit i % 10 (every digit equally often), and for the k-th round of ten a colour pair and a
+ * phrasing spread over all of them (pair (17k + 5d) mod P, phrasing (k + d) mod T: for a digit, no pair repeats
+ * within P rounds). Deterministic, so every run and every variant is judged on the same prompts.
+ */
+export function evalPrompts(attrs: T2IAttributes, n: number): { prompt: string; expected: T2IPromptAttributes }[] {
+  const colours = Object.keys(attrs.palette);
+  const pairs: [string, string][] = [];
+  for (const f of colours) for (const b of colours) if (f !== b) pairs.push([f, b]);
+  const out: { prompt: string; expected: T2IPromptAttributes }[] = [];
+  for (let i = 0; i < n; i++) {
+    const d = i % attrs.digits.length;
+    const k = Math.floor(i / attrs.digits.length);
+    const [f, b] = pairs[(17 * k + 5 * d) % pairs.length]!;
+    const t = attrs.templates[(k + d) % attrs.templates.length]!;
+    const prompt = t.replaceAll('{f}', f).replaceAll('{b}', b).replaceAll('{d}', attrs.digits[d]!).replaceAll('{n}', String(d));
+    out.push({ prompt, expected: { digit: d, fg: f, bg: b } });
+  }
+  return out;
+}

@@ -4,6 +4,7 @@ import { analyzeGraph, type LayerMap } from '../onnx/analysis.js';
 import { readModel, summarize, type ModelSummary } from '../onnx/model.js';
 import { type PipelineIndex, type UnetIO } from '../pipeline/pipeline.js';
 import { openPipeline } from '../open.js';
+import { describeComponents, formatComponents, type ComponentsInfo } from '../pipeline/components.js';
 import type { SchedulerConfig } from '../pipeline/schedulers.js';
 import type { IoMeta } from '../runtime/onnx.js';
 import { readManifest } from '../quant/variant.js';
@@ -19,6 +20,15 @@ export interface PipelineInfo {
   layers: LayerMap | null;
   /** A quantized variant's manifest summary. */
   variant: (Manifest['summary'] & { recipe: string; simulated: boolean }) | null;
+  /** [C, H, W] of the images it makes (decoded by the VAE for a latent pipeline). */
+  image: number[];
+  /** Text conditioning: how the unet's text inputs are made. */
+  text: { kind: string; encoders: { component: string; input: string; idsType: string; hidden: string; pooled: string | null }[]; tokenizers: { folder: string; source: string; vocab: number; maxLength: number; padId: number }[]; width: number | null; zerosForEmptyNegative: boolean } | null;
+  /** The VAE decoder: factor and scaling, and where they came from. */
+  codec: { factor: number; scalingFactor: number; shiftFactor: number; inputType: string; source: string } | null;
+  defaults: { sampler: string; guidance: number };
+  /** For a diffusers pipeline with more than a unet: every component and the I/O convention (components.ts). */
+  components: ComponentsInfo | null;
 }
 
 export async function runInfo(dir: string, opts: { timestepInput?: string } = {}): Promise<PipelineInfo> {
@@ -41,18 +51,38 @@ export async function runInfo(dir: string, opts: { timestepInput?: string } = {}
     },
     layers,
     variant: manifest ? { recipe: manifest.recipe.name, simulated: manifest.simulated, ...manifest.summary } : null,
+    image: pipeline.imageShape,
+    text: pipeline.text
+      ? {
+          kind: pipeline.text.kind,
+          encoders: pipeline.text.encoders.map((e) => ({ component: e.component, input: e.input, idsType: e.idsType, hidden: e.hidden, pooled: e.pooled })),
+          tokenizers: pipeline.text.tokenizers.map((t, k) => ({ folder: pipeline.text!.encoders[k]!.component.replace('text_encoder', 'tokenizer'), source: t.source, vocab: t.vocabSize, maxLength: t.maxLength, padId: t.padId })),
+          width: pipeline.text.width,
+          zerosForEmptyNegative: pipeline.text.zerosForEmptyNegative,
+        }
+      : null,
+    codec: pipeline.codec ? { factor: pipeline.codec.factor, scalingFactor: pipeline.codec.scalingFactor, shiftFactor: pipeline.codec.shiftFactor, inputType: pipeline.codec.inputType, source: pipeline.codec.source } : null,
+    defaults: { sampler: pipeline.index.defaultSampler, guidance: pipeline.index.defaultGuidance },
+    components: pipeline.text || pipeline.codec ? await describeComponents(dir, { io: true }) : null,
   };
 }
 
 export function formatInfo(i: PipelineInfo): string {
   const shape = (m: IoMeta) => (m.shape ? `[${m.shape.join(', ')}]` : '');
   const s = i.scheduler;
+  const text = i.text;
   const lines = [
-    `pipeline   ${i.dir}`,
-    `class      ${i.pipeline.className}`,
-    `components ${Object.entries(i.pipeline.components).map(([k, v]) => `${k} (${v[1]})`).join(', ')}`,
-    `sample     ${i.pipeline.sampleShape.join('x')}`,
-    `classes    ${i.pipeline.classes.length ? `${i.pipeline.classes.length} (${i.pipeline.classes.join(' ')}), null class ${i.pipeline.nullClass ?? 'none'}` : 'unconditional'}`,
+    ...(i.components
+      ? [formatComponents(i.components)]
+      : [`pipeline   ${i.dir}`, `class      ${i.pipeline.className}`, `components ${Object.entries(i.pipeline.components).map(([k, v]) => `${k} (${v[1]})`).join(', ')}`]),
+    `sample     ${i.pipeline.sampleShape.join('x')}${i.codec ? ` latents (${i.pipeline.shapeSource}) -> images ${i.image.join('x')}` : ''}`,
+    ...(i.codec ? [`vae        factor ${i.codec.factor}, scaling ${i.codec.scalingFactor}${i.codec.shiftFactor ? `, shift ${i.codec.shiftFactor}` : ''}, ${i.codec.inputType} (from ${i.codec.source})`] : []),
+    text
+      ? `text       ${text.kind === 'sdxl' ? "SDXL: both encoders' penultimate hidden states + text_embeds + time_ids" : 'CLIP last_hidden_state'}, width ${text.width ?? '?'}; ` +
+        text.tokenizers.map((t) => `${t.folder} ${t.source} ${t.vocab} tokens, ${t.maxLength} max, pad ${t.padId}`).join('; ') +
+        (text.zerosForEmptyNegative ? '; empty negative prompt = zeros' : '')
+      : `classes    ${i.pipeline.classes.length ? `${i.pipeline.classes.length} (${i.pipeline.classes.join(' ')}), null class ${i.pipeline.nullClass ?? 'none'}` : 'unconditional'}`,
+    `defaults   sampler ${i.defaults.sampler}, guidance ${i.defaults.guidance}`,
     `scheduler  ${s.num_train_timesteps} train steps, ${s.beta_schedule} betas ${s.beta_start}..${s.beta_end}, predicts ${s.prediction_type}, spacing ${s.timestep_spacing}, clip_sample ${s.clip_sample}`,
     `unet       ${(i.unet.bytes / 1e6).toFixed(2)} MB, ${i.unet.parameters.toLocaleString('en-US')} parameters, ${i.unet.nodes} nodes, opset ${i.unet.opsets['ai.onnx'] ?? '?'}${i.unet.producer ? `, from ${i.unet.producer}` : ''}`,
     ...i.unet.inputs.map((m) => `  input    ${m.name} ${m.type} ${shape(m)}`),

@@ -1,22 +1,88 @@
 /**
- * `dq sample`: images for every (class, seed), a labelled grid PNG and samples.json.
+ * `dq sample`: images for every (class or prompt, seed), a labelled grid PNG (a row per class or prompt, a column per
+ * seed) and samples.json.
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DqError } from '../errors.js';
 import { prepareOutput, writeFileAtomic } from '../fsutil.js';
 import { MAX_GRID_IMAGES } from '../ranges.js';
 import { encodePng, layoutGrid } from '../image/grid.js';
 import { openPipeline } from '../open.js';
+import { withImageSize } from '../pipeline/pipeline.js';
 import { sample, type SampleProgress } from '../pipeline/sample.js';
 import type { SamplerName } from '../pipeline/schedulers.js';
 import type { Provider } from '../runtime/onnx.js';
 
+/** At most this many prompts in one run (one grid row each). */
+export const MAX_PROMPTS = 1024;
+/** Characters of a prompt shown as a grid row label. */
+const LABEL_CHARS = 28;
+
+export interface PromptEntry {
+  prompt: string;
+  negative?: string;
+}
+
+/**
+ * A prompt file: one prompt a line (blank lines skipped), or JSON: a list of strings or of {prompt, negative_prompt}.
+ * It must be UTF-8 and name at least one prompt.
+ */
+export function readPromptFile(path: string): PromptEntry[] {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new DqError(code === 'ENOENT' ? 'NOT_FOUND' : 'BAD_ARGUMENT', code === 'ENOENT' ? `prompt file not found: ${path}` : `cannot read the prompt file ${path}: ${code === 'EISDIR' ? 'it is a folder' : (code ?? 'unreadable')}`);
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes).replace(/^\uFEFF/, '');
+  } catch {
+    throw new DqError('BAD_ARGUMENT', `${path} is not UTF-8 text: save the prompt file as UTF-8`);
+  }
+  let entries: PromptEntry[];
+  const trimmed = text.trim();
+  if (trimmed.startsWith('[')) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(trimmed);
+    } catch (e) {
+      throw new DqError('BAD_ARGUMENT', `${path}: not valid JSON (${(e as Error).message}); a prompt file is one prompt a line, or a JSON list`);
+    }
+    if (!Array.isArray(raw)) throw new DqError('BAD_ARGUMENT', `${path}: a JSON prompt file is a list`);
+    entries = raw.map((v, i) => {
+      if (typeof v === 'string') return { prompt: v };
+      if (v && typeof v === 'object' && typeof (v as { prompt?: unknown }).prompt === 'string') {
+        const neg = (v as { negative_prompt?: unknown }).negative_prompt;
+        if (neg !== undefined && neg !== null && typeof neg !== 'string') throw new DqError('BAD_ARGUMENT', `${path}: entry ${i + 1}: negative_prompt must be a string`);
+        return { prompt: (v as { prompt: string }).prompt, ...(typeof neg === 'string' ? { negative: neg } : {}) };
+      }
+      throw new DqError('BAD_ARGUMENT', `${path}: entry ${i + 1} is neither a string nor {"prompt": "..."}`);
+    });
+  } else {
+    entries = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '').map((prompt) => ({ prompt }));
+  }
+  if (!entries.length) throw new DqError('BAD_ARGUMENT', `${path} has no prompts (one prompt a line, or a JSON list)`);
+  if (entries.length > MAX_PROMPTS) throw new DqError('BAD_ARGUMENT', `${path} has ${entries.length} prompts; at most ${MAX_PROMPTS} in one run`);
+  return entries;
+}
+
 export interface SampleJob {
   pipelineDir: string;
   classes: number[];
+  /** Text-to-image: the prompts (a grid row each). */
+  prompts?: PromptEntry[];
+  /** The negative prompt for prompts that give none. */
+  negativePrompt?: string;
+  /** Text-to-image: image size in pixels (default: the pipeline's). */
+  height?: number;
+  width?: number;
   seeds: number[];
   steps: number;
-  sampler: SamplerName;
+  /** Default: the sampler of the pipeline's scheduler config. */
+  sampler?: SamplerName;
   guidance: number;
   eta?: number;
   provider: Provider;
@@ -38,65 +104,103 @@ export interface SampleRecord {
   seconds: number;
   seeds: number[];
   classes: number[];
+  /** Text-to-image: the prompts, with their token counts (per tokenizer) and what truncation dropped. */
+  prompts?: { prompt: string; negative: string; tokens: number[]; truncated: boolean; dropped: string }[];
+  /** [channels, height, width] of each image. */
+  imageShape: number[];
   grid: string;
-  images: { seed: number; class: number | null; className: string | null; row: number; col: number }[];
+  images: { seed: number; class: number | null; className: string | null; prompt?: number; row: number; col: number }[];
 }
 
 export async function runSampleJob(job: SampleJob): Promise<SampleRecord> {
   prepareOutput(job.out, 'folder');
-  const { pipeline, session } = await openPipeline(job.pipelineDir, job.provider);
+  const opened = await openPipeline(job.pipelineDir, job.provider);
+  const session = opened.session;
+  const pipeline = withImageSize(opened.pipeline, job.height, job.width);
+  const text = pipeline.text !== null;
   const conditional = pipeline.io.classLabels !== null;
-  if (!conditional && job.classes.length) throw new DqError('BAD_ARGUMENT', 'this model is unconditional: leave out --class');
+  if (!text && job.prompts?.length) throw new DqError('BAD_ARGUMENT', `${job.pipelineDir} takes no text (it is ${conditional ? 'class-conditional: use --class' : 'unconditional'}): leave out --prompt`);
+  if (!text && (job.height !== undefined || job.width !== undefined) && !pipeline.codec) {
+    const meta = pipeline.unetInputs.find((m) => m.name === pipeline.io.sample);
+    if (meta?.shape?.slice(2).some((d) => typeof d === 'number')) throw new DqError('BAD_ARGUMENT', `${job.pipelineDir} makes ${pipeline.imageShape.slice(1).join('x')} images only (its unet's size is fixed)`);
+  }
+  if (text && job.classes.length) throw new DqError('BAD_ARGUMENT', 'this is a text-to-image pipeline: give --prompt or --prompts, not --class');
+  if (text && !job.prompts?.length) throw new DqError('BAD_ARGUMENT', 'this is a text-to-image pipeline: give --prompt "..." or --prompts <file>');
+  if (!conditional && !text && job.classes.length) throw new DqError('BAD_ARGUMENT', 'this model is unconditional: leave out --class');
+  if ((job.prompts?.length ?? 0) > MAX_PROMPTS) throw new DqError('BAD_ARGUMENT', `${job.prompts!.length} prompts; at most ${MAX_PROMPTS} in one run`);
   const classes = conditional ? (job.classes.length ? job.classes : pipeline.index.classes.map((_, i) => i)) : [];
-  const rows = conditional ? classes : [null];
+  const rows: (number | null)[] = text ? job.prompts!.map((_, i) => i) : conditional ? classes : [null];
   if (rows.length * job.seeds.length > MAX_GRID_IMAGES) {
-    throw new DqError('BAD_ARGUMENT', `${rows.length} classes x ${job.seeds.length} seeds is ${rows.length * job.seeds.length} images, more than a grid holds (at most ${MAX_GRID_IMAGES})`);
+    throw new DqError('BAD_ARGUMENT', `${rows.length} ${text ? 'prompts' : 'classes'} x ${job.seeds.length} seeds is ${rows.length * job.seeds.length} images, more than a grid holds (at most ${MAX_GRID_IMAGES})`);
   }
   const seeds: number[] = [];
   const cls: number[] = [];
+  const prompts: string[] = [];
+  const negatives: string[] = [];
   for (const c of rows) {
     for (const s of job.seeds) {
       seeds.push(s);
-      if (c !== null) cls.push(c);
+      if (text) {
+        prompts.push(job.prompts![c!]!.prompt);
+        negatives.push(job.prompts![c!]!.negative ?? job.negativePrompt ?? '');
+      } else if (c !== null) cls.push(c);
     }
   }
+  const sampler = job.sampler ?? pipeline.index.defaultSampler;
   const batchSize = job.batchSize ?? 16;
   const res = await sample(pipeline, session, {
     seeds,
     classes: cls,
+    ...(text ? { prompts, negativePrompts: negatives } : {}),
     steps: job.steps,
-    sampler: job.sampler,
+    sampler,
     guidance: job.guidance,
     eta: job.eta ?? 0,
     batchSize,
     signal: job.signal,
     onProgress: job.onProgress,
   });
-  const [C, H, W] = pipeline.index.sampleShape;
+  const [C, H, W] = pipeline.imageShape;
   const name = (c: number | null) => (c === null ? null : (pipeline.index.classes[c] ?? String(c)));
+  const label = (c: number | null) => {
+    if (c === null) return '';
+    if (!text) return name(c)!;
+    const t = job.prompts![c]!.prompt;
+    return t.length > LABEL_CHARS ? `${t.slice(0, LABEL_CHARS - 1)}…` : t;
+  };
   const grid = layoutGrid({
     cells: rows.map((_, r) => job.seeds.map((_, c) => res.images[r * job.seeds.length + c]!)),
     channels: C,
     height: H,
     width: W,
-    rowLabels: rows.map((c) => (c === null ? '' : name(c)!)),
+    rowLabels: rows.map(label),
     colLabels: job.seeds.map((s) => `s${s}`),
-    zoom: 2,
-    title: `${job.sampler} ${job.steps} steps cfg ${job.guidance}`,
+    zoom: H >= 128 ? 1 : 2,
+    title: `${sampler} ${job.steps} steps cfg ${job.guidance}`,
   });
   const png = await encodePng(grid);
+  const warnings = [...(pipeline.warnings ?? []), ...(res.warnings ?? [])];
   const record: SampleRecord = {
     version: 1,
     pipeline: pipeline.dir,
-    settings: { steps: job.steps, sampler: job.sampler, guidance: job.guidance, eta: job.eta ?? 0, batchSize },
+    settings: { steps: job.steps, sampler, guidance: job.guidance, eta: job.eta ?? 0, batchSize },
     provider: { requested: session.info.requested, used: session.info.provider, ...(session.info.fallback ? { fallback: session.info.fallback } : {}) },
-    ...(pipeline.warnings?.length ? { warnings: pipeline.warnings } : {}),
+    ...(warnings.length ? { warnings } : {}),
     ...(pipeline.int8Weights ? { int8Weights: pipeline.int8Weights } : {}),
     seconds: Math.round(res.seconds * 1000) / 1000,
     seeds: job.seeds,
     classes,
+    ...(text
+      ? {
+          prompts: job.prompts!.map((e, i) => {
+            const r = res.tokens![i * job.seeds.length]!;
+            return { prompt: e.prompt, negative: e.negative ?? job.negativePrompt ?? '', tokens: r.tokens, truncated: r.truncated, dropped: r.dropped };
+          }),
+        }
+      : {}),
+    imageShape: [C, H, W],
     grid: 'grid.png',
-    images: rows.flatMap((c, r) => job.seeds.map((s, col) => ({ seed: s, class: c, className: name(c), row: r, col }))),
+    images: rows.flatMap((c, r) => job.seeds.map((s, col) => (text ? { seed: s, class: null, className: null, prompt: c!, row: r, col } : { seed: s, class: c, className: name(c), row: r, col }))),
   };
   writeFileAtomic(join(job.out, 'grid.png'), png);
   writeFileAtomic(join(job.out, 'samples.json'), JSON.stringify(record, null, 2) + '\n');

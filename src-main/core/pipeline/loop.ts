@@ -4,7 +4,7 @@
  * sample.ts step for step: with the initial noise and noise stream of a seed it gives exactly the images `sample`
  * gives for that seed.
  */
-import { buildFeeds, combineGuided } from './sample.js';
+import { buildFeeds, combineGuided, guidedRun } from './sample.js';
 import { DqError } from '../errors.js';
 import { Rng } from './noise.js';
 import type { Pipeline } from './pipeline.js';
@@ -26,15 +26,11 @@ export function seedNoise(seed: number, size: number): { z: Float64Array; rng: R
   return { z, rng };
 }
 
-export function guidedRun(p: Pipeline, guidance: number): boolean {
-  return p.io.classLabels !== null && guidance !== 1;
-}
-
 
 export async function predictEps(p: Pipeline, session: Session, x: Float64Array, t: number, labels: number[], guidance: number, b: number): Promise<Float64Array> {
   const [C, H, W] = p.index.sampleShape;
   const guided = guidedRun(p, guidance);
-  const out = (await session.run(await buildFeeds(p, x, t, labels, guided, b), [p.io.output]))[p.io.output]!;
+  const out = (await session.run(await buildFeeds(p, x, t, labels, guided, b, p.extraFeeds, guidance), [p.io.output]))[p.io.output]!;
   return combineGuided(out, guidance, guided, b, C * H * W);
 }
 
@@ -56,7 +52,7 @@ export interface LoopRequest extends LoopSettings {
   init: Float64Array[];
   /** Noise stream per image for stochastic samplers. */
   rngs: Rng[];
-  /** Class label per image (ignored by unconditional pipelines). */
+  /** Class label per image (ignored by unconditional pipelines); for a text pipeline, encoded prompt ids (TextConditioner.ids). */
   labels: number[];
   signal?: AbortSignal;
   /** The CANCELLED error's message when `signal` aborts. */
@@ -104,4 +100,4 @@ export async function runLoop(p: Pipeline, session: Session, req: LoopRequest): 
   return { images, timesteps };
 }
 
-export { buildFeeds, combineGuided };
+export { buildFeeds, combineGuided, guidedRun };

@@ -1,6 +1,9 @@
 /**
- * A diffusion pipeline on disk, in the diffusers ONNX layout:
- *   model_index.json, unet/model.onnx, scheduler/scheduler_config.json
+ * A diffusion pipeline on disk, in the diffusers ONNX layout: model_index.json names the components, each in its
+ * folder (`unet/`, `scheduler/`, and for latent text-to-image pipelines `tokenizer(_2)/`, `text_encoder(_2)/`,
+ * `vae_decoder/`). A pipeline is its components: a conditioner (none, class labels, or text: tokenizers + encoders,
+ * text.ts), the denoiser, a latent codec (none, or the VAE decoder, codec.ts) and the scheduler. Shapes come from the
+ * graphs and the component configs (unet/config.json's sample_size, the VAE's factor), never from a private field.
  * Loading validates the layout and the denoiser's inputs and says exactly what is wrong when it is not one.
  *
  * This layer knows nothing of quantized variants or exports: a variant or an export replaces the denoiser component
@@ -11,28 +14,49 @@ import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DqError } from '../errors.js';
 import { readJson } from '../fsutil.js';
-import { familyOf } from './components.js';
+import { familyOf, type Family } from './components.js';
 import { Session, type Provider, type IoMeta } from '../runtime/onnx.js';
-import { parseSchedulerConfig, type SchedulerConfig } from './schedulers.js';
+import { defaultSampler, parseSchedulerConfig, type SamplerName, type SchedulerConfig } from './schedulers.js';
 import { MAX_GUIDANCE, type ExtraFeeds } from './sample.js';
+import { resolveCodec, type LatentCodec } from './codec.js';
+import { isFloatType, type FloatType } from './dtypes.js';
+import { loadPipelineTokenizer, resolveEncoder, TextConditioner, type TextEncoderSpec, type TextKind } from './text.js';
 
 export interface PipelineIndex {
   className: string;
+  family: Family | null;
   /** Class names, index = class label; empty for unconditional models. */
   classes: string[];
   /** Label fed for the unconditional branch of classifier-free guidance (null when the model has none). */
   nullClass: number | null;
-  /** [C, H, W] of one sample. */
+  /** [C, H, W] of one sample as the denoiser sees it (latents for a latent pipeline), at the pipeline's size. */
   sampleShape: [number, number, number];
+  /** Where sampleShape came from (the graph, unet/config.json, --height/--width, ...), for messages. */
+  shapeSource: string;
   defaultGuidance: number;
+  /** The sampler scheduler_config.json's _class_name names (ddim when it names none of ours). */
+  defaultSampler: SamplerName;
   components: Record<string, [string, string]>;
 }
 
 export interface UnetIO {
   sample: string;
+  /** float32 unless the graph is fp16 (absent in manifests written before fp16 support: float32). */
+  sampleType?: FloatType;
   timestep: string;
-  timestepType: 'float32' | 'int64';
+  timestepType: 'float32' | 'float16' | 'int64' | 'int32';
+  /** 0: a scalar timestep (Optimum); 1 (or absent): one per row. */
+  timestepRank?: 0 | 1;
   classLabels: string | null;
+  /** Text conditioning: per-token states [rows, tokens, width]. */
+  encoderHiddenStates?: string | null;
+  /** SDXL: the pooled text projection [rows, n] and the size conditioning [rows, 6]. */
+  textEmbeds?: string | null;
+  timeIds?: string | null;
+  /** LCM: the guidance embedding [rows, n]. */
+  timestepCond?: string | null;
+  /** Static widths where the graph states them. */
+  widths?: { encoderHiddenStates: number | null; textEmbeds: number | null; timeIds: number | null; timestepCond: number | null };
   output: string;
   /** False when a variant's denoiser no longer reads the input (its time-only region was cut out). */
   feedsTimestep?: boolean;
@@ -41,8 +65,19 @@ export interface UnetIO {
 
 export interface Pipeline {
   dir: string;
+  /** The folder as the user named it (for messages). */
+  label?: string;
+  provider?: Provider;
   index: PipelineIndex;
+  /** Text conditioning (tokenizers + encoders), or null. */
+  text: TextConditioner | null;
+  /** The VAE decoder for a latent pipeline, or null (the denoiser works in pixel space). */
+  codec: LatentCodec | null;
+  /** [C, H, W] of one output image. */
+  imageShape: [number, number, number];
   scheduler: SchedulerConfig;
+  /** The VAE decoder's session (null without a codec). */
+  decoderSession: Session | null;
   unetPath: string;
   /** Inputs and outputs as onnxruntime reports them. */
   unetInputs: IoMeta[];
@@ -70,6 +105,16 @@ function unsupportedFamily(dir: string, index: unknown): void {
   const family = familyOf(cls);
   if (family && !family.sampled) {
     throw new DqError('UNSUPPORTED', `${dir} is a ${family.name} pipeline (${cls}, ${family.task}): DQ Studio cannot sample or quantize ${family.task} pipelines yet; dq info ${dir} shows its components`);
+  }
+}
+
+/**
+ * For the commands that work on class-conditional and unconditional pipelines only so far (calibrate, quantize,
+ * compare, export): one line naming what does not work yet, instead of a failure deep inside.
+ */
+export function refuseText(p: Pipeline, command: string): void {
+  if (p.text || p.codec) {
+    throw new DqError('UNSUPPORTED', `${p.label ?? p.dir} is a ${p.index.family?.name ?? 'latent'} pipeline: dq ${command} does not work on text-to-image pipelines yet (dq info and dq sample do)`);
   }
 }
 
@@ -102,7 +147,8 @@ export function locatePipeline(dir: string): { dir: string; unetPath: string; sc
 export const MAX_SAMPLE_VALUES = 1 << 24;
 export const MAX_SAMPLE_DIM = 16384;
 
-function parseIndex(raw: unknown, path: string): PipelineIndex {
+/** model_index.json, parsed: everything but the sample shape, which comes from the components (sampleShapeOf). */
+function parseIndex(raw: unknown, path: string): Omit<PipelineIndex, 'sampleShape' | 'shapeSource' | 'defaultSampler'> & { legacyShape: [number, number, number] | null } {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new DqError('BAD_CONFIG', `${path}: expected a JSON object`);
   const o = raw as Record<string, unknown>;
   const bad = (field: string, why: string, got: unknown) => new DqError('BAD_CONFIG', `${path}: field '${field}' ${why}, got ${JSON.stringify(got) ?? String(got)}`);
@@ -127,30 +173,72 @@ function parseIndex(raw: unknown, path: string): PipelineIndex {
     }
     nullClass = o.null_class;
   }
+  // folders written by DQ Studio before components carried the shape: read, never written
+  let legacyShape: [number, number, number] | null = null;
   const dims = o.sample_shape;
-  if (!Array.isArray(dims) || dims.length !== 3 || !dims.every((n) => Number.isSafeInteger(n) && n > 0)) {
-    throw new DqError('BAD_CONFIG', `${path}: field 'sample_shape' must be [channels, height, width] (positive integers)`);
+  if (dims !== undefined) {
+    if (!Array.isArray(dims) || dims.length !== 3 || !dims.every((n) => Number.isSafeInteger(n) && n > 0)) {
+      throw new DqError('BAD_CONFIG', `${path}: field 'sample_shape' must be [channels, height, width] (positive integers)`);
+    }
+    legacyShape = dims as [number, number, number];
   }
-  const shape = dims as [number, number, number];
-  if (shape.some((n) => n > MAX_SAMPLE_DIM) || shape[0] * shape[1] * shape[2] > MAX_SAMPLE_VALUES) {
-    throw new DqError('BAD_CONFIG', `${path}: field 'sample_shape' [${shape.join(', ')}] is too large (at most ${MAX_SAMPLE_DIM} per dimension and ${MAX_SAMPLE_VALUES} values per sample)`);
-  }
-  let defaultGuidance = 1;
+  if (o._class_name !== undefined && typeof o._class_name !== 'string') throw bad('_class_name', 'must be a string', o._class_name);
+  const className = typeof o._class_name === 'string' ? o._class_name : 'unknown';
+  const family = familyOf(className);
+  let defaultGuidance = family?.task === 'text-to-image' ? (DEFAULT_TEXT_GUIDANCE[className] ?? 7.5) : 1;
   if (o.default_guidance !== undefined && o.default_guidance !== null) {
     const g = o.default_guidance;
     if (typeof g !== 'number' || !(g >= 0 && g <= MAX_GUIDANCE)) throw bad('default_guidance', `must be a number from 0 to ${MAX_GUIDANCE}`, g);
     defaultGuidance = g;
   }
-  if (o._class_name !== undefined && typeof o._class_name !== 'string') throw bad('_class_name', 'must be a string', o._class_name);
-  return {
-    className: typeof o._class_name === 'string' ? o._class_name : 'unknown',
-    classes,
-    nullClass,
-    sampleShape: shape,
-    defaultGuidance,
-    components,
-  };
+  return { className, family, classes, nullClass, legacyShape, defaultGuidance, components };
 }
+
+/** diffusers' default guidance_scale per pipeline class (StableDiffusionPipeline and the legacy ONNX one: 7.5). */
+const DEFAULT_TEXT_GUIDANCE: Record<string, number> = { StableDiffusionXLPipeline: 5, LatentConsistencyModelPipeline: 8.5 };
+
+function checkShapeSize(shape: number[], where: string): void {
+  if (shape.some((n) => n > MAX_SAMPLE_DIM) || shape.reduce((a, b) => a * b, 1) > MAX_SAMPLE_VALUES) {
+    throw new DqError('BAD_CONFIG', `${where} [${shape.join(', ')}] is too large (at most ${MAX_SAMPLE_DIM} per dimension and ${MAX_SAMPLE_VALUES} values per sample)`);
+  }
+}
+
+/**
+ * The denoiser's sample [C, h, w] at the pipeline's default size: the graph's static dimensions first, then
+ * unet/config.json (in_channels, sample_size, as diffusers derives the default size), then the legacy ONNX
+ * pipeline's 512x512 images.
+ */
+function sampleShapeOf(dir: string, label: string, sample: IoMeta, legacyShape: [number, number, number] | null, codec: LatentCodec | null, legacyPipeline: boolean): { shape: [number, number, number]; source: string } {
+  const st = (k: number) => {
+    const d = sample.shape?.[k];
+    return typeof d === 'number' && d > 0 ? d : null;
+  };
+  const cfgPath = join(dir, 'unet', 'config.json');
+  const cfg = existsSync(cfgPath) ? (readJson(cfgPath, 'unet/config.json') as Record<string, unknown>) : null;
+  const cfgNum = (v: unknown) => (typeof v === 'number' && Number.isSafeInteger(v) && v > 0 ? v : null);
+  const size = cfg ? cfg.sample_size : undefined;
+  const cfgHW: [number, number] | null =
+    cfgNum(size) !== null ? [size as number, size as number] : Array.isArray(size) && size.length === 2 && size.every((v) => cfgNum(v) !== null) ? (size as [number, number]) : null;
+  // the legacy ONNX pipeline hard-codes 4 latent channels and 512x512 images (height // 8)
+  const C = st(1) ?? (cfg ? cfgNum(cfg.in_channels) : null) ?? codec?.latentChannels ?? (legacyPipeline && codec ? 4 : null);
+  // an explicit sample_shape (folders of earlier DQ Studio versions) is taken as stated, and checked against the graph
+  if (legacyShape) {
+    checkShapeSize(legacyShape, `${join(dir, 'model_index.json')}: field 'sample_shape'`);
+    return { shape: legacyShape, source: 'model_index.json: sample_shape' };
+  }
+  let hw: [number, number] | null = st(2) && st(3) ? [st(2)!, st(3)!] : null;
+  let source = 'unet/model.onnx';
+  if (!hw && cfgHW) [hw, source] = [cfgHW, 'unet/config.json: sample_size'];
+  if (!hw && legacyPipeline && codec) [hw, source] = [[512 / codec.factor, 512 / codec.factor], 'the legacy ONNX pipeline default (512x512 images)'];
+  if (C === null || !hw) {
+    throw new DqError('BAD_MODEL', `${label}: cannot tell the sample size: unet/model.onnx has dynamic dimensions and unet/config.json gives no ${C === null ? 'in_channels' : 'sample_size'}${codec ? ' (pass --height and --width)' : ''}`);
+  }
+  const shape: [number, number, number] = [C, hw[0], hw[1]];
+  checkShapeSize(shape, `${label}: the sample`);
+  return { shape, source };
+}
+
+const TEXT_NAMES = ['encoder_hidden_states', 'text_embeddings', 'context'];
 
 /** Finds the denoiser's inputs by name, then by rank and type. */
 export function resolveUnetIO(inputs: IoMeta[], outputs: IoMeta[], where: string, runtimeInputs: string[] = []): UnetIO {
@@ -158,9 +246,9 @@ export function resolveUnetIO(inputs: IoMeta[], outputs: IoMeta[], where: string
   inputs = inputs.filter((m) => !extraAllowed.has(m.name));
   const byName = (names: string[]) => inputs.find((m) => names.includes(m.name.toLowerCase()));
   const rank = (m: IoMeta) => m.shape?.length ?? -1;
-  const sample = byName(SAMPLE_NAMES) ?? inputs.find((m) => rank(m) === 4 && m.type.startsWith('float'));
+  const sample = byName(SAMPLE_NAMES) ?? inputs.find((m) => rank(m) === 4 && isFloatType(m.type));
   const timestep =
-    byName(TIMESTEP_NAMES) ?? inputs.find((m) => m !== sample && rank(m) <= 1 && (m.type === 'float32' || m.type === 'int64'));
+    byName(TIMESTEP_NAMES) ?? inputs.find((m) => m !== sample && rank(m) <= 1 && (isFloatType(m.type) || m.type === 'int64'));
   if (!sample || !timestep) {
     const have = inputs.map((m) => `${m.name}${m.shape ? `[${m.shape.join(',')}]` : ''}`).join(', ');
     throw new DqError(
@@ -168,17 +256,45 @@ export function resolveUnetIO(inputs: IoMeta[], outputs: IoMeta[], where: string
       `${where} is not a diffusion denoiser: it needs a sample input [B,C,H,W] and a timestep input [B]; its inputs are ${have || 'none'}`,
     );
   }
-  if (timestep.type !== 'float32' && timestep.type !== 'int64') {
-    throw new DqError('NOT_DIFFUSION', `${where}: timestep input '${timestep.name}' has type ${timestep.type}; float32 or int64 expected`);
+  if (!['float32', 'float16', 'int64', 'int32'].includes(timestep.type)) {
+    throw new DqError('NOT_DIFFUSION', `${where}: timestep input '${timestep.name}' has type ${timestep.type}; float32, float16 or int64 expected`);
   }
-  const classLabels = byName(CLASS_NAMES) ?? inputs.find((m) => m !== timestep && m !== sample && m.type === 'int64' && rank(m) === 1);
-  const extra = inputs.filter((m) => m !== sample && m !== timestep && m !== classLabels);
+  const named = (n: string) => inputs.find((m) => m.name === n && m !== sample && m !== timestep);
+  const text = byName(TEXT_NAMES) ?? inputs.find((m) => m !== sample && rank(m) === 3 && isFloatType(m.type));
+  const textEmbeds = named('text_embeds');
+  const timeIds = named('time_ids');
+  const timestepCond = named('timestep_cond');
+  const taken = new Set([sample, timestep, text, textEmbeds, timeIds, timestepCond]);
+  const classLabels = byName(CLASS_NAMES) ?? inputs.find((m) => !taken.has(m) && m.type === 'int64' && rank(m) === 1);
+  const extra = inputs.filter((m) => !taken.has(m) && m !== classLabels);
   if (extra.length) {
-    throw new DqError('NOT_DIFFUSION', `${where}: unsupported extra inputs ${extra.map((m) => m.name).join(', ')} (text-conditioned pipelines are not supported yet)`);
+    throw new DqError('NOT_DIFFUSION', `${where}: unsupported extra inputs ${extra.map((m) => m.name).join(', ')}`);
   }
   const output = outputs[0];
   if (!output) throw new DqError('NOT_DIFFUSION', `${where} has no outputs`);
-  return { sample: sample.name, timestep: timestep.name, timestepType: timestep.type, classLabels: classLabels?.name ?? null, output: output.name };
+  const last = (m: IoMeta | undefined) => {
+    const d = m?.shape?.[m.shape.length - 1];
+    return typeof d === 'number' && d > 0 ? d : null;
+  };
+  const io: UnetIO = {
+    sample: sample.name,
+    sampleType: sample.type as FloatType,
+    timestep: timestep.name,
+    timestepType: timestep.type as UnetIO['timestepType'],
+    timestepRank: rank(timestep) === 0 ? 0 : 1,
+    classLabels: classLabels?.name ?? null,
+    output: output.name,
+  };
+  if (text || textEmbeds || timeIds || timestepCond) {
+    Object.assign(io, {
+      encoderHiddenStates: text?.name ?? null,
+      textEmbeds: textEmbeds?.name ?? null,
+      timeIds: timeIds?.name ?? null,
+      timestepCond: timestepCond?.name ?? null,
+      widths: { encoderHiddenStates: last(text), textEmbeds: last(textEmbeds), timeIds: last(timeIds), timestepCond: last(timestepCond) },
+    });
+  }
+  return io;
 }
 
 const sessions = new Map<string, Promise<Session>>();
@@ -235,20 +351,129 @@ export interface DenoiserLoad {
 export type DenoiserLoader = (ctx: DenoiserContext) => Promise<DenoiserLoad | null>;
 
 /**
- * Loads a pipeline: its config, scheduler and denoiser session. `denoiser` decides how the denoiser component is
- * loaded when it is not the plain graph (core/open.ts passes the one that knows variants and exports).
+ * Loads a pipeline: its config, scheduler, denoiser session, and for a text-to-image pipeline its tokenizers, text
+ * encoders and VAE decoder. `denoiser` decides how the denoiser component is loaded when it is not the plain graph
+ * (core/open.ts passes the one that knows variants and exports).
  */
 export async function loadPipeline(dir: string, provider: Provider = 'cpu', denoiser?: DenoiserLoader): Promise<{ pipeline: Pipeline; session: Session }> {
   const loc = locatePipeline(dir);
-  const index = parseIndex(loc.index, loc.indexPath);
-  const scheduler = parseSchedulerConfig(readJson(loc.schedulerPath, 'scheduler_config.json'), loc.schedulerPath);
+  const parsed = parseIndex(loc.index, loc.indexPath);
+  const schedulerRaw = readJson(loc.schedulerPath, 'scheduler_config.json');
+  const scheduler = parseSchedulerConfig(schedulerRaw, loc.schedulerPath);
   const custom = denoiser ? await denoiser({ dir: loc.dir, label: dir, unetPath: loc.unetPath, provider }) : null;
   const session = custom?.session ?? (await cachedSession(loc.unetPath, provider, { label: `${dir}: unet/model.onnx` }));
   const io = custom?.io ?? resolveUnetIO(session.inputs, session.outputs, `${dir}/unet/model.onnx`, custom?.runtimeInputs ?? []);
-  if (index.nullClass !== null && !io.classLabels) {
+  if (parsed.nullClass !== null && !io.classLabels) {
     throw new DqError('BAD_CONFIG', `${dir}: model_index.json names a null class but the unet has no class-label input`);
   }
-  const pipeline: Pipeline = { dir: loc.dir, index, scheduler, unetPath: loc.unetPath, unetInputs: session.inputs, unetOutputs: session.outputs, io };
+  const legacy = parsed.className.startsWith('Onnx');
+  const text = io.encoderHiddenStates ? await loadText(loc.dir, dir, provider, io, loc.index) : null;
+  if (!text && (io.textEmbeds || io.timeIds)) throw new DqError('NOT_DIFFUSION', `${dir}/unet/model.onnx: it takes text_embeds/time_ids but no encoder_hidden_states`);
+  let codec: LatentCodec | null = null;
+  let decoderSession: Session | null = null;
+  const vaePath = join(loc.dir, 'vae_decoder', 'model.onnx');
+  if (existsSync(vaePath)) {
+    decoderSession = await cachedSession(vaePath, provider, { label: `${dir}: vae_decoder/model.onnx` });
+    codec = resolveCodec(loc.dir, dir, legacy, decoderSession.inputs, decoderSession.outputs);
+  } else if (parsed.family?.task === 'text-to-image' || parsed.components.vae || parsed.components.vae_decoder) {
+    throw new DqError('MISSING_COMPONENT', `${dir}: component 'vae_decoder' is missing (no vae_decoder/model.onnx): a latent pipeline needs it to make images`);
+  }
+  const sampleMeta = session.inputs.find((m) => m.name === io.sample) ?? { name: io.sample, type: 'float32', shape: null };
+  const { shape, source } = sampleShapeOf(loc.dir, dir, sampleMeta, parsed.legacyShape, codec, legacy);
+  if (codec && codec.latentChannels !== null && codec.latentChannels !== shape[0]) {
+    throw new DqError('BAD_MODEL', `${dir}: the unet's samples have ${shape[0]} channels but vae_decoder/model.onnx takes ${codec.latentChannels}`);
+  }
+  const { legacyShape: _legacy, ...rest } = parsed;
+  void _legacy;
+  const sampler = schedulerRaw && typeof schedulerRaw === 'object' ? defaultSampler(schedulerRaw as Record<string, unknown>) : undefined;
+  const index: PipelineIndex = { ...rest, sampleShape: shape, shapeSource: source, defaultSampler: sampler ?? 'ddim' };
+  const pipeline: Pipeline = {
+    dir: loc.dir,
+    label: dir,
+    provider,
+    index,
+    text,
+    codec,
+    decoderSession,
+    imageShape: imageShapeOf(codec, shape),
+    scheduler,
+    unetPath: loc.unetPath,
+    unetInputs: session.inputs,
+    unetOutputs: session.outputs,
+    io,
+  };
   await custom?.complete?.(pipeline);
   return { pipeline, session };
+}
+
+function imageShapeOf(codec: LatentCodec | null, shape: [number, number, number]): [number, number, number] {
+  return codec ? [codec.imageChannels, shape[1] * codec.factor, shape[2] * codec.factor] : shape;
+}
+
+/**
+ * The pipeline at another image size (--height/--width, in pixels): both must be multiples of the VAE's factor, and
+ * agree with the denoiser where its graph fixes the size. Returns a new pipeline object; the sessions are shared.
+ */
+export function withImageSize(p: Pipeline, height: number | undefined, width: number | undefined): Pipeline {
+  if (height === undefined && width === undefined) return p;
+  const f = p.codec?.factor ?? 1;
+  const [C, h0, w0] = p.index.sampleShape;
+  const H = height ?? h0 * f;
+  const W = width ?? w0 * f;
+  for (const [name, v] of [['height', H], ['width', W]] as const) {
+    if (!Number.isSafeInteger(v) || v < 1) throw new DqError('BAD_ARGUMENT', `--${name} must be a positive whole number of pixels, got ${v}`);
+    if (v % f !== 0) {
+      throw new DqError('BAD_ARGUMENT', `--${name} ${v} is not a multiple of ${f}, the VAE's factor (latents are 1/${f} of the image each way): try ${Math.max(f, Math.round(v / f) * f)}`);
+    }
+  }
+  const shape: [number, number, number] = [C, H / f, W / f];
+  // the unet halves the latents once per down block but the last: each side must divide evenly (SD: 64 pixels)
+  const cfgPath = join(p.dir, 'unet', 'config.json');
+  const blocks = existsSync(cfgPath) ? (readJson(cfgPath, 'unet/config.json') as { block_out_channels?: unknown }).block_out_channels : undefined;
+  const down = Array.isArray(blocks) && blocks.length > 1 ? 2 ** (blocks.length - 1) : 1;
+  for (const [name, v] of [['height', H], ['width', W]] as const) {
+    if ((v / f) % down !== 0) {
+      throw new DqError('BAD_ARGUMENT', `--${name} ${v} does not fit the unet: it halves the latents ${blocks ? (blocks as unknown[]).length - 1 : 0} times, so sizes must be multiples of ${f * down} pixels: try ${Math.max(f * down, Math.round(v / (f * down)) * f * down)}`);
+    }
+  }
+  const meta = p.unetInputs.find((m) => m.name === p.io.sample);
+  const fixed = [meta?.shape?.[2], meta?.shape?.[3]];
+  if (fixed.some((d, k) => typeof d === 'number' && d > 0 && d !== shape[k + 1])) {
+    throw new DqError('BAD_ARGUMENT', `${p.label ?? p.dir}: unet/model.onnx has a fixed sample size ${fixed.join('x')} (latents); ${H}x${W} images need ${shape[1]}x${shape[2]}`);
+  }
+  checkShapeSize(shape, `${p.label ?? p.dir}: the sample at ${H}x${W}`);
+  return { ...p, index: { ...p.index, sampleShape: shape, shapeSource: '--height/--width' }, imageShape: imageShapeOf(p.codec, shape) };
+}
+
+/** The text conditioner the unet's inputs ask for: CLIP (SD 1.x/2.x, LCM, legacy) or SDXL's two encoders. */
+async function loadText(dir: string, label: string, provider: Provider, io: UnetIO, raw: unknown): Promise<TextConditioner> {
+  const sdxl = Boolean(io.textEmbeds);
+  const kind: TextKind = sdxl ? 'sdxl' : 'clip';
+  const names = sdxl ? ['text_encoder', 'text_encoder_2'] : ['text_encoder'];
+  const specs: TextEncoderSpec[] = [];
+  const sessions: Session[] = [];
+  for (const [k, name] of names.entries()) {
+    const path = join(dir, name, 'model.onnx');
+    if (!existsSync(path)) {
+      throw new DqError('MISSING_COMPONENT', `${label}: component '${name}' is missing (no ${name}/model.onnx): the unet reads text (${io.encoderHiddenStates})`);
+    }
+    const s = await cachedSession(path, provider, { label: `${label}: ${name}/model.onnx` });
+    sessions.push(s);
+    specs.push(resolveEncoder(name, path, s.inputs, s.outputs, kind, sdxl && k === 1));
+  }
+  const tokenizers = names.map((n) => loadPipelineTokenizer(dir, label, n));
+  const o = raw as Record<string, unknown>;
+  const text = new TextConditioner(kind, tokenizers, specs, async () => sessions, sdxl && o.force_zeros_for_empty_prompt !== false);
+  const want = io.widths?.encoderHiddenStates ?? null;
+  const have = text.width;
+  if (want !== null && have !== null && want !== have) {
+    const what = sdxl ? `the text encoders' ${specs.map((s) => s.width).join(' + ')} = ${have}` : `text_encoder's ${have}`;
+    throw new DqError('BAD_MODEL', `${label}: the unet's cross-attention width ${want} (${io.encoderHiddenStates}) disagrees with ${what}: the text encoder does not belong to this unet`);
+  }
+  const pooledWant = io.widths?.textEmbeds ?? null;
+  const pooledHave = specs[1]?.pooledWidth ?? null;
+  if (sdxl && pooledWant !== null && pooledHave !== null && pooledWant !== pooledHave) {
+    throw new DqError('BAD_MODEL', `${label}: the unet's text_embeds width ${pooledWant} disagrees with text_encoder_2's pooled ${pooledHave}`);
+  }
+  return text;
 }

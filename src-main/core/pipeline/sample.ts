@@ -4,9 +4,12 @@
  */
 import { DqError } from '../errors.js';
 import type { FeedValue, Session, TensorOut } from '../runtime/onnx.js';
+import { decodeLatents, overflowWarning } from './codec.js';
+import { asFloat32, floatFeed } from './dtypes.js';
 import { Rng } from './noise.js';
 import type { Pipeline } from './pipeline.js';
 import { createScheduler, evaluationCount, type SamplerName } from './schedulers.js';
+import { guidanceEmbedding, type TokenReport } from './text.js';
 
 export interface SampleSettings {
   steps: number;
@@ -26,8 +29,12 @@ export interface SampleProgress {
 
 export interface SampleRequest extends SampleSettings {
   seeds: number[];
-  /** Class label per image (same length as seeds); empty for unconditional models. */
+  /** Class label per image (same length as seeds); empty for unconditional and text-conditioned models. */
   classes: number[];
+  /** Text-to-image: the prompt per image (same length as seeds). */
+  prompts?: string[];
+  /** Text-to-image: the negative prompt per image ('' or absent: none). */
+  negativePrompts?: string[];
   signal?: AbortSignal;
   onProgress?: (p: SampleProgress) => void;
   /** Keep the predicted x0 of every step (for trajectory views). */
@@ -52,8 +59,14 @@ export interface StepTap {
 export type ExtraFeeds = (t: number, labels: BigInt64Array | null, rows: number) => Promise<Record<string, FeedValue>>;
 
 export interface SampleOutput {
-  /** One Float32Array [C*H*W] per image, in model space (about [-1, 1]). */
+  /** One Float32Array [C*H*W] per image (p.imageShape), about [-1, 1]: decoded by the VAE for a latent pipeline. */
   images: Float32Array[];
+  /** A latent pipeline's final latents (p.index.sampleShape), before decoding. */
+  latents?: Float32Array[];
+  /** Text-to-image: tokens per prompt and what truncation dropped, per image. */
+  tokens?: TokenReport[];
+  /** Things the user should know about these images (an fp16 VAE that overflowed, a truncated prompt). */
+  warnings?: string[];
   /** trajectory[i][step] = predicted x0 of image i after that step, when asked for. */
   trajectory?: Float32Array[][];
   timesteps: number[];
@@ -82,8 +95,8 @@ export function checkShapes(p: Pipeline): void {
   }
   const sample = input(p.io.sample);
   if (sample) {
-    if (sample.type !== 'float32') {
-      throw new DqError('BAD_MODEL', `${p.dir}: unet/model.onnx: its sample input '${sample.name}' has type ${sample.type}; float32 expected`);
+    if (sample.type !== 'float32' && sample.type !== 'float16') {
+      throw new DqError('BAD_MODEL', `${p.dir}: unet/model.onnx: its sample input '${sample.name}' has type ${sample.type}; float32 or float16 expected`);
     }
     const shape = sample.shape;
     if (shape && shape.length !== 4) {
@@ -92,7 +105,7 @@ export function checkShapes(p: Pipeline): void {
     if (shape && shape.slice(1).some((d, k) => typeof d === 'number' && d > 0 && d !== p.index.sampleShape[k])) {
       throw new DqError(
         'BAD_CONFIG',
-        `${p.dir}: model_index.json: sample_shape [${p.index.sampleShape.join(', ')}] disagrees with the unet's sample input '${sample.name}' [${shape.join(', ')}]`,
+        `${p.dir}: ${p.index.shapeSource} [${p.index.sampleShape.join(', ')}] disagrees with the unet's sample input '${sample.name}' [${shape.join(', ')}]`,
       );
     }
   }
@@ -113,6 +126,13 @@ export function validateRequest(p: Pipeline, req: SampleRequest): void {
   if (req.eta !== undefined && !(req.eta >= 0 && req.eta <= MAX_ETA)) throw new DqError('BAD_ARGUMENT', `eta must be a number from 0 to ${MAX_ETA}, got ${req.eta}`);
   checkShapes(p);
   const { classes, nullClass } = p.index;
+  if (p.text) {
+    if (req.classes.length) throw new DqError('BAD_ARGUMENT', 'this is a text-to-image pipeline: it takes prompts, not classes');
+    if (!req.prompts || req.prompts.length !== req.seeds.length) throw new DqError('BAD_ARGUMENT', `${req.prompts?.length ?? 0} prompts for ${req.seeds.length} seeds: give one prompt per image`);
+    if (req.negativePrompts && req.negativePrompts.length !== req.seeds.length) throw new DqError('BAD_ARGUMENT', 'give one negative prompt per image');
+  } else if (req.prompts?.length) {
+    throw new DqError('BAD_ARGUMENT', `${p.label ?? p.dir} takes no text: it is ${p.io.classLabels ? 'class-conditional (use classes)' : 'unconditional'}`);
+  }
   if (p.io.classLabels) {
     if (req.classes.length !== req.seeds.length) throw new DqError('BAD_ARGUMENT', `${req.classes.length} classes for ${req.seeds.length} seeds: give one class per image`);
     for (const c of req.classes) {
@@ -137,7 +157,9 @@ export async function sample(p: Pipeline, session: Session, req: SampleRequest):
   const n = req.seeds.length;
   // at most MAX_BATCH_VALUES sample values per network batch (rows doubled when guided); images do not depend on it
   const bs = Math.max(1, Math.min(req.batchSize ?? 16, Math.floor(MAX_BATCH_VALUES / (2 * size))));
-  const guided = p.io.classLabels !== null && req.guidance !== 1;
+  const guided = guidedRun(p, req.guidance);
+  // text: each (prompt, negative) pair encoded once; the rows refer to it by id, as class labels do
+  const conds = p.text ? await p.text.ids(req.prompts!, req.negativePrompts ?? req.prompts!.map(() => '')) : req.classes;
   const images: Float32Array[] = new Array(n);
   const trajectory: Float32Array[][] | undefined = req.keepTrajectory ? Array.from({ length: n }, () => []) : undefined;
   let timesteps: number[] = [];
@@ -161,12 +183,12 @@ export async function sample(p: Pipeline, session: Session, req: SampleRequest):
       rngs.forEach((r, k) => z.set(r.normal(new Float64Array(size)), k * size));
       return z;
     };
-    const labels = idx.map((i) => req.classes[i] ?? 0);
+    const labels = idx.map((i) => conds[i] ?? 0);
     for (let s = 0; s < sched.timesteps.length; s++) {
       if (req.signal?.aborted) throw new DqError('CANCELLED', 'sampling was cancelled');
       const t = sched.timesteps[s]!;
       const xin = sched.scaleModelInput(x, s);
-      const eps = await denoise(p, session, xin, t, labels, guided ? req.guidance : 1, b, size, req, s);
+      const eps = await denoise(p, session, xin, t, labels, req.guidance, guided, b, size, req, s);
       const { prevSample, predOriginal } = sched.step(eps, s, x, noise);
       x = prevSample;
       if (trajectory) idx.forEach((i, k) => trajectory[i]!.push(Float32Array.from(predOriginal.subarray(k * size, (k + 1) * size))));
@@ -175,15 +197,46 @@ export async function sample(p: Pipeline, session: Session, req: SampleRequest):
     }
     idx.forEach((i, k) => (images[i] = Float32Array.from(x.subarray(k * size, (k + 1) * size))));
   }
-  return { images, trajectory, timesteps, seconds: (performance.now() - t0) / 1000 };
+  const out: SampleOutput = { images, trajectory, timesteps, seconds: 0 };
+  const warnings: string[] = [];
+  if (p.text) {
+    out.tokens = req.prompts!.map((t) => p.text!.report(t));
+    const cut = [...new Set(req.prompts!.filter((_, i) => out.tokens![i]!.truncated))];
+    for (const t of cut) {
+      const r = p.text.report(t);
+      warnings.push(`prompt truncated to ${p.text.tokenizers[0]!.maxLength - 2} tokens (it has ${Math.max(...r.tokens)}): dropped "${r.dropped}"`);
+    }
+  }
+  if (p.codec && p.decoderSession) {
+    out.latents = images;
+    const dec = await decodeLatents(p.codec, p.decoderSession, images, p.index.sampleShape, req.signal);
+    out.images = dec.images;
+    if (dec.nonFinite) warnings.push(overflowWarning(p.codec, dec.nonFinite, images.length));
+    if (trajectory) {
+      for (const [i, tr] of trajectory.entries()) trajectory[i] = (await decodeLatents(p.codec, p.decoderSession, tr, p.index.sampleShape, req.signal)).images;
+    }
+  }
+  if (warnings.length) out.warnings = warnings;
+  out.seconds = (performance.now() - t0) / 1000;
+  return out;
 }
 
 /**
- * Denoiser feeds for a batch (rows doubled with the null class when guided). A quantized variant may no longer read
- * the timestep or labels directly (its time-only region was cut out) and may need extra inputs per evaluation
- * (activation parameters, cached temporal features).
+ * Whether a run doubles the batch for classifier-free guidance: class-conditional models when guidance != 1; text
+ * models as diffusers does, when guidance > 1 and the unet takes no guidance embedding (LCM).
  */
-export async function buildFeeds(p: Pipeline, x: Float64Array, t: number, labels: number[], guided: boolean, b: number, extra: ExtraFeeds | undefined = p.extraFeeds): Promise<Record<string, FeedValue>> {
+export function guidedRun(p: Pipeline, guidance: number): boolean {
+  if (p.text) return guidance > 1 && !p.io.timestepCond;
+  return p.io.classLabels !== null && guidance !== 1;
+}
+
+/**
+ * Denoiser feeds for a batch (rows doubled with the null class, or the negative prompt, when guided). `labels` are
+ * class labels, or for a text pipeline the ids of encoded prompt pairs (TextConditioner.ids). A quantized variant may
+ * no longer read the timestep or labels directly (its time-only region was cut out) and may need extra inputs per
+ * evaluation (activation parameters, cached temporal features). Float inputs take the graph's type (float16 too).
+ */
+export async function buildFeeds(p: Pipeline, x: Float64Array, t: number, labels: number[], guided: boolean, b: number, extra: ExtraFeeds | undefined = p.extraFeeds, guidance = 1): Promise<Record<string, FeedValue>> {
   const [C, H, W] = p.index.sampleShape;
   const size = C * H * W;
   const rows = guided ? 2 * b : b;
@@ -191,9 +244,9 @@ export async function buildFeeds(p: Pipeline, x: Float64Array, t: number, labels
   sampleData.set(x);
   if (guided) sampleData.set(x, b * size);
   const feeds: Record<string, FeedValue> = {
-    [p.io.sample]: { type: 'float32', data: sampleData, dims: [rows, C, H, W] },
+    [p.io.sample]: floatFeed(p.io.sampleType ?? 'float32', sampleData, [rows, C, H, W]),
   };
-  if (p.io.feedsTimestep !== false) feeds[p.io.timestep] = timestepFeed(p.io.timestepType === 'int64', t, rows);
+  if (p.io.feedsTimestep !== false) feeds[p.io.timestep] = timestepInput(p, t, rows);
   let lab: BigInt64Array | null = null;
   if (p.io.classLabels) {
     lab = new BigInt64Array(rows);
@@ -201,13 +254,52 @@ export async function buildFeeds(p: Pipeline, x: Float64Array, t: number, labels
     if (guided) lab.fill(BigInt(p.index.nullClass!), b);
     if (p.io.feedsClassLabels !== false) feeds[p.io.classLabels] = { type: 'int64', data: lab, dims: [rows] };
   }
+  if (p.text) Object.assign(feeds, textFeeds(p, labels, guided, guidance));
   if (extra) Object.assign(feeds, await extra(t, lab, rows));
+  return feeds;
+}
+
+/** The text inputs of a batch: per-token states (and SDXL's pooled text and size ids, LCM's guidance embedding). */
+function textFeeds(p: Pipeline, ids: number[], guided: boolean, guidance: number): Record<string, FeedValue> {
+  const text = p.text!;
+  const type = p.io.sampleType ?? 'float32';
+  const pairs = ids.map((id) => text.pair(id));
+  const rowsOf = <T>(pick: (pp: (typeof pairs)[number], uncond: boolean) => T) => [...pairs.map((pp) => pick(pp, false)), ...(guided ? pairs.map((pp) => pick(pp, true)) : [])];
+  const feeds: Record<string, FeedValue> = {};
+  const hidden = rowsOf((pp, u) => (u ? pp.uncond : pp.cond));
+  const { seq, width } = hidden[0]!;
+  const hs = new Float32Array(hidden.length * seq * width);
+  hidden.forEach((e, r) => hs.set(e.hidden, r * seq * width));
+  feeds[p.io.encoderHiddenStates!] = floatFeed(type, hs, [hidden.length, seq, width]);
+  if (p.io.textEmbeds) {
+    const n = hidden[0]!.pooled?.length ?? 0;
+    const te = new Float32Array(hidden.length * n);
+    hidden.forEach((e, r) => te.set(e.pooled!, r * n));
+    feeds[p.io.textEmbeds] = floatFeed(type, te, [hidden.length, n]);
+  }
+  if (p.io.timeIds) {
+    // [original H, W, crop top, crop left, target H, W] in pixels: diffusers' defaults for a plain text-to-image call
+    const [, Hpx, Wpx] = p.imageShape;
+    const n = p.io.widths?.timeIds ?? 6;
+    const one = [Hpx, Wpx, 0, 0, Hpx, Wpx].slice(0, n);
+    const ti = new Float32Array(hidden.length * n);
+    for (let r = 0; r < hidden.length; r++) ti.set(one, r * n);
+    feeds[p.io.timeIds] = floatFeed(type, ti, [hidden.length, n]);
+  }
+  if (p.io.timestepCond) {
+    const n = p.io.widths?.timestepCond;
+    if (!n) throw new DqError('BAD_MODEL', `${p.label ?? p.dir}: unet/model.onnx: the width of '${p.io.timestepCond}' is not fixed in the graph`);
+    const emb = guidanceEmbedding(guidance, n);
+    const tc = new Float32Array(hidden.length * n);
+    for (let r = 0; r < hidden.length; r++) tc.set(emb, r * n);
+    feeds[p.io.timestepCond] = floatFeed(type, tc, [hidden.length, n]);
+  }
   return feeds;
 }
 
 /** The noise prediction the sampler uses: eps_uncond + w (eps_cond - eps_uncond) when guided. */
 export function combineGuided(out: TensorOut, guidance: number, guided: boolean, b: number, size: number): Float64Array {
-  const o = out.data as Float32Array;
+  const o = asFloat32(out, 'the unet output');
   const rows = guided ? 2 * b : b;
   if (o.length !== rows * size) throw new DqError('BAD_MODEL', `unet output has ${o.length} values, expected ${rows * size}`);
   const eps = new Float64Array(b * size);
@@ -228,13 +320,13 @@ async function denoise(
   t: number,
   labels: number[],
   guidance: number,
+  guided: boolean,
   b: number,
   size: number,
   req: SampleRequest,
   step: number,
 ): Promise<Float64Array> {
-  const guided = guidance !== 1;
-  const feeds = await buildFeeds(p, x, t, labels, guided, b, req.extraFeeds ?? p.extraFeeds);
+  const feeds = await buildFeeds(p, x, t, labels, guided, b, req.extraFeeds ?? p.extraFeeds, guidance);
   let out: TensorOut;
   try {
     out = await evaluate(p, session, feeds, req, step, t);
@@ -279,6 +371,16 @@ export function explainRunError(p: Pipeline, e: unknown, feeds: Record<string, F
   if (!(fed instanceof BigInt64Array) || !fed.includes(BigInt(idx))) return e;
   const where = idx === p.index.nullClass ? `${p.dir}: model_index.json: null_class ${idx}` : `class ${idx}`;
   return new DqError('BAD_CONFIG', `${where} is outside the unet's class embedding (labels 0-${hi})`, e.detail);
+}
+
+/** The denoiser's timestep input as its graph declares it: type (float16/int32 too) and rank (a scalar or one per row). */
+export function timestepInput(p: Pipeline, t: number, rows: number): FeedValue {
+  const type = p.io.timestepType;
+  const n = p.io.timestepRank === 0 ? 1 : rows;
+  const dims = p.io.timestepRank === 0 ? [] : [rows];
+  if (type === 'int64') return { type, data: new BigInt64Array(n).fill(BigInt(Math.round(t))), dims };
+  if (type === 'int32') return { type, data: new Int32Array(n).fill(Math.round(t)), dims };
+  return floatFeed(type, new Float32Array(n).fill(t), dims);
 }
 
 /** The timestep input for `rows` rows: int64 (rounded) or float32. */

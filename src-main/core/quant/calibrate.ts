@@ -17,7 +17,7 @@ import { DqError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { analyzeGraph } from '../onnx/analysis.js';
 import { encodeModel, loadOnnx } from '../onnx/io.js';
-import { releaseSessions } from '../pipeline/pipeline.js';
+import { refuseText, releaseSessions } from '../pipeline/pipeline.js';
 import { openPipeline } from '../open.js';
 import { sample, sliceRows } from '../pipeline/sample.js';
 import { createScheduler, evaluationCount, SAMPLERS, type SamplerName } from '../pipeline/schedulers.js';
@@ -126,6 +126,7 @@ export async function calibrate(
   const settings: CalibrationSettings = { ...DEFAULT_CALIBRATION, ...Object.fromEntries(Object.entries(opts).filter(([k, v]) => k in DEFAULT_CALIBRATION && v !== undefined)) };
   if (!Number.isInteger(settings.samples) || settings.samples < 1) throw new DqError('BAD_ARGUMENT', `--samples must be a positive integer, got ${settings.samples}`);
   const loaded = await openPipeline(pipelineDir, opts.provider ?? 'cpu');
+  refuseText(loaded.pipeline, 'calibrate');
   const { pipeline } = loaded;
   let session = loaded.session;
   const unetSha256 = sha256File(pipeline.unetPath);

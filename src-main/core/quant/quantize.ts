@@ -19,7 +19,7 @@ import { floatTensor, loadOnnx, saveOnnx } from '../onnx/io.js';
 import { nodeAttr } from '../onnx/graph.js';
 import type { ModelMsg } from '../onnx/model.js';
 import { cutFeatures, cutTemporalRegion, exposeTensors, pruneDead } from '../onnx/rewrite.js';
-import { locatePipeline, type UnetIO } from '../pipeline/pipeline.js';
+import { locatePipeline, refuseText, type UnetIO } from '../pipeline/pipeline.js';
 import { openPipeline } from '../open.js';
 import { insertActivationQuantizer } from './activations.js';
 import { readRecord, selectSteps, sha256File, type CalibrationRecord } from './calibrate.js';
@@ -196,6 +196,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   // the output is checked before any work: a file in its path or someone else's folder is refused now, not after
   prepareOutput(opts.out, { replace: 'variant', force: opts.force });
   const source = (await openPipeline(opts.pipelineDir, 'cpu')).pipeline;
+  refuseText(source, 'quantize');
   const sourceIo = source.io;
   const unetSha256 = sha256File(loc.unetPath);
   const rec = opts.record;

@@ -18,7 +18,11 @@ afterAll(async () => {
 function fake(inputs?: IoMeta[], index: Partial<Pipeline['index']> = {}): Pipeline {
   return {
     dir: '/p',
-    index: { className: 'x', classes: ['0', '1', '2'], nullClass: 3, sampleShape: [1, 28, 28], defaultGuidance: 2, components: {}, ...index },
+    index: { className: 'x', family: null, classes: ['0', '1', '2'], nullClass: 3, sampleShape: [1, 28, 28], shapeSource: 'unet/model.onnx', defaultGuidance: 2, defaultSampler: 'ddim', components: {}, ...index },
+    text: null,
+    codec: null,
+    decoderSession: null,
+    imageShape: [1, 28, 28],
     scheduler: {} as Pipeline['scheduler'],
     unetPath: '/p/unet/model.onnx',
     unetInputs: inputs ?? [
@@ -71,7 +75,7 @@ describe('checkShapes: model_index.json against the graph', () => {
     { name: 'class_labels', type: 'int64', shape: ['batch'] },
   ];
   it('a sample_shape that disagrees with a static graph (it was multi-line onnxruntime text)', () => {
-    expect(() => checkShapes(fake(inputs(['batch', 1, 28, 28]), { sampleShape: [1, 32, 32] }))).toThrow(
+    expect(() => checkShapes(fake(inputs(['batch', 1, 28, 28]), { sampleShape: [1, 32, 32], shapeSource: 'model_index.json: sample_shape' }))).toThrow(
       "/p: model_index.json: sample_shape [1, 32, 32] disagrees with the unet's sample input 'sample' [batch, 1, 28, 28]",
     );
     expect(code(() => checkShapes(fake(inputs(['batch', 3, 28, 28]))))).toBe('BAD_CONFIG');
@@ -83,7 +87,8 @@ describe('checkShapes: model_index.json against the graph', () => {
   it('a fixed batch, a sample of another rank or type, int32 labels', () => {
     expect(() => checkShapes(fake(inputs([1, 1, 28, 28])))).toThrow(/its input 'sample' has a fixed batch size of 1; dq needs a dynamic batch dimension/);
     expect(() => checkShapes(fake(inputs(['batch', 28, 28])))).toThrow(/has 3 dimensions/);
-    expect(() => checkShapes(fake(inputs(['batch', 1, 28, 28], { type: 'float16' })))).toThrow(/its sample input 'sample' has type float16; float32 expected/);
+    expect(() => checkShapes(fake(inputs(['batch', 1, 28, 28], { type: 'float16' })))).not.toThrow(); // fp16 graphs are fed float16
+    expect(() => checkShapes(fake(inputs(['batch', 1, 28, 28], { type: 'float64' })))).toThrow(/its sample input 'sample' has type float64; float32 or float16 expected/);
     const i = inputs(['batch', 1, 28, 28]);
     i[2] = { name: 'class_labels', type: 'int32', shape: ['batch'] };
     expect(() => checkShapes(fake(i))).toThrow(/class-label input 'class_labels' has type int32; int64 expected/);
