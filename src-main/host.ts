@@ -2,18 +2,23 @@
  * The contract implemented over the engine, shared by every shell (Electron main, browser mode).
  * Errors become data here: DqError keeps its code; anything else is reported as INTERNAL.
  * Long jobs run in worker processes (src-main/jobs); their events reach the shells through `subscribe`.
+ * Text-to-image sampling (`sample`) runs in this process for now (the worker protocol has no sample task yet):
+ * onnxruntime's work is short per step on the studio's small pipelines, and progress and cancel behave the same.
  */
 import { int8Support } from './core/runtime/cpu.js';
 import { bundledProviders } from './core/runtime/onnx.js';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, isAbsolute, join, resolve } from 'node:path';
 import type {
+  ApiError,
   Artifact,
   CalibrationView,
   CompareResult,
   HostInfo,
   JobEvent,
+  JobInfo,
   JobSpecParsed,
   ModelInfo,
   PresetInfo,
@@ -21,11 +26,16 @@ import type {
   RecipeSpec,
   RequestName,
   Result,
+  SampleResult,
   StudioApi,
 } from './contract/api.js';
 import { JobSpec, Requests } from './contract/api.js';
 import { DqError } from './core/errors.js';
+import { makeDirs } from './core/fsutil.js';
 import { runInfo } from './core/jobs/info-job.js';
+import { runSampleJob } from './core/jobs/sample-job.js';
+import { openPipeline } from './core/open.js';
+import type { SamplerName } from './core/pipeline/schedulers.js';
 import { listEmbeddedModels } from './core/models.js';
 import { readRecord } from './core/quant/calibrate.js';
 import { listPresets, loadRecipe } from './core/quant/recipe.js';
@@ -78,6 +88,104 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
     unsubscribeRunner ??= jobs().subscribe((e) => listeners.forEach((l) => l(e)));
   };
 
+  const emit = (e: JobEvent) => {
+    for (const l of listeners) {
+      try {
+        l(e);
+      } catch {
+        /* a listener's failure is its own */
+      }
+    }
+  };
+
+  // text-to-image sampling runs in this process (see the header); its jobs live beside the runner's
+  const inline = new Map<string, { info: JobInfo; controller: AbortController; done: Promise<void> }>();
+  let inlineSeq = 0;
+  const findJob = (id: string): JobInfo | undefined => inline.get(id)?.info ?? jobs().get(id);
+  const jobDir = (id: string) => join(workspace, id);
+
+  function startSample(spec: Extract<JobSpecParsed, { kind: 'sample' }>, model: { path: string; id: string }): { jobId: string } {
+    const id = `sample-${++inlineSeq}-${randomBytes(3).toString('hex')}`;
+    const dir = jobDir(id);
+    makeDirs(dir, 'workspace');
+    const count = spec.prompts.length;
+    const info: JobInfo = {
+      id, kind: 'sample', label: `sample ${model.id}: ${count} prompt${count === 1 ? '' : 's'} × ${spec.seeds.length} seed${spec.seeds.length === 1 ? '' : 's'}, ${spec.steps} steps`,
+      state: 'running', progress: null, startedAt: Date.now(), endedAt: null, result: null, error: null,
+    };
+    const controller = new AbortController();
+    let lastProgress = 0;
+    const end = (state: JobInfo['state'], result: SampleResult | null, error: ApiError | null) => {
+      if (info.state !== 'running') return;
+      Object.assign(info, { state, result, error, endedAt: Date.now() });
+      emit(result ? { jobId: id, kind: 'done', result } : { jobId: id, kind: 'error', error: error! });
+    };
+    const run = async () => {
+      // yield first: the reply (the job id) and the `started` event go out before any work
+      await new Promise((ok) => setImmediate(ok));
+      const { pipeline } = await openPipeline(model.path, 'cpu');
+      if (!pipeline.text) {
+        const what = pipeline.io.classLabels ? 'class-conditional: compare it by class in Samples' : 'unconditional';
+        throw new DqError('BAD_ARGUMENT', `${model.id} takes no prompts (it is ${what})`);
+      }
+      const rec = await runSampleJob({
+        pipelineDir: model.path,
+        classes: [],
+        prompts: spec.prompts.map((prompt) => ({ prompt })),
+        negativePrompt: spec.negativePrompt,
+        ...(spec.height !== undefined ? { height: spec.height } : {}),
+        ...(spec.width !== undefined ? { width: spec.width } : {}),
+        seeds: spec.seeds,
+        steps: spec.steps,
+        ...(spec.sampler ? { sampler: spec.sampler as SamplerName } : {}),
+        guidance: spec.guidance ?? pipeline.index.defaultGuidance,
+        provider: 'cpu',
+        out: dir,
+        signal: controller.signal,
+        onProgress: (p) => {
+          const now = Date.now();
+          if (p.done < p.total && now - lastProgress < 100) return;
+          lastProgress = now;
+          const elapsed = (now - info.startedAt) / 1000;
+          const frac = p.total > 0 ? p.done / p.total : 0;
+          info.progress = {
+            phase: p.phase, done: p.done, total: p.total, elapsedSeconds: Math.round(elapsed * 10) / 10,
+            etaSeconds: frac > 0 && frac < 1 ? Math.round((elapsed * (1 - frac)) / frac) : frac >= 1 ? 0 : null,
+          };
+          emit({ jobId: id, kind: 'progress', progress: info.progress });
+        },
+      });
+      const result: SampleResult = {
+        kind: 'sample',
+        files: { grid: rec.grid, record: 'samples.json' },
+        prompts: rec.prompts ?? [],
+        tokenLimits: pipeline.text.tokenizers.map((t) => t.maxLength - 2),
+        seeds: rec.seeds,
+        settings: { steps: rec.settings.steps, sampler: rec.settings.sampler, guidance: rec.settings.guidance },
+        imageShape: rec.imageShape,
+        warnings: [...(rec.warnings ?? []), ...(rec.provider.fallback ? [rec.provider.fallback] : [])],
+        provider: rec.provider.used,
+        seconds: rec.seconds,
+      };
+      end('done', result, null);
+    };
+    const done = run().catch((e: unknown) => {
+      const error = controller.signal.aborted ? { code: 'CANCELLED', message: 'sample was cancelled' } : toApiError(e);
+      end(error.code === 'CANCELLED' ? 'cancelled' : 'error', null, error);
+    });
+    inline.set(id, { info, controller, done });
+    emit({ jobId: id, kind: 'started', job: { ...info } });
+    return { jobId: id };
+  }
+
+  function cancel(id: string): boolean {
+    const j = inline.get(id);
+    if (!j) return jobs().cancel(id);
+    if (j.info.state !== 'running') return false;
+    j.controller.abort();
+    return true;
+  }
+
   const doneJob = (id: string, kind: 'calibrate' | 'quantize' | 'compare') => {
     const j = jobs().get(id);
     if (!j || j.kind !== kind) throw new DqError('NOT_FOUND', `no ${kind} job '${id}'`);
@@ -88,6 +196,7 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
   function startJob(spec: JobSpecParsed): { jobId: string } {
     ensureForwarding();
     const model = resolveModel(spec.model);
+    if (spec.kind === 'sample') return startSample(spec, model);
     if (spec.kind === 'calibrate') {
       const { kind: _k, model: _m, ...o } = spec;
       const jobId = jobs().start({
@@ -151,10 +260,35 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
     const last = new Set(map?.sensitive.lastLayers ?? []);
     const splitOf = new Map<string, number | null>();
     for (const s of map?.shortcutSplits ?? []) for (const l of s.consumers) splitOf.set(l, s.splitAt);
+    const c = i.components;
+    const latent = i.text !== null || i.codec !== null;
+    const family = i.pipeline.family;
     return {
       path: i.dir,
       className: i.pipeline.className,
+      family: family ? { name: family.name, task: family.task, sampled: family.sampled } : null,
+      conditioning: i.text ? 'text' : i.unet.io.classLabels ? 'class' : 'none',
       sampleShape: i.pipeline.sampleShape,
+      imageShape: i.image,
+      latentShape: i.codec ? i.pipeline.sampleShape : null,
+      convention: c ? { name: c.convention, why: c.conventionWhy } : null,
+      components: c
+        ? c.components.map((x) => ({
+            name: x.name,
+            folder: x.folder,
+            role: x.role,
+            declared: x.declared,
+            present: x.present,
+            files: x.files,
+            onnx: x.onnx ? { bytes: x.onnx.bytes, externalData: x.onnx.externalData, inputs: x.onnx.inputs, outputs: x.onnx.outputs } : null,
+          }))
+        : null,
+      text: i.text,
+      vae: i.codec ? { factor: i.codec.factor, scalingFactor: i.codec.scalingFactor, shiftFactor: i.codec.shiftFactor, dtype: i.codec.inputType, source: i.codec.source } : null,
+      defaults: { sampler: i.defaults.sampler, guidance: i.defaults.guidance },
+      quantizeUnavailable: latent
+        ? `${family?.name ?? i.pipeline.className} is a latent ${i.text ? 'text-to-image ' : ''}pipeline: the studio cannot calibrate, quantize or export it yet (it comes next); Models and Samples (prompts) work`
+        : null,
       classes: i.pipeline.classes,
       scheduler: { trainSteps: i.scheduler.num_train_timesteps, betaSchedule: i.scheduler.beta_schedule, prediction: i.scheduler.prediction_type },
       unet: { bytes: i.unet.bytes, parameters: i.unet.parameters, nodes: i.unet.nodes, ops: i.unet.ops },
@@ -189,10 +323,10 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
   }
 
   function readArtifact(id: string, file: string): Artifact {
-    if (!jobs().get(id)) throw new DqError('NOT_FOUND', `no job '${id}'`);
+    if (!findJob(id)) throw new DqError('NOT_FOUND', `no job '${id}'`);
     const mime = MIME[extname(file).toLowerCase()];
     if (!mime) throw new DqError('BAD_ARGUMENT', `'${file}' is not a file the studio shows`);
-    const path = join(jobs().dir(id), file);
+    const path = join(jobDir(id), file);
     if (!existsSync(path) || !statSync(path).isFile()) throw new DqError('NOT_FOUND', `job '${id}' wrote no '${file}'`);
     const size = statSync(path).size;
     if (size > MAX_ARTIFACT) throw new DqError('BAD_ARGUMENT', `'${file}' is too large to show (${size} bytes)`);
@@ -206,8 +340,8 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
     modelInfo: (ref) => wrap(() => modelInfo(ref)),
     listPresets: () => wrap((): PresetInfo[] => listPresets().map((name) => ({ name, recipe: loadRecipe(name) as RecipeSpec }))),
     startJob: (spec) => wrap(() => startJob(JobSpec.parse(spec))),
-    cancelJob: (id) => wrap(() => ({ cancelled: jobs().cancel(id) })),
-    listJobs: () => wrap(() => jobs().list()),
+    cancelJob: (id) => wrap(() => ({ cancelled: cancel(id) })),
+    listJobs: () => wrap(() => [...jobs().list(), ...[...inline.values()].map((j) => j.info)].sort((a, b) => a.startedAt - b.startedAt)),
     getCalibration: (id) => wrap(() => getCalibration(id)),
     readArtifact: (id, file) => wrap(() => readArtifact(id, file)),
     subscribe(listener) {
@@ -218,6 +352,8 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
     dispose: async () => {
       unsubscribeRunner?.();
       listeners.clear();
+      for (const j of inline.values()) j.controller.abort();
+      await Promise.all([...inline.values()].map((j) => j.done));
       await runner?.dispose();
       if (ownWorkspace) rmSync(workspace, { recursive: true, force: true });
     },

@@ -1,6 +1,6 @@
 /**
  * The one typed contract between the renderer and its host (Electron main via preload, or browser mode).
- * Requests go in, results and errors come back as data; long jobs (calibrate, quantize, compare) are started
+ * Requests go in, results and errors come back as data; long jobs (calibrate, quantize, compare, export, sample) are started
  * by a request and report through events (progress, done, error); nothing here imports Node or the engine.
  */
 import { z } from 'zod';
@@ -52,11 +52,59 @@ export interface LayerRow {
   splitAt: number | null;
 }
 
+/** An input or output of an ONNX graph as onnxruntime reports it: symbolic names for dynamic dimensions. */
+export interface IoRow {
+  name: string;
+  type: string;
+  shape: (number | string)[] | null;
+}
+
+/** One component of a diffusers pipeline folder (model_index.json's entries; an ONNX VAE is its two halves). */
+export interface ComponentRow {
+  name: string;
+  folder: string;
+  role: 'conditioner' | 'tokenizer' | 'denoiser' | 'latent codec' | 'scheduler' | 'other';
+  /** [library, class] as model_index.json declares it. */
+  declared: [string | null, string | null] | null;
+  present: boolean;
+  files: string[];
+  /** An ONNX component: bytes with its external weights, the weights file (if any) and the graph's I/O. */
+  onnx: { bytes: number; externalData: string | null; inputs: IoRow[]; outputs: IoRow[] } | null;
+}
+
 export interface ModelInfo {
   /** Absolute path of the pipeline folder. */
   path: string;
   className: string;
+  /** The family model_index.json's `_class_name` names (null for a class the engine does not know). */
+  family: { name: string; task: string; sampled: boolean } | null;
+  /** What conditions a sample: prompts (text-to-image), class labels, or nothing. */
+  conditioning: 'text' | 'class' | 'none';
+  /** The denoiser's sample [C, H, W] (latents for a latent pipeline, at the default size). */
   sampleShape: number[];
+  /** [C, H, W] of the images it makes (decoded by the VAE for a latent pipeline). */
+  imageShape: number[];
+  /** [C, h, w] of the latents, or null for a pixel-space pipeline. */
+  latentShape: number[] | null;
+  /** The I/O convention its graphs follow (legacy diffusers script, Optimum, TensorRT demo), and why. */
+  convention: { name: string; why: string } | null;
+  /** Every component with its role, declared class, files and ONNX I/O; null for our pixel-space pipelines. */
+  components: ComponentRow[] | null;
+  /** How prompts become the denoiser's inputs: CLIP (SD 1.x/2.x) or SDXL's two encoders. */
+  text: {
+    kind: string;
+    encoders: { component: string; input: string; idsType: string; hidden: string; pooled: string | null }[];
+    tokenizers: { folder: string; source: string; vocab: number; maxLength: number; padId: number }[];
+    /** The cross-attention width. */
+    width: number | null;
+    zerosForEmptyNegative: boolean;
+  } | null;
+  /** The VAE decoder: factor, scaling and shift, input dtype, and where they were read. */
+  vae: { factor: number; scalingFactor: number; shiftFactor: number; dtype: string; source: string } | null;
+  /** The pipeline's own sampler (its scheduler config) and guidance. */
+  defaults: { sampler: string; guidance: number };
+  /** Why the studio cannot calibrate, quantize or export this pipeline yet; null when it can. */
+  quantizeUnavailable: string | null;
   classes: string[];
   scheduler: { trainSteps: number; betaSchedule: string; prediction: string };
   unet: { bytes: number; parameters: number; nodes: number; ops: Record<string, number> };
@@ -111,6 +159,7 @@ export interface PresetInfo {
 
 /** The samplers (core/pipeline/schedulers.ts SAMPLERS; the contract imports no core, a unit test keeps them equal). */
 export const SAMPLER_NAMES = ['ddpm', 'ddim', 'dpm++2m', 'euler', 'pndm', 'euler-a', 'dpm++2m-karras', 'lcm'] as const;
+export type SamplerName = (typeof SAMPLER_NAMES)[number];
 const id = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'not an id');
 const modelRef = z.string().min(1).max(4096);
 const smallInts = z.array(z.number().int().min(0).max(1_000_000)).max(256);
@@ -181,7 +230,31 @@ export const ExportJob = z
   })
   .strict();
 
-export const JobSpec = z.discriminatedUnion('kind', [CalibrateJob, QuantizeJob, CompareJob, ExportJob]);
+/** The longest prompt the studio sends, and how many in one run (a grid row each). */
+export const MAX_PROMPT_CHARS = 2000;
+export const MAX_STUDIO_PROMPTS = 64;
+const promptText = z.string().max(MAX_PROMPT_CHARS, `a prompt is at most ${MAX_PROMPT_CHARS} characters`);
+
+/** Text-to-image sampling: a grid with a row per prompt and a column per seed. */
+export const SampleJob = z
+  .object({
+    kind: z.literal('sample'),
+    model: modelRef,
+    prompts: z.array(promptText).min(1, 'give at least one prompt').max(MAX_STUDIO_PROMPTS, `at most ${MAX_STUDIO_PROMPTS} prompts in one run`),
+    negativePrompt: promptText.default(''),
+    seeds: smallInts.min(1).max(64),
+    steps: z.number().int().min(1).max(1000),
+    /** Default: the pipeline's (its model_index.json or family). */
+    guidance: z.number().min(0).max(100).optional(),
+    /** Default: the sampler of the pipeline's scheduler config. */
+    sampler: z.enum(SAMPLER_NAMES).optional(),
+    /** Image size in pixels (default: the pipeline's); a multiple of the VAE's factor. */
+    height: z.number().int().min(8).max(2048).optional(),
+    width: z.number().int().min(8).max(2048).optional(),
+  })
+  .strict();
+
+export const JobSpec = z.discriminatedUnion('kind', [CalibrateJob, QuantizeJob, CompareJob, ExportJob, SampleJob]);
 export type JobSpec = z.input<typeof JobSpec>;
 export type JobSpecParsed = z.output<typeof JobSpec>;
 export type JobKind = JobSpec['kind'];
@@ -295,7 +368,25 @@ export interface CompareResult {
   notes: string[];
 }
 
-export type JobResult = CalibrateResult | QuantizeResult | CompareResult | ExportResult;
+export interface SampleResult {
+  kind: 'sample';
+  /** The job's files: the grid (a row per prompt, a column per seed) and samples.json. */
+  files: { grid: string; record: string };
+  /** Per prompt: its negative prompt, token counts per tokenizer (BOS/EOS not counted), and what truncation dropped. */
+  prompts: { prompt: string; negative: string; tokens: number[]; truncated: boolean; dropped: string }[];
+  /** Tokens a prompt may have per tokenizer (its max length less BOS and EOS). */
+  tokenLimits: number[];
+  seeds: number[];
+  settings: { steps: number; sampler: string; guidance: number };
+  /** [C, H, W] of each image. */
+  imageShape: number[];
+  /** Truncated prompts, an fp16 VAE's overflow, a provider that was not used, ... */
+  warnings: string[];
+  provider: string;
+  seconds: number;
+}
+
+export type JobResult = CalibrateResult | QuantizeResult | CompareResult | ExportResult | SampleResult;
 
 export type JobState = 'running' | 'done' | 'error' | 'cancelled';
 
