@@ -15,6 +15,7 @@ import type {
   QuantizeResult,
   RecipeSpec,
   Result,
+  SampleResult,
   StudioClient,
 } from '../../src-main/contract/api';
 
@@ -44,6 +45,8 @@ export class Studio {
   calibrationJob = $state<string | null>(null);
   calibration = $state<CalibrationView | null>(null);
   compareJob = $state<string | null>(null);
+  /** The text-to-image sample job the Samples view shows. */
+  sampleJob = $state<string | null>(null);
   /** The recipe being edited (Recipe view), from a preset. */
   recipe = $state<RecipeSpec | null>(null);
   preset = $state<string>('');
@@ -83,6 +86,7 @@ export class Studio {
     this.calibrationJob = null;
     this.calibration = null;
     this.compareJob = null;
+    this.sampleJob = null;
     const r = await this.api.modelInfo(ref);
     this.infoLoading = false;
     if (r.ok) {
@@ -154,6 +158,16 @@ export class Studio {
   get comparison(): CompareResult | null {
     const r = this.job(this.compareJob)?.result;
     return r?.kind === 'compare' ? r : null;
+  }
+
+  get sampleResult(): SampleResult | null {
+    const r = this.job(this.sampleJob)?.result;
+    return r?.kind === 'sample' ? r : null;
+  }
+
+  /** Why calibrate, quantize and export are not offered for the open model (a latent text-to-image pipeline). */
+  get quantizeUnavailable(): string | null {
+    return this.info?.quantizeUnavailable ?? null;
   }
 
   /** A job's file as a data: URL (the CSP allows data: images and media). */
