@@ -119,6 +119,17 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`text-to-image 
     expect(await page.getByTestId('t2i-grid').evaluate((img: HTMLImageElement) => img.naturalWidth)).toBeGreaterThan(2 * 128);
     await expect(page.getByTestId('view-samples').textContent()).resolves.toMatch(/pndm, 3 steps, guidance 7\.5 · 3×128×128/);
     await shot(page, 't2i-3-samples');
+
+    // SDXL: two text encoders; the second's many hidden_states.k outputs fold into one line
+    await page.getByTestId('tab-models').click();
+    await page.getByTestId('model-path').fill(join(ROOT, 'test', 'fixtures', 'sdxl-optimum'));
+    await page.getByRole('button', { name: 'Open folder' }).click();
+    await expect(page.getByTestId('pipeline-family').textContent()).resolves.toBe('Stable Diffusion XL');
+    const enc2 = page.getByTestId('components').locator('tbody tr').filter({ hasText: 'text_encoder_2' });
+    await expect(enc2.textContent()).resolves.toMatch(/text_embeds float32.*hidden_states\.0…\d+ float32/s);
+    await expect(page.getByTestId('components').locator('tbody tr').filter({ hasText: 'denoiser' }).textContent()).resolves.toMatch(/text_embeds float32.*time_ids float32/s);
+    await page.getByTestId('components').evaluate((el) => el.scrollIntoView({ block: 'end' }));
+    await shot(page, 't2i-5-sdxl-models');
     expect(errors).toEqual([]);
     await page.close();
   }, 300_000);

@@ -110,6 +110,46 @@ describe('host: modelInfo on a text-to-image pipeline', () => {
   });
 });
 
+describe('host: the other conventions and dtypes', () => {
+  const info = async (name: string) => {
+    const r = await host.modelInfo(join(ROOT, 'test', 'fixtures', name));
+    if (!r.ok) throw new Error(r.error.message);
+    return r.value;
+  };
+
+  it("SDXL: two tokenizers and encoders, the pooled text_embeds and time_ids inputs", async () => {
+    const i = await info('sdxl-optimum');
+    expect(i.family?.name).toBe('Stable Diffusion XL');
+    expect(i.text?.kind).toBe('sdxl');
+    // pad ids as each tokenizer's files say: '<|endoftext|>' for the first, '!' (id 0) for the second
+    const pads = ['tokenizer', 'tokenizer_2'].map((t) => {
+      const special = readJson(join(ROOT, 'test', 'fixtures', 'sdxl-optimum', t, 'special_tokens_map.json'));
+      const pad = special.pad_token as string | { content: string };
+      return (readJson(join(ROOT, 'test', 'fixtures', 'sdxl-optimum', t, 'vocab.json')))[typeof pad === 'string' ? pad : pad.content];
+    });
+    expect(i.text!.tokenizers.map((t) => t.padId)).toEqual(pads);
+    expect(i.text!.encoders.map((e) => [e.component, e.pooled])).toEqual([['text_encoder', null], ['text_encoder_2', 'text_embeds']]);
+    const unet = i.components!.find((c) => c.folder === 'unet')!.onnx!;
+    expect(unet.inputs.map((x) => x.name)).toEqual(expect.arrayContaining(['text_embeds', 'time_ids']));
+    expect(unet.externalData).toBe('model.onnx_data');
+  });
+
+  it('legacy diffusers script: int32 ids; a size of our choosing reaches the sampler', async () => {
+    const i = await info('sd15-legacy');
+    expect(i.convention?.name).toBe('legacy diffusers script');
+    expect(i.text!.encoders[0]!.idsType).toBe('int32');
+    expect(i.imageShape).toEqual([3, 512, 512]);
+    const end = await runJob({ kind: 'sample', model: join(ROOT, 'test', 'fixtures', 'sd15-legacy'), prompts: ['a red seven'], seeds: [0], steps: 2, height: 128, width: 64 });
+    expect(end.kind === 'done' && (end.result as SampleResult).imageShape).toEqual([3, 128, 64]);
+  }, 120_000);
+
+  it('fp16: the VAE dtype is float16', async () => {
+    const i = await info('sd15-fp16');
+    expect(i.vae?.dtype).toBe('float16');
+    expect(i.components!.find((c) => c.folder === 'unet')!.onnx!.inputs.find((x) => x.name === 'sample')?.type).toBe('float16');
+  });
+});
+
 describe('host: the sample job', () => {
   const long = Array(40).fill('a red seven').join(' ');
   let result: SampleResult;
