@@ -11,6 +11,7 @@ import type { Granularity } from '../kernels/layout.js';
 import { modelBytes } from '../test/integration/kernels/onnx-model.js';
 import { benchExport } from './export.js';
 import { benchPtq } from './ptq.js';
+import { benchT2I } from './t2i.js';
 
 const DIMS = [1024, 1024];
 const N = DIMS[0]! * DIMS[1]!;
@@ -128,3 +129,4 @@ async function main(): Promise<void> {
 await main();
 if (process.env.DQ_BENCH_PTQ !== '0') benchPtq();
 if (process.env.DQ_BENCH_EXPORT !== '0') await benchExport();
+if (process.env.DQ_BENCH_T2I !== '0') await benchT2I();

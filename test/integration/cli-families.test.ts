@@ -49,9 +49,10 @@ describe('dq info on real pipeline layouts', () => {
     expect(r.stdout).toMatch(/^defaults\s+sampler pndm, guidance 7\.5$/m);
     const j = dq(['info', F('sd15-fp16'), '--json']);
     expect(j.code).toBe(0);
-    const parsed = JSON.parse(j.stdout) as { convention: string; components: { name: string; onnx?: { outputs: { type: string }[] } }[] };
-    expect(parsed.convention).toBe('Optimum');
-    expect(parsed.components.find((c) => c.name === 'vae_decoder')!.onnx!.outputs[0]!.type).toBe('float16');
+    const parsed = JSON.parse(j.stdout) as { components: { convention: string; components: { name: string; onnx?: { outputs: { type: string }[] } }[] }; codec: { inputType: string } };
+    expect(parsed.components.convention).toBe('Optimum');
+    expect(parsed.components.components.find((c) => c.name === 'vae_decoder')!.onnx!.outputs[0]!.type).toBe('float16');
+    expect(parsed.codec.inputType).toBe('float16');
   });
 
   it('our own pipeline is still described as before', () => {

@@ -38,7 +38,7 @@ describe('dq info', () => {
     const r = dq(['info', TINY, '--json']);
     expect(r.code).toBe(0);
     const info = JSON.parse(r.stdout);
-    expect(info.unet.io).toEqual({ sample: 'sample', timestep: 'timestep', timestepType: 'float32', classLabels: 'class_labels', output: 'out_sample' });
+    expect(info.unet.io).toEqual({ sample: 'sample', timestep: 'timestep', timestepType: 'float32', timestepRank: 1, sampleType: 'float32', classLabels: 'class_labels', output: 'out_sample' });
     expect(info.scheduler.num_train_timesteps).toBe(1000);
     expect(info.unet.parameters).toBeGreaterThan(100_000);
     expect(info.pipeline.classes).toHaveLength(10);
@@ -87,7 +87,7 @@ describe('dq sample', () => {
     const args = ['--class', '0-9', '--seeds', '0-2', '--steps', '10', '--sampler', 'ddim', '--guidance', '2', '--quiet'];
     const r1 = dq(['sample', TINY, ...args, '--out', a]);
     expect(r1.code, r1.stderr).toBe(0);
-    expect(r1.stdout).toMatch(/30 images, ddim 10 steps, guidance 2, provider cpu/);
+    expect(r1.stdout).toMatch(/30 images 28x28, ddim 10 steps, guidance 2, provider cpu/);
     const r2 = dq(['sample', TINY, ...args, '--batch', '7', '--out', b]);
     expect(r2.code, r2.stderr).toBe(0);
     expect(readFileSync(join(a, 'grid.png')).equals(readFileSync(join(b, 'grid.png')))).toBe(true);

@@ -71,6 +71,8 @@ export interface SampleOutput {
   trajectory?: Float32Array[][];
   timesteps: number[];
   seconds: number;
+  /** Seconds in each component: encoding the prompts, the denoiser loop (scheduler included), VAE decoding. */
+  timing: { text: number; denoise: number; decode: number };
 }
 
 /** Classifier-free guidance above this is refused: the prediction is then mostly the amplified difference (black or saturated images), and far above it float overflow. */
@@ -160,6 +162,7 @@ export async function sample(p: Pipeline, session: Session, req: SampleRequest):
   const guided = guidedRun(p, req.guidance);
   // text: each (prompt, negative) pair encoded once; the rows refer to it by id, as class labels do
   const conds = p.text ? await p.text.ids(req.prompts!, req.negativePrompts ?? req.prompts!.map(() => '')) : req.classes;
+  const tText = performance.now();
   const images: Float32Array[] = new Array(n);
   const trajectory: Float32Array[][] | undefined = req.keepTrajectory ? Array.from({ length: n }, () => []) : undefined;
   let timesteps: number[] = [];
@@ -197,7 +200,8 @@ export async function sample(p: Pipeline, session: Session, req: SampleRequest):
     }
     idx.forEach((i, k) => (images[i] = Float32Array.from(x.subarray(k * size, (k + 1) * size))));
   }
-  const out: SampleOutput = { images, trajectory, timesteps, seconds: 0 };
+  const tLoop = performance.now();
+  const out: SampleOutput = { images, trajectory, timesteps, seconds: 0, timing: { text: (tText - t0) / 1000, denoise: (tLoop - tText) / 1000, decode: 0 } };
   const warnings: string[] = [];
   if (p.text) {
     out.tokens = req.prompts!.map((t) => p.text!.report(t));
@@ -217,6 +221,7 @@ export async function sample(p: Pipeline, session: Session, req: SampleRequest):
     }
   }
   if (warnings.length) out.warnings = warnings;
+  out.timing.decode = (performance.now() - tLoop) / 1000;
   out.seconds = (performance.now() - t0) / 1000;
   return out;
 }
