@@ -2,17 +2,13 @@
  * The contract implemented over the engine, shared by every shell (Electron main, browser mode).
  * Errors become data here: DqError keeps its code; anything else is reported as INTERNAL.
  * Long jobs run in worker processes (src-main/jobs); their events reach the shells through `subscribe`.
- * Text-to-image sampling (`sample`) runs in this process for now (the worker protocol has no sample task yet):
- * onnxruntime's work is short per step on the studio's small pipelines, and progress and cancel behave the same.
  */
 import { int8Support } from './core/runtime/cpu.js';
 import { bundledProviders } from './core/runtime/onnx.js';
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, isAbsolute, join, resolve } from 'node:path';
 import type {
-  ApiError,
   Artifact,
   CalibrationView,
   CompareResult,
@@ -26,16 +22,11 @@ import type {
   RecipeSpec,
   RequestName,
   Result,
-  SampleResult,
   StudioApi,
 } from './contract/api.js';
 import { JobSpec, Requests } from './contract/api.js';
 import { DqError } from './core/errors.js';
-import { makeDirs } from './core/fsutil.js';
 import { runInfo } from './core/jobs/info-job.js';
-import { runSampleJob } from './core/jobs/sample-job.js';
-import { openPipeline } from './core/open.js';
-import type { SamplerName } from './core/pipeline/schedulers.js';
 import { listEmbeddedModels } from './core/models.js';
 import { readRecord } from './core/quant/calibrate.js';
 import { listPresets, loadRecipe } from './core/quant/recipe.js';
@@ -88,102 +79,33 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
     unsubscribeRunner ??= jobs().subscribe((e) => listeners.forEach((l) => l(e)));
   };
 
-  const emit = (e: JobEvent) => {
-    for (const l of listeners) {
-      try {
-        l(e);
-      } catch {
-        /* a listener's failure is its own */
-      }
-    }
-  };
-
-  // text-to-image sampling runs in this process (see the header); its jobs live beside the runner's
-  const inline = new Map<string, { info: JobInfo; controller: AbortController; done: Promise<void> }>();
-  let inlineSeq = 0;
-  const findJob = (id: string): JobInfo | undefined => inline.get(id)?.info ?? jobs().get(id);
-  const jobDir = (id: string) => join(workspace, id);
+  const findJob = (id: string): JobInfo | undefined => jobs().get(id);
 
   function startSample(spec: Extract<JobSpecParsed, { kind: 'sample' }>, model: { path: string; id: string }): { jobId: string } {
-    const id = `sample-${++inlineSeq}-${randomBytes(3).toString('hex')}`;
-    const dir = jobDir(id);
-    makeDirs(dir, 'workspace');
     const count = spec.prompts.length;
-    const info: JobInfo = {
-      id, kind: 'sample', label: `sample ${model.id}: ${count} prompt${count === 1 ? '' : 's'} × ${spec.seeds.length} seed${spec.seeds.length === 1 ? '' : 's'}, ${spec.steps} steps`,
-      state: 'running', progress: null, startedAt: Date.now(), endedAt: null, result: null, error: null,
-    };
-    const controller = new AbortController();
-    let lastProgress = 0;
-    const end = (state: JobInfo['state'], result: SampleResult | null, error: ApiError | null) => {
-      if (info.state !== 'running') return;
-      Object.assign(info, { state, result, error, endedAt: Date.now() });
-      emit(result ? { jobId: id, kind: 'done', result } : { jobId: id, kind: 'error', error: error! });
-    };
-    const run = async () => {
-      // yield first: the reply (the job id) and the `started` event go out before any work
-      await new Promise((ok) => setImmediate(ok));
-      const { pipeline } = await openPipeline(model.path, 'cpu');
-      if (!pipeline.text) {
-        const what = pipeline.io.classLabels ? 'class-conditional: compare it by class in Samples' : 'unconditional';
-        throw new DqError('BAD_ARGUMENT', `${model.id} takes no prompts (it is ${what})`);
-      }
-      const rec = await runSampleJob({
+    const jobId = jobs().start({
+      kind: 'sample',
+      label: `sample ${model.id}: ${count} prompt${count === 1 ? '' : 's'} × ${spec.seeds.length} seed${spec.seeds.length === 1 ? '' : 's'}, ${spec.steps} steps`,
+      task: (dir) => ({
+        kind: 'sample',
         pipelineDir: model.path,
-        classes: [],
-        prompts: spec.prompts.map((prompt) => ({ prompt })),
+        modelId: model.id,
+        prompts: spec.prompts,
         negativePrompt: spec.negativePrompt,
         ...(spec.height !== undefined ? { height: spec.height } : {}),
         ...(spec.width !== undefined ? { width: spec.width } : {}),
         seeds: spec.seeds,
         steps: spec.steps,
-        ...(spec.sampler ? { sampler: spec.sampler as SamplerName } : {}),
-        guidance: spec.guidance ?? pipeline.index.defaultGuidance,
-        provider: 'cpu',
+        ...(spec.sampler ? { sampler: spec.sampler } : {}),
+        ...(spec.guidance !== undefined ? { guidance: spec.guidance } : {}),
         out: dir,
-        signal: controller.signal,
-        onProgress: (p) => {
-          const now = Date.now();
-          if (p.done < p.total && now - lastProgress < 100) return;
-          lastProgress = now;
-          const elapsed = (now - info.startedAt) / 1000;
-          const frac = p.total > 0 ? p.done / p.total : 0;
-          info.progress = {
-            phase: p.phase, done: p.done, total: p.total, elapsedSeconds: Math.round(elapsed * 10) / 10,
-            etaSeconds: frac > 0 && frac < 1 ? Math.round((elapsed * (1 - frac)) / frac) : frac >= 1 ? 0 : null,
-          };
-          emit({ jobId: id, kind: 'progress', progress: info.progress });
-        },
-      });
-      const result: SampleResult = {
-        kind: 'sample',
-        files: { grid: rec.grid, record: 'samples.json' },
-        prompts: rec.prompts ?? [],
-        tokenLimits: pipeline.text.tokenizers.map((t) => t.maxLength - 2),
-        seeds: rec.seeds,
-        settings: { steps: rec.settings.steps, sampler: rec.settings.sampler, guidance: rec.settings.guidance },
-        imageShape: rec.imageShape,
-        warnings: [...(rec.warnings ?? []), ...(rec.provider.fallback ? [rec.provider.fallback] : [])],
-        provider: rec.provider.used,
-        seconds: rec.seconds,
-      };
-      end('done', result, null);
-    };
-    const done = run().catch((e: unknown) => {
-      const error = controller.signal.aborted ? { code: 'CANCELLED', message: 'sample was cancelled' } : toApiError(e);
-      end(error.code === 'CANCELLED' ? 'cancelled' : 'error', null, error);
+      }),
     });
-    inline.set(id, { info, controller, done });
-    emit({ jobId: id, kind: 'started', job: { ...info } });
-    return { jobId: id };
+    return { jobId };
   }
 
   function cancel(id: string): boolean {
-    const j = inline.get(id);
-    if (!j) return jobs().cancel(id);
-    if (j.info.state !== 'running') return false;
-    j.controller.abort();
-    return true;
+    return jobs().cancel(id);
   }
 
   const doneJob = (id: string, kind: 'calibrate' | 'quantize' | 'compare') => {
@@ -326,7 +248,7 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
     if (!findJob(id)) throw new DqError('NOT_FOUND', `no job '${id}'`);
     const mime = MIME[extname(file).toLowerCase()];
     if (!mime) throw new DqError('BAD_ARGUMENT', `'${file}' is not a file the studio shows`);
-    const path = join(jobDir(id), file);
+    const path = join(jobs().dir(id), file);
     if (!existsSync(path) || !statSync(path).isFile()) throw new DqError('NOT_FOUND', `job '${id}' wrote no '${file}'`);
     const size = statSync(path).size;
     if (size > MAX_ARTIFACT) throw new DqError('BAD_ARGUMENT', `'${file}' is too large to show (${size} bytes)`);
@@ -341,7 +263,7 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
     listPresets: () => wrap((): PresetInfo[] => listPresets().map((name) => ({ name, recipe: loadRecipe(name) as RecipeSpec }))),
     startJob: (spec) => wrap(() => startJob(JobSpec.parse(spec))),
     cancelJob: (id) => wrap(() => ({ cancelled: cancel(id) })),
-    listJobs: () => wrap(() => [...jobs().list(), ...[...inline.values()].map((j) => j.info)].sort((a, b) => a.startedAt - b.startedAt)),
+    listJobs: () => wrap(() => jobs().list()),
     getCalibration: (id) => wrap(() => getCalibration(id)),
     readArtifact: (id, file) => wrap(() => readArtifact(id, file)),
     subscribe(listener) {
@@ -352,8 +274,6 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
     dispose: async () => {
       unsubscribeRunner?.();
       listeners.clear();
-      for (const j of inline.values()) j.controller.abort();
-      await Promise.all([...inline.values()].map((j) => j.done));
       await runner?.dispose();
       if (ownWorkspace) rmSync(workspace, { recursive: true, force: true });
     },

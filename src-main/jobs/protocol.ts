@@ -14,6 +14,21 @@ export type WorkerTask =
   | { kind: 'quantize'; pipelineDir: string; recipe: unknown; keepLayers: string[]; recordPath: string | null; out: string }
   | { kind: 'export'; variantDir: string; out: string; int8Weights: 'u8' | 's8' | 's7'; fuseAttention: boolean; verifySeeds: number[]; verifySteps: number }
   | {
+      kind: 'sample';
+      pipelineDir: string;
+      /** The model's name, for messages. */
+      modelId: string;
+      prompts: string[];
+      negativePrompt: string;
+      height?: number;
+      width?: number;
+      seeds: number[];
+      steps: number;
+      sampler?: string;
+      guidance?: number;
+      out: string;
+    }
+  | {
       kind: 'compare';
       pipelineDir: string;
       /** 'fp' or variant folders. */

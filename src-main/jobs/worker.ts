@@ -13,7 +13,10 @@ import { calibrate, readRecord, type TimestepSelection } from '../core/quant/cal
 import { quantizePipeline } from '../core/quant/quantize.js';
 import { exportPipeline } from '../core/export/export.js';
 import { parseRecipe } from '../core/quant/recipe.js';
-import type { CompareResult, ExportResult, QuantizeResult } from '../contract/api.js';
+import type { CompareResult, ExportResult, QuantizeResult, SampleResult } from '../contract/api.js';
+import { DqError } from '../core/errors.js';
+import { runSampleJob } from '../core/jobs/sample-job.js';
+import { openPipeline } from '../core/open.js';
 import { toApiError } from './errors.js';
 import type { FromWorker, ToWorker, WorkerTask } from './protocol.js';
 
@@ -73,6 +76,42 @@ async function run(task: WorkerTask): Promise<unknown> {
         ? { maxAbs: e.verification.maxAbs, meanAbs: e.verification.meanAbs, p99Abs: e.verification.p99Abs, images: e.verification.perImageMax.length, step: e.verification.step, ...(e.verification.int8WeightsAsRun ? { asRun: e.verification.int8WeightsAsRun } : {}) }
         : null,
       notes: e.notes,
+    };
+    return result;
+  }
+  if (task.kind === 'sample') {
+    const { pipeline } = await openPipeline(task.pipelineDir, 'cpu');
+    if (!pipeline.text) {
+      const what = pipeline.io.classLabels ? 'class-conditional: compare it by class in Samples' : 'unconditional';
+      throw new DqError('BAD_ARGUMENT', `${task.modelId} takes no prompts (it is ${what})`);
+    }
+    const rec = await runSampleJob({
+      pipelineDir: task.pipelineDir,
+      classes: [],
+      prompts: task.prompts.map((prompt) => ({ prompt })),
+      negativePrompt: task.negativePrompt,
+      ...(task.height !== undefined ? { height: task.height } : {}),
+      ...(task.width !== undefined ? { width: task.width } : {}),
+      seeds: task.seeds,
+      steps: task.steps,
+      ...(task.sampler ? { sampler: task.sampler as SamplerName } : {}),
+      guidance: task.guidance ?? pipeline.index.defaultGuidance,
+      provider: 'cpu',
+      out: task.out,
+      signal,
+      onProgress: (p) => progress(p.phase, p.done, p.total),
+    });
+    const result: SampleResult = {
+      kind: 'sample',
+      files: { grid: rec.grid, record: 'samples.json' },
+      prompts: rec.prompts ?? [],
+      tokenLimits: pipeline.text.tokenizers.map((t) => t.maxLength - 2),
+      seeds: rec.seeds,
+      settings: { steps: rec.settings.steps, sampler: rec.settings.sampler, guidance: rec.settings.guidance },
+      imageShape: rec.imageShape,
+      warnings: [...(rec.warnings ?? []), ...(rec.provider.fallback ? [rec.provider.fallback] : [])],
+      provider: rec.provider.used,
+      seconds: rec.seconds,
     };
     return result;
   }
