@@ -3,11 +3,11 @@ that ONNX exporters write, for tests of the pipeline loader, tokenizer, sampler 
 
 Usage (Debian's PyTorch 1.13 CPU build and onnx 1.12: `apt-get install -y python3-torch python3-onnx`):
 
-    /usr/bin/python3 tools/make_sd_fixtures.py [--out test/fixtures] [--only sd15-optimum,sdxl-optimum,...,ddpm-plain]
+    /usr/bin/python3 tools/make_sd_fixtures.py [--out test/fixtures] [--only sd15-optimum,sdxl-optimum,...,lcm-optimum]
                                                [--legacy-timestep int64|float32]
 
 Regenerating gives byte-identical files (fixed seeds, one thread; the same torch and onnx versions assumed).
-Writes five pipeline folders under --out:
+Writes six pipeline folders under --out:
 
   sd15-optimum/  StableDiffusionPipeline as `optimum-cli export onnx` writes it (about 1.4 MB):
                  model_index.json (the diffusers pipeline config: `vae` entry, but vae_decoder/ + vae_encoder/
@@ -41,8 +41,21 @@ Writes five pipeline folders under --out:
                  google/ddpm-cifar10-32's schedule), unet/config.json (UNet2DModel, sample_size 32, 3 channels);
                  the graph takes sample float32 [batch, 3, height, width] (height and width dynamic: the size is
                  only in unet/config.json) and timestep float32 rank 1 [batch] -> out_sample. Opset 17.
+  lcm-optimum/   LatentConsistencyModelPipeline as `optimum-cli export onnx` writes it (about 1.4 MB): sd15-optimum's
+                 layout, tokenizer, text encoder and VAE (the same files), but the unet has diffusers'
+                 time_cond_proj_dim (16 here; 256 in LCM-Dreamshaper-v7): its TimestepEmbedding has cond_proj =
+                 Linear(time_cond_proj_dim, block_out_channels[0], bias=False), added to the sinusoidal time
+                 projection before linear_1, and the graph takes a fourth input timestep_cond float32
+                 [batch_size, 16] (Optimum's UNetOnnxConfig order: sample, timestep, encoder_hidden_states,
+                 timestep_cond); unet/config.json says time_cond_proj_dim; scheduler/ is LCMScheduler with
+                 LCM-Dreamshaper-v7's schedule (scaled_linear 0.00085..0.012, original_inference_steps 50, leading,
+                 steps_offset 1, set_alpha_to_one, timestep_scaling 10); model_index.json as
+                 LatentConsistencyModelPipeline writes it (requires_safety_checker, null safety_checker,
+                 feature_extractor and image_encoder). Beside it, lcm-optimum.reference.json: diffusers'
+                 get_guidance_scale_embedding(guidance - 1, 16) for a few guidance values, from the formula in numpy
+                 (float64), for the tests to compare the engine's timestep_cond feeds with.
 
-The three SD 1.5 fixtures hold the SAME weights (one seed): the same prompt ids, latents and timestep give the same
+The three SD 1.5 fixtures hold the SAME weights (one seed; lcm-optimum shares their text encoder and VAE): the same prompt ids, latents and timestep give the same
 outputs in every convention (float16 within its precision), which tests can use as a cross-check.
 
 Topology (diffusers / transformers classes, reduced width; everything else as the real models):
@@ -316,12 +329,18 @@ class Timesteps(nn.Module):
 
 
 class TimestepEmbedding(nn.Module):
-    def __init__(self, cin, dim):
+    """linear_1, SiLU, linear_2; with cond_dim (the UNet's time_cond_proj_dim, LCM) a bias-free cond_proj maps the
+    condition to the input width and is added to the input before linear_1, as diffusers' TimestepEmbedding does."""
+
+    def __init__(self, cin, dim, cond_dim=None):
         super().__init__()
         self.linear_1 = nn.Linear(cin, dim)
+        self.cond_proj = nn.Linear(cond_dim, cin, bias=False) if cond_dim is not None else None
         self.linear_2 = nn.Linear(dim, dim)
 
-    def forward(self, x):
+    def forward(self, x, condition=None):
+        if condition is not None:
+            x = x + self.cond_proj(condition)
         return self.linear_2(F.silu(self.linear_1(x)))
 
 
@@ -511,7 +530,7 @@ class UNet2DConditionModel(nn.Module):
         temb = 4 * c0
         self.conv_in = nn.Conv2d(c["in_channels"], c0, 3, padding=1)
         self.time_proj = Timesteps(c0)
-        self.time_embedding = TimestepEmbedding(c0, temb)
+        self.time_embedding = TimestepEmbedding(c0, temb, c["time_cond_proj_dim"])
         self.text_time = c["addition_embed_type"] == "text_time"
         if self.text_time:
             self.add_time_proj = Timesteps(c["addition_time_embed_dim"])
@@ -536,11 +555,11 @@ class UNet2DConditionModel(nn.Module):
         self.conv_norm_out = nn.GroupNorm(g, c0, eps=eps)
         self.conv_out = nn.Conv2d(c0, c["out_channels"], 3, padding=1)
 
-    def forward(self, sample, timestep, encoder_hidden_states, text_embeds=None, time_ids=None):
+    def forward(self, sample, timestep, encoder_hidden_states, text_embeds=None, time_ids=None, timestep_cond=None):
         ctx = encoder_hidden_states
         t = timestep[None] if timestep.dim() == 0 else timestep
         t = t.expand(sample.shape[0])
-        emb = self.time_embedding(self.time_proj(t).to(sample.dtype))
+        emb = self.time_embedding(self.time_proj(t).to(sample.dtype), timestep_cond)
         if self.text_time:
             tf = self.add_time_proj(time_ids.flatten()).to(sample.dtype).reshape(text_embeds.shape[0], -1)
             emb = emb + self.add_embedding(torch.cat([text_embeds, tf], dim=-1))
@@ -967,9 +986,9 @@ def sample_ids(batch=2):
     return ids
 
 
-def sd15_models(seed):
+def sd15_models(seed, **unet_over):
     tc = text_config(**SD15_TEXT)
-    uc = unet_config()
+    uc = unet_config(**unet_over)
     vc = vae_config(0.18215, 128)
     te = seeded(seed, lambda: CLIPText(tc))
     unet = seeded(seed + 1, lambda: UNet2DConditionModel(uc))
@@ -1005,15 +1024,20 @@ OPT_ENC_AXES = {"sample": {0: "batch_size", 2: "sample_height", 3: "sample_width
                 "latent_parameters": {0: "batch_size", 2: "sample_height / 8", 3: "sample_width / 8"}}
 
 
-def make_sd15_optimum(out, seed, fp16=False):
-    """fp16: exported in float32 here (PyTorch 1.13 has no float16 CPU kernels to trace with), then converted."""
-    tc, uc, vc, te, unet, vae = sd15_models(seed)
+def make_sd15_optimum(out, seed, fp16=False, lcm=False):
+    """fp16: exported in float32 here (PyTorch 1.13 has no float16 CPU kernels to trace with), then converted.
+    lcm: LatentConsistencyModelPipeline (LCMScheduler; the unet has time_cond_proj_dim and a timestep_cond input)."""
+    tc, uc, vc, te, unet, vae = sd15_models(seed, **({"time_cond_proj_dim": LCM_COND_DIM} if lcm else {}))
     dtype = "float16" if fp16 else "float32"
     if fp16:
         tc["torch_dtype"] = "float16"
     opset = 17
-    write_json(os.path.join(out, "model_index.json"), sd15_index("StableDiffusionPipeline", False))
-    write_json(os.path.join(out, "scheduler", "scheduler_config.json"), PNDM)
+    if lcm:
+        write_json(os.path.join(out, "model_index.json"), lcm_index())
+        write_json(os.path.join(out, "scheduler", "scheduler_config.json"), LCM)
+    else:
+        write_json(os.path.join(out, "model_index.json"), sd15_index("StableDiffusionPipeline", False))
+        write_json(os.path.join(out, "scheduler", "scheduler_config.json"), PNDM)
     write_tokenizer(os.path.join(out, "tokenizer"))
     write_json(os.path.join(out, "text_encoder", "config.json"), tc)
     write_json(os.path.join(out, "unet", "config.json"), uc)
@@ -1021,10 +1045,15 @@ def make_sd15_optimum(out, seed, fp16=False):
     write_json(os.path.join(out, "vae_encoder", "config.json"), vc)
     lat = torch.randn(2, 4, 16, 16)
     ctx = torch.randn(2, 77, tc["hidden_size"])
+    unet_args, unet_ins, unet_axes = (lat, torch.tensor(981.0), ctx), ["sample", "timestep", "encoder_hidden_states"], OPT_UNET_AXES
+    if lcm:
+        # Optimum's UNetOnnxConfig: timestep_cond {0: batch_size} after the other inputs (a trailing dict = keyword args)
+        w = torch.from_numpy(guidance_embedding(8.5, LCM_COND_DIM, np.float32)).expand(2, LCM_COND_DIM)
+        unet_args, unet_ins = unet_args + ({"timestep_cond": w},), unet_ins + ["timestep_cond"]
+        unet_axes = {**OPT_UNET_AXES, "timestep_cond": {0: "batch_size"}}
     parts = [
         ("text_encoder", lambda: te, (sample_ids(),), ["input_ids"], ["last_hidden_state", "pooler_output"], OPT_TEXT_AXES, ()),
-        ("unet", lambda: unet, (lat, torch.tensor(981.0), ctx), ["sample", "timestep", "encoder_hidden_states"], ["out_sample"],
-         OPT_UNET_AXES, ("/time_proj/",)),
+        ("unet", lambda: unet, unet_args, unet_ins, ["out_sample"], unet_axes, ("/time_proj/",)),
         ("vae_decoder", lambda: as_mode(vae, "decode"), (lat,), ["latent_sample"], ["sample"], OPT_DEC_AXES, ()),
         ("vae_encoder", lambda: as_mode(vae, "parameters"), (torch.randn(1, 3, 128, 128),), ["sample"], ["latent_parameters"], OPT_ENC_AXES, ()),
     ]
@@ -1034,6 +1063,64 @@ def make_sd15_optimum(out, seed, fp16=False):
         if fp16:
             save(convert_fp16(onnx.load(path), keep), path)
     return dtype
+
+
+# LatentConsistencyModelPipeline: a UNet2DConditionModel with time_cond_proj_dim (LCM-Dreamshaper-v7: 256) and
+# LCMScheduler with LCM-Dreamshaper-v7's schedule, written with every field LCMScheduler.save_config writes in 0.31
+LCM_COND_DIM = 16
+LCM = {
+    "_class_name": "LCMScheduler", "_diffusers_version": DIFFUSERS_VERSION, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085, "clip_sample": False, "clip_sample_range": 1.0, "dynamic_thresholding_ratio": 0.995,
+    "num_train_timesteps": 1000, "original_inference_steps": 50, "prediction_type": "epsilon", "rescale_betas_zero_snr": False,
+    "sample_max_value": 1.0, "set_alpha_to_one": True, "steps_offset": 1, "thresholding": False, "timestep_scaling": 10.0,
+    "timestep_spacing": "leading", "trained_betas": None,
+}
+
+
+def lcm_index():
+    """LatentConsistencyModelPipeline's config: its registered modules (safety checker, feature extractor and image
+    encoder absent: [null, null]) and requires_safety_checker at its __init__ default."""
+    return {
+        "_class_name": "LatentConsistencyModelPipeline", "_diffusers_version": DIFFUSERS_VERSION, "feature_extractor": [None, None],
+        "image_encoder": [None, None], "requires_safety_checker": True, "safety_checker": [None, None],
+        "scheduler": ["diffusers", "LCMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+
+
+def guidance_embedding(guidance, dim, dtype):
+    """diffusers' LatentConsistencyModelPipeline.get_guidance_scale_embedding for one w = guidance - 1, in numpy:
+    w * 1000 times exp(-k * ln(10000) / (half - 1)), k < half = dim // 2, then [sin, cos] (a zero appended for an
+    odd dim). dtype float32 follows torch's float32 arithmetic step by step; float64 is the exact value."""
+    w = np.array([guidance - 1], dtype=dtype) * dtype(1000.0)
+    half = dim // 2
+    step = np.log(np.array(10000.0, dtype=dtype)) / dtype(half - 1)
+    freqs = np.exp(np.arange(half, dtype=dtype) * -step)
+    args = w[:, None] * freqs[None, :]
+    emb = np.concatenate([np.sin(args), np.cos(args)], axis=1)
+    if dim % 2 == 1:
+        emb = np.pad(emb, ((0, 0), (0, 1)))
+    return emb[0]
+
+
+LCM_REF_GUIDANCE = [8.5, 1.0, 2.0, 0.0, 3.25]
+
+
+def write_lcm_reference(path):
+    """Reference guidance embeddings for the lcm-optimum tests, beside the fixture (not inside the pipeline folder)."""
+    rows = []
+    for g in LCM_REF_GUIDANCE:
+        exact = guidance_embedding(g, LCM_COND_DIM, np.float64)
+        torch32 = guidance_embedding(g, LCM_COND_DIM, np.float32).astype(np.float64)
+        rows.append({"guidance": g, "embedding": [float(v) for v in exact],
+                     "float32_max_abs_diff": float(np.abs(exact - torch32).max())})
+    write_json(path, {
+        "about": "diffusers' get_guidance_scale_embedding(w = guidance - 1, embedding_dim = time_cond_proj_dim) computed in "
+                 "float64 by tools/make_sd_fixtures.py (numpy, from the formula); float32_max_abs_diff: how far torch's "
+                 "float32 arithmetic lands from these values",
+        "time_cond_proj_dim": LCM_COND_DIM, "default_guidance": 8.5, "cases": rows,
+    })
 
 
 def make_sd15_legacy(out, seed, timestep_dtype):
@@ -1145,7 +1232,7 @@ def folder_bytes(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "test", "fixtures"))
-    ap.add_argument("--only", default="sd15-optimum,sdxl-optimum,sd15-legacy,sd15-fp16,ddpm-plain")
+    ap.add_argument("--only", default="sd15-optimum,sdxl-optimum,sd15-legacy,sd15-fp16,ddpm-plain,lcm-optimum")
     ap.add_argument("--legacy-timestep", choices=["int64", "float32"], default="int64")
     ap.add_argument("--seed", type=int, default=1500)
     args = ap.parse_args()
@@ -1165,6 +1252,9 @@ def main():
             make_sdxl_optimum(out, args.seed + 10)
         elif name == "ddpm-plain":
             make_ddpm_plain(out, args.seed + 20)
+        elif name == "lcm-optimum":
+            make_sd15_optimum(out, args.seed, lcm=True)
+            write_lcm_reference(os.path.join(args.out, "lcm-optimum.reference.json"))
         else:
             raise SystemExit(f"unknown fixture {name}")
         print(f"{name}: {folder_bytes(out):,} bytes")
