@@ -44,7 +44,7 @@ export function buildProgram(): Command {
     .description('generate a labelled grid of images from a pipeline (same seed, same image): a row per class or prompt, a column per seed')
     .argument('<pipeline-dir>', 'pipeline folder (diffusers ONNX layout), e.g. models/tiny-mnist or models/tiny-t2i')
     .option('--class <list>', 'class labels, e.g. 0-9 or 3,5 (default: every class)')
-    .option('--prompt <text...>', 'text-to-image: the prompt(s), a grid row each')
+    .option('--prompt <text>', 'text-to-image: a prompt, a grid row (repeat --prompt for more rows)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--prompts <file>', 'text-to-image: a prompt file (UTF-8): one prompt a line, or a JSON list of strings or {"prompt", "negative_prompt"}')
     .option('--negative-prompt <text>', 'text-to-image: what to steer away from (the unconditional branch of guidance)')
     .option('--height <px>', 'text-to-image: image height in pixels (a multiple of the VAE factor; default: the pipeline\'s)', num('--height', 1, true, MAX_IMAGE_PX))

@@ -186,7 +186,7 @@ describe('host: the sample job', () => {
 
   it('writes the same grid as `dq sample` with the same settings, readable as an artifact', async () => {
     const out = join(tmp('dq-host-t2i-'), 'cli');
-    const r = dq(['sample', SD15, '--prompt', 'a red seven on a blue background', long, '--seeds', '0-1', '--steps', '3', '--sampler', 'pndm', '--guidance', '7.5', '--out', out]);
+    const r = dq(['sample', SD15, '--prompt', 'a red seven on a blue background', '--prompt', long, '--seeds', '0-1', '--steps', '3', '--sampler', 'pndm', '--guidance', '7.5', '--out', out]);
     expect(r.code, r.stderr).toBe(0);
     const a = await host.readArtifact(jobId, result.files.grid);
     expect(a.ok).toBe(true);
