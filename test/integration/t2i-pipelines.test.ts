@@ -96,8 +96,12 @@ describe('SD 1.5 in every convention', () => {
 
   it('guidance 1 (or below) runs the unet once per image, without the negative branch, as diffusers does', async () => {
     const { pipeline, session } = await open('sd15-optimum');
+    const te = await cachedSession(join(F('sd15-optimum'), 'text_encoder', 'model.onnx'), 'cpu');
     const spy = vi.spyOn(Session.prototype, 'run');
-    await sample(pipeline, session, req({ guidance: 1, steps: 2 }));
+    const r = await sample(pipeline, session, req({ guidance: 1, steps: 2, prompts: ['unguided one', 'unguided two'], negativePrompts: ['never encoded', 'never encoded'] }));
+    // the two prompts only: the negative branch is not run, so not encoded either, and the user is told
+    expect(spy.mock.contexts.filter((c) => c === te)).toHaveLength(2);
+    expect(r.warnings).toContain('the negative prompt has no effect at guidance 1: it steers only when guidance is above 1');
     const feeds = spy.mock.calls.map((c) => c[0] as Record<string, FeedValue>).filter((f) => f.sample && f.encoder_hidden_states);
     expect(feeds.length).toBeGreaterThan(0);
     for (const f of feeds) {

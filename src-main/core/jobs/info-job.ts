@@ -80,7 +80,8 @@ export function formatInfo(i: PipelineInfo): string {
     text
       ? `text       ${text.kind === 'sdxl' ? "SDXL: both encoders' penultimate hidden states + text_embeds + time_ids" : 'CLIP last_hidden_state'}, width ${text.width ?? '?'}; ` +
         text.tokenizers.map((t) => `${t.folder} ${t.source} ${t.vocab} tokens, ${t.maxLength} max, pad ${t.padId}`).join('; ') +
-        (text.zerosForEmptyNegative ? '; empty negative prompt = zeros' : '')
+        (text.zerosForEmptyNegative ? '; empty negative prompt = zeros' : '') +
+        (i.unet.io.timestepCond ? `; guidance as an embedding (${i.unet.io.timestepCond}, width ${i.unet.io.widths?.timestepCond ?? '?'}), no CFG doubling` : '')
       : `classes    ${i.pipeline.classes.length ? `${i.pipeline.classes.length} (${i.pipeline.classes.join(' ')}), null class ${i.pipeline.nullClass ?? 'none'}` : 'unconditional'}`,
     `defaults   sampler ${i.defaults.sampler}, guidance ${i.defaults.guidance}`,
     `scheduler  ${s.num_train_timesteps} train steps, ${s.beta_schedule} betas ${s.beta_start}..${s.beta_end}, predicts ${s.prediction_type}, spacing ${s.timestep_spacing}, clip_sample ${s.clip_sample}`,

@@ -161,7 +161,7 @@ export async function sample(p: Pipeline, session: Session, req: SampleRequest):
   const bs = Math.max(1, Math.min(req.batchSize ?? 16, Math.floor(MAX_BATCH_VALUES / (2 * size))));
   const guided = guidedRun(p, req.guidance);
   // text: each (prompt, negative) pair encoded once; the rows refer to it by id, as class labels do
-  const conds = p.text ? await p.text.ids(req.prompts!, req.negativePrompts ?? req.prompts!.map(() => '')) : req.classes;
+  const conds = p.text ? await p.text.ids(req.prompts!, req.negativePrompts ?? req.prompts!.map(() => ''), guided) : req.classes;
   const tText = performance.now();
   const images: Float32Array[] = new Array(n);
   const trajectory: Float32Array[][] | undefined = req.keepTrajectory ? Array.from({ length: n }, () => []) : undefined;
@@ -203,6 +203,13 @@ export async function sample(p: Pipeline, session: Session, req: SampleRequest):
   const tLoop = performance.now();
   const out: SampleOutput = { images, trajectory, timesteps, seconds: 0, timing: { text: (tText - t0) / 1000, denoise: (tLoop - tText) / 1000, decode: 0 } };
   const warnings: string[] = [];
+  if (p.text && !guided && req.negativePrompts?.some((n) => n !== '')) {
+    warnings.push(
+      p.io.timestepCond
+        ? 'the negative prompt has no effect: this UNet takes guidance as an embedding (LCM) and runs no unconditional branch'
+        : `the negative prompt has no effect at guidance ${req.guidance}: it steers only when guidance is above 1`,
+    );
+  }
   if (p.text) {
     out.tokens = req.prompts!.map((t) => p.text!.report(t));
     const cut = [...new Set(req.prompts!.filter((_, i) => out.tokens![i]!.truncated))];

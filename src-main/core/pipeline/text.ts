@@ -123,6 +123,7 @@ export class TextConditioner {
   private readonly texts = new Map<string, EncodedText>();
   private readonly pairs = new Map<number, PromptPair>();
   private readonly pairIds = new Map<string, number>();
+  private readonly pairKeys = new Map<number, string>();
   private nextId = 0;
 
   constructor(
@@ -147,26 +148,30 @@ export class TextConditioner {
     return { tokens: enc.map((e) => e.tokenCount), truncated: enc.some((e) => e.truncated), dropped };
   }
 
-  /** Ids of the (prompt, negative) pairs, encoding each text once. */
-  async ids(prompts: string[], negatives: string[]): Promise<number[]> {
+  /**
+   * Ids of the (prompt, negative) pairs, encoding each text once. Without `guided` the negative branch is never run
+   * (guidance <= 1, LCM): it is not encoded.
+   */
+  async ids(prompts: string[], negatives: string[], guided = true): Promise<number[]> {
     if (negatives.length !== prompts.length) throw new Error('one negative prompt per prompt');
     const out: number[] = [];
     for (let i = 0; i < prompts.length; i++) {
-      const key = `${prompts[i]}\0${negatives[i]}`;
+      const negative = guided ? negatives[i]! : '';
+      const key = `${prompts[i]}\0${negative}\0${guided ? 'g' : 'u'}`;
       let id = this.pairIds.get(key);
       if (id === undefined) {
         const prompt = prompts[i]!;
-        const negative = negatives[i]!;
         const cond = await this.encode(prompt);
-        const uncond = negative === '' && this.zerosForEmptyNegative ? zerosLike(cond) : await this.encode(negative);
+        const uncond = !guided ? cond : negative === '' && this.zerosForEmptyNegative ? zerosLike(cond) : await this.encode(negative);
         id = this.nextId++;
         this.pairs.set(id, { prompt, negative, cond, uncond, report: this.report(prompt) });
         this.pairIds.set(key, id);
+        this.pairKeys.set(id, key);
         if (this.pairs.size > MAX_CACHED_TEXTS) {
           const oldest = this.pairs.keys().next().value!;
-          const old = this.pairs.get(oldest)!;
           this.pairs.delete(oldest);
-          this.pairIds.delete(`${old.prompt}\0${old.negative}`);
+          this.pairIds.delete(this.pairKeys.get(oldest)!);
+          this.pairKeys.delete(oldest);
         }
       }
       out.push(id);
