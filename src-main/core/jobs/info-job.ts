@@ -86,8 +86,9 @@ export function formatInfo(i: PipelineInfo): string {
     `defaults   sampler ${i.defaults.sampler}, guidance ${i.defaults.guidance}`,
     `scheduler  ${s.num_train_timesteps} train steps, ${s.beta_schedule} betas ${s.beta_start}..${s.beta_end}, predicts ${s.prediction_type}, spacing ${s.timestep_spacing}, clip_sample ${s.clip_sample}`,
     `unet       ${(i.unet.bytes / 1e6).toFixed(2)} MB, ${i.unet.parameters.toLocaleString('en-US')} parameters, ${i.unet.nodes} nodes, opset ${i.unet.opsets['ai.onnx'] ?? '?'}${i.unet.producer ? `, from ${i.unet.producer}` : ''}`,
-    ...i.unet.inputs.map((m) => `  input    ${m.name} ${m.type} ${shape(m)}`),
-    ...i.unet.outputs.map((m) => `  output   ${m.name} ${m.type} ${shape(m)}`),
+    // a folder described component by component has listed the unet's I/O already
+    ...(i.components ? [] : i.unet.inputs.map((m) => `  input    ${m.name} ${m.type} ${shape(m)}`)),
+    ...(i.components ? [] : i.unet.outputs.map((m) => `  output   ${m.name} ${m.type} ${shape(m)}`)),
     `  ops      ${Object.entries(i.unet.ops).map(([k, v]) => `${k} ${v}`).join(', ')}`,
     ...(i.layers
       ? [
