@@ -224,6 +224,6 @@ export function readJson(path: string, what: string): unknown {
   try {
     return JSON.parse(text.replace(/^\uFEFF/, ''));
   } catch (e) {
-    throw new DqError('BAD_CONFIG', `${what} is not valid JSON (${path}): ${(e as Error).message}`);
+    throw new DqError('BAD_CONFIG', `${what} is not valid JSON (${path}): ${(e as Error).message.replace(/\s+/g, ' ').trim()}`);
   }
 }
