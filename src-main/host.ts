@@ -206,7 +206,7 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
           }))
         : null,
       text: i.text,
-      vae: i.codec ? { factor: i.codec.factor, scalingFactor: i.codec.scalingFactor, shiftFactor: i.codec.shiftFactor, dtype: i.codec.inputType, source: i.codec.source } : null,
+      vae: i.codec ? { factor: i.codec.factor, scalingFactor: i.codec.scalingFactor, shiftFactor: i.codec.shiftFactor, dtype: i.codec.inputType, source: i.codec.source, sizeMultiple: i.codec.sizeMultiple } : null,
       defaults: { sampler: i.defaults.sampler, guidance: i.defaults.guidance },
       quantizeUnavailable: latent
         ? `${family?.name ?? i.pipeline.className} is a latent ${i.text ? 'text-to-image ' : ''}pipeline: the studio cannot calibrate, quantize or export it yet (it comes next); Models and Samples (prompts) work`

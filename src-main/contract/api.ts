@@ -100,7 +100,8 @@ export interface ModelInfo {
     zerosForEmptyNegative: boolean;
   } | null;
   /** The VAE decoder: factor, scaling and shift, input dtype, and where they were read. */
-  vae: { factor: number; scalingFactor: number; shiftFactor: number; dtype: string; source: string } | null;
+  /** sizeMultiple: image sizes the pipeline takes are multiples of it (the VAE's factor times what the unet halves). */
+  vae: { factor: number; scalingFactor: number; shiftFactor: number; dtype: string; source: string; sizeMultiple: number } | null;
   /** The pipeline's own sampler (its scheduler config) and guidance. */
   defaults: { sampler: string; guidance: number };
   /** Why the studio cannot calibrate, quantize or export this pipeline yet; null when it can. */

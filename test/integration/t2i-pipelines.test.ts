@@ -237,7 +237,7 @@ describe('dq sample / dq info on text-to-image folders', () => {
     expect(i.code).toBe(0);
     expect(i.stdout).toMatch(/^sample\s+4x16x16 latents \(unet\/config\.json: sample_size\) -> images 3x128x128$/m);
     expect(i.stdout).toMatch(/^text\s+SDXL: both encoders' penultimate hidden states \+ text_embeds \+ time_ids, width 72; tokenizer vocab\.json\+merges\.txt 546 tokens, 77 max, pad 545; tokenizer_2 .* pad 0; empty negative prompt = zeros$/m);
-    expect(i.stdout).toMatch(/^vae\s+factor 8, scaling 0\.13025, float32 \(from vae_decoder\/config\.json\)$/m);
+    expect(i.stdout).toMatch(/^vae\s+factor 8, scaling 0\.13025, float32 \(from vae_decoder\/config\.json\); sizes in multiples of 32 pixels$/m);
     const out = tmp();
     const c = dq(['sample', F('sd15-optimum'), '--class', '1', '--out', join(out, 'a')]);
     expect(c.code).toBe(1);

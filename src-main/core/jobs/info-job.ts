@@ -2,7 +2,7 @@
 import { statSync } from 'node:fs';
 import { analyzeGraph, type LayerMap } from '../onnx/analysis.js';
 import { readModel, summarize, type ModelSummary } from '../onnx/model.js';
-import { type PipelineIndex, type UnetIO } from '../pipeline/pipeline.js';
+import { sizeMultiple, type PipelineIndex, type UnetIO } from '../pipeline/pipeline.js';
 import { openPipeline } from '../open.js';
 import { describeComponents, formatComponents, type ComponentsInfo } from '../pipeline/components.js';
 import type { SchedulerConfig } from '../pipeline/schedulers.js';
@@ -25,7 +25,7 @@ export interface PipelineInfo {
   /** Text conditioning: how the unet's text inputs are made. */
   text: { kind: string; encoders: { component: string; input: string; idsType: string; hidden: string; pooled: string | null }[]; tokenizers: { folder: string; source: string; vocab: number; maxLength: number; padId: number }[]; width: number | null; zerosForEmptyNegative: boolean } | null;
   /** The VAE decoder: factor and scaling, and where they came from. */
-  codec: { factor: number; scalingFactor: number; shiftFactor: number; inputType: string; source: string } | null;
+  codec: { factor: number; scalingFactor: number; shiftFactor: number; inputType: string; source: string; sizeMultiple: number } | null;
   defaults: { sampler: string; guidance: number };
   /** For a diffusers pipeline with more than a unet: every component and the I/O convention (components.ts). */
   components: ComponentsInfo | null;
@@ -61,7 +61,7 @@ export async function runInfo(dir: string, opts: { timestepInput?: string } = {}
           zerosForEmptyNegative: pipeline.text.zerosForEmptyNegative,
         }
       : null,
-    codec: pipeline.codec ? { factor: pipeline.codec.factor, scalingFactor: pipeline.codec.scalingFactor, shiftFactor: pipeline.codec.shiftFactor, inputType: pipeline.codec.inputType, source: pipeline.codec.source } : null,
+    codec: pipeline.codec ? { factor: pipeline.codec.factor, scalingFactor: pipeline.codec.scalingFactor, shiftFactor: pipeline.codec.shiftFactor, inputType: pipeline.codec.inputType, source: pipeline.codec.source, sizeMultiple: sizeMultiple(pipeline) } : null,
     defaults: { sampler: pipeline.index.defaultSampler, guidance: pipeline.index.defaultGuidance },
     components: pipeline.text || pipeline.codec ? await describeComponents(dir, { io: true }) : null,
   };
@@ -76,7 +76,7 @@ export function formatInfo(i: PipelineInfo): string {
       ? [formatComponents(i.components)]
       : [`pipeline   ${i.dir}`, `class      ${i.pipeline.className}`, `components ${Object.entries(i.pipeline.components).map(([k, v]) => `${k} (${v[1]})`).join(', ')}`]),
     `sample     ${i.pipeline.sampleShape.join('x')}${i.codec ? ` latents (${i.pipeline.shapeSource}) -> images ${i.image.join('x')}` : ''}`,
-    ...(i.codec ? [`vae        factor ${i.codec.factor}, scaling ${i.codec.scalingFactor}${i.codec.shiftFactor ? `, shift ${i.codec.shiftFactor}` : ''}, ${i.codec.inputType} (from ${i.codec.source})`] : []),
+    ...(i.codec ? [`vae        factor ${i.codec.factor}, scaling ${i.codec.scalingFactor}${i.codec.shiftFactor ? `, shift ${i.codec.shiftFactor}` : ''}, ${i.codec.inputType} (from ${i.codec.source}); sizes in multiples of ${i.codec.sizeMultiple} pixels`] : []),
     text
       ? `text       ${text.kind === 'sdxl' ? "SDXL: both encoders' penultimate hidden states + text_embeds + time_ids" : 'CLIP last_hidden_state'}, width ${text.width ?? '?'}; ` +
         text.tokenizers.map((t) => `${t.folder} ${t.source} ${t.vocab} tokens, ${t.maxLength} max, pad ${t.padId}`).join('; ') +

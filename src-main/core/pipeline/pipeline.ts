@@ -427,13 +427,11 @@ export function withImageSize(p: Pipeline, height: number | undefined, width: nu
     }
   }
   const shape: [number, number, number] = [C, H / f, W / f];
-  // the unet halves the latents once per down block but the last: each side must divide evenly (SD: 64 pixels)
-  const cfgPath = join(p.dir, 'unet', 'config.json');
-  const blocks = existsSync(cfgPath) ? (readJson(cfgPath, 'unet/config.json') as { block_out_channels?: unknown }).block_out_channels : undefined;
-  const down = Array.isArray(blocks) && blocks.length > 1 ? 2 ** (blocks.length - 1) : 1;
+  const down = unetHalvings(p);
   for (const [name, v] of [['height', H], ['width', W]] as const) {
-    if ((v / f) % down !== 0) {
-      throw new DqError('BAD_ARGUMENT', `--${name} ${v} does not fit the unet: it halves the latents ${blocks ? (blocks as unknown[]).length - 1 : 0} times, so sizes must be multiples of ${f * down} pixels: try ${Math.max(f * down, Math.round(v / (f * down)) * f * down)}`);
+    if ((v / f) % 2 ** down !== 0) {
+      const m = f * 2 ** down;
+      throw new DqError('BAD_ARGUMENT', `--${name} ${v} does not fit the unet: it halves the latents ${down} times, so sizes must be multiples of ${m} pixels: try ${Math.max(m, Math.round(v / m) * m)}`);
     }
   }
   const meta = p.unetInputs.find((m) => m.name === p.io.sample);
@@ -443,6 +441,18 @@ export function withImageSize(p: Pipeline, height: number | undefined, width: nu
   }
   checkShapeSize(shape, `${p.label ?? p.dir}: the sample at ${H}x${W}`);
   return { ...p, index: { ...p.index, sampleShape: shape, shapeSource: '--height/--width' }, imageShape: imageShapeOf(p.codec, shape) };
+}
+
+/** How many times the unet halves its input (its down blocks but the last: unet/config.json's block_out_channels); 0 when unknown. */
+export function unetHalvings(p: Pipeline): number {
+  const cfgPath = join(p.dir, 'unet', 'config.json');
+  const blocks = existsSync(cfgPath) ? (readJson(cfgPath, 'unet/config.json') as { block_out_channels?: unknown }).block_out_channels : undefined;
+  return Array.isArray(blocks) && blocks.length > 1 ? blocks.length - 1 : 0;
+}
+
+/** Image sizes a pipeline takes are multiples of this many pixels (the VAE's factor times what the unet halves). */
+export function sizeMultiple(p: Pipeline): number {
+  return (p.codec?.factor ?? 1) * 2 ** unetHalvings(p);
 }
 
 /** The text conditioner the unet's inputs ask for: CLIP (SD 1.x/2.x, LCM, legacy) or SDXL's two encoders. */

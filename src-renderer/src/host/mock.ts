@@ -52,7 +52,7 @@ function t2iInfo(): ModelInfo {
       kind: 'clip', encoders: [{ component: 'text_encoder', input: 'input_ids', idsType: 'int64', hidden: 'last_hidden_state', pooled: null }],
       tokenizers: [{ folder: 'tokenizer', source: 'vocab.json+merges.txt', vocab: 546, maxLength: 77, padId: 545 }], width: 32, zerosForEmptyNegative: false,
     },
-    vae: { factor: 8, scalingFactor: 0.18215, shiftFactor: 0, dtype: 'float32', source: 'vae_decoder/config.json' },
+    vae: { factor: 8, scalingFactor: 0.18215, shiftFactor: 0, dtype: 'float32', source: 'vae_decoder/config.json', sizeMultiple: 64 },
     defaults: { sampler: 'pndm', guidance: 7.5 },
     quantizeUnavailable: 'Stable Diffusion 1.x/2.x is a latent text-to-image pipeline: the studio cannot calibrate, quantize or export it yet (it comes next); Models and Samples (prompts) work',
     classes: [], scheduler: { trainSteps: 1000, betaSchedule: 'scaled_linear', prediction: 'epsilon' },
