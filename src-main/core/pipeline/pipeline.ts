@@ -75,6 +75,8 @@ export interface Pipeline {
   codec: LatentCodec | null;
   /** [C, H, W] of one output image. */
   imageShape: [number, number, number];
+  /** How many times the unet halves its input (0 when its config does not say). */
+  unetHalvings: number;
   scheduler: SchedulerConfig;
   /** The VAE decoder's session (null without a codec). */
   decoderSession: Session | null;
@@ -208,13 +210,11 @@ function checkShapeSize(shape: number[], where: string): void {
  * unet/config.json (in_channels, sample_size, as diffusers derives the default size), then the legacy ONNX
  * pipeline's 512x512 images.
  */
-function sampleShapeOf(dir: string, label: string, sample: IoMeta, legacyShape: [number, number, number] | null, codec: LatentCodec | null, legacyPipeline: boolean): { shape: [number, number, number]; source: string } {
+function sampleShapeOf(dir: string, label: string, sample: IoMeta, legacyShape: [number, number, number] | null, codec: LatentCodec | null, legacyPipeline: boolean, cfg: Record<string, unknown> | null): { shape: [number, number, number]; source: string } {
   const st = (k: number) => {
     const d = sample.shape?.[k];
     return typeof d === 'number' && d > 0 ? d : null;
   };
-  const cfgPath = join(dir, 'unet', 'config.json');
-  const cfg = existsSync(cfgPath) ? (readJson(cfgPath, 'unet/config.json') as Record<string, unknown>) : null;
   const cfgNum = (v: unknown) => (typeof v === 'number' && Number.isSafeInteger(v) && v > 0 ? v : null);
   const size = cfg ? cfg.sample_size : undefined;
   const cfgHW: [number, number] | null =
@@ -379,7 +379,12 @@ export async function loadPipeline(dir: string, provider: Provider = 'cpu', deno
     throw new DqError('MISSING_COMPONENT', `${dir}: component 'vae_decoder' is missing (no vae_decoder/model.onnx): a latent pipeline needs it to make images`);
   }
   const sampleMeta = session.inputs.find((m) => m.name === io.sample) ?? { name: io.sample, type: 'float32', shape: null };
-  const { shape, source } = sampleShapeOf(loc.dir, dir, sampleMeta, parsed.legacyShape, codec, legacy);
+  const unetCfgPath = join(loc.dir, 'unet', 'config.json');
+  const unetCfg = existsSync(unetCfgPath) ? (readJson(unetCfgPath, 'unet/config.json') as Record<string, unknown>) : null;
+  const { shape, source } = sampleShapeOf(loc.dir, dir, sampleMeta, parsed.legacyShape, codec, legacy, unetCfg);
+  // the unet halves the latents once per down block but the last (unet/config.json's block_out_channels)
+  const blocks = unetCfg?.block_out_channels;
+  const unetHalvings = Array.isArray(blocks) && blocks.length > 1 ? blocks.length - 1 : 0;
   if (codec && codec.latentChannels !== null && codec.latentChannels !== shape[0]) {
     throw new DqError('BAD_MODEL', `${dir}: the unet's samples have ${shape[0]} channels but vae_decoder/model.onnx takes ${codec.latentChannels}`);
   }
@@ -396,6 +401,7 @@ export async function loadPipeline(dir: string, provider: Provider = 'cpu', deno
     codec,
     decoderSession,
     imageShape: imageShapeOf(codec, shape),
+    unetHalvings,
     scheduler,
     unetPath: loc.unetPath,
     unetInputs: session.inputs,
@@ -427,11 +433,10 @@ export function withImageSize(p: Pipeline, height: number | undefined, width: nu
     }
   }
   const shape: [number, number, number] = [C, H / f, W / f];
-  const down = unetHalvings(p);
+  const m = sizeMultiple(p);
   for (const [name, v] of [['height', H], ['width', W]] as const) {
-    if ((v / f) % 2 ** down !== 0) {
-      const m = f * 2 ** down;
-      throw new DqError('BAD_ARGUMENT', `--${name} ${v} does not fit the unet: it halves the latents ${down} times, so sizes must be multiples of ${m} pixels: try ${Math.max(m, Math.round(v / m) * m)}`);
+    if (v % m !== 0) {
+      throw new DqError('BAD_ARGUMENT', `--${name} ${v} does not fit the unet: it halves the latents ${p.unetHalvings} times, so sizes must be multiples of ${m} pixels: try ${Math.max(m, Math.round(v / m) * m)}`);
     }
   }
   const meta = p.unetInputs.find((m) => m.name === p.io.sample);
@@ -443,16 +448,9 @@ export function withImageSize(p: Pipeline, height: number | undefined, width: nu
   return { ...p, index: { ...p.index, sampleShape: shape, shapeSource: '--height/--width' }, imageShape: imageShapeOf(p.codec, shape) };
 }
 
-/** How many times the unet halves its input (its down blocks but the last: unet/config.json's block_out_channels); 0 when unknown. */
-export function unetHalvings(p: Pipeline): number {
-  const cfgPath = join(p.dir, 'unet', 'config.json');
-  const blocks = existsSync(cfgPath) ? (readJson(cfgPath, 'unet/config.json') as { block_out_channels?: unknown }).block_out_channels : undefined;
-  return Array.isArray(blocks) && blocks.length > 1 ? blocks.length - 1 : 0;
-}
-
 /** Image sizes a pipeline takes are multiples of this many pixels (the VAE's factor times what the unet halves). */
 export function sizeMultiple(p: Pipeline): number {
-  return (p.codec?.factor ?? 1) * 2 ** unetHalvings(p);
+  return (p.codec?.factor ?? 1) * 2 ** p.unetHalvings;
 }
 
 /** The text conditioner the unet's inputs ask for: CLIP (SD 1.x/2.x, LCM, legacy) or SDXL's two encoders. */

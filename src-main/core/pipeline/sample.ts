@@ -211,10 +211,11 @@ export async function sample(p: Pipeline, session: Session, req: SampleRequest):
     );
   }
   if (p.text) {
-    out.tokens = req.prompts!.map((t) => p.text!.report(t));
-    const cut = [...new Set(req.prompts!.filter((_, i) => out.tokens![i]!.truncated))];
-    for (const t of cut) {
-      const r = p.text.report(t);
+    // each pair was tokenized when it was encoded
+    const pairs = conds.map((id) => p.text!.pair(id));
+    out.tokens = pairs.map((pp) => pp.report);
+    const cut = new Map(pairs.filter((x) => x.report.truncated).map((x) => [x.prompt, x.report]));
+    for (const r of cut.values()) {
       warnings.push(`prompt truncated to ${p.text.tokenizers[0]!.maxLength - 2} tokens (it has ${Math.max(...r.tokens)}): dropped "${r.dropped}"`);
     }
   }

@@ -150,10 +150,16 @@ export class TextConditioner {
 
   /**
    * Ids of the (prompt, negative) pairs, encoding each text once. Without `guided` the negative branch is never run
-   * (guidance <= 1, LCM): it is not encoded.
+   * (guidance <= 1, LCM): it is not encoded. Every id one call returns stays valid until the next call: the oldest
+   * pairs are forgotten before a call, never during one (a run with more distinct prompts than the cache holds).
    */
   async ids(prompts: string[], negatives: string[], guided = true): Promise<number[]> {
     if (negatives.length !== prompts.length) throw new Error('one negative prompt per prompt');
+    for (const oldest of [...this.pairs.keys()].slice(0, Math.max(0, this.pairs.size - MAX_CACHED_TEXTS))) {
+      this.pairs.delete(oldest);
+      this.pairIds.delete(this.pairKeys.get(oldest)!);
+      this.pairKeys.delete(oldest);
+    }
     const out: number[] = [];
     for (let i = 0; i < prompts.length; i++) {
       const negative = guided ? negatives[i]! : '';
@@ -167,12 +173,6 @@ export class TextConditioner {
         this.pairs.set(id, { prompt, negative, cond, uncond, report: this.report(prompt) });
         this.pairIds.set(key, id);
         this.pairKeys.set(id, key);
-        if (this.pairs.size > MAX_CACHED_TEXTS) {
-          const oldest = this.pairs.keys().next().value!;
-          this.pairs.delete(oldest);
-          this.pairIds.delete(this.pairKeys.get(oldest)!);
-          this.pairKeys.delete(oldest);
-        }
       }
       out.push(id);
     }

@@ -23,6 +23,7 @@ function fake(inputs?: IoMeta[], index: Partial<Pipeline['index']> = {}): Pipeli
     codec: null,
     decoderSession: null,
     imageShape: [1, 28, 28],
+    unetHalvings: 0,
     scheduler: {} as Pipeline['scheduler'],
     unetPath: '/p/unet/model.onnx',
     unetInputs: inputs ?? [
