@@ -107,9 +107,10 @@ export interface Judge {
   outputs: { name: string; type: string; shape: number[] }[];
   /** One line saying what is done to images before the judge sees them. */
   preprocessing: string;
+  /** The provider asked for, and the one the session was created with. */
+  requestedProvider: Provider;
   provider: ConcreteProvider;
   warnings: string[];
-  session: Session;
 }
 
 const FLOAT_TYPES = new Set(['float32', 'float16']);
@@ -307,9 +308,9 @@ export async function openJudge(path: string, opts: JudgeOptions = {}): Promise<
     output: { name: pick.name, width: pick.width, probeShape: chosen.dims, type: chosen.type as 'float32' | 'float16', pickedBy: pick.pickedBy },
     outputs: outputs.map((o) => ({ name: o.name, type: o.type, shape: o.dims })),
     preprocessing: describePreprocessing(spec),
+    requestedProvider: opts.provider ?? 'cpu',
     provider: session.info.provider,
     warnings: pick.warning ? [pick.warning] : [],
-    session,
   };
   return judge;
 }
@@ -432,11 +433,20 @@ export interface JudgeRunOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
+/**
+ * The judge's inference session, from the session cache (pipeline.ts): it is not held by the Judge, so
+ * releaseSessions() between variants (as dq eval does) is safe; a released one is created again.
+ */
+export function judgeSession(judge: Judge): Promise<Session> {
+  return cachedSession(judge.path, judge.requestedProvider, { label: `judge ${judge.path}` });
+}
+
 /** The judge's feature vector for each image, in order. */
 export async function judgeFeatures(judge: Judge, images: ArrayLike<number>[], opts: JudgeRunOptions): Promise<Float32Array[]> {
   const bs = judge.input.batch ?? opts.batch ?? DEFAULT_JUDGE_BATCH;
   if (!Number.isInteger(bs) || bs < 1) throw new DqError('BAD_ARGUMENT', `judge batch must be a whole number >= 1, got ${bs}`);
   const width = judge.output.width;
+  const session = await judgeSession(judge);
   const out: Float32Array[] = [];
   for (let s = 0; s < images.length; s += bs) {
     if (opts.signal?.aborted) throw new DqError('CANCELLED', 'judging was cancelled');
@@ -444,7 +454,7 @@ export async function judgeFeatures(judge: Judge, images: ArrayLike<number>[], o
     const real = chunk.length;
     // a static batch: pad with copies of the last image, drop their rows
     while (judge.input.batch !== null && chunk.length < judge.input.batch) chunk.push(chunk[real - 1]!);
-    const res = await judge.session.run({ [judge.input.name]: makeFeed(judge.input, judge.input, chunk) }, [judge.output.name]);
+    const res = await session.run({ [judge.input.name]: makeFeed(judge.input, judge.input, chunk) }, [judge.output.name]);
     const t = res[judge.output.name]!;
     const data = t.type === 'float16' ? fromHalfArray(t.data as Uint16Array) : (t.data as Float32Array);
     if (t.dims[0] !== chunk.length || data.length !== chunk.length * width) {

@@ -15,6 +15,7 @@ import {
   cosineSimilarity,
   frechetFromFeatures,
   judgeFeatures,
+  judgeSession,
   openJudge,
   pickFeatureOutput,
   prepareImage,
@@ -110,8 +111,17 @@ describe('the embedded classifier as the judge', () => {
     const spec: JudgeInputSpec = { channels: 1, size: [28, 28], layout: 'NCHW', fit: 'stretch', normalize: '[0,1]' };
     const prepared = prepareImage(img, [3, 32, 32], spec);
     const [f] = await judgeFeatures(j, [img], { shape: [3, 32, 32] });
-    const direct = await j.session.run({ image: { type: 'float32', data: prepared, dims: [1, 1, 28, 28] } }, ['features']);
+    const direct = await (await judgeSession(j)).run({ image: { type: 'float32', data: prepared, dims: [1, 1, 28, 28] } }, ['features']);
     expectClose(f!, direct.features!.data as Float32Array, 1e-6);
+  });
+
+  it('survives releaseSessions() between uses (dq eval releases sessions after each variant)', async () => {
+    const j = await openJudge(CLASSIFIER);
+    const a = digits(1);
+    const before = await judgeFeatures(j, a, { shape: [1, 28, 28] });
+    await releaseSessions();
+    const after = await judgeFeatures(j, a, { shape: [1, 28, 28] });
+    expect(after.map((f) => Array.from(f))).toEqual(before.map((f) => Array.from(f)));
   });
 
   it('a folder holding model.onnx opens as its model', async () => {
