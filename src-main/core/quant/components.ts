@@ -7,6 +7,11 @@
  * DequantizeLinear (per-axis, opset >= 13) that gives back a tensor of the original name, so every consumer of the
  * weight (the MatMul/Gemm/Conv, and anything else that reads it) is untouched and activations stay float.
  * onnxruntime runs the file as it is. Graph inputs and outputs (names, types, shapes) are not touched.
+ * How onnxruntime 1.30 runs it (CPU, optimization level 'all'): Conv/Gemm read the decoded float weights;
+ * DequantizeLinear(int8) -> MatMul is fused into MatMulNBits, which by default (session option
+ * session.qdq_matmulnbits_accuracy_level = 4) quantizes its activations to int8 on the fly: those layers then run as
+ * dynamic W8A8. At level 'basic' the file computes exactly the float model with the int8 grid's weights (tested).
+ * verifyComponent runs it as the studio does (level 'all'), so its numbers include that.
  *
  * - Layers: Conv, ConvTranspose, Gemm and MatMul whose weight is a float initializer, reached directly or through
  *   Identity / Transpose / Cast (a Transpose maps the output-channel axis back to the initializer's axis).
