@@ -56,7 +56,7 @@ async function runner(dir: string): Promise<{ run: () => Promise<number>; int8Lo
   const [C, H, W] = p.index.sampleShape;
   const feeds: Record<string, FeedValue> = { [p.io.sample]: { type: 'float32', data: Float32Array.from({ length: C * H * W }, (_, i) => Math.sin(i * 0.37)), dims: [1, C, H, W] } };
   if (p.io.feedsTimestep !== false) feeds[p.io.timestep] = { type: 'float32', data: Float32Array.of(500), dims: [1] };
-  if (p.extraFeeds) Object.assign(feeds, await p.extraFeeds(500, null, 1));
+  if (p.extraFeeds) Object.assign(feeds, await p.extraFeeds(500, null, 1, { feeds, key: '1' }));
   const run = async () => {
     const t0 = performance.now();
     await session.run(feeds, [p.io.output]);

@@ -19,7 +19,7 @@ import { serve } from '../serve/server.js';
 import { progressPrinter } from './progress.js';
 import { registerCompare } from './compare-command.js';
 import { registerBatch, registerExport } from './export-command.js';
-import { calibrate, type TimestepSelection } from '../core/quant/calibrate.js';
+import { calibrate, DEFAULT_PROMPTS_FILE, type TimestepSelection } from '../core/quant/calibrate.js';
 import { quantizePipeline, readRecord } from '../core/quant/quantize.js';
 import { listPresets, loadRecipe } from '../core/quant/recipe.js';
 import { runEval } from '../core/jobs/eval-job.js';
@@ -114,10 +114,12 @@ export function buildProgram(): Command {
     .description('run the FP sampler over a calibration set and record per-layer, per-timestep activation statistics')
     .argument('<pipeline-dir>', 'pipeline folder')
     .requiredOption('--out <record>', 'calibration record to write (JSON)')
-    .option('--samples <n>', 'calibration images (classes cycle 0..C-1)', num('--samples', 1, true, MAX_SAMPLES), 64)
+    .option('--samples <n>', 'calibration images (classes cycle 0..C-1; prompts cycle through the prompt list)', num('--samples', 1, true, MAX_SAMPLES), 64)
     .option('--steps <n>', 'sampling steps', num('--steps', 1, true), 25)
-    .addOption(new Option('--sampler <name>', 'sampler').choices(SAMPLERS).default('ddim'))
-    .option('--guidance <w>', 'classifier-free guidance scale', num('--guidance', 0), 2)
+    .option('--prompts <file>', `text-to-image: calibration prompts, one a line or a JSON list (default: the folder's ${DEFAULT_PROMPTS_FILE})`)
+    .option('--negative-prompt <text>', 'text-to-image: the negative prompt of every calibration sample (default: none)')
+    .addOption(new Option('--sampler <name>', 'sampler (default: ddim; a text-to-image pipeline: its scheduler config\'s)').choices(SAMPLERS))
+    .option('--guidance <w>', 'classifier-free guidance scale (default: 2; a text-to-image pipeline: its default); above 1 both CFG halves are calibrated', num('--guidance', 0))
     .addOption(new Option('--timesteps <sel>', 'which steps to record: all, uniform (Q-Diffusion), normal (PTQ4DM)').choices(['all', 'uniform', 'normal']).default('all'))
     .option('--count <n>', 'uniform/normal: how many steps', num('--count', 1, true, MAX_COUNT), 10)
     .option('--batch <n>', 'images per batch (checkpointed for resume)', num('--batch', 1, true, MAX_BATCH), 32)
@@ -131,7 +133,9 @@ export function buildProgram(): Command {
       process.once('SIGINT', onInt);
       try {
         const rec = await calibrate(dir, String(o.out), {
-          samples: o.samples as number, steps: o.steps as number, sampler: o.sampler as SamplerName, guidance: o.guidance as number,
+          samples: o.samples as number, steps: o.steps as number, sampler: o.sampler as SamplerName | undefined, guidance: o.guidance as number | undefined,
+          prompts: o.prompts !== undefined ? readPromptFile(String(o.prompts)).map((e) => e.prompt) : undefined,
+          negativePrompt: o.negativePrompt as string | undefined,
           timesteps: o.timesteps as TimestepSelection, count: o.count as number, batchSize: o.batch as number, gram: o.gram === true, signal: ac.signal, onProgress: progress?.update,
         });
         progress?.done();
@@ -168,9 +172,9 @@ export function buildProgram(): Command {
 
   program
     .command('eval')
-    .description('every preset vs FP on the same seeds: class agreement and FID-to-FP (classifier features); on the embedded text-to-image model, FP prompt agreement')
+    .description('every preset vs FP on the same seeds: class agreement and FID-to-FP (classifier features); on the embedded text-to-image model, prompt agreement, FID-to-FP in the judge\'s features and PSNR to FP, on the same prompts')
     .argument('<pipeline-dir>', 'pipeline folder')
-    .option('--presets <list>', 'comma-separated presets (default: all)')
+    .option('--presets <list>', "comma-separated presets (default: all; 'none': FP only)")
     .option('--samples <n>', 'images per variant', num('--samples', 2, true, MAX_SAMPLES), 500)
     .option('--steps <n>', 'sampling steps', num('--steps', 1, true), 25)
     .addOption(new Option('--sampler <name>', "sampler (default: the pipeline's scheduler)").choices(SAMPLERS))
@@ -179,8 +183,7 @@ export function buildProgram(): Command {
     .option('--calib-samples <n>', 'calibration images when calibrating', num('--calib-samples', 1, true, MAX_SAMPLES), 64)
     .requiredOption('--out <dir>', 'folder for variants, calibration and eval.json')
     .action(async (dir: string, o: Record<string, string | number | undefined>) => {
-      const text = (await readFamily(dir))?.task === 'text-to-image';
-      const presets = o.presets ? String(o.presets).split(',').map((s) => s.trim()).filter(Boolean) : text ? [] : listPresets();
+      const presets = o.presets === 'none' ? [] : o.presets ? String(o.presets).split(',').map((s) => s.trim()).filter(Boolean) : listPresets();
       await runEval({
         pipelineDir: dir, presets, samples: o.samples as number, steps: o.steps as number, sampler: o.sampler as SamplerName | undefined,
         guidance: o.guidance as number | undefined, out: String(o.out), calib: o.calib as string | undefined, calibSamples: o.calibSamples as number,

@@ -69,7 +69,15 @@ export interface T2IVerdict {
   /** The measured colours (medians, [0, 1]); fgRgb null with fg. */
   fgRgb: Rgb | null;
   bgRgb: Rgb;
+  /**
+   * The judge's feature space (FID-to-FP): the classifier's penultimate features of the digit mask, then the measured
+   * foreground and background colours x COLOUR_WEIGHT (the background's when no foreground was found).
+   */
+  features: Float32Array;
 }
+
+/** Colours ([0, 1] per channel) enter the judge's feature space at this weight, near the spread of the digit features. */
+export const COLOUR_WEIGHT = 10;
 
 export interface T2IJudgeOptions {
   /** The MNIST classifier's ONNX file (default: the embedded models/mnist-classifier). */
@@ -396,14 +404,18 @@ export async function judgeImages(images: Float32Array[], attrs: T2IAttributes, 
   if (opts.batch !== undefined) copts.batch = opts.batch;
   // loaded here: reading attributes and prompts needs neither onnxruntime nor the pipeline layer
   const { classify } = await import('./classifier.js');
-  const { labels } = await classify(masks, copts);
-  return colours.map((c, i) => ({
-    digit: labels[i]!,
-    fg: c.fg < 0 ? null : names[c.fg]!,
-    bg: names[c.bg]!,
-    fgRgb: c.fgRgb,
-    bgRgb: c.bgRgb,
-  }));
+  const { labels, features } = await classify(masks, copts);
+  return colours.map((c, i) => {
+    const f = features[i]!;
+    const all = new Float32Array(f.length + 6);
+    all.set(f);
+    const fg = c.fgRgb ?? c.bgRgb;
+    for (let ch = 0; ch < 3; ch++) {
+      all[f.length + ch] = COLOUR_WEIGHT * fg[ch]!;
+      all[f.length + 3 + ch] = COLOUR_WEIGHT * c.bgRgb[ch]!;
+    }
+    return { digit: labels[i]!, fg: c.fg < 0 ? null : names[c.fg]!, bg: names[c.bg]!, fgRgb: c.fgRgb, bgRgb: c.bgRgb, features: all };
+  });
 }
 
 /**

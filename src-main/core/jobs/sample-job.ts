@@ -2,7 +2,6 @@
  * `dq sample`: images for every (class or prompt, seed), a labelled grid PNG (a row per class or prompt, a column per
  * seed) and samples.json.
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DqError } from '../errors.js';
 import { prepareOutput, writeFileAtomic } from '../fsutil.js';
@@ -10,64 +9,15 @@ import { MAX_GRID_IMAGES } from '../ranges.js';
 import { encodePng, layoutGrid } from '../image/grid.js';
 import { openPipeline } from '../open.js';
 import { withImageSize } from '../pipeline/pipeline.js';
+import { MAX_PROMPTS, type PromptEntry } from '../pipeline/prompt-file.js';
+
+export { MAX_PROMPTS, readPromptFile, type PromptEntry } from '../pipeline/prompt-file.js';
 import { sample, type SampleProgress } from '../pipeline/sample.js';
 import type { SamplerName } from '../pipeline/schedulers.js';
 import type { Provider } from '../runtime/onnx.js';
 
-/** At most this many prompts in one run (one grid row each). */
-export const MAX_PROMPTS = 1024;
 /** Characters of a prompt shown as a grid row label. */
 const LABEL_CHARS = 28;
-
-export interface PromptEntry {
-  prompt: string;
-  negative?: string;
-}
-
-/**
- * A prompt file: one prompt a line (blank lines skipped), or JSON: a list of strings or of {prompt, negative_prompt}.
- * It must be UTF-8 and name at least one prompt.
- */
-export function readPromptFile(path: string): PromptEntry[] {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new DqError(code === 'ENOENT' ? 'NOT_FOUND' : 'BAD_ARGUMENT', code === 'ENOENT' ? `prompt file not found: ${path}` : `cannot read the prompt file ${path}: ${code === 'EISDIR' ? 'it is a folder' : (code ?? 'unreadable')}`);
-  }
-  let text: string;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes).replace(/^\uFEFF/, '');
-  } catch {
-    throw new DqError('BAD_ARGUMENT', `${path} is not UTF-8 text: save the prompt file as UTF-8`);
-  }
-  let entries: PromptEntry[];
-  const trimmed = text.trim();
-  if (trimmed.startsWith('[')) {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(trimmed);
-    } catch (e) {
-      throw new DqError('BAD_ARGUMENT', `${path}: not valid JSON (${(e as Error).message}); a prompt file is one prompt a line, or a JSON list`);
-    }
-    if (!Array.isArray(raw)) throw new DqError('BAD_ARGUMENT', `${path}: a JSON prompt file is a list`);
-    entries = raw.map((v, i) => {
-      if (typeof v === 'string') return { prompt: v };
-      if (v && typeof v === 'object' && typeof (v as { prompt?: unknown }).prompt === 'string') {
-        const neg = (v as { negative_prompt?: unknown }).negative_prompt;
-        if (neg !== undefined && neg !== null && typeof neg !== 'string') throw new DqError('BAD_ARGUMENT', `${path}: entry ${i + 1}: negative_prompt must be a string`);
-        return { prompt: (v as { prompt: string }).prompt, ...(typeof neg === 'string' ? { negative: neg } : {}) };
-      }
-      throw new DqError('BAD_ARGUMENT', `${path}: entry ${i + 1} is neither a string nor {"prompt": "..."}`);
-    });
-  } else {
-    entries = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '').map((prompt) => ({ prompt }));
-  }
-  if (!entries.length) throw new DqError('BAD_ARGUMENT', `${path} has no prompts (one prompt a line, or a JSON list)`);
-  if (entries.length > MAX_PROMPTS) throw new DqError('BAD_ARGUMENT', `${path} has ${entries.length} prompts; at most ${MAX_PROMPTS} in one run`);
-  return entries;
-}
 
 export interface SampleJob {
   pipelineDir: string;

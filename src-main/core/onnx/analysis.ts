@@ -8,6 +8,11 @@
  * "Temporal" means: depends on the timestep input and not on the sample input. Other inputs (class labels) may
  * feed the region too (diffusers adds the class embedding to the time embedding); they are listed under
  * `temporalConditioning`, since a cache of temporal features is then keyed by (timestep, those inputs).
+ *
+ * "Text-only" (the conditioning region) means: depends on a float conditioning input (a text encoder's per-token
+ * states, SDXL's pooled `text_embeds` and `time_ids`) and on neither the sample nor the timestep. In a cross-attention
+ * UNet that is every attention block's key and value projection of the text, and SDXL's added-embedding MLP; where
+ * the region meets the rest are the text features, computed once per prompt (the text-feature cache).
  */
 import { DqError } from '../errors.js';
 import { dimsOf, indexGraph, type GraphIndex } from './graph.js';
@@ -72,6 +77,18 @@ export interface LayerMap {
   temporalFeatures: string[];
   /** Inputs besides the timestep that feed the time-only region. */
   temporalConditioning: string[];
+  /** Float conditioning inputs (text states, pooled text, size ids): what the text-only region reads. */
+  textInputs: string[];
+  /** Quantizable layers whose inputs depend on the text inputs and on neither the sample nor the timestep. */
+  textOnly: string[];
+  /** Text-only layers reading the per-token text states: cross-attention key and value projections. */
+  crossAttention: string[];
+  /** Text-only layers reading pooled text or size ids (SDXL's added embedding); part of the conditioning region. */
+  addedEmbedding: string[];
+  /** Tensors where the text-only region meets the rest (cross-attention keys and values, the added embedding). */
+  textFeatures: string[];
+  /** Text features read only by the time-only region (SDXL's added embedding): a temporal cache already covers them. */
+  textFeaturesOfTime: string[];
   shortcutSplits: ShortcutSplit[];
   sensitive: { firstLayers: string[]; lastLayers: string[]; softmax: string[]; normalizationInputs: string[] };
 }
@@ -239,6 +256,32 @@ export function analyzeGraph(model: ModelMsg, opts: AnalyzeOptions = {}): LayerM
   }
 
   const temporal = quantizable.filter((l) => isTemporal(l.input)).map((l) => l.name);
+  // the text-only region: float conditioning inputs (not integer class labels, whose embedding joins the time path)
+  const textInputs = g.inputs.filter((n) => n !== sample && n !== timestep && [1, 10, 16].includes(elemType(g, n) ?? 0));
+  let X = 0n;
+  for (const n of textInputs) X |= bit(n);
+  const isTextOnly = (t: string) => {
+    const m = dep.get(t) ?? 0n;
+    return (m & X) !== 0n && (m & (S | T)) === 0n;
+  };
+  // per-token states: the rank-3 text inputs; others (pooled text, size ids) feed the added embedding
+  const tokenMask = textInputs.filter((n) => (g.shapes.get(n)?.length ?? 3) >= 3).reduce((a, n) => a | bit(n), 0n);
+  const textOnlyLayers = quantizable.filter((l) => isTextOnly(l.input));
+  const textOnly = textOnlyLayers.map((l) => l.name);
+  const crossAttention = textOnlyLayers.filter((l) => ((dep.get(l.input) ?? 0n) & tokenMask) !== 0n).map((l) => l.name);
+  const addedEmbedding = textOnlyLayers.filter((l) => ((dep.get(l.input) ?? 0n) & tokenMask) === 0n).map((l) => l.name);
+  const textFeatures = new Set<string>();
+  const meetsSample = new Set<string>();
+  for (const i of g.order) {
+    const n = g.nodes[i]!;
+    const outs = n.output ?? [];
+    if (!outs.some((o) => ((dep.get(o) ?? 0n) & (S | T)) !== 0n)) continue;
+    for (const inp of n.input ?? []) {
+      if (!inp || !isTextOnly(inp) || g.inputs.includes(inp)) continue;
+      textFeatures.add(inp);
+      if (outs.some(dependsOnSample)) meetsSample.add(inp);
+    }
+  }
   const features = new Set<string>();
   let condMask = 0n;
   for (const i of g.order) {
@@ -290,6 +333,12 @@ export function analyzeGraph(model: ModelMsg, opts: AnalyzeOptions = {}): LayerM
     temporal,
     temporalFeatures: [...features],
     temporalConditioning,
+    textInputs,
+    textOnly,
+    crossAttention,
+    addedEmbedding,
+    textFeatures: [...textFeatures],
+    textFeaturesOfTime: [...textFeatures].filter((f) => !meetsSample.has(f)),
     shortcutSplits,
     sensitive: { firstLayers, lastLayers: [...lastLayers], softmax, normalizationInputs: [...new Set(normalizationInputs)] },
   };

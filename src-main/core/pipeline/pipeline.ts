@@ -320,6 +320,14 @@ export async function sessionFor(path: string, provider: Provider): Promise<Sess
   return cachedSession(path, provider);
 }
 
+/** Releases the cached sessions of one model file (every provider and form): the others stay usable. */
+export async function releaseSession(path: string): Promise<void> {
+  const file = resolve(path);
+  const mine = [...sessions.entries()].filter(([k]) => k.split('\0')[1] === file);
+  for (const [k] of mine) sessions.delete(k);
+  await Promise.allSettled(mine.map(async ([, p]) => (await p).release()));
+}
+
 export async function releaseSessions(): Promise<void> {
   const all = [...sessions.values()];
   sessions.clear();

@@ -3,7 +3,7 @@
  * and cancellation. Image i is determined by (seeds[i], classes[i], settings) alone, whatever the batch.
  */
 import { DqError } from '../errors.js';
-import type { FeedValue, Session, TensorOut } from '../runtime/onnx.js';
+import type { FeedValue, IoMeta, Session, TensorOut } from '../runtime/onnx.js';
 import { decodeLatents, overflowWarning } from './codec.js';
 import { asFloat32, floatFeed } from './dtypes.js';
 import { Rng } from './noise.js';
@@ -55,8 +55,13 @@ export interface StepTap {
   onOutputs: (step: number, timestep: number, outputs: Record<string, TensorOut>, feeds: Record<string, FeedValue>) => void | Promise<void>;
 }
 
-/** Extra inputs for one network evaluation at model timestep t, for the batch's class labels. */
-export type ExtraFeeds = (t: number, labels: BigInt64Array | null, rows: number) => Promise<Record<string, FeedValue>>;
+/**
+ * Extra inputs for one network evaluation at model timestep t, for the batch's class labels. `batch.feeds` are the
+ * feeds built so far (the text states among them), which a variant may read (its cached text features are computed
+ * from them) and prune (inputs its cut graph no longer takes); `batch.key` names the batch's conditioning (the prompt
+ * pairs, guided or not, and the image size): equal keys mean equal text inputs.
+ */
+export type ExtraFeeds = (t: number, labels: BigInt64Array | null, rows: number, batch: { feeds: Record<string, FeedValue>; key: string }) => Promise<Record<string, FeedValue>>;
 
 export interface SampleOutput {
   /** One Float32Array [C*H*W] per image (p.imageShape), about [-1, 1]: decoded by the VAE for a latent pipeline. */
@@ -268,7 +273,8 @@ export async function buildFeeds(p: Pipeline, x: Float64Array, t: number, labels
     if (p.io.feedsClassLabels !== false) feeds[p.io.classLabels] = { type: 'int64', data: lab, dims: [rows] };
   }
   if (p.text) Object.assign(feeds, textFeeds(p, labels, guided, guidance));
-  if (extra) Object.assign(feeds, await extra(t, lab, rows));
+  const key = p.text ? `${labels.join(',')}|${guided ? `g${guidance}` : 'u'}|${p.imageShape.join('x')}` : `${rows}`;
+  if (extra) Object.assign(feeds, await extra(t, lab, rows, { feeds, key }));
   return feeds;
 }
 
@@ -396,9 +402,15 @@ export function timestepInput(p: Pipeline, t: number, rows: number): FeedValue {
   return floatFeed(type, new Float32Array(n).fill(t), dims);
 }
 
-/** The timestep input for `rows` rows: int64 (rounded) or float32. */
-export function timestepFeed(int64: boolean, t: number, rows: number): FeedValue {
-  return int64 ? { type: 'int64', data: new BigInt64Array(rows).fill(BigInt(Math.round(t))), dims: [rows] } : { type: 'float32', data: new Float32Array(rows).fill(t), dims: [rows] };
+/** A timestep input for `rows` rows as a graph's input metadata declares it (int64/int32 rounded, float16/32; a scalar when its rank is 0). */
+export function timestepFeed(meta: IoMeta | undefined, t: number, rows: number): FeedValue {
+  const scalar = meta?.shape?.length === 0;
+  const n = scalar ? 1 : rows;
+  const dims = scalar ? [] : [rows];
+  const type = meta?.type ?? 'float32';
+  if (type === 'int64') return { type, data: new BigInt64Array(n).fill(BigInt(Math.round(t))), dims };
+  if (type === 'int32') return { type, data: new Int32Array(n).fill(Math.round(t)), dims };
+  return floatFeed(type === 'float16' ? 'float16' : 'float32', new Float32Array(n).fill(t), dims);
 }
 
 /** Rows r0..r1-1 of every batched feed (rank >= 1); scalars pass through. */

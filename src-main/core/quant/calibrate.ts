@@ -11,13 +11,14 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
 import { z } from 'zod';
 import { DqError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { analyzeGraph } from '../onnx/analysis.js';
 import { encodeModel, loadOnnx } from '../onnx/io.js';
-import { refuseText, releaseSessions } from '../pipeline/pipeline.js';
+import { releaseSession, type Pipeline } from '../pipeline/pipeline.js';
+import { readPromptFile } from '../pipeline/prompt-file.js';
 import { openPipeline } from '../open.js';
 import { sample, sliceRows } from '../pipeline/sample.js';
 import { createScheduler, evaluationCount, SAMPLERS, type SamplerName } from '../pipeline/schedulers.js';
@@ -49,11 +50,18 @@ export interface CalibrationSettings {
   batchSize: number;
   /** Also collect the Gram matrices of the layers' inputs (GPTQ needs them). */
   gram: boolean;
+  /** Text-to-image: the calibration prompts, cycled over the samples (image i gets prompts[i % n]). */
+  prompts?: string[];
+  /** Text-to-image: the negative prompt of every sample ('' : none, the unconditional half sees the empty prompt). */
+  negativePrompt?: string;
 }
 
 export const DEFAULT_CALIBRATION: CalibrationSettings = {
   samples: 64, steps: 25, sampler: 'ddim', guidance: 2, timesteps: 'all', count: 10, seed: 0, batchSize: 32, gram: false,
 };
+
+/** The calibration prompts a text-to-image pipeline folder may ship (one a line): used when none are given. */
+export const DEFAULT_PROMPTS_FILE = 'calibration_prompts.txt';
 
 export interface CalibrationRecord {
   version: number;
@@ -110,6 +118,18 @@ export function selectSteps(n: number, sel: TimestepSelection, count: number, se
   return [...out].sort((a, b) => a - b);
 }
 
+/** A text-to-image pipeline calibrates with its own sampler and guidance unless told otherwise. */
+function calibrationDefaults(p: Pipeline): Partial<CalibrationSettings> {
+  return p.text ? { sampler: p.index.defaultSampler, guidance: p.index.defaultGuidance } : {};
+}
+
+/** The pipeline folder's calibration prompts (calibration_prompts.txt), or a one-line error asking for --prompts. */
+export function defaultPrompts(dir: string): string[] {
+  const file = join(dir, DEFAULT_PROMPTS_FILE);
+  if (!existsSync(file)) throw new DqError('BAD_ARGUMENT', `${dir} is a text-to-image pipeline: give calibration prompts (--prompts <file>; the folder has no ${DEFAULT_PROMPTS_FILE})`);
+  return readPromptFile(file).map((e) => e.prompt);
+}
+
 interface Checkpoint {
   key: string;
   batchesDone: number;
@@ -123,11 +143,17 @@ export async function calibrate(
   out: string,
   opts: Partial<CalibrationSettings> & { provider?: Provider; signal?: AbortSignal; onProgress?: (p: CalibrateProgress) => void } = {},
 ): Promise<CalibrationRecord> {
-  const settings: CalibrationSettings = { ...DEFAULT_CALIBRATION, ...Object.fromEntries(Object.entries(opts).filter(([k, v]) => k in DEFAULT_CALIBRATION && v !== undefined)) };
-  if (!Number.isInteger(settings.samples) || settings.samples < 1) throw new DqError('BAD_ARGUMENT', `--samples must be a positive integer, got ${settings.samples}`);
+  const given = Object.fromEntries(Object.entries(opts).filter(([k, v]) => (k in DEFAULT_CALIBRATION || k === 'prompts' || k === 'negativePrompt') && v !== undefined)) as Partial<CalibrationSettings>;
+  if (given.samples !== undefined && (!Number.isInteger(given.samples) || given.samples < 1)) throw new DqError('BAD_ARGUMENT', `--samples must be a positive integer, got ${given.samples}`);
   const loaded = await openPipeline(pipelineDir, opts.provider ?? 'cpu');
-  refuseText(loaded.pipeline, 'calibrate');
   const { pipeline } = loaded;
+  const settings: CalibrationSettings = { ...DEFAULT_CALIBRATION, ...calibrationDefaults(pipeline), ...given };
+  if (pipeline.text) {
+    if (!settings.prompts?.length) settings.prompts = defaultPrompts(pipeline.dir);
+    settings.negativePrompt ??= '';
+  } else if (given.prompts?.length || given.negativePrompt) {
+    throw new DqError('BAD_ARGUMENT', `${pipelineDir} takes no text (it is ${pipeline.io.classLabels ? 'class-conditional' : 'unconditional'}): leave out --prompts`);
+  }
   let session = loaded.session;
   const unetSha256 = sha256File(pipeline.unetPath);
   const model = loadOnnx(pipeline.unetPath).model;
@@ -155,8 +181,8 @@ export async function calibrate(
   const steps = selectSteps(sched.timesteps.length, settings.timesteps, settings.count, settings.seed);
   const gramSteps = steps.length <= GRAM_STEPS ? steps : [...new Set(Array.from({ length: GRAM_STEPS }, (_, i) => steps[Math.floor((i * steps.length) / GRAM_STEPS)]!))];
   if (steps.length === sched.timesteps.length) {
-    // every step runs the statistics model: drop the plain session (and its memory arena)
-    await releaseSessions();
+    // every step runs the statistics model: drop the plain denoiser session (and its memory arena)
+    await releaseSession(pipeline.unetPath);
     session = tapSession;
   }
   const nClasses = pipeline.index.classes.length;
@@ -186,9 +212,11 @@ export async function calibrate(
   for (let bi = ck.batchesDone; bi < batches.length; bi++) {
     const idx = batches[bi]!;
     const batchStats: CalibrationRecord['stats'] = {};
+    const prompts = settings.prompts?.length ? settings.prompts : null;
     await sample(pipeline, session, {
       seeds: idx.map((i) => settings.seed * 1_000_003 + i),
       classes: pipeline.io.classLabels ? idx.map((i) => i % nClasses) : [],
+      ...(prompts ? { prompts: idx.map((i) => prompts[i % prompts.length]!), negativePrompts: idx.map(() => settings.negativePrompt ?? '') } : {}),
       steps: settings.steps,
       sampler: settings.sampler,
       guidance: settings.guidance,
@@ -283,6 +311,7 @@ const SiteSchema = z.object({
   split: count.nullable(),
   ops: z.array(z.string()),
   temporal: z.boolean(),
+  text: z.boolean().optional(),
 });
 const AttrSchema = z.union([
   z.object({ type: z.literal('int'), value: finite }),
@@ -313,6 +342,8 @@ const RecordSchema = z.object({
     seed: finite,
     batchSize: z.number().int().positive(),
     gram: z.boolean(),
+    prompts: z.array(z.string()).optional(),
+    negativePrompt: z.string().optional(),
   }),
   timesteps: z.array(finite).min(1),
   steps: z.array(count).min(1),

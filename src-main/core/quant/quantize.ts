@@ -7,7 +7,7 @@
  * Simulated (fake) quantization: weights hold their quantized values in float32; activation quantizers are
  * elementwise subgraphs. The variant is written to a temporary folder and renamed into place.
  */
-import { cpSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { nvfp4TensorScale, intParams, floatScale, type QuantFormat } from '../../../kernels/quant.js';
 import { GPTQ_PERCDAMP } from '../../../kernels/gptq.js';
@@ -19,7 +19,9 @@ import { floatTensor, loadOnnx, saveOnnx } from '../onnx/io.js';
 import { nodeAttr } from '../onnx/graph.js';
 import type { ModelMsg } from '../onnx/model.js';
 import { cutFeatures, cutTemporalRegion, exposeTensors, pruneDead } from '../onnx/rewrite.js';
-import { locatePipeline, refuseText, type UnetIO } from '../pipeline/pipeline.js';
+import { locatePipeline, type Pipeline, type UnetIO } from '../pipeline/pipeline.js';
+import { buildFeeds, guidedRun } from '../pipeline/sample.js';
+import type { FeedValue } from '../runtime/onnx.js';
 import { openPipeline } from '../open.js';
 import { insertActivationQuantizer } from './activations.js';
 import { readRecord, selectSteps, sha256File, type CalibrationRecord } from './calibrate.js';
@@ -44,6 +46,8 @@ export interface ParamsFile {
   /** Runtime inputs and their values by timestep. */
   activations: { site: number; half: number; scaleInput: string; zeroPointInput: string | null; table: ActParam[] }[];
   temporal: null | { model: string; features: string[]; inputs: string[] };
+  /** The text-feature cache: text/model.onnx (the FP text-only region) computes these features once per batch of prompts. */
+  text?: null | { model: string; features: string[]; inputs: string[] };
 }
 
 export interface LayerReport {
@@ -77,6 +81,8 @@ export interface Manifest {
   sourceIo: UnetIO;
   /** Temporal feature maintenance: which features are cached (FP) and, in 'auto' mode, each feature's measured disturbance. */
   temporal?: { mode: 'cache' | 'auto'; threshold: number | null; cached: string[]; disturbance: FeatureDisturbance[] };
+  /** The text-feature cache, as for temporal features: which text features are cached (FP) and their measured disturbance. */
+  text?: { mode: 'cache' | 'auto'; threshold: number | null; cached: string[]; disturbance: FeatureDisturbance[] };
 }
 
 export function formatName(f: QuantFormat): string {
@@ -196,7 +202,6 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   // the output is checked before any work: a file in its path or someone else's folder is refused now, not after
   prepareOutput(opts.out, { replace: 'variant', force: opts.force });
   const source = (await openPipeline(opts.pipelineDir, 'cpu')).pipeline;
-  refuseText(source, 'quantize');
   const sourceIo = source.io;
   const unetSha256 = sha256File(loc.unetPath);
   const rec = opts.record;
@@ -236,6 +241,23 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     cutLayers = new Set(map.temporal);
   }
 
+  // text-feature cache: the FP text-only region (cross-attention keys and values, the added embedding) becomes a
+  // separate model run once per batch of prompts; its outputs are fed to the variant. Text features that only the
+  // time-only region reads (SDXL's added embedding) are left to the temporal cache when there is one.
+  const temporalCut = recipe.temporal === 'cache' || recipe.temporal === 'auto';
+  const textCandidates = source.text ? fpMap.textFeatures.filter((f) => !(temporalCut && fpMap.textFeaturesOfTime.includes(f))) : [];
+  let textRegion: ParamsFile['text'] = null;
+  let textModel: ModelMsg | null = null;
+  const textCutLayers = new Set<string>();
+  const cutText = (features: string[]) => {
+    cutFeatures(model, features, [sourceIo.sample]);
+    textModel = regionModel(loc.unetPath, features);
+    textRegion = { model: 'text/model.onnx', features, inputs: runtimeInputsOf(textModel) };
+    const present = new Set((model.graph!.node ?? []).map((n) => n.name ?? ''));
+    for (const l of fpMap.textOnly) if (!present.has(l)) textCutLayers.add(l);
+  };
+  if (recipe.text === 'cache' && textCandidates.length) cutText(textCandidates);
+
   // the layer map of the FP graph still names every layer left after a cut (minus the cut ones)
   const map = fpMap;
   const spare = new Map<string, string>();
@@ -243,6 +265,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   if (keep.has('first')) for (const l of map.sensitive.firstLayers) spare.set(l, 'first layer (keepFp)');
   if (keep.has('last')) for (const l of map.sensitive.lastLayers) spare.set(l, 'last layer (keepFp)');
   if (keep.has('temporal')) for (const l of fpMap.temporal) spare.set(l, 'time-only region (keepFp)');
+  if (keep.has('added-embedding')) for (const l of fpMap.addedEmbedding) spare.set(l, 'added embedding (keepFp)');
   const known = new Set(fpMap.quantizable.map((l) => l.name));
   for (const l of recipe.keepLayers) {
     if (!known.has(l)) throw new DqError('BAD_CONFIG', `recipe '${recipe.name}': keepLayers names '${l}', which is not a quantizable layer of this model`);
@@ -267,6 +290,10 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     fpParams += size;
     if (cutLayers.has(l.name)) {
       reports.push({ name: l.name, op: l.op, weight: null, activation: null, spared: 'time-only region: FP features cached (TFMQ)' });
+      continue;
+    }
+    if (textCutLayers.has(l.name)) {
+      reports.push({ name: l.name, op: l.op, weight: null, activation: null, spared: 'text-only region: FP text features cached once per prompt' });
       continue;
     }
     const t = inits.get(l.weight);
@@ -315,7 +342,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   }
 
   // 2. activations
-  const params: ParamsFile = { version: PARAMS_VERSION, activations: [], temporal };
+  const params: ParamsFile = { version: PARAMS_VERSION, activations: [], temporal, text: textRegion };
   const act = recipe.activations;
   if (act) {
     const fmt = act.format as QuantFormat;
@@ -345,40 +372,62 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     }
   }
 
-  // 2b. TFMQ disturbance-aware choice: cache only the temporal features that quantization disturbs
+  // 2b. TFMQ disturbance-aware choice: cache only the temporal features that quantization disturbs; and the same
+  // choice for the text features, measured on the calibration prompts. Both are measured on the uncut graph, then cut.
   let temporalReport: Manifest['temporal'] = recipe.temporal === 'cache' && temporal ? { mode: 'cache', threshold: null, cached: temporal.features, disturbance: [] } : undefined;
+  let textReport: Manifest['text'] = recipe.text === 'cache' && textRegion ? { mode: 'cache', threshold: null, cached: textCandidates, disturbance: [] } : undefined;
+  const wantsAuto = recipe.temporal === 'auto' || (recipe.text === 'auto' && textCandidates.length > 0);
+  if (wantsAuto && !rec) {
+    throw new DqError('BAD_ARGUMENT', `recipe '${recipe.name}': '${recipe.temporal === 'auto' ? 'temporal' : 'text'}: auto' measures the features it may cache at the calibrated timesteps: give a calibration record (--calib)`);
+  }
+  const conditioning = wantsAuto && rec && source.text ? await conditioningFeeds(source, rec) : null;
+  const timesteps = rec ? [...new Set(rec.steps.map((st) => rec.timesteps[st]!))] : [];
+  let temporalCached: string[] = [];
   if (recipe.temporal === 'auto') {
-    if (!rec) throw new DqError('BAD_ARGUMENT', `recipe '${recipe.name}': temporal 'auto' measures the temporal features at the calibrated timesteps: give a calibration record (--calib)`);
     const features = fpMap.temporalFeatures;
     const labels = source.io.classLabels ? [...source.index.classes.map((_, i) => i).filter((i) => i !== source.index.nullClass), ...(source.index.nullClass !== null ? [source.index.nullClass] : [])] : [];
-    const fpModel = loadOnnx(loc.unetPath).model;
     const disturbance = features.length
       ? await measureDisturbance({
-          quantized: model, fp: fpModel, features, activations: params.activations, timestepInput: sourceIo.timestep, classInput: sourceIo.classLabels,
-          labels, timesteps: [...new Set(rec.steps.map((st) => rec.timesteps[st]!))],
+          quantized: model, fp: loadOnnx(loc.unetPath).model, features, activations: params.activations, timestepInput: sourceIo.timestep, classInput: sourceIo.classLabels,
+          labels, timesteps, ...(conditioning ? { conditioning } : {}),
         })
       : [];
-    const cached = disturbance.filter((d) => d.max > recipe.temporalThreshold).map((d) => d.feature);
-    if (cached.length) {
-      const cut = cutFeatures(model, cached, [sourceIo.sample]);
-      const gone = new Set(cut.removedInputs);
-      params.activations = params.activations.filter((a) => !gone.has(a.scaleInput));
-      fpModel.graph!.output = [];
-      exposeTensors(fpModel, cached);
-      pruneDead(fpModel);
-      temporalModel = fpModel;
-      temporal = { model: 'temporal/model.onnx', features: cached, inputs: runtimeInputsOf(fpModel) };
-      params.temporal = temporal;
-      const present = new Set((model.graph!.node ?? []).map((n) => n.name ?? ''));
-      for (const r of reports) {
-        if (r.weight && !present.has(r.name)) {
-          r.weight = null;
-          r.activation = null;
-          r.spared = 'time-only region: FP features cached (TFMQ, disturbance-aware: only the cached features needed it)';
-        }
-      }
+    temporalCached = disturbance.filter((d) => d.max > recipe.temporalThreshold).map((d) => d.feature);
+    temporalReport = { mode: 'auto', threshold: recipe.temporalThreshold, cached: temporalCached, disturbance };
+  }
+  let textCached: string[] = [];
+  if (recipe.text === 'auto' && textCandidates.length) {
+    const disturbance = conditioning
+      ? await measureDisturbance({
+          quantized: model, fp: loadOnnx(loc.unetPath).model, features: textCandidates, activations: params.activations, timestepInput: sourceIo.timestep, classInput: null,
+          labels: [], timesteps, conditioning,
+        })
+      : [];
+    textCached = disturbance.filter((d) => d.max > recipe.textThreshold).map((d) => d.feature);
+    textReport = { mode: 'auto', threshold: recipe.textThreshold, cached: textCached, disturbance };
+  }
+  if (temporalCached.length) {
+    cutFeatures(model, temporalCached, [sourceIo.sample]);
+    temporalModel = regionModel(loc.unetPath, temporalCached);
+    temporal = { model: 'temporal/model.onnx', features: temporalCached, inputs: runtimeInputsOf(temporalModel) };
+    params.temporal = temporal;
+  }
+  if (textCached.length) {
+    cutText(textCached);
+    params.text = textRegion;
+  }
+  if (temporalCached.length || textCached.length) {
+    const inputs = new Set(runtimeInputsOf(model));
+    params.activations = params.activations.filter((a) => inputs.has(a.scaleInput));
+    const present = new Set((model.graph!.node ?? []).map((n) => n.name ?? ''));
+    for (const r of reports) {
+      if (!r.weight || present.has(r.name)) continue;
+      r.weight = null;
+      r.activation = null;
+      r.spared = textCutLayers.has(r.name)
+        ? 'text-only region: FP text features cached once per prompt (disturbance-aware: only the cached features needed it)'
+        : 'time-only region: FP features cached (TFMQ, disturbance-aware: only the cached features needed it)';
     }
-    temporalReport = { mode: 'auto', threshold: recipe.temporalThreshold, cached, disturbance };
   }
   const qParams = reports.reduce((a, r) => a + (r.weight?.params ?? 0), 0);
   const qBits = reports.reduce((a, r) => a + (r.weight?.bits ?? 0), 0);
@@ -390,12 +439,12 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   rmSync(tmp, { recursive: true, force: true });
   makeDirs(tmp, '--out');
   try {
-    cpSync(join(loc.dir, 'model_index.json'), join(tmp, 'model_index.json'));
-    cpSync(join(loc.dir, 'scheduler'), join(tmp, 'scheduler'), { recursive: true });
+    copyComponents(loc.dir, tmp);
     saveOnnx(model, join(tmp, 'unet', 'model.onnx'), loaded.dir);
     if (temporalModel) saveOnnx(temporalModel, join(tmp, 'temporal', 'model.onnx'), loaded.dir);
+    if (textModel) saveOnnx(textModel, join(tmp, 'text', 'model.onnx'), loaded.dir);
     writeFileAtomic(join(tmp, 'quant', 'params.json'), JSON.stringify(params, null, 1) + '\n');
-    const runtimeInputs = [...params.activations.flatMap((a) => [a.scaleInput, ...(a.zeroPointInput ? [a.zeroPointInput] : [])]), ...(temporal?.features ?? [])];
+    const runtimeInputs = [...params.activations.flatMap((a) => [a.scaleInput, ...(a.zeroPointInput ? [a.zeroPointInput] : [])]), ...(temporal?.features ?? []), ...(params.text?.features ?? [])];
     const manifest: Manifest = {
       kind: 'dq-variant',
       version: 1,
@@ -415,6 +464,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       runtimeInputs,
       sourceIo,
       ...(temporalReport ? { temporal: temporalReport } : {}),
+      ...(textReport ? { text: textReport } : {}),
     };
     writeFileAtomic(join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
     swapIntoPlace(tmp, out, 'variant', opts.force);
@@ -423,6 +473,60 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
+}
+
+/** Top-level entries of a pipeline folder that are a variant's or an export's own (never copied from a source). */
+export const OWN_ENTRIES = new Set(['unet', 'manifest.json', 'quant', 'temporal', 'text', 'README.md', 'verification.json']);
+
+/**
+ * Copies a source pipeline's components besides the denoiser (model_index.json, scheduler, tokenizers, text
+ * encoders, the VAE, and any other file the folder has) so the variant keeps the layout it came in: an Optimum
+ * folder stays an Optimum folder, a legacy export a legacy one.
+ */
+export function copyComponents(src: string, dst: string, skip: ReadonlySet<string> = OWN_ENTRIES): string[] {
+  const copied: string[] = [];
+  // the denoiser's configuration travels with it (unet/config.json: sample size, channels); its graph is written anew
+  const unet = join(src, 'unet');
+  if (existsSync(unet)) {
+    for (const f of readdirSync(unet)) {
+      if (!f.endsWith('.json')) continue;
+      cpSync(join(unet, f), join(dst, 'unet', f), { dereference: true });
+      copied.push(join('unet', f));
+    }
+  }
+  for (const e of readdirSync(src, { withFileTypes: true })) {
+    if (skip.has(e.name) || e.name.startsWith('.')) continue;
+    if (!e.isFile() && !e.isDirectory()) continue;
+    cpSync(join(src, e.name), join(dst, e.name), { recursive: true, dereference: true });
+    copied.push(e.name);
+  }
+  return copied;
+}
+
+/** The FP graph reduced to what computes `features` (its only outputs): a cut-out region run beside the variant. */
+function regionModel(unetPath: string, features: string[]): ModelMsg {
+  const m = loadOnnx(unetPath).model;
+  m.graph!.output = [];
+  exposeTensors(m, features);
+  pruneDead(m);
+  return m;
+}
+
+/**
+ * Text-to-image: the denoiser's conditioning inputs for (up to 16 of) the calibration prompts, both CFG halves when
+ * calibration was guided: what the text-only region's features are measured on. Null for other pipelines.
+ */
+async function conditioningFeeds(p: Pipeline, rec: CalibrationRecord): Promise<{ feeds: Record<string, FeedValue>; rows: number } | null> {
+  if (!p.text) return null;
+  const prompts = (rec.settings.prompts ?? []).slice(0, 16);
+  if (!prompts.length) throw new DqError('BAD_CONFIG', 'the calibration record names no prompts: recalibrate this text-to-image pipeline (dq calibrate --prompts)');
+  const guided = guidedRun(p, rec.settings.guidance);
+  const ids = await p.text.ids(prompts, prompts.map(() => rec.settings.negativePrompt ?? ''), guided);
+  const [C, H, W] = p.index.sampleShape;
+  const feeds = await buildFeeds(p, new Float64Array(prompts.length * C * H * W), 0, ids, guided, prompts.length, undefined, rec.settings.guidance);
+  // the sample stays (zeros): a region may read its shape, never its values; the timestep is fed per measured step
+  delete feeds[p.io.timestep];
+  return { feeds, rows: guided ? 2 * prompts.length : prompts.length };
 }
 
 function buildSitesFallback(map: LayerMap): Site[] {

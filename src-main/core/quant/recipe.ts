@@ -65,7 +65,15 @@ export const RecipeSchema = z
       .default('none')
       .describe("TFMQ temporal feature maintenance: none; calibrate (the time-only region quantized, per-timestep activations); cache (every temporal feature from the FP region); auto (disturbance-aware: cache the features whose measured error exceeds temporalThreshold)"),
     temporalThreshold: z.number().positive().default(0.02).describe("auto: cache a temporal feature when quantization changes it by more than this (relative L2 error, max over the calibrated timesteps; 0.02 sits between what 8-bit (0.5-1%) and 4-bit (4-8%) quantization did to tiny-mnist's features)"),
-    keepFp: z.array(z.enum(['first', 'last', 'temporal'])).default([]),
+    text: z
+      .enum(['quantize', 'cache', 'auto'])
+      .default('quantize')
+      .describe("text-to-image: the text-only region (cross-attention keys and values of the text, SDXL's added embedding): quantize it; cache (every text feature computed once per prompt by the FP region and fed to the quantized denoiser); auto (disturbance-aware: cache the text features whose measured error exceeds textThreshold)"),
+    textThreshold: z.number().positive().default(0.02).describe('auto: cache a text feature when quantization changes it by more than this (relative L2 error, max over the calibration prompts and timesteps)'),
+    keepFp: z
+      .array(z.enum(['first', 'last', 'temporal', 'added-embedding']))
+      .default([])
+      .describe("roles kept in FP: first layers (conv_in), last layers (conv_out), the time-only region (time embedding and its projections), SDXL's added embedding (pooled text and size ids)"),
     keepLayers: z.array(z.string()).default([]).describe('per-layer overrides: these layers (by node name) stay in FP'),
     keepFormat: FormatSchema.nullable()
       .default(null)

@@ -15,11 +15,14 @@ export interface Site {
   ops: string[];
   /** True if the tensor depends on the timestep only (the time-only region). */
   temporal: boolean;
+  /** True if the tensor depends on the text inputs only (cross-attention keys and values, SDXL's added embedding). */
+  text?: boolean;
 }
 
 /** Sites for the given layers; `splitAt(tensor)` says where a split-shortcut site splits (or null). */
 export function buildSites(map: LayerMap, layers: QuantizableLayer[], splitShortcut: boolean): Site[] {
   const temporal = new Set(map.temporal);
+  const text = new Set(map.textOnly ?? []);
   // A split-shortcut layer reads the concat through normalization/activation; its own input is what gets split.
   const splitByLayer = new Map<string, number>();
   if (splitShortcut) {
@@ -29,7 +32,7 @@ export function buildSites(map: LayerMap, layers: QuantizableLayer[], splitShort
   for (const l of layers) {
     let site = byTensor.get(l.input);
     if (!site) {
-      site = { id: byTensor.size, tensor: l.input, layers: [], split: null, ops: [], temporal: temporal.has(l.name) };
+      site = { id: byTensor.size, tensor: l.input, layers: [], split: null, ops: [], temporal: temporal.has(l.name), ...(text.has(l.name) ? { text: true } : {}) };
       byTensor.set(l.input, site);
     }
     site.layers.push(l.name);

@@ -6,6 +6,9 @@
  * Disturbance of feature f = max over the calibrated timesteps t (and over the class labels, for class-conditioned
  * models) of ||f_q(t) - f_fp(t)|| / ||f_fp(t)||, f_q computed by the quantized graph with the activation
  * parameters it would be fed at t.
+ *
+ * The same measure serves the text-feature cache (cross-attention keys and values of the text, SDXL's added
+ * embedding): there the features depend on the prompts, given as `conditioning`, and the max runs over those too.
  */
 import { DqError } from '../errors.js';
 import { encodeModel } from '../onnx/io.js';
@@ -34,6 +37,8 @@ export interface DisturbanceInput {
   /** Label rows to evaluate (every class, the null class included); ignored without a class input. */
   labels: number[];
   timesteps: number[];
+  /** Text-to-image: the conditioning inputs of `rows` rows (text states, pooled text, size ids) the region reads. */
+  conditioning?: { feeds: Record<string, FeedValue>; rows: number };
 }
 
 /** A copy of `model` whose only outputs are `features` (and only what they need). */
@@ -49,18 +54,19 @@ export async function measureDisturbance(o: DisturbanceInput): Promise<FeatureDi
   const q = await Session.create(encodeModel(featureModel(o.quantized, o.features)), 'cpu');
   const fp = await Session.create(encodeModel(featureModel(o.fp, o.features)), 'cpu');
   try {
-    const rows = o.classInput ? o.labels.length : 1;
+    const rows = o.conditioning?.rows ?? (o.classInput ? o.labels.length : 1);
     const stats = o.features.map(() => ({ max: 0, sum: 0 }));
     for (const t of o.timesteps) {
       const feedsFor = (s: Session, extra: Record<string, FeedValue>) => {
         const feeds: Record<string, FeedValue> = {};
         for (const meta of s.inputs) {
           if (meta.name === o.timestepInput) {
-            feeds[meta.name] = timestepFeed(meta.type === 'int64', t, rows);
+            feeds[meta.name] = timestepFeed(meta, t, rows);
           } else if (meta.name === o.classInput) {
             feeds[meta.name] = { type: 'int64', data: BigInt64Array.from(o.labels.map(BigInt)), dims: [rows] };
           } else if (extra[meta.name]) feeds[meta.name] = extra[meta.name]!;
-          else throw new DqError('BAD_MODEL', `measuring temporal features: the time-only region needs input '${meta.name}'`);
+          else if (o.conditioning?.feeds[meta.name]) feeds[meta.name] = o.conditioning.feeds[meta.name]!;
+          else throw new DqError('BAD_MODEL', `measuring the cached features: their region needs input '${meta.name}'`);
         }
         return feeds;
       };

@@ -40,6 +40,10 @@ const ParamsSchema = z.looseObject({
     .looseObject({ model: z.string().min(1), features: z.array(z.string().min(1)), inputs: z.array(z.string().min(1)) })
     .nullable()
     .default(null),
+  text: z
+    .looseObject({ model: z.string().min(1), features: z.array(z.string().min(1)), inputs: z.array(z.string().min(1)) })
+    .nullable()
+    .default(null),
 });
 
 const LayerSchema = z.looseObject({
@@ -131,10 +135,10 @@ export function readParams(dir: string): ParamsFile | null {
       seen.add(name);
     }
   }
-  if (params.temporal) {
-    const m = params.temporal.model;
-    if (isAbsolute(m) || normalize(m).split(/[/\\]/)[0] === '..') {
-      throw new DqError('BAD_CONFIG', `${dir}: quant/params.json: field 'temporal.model': '${m}' must be a path inside the variant folder`);
+  for (const which of ['temporal', 'text'] as const) {
+    const m = params[which]?.model;
+    if (m !== undefined && (isAbsolute(m) || normalize(m).split(/[/\\]/)[0] === '..')) {
+      throw new DqError('BAD_CONFIG', `${dir}: quant/params.json: field '${which}.model': '${m}' must be a path inside the variant folder`);
     }
   }
   return params;
@@ -144,7 +148,7 @@ export function readParams(dir: string): ParamsFile | null {
  * Checks a variant's runtime inputs against its denoiser: every input params.json names must be an input of the
  * graph, and every graph input besides sample, timestep and labels must be one that params.json provides.
  */
-export function checkVariantInputs(dir: string, params: ParamsFile | null, graphInputs: readonly string[], standard: readonly (string | null)[]): void {
+export function checkVariantInputs(dir: string, params: ParamsFile | null, graphInputs: readonly string[], standard: readonly (string | null | undefined)[]): void {
   const graph = new Set(graphInputs);
   const provided = new Set<string>();
   for (const a of params?.activations ?? []) {
@@ -154,8 +158,8 @@ export function checkVariantInputs(dir: string, params: ParamsFile | null, graph
       provided.add(name);
     }
   }
-  for (const f of params?.temporal?.features ?? []) provided.add(f);
-  for (const s of standard) if (s !== null) provided.add(s);
+  for (const f of [...(params?.temporal?.features ?? []), ...(params?.text?.features ?? [])]) provided.add(f);
+  for (const s of standard) if (s) provided.add(s);
   const missing = graphInputs.filter((n) => !provided.has(n));
   if (missing.length) {
     throw new DqError('BAD_CONFIG', `${dir}: unet/model.onnx needs input${missing.length > 1 ? 's' : ''} ${missing.map((n) => `'${n}'`).join(', ')}, which quant/params.json does not provide`);
@@ -179,37 +183,72 @@ export function paramFeeds(activations: ParamsFile['activations'], t: number): R
   return feeds;
 }
 
-export async function variantFeeds(dir: string, provider: Provider, timestepInput: string, classInput: string | null, params: ParamsFile | null = readParams(dir)): Promise<ExtraFeeds | undefined> {
+/** A cut-out region's FP model (temporal/ or text/): its session, checked to exist. */
+async function regionSession(dir: string, region: { model: string } | null | undefined, provider: Provider, what: string): Promise<Session | null> {
+  if (!region) return null;
+  const path = join(dir, region.model);
+  if (!existsSync(path)) throw new DqError('MISSING_COMPONENT', `${dir}: the ${what} model ${region.model} that quant/params.json names is missing`);
+  return Session.create(path, provider);
+}
+
+/**
+ * The extra feeds of a variant per evaluation: activation parameters at t; the temporal features (TFMQ cache) from
+ * temporal/model.onnx, per (t, labels, conditioning); the text features (the text-feature cache: cross-attention keys
+ * and values, SDXL's added embedding) from text/model.onnx, once per batch of prompts. `graphInputs`: the variant
+ * denoiser's inputs; feeds it no longer takes (text states whose only readers were cut out) are dropped.
+ */
+export async function variantFeeds(
+  dir: string, provider: Provider, timestepInput: string, classInput: string | null, params: ParamsFile | null = readParams(dir), graphInputs?: readonly string[],
+): Promise<ExtraFeeds | undefined> {
   if (!params) return undefined;
-  let temporal: Session | null = null;
-  if (params.temporal) {
-    const path = join(dir, params.temporal.model);
-    if (!existsSync(path)) throw new DqError('MISSING_COMPONENT', `${dir}: the temporal model ${params.temporal.model} that quant/params.json names is missing`);
-    temporal = await Session.create(path, provider);
-  }
-  const featureCache = new Map<string, Record<string, FeedValue>>();
-  return async (t, labels, rows) => {
+  const temporal = await regionSession(dir, params.temporal, provider, 'temporal');
+  const text = await regionSession(dir, params.text, provider, 'text-feature');
+  const takes = graphInputs ? new Set(graphInputs) : null;
+  const temporalCache = new Map<string, Record<string, FeedValue>>();
+  const textCache = new Map<string, Record<string, FeedValue>>();
+  const outputsOf = async (s: Session, inputs: Record<string, FeedValue>, names: string[]) => {
+    const out = await s.run(inputs, names);
+    const f: Record<string, FeedValue> = {};
+    for (const name of names) f[name] = { type: 'float32', data: out[name]!.data as Float32Array, dims: out[name]!.dims };
+    return f;
+  };
+  return async (t, labels, rows, batch) => {
     const feeds = paramFeeds(params.activations, t);
     if (temporal && params.temporal) {
-      const key = `${t}|${labels ? labels.join(',') : rows}`;
-      let f = featureCache.get(key);
+      const fromBatch = params.temporal.inputs.some((n) => n !== timestepInput && n !== classInput);
+      const key = `${t}|${labels ? labels.join(',') : rows}${fromBatch ? `|${batch.key}` : ''}`;
+      let f = temporalCache.get(key);
       if (!f) {
         const tin: Record<string, FeedValue> = {};
         for (const name of params.temporal.inputs) {
-          if (name === timestepInput) {
-            tin[name] = timestepFeed(temporal.inputs.find((m) => m.name === name)?.type === 'int64', t, rows);
-          }
+          if (name === timestepInput) tin[name] = timestepFeed(temporal.inputs.find((m) => m.name === name), t, rows);
           else if (name === classInput && labels) tin[name] = { type: 'int64', data: labels, dims: [rows] };
+          else if (batch.feeds[name]) tin[name] = batch.feeds[name]!;
           else throw new DqError('BAD_MODEL', `${dir}: the temporal model needs input '${name}', which the sampler cannot provide`);
         }
-        const out = await temporal.run(tin, params.temporal.features);
-        f = {};
-        for (const name of params.temporal.features) f[name] = { type: 'float32', data: out[name]!.data as Float32Array, dims: out[name]!.dims };
-        if (featureCache.size > 4096) featureCache.clear();
-        featureCache.set(key, f);
+        f = await outputsOf(temporal, tin, params.temporal.features);
+        if (temporalCache.size > 4096) temporalCache.clear();
+        temporalCache.set(key, f);
       }
       Object.assign(feeds, f);
     }
+    if (text && params.text) {
+      let f = textCache.get(batch.key);
+      if (!f) {
+        const tin: Record<string, FeedValue> = {};
+        // the region may read the sample's or the timestep's shape (batch size), never their values
+        for (const name of params.text.inputs) {
+          if (batch.feeds[name]) tin[name] = batch.feeds[name]!;
+          else if (name === timestepInput) tin[name] = timestepFeed(text.inputs.find((m) => m.name === name), t, rows);
+          else throw new DqError('BAD_MODEL', `${dir}: the text-feature model needs input '${name}', which the pipeline does not feed`);
+        }
+        f = await outputsOf(text, tin, params.text.features);
+        if (textCache.size > 64) textCache.clear();
+        textCache.set(batch.key, f);
+      }
+      Object.assign(feeds, f);
+    }
+    if (takes) for (const name of Object.keys(batch.feeds)) if (!takes.has(name)) delete batch.feeds[name];
     return feeds;
   };
 }
@@ -233,8 +272,9 @@ export async function variantDenoiser(ctx: DenoiserContext, manifest: Manifest, 
     runtimeInputs: manifest.runtimeInputs ?? [],
     complete: async (p) => {
       const params = readParams(ctx.label);
-      checkVariantInputs(ctx.label, params, s.inputNames, [p.io.sample, p.io.timestep, p.io.classLabels]);
-      p.extraFeeds = await variantFeeds(ctx.label, ctx.provider, p.io.timestep, p.io.classLabels, params);
+      const io = p.io;
+      checkVariantInputs(ctx.label, params, s.inputNames, [io.sample, io.timestep, io.classLabels, io.encoderHiddenStates, io.textEmbeds, io.timeIds, io.timestepCond]);
+      p.extraFeeds = await variantFeeds(ctx.label, ctx.provider, io.timestep, io.classLabels, params, s.inputNames);
       p.variant = { recipe: manifest.recipe.name, simulated: manifest.simulated };
     },
   };
