@@ -20,7 +20,7 @@ import { progressPrinter } from './progress.js';
 import { registerCompare } from './compare-command.js';
 import { registerBatch, registerExport } from './export-command.js';
 import { calibrate, DEFAULT_PROMPTS_FILE, type TimestepSelection } from '../core/quant/calibrate.js';
-import { quantizePipeline, readRecord } from '../core/quant/quantize.js';
+import { QUANTIZABLE_COMPONENTS, quantizePipeline, readRecord } from '../core/quant/quantize.js';
 import { listPresets, loadRecipe } from '../core/quant/recipe.js';
 import { runEval } from '../core/jobs/eval-job.js';
 import { num } from './options.js';
@@ -158,16 +158,21 @@ export function buildProgram(): Command {
     .option('--calib <record>', 'calibration record from dq calibrate (needed when activations are quantized)')
     .requiredOption('--out <variant-dir>', 'variant folder to write (an existing one is replaced only if it is empty or a variant)')
     .option('--force', 'replace whatever is at --out (a folder of other files, a file)')
-    .action(async (dir: string, o: { preset: string; calib?: string; out: string; force?: boolean }) => {
+    .option('--components <list>', `text-to-image: also int8 weights for these components, each verified against FP (${Object.keys(QUANTIZABLE_COMPONENTS).join(', ')}; default: none)`)
+    .action(async (dir: string, o: { preset: string; calib?: string; out: string; force?: boolean; components?: string }) => {
       const force = o.force === true;
       prepareOutput(o.out, { replace: 'variant', force });
       const recipe = loadRecipe(o.preset);
       const record = o.calib ? readRecord(o.calib) : null;
-      const m = await quantizePipeline({ pipelineDir: dir, recipe, record, recordPath: o.calib, out: o.out, force });
+      const components = o.components?.split(',').map((c) => c.trim()).filter(Boolean);
+      const m = await quantizePipeline({ pipelineDir: dir, recipe, record, recordPath: o.calib, out: o.out, force, components });
       console.log(
         `${recipe.name}: ${m.summary.quantized} layers quantized, ${m.summary.spared} kept in FP; weights ${m.summary.weightBitsPerParameter} bits/parameter, ` +
           `activations ${m.summary.activationFormat ?? 'FP'} (simulated) -> ${resolve(o.out)}`,
       );
+      for (const [c, r] of Object.entries(m.components ?? {})) {
+        console.log(`${c}: int8 weights, ${r.layers.quantized} layers, ${(r.bytes.before / 1e6).toFixed(2)} -> ${(r.bytes.after / 1e6).toFixed(2)} MB; verified: cosine ${r.verification.cosine.toFixed(5)}${r.verification.psnr ? `, PSNR ${r.verification.psnr.min.toFixed(1)} dB (min)` : ''}`);
+      }
     });
 
   program

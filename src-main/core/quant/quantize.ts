@@ -31,6 +31,7 @@ import { histError, histQuantile, mergeStat, type Stat } from './stats.js';
 import { quantizeWeight, quantizeWeightGptq, weightAxes, type WeightResult } from './weights.js';
 import { GramSums, type GramEntry } from './gram.js';
 import { measureDisturbance, type FeatureDisturbance } from './temporal.js';
+import { quantizeComponent, verifyComponent, verifyThresholds, type ComponentKind } from './components.js';
 
 export const PARAMS_VERSION = 1;
 
@@ -83,6 +84,8 @@ export interface Manifest {
   temporal?: { mode: 'cache' | 'auto'; threshold: number | null; cached: string[]; disturbance: FeatureDisturbance[] };
   /** The text-feature cache, as for temporal features: which text features are cached (FP) and their measured disturbance. */
   text?: { mode: 'cache' | 'auto'; threshold: number | null; cached: string[]; disturbance: FeatureDisturbance[] };
+  /** Other components quantized (int8 weights), each with its verification against the FP component. */
+  components?: Record<string, ComponentSummary>;
 }
 
 export function formatName(f: QuantFormat): string {
@@ -194,6 +197,20 @@ export interface QuantizeOptions {
   out: string;
   /** Replace whatever is at `out` (default: only an empty folder or a variant we wrote). */
   force?: boolean;
+  /** Text-to-image: other components whose weights are quantized to int8 (weight-only), each verified (off by default). */
+  components?: string[];
+}
+
+/** Components `--components` may name, and how each is verified. */
+export const QUANTIZABLE_COMPONENTS: Record<string, ComponentKind> = { text_encoder: 'text_encoder', text_encoder_2: 'text_encoder', vae_decoder: 'vae_decoder' };
+
+export interface ComponentSummary {
+  format: 'int8';
+  layers: { quantized: number; kept: number };
+  bytes: { before: number; after: number };
+  bitsPerParam: number;
+  verification: { output: string; cosine: number; relL2: number; maxAbs: number; psnr?: { mean: number; min: number } };
+  notes: string[];
 }
 
 export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest> {
@@ -202,6 +219,10 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   // the output is checked before any work: a file in its path or someone else's folder is refused now, not after
   prepareOutput(opts.out, { replace: 'variant', force: opts.force });
   const source = (await openPipeline(opts.pipelineDir, 'cpu')).pipeline;
+  for (const c of opts.components ?? []) {
+    if (!(c in QUANTIZABLE_COMPONENTS)) throw new DqError('BAD_ARGUMENT', `--components: '${c}' is not a component that can be quantized (${Object.keys(QUANTIZABLE_COMPONENTS).join(', ')})`);
+    if (!existsSync(join(loc.dir, c, 'model.onnx'))) throw new DqError('BAD_ARGUMENT', `--components: ${opts.pipelineDir} has no ${c}/model.onnx`);
+  }
   const sourceIo = source.io;
   const unetSha256 = sha256File(loc.unetPath);
   const rec = opts.record;
@@ -443,6 +464,8 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     saveOnnx(model, join(tmp, 'unet', 'model.onnx'), loaded.dir);
     if (temporalModel) saveOnnx(temporalModel, join(tmp, 'temporal', 'model.onnx'), loaded.dir);
     if (textModel) saveOnnx(textModel, join(tmp, 'text', 'model.onnx'), loaded.dir);
+    const components: Record<string, ComponentSummary> = {};
+    for (const c of opts.components ?? []) components[c] = await quantizeOther(loc.dir, tmp, c);
     writeFileAtomic(join(tmp, 'quant', 'params.json'), JSON.stringify(params, null, 1) + '\n');
     const runtimeInputs = [...params.activations.flatMap((a) => [a.scaleInput, ...(a.zeroPointInput ? [a.zeroPointInput] : [])]), ...(temporal?.features ?? []), ...(params.text?.features ?? [])];
     const manifest: Manifest = {
@@ -465,6 +488,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       sourceIo,
       ...(temporalReport ? { temporal: temporalReport } : {}),
       ...(textReport ? { text: textReport } : {}),
+      ...(Object.keys(components).length ? { components } : {}),
     };
     writeFileAtomic(join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
     swapIntoPlace(tmp, out, 'variant', opts.force);
@@ -501,6 +525,27 @@ export function copyComponents(src: string, dst: string, skip: ReadonlySet<strin
     copied.push(e.name);
   }
   return copied;
+}
+
+/** Int8 weights for another component of the pipeline (into the variant folder `tmp`), verified against the FP one. */
+async function quantizeOther(src: string, tmp: string, c: string): Promise<ComponentSummary> {
+  const fpPath = join(src, c, 'model.onnx');
+  const out = join(tmp, c, 'model.onnx');
+  // the copied FP graph (and its external data, rewritten under the same name) gives way to the quantized one
+  rmSync(out, { force: true });
+  const r = await quantizeComponent(fpPath, out, { format: 'int8', granularity: 'channel' });
+  const kind = QUANTIZABLE_COMPONENTS[c]!;
+  const v = await verifyComponent(kind, fpPath, out, kind === 'text_encoder' ? { tokenizerDir: join(src, c === 'text_encoder_2' ? 'tokenizer_2' : 'tokenizer') } : {});
+  const check = verifyThresholds(v);
+  if (!check.pass) throw new DqError('BAD_MODEL', `${c}: the int8 component failed verification: ${check.message}`);
+  return {
+    format: 'int8',
+    layers: { quantized: r.summary.quantized, kept: r.summary.kept },
+    bytes: { before: r.bytes.before, after: r.bytes.after },
+    bitsPerParam: r.bitsPerParam.component,
+    verification: { output: v.output, cosine: v.cosine, relL2: v.relL2, maxAbs: v.maxAbs, ...(v.psnr ? { psnr: v.psnr } : {}) },
+    notes: r.notes,
+  };
 }
 
 /** The FP graph reduced to what computes `features` (its only outputs): a cut-out region run beside the variant. */
