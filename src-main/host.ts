@@ -28,7 +28,9 @@ import { JobSpec, Requests } from './contract/api.js';
 import { DqError } from './core/errors.js';
 import { runInfo } from './core/jobs/info-job.js';
 import { listEmbeddedModels } from './core/models.js';
-import { readRecord } from './core/quant/calibrate.js';
+import { DEFAULT_PROMPTS_FILE, readRecord } from './core/quant/calibrate.js';
+import { QUANTIZABLE_COMPONENTS } from './core/quant/quantize.js';
+import { readPromptFile } from './core/pipeline/prompt-file.js';
 import { listPresets, loadRecipe } from './core/quant/recipe.js';
 import { toApiError } from './jobs/errors.js';
 import { JobRunner } from './jobs/runner.js';
@@ -60,6 +62,17 @@ export interface HostOptions {
 const MIME: Record<string, string> = { '.png': 'image/png', '.webp': 'image/webp', '.mp4': 'video/mp4', '.json': 'application/json', '.html': 'text/html' };
 const MAX_ARTIFACT = 64 << 20;
 
+/** A text-to-image folder's own calibration prompts (calibration_prompts.txt), or null when it has none or it is unreadable. */
+function ownPrompts(dir: string): string[] | null {
+  const file = join(dir, DEFAULT_PROMPTS_FILE);
+  if (!existsSync(file)) return null;
+  try {
+    return readPromptFile(file).map((e) => e.prompt);
+  } catch {
+    return null;
+  }
+}
+
 function resolveModel(model: string): { path: string; id: string } {
   const embedded = listEmbeddedModels().find((m) => m.id === model);
   if (embedded) return { path: embedded.path, id: embedded.id };
@@ -83,9 +96,14 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
 
   function startSample(spec: Extract<JobSpecParsed, { kind: 'sample' }>, model: { path: string; id: string }): { jobId: string } {
     const count = spec.prompts.length;
+    const variants = spec.variants.map((id) => {
+      const v = doneJob(id, 'quantize');
+      return { jobId: v.id, name: (v.result as QuantizeResult).name, dir: join(jobs().dir(v.id), 'variant') };
+    });
+    const also = variants.length ? ` (FP and ${variants.map((v) => v.name).join(', ')})` : '';
     const jobId = jobs().start({
       kind: 'sample',
-      label: `sample ${model.id}: ${count} prompt${count === 1 ? '' : 's'} × ${spec.seeds.length} seed${spec.seeds.length === 1 ? '' : 's'}, ${spec.steps} steps`,
+      label: `sample ${model.id}: ${count} prompt${count === 1 ? '' : 's'} × ${spec.seeds.length} seed${spec.seeds.length === 1 ? '' : 's'}, ${spec.steps} steps${also}`,
       task: (dir) => ({
         kind: 'sample',
         pipelineDir: model.path,
@@ -99,9 +117,29 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
         ...(spec.sampler ? { sampler: spec.sampler } : {}),
         ...(spec.guidance !== undefined ? { guidance: spec.guidance } : {}),
         out: dir,
+        variants,
       }),
     });
     return { jobId };
+  }
+
+  /** A calibrate job's prompts: given, read from a prompt file on the host, or (neither) the pipeline's own. */
+  function calibrationPrompts(spec: Extract<JobSpecParsed, { kind: 'calibrate' }>): { prompts?: string[]; negativePrompt?: string } {
+    const { prompts, promptFile, negativePrompt } = spec;
+    if (prompts !== undefined && promptFile !== undefined) throw new DqError('BAD_ARGUMENT', 'give calibration prompts or a prompt file, not both');
+    const neg = negativePrompt !== undefined ? { negativePrompt } : {};
+    if (prompts !== undefined) {
+      const lines = prompts.map((p) => p.trim()).filter((p) => p !== '');
+      if (!lines.length) throw new DqError('BAD_ARGUMENT', 'the calibration prompts are empty: write at least one (one a line), or leave them out for the pipeline\'s own');
+      return { prompts: lines, ...neg };
+    }
+    if (promptFile === undefined) return neg;
+    if (!isAbsolute(promptFile)) throw new DqError('BAD_ARGUMENT', `the prompt file must be an absolute path on the host, got '${promptFile}'`);
+    const entries = readPromptFile(promptFile);
+    const negatives = [...new Set(entries.map((e) => e.negative ?? ''))];
+    if (negatives.length > 1) throw new DqError('BAD_ARGUMENT', `${promptFile} gives different negative prompts; calibration uses one negative prompt for every image (the Negative prompt field)`);
+    const fileNeg = negatives[0] ? { negativePrompt: negatives[0] } : {};
+    return { prompts: entries.map((e) => e.prompt), ...fileNeg, ...neg };
   }
 
   function cancel(id: string): boolean {
@@ -120,10 +158,13 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
     const model = resolveModel(spec.model);
     if (spec.kind === 'sample') return startSample(spec, model);
     if (spec.kind === 'calibrate') {
-      const { kind: _k, model: _m, ...o } = spec;
+      const { kind: _k, model: _m, prompts: _p, promptFile: _f, negativePrompt: _n, ...rest } = spec;
+      const text = calibrationPrompts(spec);
+      const o = { ...rest, ...text };
+      const promptNote = text.prompts ? `, ${text.prompts.length} prompt${text.prompts.length === 1 ? '' : 's'}` : '';
       const jobId = jobs().start({
         kind: 'calibrate',
-        label: `calibrate ${model.id}: ${o.samples} images × ${o.steps} steps`,
+        label: `calibrate ${model.id}: ${o.samples} images × ${o.steps} steps${promptNote}`,
         task: (dir) => ({ kind: 'calibrate', pipelineDir: model.path, out: join(dir, 'calibration.json'), opts: o }),
       });
       return { jobId };
@@ -133,8 +174,8 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
       const name = typeof spec.recipe.name === 'string' ? spec.recipe.name : 'recipe';
       const jobId = jobs().start({
         kind: 'quantize',
-        label: `quantize ${model.id} with ${name}`,
-        task: (dir) => ({ kind: 'quantize', pipelineDir: model.path, recipe: spec.recipe, keepLayers: spec.keepLayers, recordPath, out: join(dir, 'variant') }),
+        label: `quantize ${model.id} with ${name}${spec.components.length ? ` (+ int8 ${spec.components.join(', ')})` : ''}`,
+        task: (dir) => ({ kind: 'quantize', pipelineDir: model.path, recipe: spec.recipe, keepLayers: spec.keepLayers, components: spec.components, recordPath, out: join(dir, 'variant') }),
       });
       return { jobId };
     }
@@ -178,6 +219,8 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
     const i = await runInfo(path);
     const map = i.layers;
     const temporal = new Set(map?.temporal ?? []);
+    const cross = new Set(map?.crossAttention ?? []);
+    const added = new Set(map?.addedEmbedding ?? []);
     const first = new Set(map?.sensitive.firstLayers ?? []);
     const last = new Set(map?.sensitive.lastLayers ?? []);
     const splitOf = new Map<string, number | null>();
@@ -208,9 +251,13 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
       text: i.text,
       vae: i.codec ? { factor: i.codec.factor, scalingFactor: i.codec.scalingFactor, shiftFactor: i.codec.shiftFactor, dtype: i.codec.inputType, source: i.codec.source, sizeMultiple: i.codec.sizeMultiple } : null,
       defaults: { sampler: i.defaults.sampler, guidance: i.defaults.guidance },
-      quantizeUnavailable: latent
-        ? `${family?.name ?? i.pipeline.className} is a latent ${i.text ? 'text-to-image ' : ''}pipeline: the studio cannot calibrate, quantize or export it yet (it comes next); Models and Samples (prompts) work`
+      // text-to-image pipelines calibrate on prompts; a latent pipeline conditioned otherwise has no path in the engine yet
+      quantizeUnavailable: latent && !i.text
+        ? `${family?.name ?? i.pipeline.className} is a latent pipeline without text conditioning: the studio cannot calibrate, quantize or export it yet; Models and Samples work`
         : null,
+      calibrationPrompts: i.text ? ownPrompts(i.dir) : null,
+      textFeatures: map?.textFeatures ?? [],
+      quantizableComponents: i.text && !i.variant ? Object.keys(QUANTIZABLE_COMPONENTS).filter((c) => existsSync(join(i.dir, c, 'model.onnx'))) : [],
       classes: i.pipeline.classes,
       scheduler: { trainSteps: i.scheduler.num_train_timesteps, betaSchedule: i.scheduler.beta_schedule, prediction: i.scheduler.prediction_type },
       unet: { bytes: i.unet.bytes, parameters: i.unet.parameters, nodes: i.unet.nodes, ops: i.unet.ops },
@@ -224,6 +271,7 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
             temporal: temporal.has(l.name),
             sensitive: first.has(l.name) ? 'first' : last.has(l.name) ? 'last' : null,
             splitAt: splitOf.get(l.name) ?? null,
+            text: cross.has(l.name) ? ('cross-attention' as const) : added.has(l.name) ? ('added-embedding' as const) : null,
           }))
         : null,
       attention: map?.attention.length ?? 0,
@@ -238,9 +286,12 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
     return {
       timesteps: rec.timesteps,
       steps: rec.steps,
-      sites: rec.sites.map((s) => ({ id: s.id, tensor: s.tensor, layers: s.layers, split: s.split, temporal: s.temporal })),
+      sites: rec.sites.map((s) => ({ id: s.id, tensor: s.tensor, layers: s.layers, split: s.split, temporal: s.temporal, text: s.text === true })),
       stats: rec.stats,
-      settings: { samples: rec.settings.samples, steps: rec.settings.steps, sampler: rec.settings.sampler, timesteps: rec.settings.timesteps },
+      settings: {
+        samples: rec.settings.samples, steps: rec.settings.steps, sampler: rec.settings.sampler, timesteps: rec.settings.timesteps, guidance: rec.settings.guidance,
+        ...(rec.settings.prompts ? { prompts: rec.settings.prompts, negativePrompt: rec.settings.negativePrompt ?? '' } : {}),
+      },
     };
   }
 

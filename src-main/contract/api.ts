@@ -50,6 +50,11 @@ export interface LayerRow {
   sensitive: 'first' | 'last' | null;
   /** Reads a decoder skip concat: the channel where the encoder half starts. */
   splitAt: number | null;
+  /**
+   * Text-to-image: in the text-only region (reads the text, not the sample or the timestep): a cross-attention key or
+   * value projection, or SDXL's added embedding (pooled text, size ids); null elsewhere.
+   */
+  text?: 'cross-attention' | 'added-embedding' | null;
 }
 
 /** An input or output of an ONNX graph as onnxruntime reports it: symbolic names for dynamic dimensions. */
@@ -106,6 +111,12 @@ export interface ModelInfo {
   defaults: { sampler: string; guidance: number };
   /** Why the studio cannot calibrate, quantize or export this pipeline yet; null when it can. */
   quantizeUnavailable: string | null;
+  /** Text-to-image: the prompts calibration uses when given none (the folder's calibration_prompts.txt); null without it. */
+  calibrationPrompts?: string[] | null;
+  /** Text-to-image: the tensors where the text-only region meets the rest (what a text-feature cache feeds). */
+  textFeatures?: string[];
+  /** Text-to-image: components besides the denoiser a quantize job may give int8 weights (present in the folder). */
+  quantizableComponents?: string[];
   classes: string[];
   scheduler: { trainSteps: number; betaSchedule: string; prediction: string };
   unet: { bytes: number; parameters: number; nodes: number; ops: Record<string, number> };
@@ -147,8 +158,12 @@ export interface RecipeSpec {
   splitShortcut?: boolean;
   temporal?: 'none' | 'calibrate' | 'cache' | 'auto';
   temporalThreshold?: number;
+  /** Text-to-image: the text-only region (cross-attention K/V, SDXL's added embedding) quantized, cached in FP, or per feature by disturbance. */
+  text?: 'quantize' | 'cache' | 'auto';
+  textThreshold?: number;
   keepFormat?: FormatSpec | null;
-  keepFp?: ('first' | 'last' | 'temporal')[];
+  keepFp?: ('first' | 'last' | 'temporal' | 'added-embedding')[];
+  keepLayers?: string[];
 }
 
 export interface PresetInfo {
@@ -165,6 +180,14 @@ const id = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'not an id');
 const modelRef = z.string().min(1).max(4096);
 const smallInts = z.array(z.number().int().min(0).max(1_000_000)).max(256);
 
+/** The longest prompt the studio sends, and how many in one run (a grid row each). */
+export const MAX_PROMPT_CHARS = 2000;
+export const MAX_STUDIO_PROMPTS = 64;
+/** Calibration prompts in one job (core's prompt-file limit). */
+export const MAX_CALIBRATION_PROMPTS = 1024;
+/** Components besides the denoiser a quantize job may give int8 weights (core QUANTIZABLE_COMPONENTS; a unit test keeps them equal). */
+export const QUANTIZABLE_COMPONENT_NAMES = ['text_encoder', 'text_encoder_2', 'vae_decoder'] as const;
+
 export const CalibrateJob = z
   .object({
     kind: z.literal('calibrate'),
@@ -172,13 +195,21 @@ export const CalibrateJob = z
     model: modelRef,
     samples: z.number().int().min(1).max(100_000),
     steps: z.number().int().min(1).max(1000),
-    sampler: z.enum(SAMPLER_NAMES).default('ddim'),
-    guidance: z.number().min(0).max(100).default(2),
+    /** Default: the pipeline's (a text-to-image pipeline's scheduler and guidance; ddim and 2 otherwise). */
+    sampler: z.enum(SAMPLER_NAMES).optional(),
+    guidance: z.number().min(0).max(100).optional(),
     timesteps: z.enum(['all', 'uniform', 'normal']).default('all'),
     count: z.number().int().min(1).max(1000).default(10),
     batchSize: z.number().int().min(1).max(1024).default(32),
     /** Also collect Gram matrices of the layers' inputs (GPTQ recipes need them). */
     gram: z.boolean().default(false),
+    /**
+     * Text-to-image: the calibration prompts (cycled over the images), or a prompt file on the host (one a line, or a
+     * JSON list; an absolute path). Neither: the pipeline's calibration_prompts.txt.
+     */
+    prompts: z.array(z.string().max(MAX_PROMPT_CHARS, `a prompt is at most ${MAX_PROMPT_CHARS} characters`)).max(MAX_CALIBRATION_PROMPTS, `at most ${MAX_CALIBRATION_PROMPTS} calibration prompts`).optional(),
+    promptFile: z.string().min(1).max(4096).optional(),
+    negativePrompt: z.string().max(MAX_PROMPT_CHARS, `a prompt is at most ${MAX_PROMPT_CHARS} characters`).optional(),
   })
   .strict();
 
@@ -192,6 +223,8 @@ export const QuantizeJob = z
     calibration: id.nullable(),
     /** Layers kept in FP beyond the recipe's keepFp groups. */
     keepLayers: z.array(z.string().max(1024)).max(10_000).default([]),
+    /** Text-to-image: other components whose weights become int8 (each verified against FP); none by default. */
+    components: z.array(z.enum(QUANTIZABLE_COMPONENT_NAMES)).max(QUANTIZABLE_COMPONENT_NAMES.length).default([]),
   })
   .strict();
 
@@ -231,9 +264,6 @@ export const ExportJob = z
   })
   .strict();
 
-/** The longest prompt the studio sends, and how many in one run (a grid row each). */
-export const MAX_PROMPT_CHARS = 2000;
-export const MAX_STUDIO_PROMPTS = 64;
 const promptText = z.string().max(MAX_PROMPT_CHARS, `a prompt is at most ${MAX_PROMPT_CHARS} characters`);
 
 /** Text-to-image sampling: a grid with a row per prompt and a column per seed. */
@@ -252,6 +282,8 @@ export const SampleJob = z
     /** Image size in pixels (default: the pipeline's); a multiple of the VAE's factor. */
     height: z.number().int().min(8).max(2048).optional(),
     width: z.number().int().min(8).max(2048).optional(),
+    /** Quantize jobs whose variants sample the same prompts and seeds (a grid each, below FP's). */
+    variants: z.array(id).max(8).default([]),
   })
   .strict();
 
@@ -284,6 +316,32 @@ export interface QuantizedLayer {
   spared: string | null;
 }
 
+/** A feature's measured disturbance under quantization (relative L2 error; max and mean over timesteps/prompts). */
+export interface FeatureDisturbanceView {
+  feature: string;
+  max: number;
+  mean: number;
+}
+
+/** Feature maintenance (TFMQ-style): which features the variant feeds from an FP region, and what was measured. */
+export interface FeatureCacheReport {
+  mode: 'cache' | 'auto';
+  threshold: number | null;
+  cached: string[];
+  disturbance: FeatureDisturbanceView[];
+}
+
+/** A component besides the denoiser with int8 weights, verified against its FP self. */
+export interface ComponentReport {
+  name: string;
+  format: string;
+  layers: { quantized: number; kept: number };
+  bytes: { before: number; after: number };
+  bitsPerParam: number;
+  verification: { output: string; cosine: number; relL2: number; maxAbs: number; psnr?: { mean: number; min: number } };
+  notes: string[];
+}
+
 export interface QuantizeResult {
   kind: 'quantize';
   name: string;
@@ -292,6 +350,12 @@ export interface QuantizeResult {
   layers: QuantizedLayer[];
   /** Bytes of the variant folder's unet (simulated: float32 storage). */
   bytes: number;
+  /** The temporal-feature cache (recipe temporal cache/auto), null without one. */
+  temporal?: FeatureCacheReport | null;
+  /** Text-to-image: the text-feature cache (recipe text cache/auto), null without one. */
+  text?: FeatureCacheReport | null;
+  /** Text-to-image: the other components quantized (recipe components), empty when none. */
+  components?: ComponentReport[];
 }
 
 export interface ExportResult {
@@ -320,6 +384,9 @@ export interface ExportResult {
     asRun?: 'u8' | 's8' | 's7';
   } | null;
   notes: string[];
+  /** A pipeline folder's export: the layout it keeps and what happened to each component (when the engine reports it). */
+  layout?: string | null;
+  components?: { name: string; how: string }[];
 }
 
 export interface StepErrorRow {
@@ -385,6 +452,8 @@ export interface SampleResult {
   warnings: string[];
   provider: string;
   seconds: number;
+  /** Quantized variants sampled with the same prompts and seeds: a grid each, laid out like FP's (A/B wipe). */
+  variants?: { jobId: string; name: string; grid: string; seconds: number; warnings: string[] }[];
 }
 
 export type JobResult = CalibrateResult | QuantizeResult | CompareResult | ExportResult | SampleResult;
@@ -423,10 +492,11 @@ export interface StatView {
 export interface CalibrationView {
   timesteps: number[];
   steps: number[];
-  sites: { id: number; tensor: string; layers: string[]; split: number | null; temporal: boolean }[];
+  /** text: the site reads the text only (cross-attention keys/values, SDXL's added embedding): the same at every timestep. */
+  sites: { id: number; tensor: string; layers: string[]; split: number | null; temporal: boolean; text: boolean }[];
   /** stats[site][half][step] */
   stats: Record<number, Record<number, Record<number, StatView>>>;
-  settings: { samples: number; steps: number; sampler: string; timesteps: string };
+  settings: { samples: number; steps: number; sampler: string; timesteps: string; guidance?: number; prompts?: string[]; negativePrompt?: string };
 }
 
 export interface Artifact {

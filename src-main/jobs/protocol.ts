@@ -9,9 +9,13 @@ export type WorkerTask =
       kind: 'calibrate';
       pipelineDir: string;
       out: string;
-      opts: { samples: number; steps: number; sampler: string; guidance: number; timesteps: string; count: number; batchSize: number; gram: boolean };
+      opts: {
+        samples: number; steps: number; sampler?: string; guidance?: number; timesteps: string; count: number; batchSize: number; gram: boolean;
+        /** Text-to-image: the prompts (already read from a prompt file by the host) and the negative prompt. */
+        prompts?: string[]; negativePrompt?: string;
+      };
     }
-  | { kind: 'quantize'; pipelineDir: string; recipe: unknown; keepLayers: string[]; recordPath: string | null; out: string }
+  | { kind: 'quantize'; pipelineDir: string; recipe: unknown; keepLayers: string[]; components: string[]; recordPath: string | null; out: string }
   | { kind: 'export'; variantDir: string; out: string; int8Weights: 'u8' | 's8' | 's7'; fuseAttention: boolean; verifySeeds: number[]; verifySteps: number }
   | {
       kind: 'sample';
@@ -27,6 +31,8 @@ export type WorkerTask =
       sampler?: string;
       guidance?: number;
       out: string;
+      /** Variant folders sampled with the same prompts and seeds after FP (a grid each). */
+      variants: { jobId: string; name: string; dir: string }[];
     }
   | {
       kind: 'compare';

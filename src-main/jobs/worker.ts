@@ -3,7 +3,7 @@
  * free: runs the engine function for the task, posts throttled progress, honours cancel (AbortSignal), and
  * ends with exactly one `done` or `error` message.
  */
-import { statSync } from 'node:fs';
+import { copyFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { computeComparison, writeComparison } from '../core/compare/compare.js';
 import { makeDirs, writeFileAtomic } from '../core/fsutil.js';
@@ -46,12 +46,33 @@ function shapeOf(n: number): { channels: number; side: number } {
   throw new Error(`cannot lay out an image of ${n} values`);
 }
 
+/**
+ * What an export of a pipeline folder says about its layout and components, where the engine reports them
+ * (export.layout / export.components, or the variant's component reports carried into the manifest).
+ */
+function exportLayout(m: Record<string, unknown>): Pick<ExportResult, 'layout' | 'components'> {
+  const e = (m.export ?? {}) as Record<string, unknown>;
+  const layout = typeof e.layout === 'string' ? e.layout : e.layout && typeof e.layout === 'object' && typeof (e.layout as { name?: unknown }).name === 'string' ? (e.layout as { name: string }).name : null;
+  const out: Pick<ExportResult, 'layout' | 'components'> = { layout };
+  const raw = e.components;
+  if (Array.isArray(raw)) {
+    out.components = raw
+      .filter((c): c is Record<string, unknown> => !!c && typeof c === 'object' && typeof (c as { name?: unknown }).name === 'string')
+      .map((c) => ({ name: c.name as string, how: typeof c.how === 'string' ? c.how : typeof c.action === 'string' ? c.action : typeof c.mode === 'string' ? c.mode : 'exported' }));
+  } else if (raw && typeof raw === 'object') {
+    out.components = Object.entries(raw as Record<string, unknown>).map(([name, c]) => ({ name, how: typeof c === 'string' ? c : c && typeof c === 'object' && typeof (c as { how?: unknown }).how === 'string' ? (c as { how: string }).how : 'exported' }));
+  } else if (m.components && typeof m.components === 'object') {
+    out.components = Object.keys(m.components).map((name) => ({ name, how: 'int8 weights' }));
+  }
+  return out;
+}
+
 async function run(task: WorkerTask): Promise<unknown> {
   const signal = controller.signal;
   if (task.kind === 'calibrate') {
     const rec = await calibrate(task.pipelineDir, task.out, {
       ...task.opts,
-      sampler: task.opts.sampler as SamplerName,
+      sampler: task.opts.sampler as SamplerName | undefined,
       timesteps: task.opts.timesteps as TimestepSelection,
       signal,
       onProgress: (p) => progress(p.phase, p.done, p.total),
@@ -76,6 +97,7 @@ async function run(task: WorkerTask): Promise<unknown> {
         ? { maxAbs: e.verification.maxAbs, meanAbs: e.verification.meanAbs, p99Abs: e.verification.p99Abs, images: e.verification.perImageMax.length, step: e.verification.step, ...(e.verification.int8WeightsAsRun ? { asRun: e.verification.int8WeightsAsRun } : {}) }
         : null,
       notes: e.notes,
+      ...exportLayout(m as unknown as Record<string, unknown>),
     };
     return result;
   }
@@ -85,6 +107,9 @@ async function run(task: WorkerTask): Promise<unknown> {
       const what = pipeline.io.classLabels ? 'class-conditional: compare it by class in Samples' : 'unconditional';
       throw new DqError('BAD_ARGUMENT', `${task.modelId} takes no prompts (it is ${what})`);
     }
+    const variantCount = task.variants.length;
+    const part = (k: number) => (p: { phase: string; done: number; total: number }) =>
+      progress(variantCount ? `${p.phase} (${k === 0 ? 'FP' : task.variants[k - 1]!.name}, ${k + 1}/${variantCount + 1})` : p.phase, p.done, p.total);
     const rec = await runSampleJob({
       pipelineDir: task.pipelineDir,
       classes: [],
@@ -99,8 +124,32 @@ async function run(task: WorkerTask): Promise<unknown> {
       provider: 'cpu',
       out: task.out,
       signal,
-      onProgress: (p) => progress(p.phase, p.done, p.total),
+      onProgress: part(0),
     });
+    // each variant: the same prompts, seeds and settings as FP ran with, its grid beside FP's (same layout)
+    const variants: NonNullable<SampleResult['variants']> = [];
+    for (const [k, v] of task.variants.entries()) {
+      const dir = join(task.out, `variant-${k}`);
+      const vr = await runSampleJob({
+        pipelineDir: v.dir,
+        classes: [],
+        prompts: task.prompts.map((prompt) => ({ prompt })),
+        negativePrompt: task.negativePrompt,
+        ...(task.height !== undefined ? { height: task.height } : {}),
+        ...(task.width !== undefined ? { width: task.width } : {}),
+        seeds: task.seeds,
+        steps: rec.settings.steps,
+        sampler: rec.settings.sampler,
+        guidance: rec.settings.guidance,
+        provider: 'cpu',
+        out: dir,
+        signal,
+        onProgress: part(k + 1),
+      });
+      const grid = `variant-${k}-${vr.grid}`;
+      copyFileSync(join(dir, vr.grid), join(task.out, grid));
+      variants.push({ jobId: v.jobId, name: v.name, grid, seconds: vr.seconds, warnings: [...(vr.warnings ?? []), ...(vr.provider.fallback ? [vr.provider.fallback] : [])] });
+    }
     const result: SampleResult = {
       kind: 'sample',
       files: { grid: rec.grid, record: 'samples.json' },
@@ -112,6 +161,7 @@ async function run(task: WorkerTask): Promise<unknown> {
       warnings: [...(rec.warnings ?? []), ...(rec.provider.fallback ? [rec.provider.fallback] : [])],
       provider: rec.provider.used,
       seconds: rec.seconds,
+      ...(variants.length ? { variants } : {}),
     };
     return result;
   }
@@ -121,7 +171,10 @@ async function run(task: WorkerTask): Promise<unknown> {
     if (task.keepLayers.length) raw.keepLayers = task.keepLayers; // per-layer overrides from the Recipe view
     const recipe = parseRecipe(raw, 'recipe');
     const record = task.recordPath ? readRecord(task.recordPath) : null;
-    const m = await quantizePipeline({ pipelineDir: task.pipelineDir, recipe, record, recordPath: task.recordPath ?? undefined, out: task.out });
+    const m = await quantizePipeline({
+      pipelineDir: task.pipelineDir, recipe, record, recordPath: task.recordPath ?? undefined, out: task.out,
+      ...(task.components.length ? { components: task.components } : {}),
+    });
     progress('quantizing', 1, 1);
     const result: QuantizeResult = {
       kind: 'quantize',
@@ -130,6 +183,9 @@ async function run(task: WorkerTask): Promise<unknown> {
       summary: m.summary,
       layers: m.layers.map((l) => ({ name: l.name, op: l.op, weightBits: l.weight?.bits ?? null, activation: l.activation, spared: l.spared ?? null })),
       bytes: statSync(join(task.out, 'unet', 'model.onnx')).size,
+      temporal: m.temporal ?? null,
+      text: m.text ?? null,
+      components: Object.entries(m.components ?? {}).map(([name, c]) => ({ name, ...c })),
     };
     return result;
   }

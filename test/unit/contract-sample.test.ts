@@ -11,7 +11,7 @@ const refusal = (spec: unknown) => {
 describe('SampleJob', () => {
   it('takes prompts, seeds and steps; the negative prompt defaults to none, guidance/sampler/size to the pipeline', () => {
     const p = JobSpec.parse(base);
-    expect(p).toEqual({ ...base, negativePrompt: '' });
+    expect(p).toEqual({ ...base, negativePrompt: '', variants: [] });
     expect(JobSpec.parse({ ...base, negativePrompt: 'blurry', guidance: 3, sampler: 'euler-a', height: 64, width: 96 })).toMatchObject({ negativePrompt: 'blurry', guidance: 3, sampler: 'euler-a', height: 64, width: 96 });
   });
 
