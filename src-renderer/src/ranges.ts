@@ -67,6 +67,27 @@ export function histQuantile(h: StatView['hist'], q: number): number {
   return quantile(h, q) ?? h.lo;
 }
 
+/** Which part of the denoiser the heatmap shows: every site, the time-only region, the text-only region, or the rest. */
+export type Region = 'all' | 'time' | 'text' | 'rest';
+export const REGIONS: { id: Region; label: string }[] = [
+  { id: 'all', label: 'all' },
+  { id: 'time', label: 'time-only' },
+  { id: 'text', label: 'text-only (cross-attention K/V)' },
+  { id: 'rest', label: 'the rest (reads the sample)' },
+];
+
+export function inRegion(site: CalibrationView['sites'][number], r: Region): boolean {
+  if (r === 'all') return true;
+  if (r === 'time') return site.temporal;
+  if (r === 'text') return site.text;
+  return !site.temporal && !site.text;
+}
+
+/** Tags after a site's name in the heatmap rows. */
+export function siteTags(site: CalibrationView['sites'][number]): string {
+  return (site.split !== null ? ' [split]' : '') + (site.text ? ' [text]' : '') + (site.temporal ? ' [time]' : '');
+}
+
 export function siteLabel(site: CalibrationView['sites'][number]): string {
   const first = site.layers[0] ?? site.tensor;
   return `${first}${site.layers.length > 1 ? ` +${site.layers.length - 1}` : ''}`;

@@ -4,11 +4,11 @@
  * `sample` job samples prompts with progress, returns the grid, token counts and truncation, and the same grid as
  * `dq sample` with the pipeline's defaults; cancel, and errors as data.
  */
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobEvent, JobSpec, ModelInfo, SampleResult } from '../../src-main/contract/api';
+import type { CalibrateResult, JobEvent, JobSpec, ModelInfo, QuantizeResult, SampleResult } from '../../src-main/contract/api';
 import { createHost, dispatch, type Host } from '../../src-main/host';
 import { dq, ROOT, tmp } from '../helpers';
 
@@ -93,12 +93,17 @@ describe('host: modelInfo on a text-to-image pipeline', () => {
     expect(comps.find((c) => c.folder === 'text_encoder')!.onnx!.inputs[0]).toMatchObject({ name: 'input_ids', type: 'int64' });
   });
 
-  it('summarises the text conditioning, and says why quantization is not offered yet', () => {
+  it('summarises the text conditioning; calibrate, quantize and export are offered', () => {
     const tok = readJson(join(SD15, 'tokenizer', 'vocab.json'));
     expect(info.text).toMatchObject({ kind: 'clip', width: 32, zerosForEmptyNegative: false });
     expect(info.text!.encoders).toEqual([expect.objectContaining({ component: 'text_encoder', input: 'input_ids', idsType: 'int64', hidden: 'last_hidden_state' })]);
     expect(info.text!.tokenizers).toEqual([expect.objectContaining({ folder: 'tokenizer', vocab: Object.keys(tok).length, maxLength: 77, padId: tok['<|endoftext|>'] })]);
-    expect(info.quantizeUnavailable).toMatch(/Stable Diffusion 1\.x\/2\.x is a latent text-to-image pipeline: the studio cannot calibrate, quantize or export it yet/);
+    expect(info.quantizeUnavailable).toBeNull();
+    // the fixture ships no calibration prompts; its cross-attention K/V projections are marked text-only
+    expect(info.calibrationPrompts).toBeNull();
+    expect(info.layers!.filter((l) => l.text === 'cross-attention').every((l) => /attn2\/to_[kv]/.test(l.name))).toBe(true);
+    expect(info.layers!.some((l) => l.text === 'cross-attention')).toBe(true);
+    expect(info.quantizableComponents).toEqual(['text_encoder', 'vae_decoder']);
   });
 
   it('a class-conditional pixel model keeps its old description, with quantization available', async () => {
@@ -218,4 +223,122 @@ describe('host: the sample job', () => {
     const refused = await dispatch(host, 'startJob', [{ kind: 'sample', model: SD15, prompts: Array(65).fill('x'), seeds: [0], steps: 1 }]);
     expect(refused).toEqual({ ok: false, error: { code: 'BAD_REQUEST', message: 'startJob: at most 64 prompts in one run (at 0.prompts)' } });
   }, 120_000);
+});
+
+describe('host: calibrate, quantize and sample variants on a text-to-image pipeline (models/tiny-t2i)', () => {
+  const T2I = join(ROOT, 'models', 'tiny-t2i');
+  const ownPrompts = readFileSync(join(T2I, 'calibration_prompts.txt'), 'utf8').split('\n').map((l) => l.trim()).filter(Boolean);
+  let info: ModelInfo;
+  let calId: string;
+  let quantId: string;
+  beforeAll(async () => {
+    const r = await host.modelInfo('tiny-t2i');
+    if (!r.ok) throw new Error(r.error.message);
+    info = r.value;
+  }, 120_000);
+
+  it('modelInfo: quantization offered, its own calibration prompts, the text-only layers and features, the components', () => {
+    expect(info.quantizeUnavailable).toBeNull();
+    expect(info.calibrationPrompts).toEqual(ownPrompts);
+    const text = info.layers!.filter((l) => l.text);
+    expect(text.length).toBeGreaterThan(0);
+    for (const l of text) expect(l).toMatchObject({ text: 'cross-attention', temporal: false });
+    for (const l of text) expect(l.name).toMatch(/attn2\/to_[kv]/);
+    expect(info.layers!.filter((l) => /attn2\/to_[kv]/.test(l.name)).every((l) => l.text === 'cross-attention')).toBe(true);
+    expect(info.textFeatures!.length).toBeGreaterThan(0);
+    expect(info.quantizableComponents).toEqual(['text_encoder', 'vae_decoder']);
+  });
+
+  it('calibrates on the prompts given, with the pipeline\'s sampler and guidance; text-only sites read the same at every step', async () => {
+    const prompts = ['a red seven on a blue background', 'the digit two in green on black'];
+    const end = await runJob({ kind: 'calibrate', model: 'tiny-t2i', samples: 4, steps: 3, prompts: [...prompts, '  '], negativePrompt: 'blurry' });
+    if (end.kind !== 'done') throw new Error(end.error.message);
+    calId = end.jobId;
+    expect((end.result as CalibrateResult).steps).toEqual([0, 1, 2]);
+    const job = (await host.listJobs()) as { ok: true; value: { id: string; label: string }[] };
+    expect(job.value.find((j) => j.id === calId)!.label).toMatch(/4 images × 3 steps, 2 prompts/);
+    const c = await host.getCalibration(calId);
+    if (!c.ok) throw new Error(c.error.message);
+    expect(c.value.settings).toMatchObject({ samples: 4, steps: 3, sampler: info.defaults.sampler, guidance: info.defaults.guidance, prompts, negativePrompt: 'blurry' });
+    const text = c.value.sites.filter((s) => s.text);
+    expect(text.length).toBeGreaterThan(0);
+    expect(c.value.sites.filter((s) => !s.text).length).toBeGreaterThan(0);
+    for (const s of text) {
+      expect(s.tensor).toBe('encoder_hidden_states');
+      for (const half of Object.values(c.value.stats[s.id]!)) {
+        const per = Object.values(half);
+        expect(per.length).toBe(3);
+        for (const st of per) expect([st.min, st.max]).toEqual([per[0]!.min, per[0]!.max]);
+      }
+    }
+    // a sample-dependent site does change across the steps
+    const conv = c.value.sites.find((s) => s.tensor === 'sample')!;
+    const cs = Object.values(c.value.stats[conv.id]![0]!);
+    expect(new Set(cs.map((x) => x.absmax)).size).toBeGreaterThan(1);
+  }, 180_000);
+
+  it('a prompt file on the host, or (neither) the pipeline\'s own prompts; refusals as data', async () => {
+    const dir = tmp('dq-host-t2i-prompts-');
+    const file = join(dir, 'p.json');
+    writeFileSync(file, JSON.stringify([{ prompt: 'a blue four', negative_prompt: 'noise' }, { prompt: 'a yellow one', negative_prompt: 'noise' }]));
+    const fromFile = await runJob({ kind: 'calibrate', model: 'tiny-t2i', samples: 2, steps: 1, promptFile: file });
+    if (fromFile.kind !== 'done') throw new Error(fromFile.error.message);
+    const c1 = await host.getCalibration(fromFile.jobId);
+    expect(c1.ok && c1.value.settings).toMatchObject({ prompts: ['a blue four', 'a yellow one'], negativePrompt: 'noise' });
+    const own = await runJob({ kind: 'calibrate', model: 'tiny-t2i', samples: 1, steps: 1 });
+    if (own.kind !== 'done') throw new Error(own.error.message);
+    const c2 = await host.getCalibration(own.jobId);
+    expect(c2.ok && c2.value.settings.prompts).toEqual(ownPrompts);
+
+    const refused = async (spec: Record<string, unknown>) => {
+      const r = await dispatch(host, 'startJob', [{ kind: 'calibrate', model: 'tiny-t2i', samples: 1, steps: 1, ...spec }]);
+      return r.ok ? null : r.error;
+    };
+    expect(await refused({ prompts: ['x'], promptFile: file })).toEqual({ code: 'BAD_ARGUMENT', message: 'give calibration prompts or a prompt file, not both' });
+    expect(await refused({ promptFile: 'p.txt' })).toMatchObject({ code: 'BAD_ARGUMENT', message: expect.stringMatching(/absolute path/) });
+    expect(await refused({ promptFile: join(dir, 'none.txt') })).toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(/prompt file not found/) });
+    expect(await refused({ prompts: [' ', ''] })).toMatchObject({ code: 'BAD_ARGUMENT', message: expect.stringMatching(/calibration prompts are empty/) });
+    writeFileSync(file, JSON.stringify([{ prompt: 'a', negative_prompt: 'x' }, { prompt: 'b' }]));
+    expect(await refused({ promptFile: file })).toMatchObject({ code: 'BAD_ARGUMENT', message: expect.stringMatching(/different negative prompts/) });
+    rmSync(dir, { recursive: true, force: true });
+    // a class-conditional model takes no prompts: the engine says so, as data
+    const mnist = await runJob({ kind: 'calibrate', model: 'tiny-mnist', samples: 1, steps: 1, prompts: ['x'] });
+    expect(mnist.kind === 'error' && mnist.error.message).toMatch(/takes no text/);
+  }, 240_000);
+
+  it('quantizes with the text-feature cache and an int8 text encoder, and reports both', async () => {
+    const presets = await host.listPresets();
+    if (!presets.ok) throw new Error(presets.error.message);
+    const recipe = { ...presets.value.find((p) => p.name === 'int8-w8a8')!.recipe, name: 'w8a8-textcache', text: 'cache' };
+    const end = await runJob({ kind: 'quantize', model: 'tiny-t2i', recipe, calibration: calId, components: ['text_encoder'] });
+    if (end.kind !== 'done') throw new Error(end.error.message);
+    quantId = end.jobId;
+    const r = end.result as QuantizeResult;
+    expect(r.name).toBe('w8a8-textcache');
+    expect(r.text).toMatchObject({ mode: 'cache' });
+    expect(r.text!.cached.length).toBeGreaterThan(0);
+    expect(r.text!.cached.every((f) => info.textFeatures!.includes(f))).toBe(true);
+    expect(r.components!.map((c) => c.name)).toEqual(['text_encoder']);
+    const enc = r.components![0]!;
+    expect(enc.bytes.after).toBeLessThan(enc.bytes.before);
+    expect(enc.layers.quantized).toBeGreaterThan(0);
+    const variant = join(host.workspace, quantId, 'variant');
+    expect(existsSync(join(variant, 'text', 'model.onnx'))).toBe(true);
+  }, 240_000);
+
+  it('samples FP and the variant with the same prompts and seeds: a grid each, same size', async () => {
+    const end = await runJob({ kind: 'sample', model: 'tiny-t2i', prompts: ['a red seven on a blue background', 'a green two'], seeds: [0, 1], steps: 3, variants: [quantId] });
+    if (end.kind !== 'done') throw new Error(end.error.message);
+    const r = end.result as SampleResult;
+    expect(r.variants).toHaveLength(1);
+    expect(r.variants![0]).toMatchObject({ jobId: quantId, name: 'w8a8-textcache' });
+    const fp = await host.readArtifact(end.jobId, r.files.grid);
+    const v = await host.readArtifact(end.jobId, r.variants![0]!.grid);
+    if (!fp.ok || !v.ok) throw new Error('grid not readable');
+    const size = (b64: string) => { const b = Buffer.from(b64, 'base64'); return [b.readUInt32BE(16), b.readUInt32BE(20)]; };
+    expect(size(v.value.base64)).toEqual(size(fp.value.base64));
+    expect(v.value.base64).not.toBe(fp.value.base64);
+    const bad = await dispatch(host, 'startJob', [{ kind: 'sample', model: 'tiny-t2i', prompts: ['x'], seeds: [0], steps: 1, variants: [calId] }]);
+    expect(bad).toEqual({ ok: false, error: { code: 'NOT_FOUND', message: `no quantize job '${calId}'` } });
+  }, 240_000);
 });

@@ -54,7 +54,10 @@ function t2iInfo(): ModelInfo {
     },
     vae: { factor: 8, scalingFactor: 0.18215, shiftFactor: 0, dtype: 'float32', source: 'vae_decoder/config.json', sizeMultiple: 64 },
     defaults: { sampler: 'pndm', guidance: 7.5 },
-    quantizeUnavailable: 'Stable Diffusion 1.x/2.x is a latent text-to-image pipeline: the studio cannot calibrate, quantize or export it yet (it comes next); Models and Samples (prompts) work',
+    quantizeUnavailable: null,
+    calibrationPrompts: ['a red seven on a blue background', 'the digit two in green on black', 'a yellow number 4 on a magenta background'],
+    textFeatures: [],
+    quantizableComponents: ['text_encoder', 'vae_decoder'],
     classes: [], scheduler: { trainSteps: 1000, betaSchedule: 'scaled_linear', prediction: 'epsilon' },
     unet: { bytes: 1_003_379, parameters: 144_800, nodes: 4264, ops: {} }, layers: [], attention: 0, temporalFeatures: [], shortcutSplits: [], variant: null,
   };
