@@ -1,7 +1,12 @@
 /**
- * `dq compare`: the same seeds and classes through every variant of a pipeline (FP, INT, FP4, ...), with image
- * metrics against FP, Frechet distances in the MNIST classifier's feature space, error curves along the FP
- * trajectory, videos, a metrics.json and a self-contained HTML report.
+ * `dq compare`: the same seeds and classes (or prompts) through every variant of a pipeline (FP, INT, FP4, ...), with
+ * image metrics against FP, Frechet distances in the MNIST classifier's feature space or a user's judge's (--judge),
+ * error curves along the FP trajectory, videos, a metrics.json and a self-contained HTML report.
+ *
+ * Text-to-image pipelines: every variant samples the same prompts and seeds (each pipeline object encodes the prompts
+ * with its own conditioner, so each has its own prompt ids); images are decoded by each variant's own VAE decoder
+ * (a variant may carry an int8 one); the grid has a row per prompt and a column per seed and variant; the trajectory
+ * video's frames (predicted x0 latents) and the walk's latents are decoded too.
  *
  * Everything is computed in memory first; files are written at the end, each atomically (temporary file, then
  * rename), the report last. A cancelled or failed run leaves the output folder as it was.
@@ -14,15 +19,18 @@ import { fitGaussian, frechetDistance, psnr, ssim, type Gaussian } from '../eval
 import { makeDirs, writeFileAtomic } from '../fsutil.js';
 import { encodePng, layoutGrid, type RasterImage } from '../image/grid.js';
 import { externalRef, loadOnnx } from '../onnx/io.js';
-import { refuseText, type Pipeline } from '../pipeline/pipeline.js';
+import { withImageSize, type Pipeline } from '../pipeline/pipeline.js';
 import { openPipeline } from '../open.js';
-import { sample, validateRequest } from '../pipeline/sample.js';
+import { decodeLatents, overflowWarning } from '../pipeline/codec.js';
+import { MAX_PROMPTS, readPromptFile, type PromptEntry } from '../pipeline/prompt-file.js';
+import { guidedRun, sample, validateRequest, type SampleOutput, type SampleRequest } from '../pipeline/sample.js';
+import { compareFeatures, judgeFeatures, openJudge, type FeatureComparison, type Judge, type JudgeNormalize } from '../eval/judge.js';
 import type { SamplerName } from '../pipeline/schedulers.js';
 import type { Provider, Session } from '../runtime/onnx.js';
 import { heldOutDigit, HELD_OUT_PER_DIGIT, mnistDigitsDir } from './data.js';
 import { runLoop, seedNoise, slerp } from './loop.js';
 import { probeTrajectory, setupFpTemporal, setupVariantTemporal, type TemporalProbe } from './probe.js';
-import { absDiff, heatImage, label, layoutRgb, padEven, toRgbPlanes } from './render.js';
+import { absDiff, heatImage, label, layoutRgb, padEven, promptLabel, toRgbPlanes } from './render.js';
 import { renderReport } from './report.js';
 import { METRICS_SCHEMA_ID, METRICS_VERSION, type CompareMetrics, type VariantMetrics } from './schema.js';
 import { encodeAnimatedWebp, encodeMp4, findFfmpeg } from './video.js';
@@ -33,6 +41,14 @@ export const FID_SEED_START = 1_000_000;
 const MAX_TRAJECTORY_COLUMNS = 8;
 const MAX_WALK_SEEDS = 4;
 const MAX_WALK_CLASSES = 4;
+/** Prompts a text-to-image comparison takes from the pipeline's calibration_prompts.txt when none are given. */
+export const DEFAULT_COMPARE_PROMPTS = 4;
+/** The prompt file a text-to-image pipeline may ship (quant/calibrate.ts reads the same file). */
+const PROMPTS_FILE = 'calibration_prompts.txt';
+/** A latent pipeline's trajectory video decodes at most this many steps (each frame is a VAE decode per image). */
+const MAX_LATENT_TRAJECTORY_FRAMES = 10;
+/** Characters of a prompt shown as a grid row label. */
+const PROMPT_LABEL_CHARS = 28;
 
 export interface CompareProgress {
   phase: 'loading' | 'grid' | 'fid' | 'probe' | 'walk' | 'writing';
@@ -48,6 +64,15 @@ export interface CompareJob {
   seeds: number[];
   /** Class labels; empty = every class (conditional pipelines). */
   classes: number[];
+  /** Text-to-image: the prompts (a grid row each; default: the first DEFAULT_COMPARE_PROMPTS of calibration_prompts.txt). */
+  prompts?: PromptEntry[];
+  /** Text-to-image: the negative prompt of prompts that give none. */
+  negativePrompt?: string;
+  /** Text-to-image: image size in pixels (default: the pipeline's). */
+  height?: number;
+  width?: number;
+  /** Bring your own judge: an ONNX image model whose features give FID-to-FP and feature cosine (eval/judge.ts). */
+  judge?: JudgeSpec;
   steps: number;
   sampler: SamplerName;
   guidance: number;
@@ -65,6 +90,13 @@ export interface CompareJob {
   ffmpeg?: string;
   signal?: AbortSignal;
   onProgress?: (p: CompareProgress) => void;
+}
+
+export interface JudgeSpec {
+  path: string;
+  /** Its feature output (default: picked from the graph). */
+  output?: string;
+  normalize?: JudgeNormalize;
 }
 
 interface Variant {
@@ -145,9 +177,13 @@ async function loadVariants(job: CompareJob, fp: { pipeline: Pipeline; session: 
       if (e instanceof DqError && e.code !== 'CANCELLED') throw new DqError(e.code, `variant ${entry}: ${e.message.startsWith(`${entry}: `) ? e.message.slice(entry.length + 2) : e.message}`);
       throw e;
     }
-    const p = loaded.pipeline;
     const base = fp.pipeline;
     const where = `variant ${entry}`;
+    if ((loaded.pipeline.text === null) !== (base.text === null) || loaded.pipeline.text?.kind !== base.text?.kind) {
+      const kind = (q: Pipeline) => (q.text ? `text-to-image (${q.text.kind === 'sdxl' ? 'SDXL' : 'CLIP'} text)` : q.io.classLabels ? 'class-conditional' : 'unconditional');
+      throw new DqError('BAD_ARGUMENT', `${where} is ${kind(loaded.pipeline)} and the pipeline is ${kind(base)}: compare variants of one pipeline`);
+    }
+    const p = withImageSize(loaded.pipeline, job.height, job.width);
     if (!sameShape(p.index.sampleShape, base.index.sampleShape)) {
       throw new DqError('BAD_ARGUMENT', `${where}: sample shape [${p.index.sampleShape.join(',')}] differs from the pipeline's [${base.index.sampleShape.join(',')}]`);
     }
@@ -213,6 +249,73 @@ function atFps(v: Video, fps: number): RasterImage[] {
   return out;
 }
 
+/** The prompts of a text-to-image comparison: the job's, else the first few of the pipeline's calibration_prompts.txt. */
+function comparePrompts(job: CompareJob, dir: string, notes: string[]): { prompt: string; negative: string }[] {
+  let entries = job.prompts ?? [];
+  if (!entries.length) {
+    const file = join(dir, PROMPTS_FILE);
+    if (!existsSync(file)) {
+      throw new DqError('BAD_ARGUMENT', `${job.pipelineDir} is a text-to-image pipeline: give --prompt "..." or --prompts <file> (it has no ${PROMPTS_FILE} to take default prompts from)`);
+    }
+    entries = readPromptFile(file).slice(0, DEFAULT_COMPARE_PROMPTS);
+    notes.push(`prompts: the first ${entries.length} of ${file} (--prompt or --prompts to choose others)`);
+  }
+  if (entries.length > MAX_PROMPTS) throw new DqError('BAD_ARGUMENT', `${entries.length} prompts; at most ${MAX_PROMPTS} in one run`);
+  return entries.map((e) => ({ prompt: e.prompt, negative: e.negative ?? job.negativePrompt ?? '' }));
+}
+
+/** Step indices a trajectory video shows: every step, or for a latent pipeline (a VAE decode per frame) at most `max`, evenly spaced, the last included. */
+export function trajectoryFrames(steps: number, latent: boolean, max = MAX_LATENT_TRAJECTORY_FRAMES): number[] {
+  if (!latent || steps <= max) return Array.from({ length: steps }, (_, i) => i);
+  const out = new Set<number>();
+  for (let k = 0; k < max; k++) out.add(Math.round((k * (steps - 1)) / (max - 1)));
+  return [...out].sort((a, b) => a - b);
+}
+
+interface Sampled {
+  /** Images (decoded by the variant's VAE for a latent pipeline). */
+  images: Float32Array[];
+  /** trajectory[i][f]: predicted x0 of image i (< trajectoryImages) at frame f (decoded). */
+  trajectory: Float32Array[][];
+  timesteps: number[];
+  /** Seconds of the sampling loop (decoding excluded). */
+  seconds: number;
+  warnings: string[];
+}
+
+/**
+ * Samples through a variant; a latent pipeline's denoiser runs without its decoder, then the images and the
+ * trajectory frames of the first `trajectoryImages` images are decoded here (all frames would be a decode per step
+ * and image).
+ */
+async function sampleVariant(p: Pipeline, session: Session, req: SampleRequest, trajectoryImages: number, frames: number[]): Promise<Sampled> {
+  const keep = trajectoryImages > 0;
+  if (!p.codec || !p.decoderSession) {
+    const res = await sample(p, session, { ...req, keepTrajectory: keep });
+    const trajectory = (res.trajectory ?? []).slice(0, trajectoryImages).map((tr) => frames.map((f) => tr[f]!));
+    return { images: res.images, trajectory, timesteps: res.timesteps, seconds: res.seconds, warnings: res.warnings ?? [] };
+  }
+  const res: SampleOutput = await sample({ ...p, decoderSession: null }, session, { ...req, keepTrajectory: keep });
+  const warnings = res.warnings ?? [];
+  const dec = await decodeLatents(p.codec, p.decoderSession, res.images, p.index.sampleShape, req.signal);
+  if (dec.nonFinite) warnings.push(overflowWarning(p.codec, dec.nonFinite, res.images.length));
+  const trajectory: Float32Array[][] = [];
+  for (const tr of (res.trajectory ?? []).slice(0, trajectoryImages)) {
+    trajectory.push((await decodeLatents(p.codec, p.decoderSession, frames.map((f) => tr[f]!), p.index.sampleShape, req.signal)).images);
+  }
+  return { images: dec.images, trajectory, timesteps: res.timesteps, seconds: res.seconds, warnings };
+}
+
+/** Prompt ids of a pipeline's own conditioner for images whose prompts are prompts[q] (guided as the run will be). */
+async function promptIds(p: Pipeline, prompts: { prompt: string; negative: string }[], idx: number[], guidance: number): Promise<number[]> {
+  return p.text!.ids(idx.map((q) => prompts[q]!.prompt), idx.map((q) => prompts[q]!.negative), guidedRun(p, guidance));
+}
+
+/** Cell zoom for images of this size: `want` for small images, less for large ones (at least 1). */
+function zoomFor(shape: [number, number, number], want: number): number {
+  return Math.max(1, Math.min(want, Math.floor(192 / Math.max(shape[1], shape[2]))));
+}
+
 export async function computeComparison(job: CompareJob): Promise<Comparison> {
   const notes: string[] = [];
   const provider = job.provider ?? 'cpu';
@@ -227,48 +330,72 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
   };
 
   job.onProgress?.({ phase: 'loading', done: 0, total: 1 });
-  const fp = await openPipeline(job.pipelineDir, provider);
-  refuseText(fp.pipeline, 'compare');
-  const base = fp.pipeline;
-  const conditional = base.io.classLabels !== null;
-  if (!conditional && job.classes.length) throw new DqError('BAD_ARGUMENT', 'this model is unconditional: leave out --class');
+  const opened = await openPipeline(job.pipelineDir, provider);
+  const text = opened.pipeline.text !== null;
+  const conditional = opened.pipeline.io.classLabels !== null;
+  if (!text && (job.prompts?.length || job.negativePrompt)) {
+    throw new DqError('BAD_ARGUMENT', `${job.pipelineDir} takes no text (it is ${conditional ? 'class-conditional: use --class' : 'unconditional'}): leave out --prompt, --prompts and --negative-prompt`);
+  }
+  if (text && job.classes.length) throw new DqError('BAD_ARGUMENT', `${job.pipelineDir} is a text-to-image pipeline: give --prompt or --prompts, not --class`);
+  if (!conditional && !text && job.classes.length) throw new DqError('BAD_ARGUMENT', 'this model is unconditional: leave out --class');
+  if (!opened.pipeline.codec && (job.height !== undefined || job.width !== undefined)) {
+    throw new DqError('BAD_ARGUMENT', `${job.pipelineDir} is not a latent pipeline: leave out --height and --width (it makes ${opened.pipeline.imageShape.slice(1).join('x')} images)`);
+  }
+  const base = withImageSize(opened.pipeline, job.height, job.width);
+  const fp = { pipeline: base, session: opened.session };
   const classes = conditional ? (job.classes.length ? job.classes : base.index.classes.map((_, i) => i)) : [];
+  const prompts = text ? comparePrompts(job, base.dir, notes) : [];
+  // a judge that cannot be used fails before any sampling
+  const judge: Judge | null = job.judge ? await openJudge(job.judge.path, { output: job.judge.output, normalize: job.judge.normalize, provider }) : null;
   const variants = await loadVariants(job, fp, notes);
   check();
 
-  // grid images: a column per (class, seed)
+  // grid images: class pipelines a column per (class, seed); text pipelines a row per prompt (image order: prompt, seed)
   const gridSeeds: number[] = [];
   const gridClasses: number[] = [];
-  for (const c of conditional ? classes : [null]) {
-    for (const s of job.seeds) {
-      gridSeeds.push(s);
-      if (c !== null) gridClasses.push(c);
+  const gridPrompts: number[] = [];
+  if (text) {
+    prompts.forEach((_, q) => job.seeds.forEach((s) => (gridSeeds.push(s), gridPrompts.push(q))));
+  } else {
+    for (const c of conditional ? classes : [null]) {
+      for (const s of job.seeds) {
+        gridSeeds.push(s);
+        if (c !== null) gridClasses.push(c);
+      }
     }
   }
+  /** The conditioning part of a sample request for images conditioned on classes, or on prompts[q]. */
+  const cond = (labels: number[]): Pick<SampleRequest, 'classes' | 'prompts' | 'negativePrompts'> =>
+    text ? { classes: [], prompts: labels.map((q) => prompts[q]!.prompt), negativePrompts: labels.map((q) => prompts[q]!.negative) } : { classes: labels };
+  const gridLabels = text ? gridPrompts : gridClasses;
   const settings = { steps: job.steps, sampler: job.sampler, guidance: job.guidance, eta, batchSize: bs };
-  validateRequest(base, { ...settings, seeds: gridSeeds, classes: gridClasses });
+  validateRequest(base, { ...settings, seeds: gridSeeds, ...cond(gridLabels) });
   const [C, H, W] = base.index.sampleShape;
-  const shape: [number, number, number] = [C, H, W];
   const size = C * H * W;
+  const shape: [number, number, number] = [...base.imageShape];
+  const [IC, IH, IW] = shape;
+  const latent = base.codec !== null;
   const nGrid = gridSeeds.length;
 
   // what the classifier can judge
-  const mnistShaped = C === 1 && H === 28 && W === 28;
+  const mnistShaped = IC === 1 && IH === 28 && IW === 28;
   const classifierFile = classifierPath();
   const canClassify = mnistShaped && existsSync(classifierFile);
   const classifyReason = !mnistShaped
-    ? `no feature extractor for [${shape.join(',')}] samples (the embedded classifier takes 1x28x28 digits)`
+    ? `no feature extractor for [${shape.join(',')}] images (the embedded classifier takes 1x28x28 digits${judge ? '' : '; --judge <onnx> gives FID-to-FP and feature cosine in any image model\'s features'})`
     : canClassify
       ? null
       : `the MNIST classifier is missing (${classifierFile})`;
   const digitClasses = base.index.classes.length === 10 && base.index.classes.every((n, i) => n === String(i));
-  const fidN = canClassify ? job.fidSamples : 0;
+  const fidN = canClassify || judge ? job.fidSamples : 0;
   const fidSeeds = Array.from({ length: fidN }, (_, i) => FID_SEED_START + i);
   const fidClasses = conditional ? fidSeeds.map((_, i) => classes[i % classes.length]!) : [];
+  const fidPrompts = text ? fidSeeds.map((_, i) => i % prompts.length) : [];
+  const fidLabels = text ? fidPrompts : fidClasses;
 
   // the walk: a closed loop through the initial noises of the first seeds
   const walkSeeds = job.video ? (job.seeds.length >= 2 ? job.seeds.slice(0, MAX_WALK_SEEDS) : [job.seeds[0]!, job.seeds[0]! + 1]) : [];
-  const walkCols: (number | null)[] = conditional ? classes.slice(0, MAX_WALK_CLASSES) : [null];
+  const walkCols: (number | null)[] = text ? prompts.slice(0, MAX_WALK_CLASSES).map((_, q) => q) : conditional ? classes.slice(0, MAX_WALK_CLASSES) : [null];
   const walkInit: Float64Array[] = [];
   const walkRngSeeds: number[] = [];
   const walkLabels: number[] = [];
@@ -297,71 +424,83 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
     done += k;
     job.onProgress?.({ phase, done: Math.min(done, total), total });
   };
+  const warnings = new Set<string>();
 
-  // 1. grid images (and their trajectories), timed after a warm-up evaluation
+  // 1. grid images (and the trajectories of the first columns), timed after a warm-up evaluation
+  const cols = Math.min(MAX_TRAJECTORY_COLUMNS, nGrid);
+  const frames = trajectoryFrames(job.steps, latent);
   const images: Float32Array[][] = [];
   const trajectories: Float32Array[][][] = [];
   const timing: { secondsPerStep: number; imagesPerStep: number }[] = [];
   let timesteps: number[] = [];
   for (const v of variants) {
-    await sample(v.pipeline, v.session, { ...settings, steps: 1, seeds: [gridSeeds[0]!], classes: gridClasses.slice(0, 1), signal: job.signal });
+    await sample(v.pipeline, v.session, { ...settings, steps: 1, seeds: [gridSeeds[0]!], ...cond(gridLabels.slice(0, 1)), signal: job.signal });
     tick('grid');
     let last = 0;
-    const res = await sample(v.pipeline, v.session, {
-      ...settings,
-      seeds: gridSeeds,
-      classes: gridClasses,
-      keepTrajectory: job.video,
-      signal: job.signal,
-      onProgress: (p) => {
-        tick('grid', p.done - last);
-        last = p.done;
+    const res = await sampleVariant(
+      v.pipeline,
+      v.session,
+      {
+        ...settings,
+        seeds: gridSeeds,
+        ...cond(gridLabels),
+        signal: job.signal,
+        onProgress: (p) => {
+          tick('grid', p.done - last);
+          last = p.done;
+        },
       },
-    });
+      job.video ? cols : 0,
+      frames,
+    );
+    for (const w of res.warnings) warnings.add(v.isFp ? w : `${v.name}: ${w}`);
     images.push(res.images);
-    trajectories.push(res.trajectory ?? []);
+    trajectories.push(res.trajectory);
     timesteps = res.timesteps;
     timing.push({ secondsPerStep: res.seconds / job.steps, imagesPerStep: nGrid });
   }
 
-  // 2. FID sets and classifier judgements
+  // 2. FID sets, classifier and judge features
   let featureDim: number | null = null;
   const fidGaussians: (Gaussian | null)[] = [];
   const labelsByVariant: number[][] = [];
+  const judged: Float32Array[][] = [];
   for (const v of variants) {
     check();
     let fidImages: Float32Array[] = [];
     if (fidN > 0) {
       let last = 0;
-      fidImages = (
-        await sample(v.pipeline, v.session, {
-          ...settings,
-          seeds: fidSeeds,
-          classes: fidClasses,
-          signal: job.signal,
-          onProgress: (p) => {
-            tick('fid', p.done - last);
-            last = p.done;
-          },
-        })
-      ).images;
+      const res = await sample(v.pipeline, v.session, {
+        ...settings,
+        seeds: fidSeeds,
+        ...cond(fidLabels),
+        signal: job.signal,
+        onProgress: (p) => {
+          tick('fid', p.done - last);
+          last = p.done;
+        },
+      });
+      for (const w of res.warnings ?? []) warnings.add(v.isFp ? `FID set: ${w}` : `${v.name}, FID set: ${w}`);
+      fidImages = res.images;
     }
     if (canClassify) {
-      const judged = await classify([...images[variants.indexOf(v)]!, ...fidImages], { provider });
-      featureDim = judged.features[0]?.length ?? null;
-      labelsByVariant.push(judged.labels);
-      fidGaussians.push(fidN >= 2 ? fitGaussian(judged.features.slice(nGrid)) : null);
+      const judgedByClassifier = await classify([...images[variants.indexOf(v)]!, ...fidImages], { provider });
+      featureDim = judgedByClassifier.features[0]?.length ?? null;
+      labelsByVariant.push(judgedByClassifier.labels);
+      fidGaussians.push(fidN >= 2 ? fitGaussian(judgedByClassifier.features.slice(nGrid)) : null);
     } else {
       labelsByVariant.push([]);
       fidGaussians.push(null);
     }
+    if (judge) judged.push(await judgeFeatures(judge, [...images[variants.indexOf(v)]!, ...fidImages], { shape, signal: job.signal }));
   }
+  const judgeComparisons: (FeatureComparison | null)[] = variants.map((_, k) => (judge ? compareFeatures(judged[0]!, judged[k]!) : null));
 
   // the data reference: held-out MNIST digits of the compared classes
   let dataGaussian: Gaussian | null = null;
   let dataImages = 0;
   let dataReason: string | null = null;
-  if (fidN >= 2) {
+  if (fidN >= 2 && canClassify) {
     const digitsDir = mnistDigitsDir();
     if (!digitClasses && conditional) dataReason = 'no data reference for this pipeline (FID-to-data needs an MNIST digit pipeline, classes 0-9)';
     else if (!digitsDir) dataReason = 'the mnist package (the data reference) is not installed';
@@ -374,16 +513,20 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
   }
   const fidReason = classifyReason ?? (job.fidSamples === 0 ? 'FID was not asked for (--fid-samples 0)' : null);
 
+  // prompt ids: each pipeline object's own conditioner encodes the grid's prompts
+  const gridIds: number[][] = [];
+  for (const v of variants) gridIds.push(text ? await promptIds(v.pipeline, prompts, gridPrompts, job.guidance) : gridClasses);
+
   // 3. errors along the FP trajectory
   check();
   const fpTemporal = await setupFpTemporal(base.unetPath, provider);
   const temporalProbes: ({ ok: true; probe: TemporalProbe } | { ok: false; reason: string })[] = [];
   let probe: Awaited<ReturnType<typeof probeTrajectory>>;
   try {
-    for (const v of variants) {
+    for (const [k, v] of variants.entries()) {
       if (!fpTemporal.ok) temporalProbes.push(fpTemporal);
       else if (v.isFp) temporalProbes.push(fpTemporal);
-      else temporalProbes.push(await setupVariantTemporal(v.pipeline.unetPath, fpTemporal.probe.features, provider, v.pipeline));
+      else temporalProbes.push(await setupVariantTemporal(v.pipeline.unetPath, fpTemporal.probe.features, provider, v.pipeline, gridIds[k]![0] ?? 0));
     }
     probe = await probeTrajectory(
       base,
@@ -391,29 +534,31 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
       fpTemporal.ok ? fpTemporal.probe : null,
       variants.map((v, k) => {
         const t = temporalProbes[k]!;
-        return { pipeline: v.pipeline, session: v.session, temporal: t.ok ? t.probe : null };
+        return { pipeline: v.pipeline, session: v.session, temporal: t.ok ? t.probe : null, ...(text ? { labels: gridIds[k]! } : {}) };
       }),
-      { ...settings, seeds: gridSeeds, labels: gridClasses, signal: job.signal, onEval: () => tick('probe') },
+      { ...settings, seeds: gridSeeds, labels: gridIds[0]!, signal: job.signal, onEval: () => tick('probe') },
     );
   } finally {
     const held = new Set([fpTemporal, ...temporalProbes].flatMap((t) => (t.ok ? [t.probe] : [])));
     await Promise.allSettled([...held].map((p) => p.release()));
   }
 
-  // 4. the walk
+  // 4. the walk (decoded by each variant's VAE for a latent pipeline)
   const walk: Float32Array[][] = [];
   if (job.video) {
     for (const v of variants) {
+      const labels = text ? await promptIds(v.pipeline, prompts, walkLabels, job.guidance) : walkLabels;
       const res = await runLoop(v.pipeline, v.session, {
         ...settings,
         init: walkInit,
         rngs: walkRngSeeds.map((s) => seedNoise(s, size).rng),
-        labels: walkLabels,
+        labels,
         signal: job.signal,
         cancelMessage: 'comparison was cancelled',
         onStep: () => tick('walk'),
       });
-      walk.push(res.images);
+      const p = v.pipeline;
+      walk.push(p.codec && p.decoderSession ? (await decodeLatents(p.codec, p.decoderSession, res.images, p.index.sampleShape, job.signal)).images : res.images);
     }
   }
   check();
@@ -430,6 +575,7 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
     const g = fidGaussians[k] ?? null;
     const bytes = modelBytes(v.pipeline.unetPath);
     const size = v.isFp ? { bits: 32, deployed: bytes } : sizeFromManifest(v.manifest, bytes);
+    const jc = judgeComparisons[k];
     return {
       name: v.name,
       isFp: v.isFp,
@@ -443,7 +589,7 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
       fid: {
         toFp: g && fpGauss ? frechetDistance(g, fpGauss) : null,
         toData: g && dataGaussian ? frechetDistance(g, dataGaussian) : null,
-        samples: fidN,
+        samples: canClassify ? fidN : 0,
         reason: !g ? (fidReason ?? 'FID needs at least 2 samples') : !dataGaussian ? dataReason : null,
       },
       classAgreement: {
@@ -452,6 +598,7 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
         samples: canClassify ? labels.length : 0,
         reason: !canClassify ? classifyReason : conditional ? null : 'requested-class agreement needs a class-conditional pipeline',
       },
+      ...(judge ? { judge: jc ? { fidToFp: jc.fidToFp, cosine: jc.cosine, samples: jc.n, note: jc.note } : null } : {}),
       epsError: probe.eps[k]!,
       temporalFeatureError: t.ok && tr
         ? { available: true, reason: null, source: t.probe.source, features: t.probe.features, perStep: tr.perStep, perFeature: tr.perFeature }
@@ -459,48 +606,80 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
       timing: { secondsPerStep: timing[k]!.secondsPerStep, imagesPerStep: timing[k]!.imagesPerStep },
     };
   });
-  if (fidN >= 2) {
+  for (const w of warnings) notes.push(w);
+  if (fidN >= 2 && canClassify) {
     notes.push(
       `FID uses ${fidN} generated images per variant in the classifier's ${featureDim}-dimensional feature space. FID from few samples is biased upwards ` +
         `(two sample sets of one model do not give 0)${featureDim !== null && fidN <= featureDim ? ', and with no more samples than dimensions the covariance is singular' : ''}; ` +
         'compare variants with each other at equal sample counts, and use several hundred samples or more before reading small differences.',
     );
   }
+  if (judge) {
+    const n = judgeComparisons[0]!.n;
+    notes.push(
+      `judge ${judge.path}: output '${judge.output.name}' (${judge.output.width} values per image), over ${n} images per variant (${nGrid} grid${fidN ? ` + ${fidN} FID set` : ''}); preprocessing: ${judge.preprocessing}`,
+    );
+    for (const w of judge.warnings) notes.push(`judge: ${w}`);
+    const jn = judgeComparisons.find((c) => c?.note)?.note;
+    if (jn) notes.push(`judge FID: ${jn}`);
+  }
   if (dataReason && fidN >= 2) notes.push(`FID-to-data not computed: ${dataReason}`);
-  if (classifyReason) notes.push(`FID and class agreement not computed: ${classifyReason}`);
+  if (classifyReason) notes.push(`${text ? 'class agreement and classifier FID' : 'FID and class agreement'} not computed: ${classifyReason}`);
   if (!fpTemporal.ok) notes.push(`temporal-feature error not computed: ${fpTemporal.reason}`);
   for (const m of variantMetrics) {
     if (!m.temporalFeatureError.available && fpTemporal.ok) notes.push(`temporal-feature error of ${m.name} is null: ${m.temporalFeatureError.reason}`);
   }
+  if (job.video && latent && frames.length < job.steps) notes.push(`the trajectory video shows ${frames.length} of the ${job.steps} steps (each frame is decoded by the VAE)`);
 
   // 6. pictures
   const className = (c: number) => base.index.classes[c] ?? String(c);
-  const colLabels = gridSeeds.map((s, i) => label(conditional ? `${className(gridClasses[i]!)} S${s}` : `S${s}`, 7));
+  /** A short column label of grid image i (class/prompt and seed). */
+  const imageLabel = (i: number, max: number) => label(text ? `P${gridPrompts[i]! + 1} S${gridSeeds[i]}` : conditional ? `${className(gridClasses[i]!)} S${gridSeeds[i]}` : `S${gridSeeds[i]}`, max);
+  const colLabels = gridSeeds.map((_, i) => imageLabel(i, 7));
   const title = `${job.sampler} ${job.steps} steps cfg ${job.guidance}`;
-  const grid = layoutGrid({
-    cells: images,
-    channels: C,
-    height: H,
-    width: W,
-    rowLabels: variants.map((v) => label(v.name)),
-    colLabels,
-    zoom: 2,
-    title,
-  });
+  let grid: RasterImage;
+  if (text) {
+    // a row per prompt; per seed, a column per variant (the variants of one seed side by side)
+    const zoom = zoomFor(shape, 2);
+    const nSeeds = job.seeds.length;
+    const chars = Math.max(4, Math.floor((IW * zoom) / 8));
+    grid = layoutGrid({
+      cells: prompts.map((_, q) => job.seeds.flatMap((_, si) => variants.map((_, k) => images[k]![q * nSeeds + si]!))),
+      channels: IC,
+      height: IH,
+      width: IW,
+      rowLabels: prompts.map((e) => promptLabel(e.prompt, PROMPT_LABEL_CHARS)),
+      colLabels: job.seeds.flatMap((s) => variants.map((v) => label(`S${s} ${v.name}`, chars))),
+      zoom,
+      title,
+    });
+  } else {
+    grid = layoutGrid({
+      cells: images,
+      channels: IC,
+      height: IH,
+      width: IW,
+      rowLabels: variants.map((v) => label(v.name)),
+      colLabels,
+      zoom: 2,
+      title,
+    });
+  }
   const diffMaps = variants.map((_, k) => images[k]!.map((img, i) => absDiff(img, images[0]![i]!, shape)));
   let scale = 0;
   for (const maps of diffMaps.slice(1)) for (const d of maps) for (const x of d) if (x > scale) scale = x;
+  const diffZoom = zoomFor(shape, 2);
   const diffs = variants.slice(1).map((v, j) => ({
     name: v.name,
     file: `diff-${v.file}.png`,
     image: layoutRgb({
-      cells: [images[0]!.map((img) => toRgbPlanes(img, C)), images[j + 1]!.map((img) => toRgbPlanes(img, C)), diffMaps[j + 1]!.map((d) => heatImage(d, scale))],
+      cells: [images[0]!.map((img) => toRgbPlanes(img, IC)), images[j + 1]!.map((img) => toRgbPlanes(img, IC)), diffMaps[j + 1]!.map((d) => heatImage(d, scale))],
       channels: 3,
-      height: H,
-      width: W,
+      height: IH,
+      width: IW,
       rowLabels: ['FP', label(v.name), 'DIFF'],
       colLabels,
-      zoom: 2,
+      zoom: diffZoom,
       title: `DIFF SCALE 0-${scale.toPrecision(2)}`,
     }),
   }));
@@ -508,36 +687,36 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
   let trajectoryVideo: Video | null = null;
   let walkVideo: Video | null = null;
   if (job.video) {
-    const cols = Math.min(MAX_TRAJECTORY_COLUMNS, nGrid);
-    const frames: RasterImage[] = [];
-    for (let s = 0; s < timesteps.length; s++) {
-      frames.push(
+    const videoZoom = zoomFor(shape, 3);
+    const vframes: RasterImage[] = [];
+    frames.forEach((s, f) => {
+      vframes.push(
         padEven(
           layoutRgb({
-            cells: trajectories.map((tr) => tr.slice(0, cols).map((steps) => steps[s]!)),
-            channels: C,
-            height: H,
-            width: W,
+            cells: trajectories.map((tr) => tr.slice(0, cols).map((fr) => fr[f]!)),
+            channels: IC,
+            height: IH,
+            width: IW,
             rowLabels: variants.map((v) => label(v.name)),
             colLabels: colLabels.slice(0, cols),
-            zoom: 3,
+            zoom: videoZoom,
             title: `PREDICTED X0 STEP ${s + 1}/${timesteps.length} T=${Math.round(timesteps[s]!)}`,
           }),
         ),
       );
-    }
-    trajectoryVideo = { frames, delays: frames.map((_, i) => (i === frames.length - 1 ? 1500 : 200)) };
+    });
+    trajectoryVideo = { frames: vframes, delays: vframes.map((_, i) => (i === vframes.length - 1 ? 1500 : frames.length < job.steps ? 400 : 200)) };
     const wcols = walkCols.length;
     const wframes = walkTitles.map((t, f) =>
       padEven(
         layoutRgb({
           cells: walk.map((imgs) => imgs.slice(f * wcols, (f + 1) * wcols)),
-          channels: C,
-          height: H,
-          width: W,
+          channels: IC,
+          height: IH,
+          width: IW,
           rowLabels: variants.map((v) => label(v.name)),
-          colLabels: walkCols.map((c) => (c === null ? '' : label(className(c), 6))),
-          zoom: 3,
+          colLabels: walkCols.map((c) => (c === null ? '' : text ? `P${c + 1}` : label(className(c), 6))),
+          zoom: videoZoom,
           title: t,
         }),
       ),
@@ -563,6 +742,9 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
       walkSeeds,
       walkFramesPerSegment: job.video ? walkFrames : 0,
       video: job.video,
+      ...(text ? { prompts } : {}),
+      imageShape: [...shape],
+      sampleShape: [C, H, W],
     },
     provider: { requested: fp.session.info.requested, used: fp.session.info.provider, fallback: fp.session.info.fallback ?? null },
     images: gridSeeds.map((s, i) => ({
@@ -570,11 +752,13 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
       seed: s,
       class: conditional ? gridClasses[i]! : null,
       className: conditional ? className(gridClasses[i]!) : null,
+      ...(text ? { prompt: prompts[gridPrompts[i]!]!.prompt, negativePrompt: prompts[gridPrompts[i]!]!.negative } : {}),
     })),
     reference: {
       data: dataGaussian ? { source: `mnist package, held-out images (last ${HELD_OUT_PER_DIGIT} per digit, never used in training)`, images: dataImages } : null,
       featureExtractor: canClassify ? 'models/mnist-classifier (penultimate layer)' : null,
       featureDim: canClassify ? featureDim : null,
+      ...(judge ? { judge: { path: judge.path, output: judge.output.name, width: judge.output.width, preprocessing: judge.preprocessing, warnings: judge.warnings } } : {}),
     },
     variants: variantMetrics,
     files: {

@@ -72,7 +72,7 @@ export async function setupFpTemporal(unetPath: string, provider: Provider): Pro
  * The same tensors in a variant: tapped from its graph, or, when its time-only region was cut out (TFMQ cache
  * mode), the values its pipeline feeds in their place. Refused, with the reason, when the variant has neither.
  */
-export async function setupVariantTemporal(unetPath: string, features: string[], provider: Provider, pipeline?: Pipeline): Promise<TemporalSetup> {
+export async function setupVariantTemporal(unetPath: string, features: string[], provider: Provider, pipeline?: Pipeline, trialLabel = 0): Promise<TemporalSetup> {
   let loaded: LoadedModel;
   try {
     loaded = loadOnnx(unetPath);
@@ -86,7 +86,8 @@ export async function setupVariantTemporal(unetPath: string, features: string[],
     if (asInputs.length !== features.length) return { ok: false, reason: `${cut}, and computes the others itself` };
     if (!pipeline?.extraFeeds) return { ok: false, reason: `${cut}, and nothing feeds them` };
     const [C, H, W] = pipeline.index.sampleShape;
-    const trial = await buildFeeds(pipeline, new Float64Array(C * H * W), 0, [0], false, 1);
+    // one trial batch (for a text pipeline `trialLabel` is an encoded prompt id of its own conditioner)
+    const trial = await buildFeeds(pipeline, new Float64Array(C * H * W), 0, [trialLabel], false, 1);
     const missing = features.filter((f) => !(f in trial));
     if (missing.length) return { ok: false, reason: `${cut}, and its pipeline does not feed ${missing.length} of them (e.g. '${missing[0]}')` };
     return {
@@ -117,6 +118,11 @@ export interface ProbeTarget {
   pipeline: Pipeline;
   session: Session;
   temporal: TemporalProbe | null;
+  /**
+   * The target's own labels per image when they differ from the request's: a text pipeline's prompt ids belong to
+   * its own conditioner (TextConditioner.ids), so each pipeline object needs the ids it encoded itself.
+   */
+  labels?: number[];
 }
 
 export interface ProbeResult {
@@ -165,6 +171,7 @@ class Acc {
 
 export interface ProbeRequest extends LoopSettings {
   seeds: number[];
+  /** Class labels per image, or for a text pipeline the FP pipeline's prompt ids (targets bring their own). */
   labels: number[];
   signal?: AbortSignal;
   onEval?: () => void;
@@ -198,11 +205,12 @@ export async function probeTrajectory(
       for (let k = 0; k < targets.length; k++) {
         const target = targets[k]!;
         if (req.signal?.aborted) return;
-        const eps = target.session === fpSession ? v.eps : await predictEps(target.pipeline, target.session, v.modelInput, v.timestep, labels, req.guidance, b);
+        const own = target.labels ? v.idx.map((i) => target.labels![i] ?? 0) : labels;
+        const eps = target.session === fpSession ? v.eps : await predictEps(target.pipeline, target.session, v.modelInput, v.timestep, own, req.guidance, b);
         epsAcc[k]!.add(v.step, eps, v.eps);
         const acc = temporal[k];
         if (acc && target.temporal && fpFeatures) {
-          const feats = await fetchFeatures(target.pipeline, target.temporal, v.modelInput, v.timestep, labels, b);
+          const feats = await fetchFeatures(target.pipeline, target.temporal, v.modelInput, v.timestep, own, b);
           feats.forEach((f, j) => {
             acc.step.add(v.step, f, fpFeatures[j]!);
             acc.feature.add(j, f, fpFeatures[j]!);

@@ -63,6 +63,12 @@ export function label(text: string, max = 16): string {
   return s.length > max ? s.slice(0, max - 1) + '.' : s;
 }
 
+/** A prompt as a grid row label: what the font draws (other characters become '_'), cut to `max` characters with an ellipsis. */
+export function promptLabel(text: string, max = 28): string {
+  const s = text.replace(/\s+/g, ' ').trim().toUpperCase().replace(/[^A-Z0-9 \-.:=+/_?%(),'"!]/g, '_');
+  return s.length > max ? `${s.slice(0, max - 1).trimEnd()}…` : s;
+}
+
 /** A grid laid out as RGB (for video frames and heatmaps). */
 export function layoutRgb(spec: Omit<GridSpec, 'channels'> & { channels: number }): RasterImage {
   const cells = spec.cells.map((row) => row.map((img) => (img ? toRgbPlanes(img, spec.channels) : null)));

@@ -46,7 +46,15 @@ function temporalCell(m: VariantMetrics): string {
   return num(meanOf(t.perStep), 4) + fed;
 }
 
-function row(m: VariantMetrics): string {
+function judgeCells(m: VariantMetrics, withJudge: boolean): string[] {
+  if (!withJudge) return [];
+  const ref = '<td class="ref" title="the reference">reference</td>';
+  if (m.isFp) return [ref, ref];
+  const j = m.judge;
+  return [`<td>${num(j?.fidToFp)}</td>`, `<td>${j ? `${num(j.cosine.mean, 4)} / ${num(j.cosine.min, 4)}` : '–'}</td>`];
+}
+
+function row(m: VariantMetrics, withJudge: boolean): string {
   const ref = '<td class="ref" title="the reference">reference</td>';
   const cells = [
     `<th scope="row">${esc(m.name)}</th>`,
@@ -58,6 +66,7 @@ function row(m: VariantMetrics): string {
     `<td>${num(m.fid.toData)}</td>`,
     `<td>${pct(m.classAgreement.requested)}</td>`,
     m.isFp ? ref : `<td>${pct(m.classAgreement.withFp)}</td>`,
+    ...judgeCells(m, withJudge),
     m.isFp ? ref : `<td>${num(meanOf(m.epsError), 4)}</td>`,
     m.isFp ? ref : `<td>${temporalCell(m)}</td>`,
     `<td>${num(m.timing.secondsPerStep, 4)}</td>`,
@@ -76,6 +85,7 @@ function video(key: 'trajectory' | 'walk', m: CompareMetrics, webp: Uint8Array |
 
 export function renderReport(m: CompareMetrics, a: ReportAssets): string {
   const s = m.settings;
+  const withJudge = Boolean(m.reference.judge);
   const colours = m.variants.map((_, i) => SERIES_COLOURS[i % SERIES_COLOURS.length]!);
   const others = m.variants.map((v, i) => ({ v, colour: colours[i]! })).filter(({ v }) => !v.isFp);
   const steps = m.variants[0]!.epsError.map((r) => String(r.timestep));
@@ -104,7 +114,11 @@ export function renderReport(m: CompareMetrics, a: ReportAssets): string {
     ['pipeline', m.pipeline],
     ['variants', m.variants.map((v) => (v.isFp ? 'fp' : `${v.name} (${v.dir})`)).join(', ')],
     ['seeds', s.seeds.join(', ')],
-    ['classes', s.classes.length ? s.classes.join(', ') : 'unconditional'],
+    ...(s.prompts
+      ? s.prompts.map((p, i): [string, string] => [`prompt ${i + 1}`, p.negative ? `${p.prompt} (negative: ${p.negative})` : p.prompt])
+      : [['classes', s.classes.length ? s.classes.join(', ') : 'unconditional'] as [string, string]]),
+    ...(s.imageShape ? [['images', `${s.imageShape.join('x')}${s.sampleShape && s.sampleShape.join('x') !== s.imageShape.join('x') ? ` (decoded from ${s.sampleShape.join('x')} latents)` : ''}`] as [string, string]] : []),
+    ...(m.reference.judge ? [['judge', `${m.reference.judge.path}, output ${m.reference.judge.output} (${m.reference.judge.width} values); ${m.reference.judge.preprocessing}`] as [string, string]] : []),
     ['sampler', `${s.sampler}, ${s.steps} steps, guidance ${s.guidance}, eta ${s.eta}`],
     ['FID samples', `${s.fidSamples} per variant (seeds ${s.fidSeedStart}…)`],
     ['provider', `${m.provider.used}${m.provider.fallback ? ` (fell back: ${m.provider.fallback})` : ''}`],
@@ -141,12 +155,12 @@ dl dt { font-weight: 600; margin-top: 6px; } dl dd { margin-left: 16px; }
 <table class="settings">${settings}</table>
 <h2>Metrics</h2>
 <table data-testid="metrics-table">
-<thead><tr><th>variant</th><th>model bytes</th><th>weight<br>bits</th><th>PSNR dB<br>mean / min</th><th>SSIM<br>mean / min</th><th>FID to FP</th><th>FID to data</th><th>class<br>agreement</th><th>label<br>= FP</th><th>eps error<br>(mean rel.)</th><th>temporal error<br>(mean rel.)</th><th>s / step</th></tr></thead>
-<tbody>${m.variants.map(row).join('')}</tbody>
+<thead><tr><th>variant</th><th>model bytes</th><th>weight<br>bits</th><th>PSNR dB<br>mean / min</th><th>SSIM<br>mean / min</th><th>FID to FP</th><th>FID to data</th><th>class<br>agreement</th><th>label<br>= FP</th>${withJudge ? '<th>judge FID<br>to FP</th><th>judge cosine<br>mean / min</th>' : ''}<th>eps error<br>(mean rel.)</th><th>temporal error<br>(mean rel.)</th><th>s / step</th></tr></thead>
+<tbody>${m.variants.map((v) => row(v, withJudge)).join('')}</tbody>
 </table>
 ${m.notes.map((n) => `<p class="note">${esc(n)}</p>`).join('\n')}
 <h2>Samples</h2>
-<p>A row per variant, a column per class and seed (label: class, S, seed).</p>
+<p>${s.prompts ? 'A row per prompt; per seed, a column per variant (label: S, seed, variant). The difference maps below label images P, prompt number, S, seed.' : 'A row per variant, a column per class and seed (label: class, S, seed).'}</p>
 <div class="scroll"><img class="pixel" data-testid="grid" src="${dataUri('image/png', a.gridPng)}" alt="grid of samples, a row per variant"></div>
 <h2>Difference to FP</h2>
 <p>Per variant: FP, the variant, and |variant − FP| per pixel on one colour scale shared by all variants (dark = equal; the scale is in each title).</p>
@@ -163,7 +177,8 @@ ${video('trajectory', m, a.trajectoryWebp, 'denoising trajectory')}
 ${video('walk', m, a.walkWebp, 'seed-interpolation walk')}
 <h2>How to read the metrics</h2>
 <dl>
-<dt>PSNR, SSIM</dt><dd>Each grid image against the FP image of the same seed and class (data range 2 in model space). Higher is closer; identical images have infinite PSNR.</dd>
+<dt>PSNR, SSIM</dt><dd>Each grid image against the FP image of the same seed and class or prompt (data range 2 in model space; a latent pipeline's images as its VAE decodes them). Higher is closer; identical images have infinite PSNR.</dd>
+${withJudge ? `<dt>judge FID to FP, judge cosine</dt><dd>In the feature space of the judge (${esc(m.reference.judge!.path)}, output ${esc(m.reference.judge!.output)}): the Frechet distance between the variant's images and FP's (grid and FID sets, same seeds and conditions), and the cosine similarity of each image's features with FP's image of the same seed and condition (mean and worst). Lower FID and higher cosine are closer.</dd>` : ''}
 <dt>FID to FP, FID to data</dt><dd>Frechet distance between Gaussians fitted to the MNIST classifier's penultimate features of ${s.fidSamples} generated images per variant, against FP's images of the same seeds (to FP) or against held-out MNIST digits of the same classes (to data). Lower is closer. Biased upwards with few samples: compare variants only with each other at equal counts.</dd>
 <dt>class agreement, label = FP</dt><dd>Fraction of generated images (grid and FID sets) the classifier labels with the requested class; fraction labelled like the FP image of the same seed.</dd>
 <dt>eps error</dt><dd>||eps_variant − eps_FP|| / ||eps_FP|| of the guided noise prediction on the FP trajectory, per step (chart) and averaged over steps (table).</dd>

@@ -79,6 +79,24 @@ export const VariantMetricsSchema = z
           .describe('relative error of each feature over all steps'),
       })
       .strict(),
+    judge: z
+      .object({
+        fidToFp: z.number().nonnegative().nullable().describe("Frechet distance between the bring-your-own judge's features of this variant's images and FP's (grid and FID sets, same seeds and conditions); null with fewer than 2 images"),
+        cosine: z
+          .object({
+            mean: z.number().min(-1).max(1),
+            min: z.number().min(-1).max(1),
+            minIndex: z.number().int().nonnegative().describe('the worst pair: an index into the judged images (grid images first, then the FID set)'),
+          })
+          .strict()
+          .describe("cosine similarity of the judge's features of each image and FP's image of the same seed and condition"),
+        samples: z.number().int().nonnegative().describe('images judged per variant (grid + FID set)'),
+        note: z.string().nullable().describe('what to keep in mind reading fidToFp (few samples), or null'),
+      })
+      .strict()
+      .nullable()
+      .optional()
+      .describe('--judge: FID-to-FP and feature cosine in the feature space of the given image model; absent or null without --judge'),
     timing: z
       .object({
         secondsPerStep: z.number().nonnegative().describe('wall seconds per sampling step for the grid batch (machine-dependent, not deterministic)'),
@@ -116,6 +134,12 @@ export const MetricsSchema = z
         walkSeeds: z.array(z.number().int().nonnegative()).describe('the seeds whose initial noises the walk visits, as a closed loop'),
         walkFramesPerSegment: z.number().int().nonnegative(),
         video: z.boolean(),
+        prompts: z
+          .array(z.object({ prompt: z.string(), negative: z.string() }).strict())
+          .optional()
+          .describe('text-to-image: the prompts (a grid row each) and their negative prompts; FID image i uses prompt i mod len; absent for class and unconditional pipelines'),
+        imageShape: z.array(z.number().int().positive()).length(3).optional().describe('[C, H, W] of the compared images (decoded by the VAE for a latent pipeline)'),
+        sampleShape: z.array(z.number().int().positive()).length(3).optional().describe('[C, H, W] the denoiser samples (latents for a latent pipeline)'),
       })
       .strict(),
     provider: z
@@ -123,8 +147,19 @@ export const MetricsSchema = z
       .strict()
       .describe('execution provider (machine-dependent)'),
     images: z
-      .array(z.object({ index: z.number().int().nonnegative(), seed: z.number().int().nonnegative(), class: z.number().int().nullable(), className: z.string().nullable() }).strict())
-      .describe('the grid images (columns of grid.png), in order'),
+      .array(
+        z
+          .object({
+            index: z.number().int().nonnegative(),
+            seed: z.number().int().nonnegative(),
+            class: z.number().int().nullable(),
+            className: z.string().nullable(),
+            prompt: z.string().optional().describe('text-to-image: the prompt of this image'),
+            negativePrompt: z.string().optional().describe("text-to-image: its negative prompt ('' for none)"),
+          })
+          .strict(),
+      )
+      .describe('the grid images, in order (class pipelines: the columns of grid.png; text-to-image: prompt by prompt, seed by seed)'),
     reference: z
       .object({
         data: z
@@ -137,6 +172,18 @@ export const MetricsSchema = z
           .describe('the data reference for FID-to-data, or null when there is none'),
         featureExtractor: z.string().nullable().describe('the network whose features FID uses, or null'),
         featureDim: z.number().int().nonnegative().nullable(),
+        judge: z
+          .object({
+            path: z.string().describe('the ONNX image model given with --judge'),
+            output: z.string().describe('its feature output'),
+            width: z.number().int().positive().describe('feature width'),
+            preprocessing: z.string().describe('what is done to images before the judge sees them'),
+            warnings: z.array(z.string()),
+          })
+          .strict()
+          .nullable()
+          .optional()
+          .describe('--judge: the bring-your-own feature extractor; absent or null without one'),
       })
       .strict(),
     variants: z.array(VariantMetricsSchema).min(1),
