@@ -186,12 +186,20 @@ export function buildProgram(): Command {
     .option('--guidance <w>', "classifier-free guidance scale (default: the pipeline's)", num('--guidance', 0))
     .option('--calib <record>', 'calibration record (default: calibrate into <out>/calibration.json)')
     .option('--calib-samples <n>', 'calibration images when calibrating', num('--calib-samples', 1, true, MAX_SAMPLES), 64)
+    .option('--judge <onnx>', 'an ONNX image model with a feature output (CLIP image encoder, Inception, ...): FID-to-FP and feature cosine in its features; needed for a text-to-image pipeline without attributes.json')
+    .option('--judge-output <name>', "the judge's feature output (default: picked from its graph)")
+    .option('--judge-normalize <mode>', "the judge's input range: [0,1], [-1,1], [0,255], clip or imagenet", '[0,1]')
+    .option('--prompts <file>', "text-to-image without attributes.json: the eval prompts, cycled to --samples (default: the folder's calibration_prompts.txt); also the calibration prompts")
+    .option('--negative-prompt <text>', 'text-to-image: the negative prompt of every sample')
     .requiredOption('--out <dir>', 'folder for variants, calibration and eval.json')
     .action(async (dir: string, o: Record<string, string | number | undefined>) => {
       const presets = o.presets === 'none' ? [] : o.presets ? String(o.presets).split(',').map((s) => s.trim()).filter(Boolean) : listPresets();
+      if (o.judge === undefined && (o.judgeOutput !== undefined || o.judgeNormalize !== '[0,1]')) throw new DqError('BAD_ARGUMENT', '--judge-output and --judge-normalize need --judge <onnx>');
       await runEval({
         pipelineDir: dir, presets, samples: o.samples as number, steps: o.steps as number, sampler: o.sampler as SamplerName | undefined,
         guidance: o.guidance as number | undefined, out: String(o.out), calib: o.calib as string | undefined, calibSamples: o.calibSamples as number,
+        judge: o.judge === undefined ? undefined : { path: String(o.judge), output: o.judgeOutput as string | undefined, normalize: o.judgeNormalize as NonNullable<Parameters<typeof runEval>[0]['judge']>['normalize'] },
+        prompts: o.prompts as string | undefined, negativePrompt: o.negativePrompt as string | undefined,
         onLine: (s) => console.log(s),
       });
     });

@@ -26,17 +26,19 @@ import type { QuantFormat } from '../../../kernels/quant.js';
 import { DqError, isDqError } from '../errors.js';
 import { cleanStaleOutputs, makeDirs, prepareOutput, swapIntoPlace, writeFileAtomic } from '../fsutil.js';
 import { indexGraph, nodeAttr, sortTopologically } from '../onnx/graph.js';
-import { externalRef, floatTensor, loadOnnx, saveOnnx, type LoadedModel } from '../onnx/io.js';
+import { externalRef, floatTensor, loadOnnx, saveOnnx, tensorBytes, type LoadedModel } from '../onnx/io.js';
 import { ModelProto, type ModelMsg, type NodeMsg, type TensorMsg } from '../onnx/model.js';
 import { LOCAL_DOMAIN } from '../onnx/fragment.js';
 import { fuseAttention } from '../onnx/fuse.js';
 import { pruneDead } from '../onnx/rewrite.js';
-import { releaseSessions } from '../pipeline/pipeline.js';
+import { releaseSessions, type Pipeline } from '../pipeline/pipeline.js';
 import { openPipeline } from '../open.js';
-import { predictEps, runLoop, seedNoise } from '../pipeline/loop.js';
+import { decodeLatents } from '../pipeline/codec.js';
+import { guidedRun, predictEps, runLoop, seedNoise } from '../pipeline/loop.js';
+import { defaultPrompts } from '../quant/calibrate.js';
 import { sample } from '../pipeline/sample.js';
 import { createScheduler, type SamplerName } from '../pipeline/schedulers.js';
-import { actParams, type Manifest, type ParamsFile } from '../quant/quantize.js';
+import { actParams, copyComponents, type Manifest, type ParamsFile } from '../quant/quantize.js';
 import { readManifest, readParams as readVariantParams } from '../quant/variant.js';
 import type { Site } from '../quant/sites.js';
 import { mergeStat, type Stat } from '../quant/stats.js';
@@ -77,6 +79,9 @@ export interface ExportLayer {
 export interface Verification {
   seeds: number[];
   classes: number[];
+  /** A text-to-image pipeline: the prompt of each seed and the negative prompt (the same through both pipelines). */
+  prompts?: string[];
+  negativePrompt?: string;
   steps: number;
   sampler: SamplerName;
   guidance: number;
@@ -107,8 +112,10 @@ export interface ExportInfo {
   sizes: {
     /** unet/model.onnx (+ its external data) of the FP32 source pipeline. */
     fp32UnetBytes: number | null;
-    /** Every file of the exported pipeline (unet, external data, temporal model, params, manifest excluded). */
+    /** Every file of the exported denoiser (unet, external data, temporal and text-feature models, params). */
     exportBytes: number;
+    /** Bytes of every other top-level entry (text encoders, tokenizers, the VAE, scheduler, configs), as copied. */
+    components?: Record<string, number>;
     files: Record<string, number>;
     ratio: number | null;
   };
@@ -135,7 +142,9 @@ export interface ExportOptions {
   /** Fuse PyTorch-style attention blocks into com.microsoft MultiHeadAttention (float; default true). */
   fuseAttention?: boolean;
   /** Verification after export (same seeds through the variant and the export); false to skip. */
-  verify?: { seeds: number[]; steps?: number } | false;
+  verify?: { seeds: number[]; steps?: number; text?: ExportPrompts } | false;
+  /** A text pipeline's prompts for the QLinearConv output ranges (default: the variant's calibration prompts). */
+  prompts?: ExportPrompts;
   onLine?: (s: string) => void;
   /** Progress per phase: converting layers, calibrating output ranges, verifying (sampling steps). */
   onProgress?: (p: ExportProgress) => void;
@@ -503,14 +512,17 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
   rmSync(tmp, { recursive: true, force: true });
   makeDirs(tmp, '--out');
   try {
-    cpSync(join(vdir, 'model_index.json'), join(tmp, 'model_index.json'));
-    cpSync(join(vdir, 'scheduler'), join(tmp, 'scheduler'), { recursive: true });
-    if (params.temporal) cpSync(join(vdir, dirname(params.temporal.model)), join(tmp, dirname(params.temporal.model)), { recursive: true });
+    // every other component as the variant has it (tokenizers, text encoders, the VAE, configs: the layout it came
+    // in; components the variant quantized already hold their int8 weights), then the FP regions the variant cut out
+    copyComponents(vdir, tmp);
+    for (const region of [params.temporal, params.text]) {
+      if (region) cpSync(join(vdir, dirname(region.model)), join(tmp, dirname(region.model)), { recursive: true, dereference: true });
+    }
 
     // output ranges of QLinearConv layers, calibrated on the simulated variant
     const calImages = opts.calibrationImages ?? 8;
-    const outTables = outReqs.length ? await calibrateOutputs(vdir, loaded, outReqs, calImages, manifest, tmp, log, hooks) : [];
-    const exportParams: ParamsFile = { version: params.version, activations: [...params.activations], temporal: params.temporal };
+    const outTables = outReqs.length ? await calibrateOutputs(vdir, loaded, outReqs, calImages, manifest, tmp, log, hooks, opts.prompts) : [];
+    const exportParams: ParamsFile = { version: params.version, activations: [...params.activations], temporal: params.temporal, text: params.text ?? null };
     outReqs.forEach((o, k) => exportParams.activations.push({ site: -1 - k, half: 0, scaleInput: o.scale, zeroPointInput: o.zp, table: outTables[k]! }));
     // one parameter set for all timesteps: constants in the graph (kernels and fusions see fixed scales)
     const keep: ParamsFile['activations'] = [];
@@ -532,12 +544,16 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     graph.initializer = [...(graph.initializer ?? []), ...constInits];
     exportParams.activations = keep;
     compactNames(model);
-    saveOnnx(model, join(tmp, 'unet', 'model.onnx'), loaded.dir);
+    // the weights keep the source's layout: inline, or in the external file it used (weights.pb for the legacy
+    // script, model.onnx_data for Optimum), now holding only the tensors the export still has
+    const layout = weightsLayout(loaded);
+    saveOnnx(model, join(tmp, 'unet', 'model.onnx'), null, layout.external ? { externalize: { location: layout.external } } : {});
+    if (layout.note) notes.push(layout.note);
     writeFileAtomic(join(tmp, 'quant', 'params.json'), JSON.stringify(exportParams) + '\n');
 
     // sizes
     const files = filesUnder(tmp);
-    const exportBytes = Object.entries(files).filter(([f]) => f.startsWith('unet') || f.startsWith('temporal') || f.startsWith('quant')).reduce((a, [, b]) => a + b, 0);
+    const exportBytes = Object.entries(files).filter(([f]) => DENOISER_ENTRIES.some((d) => f.startsWith(`${d}/`))).reduce((a, [, b]) => a + b, 0);
     const srcUnet = join(manifest.source.pipeline, 'unet', 'model.onnx');
     const fp32UnetBytes = existsSync(srcUnet) ? onnxBytes(srcUnet) : null;
     if (fp32UnetBytes === null) notes.push(`the FP32 source pipeline (${manifest.source.pipeline}) was not found: no size ratio`);
@@ -571,13 +587,17 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     }
     if (fused.length) notes.push(`${fused.length} attention blocks (q.k^T, scale, softmax, .v and their head transposes) run as one com.microsoft MultiHeadAttention node each: a float32 fusion, not quantization (attention products stay float in every recipe)`);
     if (params.temporal) notes.push('the FP temporal model (TFMQ cache) is copied unchanged in float32');
+    if (params.text) notes.push(`the FP text-feature model (${params.text.model}: ${params.text.features.length} text features computed once per prompt) is copied unchanged in float32`);
+    for (const [c, r] of Object.entries(manifest.components ?? {})) {
+      notes.push(`${c}: int8 weights as the variant quantized them (${r.bytes.after} bytes, from ${r.bytes.before}; verified against FP when quantized), copied`);
+    }
     if (mismatches) notes.push(`${mismatches} weight values did not round-trip bit for bit through the recovered codes`);
 
     const info: ExportInfo = {
       version: EXPORT_VERSION,
       from: vdir,
       options: { int8Weights, calibrationImages: calImages, fuseAttention: fuse },
-      sizes: { fp32UnetBytes, exportBytes, files, ratio: fp32UnetBytes ? Math.round((exportBytes / fp32UnetBytes) * 10000) / 10000 : null },
+      sizes: { fp32UnetBytes, exportBytes, components: componentBytes(files), files, ratio: fp32UnetBytes ? Math.round((exportBytes / fp32UnetBytes) * 10000) / 10000 : null },
       summary: {
         layers: layers.length, int8Kernels: nInt8, lowBitStorage: nStored, keptFloat: layers.length - nInt8 - nStored, outputRequantizers: outReqs.length, weightMismatches: mismatches, fusedAttention: fused.length,
       },
@@ -593,7 +613,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     if (opts.verify !== false) {
       const v = opts.verify ?? { seeds: [0, 1, 2, 3] };
       log(`verifying: ${v.seeds.length} images through the simulated variant and the export`);
-      info.verification = await verifyExport(vdir, tmp, v.seeds, v.steps ?? manifest.calibration?.settings.steps ?? 25, hooks);
+      info.verification = await verifyExport(vdir, tmp, v.seeds, v.steps ?? manifest.calibration?.settings.steps ?? 25, hooks, v.text ?? opts.prompts);
       writeFileAtomic(join(tmp, 'manifest.json'), JSON.stringify(em, null, 2) + '\n');
     }
     await releaseSessions();
@@ -607,6 +627,50 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     if (isDqError(e) && e.code === 'CANCELLED') checkAbort(opts.signal);
     throw e;
   }
+}
+
+/** Top-level entries of an export that are the denoiser's (its size); everything else is another component. */
+const DENOISER_ENTRIES = ['unet', 'temporal', 'text', 'quant'];
+
+/** Bytes per top-level entry that is not the denoiser's nor the manifest. */
+function componentBytes(files: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [f, b] of Object.entries(files)) {
+    const top = f.split('/')[0]!;
+    if (DENOISER_ENTRIES.includes(top) || top === 'manifest.json') continue;
+    out[top] = (out[top] ?? 0) + b;
+  }
+  return out;
+}
+
+/** Optimum's external data file (real-pipelines.md 1.0); the legacy diffusers script's is weights.pb. */
+const OPTIMUM_EXTERNAL = 'model.onnx_data';
+/** Above this many bytes of initializers a graph is written with external data even when its source had none. */
+const INLINE_LIMIT = 1.8 * 2 ** 30;
+
+/**
+ * Brings every tensor of `loaded`'s model that lives in an external file into the graph (the export rewrites the
+ * graph; the source's external file holds the FP32 weights, most of which it no longer has) and says where its
+ * weights go when saved: the external file name the source used, if it used one; model.onnx_data if the graph would
+ * be too large for one protobuf; else inline.
+ */
+function weightsLayout(loaded: LoadedModel): { external: string | null; note: string | null } {
+  const inits = loaded.model.graph?.initializer ?? [];
+  let source: string | null = null;
+  let bytes = 0;
+  for (const t of inits) {
+    const ref = externalRef(t);
+    if (ref) {
+      source ??= ref.location;
+      t.raw_data = tensorBytes(loaded, t);
+      delete (t as { external_data?: unknown }).external_data;
+      delete (t as { data_location?: unknown }).data_location;
+    }
+    bytes += t.raw_data?.length ?? 0;
+  }
+  if (source) return { external: source, note: `the unet's weights stay in an external data file as in the source (unet/${source}), holding only the exported tensors` };
+  if (bytes > INLINE_LIMIT) return { external: OPTIMUM_EXTERNAL, note: `the exported unet's weights are in unet/${OPTIMUM_EXTERNAL} (${(bytes / 2 ** 30).toFixed(2)} GiB: too large for one protobuf)` };
+  return { external: null, note: null };
 }
 
 const SYMMETRIC_LABEL = ' (symmetric int8 codes + 128)';
@@ -700,13 +764,41 @@ function samplingSettings(manifest: Manifest): { steps: number; sampler: Sampler
   return { steps: s?.steps ?? 25, sampler: s?.sampler ?? 'ddim', guidance: s?.guidance ?? null };
 }
 
+/** Prompts a text pipeline's export is calibrated and verified on (default: the variant's calibration prompts). */
+export interface ExportPrompts {
+  prompts: string[];
+  negativePrompt?: string;
+  /** Classifier-free guidance (default: the calibration's, else the pipeline's). */
+  guidance?: number;
+}
+
+/**
+ * What `n` images are conditioned on: class labels (i mod classes) for a class-conditional pipeline, prompts (cycled)
+ * for a text-to-image one: the given ones, else the calibration's, else the folder's calibration_prompts.txt.
+ */
+function conditioning(p: Pipeline, manifest: Manifest, dir: string, n: number, classGuidance: number, given?: ExportPrompts): { classes: number[]; prompts?: string[]; negativePrompts?: string[]; guidance: number } {
+  if (!p.text) {
+    const nc = p.index.classes.length;
+    return { classes: p.io.classLabels ? Array.from({ length: n }, (_, i) => i % nc) : [], guidance: p.io.classLabels ? classGuidance : 1 };
+  }
+  const s = manifest.calibration?.settings;
+  const list = given?.prompts.length ? given.prompts : s?.prompts?.length ? s.prompts : defaultPrompts(dir);
+  const negative = given?.negativePrompt ?? s?.negativePrompt ?? '';
+  return {
+    classes: [],
+    prompts: Array.from({ length: n }, (_, i) => list[i % list.length]!),
+    negativePrompts: Array.from({ length: n }, () => negative),
+    guidance: given?.guidance ?? s?.guidance ?? p.index.defaultGuidance,
+  };
+}
+
 interface Hooks {
   signal: AbortSignal | undefined;
   onProgress: ((p: ExportProgress) => void) | undefined;
 }
 
 /** Min/max of every QLinearConv output (before bias) per step, on the simulated variant; uint8 parameters per table. */
-async function calibrateOutputs(vdir: string, loaded: LoadedModel, reqs: OutReq[], images: number, manifest: Manifest, tmp: string, log: (s: string) => void, hooks: Hooks): Promise<ParamsFile['activations'][number]['table'][]> {
+async function calibrateOutputs(vdir: string, loaded: LoadedModel, reqs: OutReq[], images: number, manifest: Manifest, tmp: string, log: (s: string) => void, hooks: Hooks, prompts?: ExportPrompts): Promise<ParamsFile['activations'][number]['table'][]> {
   const stats = loadOnnx(loaded.path).model;
   const e = new Emit('dqx/stat');
   const inits = new Map((stats.graph!.initializer ?? []).map((t) => [t.name ?? '', t]));
@@ -745,16 +837,15 @@ async function calibrateOutputs(vdir: string, loaded: LoadedModel, reqs: OutReq[
   const sched = createScheduler(set.sampler, pipeline.scheduler, set.steps);
   const perStep = manifest.recipe.activations?.perTimestep ?? false;
   const acc = reqs.map(() => new Map<number, Stat>());
-  const nClasses = pipeline.index.classes.length;
   log(`calibrating ${reqs.length} QLinearConv output ranges on ${images} images (${set.steps} steps)`);
   const seeds = Array.from({ length: images }, (_, i) => 1_000_000 + i);
+  const cond = conditioning(pipeline, manifest, vdir, images, set.guidance ?? pipeline.index.defaultGuidance, prompts);
   try {
     await sample(pipeline, base, {
       seeds,
-      classes: pipeline.io.classLabels ? seeds.map((_, i) => i % nClasses) : [],
+      ...cond,
       steps: set.steps,
       sampler: set.sampler,
-      guidance: pipeline.io.classLabels ? (set.guidance ?? pipeline.index.defaultGuidance) : 1,
       batchSize: images,
       signal: hooks.signal,
       onProgress: (p) => hooks.onProgress?.({ phase: 'calibrating output ranges', done: p.done, total: p.total }),
@@ -829,12 +920,25 @@ class AbsDiffs {
  * depends on the CPU's float kernels as much as on the export, so the mean and the 99th percentile are the measures to
  * read, the max only a pointer.
  */
-export async function verifyExport(variantDir: string, exportDir: string, seeds: number[], steps: number, hooks: Partial<Hooks> = {}): Promise<Verification> {
+export async function verifyExport(variantDir: string, exportDir: string, seeds: number[], steps: number, hooks: Partial<Hooks> = {}, text?: ExportPrompts): Promise<Verification> {
   const sim = await openPipeline(variantDir, 'cpu');
   const exp = await openPipeline(exportDir, 'cpu');
   const p = sim.pipeline;
-  const classes = p.io.classLabels ? seeds.map((s) => s % p.index.classes.length) : [];
-  const guidance = p.io.classLabels ? p.index.defaultGuidance : 1;
+  let classes = p.io.classLabels ? seeds.map((s) => s % p.index.classes.length) : [];
+  let guidance = p.io.classLabels ? p.index.defaultGuidance : 1;
+  // a text pipeline: the same prompts through both, each pipeline with its own encoded prompt ids
+  let expLabels = classes;
+  let prompts: { prompts: string[]; negativePrompts: string[] } | null = null;
+  if (p.text && exp.pipeline.text) {
+    const manifest = readManifest(resolve(variantDir));
+    if (!manifest) throw new DqError('BAD_CONFIG', `${variantDir} is not a variant (no manifest.json)`);
+    const c = conditioning(p, manifest, variantDir, seeds.length, guidance, text);
+    guidance = c.guidance;
+    prompts = { prompts: c.prompts!, negativePrompts: c.negativePrompts! };
+    const guided = guidedRun(p, guidance);
+    classes = await p.text.ids(prompts.prompts, prompts.negativePrompts, guided);
+    expLabels = await exp.pipeline.text.ids(prompts.prompts, prompts.negativePrompts, guided);
+  }
   const [C, H, W] = p.index.sampleShape;
   const noises = seeds.map((s) => seedNoise(s, C * H * W));
   const stepDiffs = new AbsDiffs();
@@ -846,23 +950,25 @@ export async function verifyExport(variantDir: string, exportDir: string, seeds:
     init: noises.map((n) => n.z), rngs: noises.map((n) => n.rng), labels: classes, signal: hooks.signal,
     onStep: async (v) => {
       const t1 = performance.now();
-      const eps = await predictEps(exp.pipeline, exp.session, v.modelInput, v.timestep, v.idx.map((i) => classes[i] ?? 0), guidance, v.idx.length);
+      const eps = await predictEps(exp.pipeline, exp.session, v.modelInput, v.timestep, v.idx.map((i) => expLabels[i] ?? 0), guidance, v.idx.length);
       stepDiffs.add(v.eps, eps);
       probeMs += performance.now() - t1;
       done++;
       hooks.onProgress?.({ phase: 'verifying (simulated)', done, total: steps });
     },
   });
+  // a latent pipeline's loop ends in latents: the simulated variant's are decoded by its own VAE, as sample() does
+  const simImages = p.codec && p.decoderSession ? (await decodeLatents(p.codec, p.decoderSession, a.images, p.index.sampleShape, hooks.signal)).images : a.images;
   const simulatedSeconds = (performance.now() - t0 - probeMs) / 1000;
   const b = await sample(exp.pipeline, exp.session, {
-    seeds, classes, steps, sampler: 'ddim', guidance, batchSize: seeds.length,
+    seeds, classes: prompts ? [] : classes, ...(prompts ?? {}), steps, sampler: 'ddim', guidance, batchSize: seeds.length,
     signal: hooks.signal, onProgress: (q) => hooks.onProgress?.({ phase: 'verifying (export)', done: q.done, total: q.total }),
   });
   const imageDiffs = new AbsDiffs();
-  const perImageMax = a.images.map((img, k) => round6(imageDiffs.add(img, b.images[k]!)));
+  const perImageMax = simImages.map((img, k) => round6(imageDiffs.add(img, b.images[k]!)));
   const int8 = exp.pipeline.int8Weights?.loaded;
   return {
-    seeds, classes, steps, sampler: 'ddim', guidance,
+    seeds, classes: prompts ? [] : classes, ...(prompts ? { prompts: prompts.prompts, negativePrompt: prompts.negativePrompts[0] ?? '' } : {}), steps, sampler: 'ddim', guidance,
     ...imageDiffs.summary(), perImageMax,
     step: { ...stepDiffs.summary(), evaluations: done },
     seconds: { simulated: round6(simulatedSeconds), exported: round6(b.seconds) },

@@ -4,8 +4,15 @@
  * embedded classifier vs the requested class) and FID-to-FP in the classifier's feature space.
  * On the embedded text-to-image model (a pipeline with attributes.json) it reports prompt agreement: every attribute
  * of the prompt (digit, foreground, background) read back from the image by the judge (eval/t2i-judge.ts).
+ * Bring your own judge (`judge`: any ONNX image model with a feature output, eval/judge.ts): FID-to-FP and per-image
+ * feature cosine in its features, beside the other columns; with one, a text-to-image pipeline without attributes.json
+ * (a user's real pipeline) is evaluated too, on the prompts of a prompt file (or its calibration_prompts.txt), cycled
+ * to the sample count: FID-to-FP, cosine and PSNR, no agreement.
  */
 import { existsSync } from 'node:fs';
+import { DqError } from '../errors.js';
+import { compareFeatures, judgeFeatures, openJudge, type Judge, type JudgeNormalize } from '../eval/judge.js';
+import { readPromptFile } from '../pipeline/prompt-file.js';
 import { join, resolve } from 'node:path';
 import { agreement, classify } from '../eval/classifier.js';
 import { fitGaussian, frechetDistance, psnr, type Gaussian } from '../eval/metrics.js';
@@ -15,14 +22,29 @@ import { releaseSessions } from '../pipeline/pipeline.js';
 import { openPipeline } from '../open.js';
 import { sample } from '../pipeline/sample.js';
 import type { SamplerName } from '../pipeline/schedulers.js';
-import { calibrate, readRecord, type CalibrationRecord } from '../quant/calibrate.js';
+import { calibrate, DEFAULT_PROMPTS_FILE, readRecord, type CalibrationRecord } from '../quant/calibrate.js';
 import { quantizePipeline, type Manifest } from '../quant/quantize.js';
 import { loadRecipe } from '../quant/recipe.js';
+
+/** --judge: the user's image model and how its features are read. */
+export interface EvalJudge {
+  path: string;
+  output?: string;
+  normalize?: JudgeNormalize;
+}
+
+/** A variant's numbers in the user's judge's features (FP's own row: FID 0, cosine 1, by definition). */
+export interface JudgeColumns {
+  fidToFp: number | null;
+  cosine: { mean: number; min: number };
+}
 
 export interface EvalRow {
   variant: string;
   agreement: number;
   fidToFp: number | null;
+  /** --judge: FID-to-FP and feature cosine in the judge's features; absent without one. */
+  judge?: JudgeColumns;
   weightBits: number | null;
   activations: string | null;
   seconds: number;
@@ -41,19 +63,27 @@ export interface EvalOptions {
   calib?: string;
   calibSamples?: number;
   seed?: number;
+  /** Bring your own judge. */
+  judge?: EvalJudge;
+  /** Text-to-image without attributes.json: a prompt file (default: the pipeline's calibration_prompts.txt). */
+  prompts?: string;
+  /** Text-to-image: the negative prompt of every sample (prompts from a file may give their own). */
+  negativePrompt?: string;
   onLine?: (s: string) => void;
   signal?: AbortSignal;
 }
 
 export interface TextEvalRow {
   variant: string;
-  /** Fraction of samples with every attribute right; then each attribute's own rate. */
-  agreement: number;
-  digit: number;
-  fg: number;
-  bg: number;
-  /** Frechet distance to FP's samples in the judge's feature space (t2i-judge.ts: digit features and colours). */
-  fidToFp: number;
+  /** Fraction of samples with every attribute right; then each attribute's own rate (null without attributes.json). */
+  agreement: number | null;
+  digit: number | null;
+  fg: number | null;
+  bg: number | null;
+  /** Frechet distance to FP's samples in the embedded judge's feature space (t2i-judge.ts: digit features and colours); null without attributes.json. */
+  fidToFp: number | null;
+  /** --judge: FID-to-FP and feature cosine in the user's judge's features; absent without one. */
+  judge?: JudgeColumns;
   /** Mean PSNR (dB) of each image against FP's image of the same prompt and seed; null for FP itself. */
   psnrToFp: number | null;
   weightBits: number;
@@ -65,6 +95,10 @@ export interface TextEvalRow {
 export async function runEval(o: EvalOptions): Promise<{ rows: EvalRow[]; calibration: { path: string; seconds: number } } | { text: TextEvalRow[]; calibration: { path: string; seconds: number } | null }> {
   const opened = await openPipeline(o.pipelineDir, 'cpu');
   if (opened.pipeline.text) return runTextEval(o);
+  if (o.prompts !== undefined || o.negativePrompt !== undefined) {
+    throw new DqError('BAD_ARGUMENT', `${o.pipelineDir} takes no text (it is ${opened.pipeline.io.classLabels ? 'class-conditional' : 'unconditional'}): leave out --prompts and --negative-prompt`);
+  }
+  const judge = o.judge ? await openJudge(o.judge.path, { output: o.judge.output, normalize: o.judge.normalize }) : null;
   o = { ...o, sampler: o.sampler ?? opened.pipeline.index.defaultSampler, guidance: o.guidance ?? opened.pipeline.index.defaultGuidance };
   const out = prepareOutput(o.out, 'folder');
   // every preset's variant folder is checked before any work: replacing one that is not ours is refused
@@ -92,6 +126,7 @@ export async function runEval(o: EvalOptions): Promise<{ rows: EvalRow[]; calibr
   const seeds = classes.map((_, i) => seed0 + i);
   const rows: EvalRow[] = [];
   let fpGauss: Gaussian | null = null;
+  let fpJudged: Float32Array[] | null = null;
 
   const run = async (name: string, dir: string, manifest: Manifest | null, qs: number | null) => {
     const { pipeline, session } = await openPipeline(dir, 'cpu');
@@ -99,6 +134,8 @@ export async function runEval(o: EvalOptions): Promise<{ rows: EvalRow[]; calibr
     const { labels, features } = await classify(res.images);
     const g = fitGaussian(features);
     if (!fpGauss) fpGauss = g;
+    const judged = judge ? await judgeFeatures(judge, res.images, { shape: pipeline.imageShape, signal: o.signal }) : null;
+    fpJudged ??= judged;
     const row: EvalRow = {
       variant: name,
       agreement: agreement(classes, labels),
@@ -107,13 +144,15 @@ export async function runEval(o: EvalOptions): Promise<{ rows: EvalRow[]; calibr
       activations: manifest ? manifest.summary.activationFormat : 'fp32',
       seconds: res.seconds,
       quantizeSeconds: qs,
+      ...(judged && fpJudged ? { judge: judgeColumns(fpJudged, judged) } : {}),
     };
     rows.push(row);
     say(formatRow(row));
     await releaseSessions();
   };
 
-  say(header());
+  if (judge) sayJudge(judge, o.samples, say);
+  say(header(judge !== null));
   await run('fp', o.pipelineDir, null, null);
   for (const recipe of recipes) {
     const t0 = performance.now();
@@ -122,20 +161,44 @@ export async function runEval(o: EvalOptions): Promise<{ rows: EvalRow[]; calibr
     await run(recipe.name, dir, manifest, (performance.now() - t0) / 1000);
   }
   const result = { rows, calibration: { path: recPath, seconds: calSeconds } };
-  writeFileAtomic(join(out, 'eval.json'), JSON.stringify({ settings: { samples: o.samples, steps: o.steps, sampler: o.sampler, guidance: o.guidance, seeds: [seeds[0], seeds[seeds.length - 1]] }, ...result }, null, 2) + '\n');
+  const judgeInfo = judge ? judgeSettings(judge, o.samples) : undefined;
+  writeFileAtomic(
+    join(out, 'eval.json'),
+    JSON.stringify({ settings: { samples: o.samples, steps: o.steps, sampler: o.sampler, guidance: o.guidance, seeds: [seeds[0], seeds[seeds.length - 1]], ...(judgeInfo ? { userJudge: judgeInfo } : {}) }, ...result }, null, 2) + '\n',
+  );
   return result;
 }
 
 /**
- * Text-to-image: every preset against FP on n deterministic prompts (evalPrompts) and seeds seed0..: prompt
- * agreement (each attribute read back by the judge), FID-to-FP in the judge's feature space and PSNR against FP's
- * image of the same prompt and seed. Calibrates once on the pipeline's calibration prompts (or reads --calib).
+ * Text-to-image: every preset against FP on n prompts and seeds seed0..: with attributes.json (the embedded model),
+ * deterministic prompts (evalPrompts), prompt agreement (each attribute read back by the judge) and FID-to-FP in that
+ * judge's feature space; without it, the prompts of --prompts (or calibration_prompts.txt) cycled to n, which needs
+ * --judge. Always PSNR against FP's image of the same prompt and seed; with --judge, FID-to-FP and feature cosine in
+ * the user's judge's features. Calibrates once on the pipeline's calibration prompts, or those of --prompts (or
+ * reads --calib).
  */
 async function runTextEval(o: EvalOptions): Promise<{ text: TextEvalRow[]; calibration: { path: string; seconds: number } | null }> {
-  const attrs = loadAttributes(o.pipelineDir);
+  const hasAttributes = existsSync(join(o.pipelineDir, 'attributes.json'));
+  if (!hasAttributes && !o.judge) {
+    throw new DqError(
+      'BAD_ARGUMENT',
+      `${o.pipelineDir} has no attributes.json (the embedded model's prompt judge): give --judge <onnx>, an image model with a feature output (a CLIP image encoder, Inception, ...), to evaluate it by FID-to-FP and feature cosine`,
+    );
+  }
+  if (hasAttributes && o.prompts !== undefined) throw new DqError('BAD_ARGUMENT', `${o.pipelineDir} is judged by its attributes.json, whose prompts dq eval makes: leave out --prompts`);
+  const attrs = hasAttributes ? loadAttributes(o.pipelineDir) : null;
+  // the prompts, before any work: a bad prompt file or a pipeline without prompts fails here
+  const given = o.prompts !== undefined ? readPromptFile(o.prompts) : null;
+  let entries: { prompt: string; negative: string }[];
+  if (attrs) entries = evalPrompts(attrs, o.samples).map((q) => ({ prompt: q.prompt, negative: o.negativePrompt ?? '' }));
+  else {
+    const list = given ?? defaultPromptEntries(o.pipelineDir);
+    entries = Array.from({ length: o.samples }, (_, i) => list[i % list.length]!).map((e) => ({ prompt: e.prompt, negative: e.negative ?? o.negativePrompt ?? '' }));
+  }
   const out = prepareOutput(o.out, 'folder');
   const recipes = o.presets.map((p) => loadRecipe(p));
   for (const r of recipes) prepareOutput(join(out, r.name), { replace: 'variant' });
+  const judge = o.judge ? await openJudge(o.judge.path, { output: o.judge.output, normalize: o.judge.normalize }) : null;
   makeDirs(out, '--out');
   const say = o.onLine ?? (() => {});
   const { pipeline } = await openPipeline(o.pipelineDir, 'cpu');
@@ -152,38 +215,43 @@ async function runTextEval(o: EvalOptions): Promise<{ text: TextEvalRow[]; calib
     } else {
       const t0 = performance.now();
       const gram = recipes.some((r) => r.weights.rounding === 'gptq');
-      rec = await calibrate(o.pipelineDir, recPath, { samples: o.calibSamples ?? 64, steps: o.steps, sampler, guidance, timesteps: 'all', gram, signal: o.signal });
+      const prompts = given ? given.map((e) => e.prompt) : undefined;
+      rec = await calibrate(o.pipelineDir, recPath, { samples: o.calibSamples ?? 64, steps: o.steps, sampler, guidance, timesteps: 'all', gram, prompts, negativePrompt: o.negativePrompt, signal: o.signal });
       calibration = { path: recPath, seconds: (performance.now() - t0) / 1000 };
       say(`calibrated ${rec.sites.length} sites at ${rec.steps.length} steps on ${rec.settings.prompts?.length ?? 0} prompts in ${calibration.seconds.toFixed(1)} s -> ${recPath}`);
     }
   }
-  const prompts = evalPrompts(attrs, o.samples);
   const seed0 = o.seed ?? 10_000;
-  const seeds = prompts.map((_, i) => seed0 + i);
+  const seeds = entries.map((_, i) => seed0 + i);
   const rows: TextEvalRow[] = [];
   const perSample: Record<string, boolean[]> = {};
-  let fp: { gauss: Gaussian; images: Float32Array[]; shape: [number, number, number] } | null = null;
+  let fp: { gauss: Gaussian | null; images: Float32Array[]; judged: Float32Array[] | null } | null = null;
   const run = async (name: string, dir: string, manifest: Manifest | null, qs: number | null) => {
     const { pipeline: p, session } = await openPipeline(dir, 'cpu');
-    const res = await sample(p, session, { seeds, classes: [], prompts: prompts.map((q) => q.prompt), steps: o.steps, sampler, guidance, batchSize: 50, signal: o.signal });
-    const a = await promptAgreement(prompts.map((q) => q.prompt), res.images, attrs);
-    const g = fitGaussian(a.results.map((r) => r.judged.features));
-    fp ??= { gauss: g, images: res.images, shape: p.imageShape };
+    const res = await sample(p, session, {
+      seeds, classes: [], prompts: entries.map((q) => q.prompt), negativePrompts: entries.map((q) => q.negative), steps: o.steps, sampler, guidance, batchSize: 50, signal: o.signal,
+    });
+    const a = attrs ? await promptAgreement(entries.map((q) => q.prompt), res.images, attrs) : null;
+    const g = a ? fitGaussian(a.results.map((r) => r.judged.features)) : null;
+    const judged = judge ? await judgeFeatures(judge, res.images, { shape: p.imageShape, signal: o.signal }) : null;
+    fp ??= { gauss: g, images: res.images, judged };
     const ref = fp;
     const row: TextEvalRow = {
-      variant: name, agreement: a.agreement, digit: a.digit, fg: a.fg, bg: a.bg,
-      fidToFp: name === 'fp' ? 0 : frechetDistance(ref.gauss, g),
+      variant: name, agreement: a?.agreement ?? null, digit: a?.digit ?? null, fg: a?.fg ?? null, bg: a?.bg ?? null,
+      fidToFp: g && ref.gauss ? (name === 'fp' ? 0 : frechetDistance(ref.gauss, g)) : null,
+      ...(judged && ref.judged ? { judge: judgeColumns(ref.judged, judged) } : {}),
       psnrToFp: name === 'fp' ? null : res.images.reduce((acc, img, i) => acc + Math.min(99, psnr(img, ref.images[i]!)), 0) / res.images.length,
       weightBits: manifest ? manifest.summary.weightBitsPerParameter : 32,
       activations: manifest ? (manifest.summary.activationFormat ?? 'fp32') : 'fp32',
       seconds: res.seconds, quantizeSeconds: qs,
     };
     rows.push(row);
-    perSample[name] = a.results.map((r) => r.ok);
-    say(formatTextRow(row));
+    if (a) perSample[name] = a.results.map((r) => r.ok);
+    say(formatTextRow(row, attrs !== null, judge !== null));
     await releaseSessions();
   };
-  say(textHeader());
+  if (judge) sayJudge(judge, o.samples, say);
+  say(textHeader(attrs !== null, judge !== null));
   await run('fp', o.pipelineDir, null, null);
   for (const recipe of recipes) {
     const t0 = performance.now();
@@ -191,27 +259,70 @@ async function runTextEval(o: EvalOptions): Promise<{ text: TextEvalRow[]; calib
     const manifest = await quantizePipeline({ pipelineDir: o.pipelineDir, recipe, record: rec, recordPath: calibration?.path, out: dir });
     await run(recipe.name, dir, manifest, (performance.now() - t0) / 1000);
   }
-  const settings = { samples: o.samples, steps: o.steps, sampler, guidance, seeds: [seeds[0], seeds[seeds.length - 1]], judge: 'digit features of the embedded classifier + colours (t2i-judge.ts)' };
+  const settings = {
+    samples: o.samples, steps: o.steps, sampler, guidance, seeds: [seeds[0], seeds[seeds.length - 1]],
+    judge: attrs ? 'digit features of the embedded classifier + colours (t2i-judge.ts)' : null,
+    ...(judge ? { userJudge: judgeSettings(judge, o.samples) } : {}),
+  };
   writeFileAtomic(
     join(out, 'eval.json'),
-    JSON.stringify({ settings, calibration, text: rows, prompts: prompts.map((q) => q.prompt), ok: perSample }, null, 2) + '\n',
+    JSON.stringify({ settings, calibration, text: rows, prompts: entries.map((q) => q.prompt), ...(attrs ? { ok: perSample } : {}) }, null, 2) + '\n',
   );
   return { text: rows, calibration };
 }
 
-export function textHeader(): string {
-  return `${'variant'.padEnd(18)} ${'prompt %'.padStart(9)} ${'digit %'.padStart(8)} ${'fg %'.padStart(6)} ${'bg %'.padStart(6)} ${'FID-to-FP'.padStart(10)} ${'PSNR dB'.padStart(8)} ${'W bits'.padStart(7)} ${'activations'.padEnd(16)} ${'sample s'.padStart(9)}`;
+/** A text-to-image pipeline's calibration_prompts.txt, or the one-line error that asks for --prompts. */
+function defaultPromptEntries(dir: string): { prompt: string; negative?: string }[] {
+  const file = join(dir, DEFAULT_PROMPTS_FILE);
+  if (!existsSync(file)) throw new DqError('BAD_ARGUMENT', `${dir} is a text-to-image pipeline without ${DEFAULT_PROMPTS_FILE}: give the eval prompts with --prompts <file>`);
+  return readPromptFile(file);
 }
 
-export function formatTextRow(r: TextEvalRow): string {
-  const pct = (v: number, w: number) => (100 * v).toFixed(1).padStart(w);
-  return `${r.variant.padEnd(18)} ${pct(r.agreement, 9)} ${pct(r.digit, 8)} ${pct(r.fg, 6)} ${pct(r.bg, 6)} ${r.fidToFp.toFixed(3).padStart(10)} ${(r.psnrToFp === null ? '-' : r.psnrToFp.toFixed(1)).padStart(8)} ${r.weightBits.toFixed(2).padStart(7)} ${r.activations.padEnd(16)} ${r.seconds.toFixed(1).padStart(9)}`;
+/** FID-to-FP and per-image cosine of a variant's judge features against FP's (same prompts or classes, same seeds). */
+function judgeColumns(fp: Float32Array[], variant: Float32Array[]): JudgeColumns {
+  const c = compareFeatures(fp, variant);
+  return { fidToFp: c.fidToFp, cosine: { mean: c.cosine.mean, min: c.cosine.min } };
 }
 
-export function header(): string {
-  return `${'variant'.padEnd(18)} ${'agree %'.padStart(8)} ${'FID-to-FP'.padStart(10)} ${'W bits'.padStart(7)} ${'activations'.padEnd(16)} ${'sample s'.padStart(9)}`;
+/** The judge's lines before the table: which output, the preprocessing, its warnings, and the few-samples note. */
+function sayJudge(judge: Judge, n: number, say: (s: string) => void): void {
+  say(`judge: ${judge.path}, output '${judge.output.name}' (${judge.output.width} values per image); ${judge.preprocessing}`);
+  for (const w of judge.warnings) say(`judge warning: ${w}`);
+  if (n <= judge.output.width) say(`note: ${n} samples for ${judge.output.width} feature dimensions: the covariances are singular and the judge's FID is biased upwards; compare FIDs only at equal n`);
 }
 
-export function formatRow(r: EvalRow): string {
-  return `${r.variant.padEnd(18)} ${(100 * r.agreement).toFixed(1).padStart(8)} ${(r.fidToFp ?? NaN).toFixed(3).padStart(10)} ${(r.weightBits ?? NaN).toFixed(2).padStart(7)} ${(r.activations ?? '-').padEnd(16)} ${r.seconds.toFixed(1).padStart(9)}`;
+/** The judge as eval.json records it (settings.userJudge). */
+function judgeSettings(judge: Judge, n: number) {
+  return {
+    path: judge.path, output: judge.output.name, width: judge.output.width, preprocessing: judge.preprocessing, warnings: judge.warnings,
+    note: n <= judge.output.width ? `${n} samples for ${judge.output.width} feature dimensions: FID is biased upwards; compare FIDs only at equal n` : null,
+  };
+}
+
+function judgeHeader(withJudge: boolean): string {
+  return withJudge ? ` ${'judge FID'.padStart(10)} ${'cos mean'.padStart(8)} ${'cos min'.padStart(8)}` : '';
+}
+
+function judgeCells(j: JudgeColumns | undefined, withJudge: boolean): string {
+  if (!withJudge) return '';
+  return ` ${(j?.fidToFp === null || j === undefined ? '-' : j.fidToFp.toFixed(3)).padStart(10)} ${(j ? j.cosine.mean.toFixed(4) : '-').padStart(8)} ${(j ? j.cosine.min.toFixed(4) : '-').padStart(8)}`;
+}
+
+export function textHeader(withAttributes = true, withJudge = false): string {
+  const attrs = withAttributes ? ` ${'prompt %'.padStart(9)} ${'digit %'.padStart(8)} ${'fg %'.padStart(6)} ${'bg %'.padStart(6)} ${'FID-to-FP'.padStart(10)}` : '';
+  return `${'variant'.padEnd(18)}${attrs}${judgeHeader(withJudge)} ${'PSNR dB'.padStart(8)} ${'W bits'.padStart(7)} ${'activations'.padEnd(16)} ${'sample s'.padStart(9)}`;
+}
+
+export function formatTextRow(r: TextEvalRow, withAttributes = r.agreement !== null, withJudge = r.judge !== undefined): string {
+  const pct = (v: number | null, w: number) => (v === null ? '-' : (100 * v).toFixed(1)).padStart(w);
+  const attrs = withAttributes ? ` ${pct(r.agreement, 9)} ${pct(r.digit, 8)} ${pct(r.fg, 6)} ${pct(r.bg, 6)} ${(r.fidToFp === null ? '-' : r.fidToFp.toFixed(3)).padStart(10)}` : '';
+  return `${r.variant.padEnd(18)}${attrs}${judgeCells(r.judge, withJudge)} ${(r.psnrToFp === null ? '-' : r.psnrToFp.toFixed(1)).padStart(8)} ${r.weightBits.toFixed(2).padStart(7)} ${r.activations.padEnd(16)} ${r.seconds.toFixed(1).padStart(9)}`;
+}
+
+export function header(withJudge = false): string {
+  return `${'variant'.padEnd(18)} ${'agree %'.padStart(8)} ${'FID-to-FP'.padStart(10)}${judgeHeader(withJudge)} ${'W bits'.padStart(7)} ${'activations'.padEnd(16)} ${'sample s'.padStart(9)}`;
+}
+
+export function formatRow(r: EvalRow, withJudge = r.judge !== undefined): string {
+  return `${r.variant.padEnd(18)} ${(100 * r.agreement).toFixed(1).padStart(8)} ${(r.fidToFp ?? NaN).toFixed(3).padStart(10)}${judgeCells(r.judge, withJudge)} ${(r.weightBits ?? NaN).toFixed(2).padStart(7)} ${(r.activations ?? '-').padEnd(16)} ${r.seconds.toFixed(1).padStart(9)}`;
 }

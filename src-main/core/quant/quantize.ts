@@ -18,7 +18,7 @@ import { analyzeGraph, type LayerMap, type QuantizableLayer } from '../onnx/anal
 import { floatTensor, loadOnnx, saveOnnx } from '../onnx/io.js';
 import { nodeAttr } from '../onnx/graph.js';
 import type { ModelMsg } from '../onnx/model.js';
-import { cutFeatures, cutTemporalRegion, exposeTensors, pruneDead } from '../onnx/rewrite.js';
+import { cutFeatures, exposeTensors, pruneDead } from '../onnx/rewrite.js';
 import { locatePipeline, type Pipeline, type UnetIO } from '../pipeline/pipeline.js';
 import { buildFeeds, guidedRun } from '../pipeline/sample.js';
 import type { FeedValue } from '../runtime/onnx.js';
@@ -243,24 +243,12 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   const model = loaded.model;
   const fpMap = analyzeGraph(model);
 
-  // temporal cache: the FP time-only region becomes a separate model whose outputs are fed to the variant
+  // temporal cache: the FP time-only region becomes a separate model whose outputs are fed to the variant. Its
+  // layers are not quantized; the graph is cut after the activation quantizers are in (2b), with the other cuts.
   let temporal: ParamsFile['temporal'] = null;
   let temporalModel: ModelMsg | null = null;
-  let cutLayers = new Set<string>();
-  if (recipe.temporal === 'cache') {
-    temporalModel = loadOnnx(loc.unetPath).model;
-    const map = analyzeGraph(temporalModel);
-    temporalModel.graph!.output = [];
-    exposeTensors(temporalModel, map.temporalFeatures);
-    pruneDead(temporalModel);
-    const cut = cutTemporalRegion(model);
-    temporal = {
-      model: 'temporal/model.onnx',
-      features: cut.featureInputs,
-      inputs: runtimeInputsOf(temporalModel),
-    };
-    cutLayers = new Set(map.temporal);
-  }
+  if (recipe.temporal === 'cache' && !fpMap.temporalFeatures.length) throw new DqError('BAD_MODEL', 'the graph has no time-only region to cut');
+  const cutLayers = new Set(recipe.temporal === 'cache' ? fpMap.temporal : []);
 
   // text-feature cache: the FP text-only region (cross-attention keys and values, the added embedding) becomes a
   // separate model run once per batch of prompts; its outputs are fed to the variant. Text features that only the
@@ -277,7 +265,6 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     const present = new Set((model.graph!.node ?? []).map((n) => n.name ?? ''));
     for (const l of fpMap.textOnly) if (!present.has(l)) textCutLayers.add(l);
   };
-  if (recipe.text === 'cache' && textCandidates.length) cutText(textCandidates);
 
   // the layer map of the FP graph still names every layer left after a cut (minus the cut ones)
   const map = fpMap;
@@ -363,7 +350,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   }
 
   // 2. activations
-  const params: ParamsFile = { version: PARAMS_VERSION, activations: [], temporal, text: textRegion };
+  const params: ParamsFile = { version: PARAMS_VERSION, activations: [], temporal, text: null };
   const act = recipe.activations;
   if (act) {
     const fmt = act.format as QuantFormat;
@@ -395,15 +382,15 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
 
   // 2b. TFMQ disturbance-aware choice: cache only the temporal features that quantization disturbs; and the same
   // choice for the text features, measured on the calibration prompts. Both are measured on the uncut graph, then cut.
-  let temporalReport: Manifest['temporal'] = recipe.temporal === 'cache' && temporal ? { mode: 'cache', threshold: null, cached: temporal.features, disturbance: [] } : undefined;
-  let textReport: Manifest['text'] = recipe.text === 'cache' && textRegion ? { mode: 'cache', threshold: null, cached: textCandidates, disturbance: [] } : undefined;
+  let temporalReport: Manifest['temporal'] = recipe.temporal === 'cache' ? { mode: 'cache', threshold: null, cached: fpMap.temporalFeatures, disturbance: [] } : undefined;
+  let textReport: Manifest['text'] = recipe.text === 'cache' && textCandidates.length ? { mode: 'cache', threshold: null, cached: textCandidates, disturbance: [] } : undefined;
   const wantsAuto = recipe.temporal === 'auto' || (recipe.text === 'auto' && textCandidates.length > 0);
   if (wantsAuto && !rec) {
     throw new DqError('BAD_ARGUMENT', `recipe '${recipe.name}': '${recipe.temporal === 'auto' ? 'temporal' : 'text'}: auto' measures the features it may cache at the calibrated timesteps: give a calibration record (--calib)`);
   }
   const conditioning = wantsAuto && rec && source.text ? await conditioningFeeds(source, rec) : null;
   const timesteps = rec ? [...new Set(rec.steps.map((st) => rec.timesteps[st]!))] : [];
-  let temporalCached: string[] = [];
+  let temporalCached: string[] = recipe.temporal === 'cache' ? fpMap.temporalFeatures : [];
   if (recipe.temporal === 'auto') {
     const features = fpMap.temporalFeatures;
     const labels = source.io.classLabels ? [...source.index.classes.map((_, i) => i).filter((i) => i !== source.index.nullClass), ...(source.index.nullClass !== null ? [source.index.nullClass] : [])] : [];
@@ -416,7 +403,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     temporalCached = disturbance.filter((d) => d.max > recipe.temporalThreshold).map((d) => d.feature);
     temporalReport = { mode: 'auto', threshold: recipe.temporalThreshold, cached: temporalCached, disturbance };
   }
-  let textCached: string[] = [];
+  let textCached: string[] = recipe.text === 'cache' ? textCandidates : [];
   if (recipe.text === 'auto' && textCandidates.length) {
     const disturbance = conditioning
       ? await measureDisturbance({
@@ -446,8 +433,8 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       r.weight = null;
       r.activation = null;
       r.spared = textCutLayers.has(r.name)
-        ? 'text-only region: FP text features cached once per prompt (disturbance-aware: only the cached features needed it)'
-        : 'time-only region: FP features cached (TFMQ, disturbance-aware: only the cached features needed it)';
+        ? `text-only region: FP text features cached once per prompt${recipe.text === 'auto' ? ' (disturbance-aware: only the cached features needed it)' : ''}`
+        : `time-only region: FP features cached (TFMQ${recipe.temporal === 'auto' ? ', disturbance-aware: only the cached features needed it' : ''})`;
     }
   }
   const qParams = reports.reduce((a, r) => a + (r.weight?.params ?? 0), 0);
