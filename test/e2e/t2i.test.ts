@@ -1,8 +1,11 @@
 /**
  * The studio on a text-to-image pipeline, in Chromium, in both hosts:
  * - browser mode with the real host and engine: open test/fixtures/sd15-optimum by path (Models: family, convention,
- *   components with their I/O and dtypes, sizes, text and VAE), the quantization views say plainly that this is not
- *   available yet, Samples takes prompts and shows the grid, the token counts and the truncation warning;
+ *   components with their I/O and dtypes, sizes, text and VAE), Calibrate offers prompts, Samples takes prompts and
+ *   shows the grid, the token counts and the truncation warning;
+ * - the embedded text-to-image model (models/tiny-t2i) end to end: calibrate on typed prompts, the ranges with the
+ *   text-only filter, quantize with the text-feature cache and an int8 text encoder, samples of FP and the variant on
+ *   the same prompts and seeds with the A/B wipe, the export view's layout and components;
  * - the mock host (no engine): its text-to-image entry drives the same views with placeholder data.
  * Screenshots at 1280x800 in test-results/e2e/t2i-*.png.
  */
@@ -66,16 +69,17 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`text-to-image 
   const shot = (page: Page, name: string) => page.screenshot({ path: join(SHOTS, `${name}.png`) });
   const text = async (page: Page, id: string) => (await page.getByTestId(id).textContent()) ?? '';
 
-  /** The views a text-to-image model may not use yet say so, and offer nothing that would fail. */
-  async function quantizationNotYet(page: Page): Promise<void> {
-    for (const [tab, what] of [['calibrate', 'Calibration'], ['ranges', 'Calibration'], ['recipe', 'Quantization'], ['temporal', 'Comparing quantized variants'], ['export', 'Export']] as const) {
+  /** No view of a text-to-image model says 'not available'; Calibrate offers prompts, Recipe the text fields. */
+  async function quantizationOffered(page: Page, ownPrompts: number | null): Promise<void> {
+    for (const tab of ['calibrate', 'ranges', 'recipe', 'temporal', 'export'] as const) {
       await page.getByTestId(`tab-${tab}`).click();
-      await expect(text(page, 'not-yet')).resolves.toMatch(new RegExp(`${what}.* is not available for this pipeline yet.*text-to-image pipeline: the studio cannot calibrate, quantize or export it yet`));
+      expect(await page.getByTestId('not-yet').count()).toBe(0);
     }
     await page.getByTestId('tab-calibrate').click();
-    expect(await page.getByTestId('cal-start').count()).toBe(0);
-    await page.getByTestId('tab-recipe').click();
-    if (await page.getByTestId('quantize').count()) expect(await page.getByTestId('quantize').isDisabled()).toBe(true);
+    await page.getByTestId('cal-start').waitFor();
+    expect(await page.getByTestId('cal-source-own').count()).toBe(ownPrompts === null ? 0 : 1);
+    if (ownPrompts !== null) await expect(text(page, 'cal-prompt-count')).resolves.toMatch(new RegExp(`^${ownPrompts} prompts \\(the pipeline's own\\)`));
+    else expect(await page.getByTestId('cal-source-typed').isChecked()).toBe(true);
   }
 
   async function samplePrompts(page: Page, steps: string): Promise<void> {
@@ -112,8 +116,10 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`text-to-image 
     expect(await page.getByTestId('components').evaluate((el) => el.scrollWidth <= el.parentElement!.clientWidth + 1)).toBe(true);
     await shot(page, 't2i-1-models');
 
-    await quantizationNotYet(page);
-    await shot(page, 't2i-2-recipe-not-yet');
+    await quantizationOffered(page, null);
+    await expect(page.getByTestId('cal-guidance').inputValue()).resolves.toBe('7.5');
+    await expect(page.getByTestId('cal-sampler').locator('option').first().textContent()).resolves.toBe('pndm (the pipeline\'s)');
+    await shot(page, 't2i-2-sd15-calibrate');
 
     await samplePrompts(page, '3');
     expect(await page.getByTestId('t2i-grid').evaluate((img: HTMLImageElement) => img.naturalWidth)).toBeGreaterThan(2 * 128);
@@ -134,6 +140,100 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`text-to-image 
     await page.close();
   }, 300_000);
 
+  it('browser mode, real engine: tiny-t2i calibrated on prompts, its ranges by region, quantized, sampled against FP', async () => {
+    const { page, errors } = await open(served.url);
+    await page.getByTestId('model-tiny-t2i').click();
+    await page.getByTestId('layer-map').waitFor({ timeout: 60_000 });
+    await expect(text(page, 'layer-summary')).resolves.toMatch(/\d+ text-only \(cross-attention K\/V\), \d+ text features/);
+    const own = readFileSync(join(ROOT, 'models', 'tiny-t2i', 'calibration_prompts.txt'), 'utf8').split('\n').filter((l) => l.trim()).length;
+    await quantizationOffered(page, own);
+
+    // Calibrate on two typed prompts (the pipeline's own are shown first), with a negative prompt
+    await page.getByTestId('cal-prompts').fill('a red seven on a blue background\n\nthe digit two in green on black\n');
+    await expect(text(page, 'cal-prompt-count')).resolves.toMatch(/^2 prompts$/);
+    expect(await page.getByTestId('cal-source-typed').isChecked()).toBe(true);
+    await page.getByTestId('cal-negative').fill('blurry');
+    await page.getByTestId('cal-samples').fill('4');
+    await page.getByTestId('cal-steps').fill('4');
+    await page.getByTestId('cal-start').click();
+    await page.getByTestId('cal-done').waitFor({ timeout: 120_000 });
+    await expect(page.getByTestId('cal-job').textContent()).resolves.toMatch(/4 images × 4 steps, 2 prompts/);
+    await shot(page, 't2i-6-tiny-calibrate');
+
+    // Ranges: every site, then the text-only region: one row per text-only site, the same value at every timestep
+    await page.getByTestId('tab-ranges').click();
+    await page.getByTestId('heatmap').waitFor({ timeout: 30_000 });
+    await expect(text(page, 'ranges-prompts')).resolves.toMatch(/Calibrated on 2 prompts \(“a red seven on a blue background”, …\), negative “blurry”, guidance 3, ddim/);
+    const cells = page.getByTestId('heatmap').locator('rect[role="presentation"]');
+    const all = await cells.count();
+    await page.getByTestId('ranges-region').selectOption('text');
+    const textCells = await cells.count();
+    expect(textCells % 4).toBe(0);
+    expect(textCells).toBeGreaterThan(0);
+    expect(textCells).toBeLessThan(all);
+    const titles = await cells.locator('title').allTextContents();
+    for (let r = 0; r < textCells / 4; r++) expect(new Set(titles.slice(4 * r, 4 * r + 4).map((t) => t.split(': ').pop())).size).toBe(1);
+    await expect(text(page, 'ranges-text-note')).resolves.toMatch(/Text-only site.*the same at every timestep/s);
+    const sites = await page.getByTestId('ranges-site').locator('option').allTextContents();
+    expect(sites.every((o) => o.includes('(text-only)'))).toBe(true);
+    await shot(page, 't2i-7-tiny-ranges-text');
+    await page.getByTestId('ranges-region').selectOption('rest');
+    expect(await page.getByTestId('ranges-text-note').count()).toBe(0);
+    expect((await page.getByTestId('ranges-site').locator('option').allTextContents()).some((o) => o.includes('(text-only)') || o.includes('(temporal)'))).toBe(false);
+
+    // Recipe: int8-w8a8 with the text-feature cache and an int8 text encoder
+    await page.getByTestId('tab-recipe').click();
+    await page.getByTestId('recipe-preset').selectOption('int8-w8a8');
+    await page.getByTestId('recipe-name').fill('w8a8-text');
+    // disturbance-aware with a threshold below int8's error: every text feature measured, and cached
+    await page.getByTestId('recipe-text').selectOption('auto');
+    await page.getByTestId('recipe-text-threshold').fill('0.00001');
+    await page.getByTestId('component-text_encoder').check();
+    expect(await page.getByTestId('keep-added-embedding').count()).toBe(0); // no added embedding in an SD 1.x UNet
+    await page.getByTestId('quantize').click();
+    await page.getByTestId('variant-w8a8-text').waitFor({ timeout: 120_000 });
+    await expect(page.getByTestId('variant-text').locator('summary').textContent()).resolves.toMatch(/Text features: disturbance-aware \(cache above 0\.00001\) · ([1-9]\d*) of \1 features? cached/);
+    const errs = await page.getByTestId('variant-text').locator('tbody tr td:nth-child(2)').allTextContents();
+    expect(errs.length).toBeGreaterThan(0);
+    for (const e of errs) expect(Number(e)).toBeGreaterThan(0);
+    await expect(page.getByTestId('variant-components').textContent()).resolves.toMatch(/text_encoder.*cosine 0\.9\d+/s);
+    await page.getByTestId('variant-text').locator('summary').click();
+    await page.getByTestId('variant-components').scrollIntoViewIfNeeded();
+    await shot(page, 't2i-8-tiny-recipe');
+
+    // Samples: FP and the variant on the same prompts and seeds, the A/B wipe
+    await page.getByTestId('tab-samples').click();
+    await page.getByTestId('t2i-prompts').fill('a red seven on a blue background\nthe digit two in green on black\na yellow number 4 on a magenta background');
+    await page.getByTestId('t2i-seeds').fill('0-3');
+    await page.getByTestId('t2i-steps').fill('8');
+    expect(await page.getByTestId('t2i-variant-w8a8-text').isChecked()).toBe(true);
+    await page.getByTestId('t2i-start').click();
+    await page.getByTestId('t2i-grid-w8a8-text').waitFor({ timeout: 120_000 });
+    await page.getByTestId('t2i-grid').waitFor();
+    const size = (id: string) => page.getByTestId(id).evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight]);
+    expect(await size('t2i-grid-w8a8-text')).toEqual(await size('t2i-grid'));
+    await page.getByTestId('wipe').waitFor();
+    await page.getByTestId('wipe-slider').fill('70');
+    await page.getByTestId('t2i-ab').scrollIntoViewIfNeeded();
+    await shot(page, 't2i-9-tiny-samples');
+
+    // Temporal: the variant's caches; Export: the layout and what happens to each component
+    await page.getByTestId('tab-temporal').click();
+    await page.getByTestId('temporal-variant-w8a8-text').waitFor();
+    await page.getByTestId('text-cache').locator('summary').click();
+    await shot(page, 't2i-10-tiny-features');
+    await page.getByTestId('tab-export').click();
+    await expect(text(page, 'export-layout')).resolves.toMatch(/Layout: Optimum/);
+    const plan = await page.getByTestId('export-components-w8a8-text').textContent();
+    expect(plan).toMatch(/text_encoder\s*conditioner\s*int8 weights/);
+    expect(plan).toMatch(/unet\s*denoiser\s*exported/);
+    expect(plan).toMatch(/vae_decoder\s*latent codec\s*copied unchanged/);
+    expect(await page.getByTestId('export-w8a8-text').isEnabled()).toBe(true);
+    await shot(page, 't2i-11-tiny-export');
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 600_000);
+
   it('the mock host: its text-to-image entry drives the same views', async () => {
     const { page, errors } = await open(plain.url);
     await expect(page.getByRole('status').textContent()).resolves.toMatch(/No engine is connected/);
@@ -141,7 +241,10 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`text-to-image 
     await page.getByTestId('pipeline-card').waitFor();
     await expect(text(page, 'pipeline-family')).resolves.toBe('Stable Diffusion 1.x/2.x');
     expect(await page.getByTestId('components').locator('tbody tr').count()).toBe(5);
-    await quantizationNotYet(page);
+    await quantizationOffered(page, 3);
+    // no engine: starting a calibration says so, as an error the view shows
+    await page.getByTestId('cal-start').click();
+    await expect(page.getByRole('alert').first().textContent()).resolves.toMatch(/no engine is connected/);
     await samplePrompts(page, '4');
     await shot(page, 't2i-4-mock-samples');
     // the class-conditional mock model still gets the comparison form
