@@ -31,12 +31,12 @@ import { ModelProto, type ModelMsg, type NodeMsg, type TensorMsg } from '../onnx
 import { LOCAL_DOMAIN } from '../onnx/fragment.js';
 import { fuseAttention } from '../onnx/fuse.js';
 import { pruneDead } from '../onnx/rewrite.js';
-import { releaseSessions, type Pipeline } from '../pipeline/pipeline.js';
+import { releaseSessions, sizeMultiple, withImageSize, type Pipeline } from '../pipeline/pipeline.js';
 import { openPipeline } from '../open.js';
 import { decodeLatents } from '../pipeline/codec.js';
 import { guidedRun, predictEps, runLoop, seedNoise } from '../pipeline/loop.js';
 import { defaultPrompts } from '../quant/calibrate.js';
-import { sample } from '../pipeline/sample.js';
+import { buildFeeds, sample, timestepInput } from '../pipeline/sample.js';
 import { createScheduler, type SamplerName } from '../pipeline/schedulers.js';
 import { actParams, copyComponents, type Manifest, type ParamsFile } from '../quant/quantize.js';
 import { readManifest, readParams as readVariantParams } from '../quant/variant.js';
@@ -48,6 +48,7 @@ import { int8Support, INT8_SUPPORT_LABEL } from '../runtime/cpu.js';
 import { Session } from '../runtime/onnx.js';
 import type { QuantizableLayer } from '../onnx/analysis.js';
 import { aInt, Emit, emitStored, type AttrMsg } from './emit.js';
+import { slimRegion, type RegionProbe } from './region.js';
 import { parseGranularity, parseSplit, recoverWeight, sliceAxis, type Recovered } from './recover.js';
 
 export const EXPORT_VERSION = 1;
@@ -515,14 +516,18 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     // every other component as the variant has it (tokenizers, text encoders, the VAE, configs: the layout it came
     // in; components the variant quantized already hold their int8 weights), then the FP regions the variant cut out
     copyComponents(vdir, tmp);
-    for (const region of [params.temporal, params.text]) {
-      if (region) cpSync(join(vdir, dirname(region.model)), join(tmp, dirname(region.model)), { recursive: true, dereference: true });
+    if (params.temporal) cpSync(join(vdir, dirname(params.temporal.model)), join(tmp, dirname(params.temporal.model)), { recursive: true, dereference: true });
+    let textRegion = params.text ?? null;
+    if (textRegion) {
+      const slim = await slimTextRegion(vdir, textRegion, join(tmp, textRegion.model));
+      if (slim.note) notes.push(slim.note);
+      textRegion = slim.region;
     }
 
     // output ranges of QLinearConv layers, calibrated on the simulated variant
     const calImages = opts.calibrationImages ?? 8;
     const outTables = outReqs.length ? await calibrateOutputs(vdir, loaded, outReqs, calImages, manifest, tmp, log, hooks, opts.prompts) : [];
-    const exportParams: ParamsFile = { version: params.version, activations: [...params.activations], temporal: params.temporal, text: params.text ?? null };
+    const exportParams: ParamsFile = { version: params.version, activations: [...params.activations], temporal: params.temporal, text: textRegion };
     outReqs.forEach((o, k) => exportParams.activations.push({ site: -1 - k, half: 0, scaleInput: o.scale, zeroPointInput: o.zp, table: outTables[k]! }));
     // one parameter set for all timesteps: constants in the graph (kernels and fusions see fixed scales)
     const keep: ParamsFile['activations'] = [];
@@ -587,7 +592,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     }
     if (fused.length) notes.push(`${fused.length} attention blocks (q.k^T, scale, softmax, .v and their head transposes) run as one com.microsoft MultiHeadAttention node each: a float32 fusion, not quantization (attention products stay float in every recipe)`);
     if (params.temporal) notes.push('the FP temporal model (TFMQ cache) is copied unchanged in float32');
-    if (params.text) notes.push(`the FP text-feature model (${params.text.model}: ${params.text.features.length} text features computed once per prompt) is copied unchanged in float32`);
+    if (params.text) notes.push(`the FP text-feature model (${params.text.model}: ${params.text.features.length} text features computed once per prompt) is kept in float32`);
     for (const [c, r] of Object.entries(manifest.components ?? {})) {
       notes.push(`${c}: int8 weights as the variant quantized them (${r.bytes.after} bytes, from ${r.bytes.before}; verified against FP when quantized), copied`);
     }
@@ -671,6 +676,43 @@ function weightsLayout(loaded: LoadedModel): { external: string | null; note: st
   if (source) return { external: source, note: `the unet's weights stay in an external data file as in the source (unet/${source}), holding only the exported tensors` };
   if (bytes > INLINE_LIMIT) return { external: OPTIMUM_EXTERNAL, note: `the exported unet's weights are in unet/${OPTIMUM_EXTERNAL} (${(bytes / 2 ** 30).toFixed(2)} GiB: too large for one protobuf)` };
   return { external: null, note: null };
+}
+
+/**
+ * The variant's text-feature model, written to `out` without the network it reads only for sizes (region.ts): probed
+ * at two batch sizes and two image sizes with the variant's own text inputs. Returns the region as params.json names
+ * it (its inputs may shrink) and a note.
+ */
+async function slimTextRegion(vdir: string, region: NonNullable<ParamsFile['text']>, out: string): Promise<{ region: NonNullable<ParamsFile['text']>; note: string | null }> {
+  const loaded = loadOnnx(join(vdir, region.model));
+  const before = onnxBytes(loaded.path);
+  const { pipeline: p } = await openPipeline(vdir, 'cpu');
+  const text = [p.io.encoderHiddenStates, p.io.textEmbeds, p.io.timeIds, p.io.timestepCond].filter((n): n is string => !!n);
+  const probes: RegionProbe[] = [];
+  if (p.text) {
+    const m = sizeMultiple(p);
+    const [, H, W] = p.imageShape;
+    const ids = await p.text.ids(['a probe', 'another probe'], ['', ''], false);
+    for (const [q, b] of [[p, 1], [p, 2], [withImageSize(p, H + m, W + 2 * m), 1]] as const) {
+      const [C, h, w] = q.index.sampleShape;
+      const feeds = await buildFeeds(q, new Float64Array(b * C * h * w), 500, ids.slice(0, b), false, b, async () => ({}));
+      // the variant's denoiser may no longer read the timestep (its time-only region was cut): the region may
+      feeds[q.io.timestep] ??= timestepInput(q, 500, b);
+      probes.push({ feeds, rows: b });
+    }
+  }
+  const r = probes.length ? await slimRegion(loaded.model, text, probes) : null;
+  if (!r?.rewired) {
+    saveOnnx(loaded.model, out, loaded.dir);
+    return { region, note: null };
+  }
+  const layout = weightsLayout(loaded);
+  saveOnnx(loaded.model, out, null, layout.external ? { externalize: { location: layout.external } } : {});
+  const after = onnxBytes(out);
+  return {
+    region: { ...region, inputs: region.inputs.filter((n) => r.inputs.includes(n)) },
+    note: `the FP text-feature model reads its batch size from the text instead of the network upstream of each attention block (${r.rewired} size reads made constant or the batch; ${r.nodes} nodes and ${r.initializers} initializers it no longer needs dropped): ${before} -> ${after} bytes`,
+  };
 }
 
 const SYMMETRIC_LABEL = ' (symmetric int8 codes + 128)';
