@@ -640,7 +640,7 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
   let grid: RasterImage;
   if (text) {
     // a row per prompt; per seed, a column per variant (the variants of one seed side by side)
-    const zoom = zoomFor(shape, 2);
+    const zoom = zoomFor(shape, 3);
     const nSeeds = job.seeds.length;
     const chars = Math.max(4, Math.floor((IW * zoom) / 8));
     grid = layoutGrid({
