@@ -206,7 +206,10 @@ async function runTextEval(o: EvalOptions): Promise<{ text: TextEvalRow[]; calib
   const guidance = o.guidance ?? pipeline.index.defaultGuidance;
   let calibration: { path: string; seconds: number } | null = null;
   let rec: CalibrationRecord | null = null;
-  if (recipes.length) {
+  // weight-only recipes rounded to nearest, with no cache to measure, need no calibration record
+  const needsRecord = recipes.some((r) => r.activations !== null || r.weights.rounding === 'gptq' || r.temporal === 'auto' || r.text === 'auto');
+  if (recipes.length && !needsRecord && !o.calib) say('calibration: not needed (weight-only recipes rounded to nearest)');
+  if (needsRecord || (recipes.length && o.calib)) {
     const recPath = o.calib ? resolve(o.calib) : join(out, 'calibration.json');
     if (o.calib || existsSync(recPath)) {
       rec = readRecord(recPath);
