@@ -42,6 +42,8 @@ export class Studio {
   infoLoading = $state(false);
   presets = $state<PresetInfo[]>([]);
   jobs = $state<Record<string, JobInfo>>({});
+  /** The model each job of this page was started on (jobs listed at load, from before, are not known). */
+  jobModels = $state<Record<string, string>>({});
   calibrationJob = $state<string | null>(null);
   calibration = $state<CalibrationView | null>(null);
   compareJob = $state<string | null>(null);
@@ -129,6 +131,7 @@ export class Studio {
       return null;
     }
     delete this.errors[view];
+    this.jobModels[r.value.jobId] = spec.model;
     this.jobs[r.value.jobId] ??= { id: r.value.jobId, kind: spec.kind, label: spec.kind, state: 'running', progress: null, startedAt: Date.now(), endedAt: null, result: null, error: null };
     return r.value.jobId;
   }
@@ -146,8 +149,11 @@ export class Studio {
     return Object.values(this.jobs).filter((j) => j.kind === 'quantize');
   }
 
+  /** Finished variants of the open model (a variant of another pipeline cannot sample or compare beside it). */
   get doneVariants(): (JobInfo & { result: QuantizeResult })[] {
-    return this.variantJobs.filter((j): j is JobInfo & { result: QuantizeResult } => j.state === 'done' && j.result?.kind === 'quantize');
+    return this.variantJobs.filter(
+      (j): j is JobInfo & { result: QuantizeResult } => j.state === 'done' && j.result?.kind === 'quantize' && (this.jobModels[j.id] ?? this.model) === this.model,
+    );
   }
 
   /** Export jobs of this session, newest last. */

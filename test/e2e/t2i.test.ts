@@ -230,6 +230,22 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`text-to-image 
     expect(plan).toMatch(/vae_decoder\s*latent codec\s*copied unchanged/);
     expect(await page.getByTestId('export-w8a8-text').isEnabled()).toBe(true);
     await shot(page, 't2i-11-tiny-export');
+    await page.getByTestId('export-w8a8-text').click();
+    await page.getByTestId('export-job').first().waitFor();
+    await page.locator('[data-testid="export-job"]:not([data-state="running"])').first().waitFor({ timeout: 300_000 });
+    await expect(page.getByTestId('export-job').first().getAttribute('data-state')).resolves.toBe('done');
+    await expect(text(page, 'export-result')).resolves.toMatch(/w8a8-text.*on disk.*layers on integer kernels/s);
+    await page.getByTestId('export-result').scrollIntoViewIfNeeded();
+    await shot(page, 't2i-12-tiny-exported');
+    // the variant belongs to tiny-t2i: another model's Samples and Export do not offer it
+    await page.getByTestId('tab-models').click();
+    await page.getByTestId('model-tiny-mnist').click();
+    await page.getByTestId('layer-map').waitFor();
+    await page.getByTestId('tab-samples').click();
+    await page.getByTestId('cmp-start').waitFor();
+    await expect(page.getByTestId('view-samples').textContent()).resolves.toMatch(/no quantized variants yet/);
+    await page.getByTestId('tab-export').click();
+    expect(await page.getByTestId('export-w8a8-text').count()).toBe(0);
     expect(errors).toEqual([]);
     await page.close();
   }, 600_000);
