@@ -239,10 +239,11 @@ describe('dq compare', () => {
     expect(existsSync(join(work, 'x'))).toBe(false);
   });
 
-  it('the command refuses a missing --variants before doing any work', async () => {
+  it('the command refuses missing variants (neither arguments nor --variants) before doing any work', async () => {
     const program = new Command('dq').exitOverride().configureOutput({ writeErr: () => {}, writeOut: () => {} });
     registerCompare(program);
-    await expect(program.parseAsync(['compare', base, '--out', join(work, 'y')], { from: 'user' })).rejects.toMatchObject({ code: 'commander.missingMandatoryOptionValue' });
+    await expect(program.parseAsync(['compare', base, '--out', join(work, 'y')], { from: 'user' })).rejects.toMatchObject({ code: 'BAD_ARGUMENT', message: expect.stringMatching(/^name the variants to compare/) });
+    expect(existsSync(join(work, 'y'))).toBe(false);
   });
 });
 
