@@ -16,7 +16,8 @@
  * The CPU's int8 dot-product support (AVX-512 VNNI / AVX-VNNI, or neither) is printed: it decides the int8 speed.
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { exportPipeline } from '../src-main/core/export/export.js';
@@ -25,7 +26,8 @@ import { loadOnnx, saveOnnx } from '../src-main/core/onnx/io.js';
 import { releaseSessions } from '../src-main/core/pipeline/pipeline.js';
 import { openPipeline } from '../src-main/core/open.js';
 import { calibrate } from '../src-main/core/quant/calibrate.js';
-import { quantizePipeline } from '../src-main/core/quant/quantize.js';
+import { copyComponents, quantizePipeline } from '../src-main/core/quant/quantize.js';
+import { buildFeeds, guidedRun } from '../src-main/core/pipeline/sample.js';
 import { loadRecipe } from '../src-main/core/quant/recipe.js';
 import { int8Support, INT8_SUPPORT_LABEL } from '../src-main/core/runtime/cpu.js';
 import type { FeedValue } from '../src-main/core/runtime/onnx.js';
@@ -39,45 +41,67 @@ function generate(dir: string, channels: string): boolean {
   return r.status === 0;
 }
 
-/** A copy of the FP32 pipeline with the export's float fusion applied (no quantization). */
+/** A copy of the FP32 pipeline with the export's float fusion applied (no quantization); every other component as it is. */
 function fusedCopy(fp: string, dir: string): number {
   mkdirSync(join(dir, 'unet'), { recursive: true });
-  cpSync(join(fp, 'model_index.json'), join(dir, 'model_index.json'));
-  cpSync(join(fp, 'scheduler'), join(dir, 'scheduler'), { recursive: true });
+  copyComponents(fp, dir);
   const l = loadOnnx(join(fp, 'unet', 'model.onnx'));
   const n = fuseAttention(l.model).length;
   saveOnnx(l.model, join(dir, 'unet', 'model.onnx'), l.dir);
   return n;
 }
 
-/** A timed run of the pipeline's unet on fixed inputs, and the int8 weights it loaded with (exports). */
-async function runner(dir: string): Promise<{ run: () => Promise<number>; int8Loaded?: string }> {
+/** The CPU's name and its int8 dot-product / matrix features as /proc/cpuinfo lists them. */
+export function cpuLabel(): string {
+  const model = cpus()[0]?.model?.trim() ?? 'unknown CPU';
+  let flags: string[] = [];
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'));
+    flags = line ? line.split(':')[1]!.trim().split(/\s+/) : [];
+  } catch {
+    /* not Linux: the model name alone */
+  }
+  const has = (f: string) => (flags.includes(f) ? 'yes' : 'no');
+  return `${model}, ${cpus().length} logical cores; avx512_vnni ${has('avx512_vnni')}, avx_vnni ${has('avx_vnni')}, amx_int8 ${has('amx_int8')}`;
+}
+
+/**
+ * A timed run of the pipeline's unet on fixed inputs built as sampling builds them (pipeline/sample.ts buildFeeds:
+ * the text states of one encoded prompt, doubled for classifier-free guidance, the variant's extra feeds), and the
+ * int8 weights it loaded with (exports).
+ */
+async function runner(dir: string): Promise<{ run: () => Promise<number>; int8Loaded?: string; rows: number }> {
   const { pipeline: p, session } = await openPipeline(dir, 'cpu');
   const [C, H, W] = p.index.sampleShape;
-  const feeds: Record<string, FeedValue> = { [p.io.sample]: { type: 'float32', data: Float32Array.from({ length: C * H * W }, (_, i) => Math.sin(i * 0.37)), dims: [1, C, H, W] } };
-  if (p.io.feedsTimestep !== false) feeds[p.io.timestep] = { type: 'float32', data: Float32Array.of(500), dims: [1] };
-  if (p.extraFeeds) Object.assign(feeds, await p.extraFeeds(500, null, 1, { feeds, key: '1' }));
+  const guidance = p.text ? p.index.defaultGuidance : 1;
+  const guided = guidedRun(p, guidance);
+  const labels = p.text ? await p.text.ids(['a red seven on a blue background'], [''], guided) : p.io.classLabels ? [0] : [];
+  const x = Float64Array.from({ length: C * H * W }, (_, i) => Math.sin(i * 0.37));
+  const feeds: Record<string, FeedValue> = await buildFeeds(p, x, 500, labels, guided, 1, p.extraFeeds, guidance);
   const run = async () => {
     const t0 = performance.now();
     await session.run(feeds, [p.io.output]);
     return performance.now() - t0;
   };
-  return { run, int8Loaded: p.int8Weights?.loaded };
+  return { run, int8Loaded: p.int8Weights?.loaded, rows: feeds[p.io.sample]!.dims[0]! };
 }
 
 export async function benchExport(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'dq-bench-export-'));
   try {
-    const channels = process.env.DQ_BENCH_SD15_CHANNELS ?? '64,128,256,256';
-    let fp = join(work, 'sd15');
-    let label = `generated, block_out_channels ${channels}`;
-    if (!generate(fp, channels)) {
-      fp = join(ROOT, 'test', 'fixtures', 'sd15');
-      label = 'committed fixture, block_out_channels 16,32,64,64 (no PyTorch to generate a wider one)';
+    const channels = process.env.DQ_BENCH_SD15_CHANNELS;
+    let fp = join(ROOT, 'test', 'fixtures', 'sd15-optimum');
+    let label = 'test/fixtures/sd15-optimum: SD 1.5 topology, Optimum layout, block_out_channels 4,8,16,16, sample_size 16 (random weights), text inputs from its CLIP encoder';
+    if (channels) {
+      if (!generate(join(work, 'sd15'), channels)) throw new Error('DQ_BENCH_SD15_CHANNELS needs /usr/bin/python3 with torch (tools/make_sd15_unet.py)');
+      fp = join(work, 'sd15');
+      label = `generated by tools/make_sd15_unet.py, block_out_channels ${channels}`;
     }
-    console.log(`\nDQ Studio export bench: SD 1.5-topology UNet (${label}), latent 4x32x32, onnxruntime CPU provider`);
+    const [, lh, lw] = (await openPipeline(fp, 'cpu')).pipeline.index.sampleShape;
+    console.log(`\nDQ Studio export bench: SD 1.5 unet (${label}), latent 4x${lh}x${lw}, batch 1 doubled for guidance, onnxruntime CPU provider`);
+    console.log(`CPU: ${cpuLabel()}`);
     const calib = join(work, 'calib.json');
-    const rec = await calibrate(fp, calib, { samples: 1, steps: 2, batchSize: 1 });
+    const rec = await calibrate(fp, calib, { samples: 1, steps: 2, batchSize: 1, ...(channels ? {} : { prompts: ['a red seven on a blue background', 'a cat'] }) });
     await quantizePipeline({ pipelineDir: fp, recipe: loadRecipe('naive-w8a8'), record: rec, recordPath: calib, out: join(work, 'w8a8') });
     const m = await exportPipeline({ variantDir: join(work, 'w8a8'), out: join(work, 'w8a8-x'), calibrationImages: 1, verify: false });
     const s8 = await exportPipeline({ variantDir: join(work, 'w8a8'), out: join(work, 'w8a8-s8'), calibrationImages: 1, verify: false, int8Weights: 's8' });
@@ -104,7 +128,9 @@ export async function benchExport(): Promise<void> {
     const [src, fused, q, qs, q7] = times as [number[], number[], number[], number[], number[]];
     const ratio = (p: number[], r: number[]) => `fastest ${(p[0]! / r[0]!).toFixed(2)}x, median ${(med(p) / med(r)).toFixed(2)}x`;
     console.log(`CPU int8 dot products: ${INT8_SUPPORT_LABEL[int8Support()]}; size ratio ${sizes.ratio}`);
-    console.log(`speed-up FP32 source / W8A8 export: ${ratio(src, q)}`);
+    const perSecond = (t: number[]) => (1000 / med(t)).toFixed(1);
+    console.log(`denoiser evaluations per second (median; ${u8.rows} rows each): FP32 ${perSecond(src)}, exported W8A8 ${perSecond(q)}`);
+    console.log(`speed-up FP32 source / W8A8 export: ${ratio(src, q)} (target >= 2x on a CPU with VNNI or AMX)`);
     console.log(`  of which the float fusion (FP32 source / FP32 + fusion): ${ratio(src, fused)}; the int8 kernels (FP32 + fusion / W8A8 export): ${ratio(fused, q)}`);
     console.log(`speed-up FP32 source / W8A8 export with s8 weights: ${ratio(src, qs)}${int8Support() === 'avx2' ? ' (outputs wrong on this CPU)' : ''}`);
     console.log(`speed-up FP32 source / W8A8 export with s7 weights: ${ratio(src, q7)} (7-bit weight grid)`);

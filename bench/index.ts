@@ -127,6 +127,6 @@ async function main(): Promise<void> {
 }
 
 await main();
-if (process.env.DQ_BENCH_PTQ !== '0') benchPtq();
+if (process.env.DQ_BENCH_PTQ !== '0') benchPtq(process.env.DQ_BENCH_PTQ_MODELS ? process.env.DQ_BENCH_PTQ_MODELS.split(',') : undefined);
 if (process.env.DQ_BENCH_EXPORT !== '0') await benchExport();
 if (process.env.DQ_BENCH_T2I !== '0') await benchT2I();
