@@ -235,10 +235,17 @@ export const CompareJob = z
     /** quantize job ids; FP is always the reference row. */
     variants: z.array(id).max(16),
     seeds: smallInts.min(1),
+    /** Class pipelines: the classes (empty: every class); text-to-image pipelines give prompts instead. */
     classes: smallInts,
+    /** Text-to-image: the prompts (a grid row each; default: the first of the pipeline's calibration_prompts.txt). */
+    prompts: z.array(z.string().max(MAX_PROMPT_CHARS, `a prompt is at most ${MAX_PROMPT_CHARS} characters`)).min(1, 'give at least one prompt').max(MAX_STUDIO_PROMPTS, `at most ${MAX_STUDIO_PROMPTS} prompts in one run`).optional(),
+    negativePrompt: z.string().max(MAX_PROMPT_CHARS, `a prompt is at most ${MAX_PROMPT_CHARS} characters`).optional(),
+    height: z.number().int().min(8).max(2048).optional(),
+    width: z.number().int().min(8).max(2048).optional(),
     steps: z.number().int().min(1).max(1000),
-    sampler: z.enum(SAMPLER_NAMES).default('ddim'),
-    guidance: z.number().min(0).max(100).default(2),
+    /** Default: the pipeline's (a text-to-image pipeline's scheduler and guidance; ddim and 2 otherwise). */
+    sampler: z.enum(SAMPLER_NAMES).optional(),
+    guidance: z.number().min(0).max(100).optional(),
     fidSamples: z.number().int().min(0).max(100_000).default(0),
     walkFrames: z.number().int().min(1).max(64).default(2),
     video: z.boolean().default(true),
@@ -419,7 +426,8 @@ export interface CompareVariant {
 
 export interface CompareResult {
   kind: 'compare';
-  images: { index: number; seed: number; class: number | null; className: string | null }[];
+  /** prompt: text-to-image, the image's prompt. */
+  images: { index: number; seed: number; class: number | null; className: string | null; prompt?: string }[];
   variants: CompareVariant[];
   /** Per variant (same order): how its temporal features are maintained: cached FP features (TFMQ), one parameter
    * set per timestep, the time-only layers kept in FP, or not at all ('none', also for FP itself). */

@@ -41,9 +41,14 @@ export type WorkerTask =
       variants: string[];
       seeds: number[];
       classes: number[];
+      prompts?: string[];
+      negativePrompt?: string;
+      height?: number;
+      width?: number;
       steps: number;
-      sampler: string;
-      guidance: number;
+      /** Default: the pipeline's (text-to-image), else ddim and guidance 2. */
+      sampler?: string;
+      guidance?: number;
       fidSamples: number;
       walkFrames: number;
       video: boolean;

@@ -189,14 +189,24 @@ async function run(task: WorkerTask): Promise<unknown> {
     };
     return result;
   }
+  // the sampler and guidance the pipeline samples with unless given (text-to-image: its own; otherwise ddim, 2)
+  let defaults: { sampler: SamplerName; guidance: number } = { sampler: 'ddim', guidance: 2 };
+  if (task.sampler === undefined || task.guidance === undefined) {
+    const { pipeline } = await openPipeline(task.pipelineDir, 'cpu');
+    if (pipeline.text) defaults = { sampler: pipeline.index.defaultSampler, guidance: pipeline.index.defaultGuidance };
+  }
   const job = {
     pipelineDir: task.pipelineDir,
     variants: task.variants,
     seeds: task.seeds,
     classes: task.classes,
+    ...(task.prompts ? { prompts: task.prompts.map((prompt) => ({ prompt })) } : {}),
+    ...(task.negativePrompt !== undefined ? { negativePrompt: task.negativePrompt } : {}),
+    ...(task.height !== undefined ? { height: task.height } : {}),
+    ...(task.width !== undefined ? { width: task.width } : {}),
     steps: task.steps,
-    sampler: task.sampler as SamplerName,
-    guidance: task.guidance,
+    sampler: (task.sampler as SamplerName | undefined) ?? defaults.sampler,
+    guidance: task.guidance ?? defaults.guidance,
     fidSamples: task.fidSamples,
     walkFrames: task.walkFrames,
     video: task.video,
@@ -213,8 +223,10 @@ async function run(task: WorkerTask): Promise<unknown> {
   for (let v = 0; v < c.images.length; v++) {
     const imgs = c.images[v]!;
     if (!imgs.length) continue;
-    const { channels, side } = shapeOf(imgs[0]!.length);
-    const png = await encodePng(layoutGrid({ cells: [imgs], channels, height: side, width: side, rowLabels: [''], colLabels: [], zoom: 4 }));
+    const shape = metrics.settings.imageShape;
+    const { channels, height, width } = shape ? { channels: shape[0]!, height: shape[1]!, width: shape[2]! } : ((s) => ({ channels: s.channels, height: s.side, width: s.side }))(shapeOf(imgs[0]!.length));
+    const zoom = Math.max(1, Math.min(4, Math.floor(128 / Math.max(height, width))));
+    const png = await encodePng(layoutGrid({ cells: [imgs], channels, height, width, rowLabels: [''], colLabels: [], zoom }));
     const file = `strip-${v}.png`;
     writeFileAtomic(join(task.out, file), png);
     strips.push(file);

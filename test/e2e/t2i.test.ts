@@ -216,11 +216,21 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`text-to-image 
     await page.getByTestId('wipe-slider').fill('70');
     await page.getByTestId('t2i-ab').scrollIntoViewIfNeeded();
     await shot(page, 't2i-9-tiny-samples');
+    // Compare: the same prompts and seeds with metrics against FP, and the per-step curves in Temporal features
+    await page.getByTestId('t2i-compare').click();
+    await page.getByTestId('t2i-metrics').waitFor({ timeout: 180_000 });
+    const rowsM = page.getByTestId('t2i-metrics').locator('tbody tr');
+    expect(await rowsM.count()).toBe(2);
+    await expect(rowsM.nth(1).textContent()).resolves.toMatch(/w8a8-text\s*\d+\.\d\d\s*\d+\.\d\d\s*0\.\d{4}/);
+    await expect(text(page, 't2i-metrics')).resolves.toMatch(/12 images \(3 prompts × 4 seeds\)/);
+    await page.getByTestId('t2i-diff-w8a8-text').waitFor();
+    await page.getByTestId('t2i-metrics').scrollIntoViewIfNeeded();
+    await shot(page, 't2i-9b-tiny-compare');
 
     // Temporal: the variant's caches; Export: the layout and what happens to each component
     await page.getByTestId('tab-temporal').click();
     await page.getByTestId('temporal-variant-w8a8-text').waitFor();
-    await page.getByTestId('text-cache').locator('summary').click();
+    await page.getByTestId('eps-chart').waitFor();
     await shot(page, 't2i-10-tiny-features');
     await page.getByTestId('tab-export').click();
     await expect(text(page, 'export-layout')).resolves.toMatch(/Layout: Optimum/);

@@ -8,7 +8,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CalibrateResult, JobEvent, JobSpec, ModelInfo, QuantizeResult, SampleResult } from '../../src-main/contract/api';
+import type { CalibrateResult, CompareResult, JobEvent, JobSpec, ModelInfo, QuantizeResult, SampleResult } from '../../src-main/contract/api';
 import { createHost, dispatch, type Host } from '../../src-main/host';
 import { dq, ROOT, tmp } from '../helpers';
 
@@ -340,5 +340,22 @@ describe('host: calibrate, quantize and sample variants on a text-to-image pipel
     expect(v.value.base64).not.toBe(fp.value.base64);
     const bad = await dispatch(host, 'startJob', [{ kind: 'sample', model: 'tiny-t2i', prompts: ['x'], seeds: [0], steps: 1, variants: [calId] }]);
     expect(bad).toEqual({ ok: false, error: { code: 'NOT_FOUND', message: `no quantize job '${calId}'` } });
+  }, 240_000);
+
+  it('compares FP and the variant on prompts, with the pipeline\'s sampler and guidance', async () => {
+    const prompts = ['a red seven on a blue background', 'a green two'];
+    const end = await runJob({ kind: 'compare', model: 'tiny-t2i', variants: [quantId], seeds: [0, 1], classes: [], prompts, steps: 3, video: false });
+    if (end.kind !== 'done') throw new Error(end.error.message);
+    const r = end.result as CompareResult;
+    expect(r.variants.map((v) => [v.name, v.isFp])).toEqual([['fp', true], ['w8a8-textcache', false]]);
+    expect(r.images.map((i) => [i.prompt, i.seed])).toEqual([[prompts[0], 0], [prompts[0], 1], [prompts[1], 0], [prompts[1], 1]]);
+    expect(r.variants[1]!.psnrDb.perImage).toHaveLength(4);
+    expect(r.variants[1]!.psnrDb.mean).toBeGreaterThan(10);
+    expect(r.files.strips).toHaveLength(2);
+    const m = await host.readArtifact(end.jobId, r.files.metrics);
+    if (!m.ok) throw new Error(m.error.message);
+    const settings = JSON.parse(Buffer.from(m.value.base64, 'base64').toString('utf8')).settings;
+    expect(settings).toMatchObject({ sampler: info.defaults.sampler, guidance: info.defaults.guidance, steps: 3 });
+    expect(settings.prompts.map((p: { prompt: string }) => p.prompt)).toEqual(prompts);
   }, 240_000);
 });

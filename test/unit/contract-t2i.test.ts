@@ -51,6 +51,24 @@ describe('QuantizeJob components', () => {
   });
 });
 
+describe('CompareJob on prompts', () => {
+  const base = { kind: 'compare', model: 'tiny-t2i', variants: ['q1'], seeds: [0, 1], classes: [], steps: 3 } as const;
+
+  it('takes prompts, a negative prompt and a size; sampler and guidance are the pipeline\'s unless given', () => {
+    const p = JobSpec.parse({ ...base, prompts: ['a red seven'], negativePrompt: 'blurry', height: 64, width: 32 });
+    expect(p).toMatchObject({ prompts: ['a red seven'], negativePrompt: 'blurry', height: 64, width: 32 });
+    expect(p).not.toHaveProperty('sampler');
+    expect(p).not.toHaveProperty('guidance');
+    expect(JobSpec.parse(base)).not.toHaveProperty('prompts');
+  });
+
+  it('refuses no prompts, too many, and long ones', () => {
+    expect(refusal({ ...base, prompts: [] })?.message).toMatch(/at least one prompt/);
+    expect(refusal({ ...base, prompts: Array(65).fill('x') })?.message).toMatch(/at most 64 prompts/);
+    expect(refusal({ ...base, prompts: ['x'.repeat(2001)] })?.message).toMatch(/at most 2000 characters/);
+  });
+});
+
 describe('SampleJob variants', () => {
   const base = { kind: 'sample', model: 'tiny-t2i', prompts: ['a red seven'], seeds: [0], steps: 2 } as const;
 
