@@ -95,6 +95,22 @@ export function tensorBytes(loaded: LoadedModel, t: TensorMsg): Uint8Array {
   return buf;
 }
 
+/**
+ * Moves every external tensor's data into the model (raw_data), read from `dir`: for a model encoded to bytes and
+ * handed to onnxruntime (a statistics or feature model), which has no folder to resolve external files against.
+ */
+export function inlineExternalData(model: ModelMsg, dir: string): ModelMsg {
+  const loaded = { path: '', dir, model, size: 0 } as LoadedModel;
+  for (const t of model.graph?.initializer ?? []) {
+    if (!externalRef(t)) continue;
+    const bytes = tensorBytes(loaded, t);
+    (t as { raw_data?: Uint8Array }).raw_data = bytes;
+    (t as { data_location?: number }).data_location = 0;
+    (t as { external_data?: unknown[] }).external_data = [];
+  }
+  return model;
+}
+
 export interface SaveOptions {
   /** Move inline initializers of at least `threshold` bytes into `location` (beside the model). */
   externalize?: { location: string; threshold?: number };

@@ -11,12 +11,12 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import { DqError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { analyzeGraph } from '../onnx/analysis.js';
-import { encodeModel, loadOnnx } from '../onnx/io.js';
+import { encodeModel, inlineExternalData, loadOnnx } from '../onnx/io.js';
 import { releaseSession, type Pipeline } from '../pipeline/pipeline.js';
 import { readPromptFile } from '../pipeline/prompt-file.js';
 import { openPipeline } from '../open.js';
@@ -156,7 +156,9 @@ export async function calibrate(
   }
   let session = loaded.session;
   const unetSha256 = sha256File(pipeline.unetPath);
-  const model = loadOnnx(pipeline.unetPath).model;
+  // the statistics and Gram models go to onnxruntime as bytes: external weights are read in
+  const unetDir = dirname(pipeline.unetPath);
+  const model = inlineExternalData(loadOnnx(pipeline.unetPath).model, unetDir);
   const map = analyzeGraph(model, { sampleInput: pipeline.io.sample, timestepInput: pipeline.io.timestep });
   const layers = map.quantizable;
   const sites = buildSites(map, layers, true);
@@ -166,7 +168,7 @@ export async function calibrate(
   // GPTQ's Gram matrices: a separate model, run on a few rows at a few of the calibrated steps
   let gram: { entries: GramEntry[]; skipped: Record<string, string>; session: Session; fetch: string[] } | null = null;
   if (settings.gram) {
-    const gm = loadOnnx(pipeline.unetPath).model;
+    const gm = inlineExternalData(loadOnnx(pipeline.unetPath).model, unetDir);
     // time-only layers see one input per timestep (a handful at the Gram steps): GPTQ rounds them to nearest
     const temporal = new Set(map.temporal);
     const targets = gramTargets(gm, layers.filter((l) => !temporal.has(l.name)));

@@ -397,7 +397,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     const disturbance = features.length
       ? await measureDisturbance({
           quantized: model, fp: loadOnnx(loc.unetPath).model, features, activations: params.activations, timestepInput: sourceIo.timestep, classInput: sourceIo.classLabels,
-          labels, timesteps, ...(conditioning ? { conditioning } : {}),
+          labels, timesteps, dir: loaded.dir, ...(conditioning ? { conditioning } : {}),
         })
       : [];
     temporalCached = disturbance.filter((d) => d.max > recipe.temporalThreshold).map((d) => d.feature);
@@ -408,7 +408,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     const disturbance = conditioning
       ? await measureDisturbance({
           quantized: model, fp: loadOnnx(loc.unetPath).model, features: textCandidates, activations: params.activations, timestepInput: sourceIo.timestep, classInput: null,
-          labels: [], timesteps, conditioning,
+          labels: [], timesteps, conditioning, dir: loaded.dir,
         })
       : [];
     textCached = disturbance.filter((d) => d.max > recipe.textThreshold).map((d) => d.feature);

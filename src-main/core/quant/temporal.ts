@@ -11,7 +11,7 @@
  * embedding): there the features depend on the prompts, given as `conditioning`, and the max runs over those too.
  */
 import { DqError } from '../errors.js';
-import { encodeModel } from '../onnx/io.js';
+import { encodeModel, inlineExternalData } from '../onnx/io.js';
 import { decodeModel, type ModelMsg } from '../onnx/model.js';
 import { exposeTensors, pruneDead } from '../onnx/rewrite.js';
 import { Session, type FeedValue } from '../runtime/onnx.js';
@@ -37,22 +37,24 @@ export interface DisturbanceInput {
   /** Label rows to evaluate (every class, the null class included); ignored without a class input. */
   labels: number[];
   timesteps: number[];
+  /** Folder of the models' external data (the source unet's), when they have any. */
+  dir?: string;
   /** Text-to-image: the conditioning inputs of `rows` rows (text states, pooled text, size ids) the region reads. */
   conditioning?: { feeds: Record<string, FeedValue>; rows: number };
 }
 
 /** A copy of `model` whose only outputs are `features` (and only what they need). */
-function featureModel(model: ModelMsg, features: string[]): ModelMsg {
+function featureModel(model: ModelMsg, features: string[], dir?: string): ModelMsg {
   const m = decodeModel(encodeModel(model), 'temporal features');
   m.graph!.output = [];
   exposeTensors(m, features);
   pruneDead(m);
-  return m;
+  return dir ? inlineExternalData(m, dir) : m;
 }
 
 export async function measureDisturbance(o: DisturbanceInput): Promise<FeatureDisturbance[]> {
-  const q = await Session.create(encodeModel(featureModel(o.quantized, o.features)), 'cpu');
-  const fp = await Session.create(encodeModel(featureModel(o.fp, o.features)), 'cpu');
+  const q = await Session.create(encodeModel(featureModel(o.quantized, o.features, o.dir)), 'cpu');
+  const fp = await Session.create(encodeModel(featureModel(o.fp, o.features, o.dir)), 'cpu');
   try {
     const rows = o.conditioning?.rows ?? (o.classInput ? o.labels.length : 1);
     const stats = o.features.map(() => ({ max: 0, sum: 0 }));
