@@ -274,6 +274,12 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   if (keep.has('last')) for (const l of map.sensitive.lastLayers) spare.set(l, 'last layer (keepFp)');
   if (keep.has('temporal')) for (const l of fpMap.temporal) spare.set(l, 'time-only region (keepFp)');
   if (keep.has('added-embedding')) for (const l of fpMap.addedEmbedding) spare.set(l, 'added embedding (keepFp)');
+  if (keep.has('small')) {
+    for (const l of fpMap.quantizable) {
+      const n = l.weightShape.reduce((a, b) => a * b, 1);
+      if (n < recipe.smallLayerParams && !spare.has(l.name)) spare.set(l.name, `small layer: ${n} weights, under ${recipe.smallLayerParams} (keepFp)`);
+    }
+  }
   const known = new Set(fpMap.quantizable.map((l) => l.name));
   for (const l of recipe.keepLayers) {
     if (!known.has(l)) throw new DqError('BAD_CONFIG', `recipe '${recipe.name}': keepLayers names '${l}', which is not a quantizable layer of this model`);

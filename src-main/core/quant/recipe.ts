@@ -71,9 +71,10 @@ export const RecipeSchema = z
       .describe("text-to-image: the text-only region (cross-attention keys and values of the text, SDXL's added embedding): quantize it; cache (every text feature computed once per prompt by the FP region and fed to the quantized denoiser); auto (disturbance-aware: cache the text features whose measured error exceeds textThreshold)"),
     textThreshold: z.number().positive().default(0.02).describe('auto: cache a text feature when quantization changes it by more than this (relative L2 error, max over the calibration prompts and timesteps)'),
     keepFp: z
-      .array(z.enum(['first', 'last', 'temporal', 'added-embedding']))
+      .array(z.enum(['first', 'last', 'temporal', 'added-embedding', 'small']))
       .default([])
-      .describe("roles kept in FP: first layers (conv_in), last layers (conv_out), the time-only region (time embedding and its projections), SDXL's added embedding (pooled text and size ids)"),
+      .describe("roles kept in FP (or in keepFormat): first layers (conv_in), last layers (conv_out), the time-only region (time embedding and its projections), SDXL's added embedding (pooled text and size ids), small layers (fewer than smallLayerParams weights: 1x1 shortcuts and attention projections of narrow blocks, where 4 bits cost the most error per bit saved)"),
+    smallLayerParams: z.number().int().positive().default(4096).describe("keepFp 'small': layers with fewer weight parameters than this"),
     keepLayers: z.array(z.string()).default([]).describe('per-layer overrides: these layers (by node name) stay in FP'),
     keepFormat: FormatSchema.nullable()
       .default(null)
