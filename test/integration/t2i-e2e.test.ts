@@ -30,13 +30,15 @@ async function chain(fixture: string, size: string[]): Promise<void> {
   expect(rec.settings.prompts).toEqual(['a red cat', 'a blue dog on grass']);
   expect(rec.sites.some((s) => s.text)).toBe(true);
 
-  ok(dq(['quantize', src, '--preset', 'int8-w8a8', '--calib', join(dir, 'cal.json'), '--out', join(dir, 'v')]));
-  const manifest = JSON.parse(readFileSync(join(dir, 'v', 'manifest.json'), 'utf8')) as { text?: { mode: string; disturbance: unknown[] } };
+  // tfmq-w4a8: the temporal cache (on SDXL it covers the added embedding) and the text features measured
+  ok(dq(['quantize', src, '--preset', 'tfmq-w4a8', '--calib', join(dir, 'cal.json'), '--out', join(dir, 'v')]));
+  const manifest = JSON.parse(readFileSync(join(dir, 'v', 'manifest.json'), 'utf8')) as { text?: { mode: string; disturbance: unknown[] }; temporal?: { cached: string[] } };
   expect(manifest.text?.mode).toBe('auto');
   expect(manifest.text!.disturbance.length).toBeGreaterThan(0);
+  expect(manifest.temporal!.cached.length).toBeGreaterThan(0);
 
   const cmp = ok(dq(['compare', src, join(dir, 'v'), '--prompt', 'a red cat', '--seeds', '0', '--steps', '2', '--fid-samples', '0', '--out', join(dir, 'cmp'), ...size]));
-  expect(cmp).toMatch(/int8-w8a8: PSNR [\d.]+ dB mean/);
+  expect(cmp).toMatch(/tfmq-w4a8: PSNR [\d.]+ dB mean/);
   const metrics = JSON.parse(readFileSync(join(dir, 'cmp', 'metrics.json'), 'utf8')) as { variants: { name: string; psnr?: { mean: number } }[] };
   expect(metrics.variants.length).toBeGreaterThanOrEqual(2);
 

@@ -19,7 +19,8 @@ const m: Record<string, ExportManifest> = {};
 beforeAll(async () => {
   const calib = join(work, 'calib.json');
   const rec = await calibrate(SD15, calib, { samples: 1, steps: 2, batchSize: 1, gram: true });
-  for (const p of ['naive-w8a8', 'int8-w8a8', 'q-diffusion-w4a8', 'int4-w4a16']) {
+  // int8-w8a8's export (the same int8 storage as naive-w8a8's) is checked on the SD 1.5 Optimum fixture (t2i-sd15.test.ts)
+  for (const p of ['naive-w8a8', 'q-diffusion-w4a8', 'int4-w4a16']) {
     await quantizePipeline({ pipelineDir: SD15, recipe: loadRecipe(p), record: rec, recordPath: calib, out: join(work, p) });
     m[p] = await exportPipeline({ variantDir: join(work, p), out: join(work, `${p}-x`), calibrationImages: 1, verify: false });
   }
@@ -40,7 +41,6 @@ describe('dq export (SD 1.5 topology)', () => {
   it('W8A8 is at most 0.30 and 4-bit weights at most 0.16 of the FP32 unet', () => {
     expect(m['naive-w8a8']!.export.summary.int8Kernels).toBeGreaterThan(200);
     expect(m['naive-w8a8']!.export.sizes.ratio!).toBeLessThanOrEqual(0.3);
-    expect(m['int8-w8a8']!.export.sizes.ratio!).toBeLessThanOrEqual(0.3);
     expect(m['q-diffusion-w4a8']!.export.sizes.ratio!).toBeLessThanOrEqual(0.16);
     expect(m['int4-w4a16']!.export.sizes.ratio!).toBeLessThanOrEqual(0.16);
     // MXFP4 (4.25 bits) and NVFP4 (4.5 bits): packed codes decoded by one shared local function per model

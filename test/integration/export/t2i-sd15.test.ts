@@ -2,11 +2,11 @@
  * dq export on SD 1.5's Optimum layout (test/fixtures/sd15-optimum): calibrate on prompts -> quantize (int8-w8a8,
  * tfmq-w4a8 with its text-feature and temporal caches) -> export -> open and sample the export.
  */
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { releaseSessions } from '../../../src-main/core/pipeline/pipeline';
-import { ROOT, tmp } from '../../helpers';
+import { dq, ROOT, tmp } from '../../helpers';
 import { build, expectSameLayout, expectSameTextFeatures, expectSmaller, images, meanAbs, type Built } from './t2i-export';
 
 const SRC = join(ROOT, 'test', 'fixtures', 'sd15-optimum');
@@ -43,6 +43,16 @@ describe('dq export: SD 1.5, Optimum layout', () => {
   it('carries the text-feature model without the network it read for sizes, computing the same features', async () => {
     expect(b.variants['tfmq-w4a8']!.text?.cached.length).toBeGreaterThan(0);
     await expectSameTextFeatures(join(work, 'tfmq-w4a8'), join(work, 'tfmq-w4a8-x'));
+  });
+
+  it('dq compare takes both calibrated variants and their exports on a prompt (the chain calibrate -> quantize -> compare -> export -> sample)', () => {
+    const dirs = ['int8-w8a8', 'tfmq-w4a8', 'int8-w8a8-x'].map((d) => join(work, d));
+    const r = dq(['compare', SRC, ...dirs, '--prompt', 'a red cat', '--seeds', '0', '--steps', '2', '--fid-samples', '0', '--out', join(work, 'cmp')]);
+    expect(r.code, r.stderr).toBe(0);
+    const m = JSON.parse(readFileSync(join(work, 'cmp', 'metrics.json'), 'utf8')) as { variants: { psnrDb: { mean: number | null } }[] };
+    const psnr = m.variants.slice(1).map((v) => v.psnrDb.mean ?? NaN);
+    expect(psnr.length).toBe(3);
+    for (const x of psnr) expect(x).toBeGreaterThan(10);
   });
 
   it('samples images closer to its variant than the variant is to FP', async () => {
