@@ -94,6 +94,11 @@ export function formatInfo(i: PipelineInfo): string {
       ? [
           `layers     ${i.layers.quantizable.length} quantizable (${countBy(i.layers.quantizable.map((l) => l.op))}), ${i.layers.attention.length} attention MatMuls`,
           `  temporal ${i.layers.temporal.length} layers in the time-only region (fed by ${[i.layers.timestepInput, ...i.layers.temporalConditioning].join(', ')}; not by ${i.layers.sampleInput}), ${i.layers.temporalFeatures.length} temporal features`,
+          ...(i.layers.textInputs?.length
+            ? [
+                `  text     ${i.layers.textOnly.length} layers in the text-only region (fed by ${i.layers.textInputs.join(', ')}; not by ${i.layers.sampleInput} or ${i.layers.timestepInput}): ${i.layers.crossAttention.length} cross-attention key/value projections${i.layers.addedEmbedding.length ? `, ${i.layers.addedEmbedding.length} in the added embedding` : ''}; ${i.layers.textFeatures.length} text features (cached once per prompt by recipes with text: cache/auto)`,
+              ]
+            : []),
           `  skips    ${i.layers.shortcutSplits.length} decoder skip concats${i.layers.shortcutSplits.length ? ': ' + i.layers.shortcutSplits.map((s) => `${s.concat} at channel ${s.splitAt ?? '?'}`).join(', ') : ''}`,
           `  spare    first ${i.layers.sensitive.firstLayers.join(', ')}; last ${i.layers.sensitive.lastLayers.join(', ')}; ${i.layers.sensitive.softmax.length} softmax`,
         ]

@@ -110,16 +110,6 @@ function unsupportedFamily(dir: string, index: unknown): void {
   }
 }
 
-/**
- * For the commands that work on class-conditional and unconditional pipelines only so far (calibrate, quantize,
- * compare, export): one line naming what does not work yet, instead of a failure deep inside.
- */
-export function refuseText(p: Pipeline, command: string): void {
-  if (p.text || p.codec) {
-    throw new DqError('UNSUPPORTED', `${p.label ?? p.dir} is a ${p.index.family?.name ?? 'latent'} pipeline: dq ${command} does not work on text-to-image pipelines yet (dq info and dq sample do)`);
-  }
-}
-
 /** Validates the folder layout (no model is loaded); `index` is model_index.json as read, for the loader to parse. */
 export function locatePipeline(dir: string): { dir: string; unetPath: string; schedulerPath: string; indexPath: string; index: unknown } {
   const abs = resolve(dir);

@@ -17,7 +17,7 @@ import { quantizePipeline } from '../../../../src-main/core/quant/quantize';
 import { parseRecipe, loadRecipe } from '../../../../src-main/core/quant/recipe';
 import { readParams } from '../../../../src-main/core/quant/variant';
 import { Session } from '../../../../src-main/core/runtime/onnx';
-import { ROOT, TINY, tmp } from '../../../helpers';
+import { dq, ROOT, TINY, tmp } from '../../../helpers';
 
 const F = (name: string) => join(ROOT, 'test', 'fixtures', name);
 const T2I = join(ROOT, 'models', 'tiny-t2i');
@@ -50,6 +50,13 @@ describe('the layer map of a cross-attention UNet', () => {
     expect(m.temporalConditioning.sort()).toEqual(['text_embeds', 'time_ids']);
     expect(m.textFeaturesOfTime.length).toBe(1);
     expect(m.crossAttention.length).toBe(m.textOnly.length - 2);
+  });
+
+  it('dq info names the region, with the counts the layer map gives', () => {
+    const m = analyzeGraph(loadOnnx(join(F('sd15-optimum'), 'unet', 'model.onnx')).model);
+    const r = dq(['info', F('sd15-optimum')]);
+    expect(r.stdout).toContain(`  text     ${m.textOnly.length} layers in the text-only region (fed by encoder_hidden_states; not by sample or timestep): ${m.crossAttention.length} cross-attention key/value projections; ${m.textFeatures.length} text features`);
+    expect(dq(['info', TINY]).stdout).not.toMatch(/text-only region/);
   });
 
   it('a class-conditional model has no text-only region', () => {
