@@ -134,7 +134,7 @@ export function buildProgram(): Command {
       try {
         const rec = await calibrate(dir, String(o.out), {
           samples: o.samples as number, steps: o.steps as number, sampler: o.sampler as SamplerName | undefined, guidance: o.guidance as number | undefined,
-          prompts: o.prompts !== undefined ? readPromptFile(String(o.prompts)).map((e) => e.prompt) : undefined,
+          ...promptOptions(o.prompts),
           negativePrompt: o.negativePrompt as string | undefined,
           timesteps: o.timesteps as TimestepSelection, count: o.count as number, batchSize: o.batch as number, gram: o.gram === true, signal: ac.signal, onProgress: progress?.update,
         });
@@ -235,6 +235,13 @@ function verbose(program: Command, argv: string[]): boolean {
 }
 
 /** The family model_index.json names, when the folder has one (errors are left to the command's own loading). */
+/** dq calibrate --prompts: the prompts and, when the file gives any, a negative prompt per prompt. */
+function promptOptions(file: unknown): { prompts?: string[]; negativePrompts?: string[] } {
+  if (file === undefined) return {};
+  const entries = readPromptFile(String(file));
+  return { prompts: entries.map((e) => e.prompt), ...(entries.some((e) => e.negative !== undefined) ? { negativePrompts: entries.map((e) => e.negative ?? '') } : {}) };
+}
+
 async function readFamily(dir: string): Promise<Family | null> {
   try {
     return (await describeComponents(dir)).family;

@@ -54,6 +54,8 @@ export interface CalibrationSettings {
   prompts?: string[];
   /** Text-to-image: the negative prompt of every sample ('' : none, the unconditional half sees the empty prompt). */
   negativePrompt?: string;
+  /** Text-to-image: a negative prompt per entry of `prompts` (a JSON prompt file's negative_prompt), over negativePrompt. */
+  negativePrompts?: string[];
 }
 
 export const DEFAULT_CALIBRATION: CalibrationSettings = {
@@ -118,6 +120,12 @@ export function selectSteps(n: number, sel: TimestepSelection, count: number, se
   return [...out].sort((a, b) => a - b);
 }
 
+/** The negative prompt of calibration sample i (its prompt's own, else the common one, else none). */
+export function negativeOf(s: CalibrationSettings, i: number): string {
+  const n = s.prompts?.length ?? 1;
+  return s.negativePrompts?.[i % n] || s.negativePrompt || '';
+}
+
 /** A text-to-image pipeline calibrates with its own sampler and guidance unless told otherwise. */
 function calibrationDefaults(p: Pipeline): Partial<CalibrationSettings> {
   return p.text ? { sampler: p.index.defaultSampler, guidance: p.index.defaultGuidance } : {};
@@ -143,7 +151,7 @@ export async function calibrate(
   out: string,
   opts: Partial<CalibrationSettings> & { provider?: Provider; signal?: AbortSignal; onProgress?: (p: CalibrateProgress) => void } = {},
 ): Promise<CalibrationRecord> {
-  const given = Object.fromEntries(Object.entries(opts).filter(([k, v]) => (k in DEFAULT_CALIBRATION || k === 'prompts' || k === 'negativePrompt') && v !== undefined)) as Partial<CalibrationSettings>;
+  const given = Object.fromEntries(Object.entries(opts).filter(([k, v]) => (k in DEFAULT_CALIBRATION || k === 'prompts' || k === 'negativePrompt' || k === 'negativePrompts') && v !== undefined)) as Partial<CalibrationSettings>;
   if (given.samples !== undefined && (!Number.isInteger(given.samples) || given.samples < 1)) throw new DqError('BAD_ARGUMENT', `--samples must be a positive integer, got ${given.samples}`);
   const loaded = await openPipeline(pipelineDir, opts.provider ?? 'cpu');
   const { pipeline } = loaded;
@@ -151,7 +159,10 @@ export async function calibrate(
   if (pipeline.text) {
     if (!settings.prompts?.length) settings.prompts = defaultPrompts(pipeline.dir);
     settings.negativePrompt ??= '';
-  } else if (given.prompts?.length || given.negativePrompt) {
+    if (settings.negativePrompts && settings.negativePrompts.length !== settings.prompts.length) {
+      throw new DqError('BAD_ARGUMENT', `${settings.negativePrompts.length} negative prompts for ${settings.prompts.length} prompts: give one per prompt`);
+    }
+  } else if (given.prompts?.length || given.negativePrompt || given.negativePrompts?.length) {
     throw new DqError('BAD_ARGUMENT', `${pipelineDir} takes no text (it is ${pipeline.io.classLabels ? 'class-conditional' : 'unconditional'}): leave out --prompts`);
   }
   let session = loaded.session;
@@ -218,7 +229,7 @@ export async function calibrate(
     await sample(pipeline, session, {
       seeds: idx.map((i) => settings.seed * 1_000_003 + i),
       classes: pipeline.io.classLabels ? idx.map((i) => i % nClasses) : [],
-      ...(prompts ? { prompts: idx.map((i) => prompts[i % prompts.length]!), negativePrompts: idx.map(() => settings.negativePrompt ?? '') } : {}),
+      ...(prompts ? { prompts: idx.map((i) => prompts[i % prompts.length]!), negativePrompts: idx.map((i) => negativeOf(settings, i)) } : {}),
       steps: settings.steps,
       sampler: settings.sampler,
       guidance: settings.guidance,
@@ -346,6 +357,7 @@ const RecordSchema = z.object({
     gram: z.boolean(),
     prompts: z.array(z.string()).optional(),
     negativePrompt: z.string().optional(),
+    negativePrompts: z.array(z.string()).optional(),
   }),
   timesteps: z.array(finite).min(1),
   steps: z.array(count).min(1),

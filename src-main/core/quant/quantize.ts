@@ -24,7 +24,7 @@ import { buildFeeds, guidedRun } from '../pipeline/sample.js';
 import type { FeedValue } from '../runtime/onnx.js';
 import { openPipeline } from '../open.js';
 import { insertActivationQuantizer } from './activations.js';
-import { readRecord, selectSteps, sha256File, type CalibrationRecord } from './calibrate.js';
+import { negativeOf, readRecord, selectSteps, sha256File, type CalibrationRecord } from './calibrate.js';
 import type { Recipe } from './recipe.js';
 import type { Site } from './sites.js';
 import { histError, histQuantile, mergeStat, type Stat } from './stats.js';
@@ -559,7 +559,7 @@ async function conditioningFeeds(p: Pipeline, rec: CalibrationRecord): Promise<{
   const prompts = (rec.settings.prompts ?? []).slice(0, 16);
   if (!prompts.length) throw new DqError('BAD_CONFIG', 'the calibration record names no prompts: recalibrate this text-to-image pipeline (dq calibrate --prompts)');
   const guided = guidedRun(p, rec.settings.guidance);
-  const ids = await p.text.ids(prompts, prompts.map(() => rec.settings.negativePrompt ?? ''), guided);
+  const ids = await p.text.ids(prompts, prompts.map((_, i) => negativeOf(rec.settings, i)), guided);
   const [C, H, W] = p.index.sampleShape;
   const feeds = await buildFeeds(p, new Float64Array(prompts.length * C * H * W), 0, ids, guided, prompts.length, undefined, rec.settings.guidance);
   // the sample stays (zeros): a region may read its shape, never its values; the timestep is fed per measured step

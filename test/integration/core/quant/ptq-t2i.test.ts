@@ -12,7 +12,7 @@ import { encodeModel, loadOnnx } from '../../../../src-main/core/onnx/io';
 import { exposeTensors } from '../../../../src-main/core/onnx/rewrite';
 import { openPipeline } from '../../../../src-main/core/open';
 import { buildFeeds, sample } from '../../../../src-main/core/pipeline/sample';
-import { calibrate, type CalibrationRecord } from '../../../../src-main/core/quant/calibrate';
+import { calibrate, DEFAULT_CALIBRATION, negativeOf, type CalibrationRecord } from '../../../../src-main/core/quant/calibrate';
 import { quantizePipeline } from '../../../../src-main/core/quant/quantize';
 import { parseRecipe, loadRecipe } from '../../../../src-main/core/quant/recipe';
 import { readParams } from '../../../../src-main/core/quant/variant';
@@ -81,6 +81,13 @@ describe('calibration from prompts', () => {
     expect(rec1.stats[site.id]![0]![rec1.steps[0]!]!.n).toBe(3);
     await expect(calibrate(TINY, join(tmp(), 'x.json'), { prompts: ['a seven'], samples: 2, steps: 1 })).rejects.toThrow(/tiny-mnist takes no text \(it is class-conditional\): leave out --prompts$/);
   }, 300_000);
+
+  it("a prompt file's negative prompts go with their prompts (the common one fills in), one per prompt", async () => {
+    const s = { ...DEFAULT_CALIBRATION, prompts: ['a', 'b', 'c'], negativePrompts: ['x', '', 'z'], negativePrompt: 'common' };
+    expect([0, 1, 2, 3, 4].map((i) => negativeOf(s, i))).toEqual(['x', 'common', 'z', 'x', 'common']);
+    expect(negativeOf({ ...DEFAULT_CALIBRATION, prompts: ['a'] }, 0)).toBe('');
+    await expect(calibrate(T2I, join(tmp(), 'n.json'), { prompts: ['a', 'b'], negativePrompts: ['x'], samples: 2, steps: 1 })).rejects.toThrow(/^1 negative prompts for 2 prompts: give one per prompt$/);
+  });
 });
 
 describe('the text-feature cache', () => {
