@@ -110,20 +110,24 @@ async function run(task: WorkerTask): Promise<unknown> {
     const variantCount = task.variants.length;
     const part = (k: number) => (p: { phase: string; done: number; total: number }) =>
       progress(variantCount ? `${p.phase} (${k === 0 ? 'FP' : task.variants[k - 1]!.name}, ${k + 1}/${variantCount + 1})` : p.phase, p.done, p.total);
-    const rec = await runSampleJob({
-      pipelineDir: task.pipelineDir,
+    // FP and every variant: the same prompts, seeds and size
+    const same = {
       classes: [],
       prompts: task.prompts.map((prompt) => ({ prompt })),
       negativePrompt: task.negativePrompt,
       ...(task.height !== undefined ? { height: task.height } : {}),
       ...(task.width !== undefined ? { width: task.width } : {}),
       seeds: task.seeds,
+      provider: 'cpu' as const,
+      signal,
+    };
+    const rec = await runSampleJob({
+      ...same,
+      pipelineDir: task.pipelineDir,
       steps: task.steps,
       ...(task.sampler ? { sampler: task.sampler as SamplerName } : {}),
       guidance: task.guidance ?? pipeline.index.defaultGuidance,
-      provider: 'cpu',
       out: task.out,
-      signal,
       onProgress: part(0),
     });
     // each variant: the same prompts, seeds and settings as FP ran with, its grid beside FP's (same layout)
@@ -131,19 +135,12 @@ async function run(task: WorkerTask): Promise<unknown> {
     for (const [k, v] of task.variants.entries()) {
       const dir = join(task.out, `variant-${k}`);
       const vr = await runSampleJob({
+        ...same,
         pipelineDir: v.dir,
-        classes: [],
-        prompts: task.prompts.map((prompt) => ({ prompt })),
-        negativePrompt: task.negativePrompt,
-        ...(task.height !== undefined ? { height: task.height } : {}),
-        ...(task.width !== undefined ? { width: task.width } : {}),
-        seeds: task.seeds,
         steps: rec.settings.steps,
         sampler: rec.settings.sampler,
         guidance: rec.settings.guidance,
-        provider: 'cpu',
         out: dir,
-        signal,
         onProgress: part(k + 1),
       });
       const grid = `variant-${k}-${vr.grid}`;

@@ -24,7 +24,7 @@ import { sample } from '../pipeline/sample.js';
 import type { SamplerName } from '../pipeline/schedulers.js';
 import { calibrate, DEFAULT_PROMPTS_FILE, readRecord, type CalibrationRecord } from '../quant/calibrate.js';
 import { quantizePipeline, type Manifest } from '../quant/quantize.js';
-import { loadRecipe } from '../quant/recipe.js';
+import { loadRecipe, type Recipe } from '../quant/recipe.js';
 
 /** --judge: the user's image model and how its features are read. */
 export interface EvalJudge {
@@ -106,20 +106,7 @@ export async function runEval(o: EvalOptions): Promise<{ rows: EvalRow[]; calibr
   for (const r of recipes) prepareOutput(join(out, r.name), { replace: 'variant' });
   makeDirs(out, '--out');
   const say = o.onLine ?? (() => {});
-  let recPath = o.calib ? resolve(o.calib) : join(out, 'calibration.json');
-  let rec: CalibrationRecord;
-  let calSeconds = 0;
-  if (o.calib || existsSync(recPath)) {
-    rec = readRecord(recPath);
-    say(`calibration: ${recPath} (${rec.settings.samples} samples x ${rec.steps.length} steps)`);
-  } else {
-    const t0 = performance.now();
-    const gram = recipes.some((r) => r.weights.rounding === 'gptq');
-    rec = await calibrate(o.pipelineDir, recPath, { samples: o.calibSamples ?? 64, steps: o.steps, sampler: o.sampler!, guidance: o.guidance!, timesteps: 'all', gram, signal: o.signal });
-    calSeconds = (performance.now() - t0) / 1000;
-    say(`calibrated ${rec.sites.length} sites at ${rec.steps.length} steps in ${calSeconds.toFixed(1)} s -> ${recPath}`);
-  }
-  recPath = resolve(recPath);
+  const { rec, path: recPath, seconds: calSeconds } = await evalCalibration(o, out, recipes, { sampler: o.sampler!, guidance: o.guidance! }, say);
 
   const seed0 = o.seed ?? 10_000;
   const classes = Array.from({ length: o.samples }, (_, i) => i % 10);
@@ -210,19 +197,9 @@ async function runTextEval(o: EvalOptions): Promise<{ text: TextEvalRow[]; calib
   const needsRecord = recipes.some((r) => r.activations !== null || r.weights.rounding === 'gptq' || r.temporal === 'auto' || r.text === 'auto');
   if (recipes.length && !needsRecord && !o.calib) say('calibration: not needed (weight-only recipes rounded to nearest)');
   if (needsRecord || (recipes.length && o.calib)) {
-    const recPath = o.calib ? resolve(o.calib) : join(out, 'calibration.json');
-    if (o.calib || existsSync(recPath)) {
-      rec = readRecord(recPath);
-      say(`calibration: ${recPath} (${rec.settings.samples} samples x ${rec.steps.length} steps)`);
-      calibration = { path: recPath, seconds: 0 };
-    } else {
-      const t0 = performance.now();
-      const gram = recipes.some((r) => r.weights.rounding === 'gptq');
-      const prompts = given ? given.map((e) => e.prompt) : undefined;
-      rec = await calibrate(o.pipelineDir, recPath, { samples: o.calibSamples ?? 64, steps: o.steps, sampler, guidance, timesteps: 'all', gram, prompts, negativePrompt: o.negativePrompt, signal: o.signal });
-      calibration = { path: recPath, seconds: (performance.now() - t0) / 1000 };
-      say(`calibrated ${rec.sites.length} sites at ${rec.steps.length} steps on ${rec.settings.prompts?.length ?? 0} prompts in ${calibration.seconds.toFixed(1)} s -> ${recPath}`);
-    }
+    const cal = await evalCalibration(o, out, recipes, { sampler, guidance, prompts: given?.map((e) => e.prompt), negativePrompt: o.negativePrompt }, say);
+    rec = cal.rec;
+    calibration = { path: cal.path, seconds: cal.seconds };
   }
   const seed0 = o.seed ?? 10_000;
   const seeds = entries.map((_, i) => seed0 + i);
@@ -275,6 +252,28 @@ async function runTextEval(o: EvalOptions): Promise<{ text: TextEvalRow[]; calib
 }
 
 /** A text-to-image pipeline's calibration_prompts.txt, or the one-line error that asks for --prompts. */
+/**
+ * The record every preset of one eval run is quantized with: --calib, or <out>/calibration.json when a previous run
+ * left one, else a calibration over all steps (with Gram matrices when a preset rounds with GPTQ) written there.
+ */
+async function evalCalibration(
+  o: EvalOptions, out: string, recipes: Recipe[], settings: { sampler: SamplerName; guidance: number; prompts?: string[]; negativePrompt?: string }, say: (s: string) => void,
+): Promise<{ rec: CalibrationRecord; path: string; seconds: number }> {
+  const path = resolve(o.calib ?? join(out, 'calibration.json'));
+  if (o.calib || existsSync(path)) {
+    const rec = readRecord(path);
+    say(`calibration: ${path} (${rec.settings.samples} samples x ${rec.steps.length} steps)`);
+    return { rec, path, seconds: 0 };
+  }
+  const t0 = performance.now();
+  const gram = recipes.some((r) => r.weights.rounding === 'gptq');
+  const rec = await calibrate(o.pipelineDir, path, { samples: o.calibSamples ?? 64, steps: o.steps, timesteps: 'all', gram, signal: o.signal, ...settings });
+  const seconds = (performance.now() - t0) / 1000;
+  const prompts = rec.settings.prompts ? ` on ${rec.settings.prompts.length} prompts` : '';
+  say(`calibrated ${rec.sites.length} sites at ${rec.steps.length} steps${prompts} in ${seconds.toFixed(1)} s -> ${path}`);
+  return { rec, path, seconds };
+}
+
 function defaultPromptEntries(dir: string): { prompt: string; negative?: string }[] {
   const file = join(dir, DEFAULT_PROMPTS_FILE);
   if (!existsSync(file)) throw new DqError('BAD_ARGUMENT', `${dir} is a text-to-image pipeline without ${DEFAULT_PROMPTS_FILE}: give the eval prompts with --prompts <file>`);

@@ -118,7 +118,7 @@ async function independent(c: Comparison, fidSeeds: number[]): Promise<{ grid: F
 describe('dq compare on SD 1.5 (Optimum layout)', () => {
   it('samples the same prompts and seeds for every variant: the images are what sample() gives each variant alone', async () => {
     const m = sd15.metrics;
-    expect(MetricsSchema.parse(m)).toBeTruthy();
+    expect(() => MetricsSchema.parse(m)).not.toThrow();
     expect(m.variants.map((v) => v.name)).toEqual(['fp', 'w8-nearest', 'w4-nearest']);
     expect(m.settings.prompts).toEqual(PROMPTS.map((prompt) => ({ prompt, negative: '' })));
     expect(m.settings.imageShape).toEqual([3, 128, 128]);
@@ -230,7 +230,7 @@ describe('dq compare on SD 1.5 (Optimum layout)', () => {
     const out = join(work, 'out-sd15');
     const written = await writeComparison(sd15, { out, video: true, ffmpeg: join(work, 'no-ffmpeg') });
     const m = JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8')) as CompareMetrics;
-    expect(MetricsSchema.parse(m)).toBeTruthy();
+    expect(() => MetricsSchema.parse(m)).not.toThrow();
     expect(m.variants[1]!.judge!.fidToFp).toBe(written.variants[1]!.judge!.fidToFp);
     const html = readFileSync(join(out, 'report.html'), 'utf8');
     expect(html).toContain('a blue dog, on &quot;grass&quot;!');
@@ -242,7 +242,7 @@ describe('dq compare on SD 1.5 (Optimum layout)', () => {
 describe('dq compare on SDXL (Optimum layout)', () => {
   it('the same prompt (with its negative prompt) and seeds through FP and a 4-bit variant', async () => {
     const m = sdxl.metrics;
-    expect(MetricsSchema.parse(m)).toBeTruthy();
+    expect(() => MetricsSchema.parse(m)).not.toThrow();
     expect(m.settings.prompts).toEqual([{ prompt: 'a red cat', negative: 'blurry' }]);
     expect(m.images.map((i) => i.negativePrompt)).toEqual(['blurry', 'blurry']);
     const ref = await independent(sdxl, [1_000_000, 1_000_001]);
@@ -260,7 +260,7 @@ describe('dq compare on SDXL (Optimum layout)', () => {
 describe('dq compare on text-to-image: prompts and refusals', () => {
   it("the embedded model: its default prompts (the first 4 of calibration_prompts.txt), a calibrated int8-w8a8 variant", async () => {
     const m = t2i.metrics;
-    expect(MetricsSchema.parse(m)).toBeTruthy();
+    expect(() => MetricsSchema.parse(m)).not.toThrow();
     const file = readFileSync(join(T2I, 'calibration_prompts.txt'), 'utf8').split('\n').map((l) => l.trim()).filter(Boolean);
     expect(m.settings.prompts!.map((p) => p.prompt)).toEqual(file.slice(0, 4));
     expect(m.notes.some((n) => n.includes('the first 4 of') && n.includes('calibration_prompts.txt'))).toBe(true);
