@@ -34,6 +34,8 @@ export interface FakeQuantSpec {
   tensorScale?: number;
   /** INT 4/8 and FP8: 'native' (QuantizeLinear/DequantizeLinear, the default) or 'std' (standard ops only). */
   impl?: 'native' | 'std';
+  /** MX and NVFP4: how FP8 scales and elements are rounded (default 'std': standard ops only). */
+  blockImpl?: BlockImpl;
 }
 
 export interface FragmentNames {
@@ -76,12 +78,12 @@ export function fakeQuantFragment(spec: FakeQuantSpec, names: FragmentNames = {}
       break;
     }
     case 'mx':
-      y = mx(b, input, dims, normAxis(spec.axis ?? -1, dims.length), fmt.element);
+      y = mx(b, input, dims, normAxis(spec.axis ?? -1, dims.length), fmt.element, spec.blockImpl ?? 'std');
       break;
     case 'nvfp4': {
       const st = Math.fround(spec.tensorScale ?? NaN);
       if (!(st > 0 && Number.isFinite(st))) throw new RangeError('NVFP4 needs a positive finite float32 tensorScale');
-      y = nvfp4(b, input, dims, normAxis(spec.axis ?? -1, dims.length), st);
+      y = nvfp4(b, input, dims, normAxis(spec.axis ?? -1, dims.length), st, spec.blockImpl ?? 'std');
       break;
     }
   }
@@ -161,25 +163,35 @@ function broadcast(b: GraphBuilder, dims: number[], g: Granularity): Broadcast {
 
 /**
  * Rounds y (float32, in units of the format) to the float format's grid: nearest, ties to even, saturating at
- * +-max; NaN stays NaN, -0 and negative values that round to 0 give -0. Exact, with elementwise standard ops:
+ * +-max; NaN stays NaN, -0 and negative values that round to 0 give -0. Exact, with elementwise standard ops.
  *
- *   a = |y|;  q = the quantum of a's binade: 2^(emin - m) below 2^(emin+1), doubling at each power of two up to
- *             2^emax (a chain of Less/Where against constants: exact, no logarithms);
- *   r = Round(y / q) * q   (y / q is exact: q is a power of two and y / q cannot underflow; Round is RNE);
- *   out = Clip(r, -max, max).
- *
- * A tie at the top of a binade (2^(e+1) - q/2) rounds to the even neighbour, which is the next power of two,
- * exactly as RNE in the format does. Inf: y / q = Inf, Round(Inf) = Inf, clipped to max. Below 2^(emin+1) the
- * quantum stays 2^(emin - m), which covers the subnormals.
+ * Formats of at most three binades (E2M1, E2M3) use the quantum q of a = |y|'s binade, from Floor and Clip, and
+ * r = Round(y / q) * q (y / q is exact: q is a power of two). The others split y
+ * as Veltkamp does: with c = 2^(23 - m) + 1, t = c y, hi = t - (t - y) is y rounded to m + 1 significant bits,
+ * to nearest with ties to even (float32 arithmetic rounds that way; the split needs 23 - m <= 22 and no overflow,
+ * so y is first clipped to +-2^(emax + 2), beyond which everything saturates anyway). Below 2^emin the format's
+ * quantum stops shrinking (subnormals): there r = Round(y / q_min) * q_min. Then r is clipped to +-max (Inf
+ * saturates; a tie at the top of a binade rounds to the next power of two, as RNE in the format does).
  */
 export function roundToGrid(b: GraphBuilder, y: string, f: MiniFloat): string {
-  const a = b.op('Abs', [y]);
-  let q = b.f32(2 ** (f.emin - f.mbits));
-  for (let e = f.emin + 1; e <= f.emax; e++) {
-    const below = b.op('Less', [a, b.f32(2 ** e)], {}, 'below');
-    q = b.op('Where', [below, q, b.f32(2 ** (e - f.mbits))], {}, 'quantum');
+  if (f.emax - f.emin <= 2) {
+    // a format of at most three binades (E2M1, E2M3): the quantum from Floor(a / 2^(emin + 1)), which is 0 below
+    // the second binade, 1 in it and 2 or 3 in the third: clipped to [0.5, 2^(emax - emin - 1)] and scaled by
+    // 2^(emin + 1 - m), that is the binade's quantum (no select: Where is a slow op in onnxruntime)
+    const a = b.op('Abs', [y]);
+    let q = b.op('Clip', [b.op('Floor', [b.op('Mul', [a, b.f32(2 ** -(f.emin + 1))])]), b.f32(0.5), b.f32(2 ** (f.emax - f.emin - 1))], {}, 'quantum');
+    if (f.emin + 1 - f.mbits !== 0) q = b.op('Mul', [q, b.f32(2 ** (f.emin + 1 - f.mbits))], {}, 'quantum');
+    const r = b.op('Mul', [b.op('Round', [b.op('Div', [y, q])]), q]);
+    return b.op('Clip', [r, b.f32(-f.max), b.f32(f.max)]);
   }
-  const r = b.op('Mul', [b.op('Round', [b.op('Div', [y, q])]), q]);
+  const big = 2 ** (f.emax + 2);
+  const yc = b.op('Clip', [y, b.f32(-big), b.f32(big)], {}, 'y_c');
+  const t = b.op('Mul', [yc, b.f32(2 ** (23 - f.mbits) + 1)], {}, 'split_t');
+  const hi = b.op('Sub', [t, b.op('Sub', [t, yc])], {}, 'split_hi');
+  const qMin = 2 ** (f.emin - f.mbits);
+  const sub = b.op('Mul', [b.op('Round', [b.op('Mul', [yc, b.f32(1 / qMin)])]), b.f32(qMin)], {}, 'subnormal');
+  // (onnxruntime's Where turns a -0 taken from its second input into +0, and keeps it from the third)
+  const r = b.op('Where', [b.op('GreaterOrEqual', [b.op('Abs', [yc]), b.f32(2 ** f.emin)]), hi, sub], {}, 'rounded');
   return b.op('Clip', [r, b.f32(-f.max), b.f32(f.max)]);
 }
 
@@ -206,73 +218,120 @@ function stdInt(b: GraphBuilder, x: string, dims: number[], g: Granularity, qmin
 
 /* ------------------------------------------------------------------------------------------- MX / NVFP4 -- */
 
-interface Blocks {
-  view: string;
-  /** Per-block max |x| with NaN counted as +Inf, shape [..., nb, 1, ...]. */
-  amax: string;
-  /** Per-block flag: the block holds a NaN or an Inf. */
-  bad: string;
-  unview(y: string): string;
+/**
+ * How the block formats round their float scales: 'std' with standard ops only (the set the WebGPU provider has),
+ * 'native' with QuantizeLinear/DequantizeLinear to FP8 where a scale is FP8 (NVFP4's E4M3 block scale, MXFP8's
+ * elements): fewer nodes on the CPU, where QuantizeLinear is exact; the WebGPU provider runs it on the CPU.
+ */
+export type BlockImpl = 'std' | 'native';
+
+/**
+ * Block statistics of a view whose axis `axis` holds one block: the block's max |x| (keepdims, so it broadcasts
+ * against the view) and `poison`, per block 0, or NaN where the block holds a NaN or an Inf (the sum of x * 0).
+ * Adding poison to a block's scale makes every element of a bad block NaN without a select over the elements;
+ * `amax` is already clean (1 in bad blocks), ready for the scale arithmetic. ReduceMax alone does not see every NaN
+ * (onnxruntime's drops some), so the NaN test is the sum's.
+ */
+function blockAmax(b: GraphBuilder, v: string, axis: number): { amax: string; poison: string } {
+  const raw = b.op('ReduceMax', [b.op('Abs', [v]), b.i64([axis])], { keepdims: int(1) }, 'amax_raw');
+  const poison = b.op('ReduceSum', [b.op('Mul', [v, b.f32(0)]), b.i64([axis])], { keepdims: int(1) }, 'poison');
+  const amax = b.op('Where', [b.op('Equal', [poison, poison]), raw, b.f32(1)], {}, 'amax');
+  return { amax, poison };
 }
 
-function blocks(b: GraphBuilder, x: string, dims: number[], axis: number, size: number): Blocks {
-  if (dims[axis]! % size !== 0) throw new RangeError(`blocks of ${size} do not divide dimension ${dims[axis]} (axis ${axis})`);
-  const bc = broadcast(b, dims, { kind: 'block', axis, size });
-  const v = bc.view(x);
-  const absNanInf = b.op('Where', [b.op('Equal', [v, v]), b.op('Abs', [v]), b.f32(Infinity)], {}, 'abs');
-  const amax = b.op('ReduceMax', [absNanInf, b.i64([axis + 1])], { keepdims: int(1) }, 'amax');
-  const bad = b.op('Equal', [amax, b.f32(Infinity)], {}, 'bad');
-  return { view: v, amax, bad, unview: bc.unview };
+/** Offset of 2^0 in POW2_TABLE: entry i is 2^(i - POW2_OFFSET). */
+const POW2_OFFSET = 130;
+/** 2^-130 .. 2^130 (the ends are a float32 subnormal and +Inf): every power floor(log2 a) can be off by one from. */
+const pow2Table = (f: (k: number) => number) => Float32Array.from({ length: 2 * POW2_OFFSET + 1 }, (_, i) => f(i - POW2_OFFSET));
+
+/**
+ * k = floor(log2(a)) as an index into a table of powers of two (int64, k + POW2_OFFSET), exactly, for a in
+ * [2^-127, FLT_MAX] (callers clip into that range): the estimate Floor(Log(a) / ln 2) is off by at most one (its
+ * rounding error is ~1e-5, and a subnormal a, which Log may read as 2^-126, is at most one binade below), and one
+ * comparison each way with the table's 2^k corrects it. 12 nodes, on a block-statistics tensor.
+ */
+function floorLog2Index(b: GraphBuilder, a: string): string {
+  const est = b.op('Floor', [b.op('Mul', [b.op('Log', [a]), b.f32(1 / Math.LN2)])], {}, 'log2');
+  const i0 = b.op('Cast', [b.op('Add', [est, b.f32(POW2_OFFSET)])], { to: int(7) }, 'k0');
+  const p0 = b.op('Gather', [b.init('pow2', 'float32', [2 * POW2_OFFSET + 1], pow2Table((k) => 2 ** k)), i0], { axis: int(0) }, 'p0');
+  const down = b.op('Cast', [b.op('Greater', [p0, a])], { to: int(7) }, 'down');
+  const up = b.op('Cast', [b.op('LessOrEqual', [b.op('Mul', [p0, b.f32(2)]), a])], { to: int(7) }, 'up');
+  return b.op('Add', [b.op('Sub', [i0, down]), up], {}, 'k');
 }
 
 /**
- * p = 2^floor(log2(amax)) exactly, for amax in [0, 2^128): repeatedly scale v by powers of two (exact) until it
- * lies in [1, 2), multiplying p by the inverse factors. amax = 0 gives p = 0 (underflow), which the caller clamps.
+ * The MX shared scale X = 2^max(floor(log2 amax) - emax_elem, -127) (E8M0; 2^-127 is a float32 subnormal), exactly:
+ * amax below 2^(emax_elem - 127) gives 2^-127 whatever it is, so it is clipped up to that bound first (and down to
+ * FLT_MAX: Log must see a finite value).
  */
-function floorPow2(b: GraphBuilder, amax: string): string {
-  let v = amax;
-  let p = b.f32(1);
-  for (const k of [64, 32, 16, 8, 4, 2, 1]) {
-    const keep = b.op('Less', [v, b.f32(2 ** k)], {}, 'lt');
-    v = b.op('Where', [keep, v, b.op('Mul', [v, b.f32(2 ** -k)])], {}, 'v');
-    p = b.op('Where', [keep, p, b.op('Mul', [p, b.f32(2 ** k)])], {}, 'p');
-  }
-  for (const k of [64, 64, 32, 16, 8, 4, 2, 1]) {
-    const up = b.op('Less', [v, b.f32(2 ** (1 - k))], {}, 'lt');
-    v = b.op('Where', [up, b.op('Mul', [v, b.f32(2 ** k)]), v], {}, 'v');
-    p = b.op('Where', [up, b.op('Mul', [p, b.f32(2 ** -k)]), p], {}, 'p');
-  }
-  return p;
+function mxScale(b: GraphBuilder, amax: string, emaxElem: number): string {
+  const a = b.op('Clip', [amax, b.f32(2 ** (emaxElem - 127)), b.f32(3.4028234663852886e38)], {}, 'amax_c');
+  const table = b.init('mx_scale', 'float32', [2 * POW2_OFFSET + 1], pow2Table((k) => 2 ** Math.max(k - emaxElem, -127)));
+  return b.op('Gather', [table, floorLog2Index(b, a)], { axis: int(0) }, 'mx_scale');
 }
 
-function mx(b: GraphBuilder, x: string, dims: number[], axis: number, element: MxElement): string {
-  const bl = blocks(b, x, dims, axis, MX_BLOCK);
-  // X = 2^max(floor(log2 amax) - emax_elem, -127): the E8M0 shared scale (2^-127 is a float32 subnormal).
-  const pow = floorPow2(b, bl.amax);
-  const X = b.op('Max', [b.op('Mul', [pow, b.f32(2 ** -mxElementEmax(element))]), b.f32(2 ** -127)], {}, 'mx_scale');
-  const y = b.op('Div', [bl.view, X]);
+/**
+ * Rounds y to an FP8 grid (E4M3FN or E5M2) as roundToGrid does, with QuantizeLinear (scale 1, saturating) and
+ * DequantizeLinear: nearest, ties to even, +-max for anything beyond, NaN kept, -0 kept.
+ */
+function nativeFp8Round(b: GraphBuilder, y: string, element: 'e4m3fn' | 'e5m2'): string {
+  const one = b.f32(1);
+  const z = b.init('zero_point', element === 'e4m3fn' ? 'float8e4m3fn' : 'float8e5m2', [], new Uint8Array(1));
+  return b.op('DequantizeLinear', [b.op('QuantizeLinear', [y, one, z], { saturate: int(1) }, 'q8'), one, z], {}, 'dq8');
+}
+
+function roundElement(b: GraphBuilder, y: string, f: MiniFloat, impl: BlockImpl): string {
+  if (impl === 'native' && (f.name === 'e4m3fn' || f.name === 'e5m2')) return nativeFp8Round(b, y, f.name);
+  return roundToGrid(b, y, f);
+}
+
+/**
+ * MX fake quantization of a view whose axis `axis` holds one block of MX_BLOCK elements (any other axes: rows, or
+ * the positions of a convolution's channel blocks). Mirrors ../quant.ts fakeQuantMx.
+ */
+export function mxBlocks(b: GraphBuilder, v: string, axis: number, element: MxElement, impl: BlockImpl = 'std'): string {
+  const bl = blockAmax(b, v, axis);
+  const X = b.op('Add', [mxScale(b, bl.amax, mxElementEmax(element)), bl.poison], {}, 'mx_scale_p');
+  const y = b.op('Div', [v, X]);
   let e: string;
   if (element === 'int8') {
     const k = b.op('Clip', [b.op('Round', [b.op('Mul', [y, b.f32(64)])]), b.f32(-MXINT8_MAX_CODE), b.f32(MXINT8_MAX_CODE)]);
     // 0 - (-k) = k with Round's -0 turned into +0 (an integer code has no -0).
     e = b.op('Mul', [b.op('Sub', [b.f32(0), b.op('Neg', [k])]), b.f32(1 / 64)]);
   } else {
-    e = roundToGrid(b, y, FORMATS[element]);
+    e = roundElement(b, y, FORMATS[element], impl);
   }
-  const out = b.op('Where', [bl.bad, b.f32(NaN), b.op('Mul', [e, X], {}, 'dequant')], {}, 'nan_blocks');
-  return bl.unview(out);
+  return b.op('Mul', [e, X], {}, 'dequant');
 }
 
-function nvfp4(b: GraphBuilder, x: string, dims: number[], axis: number, tensorScale: number): string {
-  const bl = blocks(b, x, dims, axis, NVFP4_BLOCK);
-  const st = b.f32(tensorScale);
+/**
+ * NVFP4 fake quantization of a view whose axis `axis` holds one block of NVFP4_BLOCK elements, with the float32
+ * per-tensor scale `tensorScale` (a constant or a tensor name). Mirrors ../quant.ts fakeQuantNvfp4.
+ */
+export function nvfp4Blocks(b: GraphBuilder, v: string, axis: number, tensorScale: number | string, impl: BlockImpl = 'std'): string {
+  const bl = blockAmax(b, v, axis);
+  const st = typeof tensorScale === 'number' ? b.f32(tensorScale) : tensorScale;
   // sb = E4M3((amax / 6) / s_t), S = sb * s_t; where S is 0 divide by 1 instead (elements then dequantize to +-0).
-  const sb = roundToGrid(b, b.op('Div', [b.op('Div', [bl.amax, b.f32(E2M1_MAX)]), st]), FORMATS.e4m3fn);
-  const S = b.op('Mul', [sb, st], {}, 'scale');
+  const sb = roundElement(b, b.op('Div', [b.op('Div', [bl.amax, b.f32(E2M1_MAX)]), st]), FORMATS.e4m3fn, impl);
+  const S = b.op('Add', [b.op('Mul', [sb, st]), bl.poison], {}, 'scale');
   const safe = b.op('Where', [b.op('Equal', [S, b.f32(0)]), b.f32(1), S], {}, 'safe_scale');
-  const e = roundToGrid(b, b.op('Div', [bl.view, safe]), FORMATS.e2m1);
-  const out = b.op('Where', [bl.bad, b.f32(NaN), b.op('Mul', [e, S], {}, 'dequant')], {}, 'nan_blocks');
-  return bl.unview(out);
+  const e = roundToGrid(b, b.op('Div', [v, safe]), FORMATS.e2m1);
+  return b.op('Mul', [e, S], {}, 'dequant');
+}
+
+function mx(b: GraphBuilder, x: string, dims: number[], axis: number, element: MxElement, impl: BlockImpl): string {
+  const bc = blockView(b, dims, axis, MX_BLOCK);
+  return bc.unview(mxBlocks(b, bc.view(x), axis + 1, element, impl));
+}
+
+function nvfp4(b: GraphBuilder, x: string, dims: number[], axis: number, tensorScale: number, impl: BlockImpl): string {
+  const bc = blockView(b, dims, axis, NVFP4_BLOCK);
+  return bc.unview(nvfp4Blocks(b, bc.view(x), axis + 1, tensorScale, impl));
+}
+
+function blockView(b: GraphBuilder, dims: number[], axis: number, size: number): Broadcast {
+  if (dims[axis]! % size !== 0) throw new RangeError(`blocks of ${size} do not divide dimension ${dims[axis]} (axis ${axis})`);
+  return broadcast(b, dims, { kind: 'block', axis, size });
 }
 
 /** The op types a fragment uses (e.g. to check them against an execution provider's kernel list). */

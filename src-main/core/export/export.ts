@@ -219,8 +219,8 @@ function actSite(g: ReturnType<typeof indexGraph>, params: ParamsFile, input: st
   let lo = 0;
   for (let h = 0; h < entries.length; h++) {
     const e = entries[h]!;
-    // the half's Div(x, scale) node names its raw input
-    const div = g.nodes.find((n) => n.op_type === 'Div' && n.input?.[1] === e.scaleInput);
+    // the half's QuantizeLinear(x, scale) (INT8, FP8) or Div(x, scale) (other widths) node names its raw input
+    const div = g.nodes.find((n) => (n.op_type === 'QuantizeLinear' || n.op_type === 'Div') && n.input?.[1] === e.scaleInput);
     if (!div) return null;
     const x = div.input![0]!;
     let hi = channels;

@@ -2,13 +2,14 @@
  * Activation quantizers inserted at layer inputs. INT and FP formats read their scale (and zero point) from graph
  * inputs, so per-timestep parameters are fed at run time without rebuilding the session; MX and NVFP4 compute
  * their block scales in the graph (NVFP4's per-tensor scale is a calibrated constant). A split-shortcut site
- * gets one quantizer per half of its channels.
+ * gets one quantizer per half of its channels. Node counts are kept low (2 for INT8/FP8, ~30 for MX/NVFP4): a
+ * small model's sampling time is mostly per-node overhead (bench/simulated.ts).
  */
-import { GraphBuilder, type Fragment } from '../../../kernels/onnx/graph.js';
-import { fakeQuantFragment, roundToGrid } from '../../../kernels/onnx/fakequant.js';
+import { GraphBuilder, int, type Fragment } from '../../../kernels/onnx/graph.js';
+import { mxBlocks, nvfp4Blocks, roundToGrid } from '../../../kernels/onnx/fakequant.js';
 import { FORMATS } from '../../../kernels/minifloat.js';
 import { intRange, MX_BLOCK, NVFP4_BLOCK, type QuantFormat } from '../../../kernels/quant.js';
-import { embedFragment, LOCAL_DOMAIN, localFunction } from '../onnx/fragment.js';
+import { embedFragment } from '../onnx/fragment.js';
 import { indexGraph } from '../onnx/graph.js';
 import type { ModelMsg } from '../onnx/model.js';
 import { ModelProto } from '../onnx/model.js';
@@ -24,46 +25,40 @@ export function paramInputNames(site: number, half: number): { scale: string; zp
   return { scale: `dq_aq/${site}/${half}/scale`, zp: `dq_aq/${site}/${half}/zp` };
 }
 
-/** Fake quantization of `x` with runtime scale `s` (and zero point `z` for INT), as float32 elementwise ops. */
+/**
+ * Fake quantization of `x` with runtime scale `s` (and zero point `z` for INT, a float32 input). INT8 and FP8 are
+ * onnxruntime's QuantizeLinear -> DequantizeLinear (2 nodes; the zero point cast to its integer type in the graph;
+ * the scale stays a graph input, so no QDQ fusion takes the pair); other widths are float32 elementwise ops. Both
+ * compute what ../../../kernels/quant.ts does (round half to even, saturation).
+ */
 function runtimeFq(b: GraphBuilder, x: string, fmt: Extract<QuantFormat, { kind: 'int' | 'float' }>, s: string, z: string | null): string {
+  if (fmt.kind === 'int' && fmt.bits === 8) {
+    const zp = z ? b.op('Cast', [z], { to: int(2) }, 'zp_u8') : b.init('zero_point', 'int8', [], new Int8Array(1));
+    return b.op('DequantizeLinear', [b.op('QuantizeLinear', [x, s, zp], {}, 'q'), s, zp], {}, 'dequant');
+  }
   const y = b.op('Div', [x, s]);
   if (fmt.kind === 'float') return b.op('Mul', [roundToGrid(b, y, FORMATS[fmt.element]), s], {}, 'dequant');
   const { qmin, qmax } = intRange(fmt.bits, fmt.symmetric);
   const r = b.op('Round', [y]);
   const q = z ? b.op('Sub', [z, b.op('Neg', [r])]) : r;
-  const c = b.op('Clip', [q, b.f32(qmin), b.f32(qmax)]);
+  const clipped = b.op('Clip', [q, b.f32(qmin), b.f32(qmax)]);
+  // integers have no NaN: NaN becomes qmin, as in QuantizeLinear
+  const c = b.op('Where', [b.op('Equal', [clipped, clipped]), clipped, b.f32(qmin)], {}, 'code');
   return b.op('Mul', [z ? b.op('Sub', [c, z]) : c, s], {}, 'dequant');
 }
 
-/** Block formats along the channel axis of `x` (axis 1 for convolutions, the last axis otherwise). */
-/** A float32 value no real tensor scale takes: marks NVFP4's per-tensor scale in the fragment, to make it a parameter. */
-const TENSOR_SCALE_PARAM = Math.fround(1234.5678);
-
-function blockFq(model: ModelMsg, b: GraphBuilder, x: string, fmt: Extract<QuantFormat, { kind: 'mx' | 'nvfp4' }>, channels: number, channelAxis1: boolean, rank: number, tensorScale: number): string {
-  let v = x;
-  if (channelAxis1 && rank > 2) {
-    const perm = [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2), 1];
-    v = b.op('Transpose', [x], { perm: { type: 'ints', value: perm } });
-  }
-  const shape = b.op('Shape', [v]);
-  const rows = b.op('Reshape', [v, b.i64([-1, channels])], {}, 'rows');
-  // one model-local function per format and channel count (NVFP4's per-tensor scale is its parameter): the block
-  // subgraph is ~100 nodes, written once instead of once per layer
-  const frag = fakeQuantFragment(
-    fmt.kind === 'mx' ? { format: fmt, dims: [-1, channels], axis: 1 } : { format: fmt, dims: [-1, channels], axis: 1, tensorScale: TENSOR_SCALE_PARAM },
-    { input: 'x', output: 'y', prefix: 'f' },
-  );
-  const param = fmt.kind === 'nvfp4' ? frag.initializers.filter((t) => t.dtype === 'float32' && t.dims.length === 0 && t.data[0] === TENSOR_SCALE_PARAM).map((t) => t.name) : [];
-  if (fmt.kind === 'nvfp4' && param.length !== 1) throw new Error('NVFP4 fragment: the per-tensor scale constant was not found');
-  const fn = localFunction(model, { ...frag, inputs: [{ name: 'x', dtype: 'float32', dims: [-1, channels] }], outputs: [{ name: 'y', dtype: 'float32', dims: [-1, channels] }] }, param);
-  const out = b.fresh('blocks_out');
-  b.nodes.push({ name: `${out}:node`, opType: fn, domain: LOCAL_DOMAIN, inputs: [rows, ...(param.length ? [b.f32(tensorScale)] : [])], outputs: [out], attrs: {} });
-  let y = b.op('Reshape', [out, shape], {}, 'unrows');
-  if (channelAxis1 && rank > 2) {
-    const inv = [0, rank - 1, ...Array.from({ length: rank - 2 }, (_, i) => i + 1)];
-    y = b.op('Transpose', [y], { perm: { type: 'ints', value: inv } });
-  }
-  return y;
+/**
+ * Block formats along the channel axis of `x` (axis 1 of a convolution's input, the last axis otherwise), inline:
+ * x is viewed (a Reshape, no copy) as [N, C / block, block, H x W] or [rows, C / block, block], the blocks reduced
+ * on axis 2, and the result reshaped back. NVFP4's per-tensor scale is a calibrated constant. FP8 scales round with
+ * QuantizeLinear (blockImpl 'native': exact on the CPU, fewer nodes).
+ */
+function blockFq(b: GraphBuilder, x: string, fmt: Extract<QuantFormat, { kind: 'mx' | 'nvfp4' }>, channels: number, channelAxis1: boolean, rank: number, tensorScale: number): string {
+  const block = fmt.kind === 'mx' ? MX_BLOCK : NVFP4_BLOCK;
+  const viewDims = channelAxis1 && rank > 2 ? [0, channels / block, block, -1] : [-1, channels / block, block];
+  const v = b.op('Reshape', [x, b.i64(viewDims)], {}, 'blocks');
+  const y = fmt.kind === 'mx' ? mxBlocks(b, v, 2, fmt.element, 'std') : nvfp4Blocks(b, v, 2, tensorScale, 'std');
+  return b.op('Reshape', [y, b.op('Shape', [x])], {}, 'unblocks');
 }
 
 export interface InsertResult {
@@ -113,7 +108,7 @@ export function insertActivationQuantizer(
       if (channels === null || channels % block !== 0) {
         return { inputs: { scale: [], zeroPoint: [] }, skipped: `${fmt.kind} blocks of ${block} do not divide ${channels ?? 'unknown'} channels` };
       }
-      outs.push(blockFq(model, b, x, fmt, channels, channelAxis1, opts.rank, opts.tensorScale?.[h] ?? 1));
+      outs.push(blockFq(b, x, fmt, channels, channelAxis1, opts.rank, opts.tensorScale?.[h] ?? 1));
     }
   }
   const out = outs.length === 1 ? outs[0]! : b.op('Concat', outs, { axis: { type: 'int', value: 1 } }, 'joined');

@@ -32,7 +32,8 @@ function expectSameBits(ref: Float32Array, ort: Float32Array, x: Float32Array, w
   expect(i, i < 0 ? '' : `${what}: element ${i}: x = ${show(x[i])}, reference ${show(ref[i])}, onnxruntime ${show(ort[i])}`).toBe(-1);
 }
 
-const WEBGPU_OPS = new Set(['Abs', 'Clip', 'Div', 'Equal', 'Identity', 'Less', 'Max', 'Mul', 'Neg', 'ReduceMax', 'Reshape', 'Round', 'Sub', 'Where']);
+/** Ops the WebGPU provider has (onnxruntime's WebGPU operator list): the 'std' block formats use only these. */
+const WEBGPU_OPS = new Set(['Abs', 'Add', 'Cast', 'Clip', 'Div', 'Equal', 'Floor', 'Gather', 'Greater', 'GreaterOrEqual', 'Identity', 'Less', 'LessOrEqual', 'Log', 'Max', 'Mul', 'Neg', 'ReduceMax', 'ReduceSum', 'Reshape', 'Round', 'Sub', 'Where']);
 
 /* ------------------------------------------------------------------------------------- INT and FP -- */
 
@@ -175,6 +176,11 @@ describe('MX and NVFP4 fake quantization: reference == onnxruntime, bit for bit'
     const f = fakeQuantFragment({ format: { kind: 'mx', element }, dims, axis });
     for (const op of opTypes(f)) expect(WEBGPU_OPS.has(op), `${op} is not in the WebGPU-capable set`).toBe(true);
     expectSameBits(ref, await runOnce(f, x, dims), x, label);
+    if (element === 'e4m3fn' || element === 'e5m2') {
+      const native = fakeQuantFragment({ format: { kind: 'mx', element }, dims, axis, blockImpl: 'native' });
+      expect(opTypes(native)).toContain('QuantizeLinear');
+      expectSameBits(ref, await runOnce(native, x, dims), x, `${label} (native FP8 rounding)`);
+    }
   });
 
   const x = blockData('nvfp4', DIMS, 1, NVFP4_BLOCK, 3000);
@@ -191,6 +197,9 @@ describe('MX and NVFP4 fake quantization: reference == onnxruntime, bit for bit'
     const f = fakeQuantFragment({ format: { kind: 'nvfp4' }, dims: DIMS, axis, tensorScale: st });
     for (const op of opTypes(f)) expect(WEBGPU_OPS.has(op), `${op} is not in the WebGPU-capable set`).toBe(true);
     expectSameBits(ref, await runOnce(f, x, DIMS), x, label);
+    const native = fakeQuantFragment({ format: { kind: 'nvfp4' }, dims: DIMS, axis, tensorScale: st, blockImpl: 'native' });
+    expect(opTypes(native)).toContain('QuantizeLinear');
+    expectSameBits(ref, await runOnce(native, x, DIMS), x, `${label} (native E4M3 scale)`);
   });
 });
 
