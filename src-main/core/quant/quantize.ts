@@ -183,7 +183,8 @@ function runtimeInputsOf(model: ModelMsg): string[] {
   return (model.graph!.input ?? []).map((v) => v.name ?? '').filter((n) => !inits.has(n));
 }
 
-function gemmTransB(model: ModelMsg, layer: QuantizableLayer, names: Map<string, number>): boolean {
+/** Whether a Gemm layer reads its weight transposed (transB = 1). */
+export function gemmTransB(model: ModelMsg, layer: QuantizableLayer, names: Map<string, number>): boolean {
   const i = names.get(layer.name);
   const n = i === undefined ? undefined : model.graph!.node![i];
   return n !== undefined && Number(nodeAttr(n, 'transB')?.i ?? 0) === 1;

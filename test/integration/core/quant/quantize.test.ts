@@ -13,7 +13,8 @@ import { sample } from '../../../../src-main/core/pipeline/sample';
 import { calibrate, type CalibrationRecord } from '../../../../src-main/core/quant/calibrate';
 import { quantizePipeline, type Manifest } from '../../../../src-main/core/quant/quantize';
 import { listPresets, loadRecipe } from '../../../../src-main/core/quant/recipe';
-import { tmp, TINY } from '../../../helpers';
+import { VariantTweaker } from '../../../../src-main/core/quant/tweak';
+import { ROOT, tmp, TINY } from '../../../helpers';
 
 const work = tmp();
 let rec: CalibrationRecord;
@@ -158,4 +159,45 @@ it('per-layer overrides keep named layers in FP, and refuse names the model lack
   const m = await quantizePipeline({ pipelineDir: TINY, recipe: { ...r, keepLayers: ['/mid1/conv1/Conv'] }, record: null, out: join(work, 'k') });
   expect(m.layers.find((l) => l.name === '/mid1/conv1/Conv')!.spared).toBe('kept in FP by the recipe (keepLayers)');
   await expect(quantizePipeline({ pipelineDir: TINY, recipe: { ...r, keepLayers: ['/nope/Conv'] }, record: null, out: join(work, 'k2') })).rejects.toThrow(/keepLayers names '\/nope\/Conv'/);
+});
+
+describe('interactive re-quantization (tweak.ts): one layer changed, everything else reused', () => {
+  const same = (a: Float32Array[], b: Float32Array[]) => a.every((img, i) => img.every((v, j) => Object.is(v, b[i]![j])));
+
+  it('no change samples the variant; every layer in FP samples FP exactly; one layer changes the images', async () => {
+    const tw = await VariantTweaker.open(join(work, 'int8-w8a8'));
+    try {
+      const layers = tw.layers();
+      expect(layers).toHaveLength(33);
+      expect(layers.every((l) => l.fixed === null)).toBe(true);
+      const { pipeline, session } = await openPipeline(join(work, 'int8-w8a8'), 'cpu');
+      const variant = (await sample(pipeline, session, req)).images;
+      const none = await tw.run({}, req);
+      expect(none.changed).toEqual([]);
+      expect(same(none.images, variant)).toBe(true);
+      const allFp = await tw.run(Object.fromEntries(layers.map((l) => [l.name, 'fp' as const])), req);
+      expect(allFp.changed).toHaveLength(33);
+      expect(same(allFp.images, fpImages)).toBe(true);
+      const one = await tw.run({ '/mid1/conv1/Conv': { kind: 'int', bits: 2, symmetric: true } }, req);
+      expect(one.changed).toEqual(['/mid1/conv1/Conv']);
+      expect(same(one.images, variant)).toBe(false);
+      console.log(`tweak round trip (4 images, 5 steps): graph ${one.seconds.graph.toFixed(3)} s, session ${one.seconds.session.toFixed(3)} s, sampling ${one.seconds.sample.toFixed(3)} s`);
+    } finally {
+      await tw.release();
+    }
+  });
+
+  it('a cached time-only layer is fixed; unknown layers and another source pipeline are refused in one line', async () => {
+    const tw = await VariantTweaker.open(join(work, 'tfmq-w4a8'));
+    try {
+      const fixed = tw.layers().filter((l) => l.fixed);
+      expect(fixed).toHaveLength(8);
+      expect(fixed[0]!.fixed).toMatch(/time-only region/);
+      await expect(tw.run({ [fixed[0]!.name]: 'fp' }, req)).rejects.toThrow(/cannot be changed here \(it is not in the variant's denoiser graph\)/);
+      await expect(tw.run({ '/nope/Conv': 'fp' }, req)).rejects.toThrow(/layer '\/nope\/Conv' cannot be changed here \(no such layer\)/);
+    } finally {
+      await tw.release();
+    }
+    await expect(VariantTweaker.open(join(work, 'int8-w8a8'), 'cpu', join(ROOT, 'models', 'tiny-t2i'))).rejects.toThrow(/is not the one .* was made from/);
+  });
 });
