@@ -23,8 +23,11 @@ import type {
   RequestName,
   Result,
   StudioApi,
+  TweakResult,
 } from './contract/api.js';
-import { JobSpec, Requests } from './contract/api.js';
+import { JobSpec, Requests, TweakSpec } from './contract/api.js';
+import type { z } from 'zod';
+import { closeTweaker, tweakGrid, tweakLayers, type TweakGridRequest } from './core/jobs/tweak-job.js';
 import { DqError } from './core/errors.js';
 import { runInfo } from './core/jobs/info-job.js';
 import { listEmbeddedModels } from './core/models.js';
@@ -310,6 +313,18 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
     return { mime, base64: readFileSync(path).toString('base64'), bytes: size };
   }
 
+  /**
+   * A request, not a job: the round trip is meant to take about 2 s (a graph edit, one session, the samples), and
+   * onnxruntime runs on its own threads, so the host's thread only edits the graph and lays out the grid.
+   */
+  async function tweakVariant(id: string, spec: z.output<typeof TweakSpec>): Promise<TweakResult> {
+    const t0 = performance.now();
+    const dir = join(jobs().dir(doneJob(id, 'quantize').id), 'variant');
+    const r = await tweakGrid(dir, { ...spec, choices: spec.choices as TweakGridRequest['choices'] });
+    const png = Buffer.from(r.png);
+    return { grid: { mime: 'image/png', base64: png.toString('base64'), bytes: png.length }, rows: r.rows, cols: r.cols, changed: r.changed, seconds: { ...r.seconds, total: (performance.now() - t0) / 1000 } };
+  }
+
   return {
     workspace,
     listModels: () => wrap(() => listEmbeddedModels()),
@@ -321,12 +336,15 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
     listJobs: () => wrap(() => jobs().list()),
     getCalibration: (id) => wrap(() => getCalibration(id)),
     readArtifact: (id, file) => wrap(() => readArtifact(id, file)),
+    variantLayers: (id) => wrap(() => tweakLayers(join(jobs().dir(doneJob(id, 'quantize').id), 'variant'))),
+    tweakVariant: (id, spec) => wrap(() => tweakVariant(id, TweakSpec.parse(spec))),
     subscribe(listener) {
       ensureForwarding();
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
     dispose: async () => {
+      await closeTweaker();
       unsubscribeRunner?.();
       listeners.clear();
       await runner?.dispose();

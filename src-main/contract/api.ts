@@ -513,6 +513,49 @@ export interface Artifact {
   bytes: number;
 }
 
+/* ------------------------------------------------ interactive re-quantization -- */
+
+/** A layer of a variant, as the re-quantization panel lists it. */
+export interface TweakLayerView {
+  name: string;
+  op: string;
+  /** The variant's own treatment: its weight format and granularity, or FP and why. */
+  weight: string;
+  activation: string | null;
+  /** Null when the layer can be changed; else why not (it lives in a region cached in FP, ...). */
+  fixed: string | null;
+}
+
+/** What a layer becomes: as the variant quantized it, FP (weight and input), or its weight in another format. */
+export const LayerChoice = z.union([z.enum(['variant', 'fp']), z.record(z.string(), z.unknown())]);
+export type LayerChoice = 'variant' | 'fp' | FormatSpec;
+
+/** A same-seed grid of a variant with some layers changed: a row per class (or prompt), a column per seed. */
+export const TweakSpec = z
+  .object({
+    choices: z.record(z.string().max(1024), LayerChoice).refine((c) => Object.keys(c).length <= 4096, 'at most 4096 layers'),
+    seeds: z.array(z.number().int().min(0).max(1_000_000)).min(1).max(16),
+    /** Class pipelines: a row per class; text-to-image pipelines give prompts instead. */
+    classes: z.array(z.number().int().min(0).max(1_000_000)).max(16).default([]),
+    prompts: z.array(z.string().max(MAX_PROMPT_CHARS)).min(1).max(8).optional(),
+    steps: z.number().int().min(1).max(200),
+    guidance: z.number().min(0).max(100).optional(),
+    sampler: z.enum(SAMPLER_NAMES).optional(),
+  })
+  .strict();
+export type TweakSpec = z.input<typeof TweakSpec>;
+
+export interface TweakResult {
+  /** The grid (PNG). */
+  grid: Artifact;
+  rows: number;
+  cols: number;
+  /** Layers whose graph differs from the variant's. */
+  changed: string[];
+  /** Where the round trip went: the graph edit, the new session, the samples; total as the host measured it. */
+  seconds: { graph: number; session: number; sample: number; total: number };
+}
+
 /* ---------------------------------------------------------------- the API -- */
 
 export interface StudioApi {
@@ -531,6 +574,10 @@ export interface StudioApi {
   getCalibration(jobId: string): Promise<Result<CalibrationView>>;
   /** A file a job wrote (images, videos), by its name in the job's output. */
   readArtifact(jobId: string, file: string): Promise<Result<Artifact>>;
+  /** A quantize job's variant, layer by layer, and which layers can be changed interactively. */
+  variantLayers(jobId: string): Promise<Result<TweakLayerView[]>>;
+  /** Samples a quantize job's variant with some layers changed (FP, or another weight format): ~2 s on the embedded model. */
+  tweakVariant(jobId: string, spec: TweakSpec): Promise<Result<TweakResult>>;
 }
 
 /** The renderer's side: the requests plus the job event stream. */
@@ -550,6 +597,8 @@ export const Requests = {
   listJobs: z.tuple([]),
   getCalibration: z.tuple([id]),
   readArtifact: z.tuple([id, z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'not a file name')]),
+  variantLayers: z.tuple([id]),
+  tweakVariant: z.tuple([id, TweakSpec]),
 } as const satisfies Record<keyof StudioApi, z.ZodType>;
 export type RequestName = keyof typeof Requests;
 

@@ -17,6 +17,8 @@ const api: StudioClient = {
   listJobs: call('listJobs'),
   getCalibration: call('getCalibration'),
   readArtifact: call('readArtifact'),
+  variantLayers: call('variantLayers'),
+  tweakVariant: call('tweakVariant'),
   onEvent(listener: (e: JobEvent) => void) {
     const h = (_e: IpcRendererEvent, ev: JobEvent) => listener(ev);
     ipcRenderer.on('dq:event', h);

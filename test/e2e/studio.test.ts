@@ -109,6 +109,28 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
     await expect(page.getByTestId('variant-nvfp4-w4a4').textContent()).resolves.toMatch(/layers quantized.*activations nvfp4/);
     await shot(page, '4-recipe');
 
+    // Interactive re-quantization: one NVFP4 layer back in FP, the same-seed 4 x 10 grid again (10 steps)
+    const tweak = page.getByTestId('tweak-nvfp4-w4a4');
+    await tweak.locator('summary').click();
+    await tweak.getByTestId('tweak-choice').first().waitFor({ timeout: 60_000 });
+    const choices = tweak.getByTestId('tweak-choice');
+    // the first layer the user may change (cached or fixed layers are disabled)
+    const n = await choices.count();
+    let k = 0;
+    while (k < n && (await choices.nth(k).isDisabled())) k++;
+    expect(k, 'a layer that can be changed').toBeLessThan(n);
+    await choices.nth(k).selectOption({ label: 'FP (weight and input)' });
+    await expect(tweak.getByTestId('tweak-apply').textContent()).resolves.toMatch(/1 changed/);
+    await tweak.getByTestId('tweak-apply').click();
+    await tweak.getByTestId('tweak-time').waitFor({ timeout: 60_000 });
+    const took = (await tweak.getByTestId('tweak-time').textContent()) ?? '';
+    console.log(`interactive re-quantization, one layer of nvfp4-w4a4 to FP, 4 x 10 grid at 10 steps: ${took}`);
+    expect(took).toMatch(/round trip \d+\.\d+ s \(graph/);
+    await expect(tweak.locator('figcaption').last().textContent()).resolves.toMatch(/changed: \//);
+    expect(await tweak.getByTestId('tweak-grid').evaluate((img: HTMLImageElement) => img.naturalWidth)).toBeGreaterThan(200);
+    await tweak.getByTestId('tweak-grid').scrollIntoViewIfNeeded();
+    await shot(page, '4b-tweak');
+
     // Samples: FP | INT8 | NVFP4 | FP8, the A/B wipe, diff heatmap, metrics, trajectory
     await page.getByTestId('tab-samples').click();
     await page.getByTestId('cmp-seeds').fill('0-1');

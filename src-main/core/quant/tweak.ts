@@ -50,7 +50,8 @@ export class VariantTweaker {
 
   private constructor(
     readonly dir: string,
-    private readonly pipeline: Pipeline,
+    /** The variant as a pipeline (its own feeds; the edited session replaces its denoiser's). */
+    readonly pipeline: Pipeline,
     private readonly base: Uint8Array,
     private readonly fp: LoadedModel,
     private readonly layersByName: Map<string, QuantizableLayer>,

@@ -53,6 +53,8 @@ export function browserHost(token: string): StudioClient {
     listJobs: call('listJobs'),
     getCalibration: call('getCalibration'),
     readArtifact: call('readArtifact'),
+    variantLayers: call('variantLayers'),
+    tweakVariant: call('tweakVariant'),
     onEvent(listener) {
       listeners.add(listener);
       connect();

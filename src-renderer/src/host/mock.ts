@@ -117,6 +117,8 @@ export function mockHost(): StudioClient {
       return { ok: true, value: [...jobs] };
     },
     getCalibration: noEngine,
+    variantLayers: noEngine,
+    tweakVariant: noEngine,
     async readArtifact(jobId, file) {
       if (!jobs.some((j) => j.id === jobId) || file !== 'grid.png') return noEngine();
       return { ok: true, value: { mime: 'image/png', base64: PLACEHOLDER_PNG, bytes: 223 } };
