@@ -112,7 +112,8 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
     // Interactive re-quantization: one NVFP4 layer back in FP, the same-seed 4 x 10 grid again (10 steps)
     const tweak = page.getByTestId('tweak-nvfp4-w4a4');
     await tweak.locator('summary').click();
-    await tweak.getByTestId('tweak-choice').first().waitFor({ timeout: 60_000 });
+    // the variant's own grid first (the choices wait for it)
+    await tweak.getByTestId('tweak-base').waitFor({ timeout: 60_000 });
     const choices = tweak.getByTestId('tweak-choice');
     // the first layer the user may change (cached or fixed layers are disabled)
     const n = await choices.count();
