@@ -11,6 +11,7 @@ import type { Granularity } from '../kernels/layout.js';
 import { modelBytes } from '../test/integration/kernels/onnx-model.js';
 import { benchExport } from './export.js';
 import { benchPtq } from './ptq.js';
+import { benchSimulated } from './simulated.js';
 import { benchT2I } from './t2i.js';
 
 const DIMS = [1024, 1024];
@@ -127,6 +128,7 @@ async function main(): Promise<void> {
 }
 
 await main();
+if (process.env.DQ_BENCH_SIM !== '0') await benchSimulated();
 if (process.env.DQ_BENCH_PTQ !== '0') benchPtq(process.env.DQ_BENCH_PTQ_MODELS ? process.env.DQ_BENCH_PTQ_MODELS.split(',') : undefined);
 if (process.env.DQ_BENCH_EXPORT !== '0') await benchExport();
 if (process.env.DQ_BENCH_T2I !== '0') await benchT2I();

@@ -170,22 +170,24 @@ function broadcast(b: GraphBuilder, dims: number[], g: Granularity): Broadcast {
  * as Veltkamp does: with c = 2^(23 - m) + 1, t = c y, hi = t - (t - y) is y rounded to m + 1 significant bits,
  * to nearest with ties to even (float32 arithmetic rounds that way; the split needs 23 - m <= 22 and no overflow,
  * so y is first clipped to +-2^(emax + 2), beyond which everything saturates anyway). Below 2^emin the format's
- * quantum stops shrinking (subnormals): there r = Round(y / q_min) * q_min. Then r is clipped to +-max (Inf
+ * quantum stops shrinking (subnormals): there r = Round(y / q_min) * q_min. `scaledAbs`, when given, is
+ * |y| / 2^(emin + 1) computed otherwise (exactly that value; the few-binades branch uses it); `bounded`: the
+ * caller guarantees |y| < 2^(emax + 2) or NaN (an MX element: |x / X| < 2^(emax + 1)), so the overflow clip goes. Then r is clipped to +-max (Inf
  * saturates; a tie at the top of a binade rounds to the next power of two, as RNE in the format does).
  */
-export function roundToGrid(b: GraphBuilder, y: string, f: MiniFloat): string {
+export function roundToGrid(b: GraphBuilder, y: string, f: MiniFloat, scaledAbs?: string, bounded = false): string {
   if (f.emax - f.emin <= 2) {
     // a format of at most three binades (E2M1, E2M3): the quantum from Floor(a / 2^(emin + 1)), which is 0 below
     // the second binade, 1 in it and 2 or 3 in the third: clipped to [0.5, 2^(emax - emin - 1)] and scaled by
     // 2^(emin + 1 - m), that is the binade's quantum (no select: Where is a slow op in onnxruntime)
-    const a = b.op('Abs', [y]);
-    let q = b.op('Clip', [b.op('Floor', [b.op('Mul', [a, b.f32(2 ** -(f.emin + 1))])]), b.f32(0.5), b.f32(2 ** (f.emax - f.emin - 1))], {}, 'quantum');
+    const scaled = scaledAbs ?? b.op('Mul', [b.op('Abs', [y]), b.f32(2 ** -(f.emin + 1))]);
+    let q = b.op('Clip', [b.op('Floor', [scaled]), b.f32(0.5), b.f32(2 ** (f.emax - f.emin - 1))], {}, 'quantum');
     if (f.emin + 1 - f.mbits !== 0) q = b.op('Mul', [q, b.f32(2 ** (f.emin + 1 - f.mbits))], {}, 'quantum');
     const r = b.op('Mul', [b.op('Round', [b.op('Div', [y, q])]), q]);
     return b.op('Clip', [r, b.f32(-f.max), b.f32(f.max)]);
   }
   const big = 2 ** (f.emax + 2);
-  const yc = b.op('Clip', [y, b.f32(-big), b.f32(big)], {}, 'y_c');
+  const yc = bounded ? y : b.op('Clip', [y, b.f32(-big), b.f32(big)], {}, 'y_c');
   const t = b.op('Mul', [yc, b.f32(2 ** (23 - f.mbits) + 1)], {}, 'split_t');
   const hi = b.op('Sub', [t, b.op('Sub', [t, yc])], {}, 'split_hi');
   const qMin = 2 ** (f.emin - f.mbits);
@@ -226,17 +228,25 @@ function stdInt(b: GraphBuilder, x: string, dims: number[], g: Granularity, qmin
 export type BlockImpl = 'std' | 'native';
 
 /**
- * Block statistics of a view whose axis `axis` holds one block: the block's max |x| (keepdims, so it broadcasts
- * against the view) and `poison`, per block 0, or NaN where the block holds a NaN or an Inf (the sum of x * 0).
- * Adding poison to a block's scale makes every element of a bad block NaN without a select over the elements;
- * `amax` is already clean (1 in bad blocks), ready for the scale arithmetic. ReduceMax alone does not see every NaN
- * (onnxruntime's drops some), so the NaN test is the sum's.
+ * Block statistics of a view whose axis `axis` holds one block: |x|, the block's max |x| cleaned for the scale
+ * arithmetic (keepdims, so it broadcasts against the view; 1 where onnxruntime's ReduceMax reported a NaN), and
+ * `poison`: per block 0, or NaN where the max is NaN or Inf. Adding poison to a block's scale makes every element
+ * of the block NaN without a select over the elements. onnxruntime's ReduceMax drops some NaNs (it saw 4 of 128
+ * blocks with one NaN each), so the callers also add the block sum of their rounded elements times 0 (NaN exactly
+ * where an element is NaN; the sum of rounded elements cannot overflow).
  */
-function blockAmax(b: GraphBuilder, v: string, axis: number): { amax: string; poison: string } {
-  const raw = b.op('ReduceMax', [b.op('Abs', [v]), b.i64([axis])], { keepdims: int(1) }, 'amax_raw');
-  const poison = b.op('ReduceSum', [b.op('Mul', [v, b.f32(0)]), b.i64([axis])], { keepdims: int(1) }, 'poison');
+function blockAmax(b: GraphBuilder, v: string, axis: number): { abs: string; amax: string; poison: string } {
+  const abs = b.op('Abs', [v]);
+  const raw = b.op('ReduceMax', [abs, b.i64([axis])], { keepdims: int(1) }, 'amax_raw');
+  const poison = b.op('Mul', [raw, b.f32(0)], {}, 'poison');
   const amax = b.op('Where', [b.op('Equal', [poison, poison]), raw, b.f32(1)], {}, 'amax');
-  return { amax, poison };
+  return { abs, amax, poison };
+}
+
+/** `scale` made NaN for every block holding a NaN element of `e` (block sums over `axis`, times 0). */
+function poisonByElements(b: GraphBuilder, scale: string, e: string, axis: number): string {
+  const s = b.op('ReduceSum', [e, b.i64([axis])], { keepdims: int(1) }, 'elem_sum');
+  return b.op('Add', [scale, b.op('Mul', [s, b.f32(0)])], {}, 'scale_nan');
 }
 
 /** Offset of 2^0 in POW2_TABLE: entry i is 2^(i - POW2_OFFSET). */
@@ -299,9 +309,13 @@ export function mxBlocks(b: GraphBuilder, v: string, axis: number, element: MxEl
     // 0 - (-k) = k with Round's -0 turned into +0 (an integer code has no -0).
     e = b.op('Mul', [b.op('Sub', [b.f32(0), b.op('Neg', [k])]), b.f32(1 / 64)]);
   } else {
-    e = roundElement(b, y, FORMATS[element], impl);
+    const f = FORMATS[element];
+    // few binades: the quantum reads |y| / 2^(emin+1), which is |x| times a power of two per block (X is one):
+    // the same real number, rounded once, so the same Floor
+    const scaledAbs = f.emax - f.emin <= 2 ? b.op('Mul', [bl.abs, b.op('Div', [b.f32(2 ** -(f.emin + 1)), X])], {}, 'abs_y') : undefined;
+    e = impl === 'native' && (f.name === 'e4m3fn' || f.name === 'e5m2') ? nativeFp8Round(b, y, f.name) : roundToGrid(b, y, f, scaledAbs, true);
   }
-  return b.op('Mul', [e, X], {}, 'dequant');
+  return b.op('Mul', [e, poisonByElements(b, X, e, axis)], {}, 'dequant');
 }
 
 /**
@@ -316,7 +330,7 @@ export function nvfp4Blocks(b: GraphBuilder, v: string, axis: number, tensorScal
   const S = b.op('Add', [b.op('Mul', [sb, st]), bl.poison], {}, 'scale');
   const safe = b.op('Where', [b.op('Equal', [S, b.f32(0)]), b.f32(1), S], {}, 'safe_scale');
   const e = roundToGrid(b, b.op('Div', [v, safe]), FORMATS.e2m1);
-  return b.op('Mul', [e, S], {}, 'dequant');
+  return b.op('Mul', [e, poisonByElements(b, S, e, axis)], {}, 'dequant');
 }
 
 function mx(b: GraphBuilder, x: string, dims: number[], axis: number, element: MxElement, impl: BlockImpl): string {
