@@ -2,8 +2,9 @@
  * Activation quantizers inserted at layer inputs. INT and FP formats read their scale (and zero point) from graph
  * inputs, so per-timestep parameters are fed at run time without rebuilding the session; MX and NVFP4 compute
  * their block scales in the graph (NVFP4's per-tensor scale is a calibrated constant). A split-shortcut site
- * gets one quantizer per half of its channels. Node counts are kept low (2 for INT8/FP8, ~30 for MX/NVFP4): a
- * small model's sampling time is mostly per-node overhead (bench/simulated.ts).
+ * gets one quantizer per half of its channels. Node counts are kept low (2 for INT8, 13 for FP8, 30-40 for MX and
+ * NVFP4): each node is a pass over the activation, and those passes are what a simulated variant pays over FP
+ * (bench/simulated.ts, docs/quantize.md).
  */
 import { GraphBuilder, int, type Fragment } from '../../../kernels/onnx/graph.js';
 import { mxBlocks, nvfp4Blocks, roundToGrid } from '../../../kernels/onnx/fakequant.js';
@@ -26,10 +27,11 @@ export function paramInputNames(site: number, half: number): { scale: string; zp
 }
 
 /**
- * Fake quantization of `x` with runtime scale `s` (and zero point `z` for INT, a float32 input). INT8 and FP8 are
- * onnxruntime's QuantizeLinear -> DequantizeLinear (2 nodes; the zero point cast to its integer type in the graph;
- * the scale stays a graph input, so no QDQ fusion takes the pair); other widths are float32 elementwise ops. Both
- * compute what ../../../kernels/quant.ts does (round half to even, saturation).
+ * Fake quantization of `x` with runtime scale `s` (and zero point `z` for INT, a float32 input). INT8 is
+ * onnxruntime's QuantizeLinear -> DequantizeLinear (2 nodes; the zero point cast to uint8 in the graph; the scale
+ * stays a graph input, so no QDQ fusion takes the pair); other integer widths and the float formats are float32
+ * elementwise ops (FP8's own QuantizeLinear is slower: onnxruntime converts to float8 in scalar code). All compute
+ * what ../../../kernels/quant.ts does (round half to even, saturation, NaN to qmin for integers).
  */
 function runtimeFq(b: GraphBuilder, x: string, fmt: Extract<QuantFormat, { kind: 'int' | 'float' }>, s: string, z: string | null): string {
   if (fmt.kind === 'int' && fmt.bits === 8) {
@@ -50,8 +52,7 @@ function runtimeFq(b: GraphBuilder, x: string, fmt: Extract<QuantFormat, { kind:
 /**
  * Block formats along the channel axis of `x` (axis 1 of a convolution's input, the last axis otherwise), inline:
  * x is viewed (a Reshape, no copy) as [N, C / block, block, H x W] or [rows, C / block, block], the blocks reduced
- * on axis 2, and the result reshaped back. NVFP4's per-tensor scale is a calibrated constant. FP8 scales round with
- * QuantizeLinear (blockImpl 'native': exact on the CPU, fewer nodes).
+ * on axis 2, and the result reshaped back. NVFP4's per-tensor scale is a calibrated constant.
  */
 function blockFq(b: GraphBuilder, x: string, fmt: Extract<QuantFormat, { kind: 'mx' | 'nvfp4' }>, channels: number, channelAxis1: boolean, rank: number, tensorScale: number): string {
   const block = fmt.kind === 'mx' ? MX_BLOCK : NVFP4_BLOCK;
