@@ -10,7 +10,7 @@ import { GraphBuilder, int, type Fragment } from '../../../kernels/onnx/graph.js
 import { mxBlocks, nvfp4Blocks, roundToGrid } from '../../../kernels/onnx/fakequant.js';
 import { FORMATS } from '../../../kernels/minifloat.js';
 import { intRange, MX_BLOCK, NVFP4_BLOCK, type QuantFormat } from '../../../kernels/quant.js';
-import { embedFragment } from '../onnx/fragment.js';
+import { embedFragment, LOCAL_DOMAIN, localFunction } from '../onnx/fragment.js';
 import { indexGraph } from '../onnx/graph.js';
 import type { ModelMsg } from '../onnx/model.js';
 import { ModelProto } from '../onnx/model.js';
@@ -50,16 +50,24 @@ function runtimeFq(b: GraphBuilder, x: string, fmt: Extract<QuantFormat, { kind:
 }
 
 /**
- * Block formats along the channel axis of `x` (axis 1 of a convolution's input, the last axis otherwise), inline:
- * x is viewed (a Reshape, no copy) as [N, C / block, block, H x W] or [rows, C / block, block], the blocks reduced
- * on axis 2, and the result reshaped back. NVFP4's per-tensor scale is a calibrated constant.
+ * Block formats along the channel axis of `x` (axis 1 of a convolution's input, the last axis otherwise): x is
+ * viewed (a Reshape, no copy) as [N, C / block, block, H x W] or [rows, C / block, block], the blocks reduced on
+ * axis 2, and the result reshaped back. The block subgraph (30-40 nodes, rank-agnostic) is one model-local function
+ * per format, called once per site (onnxruntime inlines it at load: no cost at run time; the file holds one copy).
+ * NVFP4's per-tensor scale is the function's parameter, a calibrated constant per site.
  */
-function blockFq(b: GraphBuilder, x: string, fmt: Extract<QuantFormat, { kind: 'mx' | 'nvfp4' }>, channels: number, channelAxis1: boolean, rank: number, tensorScale: number): string {
+function blockFq(model: ModelMsg, b: GraphBuilder, x: string, fmt: Extract<QuantFormat, { kind: 'mx' | 'nvfp4' }>, channels: number, channelAxis1: boolean, rank: number, tensorScale: number): string {
   const block = fmt.kind === 'mx' ? MX_BLOCK : NVFP4_BLOCK;
   const viewDims = channelAxis1 && rank > 2 ? [0, channels / block, block, -1] : [-1, channels / block, block];
   const v = b.op('Reshape', [x, b.i64(viewDims)], {}, 'blocks');
-  const y = fmt.kind === 'mx' ? mxBlocks(b, v, 2, fmt.element, 'std') : nvfp4Blocks(b, v, 2, tensorScale, 'std');
-  return b.op('Reshape', [y, b.op('Shape', [x])], {}, 'unblocks');
+  const fb = new GraphBuilder('f');
+  const st = fmt.kind === 'nvfp4' ? fb.init('tensor_scale', 'float32', [], Float32Array.of(1)) : null;
+  const y = fmt.kind === 'mx' ? mxBlocks(fb, 'x', 2, fmt.element, 'std') : nvfp4Blocks(fb, 'x', 2, st!, 'std');
+  fb.identity(y, 'y');
+  const fn = localFunction(model, fb.fragment([{ name: 'x', dtype: 'float32', dims: null }], [{ name: 'y', dtype: 'float32', dims: null }], 21), st ? [st] : []);
+  const out = b.fresh('blocks_q');
+  b.nodes.push({ name: `${out}:call`, opType: fn, domain: LOCAL_DOMAIN, inputs: [v, ...(st ? [b.f32(tensorScale)] : [])], outputs: [out], attrs: {} });
+  return b.op('Reshape', [out, b.op('Shape', [x])], {}, 'unblocks');
 }
 
 export interface InsertResult {
@@ -109,7 +117,7 @@ export function insertActivationQuantizer(
       if (channels === null || channels % block !== 0) {
         return { inputs: { scale: [], zeroPoint: [] }, skipped: `${fmt.kind} blocks of ${block} do not divide ${channels ?? 'unknown'} channels` };
       }
-      outs.push(blockFq(b, x, fmt, channels, channelAxis1, opts.rank, opts.tensorScale?.[h] ?? 1));
+      outs.push(blockFq(model, b, x, fmt, channels, channelAxis1, opts.rank, opts.tensorScale?.[h] ?? 1));
     }
   }
   const out = outs.length === 1 ? outs[0]! : b.op('Concat', outs, { axis: { type: 'int', value: 1 } }, 'joined');
