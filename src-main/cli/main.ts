@@ -3,13 +3,14 @@
  * usage errors exit 2; anything else is a bug and prints its stack only with DQ_DEBUG=1.
  */
 import { Command, CommanderError, Option } from 'commander';
+import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DqError, isDqError } from '../core/errors.js';
 import { formatInfo, runInfo } from '../core/jobs/info-job.js';
 import { describeComponents, formatComponents, type Family } from '../core/pipeline/components.js';
 import { readPromptFile, runSampleJob } from '../core/jobs/sample-job.js';
-import { releaseSessions } from '../core/pipeline/pipeline.js';
+import { locatePipeline, releaseSessions } from '../core/pipeline/pipeline.js';
 import { SAMPLERS, type SamplerName } from '../core/pipeline/schedulers.js';
 import { makeDirs, prepareOutput } from '../core/fsutil.js';
 import { MAX_BATCH, MAX_COUNT, MAX_IMAGE_PX, MAX_SAMPLES, parseClasses, parseSeeds } from '../core/ranges.js';
@@ -19,8 +20,8 @@ import { serve } from '../serve/server.js';
 import { progressPrinter } from './progress.js';
 import { registerCompare } from './compare-command.js';
 import { registerBatch, registerExport } from './export-command.js';
-import { calibrate, DEFAULT_PROMPTS_FILE, type TimestepSelection } from '../core/quant/calibrate.js';
-import { QUANTIZABLE_COMPONENTS, quantizePipeline, readRecord } from '../core/quant/quantize.js';
+import { calibrate, DEFAULT_CALIBRATION, DEFAULT_PROMPTS_FILE, sha256File, type CalibrationRecord, type CalibrationSettings, type TimestepSelection } from '../core/quant/calibrate.js';
+import { QUANTIZABLE_COMPONENTS, quantizePipeline, readRecord, recipeCalibration } from '../core/quant/quantize.js';
 import { listPresets, loadRecipe } from '../core/quant/recipe.js';
 import { runEval } from '../core/jobs/eval-job.js';
 import { num } from './options.js';
@@ -155,7 +156,7 @@ export function buildProgram(): Command {
     .description('quantize a pipeline with a preset or recipe file into a variant folder (simulated quantization)')
     .argument('<pipeline-dir>', 'pipeline folder')
     .requiredOption('--preset <name|file>', `preset name (${listPresets().join(', ')}) or a recipe JSON file`)
-    .option('--calib <record>', 'calibration record from dq calibrate (needed when activations are quantized)')
+    .option('--calib <record>', 'calibration record from dq calibrate (default, when the recipe needs one: calibrate first with the defaults into <out>.calibration.json)')
     .requiredOption('--out <variant-dir>', 'variant folder to write (an existing one is replaced only if it is empty or a variant)')
     .option('--force', 'replace whatever is at --out (a folder of other files, a file)')
     .option('--components <list>', `text-to-image: also int8 weights for these components, each verified against FP (${Object.keys(QUANTIZABLE_COMPONENTS).join(', ')}; default: none)`)
@@ -163,9 +164,37 @@ export function buildProgram(): Command {
       const force = o.force === true;
       prepareOutput(o.out, { replace: 'variant', force });
       const recipe = loadRecipe(o.preset);
-      const record = o.calib ? readRecord(o.calib) : null;
+      let recordPath = o.calib;
+      const needs = recordPath ? null : recipeCalibration(recipe);
+      const auto = needs ? `${resolve(o.out)}.calibration.json` : null;
+      const s = { ...DEFAULT_CALIBRATION, ...needs?.settings };
+      const reusable = auto && existsSync(auto) ? reusableRecord(auto, dir, s) : null;
+      if (needs && reusable) {
+        recordPath = auto!;
+        console.error(`no --calib: ${recipe.name} ${needs.why}; reusing ${auto} (made by an earlier dq quantize for this model with the same settings)`);
+      } else if (needs) {
+        // the recipe needs a record and none was given: calibrate with the defaults first, and say so
+        recordPath = auto!;
+        const which = s.timesteps === 'all' ? 'every step' : `${s.timesteps} timesteps (${s.count})`;
+        console.error(`no --calib: ${recipe.name} ${needs.why}, so dq calibrates first with the defaults: ${s.samples} images x ${s.steps} steps, ${which}${s.gram ? ', Gram matrices' : ''} -> ${recordPath} (give --calib to reuse a record)`);
+        prepareOutput(recordPath, 'file');
+        const progress = progressPrinter('calibrating');
+        const ac = new AbortController();
+        const onInt = () => ac.abort();
+        process.once('SIGINT', onInt);
+        try {
+          await calibrate(dir, recordPath, { ...needs.settings, signal: ac.signal, onProgress: progress.update });
+        } catch (e) {
+          if (isDqError(e) && e.code === 'CANCELLED') throw new DqError('CANCELLED', 'calibration cancelled: no record and no variant were written; run the same command again to resume');
+          throw e;
+        } finally {
+          progress.done();
+          process.off('SIGINT', onInt);
+        }
+      }
+      const record = recordPath ? readRecord(recordPath) : null;
       const components = o.components?.split(',').map((c) => c.trim()).filter(Boolean);
-      const m = await quantizePipeline({ pipelineDir: dir, recipe, record, recordPath: o.calib, out: o.out, force, components });
+      const m = await quantizePipeline({ pipelineDir: dir, recipe, record, recordPath, out: o.out, force, components });
       console.log(
         `${recipe.name}: ${m.summary.quantized} layers quantized, ${m.summary.spared} kept in FP; weights ${m.summary.weightBitsPerParameter} bits/parameter, ` +
           `activations ${m.summary.activationFormat ?? 'FP'} (simulated) -> ${resolve(o.out)}`,
@@ -253,6 +282,18 @@ async function readFamily(dir: string): Promise<Family | null> {
 async function defaultGuidance(dir: string): Promise<number> {
   const { openPipeline } = await import('../core/open.js');
   return (await openPipeline(dir, 'cpu')).pipeline.index.defaultGuidance;
+}
+
+/** A record at `path` that the automatic calibration of `dq quantize` can reuse: same model, same settings (else null). */
+function reusableRecord(path: string, dir: string, s: CalibrationSettings): CalibrationRecord | null {
+  try {
+    const rec = readRecord(path);
+    const same = rec.unetSha256 === sha256File(locatePipeline(dir).unetPath) && rec.settings.samples === s.samples && rec.settings.steps === s.steps &&
+      rec.settings.timesteps === s.timesteps && rec.settings.count === s.count && rec.settings.gram === s.gram;
+    return same ? rec : null;
+  } catch {
+    return null;
+  }
 }
 
 export async function main(argv: string[]): Promise<number> {

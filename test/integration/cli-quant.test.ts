@@ -29,6 +29,24 @@ describe('dq calibrate / quantize / eval', () => {
     expect(i.stdout).toMatch(/variant\s+int8-w8a8 \(simulated quantization: float32 storage\): 33 layers quantized, 0 in FP/);
   });
 
+  it('quantize without --calib calibrates first with the defaults (and says so), then reuses that record', () => {
+    const v = join(work, 'auto');
+    const r = dq(['quantize', TINY, '--preset', 'int8-w8a8', '--out', v]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/no --calib: int8-w8a8 quantizes activations \(int8 asym\), so dq calibrates first with the defaults: 64 images x 25 steps, .* -> .*auto\.calibration\.json/);
+    expect(r.stdout).toMatch(/int8-w8a8: 33 layers quantized/);
+    const record = JSON.parse(readFileSync(`${v}.calibration.json`, 'utf8'));
+    expect(record.settings.samples).toBe(64);
+    const again = dq(['quantize', TINY, '--preset', 'int8-w8a8', '--out', v]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/reusing .*auto\.calibration\.json \(made by an earlier dq quantize for this model with the same settings\)/);
+    // a recipe that needs no record does not calibrate
+    const w = dq(['quantize', TINY, '--preset', 'mxfp4-w4a8', '--out', join(work, 'mx')]);
+    expect(w.code, w.stderr).toBe(0);
+    expect(w.stderr).not.toMatch(/no --calib/);
+    expect(existsSync(join(work, 'mx.calibration.json'))).toBe(false);
+  });
+
   it('eval prints the table and writes eval.json', () => {
     const r = dq(['eval', TINY, '--presets', 'naive-w4a8,q-diffusion-w4a8', '--samples', '20', '--steps', '5', '--calib', rec, '--out', join(work, 'eval')]);
     expect(r.code, r.stderr).toBe(0);
@@ -45,7 +63,6 @@ describe('dq calibrate / quantize / eval', () => {
     for (const [args, pattern] of [
       [['quantize', TINY, '--preset', bad, '--out', join(work, 'q')], /field 'weights\.format\.bits'/],
       [['quantize', TINY, '--preset', 'nope', '--out', join(work, 'q')], /no preset or recipe file 'nope'/],
-      [['quantize', TINY, '--preset', 'int8-w8a8', '--out', join(work, 'q')], /give a calibration record/],
       [['quantize', TINY, '--preset', 'int8-w8a8', '--calib', join(work, 'missing.json'), '--out', join(work, 'q')], /no calibration record at/],
       [['export', join(work, 'nowhere'), '--out', join(work, 'x')], /no such folder: .*nowhere/],
       [['export', TINY, '--out', join(work, 'x')], /is not a quantized variant \(no manifest\.json\)/],

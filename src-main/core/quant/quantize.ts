@@ -24,7 +24,7 @@ import { buildFeeds, guidedRun } from '../pipeline/sample.js';
 import type { FeedValue } from '../runtime/onnx.js';
 import { openPipeline } from '../open.js';
 import { insertActivationQuantizer } from './activations.js';
-import { negativeOf, readRecord, selectSteps, sha256File, type CalibrationRecord } from './calibrate.js';
+import { negativeOf, readRecord, selectSteps, sha256File, type CalibrationRecord, type CalibrationSettings } from './calibrate.js';
 import type { Recipe } from './recipe.js';
 import type { Site } from './sites.js';
 import { histError, histQuantile, mergeStat, type Stat } from './stats.js';
@@ -99,6 +99,26 @@ export function formatName(f: QuantFormat): string {
     case 'nvfp4':
       return 'nvfp4';
   }
+}
+
+/**
+ * Why a recipe needs a calibration record (null: it does not), and the calibration that serves it with the
+ * defaults (DEFAULT_CALIBRATION's images and steps; the recipe's timestep selection, or every step for 'single';
+ * Gram matrices for GPTQ).
+ */
+export function recipeCalibration(recipe: Recipe): { why: string; settings: Partial<CalibrationSettings> } | null {
+  const act = recipe.activations;
+  const why = act && (act.format.kind === 'int' || act.format.kind === 'float' || act.format.kind === 'nvfp4')
+    ? `quantizes activations (${formatName(act.format as QuantFormat)})`
+    : recipe.weights.rounding === 'gptq'
+      ? 'rounds weights with GPTQ (Gram matrices)'
+      : recipe.temporal === 'auto' || recipe.text === 'auto'
+        ? 'measures feature disturbance at the calibrated timesteps'
+        : null;
+  if (!why) return null;
+  const c = recipe.calibration;
+  const timesteps = c.timesteps === 'single' ? 'all' : c.timesteps;
+  return { why, settings: { timesteps, count: c.count, gram: recipe.weights.rounding === 'gptq' } };
 }
 
 /** Steps of the record the recipe calibrates with. */
