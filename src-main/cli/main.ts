@@ -4,8 +4,8 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { repoRoot } from '../core/models.js';
 import { DqError, isDqError } from '../core/errors.js';
 import { formatInfo, runInfo } from '../core/jobs/info-job.js';
 import { describeComponents, formatComponents, type Family } from '../core/pipeline/components.js';
@@ -28,7 +28,7 @@ import { num } from './options.js';
 
 const VERSION = '0.1.0';
 /** The built renderer (npm run build). */
-const UI_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'out', 'renderer');
+const UI_DIR = join(repoRoot(), 'out', 'renderer');
 
 
 export function buildProgram(): Command {

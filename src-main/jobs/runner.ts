@@ -7,15 +7,16 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { makeDirs } from '../core/fsutil.js';
+import { repoRoot } from '../core/models.js';
 import type { ApiError, JobEvent, JobInfo, JobKind, JobResult } from '../contract/api.js';
 import type { FromWorker, ToWorker, WorkerTask } from './protocol.js';
 
 /** The worker's entry next to this file (the Electron shell passes its own, since its main is bundled). */
 export function defaultWorkerEntry(): string {
-  return join(dirname(fileURLToPath(import.meta.url)), 'worker-entry.mjs');
+  // from the repository root, not this file's folder: the CLI may run as a bundle elsewhere (bin/dq.js)
+  return join(repoRoot(), 'src-main', 'jobs', 'worker-entry.mjs');
 }
 
 const KILL_AFTER_MS = 5000;

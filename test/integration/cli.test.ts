@@ -1,8 +1,8 @@
 /** `dq info` and `dq sample` as a user runs them, including the ways users get them wrong. */
-import { copyFileSync, cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLASSIFIER, dq, tmp, TINY } from '../helpers';
+import { CLASSIFIER, dq, ROOT, tmp, TINY } from '../helpers';
 
 const work = tmp();
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -122,5 +122,28 @@ describe('dq sample', () => {
     expect(rec.provider.requested).toBe('auto');
     expect(['cpu', 'cuda']).toContain(rec.provider.used);
     if (rec.provider.used === 'cpu') expect(rec.provider.fallback).toMatch(/cuda/);
+  });
+});
+
+describe('how dq starts', () => {
+  it('runs from a bundle it rebuilds when a source is newer, with the same behaviour as through tsx', () => {
+    const bundle = join(ROOT, 'node_modules', '.cache', 'dq-cli', 'cli.mjs');
+    const a = dq(['--version']);
+    expect(a.code, a.stderr).toBe(0);
+    expect(existsSync(bundle)).toBe(true);
+    const before = statSync(bundle).mtimeMs;
+    // a source newer than the bundle: the next start rebuilds it
+    const src = join(ROOT, 'src-main', 'cli', 'options.ts');
+    const t = new Date(Math.max(Date.now(), before) + 2000);
+    utimesSync(src, t, t);
+    const b = dq(['--help']);
+    expect(b.code, b.stderr).toBe(0);
+    expect(statSync(bundle).mtimeMs).toBeGreaterThan(before);
+    const viaTsx = dq(['--help'], { DQ_CLI_TSX: '1' });
+    expect(viaTsx.stdout).toBe(b.stdout);
+    // and the bundle finds the repository's files (models, presets) as the sources do
+    const i = dq(['info', TINY]);
+    expect(i.code, i.stderr).toBe(0);
+    expect(dq(['quantize', TINY, '--preset', 'nope', '--out', join(work, 'q')]).stderr).toMatch(/presets: .*int8-w8a8/);
   });
 });

@@ -3,8 +3,7 @@
  * (looked up at run time; its absence is reported, not an error).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import sharp from 'sharp';
-import type { RasterImage } from '../image/grid.js';
+import { loadSharp, type RasterImage } from '../image/grid.js';
 
 /** Animated WebP (lossless, endless loop) from frames of equal size; `delays` in ms per frame. */
 export async function encodeAnimatedWebp(frames: RasterImage[], delays: number[]): Promise<Buffer> {
@@ -14,6 +13,7 @@ export async function encodeAnimatedWebp(frames: RasterImage[], delays: number[]
   if (delays.length !== frames.length) throw new Error('one delay per frame');
   const stacked = Buffer.alloc(width * height * channels * frames.length);
   frames.forEach((f, i) => stacked.set(f.data, i * width * height * channels));
+  const sharp = await loadSharp();
   return sharp(stacked, { raw: { width, height: height * frames.length, channels, pageHeight: height } })
     .webp({ lossless: true, effort: 4, loop: 0, delay: delays.map((d) => Math.max(1, Math.min(65535, Math.round(d)))) })
     .toBuffer();

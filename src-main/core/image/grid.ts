@@ -2,7 +2,6 @@
  * Labelled image grids: a row per class (or variant), a column per seed. Layout is pure; PNG encoding uses sharp
  * with fixed settings so the same pixels always give the same bytes.
  */
-import sharp from 'sharp';
 import { drawText, GLYPH_H, textWidth } from './font.js';
 
 export interface GridSpec {
@@ -74,7 +73,13 @@ export function layoutGrid(spec: GridSpec): RasterImage {
   return { data: out, width: W, height: H, channels: ch };
 }
 
+/** sharp, loaded on first use (it costs ~0.15 s to load; a CLI that writes no image does not pay it). */
+export async function loadSharp(): Promise<typeof import('sharp').default> {
+  return (await import('sharp')).default;
+}
+
 export async function encodePng(img: RasterImage): Promise<Buffer> {
+  const sharp = await loadSharp();
   const s = sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength), {
     raw: { width: img.width, height: img.height, channels: img.channels },
   });
