@@ -295,6 +295,7 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
       steps: rec.steps,
       sites: rec.sites.map((s) => ({ id: s.id, tensor: s.tensor, layers: s.layers, split: s.split, temporal: s.temporal, text: s.text === true })),
       stats: rec.stats,
+      gram: rec.gram !== undefined,
       settings: {
         samples: rec.settings.samples, steps: rec.settings.steps, sampler: rec.settings.sampler, timesteps: rec.settings.timesteps, guidance: rec.settings.guidance,
         ...(rec.settings.prompts ? { prompts: rec.settings.prompts, negativePrompt: rec.settings.negativePrompt ?? '' } : {}),
@@ -353,15 +354,35 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
   };
 }
 
+/**
+ * One line for what a request's schema refused, naming the field as the user knows it ('samples', 'prompts[3]';
+ * the argument's position only when there is no field), never zod's raw wording ('expected number, received null').
+ */
+function requestIssue(issue: { path: PropertyKey[]; message: string } | undefined): string {
+  if (!issue) return 'bad arguments';
+  const [arg, ...rest] = issue.path;
+  const field = rest.map((k, i) => (typeof k === 'number' ? `[${k}]` : `${i ? '.' : ''}${String(k)}`)).join('');
+  const where = field ? `field '${field}'` : arg !== undefined ? `argument ${Number(arg) + 1}` : '';
+  const m = issue.message;
+  const type = /^Invalid input: expected (\w+), received (\w+)$/.exec(m);
+  const small = /^Too small: expected (\w+) to (?:have|be) >(=?)(\d+(?:\.\d+)?)( items| characters)?$/.exec(m);
+  const big = /^Too big: expected (\w+) to (?:have|be) <(=?)(\d+(?:\.\d+)?)( items| characters)?$/.exec(m);
+  const what = type
+    ? type[2] === 'undefined' ? `is missing (${type[1]} expected)` : type[2] === 'null' ? `is empty (${type[1]} expected)` : `must be of type ${type[1]}, not ${type[2]}`
+    : small
+      ? `must be ${small[2] ? 'at least' : 'more than'} ${small[3]}${small[4] ?? ''}`
+      : big
+        ? `must be ${big[2] ? 'at most' : 'less than'} ${big[3]}${big[4] ?? ''}`
+        : null;
+  const text = what ?? m.replace(/^Invalid option: expected one of /, 'must be one of ');
+  return where ? `${where}${what ? ' ' : ': '}${text}` : text;
+}
+
 /** Validates raw arguments from the other side of a boundary, then calls the host. */
 export async function dispatch(host: StudioApi, name: string, args: unknown[]): Promise<Result<unknown>> {
   if (!Object.hasOwn(Requests, name)) return { ok: false, error: { code: 'BAD_REQUEST', message: `unknown request '${name}'` } };
   const parsed = Requests[name as RequestName].safeParse(args);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const where = issue?.path.length ? ` (at ${issue.path.join('.')})` : '';
-    return { ok: false, error: { code: 'BAD_REQUEST', message: `${name}: ${issue?.message ?? 'bad arguments'}${where}` } };
-  }
+  if (!parsed.success) return { ok: false, error: { code: 'BAD_REQUEST', message: `${name}: ${requestIssue(parsed.error.issues[0])}` } };
   const fn = host[name as RequestName] as (...a: unknown[]) => Promise<Result<unknown>>;
   return fn.call(host, ...(parsed.data as unknown[]));
 }

@@ -174,6 +174,10 @@ export function buildProgram(): Command {
         console.error(`no --calib: ${recipe.name} ${needs.why}; reusing ${auto} (made by an earlier dq quantize for this model with the same settings)`);
       } else if (needs) {
         // the recipe needs a record and none was given: calibrate with the defaults first, and say so
+        const index = locatePipeline(dir).index as Record<string, unknown> | null;
+        if (index && typeof index === 'object' && 'text_encoder' in index && !existsSync(join(dir, DEFAULT_PROMPTS_FILE))) {
+          throw new DqError('BAD_ARGUMENT', `recipe '${recipe.name}' ${needs.why}: give a calibration record (--calib, from dq calibrate --prompts <file>); ${dir} has no ${DEFAULT_PROMPTS_FILE} to calibrate with`);
+        }
         recordPath = auto!;
         const which = s.timesteps === 'all' ? 'every step' : `${s.timesteps} timesteps (${s.count})`;
         console.error(`no --calib: ${recipe.name} ${needs.why}, so dq calibrates first with the defaults: ${s.samples} images x ${s.steps} steps, ${which}${s.gram ? ', Gram matrices' : ''} -> ${recordPath} (give --calib to reuse a record)`);

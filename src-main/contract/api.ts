@@ -505,6 +505,8 @@ export interface CalibrationView {
   /** stats[site][half][step] */
   stats: Record<number, Record<number, Record<number, StatView>>>;
   settings: { samples: number; steps: number; sampler: string; timesteps: string; guidance?: number; prompts?: string[]; negativePrompt?: string };
+  /** Whether the record has Gram matrices (GPTQ recipes need them). */
+  gram: boolean;
 }
 
 export interface Artifact {

@@ -91,6 +91,10 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
 
     // Recipe: quantize with presets (INT8 with cached temporal features, NVFP4 with the time-only layers in FP, FP8 plain)
     await page.getByTestId('tab-recipe').click();
+    // a GPTQ recipe on this calibration (no Gram matrices) is refused before it runs, with the reason beside the button
+    await page.getByTestId('recipe-preset').selectOption('tfmq-gptq-w4a8');
+    expect(await page.getByTestId('quantize').isDisabled()).toBe(true);
+    await expect(page.getByTestId('quantize-why').textContent()).resolves.toMatch(/GPTQ rounding needs Gram matrices: the active calibration has none/);
     for (const preset of ['int8-w8a8', 'nvfp4-w4a4', 'fp8-e4m3-w8a8']) {
       await page.getByTestId('recipe-preset').selectOption(preset);
       await page.getByTestId('quantize').click();
@@ -105,6 +109,11 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
       });
       if (failed !== null) await shot(page, `failed-quantize-${preset}`);
       expect(failed, `quantize ${preset}`).toBeNull();
+      // the new variant's card is brought into view (it lands below the recipe form)
+      await page.waitForFunction((name) => {
+        const r = document.querySelector(`[data-testid="variant-${name}"]`)?.getBoundingClientRect();
+        return !!r && r.top >= 0 && r.bottom <= window.innerHeight;
+      }, preset, { timeout: 5_000 });
     }
     await expect(page.getByTestId('variant-nvfp4-w4a4').textContent()).resolves.toMatch(/layers quantized.*activations nvfp4/);
     await shot(page, '4-recipe');

@@ -221,7 +221,7 @@ describe('host: the sample job', () => {
     const mnist = await runJob({ kind: 'sample', model: 'tiny-mnist', prompts: ['x'], seeds: [0], steps: 1 });
     expect(mnist.kind === 'error' && mnist.error).toEqual({ code: 'BAD_ARGUMENT', message: 'tiny-mnist takes no prompts (it is class-conditional: compare it by class in Samples)' });
     const refused = await dispatch(host, 'startJob', [{ kind: 'sample', model: SD15, prompts: Array(65).fill('x'), seeds: [0], steps: 1 }]);
-    expect(refused).toEqual({ ok: false, error: { code: 'BAD_REQUEST', message: 'startJob: at most 64 prompts in one run (at 0.prompts)' } });
+    expect(refused).toEqual({ ok: false, error: { code: 'BAD_REQUEST', message: "startJob: field 'prompts': at most 64 prompts in one run" } });
   }, 120_000);
 });
 

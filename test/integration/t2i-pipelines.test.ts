@@ -248,7 +248,7 @@ describe('dq sample / dq info on text-to-image folders', () => {
     expect(t.stderr).toMatch(/^dq: error: .*tiny-mnist takes no text \(it is class-conditional: use --class\): leave out --prompt\n$/);
     const q = dq(['quantize', F('sd15-optimum'), '--preset', 'int8-w8a8', '--out', join(out, 'q')]);
     expect(q.code).toBe(1);
-    expect(q.stderr).toMatch(/^dq: error: recipe 'int8-w8a8' quantizes activations: give a calibration record \(--calib, from dq calibrate\)\n$/);
+    expect(q.stderr).toMatch(/^dq: error: recipe 'int8-w8a8' quantizes activations \(int8 asym\): give a calibration record \(--calib, from dq calibrate --prompts <file>\); .*sd15-optimum has no calibration_prompts\.txt to calibrate with\n$/);
     const cal = dq(['calibrate', F('sd15-optimum'), '--out', join(out, 'c.json')]);
     expect(cal.stderr).toMatch(/^dq: error: .*sd15-optimum is a text-to-image pipeline: give calibration prompts \(--prompts <file>; the folder has no calibration_prompts\.txt\)\n$/);
   });

@@ -83,5 +83,14 @@ describe('dq serve: /events', () => {
     expect(await dispatch(host, 'readArtifact', [jobId, '../etc/passwd'])).toMatchObject({ ok: false, error: { code: 'BAD_REQUEST' } });
     expect(await dispatch(host, 'startJob', [{ kind: 'calibrate', model: 'tiny-mnist', samples: -1, steps: 5 }])).toMatchObject({ ok: false, error: { code: 'BAD_REQUEST' } });
     expect(await dispatch(host, 'startJob', [{ kind: 'rm -rf', model: 'x' }])).toMatchObject({ ok: false, error: { code: 'BAD_REQUEST' } });
+    // the field named as the user knows it, never zod's raw wording
+    const cases: [unknown, string][] = [
+      [{ kind: 'calibrate', model: 'tiny-mnist', samples: null, steps: 5 }, "startJob: field 'samples' is empty (number expected)"],
+      [{ kind: 'calibrate', model: 'tiny-mnist', steps: 5 }, "startJob: field 'samples' is missing (number expected)"],
+      [{ kind: 'calibrate', model: 'tiny-mnist', samples: 0, steps: 5 }, "startJob: field 'samples' must be at least 1"],
+      [{ kind: 'sample', model: 'tiny-mnist', prompts: ['a', 7], seeds: [0], steps: 5 }, "startJob: field 'prompts[1]' must be of type string, not number"],
+    ];
+    for (const [spec, message] of cases) expect(await dispatch(host, 'startJob', [spec])).toEqual({ ok: false, error: { code: 'BAD_REQUEST', message } });
+    expect((await dispatch(host, 'cancelJob', ['../x'])).ok).toBe(false);
   }, 60_000);
 });
