@@ -28,7 +28,7 @@ import type {
 import { JobSpec, Requests, TweakSpec } from './contract/api.js';
 import type { z } from 'zod';
 import { closeTweaker, tweakGrid, tweakLayers, type TweakGridRequest } from './core/jobs/tweak-job.js';
-import { DqError } from './core/errors.js';
+import { DqError, fieldPath } from './core/errors.js';
 import { runInfo } from './core/jobs/info-job.js';
 import { listEmbeddedModels } from './core/models.js';
 import { DEFAULT_PROMPTS_FILE, readRecord } from './core/quant/calibrate.js';
@@ -361,7 +361,7 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
 function requestIssue(issue: { path: PropertyKey[]; message: string } | undefined): string {
   if (!issue) return 'bad arguments';
   const [arg, ...rest] = issue.path;
-  const field = rest.map((k, i) => (typeof k === 'number' ? `[${k}]` : `${i ? '.' : ''}${String(k)}`)).join('');
+  const field = fieldPath(rest);
   const where = field ? `field '${field}'` : arg !== undefined ? `argument ${Number(arg) + 1}` : '';
   const m = issue.message;
   const type = /^Invalid input: expected (\w+), received (\w+)$/.exec(m);

@@ -263,7 +263,7 @@ const pow2Table = (f: (k: number) => number) => Float32Array.from({ length: 2 * 
 function floorLog2Index(b: GraphBuilder, a: string): string {
   const est = b.op('Floor', [b.op('Mul', [b.op('Log', [a]), b.f32(1 / Math.LN2)])], {}, 'log2');
   const i0 = b.op('Cast', [b.op('Add', [est, b.f32(POW2_OFFSET)])], { to: int(7) }, 'k0');
-  const p0 = b.op('Gather', [b.shared(`pow2_${POW2_OFFSET}`, 'float32', [2 * POW2_OFFSET + 1], pow2Table((k) => 2 ** k)), i0], { axis: int(0) }, 'p0');
+  const p0 = b.op('Gather', [b.init('pow2', 'float32', [2 * POW2_OFFSET + 1], pow2Table((k) => 2 ** k)), i0], { axis: int(0) }, 'p0');
   const down = b.op('Cast', [b.op('Greater', [p0, a])], { to: int(7) }, 'down');
   const up = b.op('Cast', [b.op('LessOrEqual', [b.op('Mul', [p0, b.f32(2)]), a])], { to: int(7) }, 'up');
   return b.op('Add', [b.op('Sub', [i0, down]), up], {}, 'k');
@@ -276,7 +276,7 @@ function floorLog2Index(b: GraphBuilder, a: string): string {
  */
 function mxScale(b: GraphBuilder, amax: string, emaxElem: number): string {
   const a = b.op('Clip', [amax, b.f32(2 ** (emaxElem - 127)), b.f32(3.4028234663852886e38)], {}, 'amax_c');
-  const table = b.shared(`mx_scale_${POW2_OFFSET}_emax${emaxElem}`, 'float32', [2 * POW2_OFFSET + 1], pow2Table((k) => 2 ** Math.max(k - emaxElem, -127)));
+  const table = b.init('mx_scale', 'float32', [2 * POW2_OFFSET + 1], pow2Table((k) => 2 ** Math.max(k - emaxElem, -127)));
   return b.op('Gather', [table, floorLog2Index(b, a)], { axis: int(0) }, 'mx_scale');
 }
 
@@ -290,9 +290,10 @@ function nativeFp8Round(b: GraphBuilder, y: string, element: 'e4m3fn' | 'e5m2'):
   return b.op('DequantizeLinear', [b.op('QuantizeLinear', [y, one, z], { saturate: int(1) }, 'q8'), one, z], {}, 'dq8');
 }
 
-function roundElement(b: GraphBuilder, y: string, f: MiniFloat, impl: BlockImpl): string {
+/** A block format's rounding of y to an element or scale grid: roundToGrid, or QuantizeLinear for FP8 ('native'). */
+function roundElement(b: GraphBuilder, y: string, f: MiniFloat, impl: BlockImpl, scaledAbs?: string, bounded = false): string {
   if (impl === 'native' && (f.name === 'e4m3fn' || f.name === 'e5m2')) return nativeFp8Round(b, y, f.name);
-  return roundToGrid(b, y, f);
+  return roundToGrid(b, y, f, scaledAbs, bounded);
 }
 
 /**
@@ -313,7 +314,7 @@ export function mxBlocks(b: GraphBuilder, v: string, axis: number, element: MxEl
     // few binades: the quantum reads |y| / 2^(emin+1), which is |x| times a power of two per block (X is one):
     // the same real number, rounded once, so the same Floor
     const scaledAbs = f.emax - f.emin <= 2 ? b.op('Mul', [bl.abs, b.op('Div', [b.f32(2 ** -(f.emin + 1)), X])], {}, 'abs_y') : undefined;
-    e = impl === 'native' && (f.name === 'e4m3fn' || f.name === 'e5m2') ? nativeFp8Round(b, y, f.name) : roundToGrid(b, y, f, scaledAbs, true);
+    e = roundElement(b, y, f, impl, scaledAbs, true);
   }
   return b.op('Mul', [e, poisonByElements(b, X, e, axis)], {}, 'dequant');
 }

@@ -94,20 +94,6 @@ export class GraphBuilder {
     return name;
   }
 
-  /**
-   * A constant table shared by every fragment that uses it: its name is global (`dq_shared/<key>`, no prefix), so
-   * the key must name the content exactly; a graph that already has it keeps one copy (embedFragment).
-   */
-  shared(key: string, dtype: DType, dims: number[], data: InitData): string {
-    const name = `dq_shared/${key}`;
-    if (!this.initializers.some((t) => t.name === name)) {
-      const n = dims.reduce((a, d) => a * d, 1);
-      if (data.length !== n) throw new RangeError(`initializer ${key}: ${data.length} values for dims [${dims}]`);
-      this.initializers.push({ name, dtype, dims: [...dims], data });
-    }
-    return name;
-  }
-
   /** A float32 scalar constant (rank 0), shared between uses. The value is rounded to float32. */
   f32(value: number): string {
     const v = Math.fround(value);

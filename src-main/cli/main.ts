@@ -128,27 +128,14 @@ export function buildProgram(): Command {
     .option('--quiet', 'no progress output')
     .action(async (dir: string, o: Record<string, string | number | boolean | undefined>) => {
       prepareOutput(String(o.out), 'file');
-      const progress = o.quiet ? undefined : progressPrinter('calibrating');
-      const ac = new AbortController();
-      const onInt = () => ac.abort();
-      process.once('SIGINT', onInt);
-      try {
-        const rec = await calibrate(dir, String(o.out), {
-          samples: o.samples as number, steps: o.steps as number, sampler: o.sampler as SamplerName | undefined, guidance: o.guidance as number | undefined,
-          ...promptOptions(o.prompts),
-          negativePrompt: o.negativePrompt as string | undefined,
-          timesteps: o.timesteps as TimestepSelection, count: o.count as number, batchSize: o.batch as number, gram: o.gram === true, signal: ac.signal, onProgress: progress?.update,
-        });
-        progress?.done();
-        const gram = rec.gram ? `; Gram matrices of ${rec.gram.entries.reduce((a, e) => a + e.layers.length, 0)} layers at steps ${rec.gram.steps.join(', ')}` : '';
-        console.log(`calibrated ${rec.sites.length} activation sites at ${rec.steps.length} steps (${rec.settings.samples} images)${gram} in ${rec.seconds.toFixed(1)} s -> ${resolve(String(o.out))}`);
-      } catch (e) {
-        progress?.done();
-        if (isDqError(e) && e.code === 'CANCELLED') throw new DqError('CANCELLED', 'calibration cancelled: no record was written; run the same command again to resume');
-        throw e;
-      } finally {
-        process.off('SIGINT', onInt);
-      }
+      const rec = await calibrateWithProgress(dir, String(o.out), {
+        samples: o.samples as number, steps: o.steps as number, sampler: o.sampler as SamplerName | undefined, guidance: o.guidance as number | undefined,
+        ...promptOptions(o.prompts),
+        negativePrompt: o.negativePrompt as string | undefined,
+        timesteps: o.timesteps as TimestepSelection, count: o.count as number, batchSize: o.batch as number, gram: o.gram === true,
+      }, o.quiet === true, 'calibration cancelled: no record was written; run the same command again to resume');
+      const gram = rec.gram ? `; Gram matrices of ${rec.gram.entries.reduce((a, e) => a + e.layers.length, 0)} layers at steps ${rec.gram.steps.join(', ')}` : '';
+      console.log(`calibrated ${rec.sites.length} activation sites at ${rec.steps.length} steps (${rec.settings.samples} images)${gram} in ${rec.seconds.toFixed(1)} s -> ${resolve(String(o.out))}`);
     });
 
   program
@@ -165,38 +152,26 @@ export function buildProgram(): Command {
       prepareOutput(o.out, { replace: 'variant', force });
       const recipe = loadRecipe(o.preset);
       let recordPath = o.calib;
+      let record = recordPath ? readRecord(recordPath) : null;
       const needs = recordPath ? null : recipeCalibration(recipe);
-      const auto = needs ? `${resolve(o.out)}.calibration.json` : null;
-      const s = { ...DEFAULT_CALIBRATION, ...needs?.settings };
-      const reusable = auto && existsSync(auto) ? reusableRecord(auto, dir, s) : null;
-      if (needs && reusable) {
-        recordPath = auto!;
-        console.error(`no --calib: ${recipe.name} ${needs.why}; reusing ${auto} (made by an earlier dq quantize for this model with the same settings)`);
-      } else if (needs) {
-        // the recipe needs a record and none was given: calibrate with the defaults first, and say so
-        const index = locatePipeline(dir).index as Record<string, unknown> | null;
-        if (index && typeof index === 'object' && 'text_encoder' in index && !existsSync(join(dir, DEFAULT_PROMPTS_FILE))) {
-          throw new DqError('BAD_ARGUMENT', `recipe '${recipe.name}' ${needs.why}: give a calibration record (--calib, from dq calibrate --prompts <file>); ${dir} has no ${DEFAULT_PROMPTS_FILE} to calibrate with`);
-        }
-        recordPath = auto!;
-        const which = s.timesteps === 'all' ? 'every step' : `${s.timesteps} timesteps (${s.count})`;
-        console.error(`no --calib: ${recipe.name} ${needs.why}, so dq calibrates first with the defaults: ${s.samples} images x ${s.steps} steps, ${which}${s.gram ? ', Gram matrices' : ''} -> ${recordPath} (give --calib to reuse a record)`);
-        prepareOutput(recordPath, 'file');
-        const progress = progressPrinter('calibrating');
-        const ac = new AbortController();
-        const onInt = () => ac.abort();
-        process.once('SIGINT', onInt);
-        try {
-          await calibrate(dir, recordPath, { ...needs.settings, signal: ac.signal, onProgress: progress.update });
-        } catch (e) {
-          if (isDqError(e) && e.code === 'CANCELLED') throw new DqError('CANCELLED', 'calibration cancelled: no record and no variant were written; run the same command again to resume');
-          throw e;
-        } finally {
-          progress.done();
-          process.off('SIGINT', onInt);
+      if (needs) {
+        // the recipe needs a record and none was given: reuse the one an earlier run made, or calibrate with the
+        // defaults first, and say so
+        recordPath = `${resolve(o.out)}.calibration.json`;
+        const s = { ...DEFAULT_CALIBRATION, ...needs.settings };
+        record = existsSync(recordPath) ? reusableRecord(recordPath, dir, s) : null;
+        if (record) console.error(`no --calib: ${recipe.name} ${needs.why}; reusing ${recordPath} (made by an earlier dq quantize for this model with the same settings)`);
+        else {
+          const index = locatePipeline(dir).index as Record<string, unknown> | null;
+          if (index && typeof index === 'object' && 'text_encoder' in index && !existsSync(join(dir, DEFAULT_PROMPTS_FILE))) {
+            throw new DqError('BAD_ARGUMENT', `recipe '${recipe.name}' ${needs.why}: give a calibration record (--calib, from dq calibrate --prompts <file>); ${dir} has no ${DEFAULT_PROMPTS_FILE} to calibrate with`);
+          }
+          const which = s.timesteps === 'all' ? 'every step' : `${s.timesteps} timesteps (${s.count})`;
+          console.error(`no --calib: ${recipe.name} ${needs.why}, so dq calibrates first with the defaults: ${s.samples} images x ${s.steps} steps, ${which}${s.gram ? ', Gram matrices' : ''} -> ${recordPath} (give --calib to reuse a record)`);
+          prepareOutput(recordPath, 'file');
+          record = await calibrateWithProgress(dir, recordPath, needs.settings, false, 'calibration cancelled: no record and no variant were written; run the same command again to resume');
         }
       }
-      const record = recordPath ? readRecord(recordPath) : null;
       const components = o.components?.split(',').map((c) => c.trim()).filter(Boolean);
       const m = await quantizePipeline({ pipelineDir: dir, recipe, record, recordPath, out: o.out, force, components });
       console.log(
@@ -267,7 +242,6 @@ function verbose(program: Command, argv: string[]): boolean {
   return program.opts().verbose === true || argv.slice(0, argv.indexOf('--') === -1 ? undefined : argv.indexOf('--')).includes('--verbose');
 }
 
-/** The family model_index.json names, when the folder has one (errors are left to the command's own loading). */
 /** dq calibrate --prompts: the prompts and, when the file gives any, a negative prompt per prompt. */
 function promptOptions(file: unknown): { prompts?: string[]; negativePrompts?: string[] } {
   if (file === undefined) return {};
@@ -275,6 +249,24 @@ function promptOptions(file: unknown): { prompts?: string[]; negativePrompts?: s
   return { prompts: entries.map((e) => e.prompt), ...(entries.some((e) => e.negative !== undefined) ? { negativePrompts: entries.map((e) => e.negative ?? '') } : {}) };
 }
 
+/** Calibrates with a progress line (unless quiet); Ctrl-C stops it, and `cancelled` says what that left. */
+async function calibrateWithProgress(dir: string, out: string, settings: Partial<CalibrationSettings>, quiet: boolean, cancelled: string): Promise<CalibrationRecord> {
+  const progress = quiet ? undefined : progressPrinter('calibrating');
+  const ac = new AbortController();
+  const onInt = () => ac.abort();
+  process.once('SIGINT', onInt);
+  try {
+    return await calibrate(dir, out, { ...settings, signal: ac.signal, onProgress: progress?.update });
+  } catch (e) {
+    if (isDqError(e) && e.code === 'CANCELLED') throw new DqError('CANCELLED', cancelled);
+    throw e;
+  } finally {
+    progress?.done();
+    process.off('SIGINT', onInt);
+  }
+}
+
+/** The family model_index.json names, when the folder has one (errors are left to the command's own loading). */
 async function readFamily(dir: string): Promise<Family | null> {
   try {
     return (await describeComponents(dir)).family;

@@ -30,3 +30,8 @@ export class DqError extends Error {
 export function isDqError(e: unknown): e is DqError {
   return e instanceof DqError;
 }
+
+/** A schema issue's path as users write it: `weights.format.bits`, `prompts[3]`. */
+export function fieldPath(path: readonly PropertyKey[]): string {
+  return path.map((k, i) => (typeof k === 'number' ? `[${k}]` : `${i ? '.' : ''}${String(k)}`)).join('');
+}

@@ -251,7 +251,6 @@ async function runTextEval(o: EvalOptions): Promise<{ text: TextEvalRow[]; calib
   return { text: rows, calibration };
 }
 
-/** A text-to-image pipeline's calibration_prompts.txt, or the one-line error that asks for --prompts. */
 /**
  * The record every preset of one eval run is quantized with: --calib, or <out>/calibration.json when a previous run
  * left one, else a calibration over all steps (with Gram matrices when a preset rounds with GPTQ) written there.
@@ -274,6 +273,7 @@ async function evalCalibration(
   return { rec, path, seconds };
 }
 
+/** A text-to-image pipeline's calibration_prompts.txt, or the one-line error that asks for --prompts. */
 function defaultPromptEntries(dir: string): { prompt: string; negative?: string }[] {
   const file = join(dir, DEFAULT_PROMPTS_FILE);
   if (!existsSync(file)) throw new DqError('BAD_ARGUMENT', `${dir} is a text-to-image pipeline without ${DEFAULT_PROMPTS_FILE}: give the eval prompts with --prompts <file>`);

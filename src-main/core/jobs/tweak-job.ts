@@ -5,7 +5,7 @@
  */
 import { DqError } from '../errors.js';
 import { encodePng, layoutGrid } from '../image/grid.js';
-import { createScheduler, SAMPLERS, type SamplerName } from '../pipeline/schedulers.js';
+import type { SamplerName } from '../pipeline/schedulers.js';
 import { FormatSchema } from '../quant/recipe.js';
 import { VariantTweaker, type LayerChoice, type TweakLayer } from '../quant/tweak.js';
 import type { QuantFormat } from '../../../kernels/quant.js';
@@ -65,8 +65,6 @@ export async function tweakGrid(dir: string, req: TweakGridRequest): Promise<Twe
   if (!text && req.prompts?.length) throw new DqError('BAD_ARGUMENT', 'this variant takes no text: give classes');
   const rowsOf: (number | string)[] = text ? req.prompts! : p.io.classLabels ? (req.classes.length ? req.classes : [0]) : [0];
   const sampler = req.sampler ?? p.index.defaultSampler;
-  if (!SAMPLERS.includes(sampler)) throw new DqError('BAD_ARGUMENT', `unknown sampler '${sampler}'`);
-  createScheduler(sampler, p.scheduler, req.steps); // refuses a bad combination before any work
   const n = rowsOf.length * req.seeds.length;
   const seeds = rowsOf.flatMap(() => req.seeds);
   const run = await tw.run(parseChoices(req.choices), {

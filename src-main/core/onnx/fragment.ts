@@ -139,10 +139,7 @@ export function embedFragment(model: ModelMsg, f: Fragment, opts: { after?: stri
   const add = ModelProto.lookupType('onnx.NodeProto');
   const tensor = ModelProto.lookupType('onnx.TensorProto');
   graph.node = [...nodes.slice(0, at), ...nodeProtos(f).map((n) => add.fromObject(n) as never), ...nodes.slice(at)];
-  // shared tables (GraphBuilder.shared, named by their content) are kept once
-  const have = new Set((graph.initializer ?? []).filter((t) => t.name?.startsWith('dq_shared/')).map((t) => t.name));
-  const fresh = f.initializers.filter((t) => !have.has(t.name));
-  graph.initializer = [...(graph.initializer ?? []), ...fresh.map((t) => tensor.fromObject(tensorProto(t)) as never)];
+  graph.initializer = [...(graph.initializer ?? []), ...f.initializers.map((t) => tensor.fromObject(tensorProto(t)) as never)];
   raiseOpset(model, f.opset);
 }
 

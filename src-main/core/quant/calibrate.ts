@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
-import { DqError } from '../errors.js';
+import { DqError, fieldPath } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { analyzeGraph } from '../onnx/analysis.js';
 import { encodeModel, inlineExternalData, loadOnnx } from '../onnx/io.js';
@@ -378,7 +378,7 @@ const RecordSchema = z.object({
 /** `field 'a.b[0]' is missing` / `field 'a.b': <what>` for the first problem zod found. */
 function firstIssue(e: z.ZodError): string {
   const issue = e.issues[0]!;
-  const path = issue.path.map((k, i) => (typeof k === 'number' ? `[${k}]` : `${i ? '.' : ''}${String(k)}`)).join('');
+  const path = fieldPath(issue.path);
   const missing = /^Invalid input: expected (\w+), received undefined$/.exec(issue.message);
   const message = missing
     ? `is missing (${missing[1] === 'record' ? 'object' : missing[1]} expected)`

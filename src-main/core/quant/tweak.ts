@@ -6,11 +6,11 @@
  * (its session replaces the variant's denoiser for the next samples), so a round trip is a graph edit, one session
  * and the samples.
  */
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { DqError } from '../errors.js';
 import { analyzeGraph, type QuantizableLayer } from '../onnx/analysis.js';
-import { encodeModel, floatTensor, loadOnnx, type LoadedModel } from '../onnx/io.js';
-import { ModelProto, type ModelMsg } from '../onnx/model.js';
+import { encodeModel, floatTensor, inlineExternalData, loadOnnx, type LoadedModel } from '../onnx/io.js';
+import { ModelProto, type ModelMsg, type TensorMsg } from '../onnx/model.js';
 import { openPipeline } from '../open.js';
 import { locatePipeline, type Pipeline } from '../pipeline/pipeline.js';
 import { sample, type SampleRequest } from '../pipeline/sample.js';
@@ -46,7 +46,9 @@ const ACT_OUT = /^dq_aq\/\d+\/out$/;
 
 export class VariantTweaker {
   private session: Session | null = null;
+  /** The choices the session was built with (the changed layers, sorted), and those layers. */
   private key = '';
+  private changed: string[] = [];
 
   private constructor(
     readonly dir: string,
@@ -54,6 +56,7 @@ export class VariantTweaker {
     readonly pipeline: Pipeline,
     private readonly base: Uint8Array,
     private readonly fp: LoadedModel,
+    private readonly fpInits: Map<string, TensorMsg>,
     private readonly layersByName: Map<string, QuantizableLayer>,
     private readonly nodeIndex: Map<string, number>,
     private readonly fpNodeIndex: Map<string, number>,
@@ -72,14 +75,12 @@ export class VariantTweaker {
     const { pipeline } = await openPipeline(variantDir, provider);
     const fp = loadOnnx(src.unetPath);
     const map = analyzeGraph(fp.model);
+    // the edited graph goes to onnxruntime as bytes: external weights are read in
     const variantPath = join(locatePipeline(variantDir).dir, 'unet', 'model.onnx');
-    const base = encodeModel(loadOnnx(variantPath).model);
-    const decoded = ModelProto.decode(base) as unknown as ModelMsg;
-    const nodeIndex = new Map<string, number>();
-    (decoded.graph!.node ?? []).forEach((n, i) => nodeIndex.set(n.name ?? '', i));
-    const fpNodeIndex = new Map<string, number>();
-    (fp.model.graph!.node ?? []).forEach((n, i) => fpNodeIndex.set(n.name ?? '', i));
-    return new VariantTweaker(variantDir, pipeline, base, fp, new Map(map.quantizable.map((l) => [l.name, l])), nodeIndex, fpNodeIndex, manifest);
+    const variant = inlineExternalData(loadOnnx(variantPath).model, dirname(variantPath));
+    const indexOf = (m: ModelMsg) => new Map((m.graph!.node ?? []).map((n, i) => [n.name ?? '', i]));
+    const fpInits = new Map((fp.model.graph!.initializer ?? []).map((t) => [t.name ?? '', t]));
+    return new VariantTweaker(variantDir, pipeline, encodeModel(variant), fp, fpInits, new Map(map.quantizable.map((l) => [l.name, l])), indexOf(variant), indexOf(fp.model), manifest);
   }
 
   /** The variant's layers and what each can become here. */
@@ -96,7 +97,6 @@ export class VariantTweaker {
     const model = ModelProto.decode(this.base) as unknown as ModelMsg;
     const graph = model.graph!;
     const inits = new Map((graph.initializer ?? []).map((t) => [t.name ?? '', t]));
-    const fpInits = new Map((this.fp.model.graph!.initializer ?? []).map((t) => [t.name ?? '', t]));
     const changed: string[] = [];
     for (const [name, choice] of Object.entries(choices)) {
       if (choice === 'variant') continue;
@@ -105,7 +105,7 @@ export class VariantTweaker {
       if (!layer || at === undefined) throw new DqError('BAD_ARGUMENT', `layer '${name}' cannot be changed here (${!layer ? 'no such layer' : 'it is not in the variant\'s denoiser graph'})`);
       const node = graph.node![at]!;
       const t = inits.get(layer.weight);
-      const fpT = fpInits.get(layer.weight);
+      const fpT = this.fpInits.get(layer.weight);
       if (!t || !fpT || t.data_type !== 1 || fpT.data_type !== 1) throw new DqError('BAD_ARGUMENT', `layer '${name}': its weight is not a float32 initializer in both graphs`);
       const w = floatTensor(this.fp, fpT);
       let values: Float32Array;
@@ -129,24 +129,23 @@ export class VariantTweaker {
   async run(choices: Record<string, LayerChoice>, req: Omit<SampleRequest, 'extraFeeds'>): Promise<TweakRun> {
     const t0 = performance.now();
     const key = JSON.stringify(Object.entries(choices).filter(([, c]) => c !== 'variant').sort(([a], [b]) => a.localeCompare(b)));
-    let changed: string[] = [];
     let tGraph = 0;
     let tSession = 0;
     if (!this.session || key !== this.key) {
       const edited = this.edit(choices);
-      changed = edited.changed;
       const bytes = encodeModel(edited.model);
       tGraph = (performance.now() - t0) / 1000;
       const t1 = performance.now();
-      const next = await Session.create(bytes, 'cpu', { label: `${this.dir}: unet/model.onnx (changed layers: ${changed.length})` });
+      const next = await Session.create(bytes, 'cpu', { label: `${this.dir}: unet/model.onnx (changed layers: ${edited.changed.length})` });
       tSession = (performance.now() - t1) / 1000;
       await this.session?.release();
       this.session = next;
       this.key = key;
-    } else changed = JSON.parse(key).map(([n]: [string]) => n);
+      this.changed = edited.changed;
+    }
     const t2 = performance.now();
     const out = await sample(this.pipeline, this.session, req);
-    return { images: out.images, changed, seconds: { graph: tGraph, session: tSession, sample: (performance.now() - t2) / 1000 } };
+    return { images: out.images, changed: this.changed, seconds: { graph: tGraph, session: tSession, sample: (performance.now() - t2) / 1000 } };
   }
 
   async release(): Promise<void> {

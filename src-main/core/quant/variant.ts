@@ -9,7 +9,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, normalize } from 'node:path';
 import { z } from 'zod';
-import { DqError } from '../errors.js';
+import { DqError, fieldPath } from '../errors.js';
 import { cachedSession, type DenoiserContext, type DenoiserLoad, type UnetIO } from '../pipeline/pipeline.js';
 import { timestepFeed, type ExtraFeeds } from '../pipeline/sample.js';
 import type { FeedValue, Provider } from '../runtime/onnx.js';
@@ -83,7 +83,7 @@ const ManifestSchema = z.looseObject({
 /** `field 'a[0].b': message` for the first problem zod found. */
 function firstIssue(e: z.ZodError): string {
   const issue = e.issues[0]!;
-  const path = issue.path.map((k, i) => (typeof k === 'number' ? `[${k}]` : `${i ? '.' : ''}${String(k)}`)).join('');
+  const path = fieldPath(issue.path);
   const missing = /^Invalid input: expected (\w+), received undefined$/.exec(issue.message);
   const message = missing ? `is missing (${missing[1]} expected)` : issue.message.replace(/^Invalid input: expected (\w+), received (\w+)$/, 'must be of type $1, not $2');
   return path ? `field '${path}' ${missing ? '' : ': '}${message}`.replace(' : ', ': ') : message;
