@@ -214,6 +214,7 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
         fidSamples: spec.fidSamples,
         walkFrames: spec.walkFrames,
         video: spec.video,
+        walk: spec.walk,
         out: dir,
       }),
       finish: (raw) => ({ ...(raw as Omit<CompareResult, 'temporal'>), temporal }),

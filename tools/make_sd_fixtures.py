@@ -1024,10 +1024,15 @@ OPT_ENC_AXES = {"sample": {0: "batch_size", 2: "sample_height", 3: "sample_width
                 "latent_parameters": {0: "batch_size", 2: "sample_height / 8", 3: "sample_width / 8"}}
 
 
-def make_sd15_optimum(out, seed, fp16=False, lcm=False):
+def make_sd15_optimum(out, seed, fp16=False, lcm=False, unet_over=None):
     """fp16: exported in float32 here (PyTorch 1.13 has no float16 CPU kernels to trace with), then converted.
-    lcm: LatentConsistencyModelPipeline (LCMScheduler; the unet has time_cond_proj_dim and a timestep_cond input)."""
-    tc, uc, vc, te, unet, vae = sd15_models(seed, **({"time_cond_proj_dim": LCM_COND_DIM} if lcm else {}))
+    lcm: LatentConsistencyModelPipeline (LCMScheduler; the unet has time_cond_proj_dim and a timestep_cond input).
+    unet_over: unet config fields to change (the bench's wider unets: block_out_channels, attention_head_dim,
+    norm_num_groups, sample_size)."""
+    over = dict(unet_over or {})
+    if lcm:
+        over["time_cond_proj_dim"] = LCM_COND_DIM
+    tc, uc, vc, te, unet, vae = sd15_models(seed, **over)
     dtype = "float16" if fp16 else "float32"
     if fp16:
         tc["torch_dtype"] = "float16"
@@ -1235,7 +1240,20 @@ def main():
     ap.add_argument("--only", default="sd15-optimum,sdxl-optimum,sd15-legacy,sd15-fp16,ddpm-plain,lcm-optimum")
     ap.add_argument("--legacy-timestep", choices=["int64", "float32"], default="int64")
     ap.add_argument("--seed", type=int, default=1500)
+    ap.add_argument("--unet-channels", help="sd15-optimum only: the unet's block_out_channels (e.g. 320,640,1280,1280, SD 1.5's)")
+    ap.add_argument("--unet-heads", type=int, help="sd15-optimum only: attention heads per block (SD 1.5: 8)")
+    ap.add_argument("--unet-groups", type=int, help="sd15-optimum only: GroupNorm groups (SD 1.5: 32)")
+    ap.add_argument("--sample-size", type=int, help="sd15-optimum only: the latent size in unet/config.json (SD 1.5: 64)")
     args = ap.parse_args()
+    unet_over = {}
+    if args.unet_channels:
+        unet_over["block_out_channels"] = [int(c) for c in args.unet_channels.split(",")]
+    if args.unet_heads:
+        unet_over["attention_head_dim"] = args.unet_heads
+    if args.unet_groups:
+        unet_over["norm_num_groups"] = args.unet_groups
+    if args.sample_size:
+        unet_over["sample_size"] = args.sample_size
     torch.set_num_threads(1)
     for name in args.only.split(","):
         out = os.path.join(args.out, name)
@@ -1243,7 +1261,9 @@ def main():
             shutil.rmtree(out)
         torch.manual_seed(args.seed + 100)  # dummy export inputs
         if name == "sd15-optimum":
-            make_sd15_optimum(out, args.seed)
+            make_sd15_optimum(out, args.seed, unet_over=unet_over)
+        elif unet_over:
+            raise SystemExit("--unet-channels, --unet-heads, --unet-groups and --sample-size apply to sd15-optimum only")
         elif name == "sd15-fp16":
             make_sd15_optimum(out, args.seed, fp16=True)
         elif name == "sd15-legacy":

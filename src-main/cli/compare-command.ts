@@ -87,6 +87,7 @@ export function registerCompare(program: Command): void {
     .addOption(new Option('--provider <ep>', 'execution provider').choices(PROVIDERS).default('cpu'))
     .requiredOption('--out <dir>', 'output folder (grid.png, diff-*.png, *.webp, *.mp4, metrics.json, report.html)')
     .option('--no-video', 'skip the trajectory and walk videos')
+    .option('--no-walk', 'skip the seed walk (its frames cost walk-frames x seeds x columns more images per variant); the trajectory video stays')
     .option('--quiet', 'no progress output')
     .action(async (dir: string, positional: string[], o: Record<string, string | number | boolean | string[] | undefined>) => {
       const classes = o.class === undefined ? [] : parseClasses(String(o.class));
@@ -122,6 +123,7 @@ export function registerCompare(program: Command): void {
           fidSamples: o.fidSamples as number,
           walkFrames: o.walkFrames as number,
           video: o.video !== false,
+          walk: o.walk !== false,
           out: String(o.out),
           signal: controller.signal,
           onProgress: progress ? (p: CompareProgress) => progress.update(p) : undefined,

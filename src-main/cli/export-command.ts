@@ -30,6 +30,11 @@ export function exportSummary(m: ExportManifest, out: string): string[] {
     const asRun = v.int8WeightsAsRun && v.int8WeightsAsRun !== x.options.int8Weights ? ` (int8 weights loaded as ${v.int8WeightsAsRun} on this CPU)` : '';
     lines.push(`verification, one evaluation at a time (${v.step.evaluations} on the simulated trajectory, same inputs): |exported - simulated| noise prediction mean ${v.step.meanAbs.toFixed(5)}, p99 ${v.step.p99Abs.toFixed(4)}, max ${v.step.maxAbs.toFixed(4)}${asRun}`);
     lines.push(`verification, images (${v.seeds.length} seeds, ${v.steps} steps): |exported - simulated| mean ${v.meanAbs.toFixed(5)}, p99 ${v.p99Abs.toFixed(4)}, max ${v.maxAbs.toFixed(4)} (model space, about [-1, 1])`);
+    if (v.verdict) {
+      const b = v.verdict.bounds;
+      const bounds = `step mean <= ${b.stepMean}, p99 <= ${b.stepP99}; image mean <= ${b.imageMean}${b.imageP99 === null ? '' : `, p99 <= ${b.imageP99}`}`;
+      lines.push(v.verdict.ok ? `verdict: as expected (${v.verdict.expected}; ${bounds})` : `verdict: LARGER THAN EXPECTED: ${v.verdict.exceeded.join(', ')} (${v.verdict.expected}; ${bounds})`);
+    }
   }
   lines.push(`-> ${resolve(out)}`);
   return lines;

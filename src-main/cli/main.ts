@@ -12,7 +12,7 @@ import { describeComponents, formatComponents, type Family } from '../core/pipel
 import { readPromptFile, runSampleJob } from '../core/jobs/sample-job.js';
 import { locatePipeline, releaseSessions } from '../core/pipeline/pipeline.js';
 import { SAMPLERS, type SamplerName } from '../core/pipeline/schedulers.js';
-import { makeDirs, prepareOutput } from '../core/fsutil.js';
+import { makeDirs, prepareOutput, sha256File } from '../core/fsutil.js';
 import { MAX_BATCH, MAX_COUNT, MAX_IMAGE_PX, MAX_SAMPLES, parseClasses, parseSeeds } from '../core/ranges.js';
 import { PROVIDERS, type Provider } from '../core/runtime/onnx.js';
 import { createHost } from '../host.js';
@@ -20,7 +20,7 @@ import { serve } from '../serve/server.js';
 import { progressPrinter } from './progress.js';
 import { registerCompare } from './compare-command.js';
 import { registerBatch, registerExport } from './export-command.js';
-import { calibrate, DEFAULT_CALIBRATION, DEFAULT_PROMPTS_FILE, sha256File, type CalibrationRecord, type CalibrationSettings, type TimestepSelection } from '../core/quant/calibrate.js';
+import { calibrate, DEFAULT_CALIBRATION, DEFAULT_PROMPTS_FILE, type CalibrationRecord, type CalibrationSettings, type TimestepSelection } from '../core/quant/calibrate.js';
 import { QUANTIZABLE_COMPONENTS, quantizePipeline, readRecord, recipeCalibration } from '../core/quant/quantize.js';
 import { listPresets, loadRecipe } from '../core/quant/recipe.js';
 import { runEval } from '../core/jobs/eval-job.js';

@@ -249,6 +249,8 @@ export const CompareJob = z
     fidSamples: z.number().int().min(0).max(100_000).default(0),
     walkFrames: z.number().int().min(1).max(64).default(2),
     video: z.boolean().default(true),
+    /** The seed walk (off unless asked: it samples walkFrames x seeds x columns more images per model). */
+    walk: z.boolean().default(false),
   })
   .strict();
 
@@ -304,7 +306,10 @@ export interface Progress {
   done: number;
   total: number;
   elapsedSeconds: number;
-  /** Estimated seconds left (from the rate so far); null before the first step. */
+  /**
+   * Estimated seconds left, at the current phase's own rate since its first progress message (start-up and earlier
+   * phases at other rates excluded); null until the phase has moved.
+   */
   etaSeconds: number | null;
 }
 
@@ -371,8 +376,11 @@ export interface ExportResult {
   name: string;
   int8Weights: 'u8' | 's8' | 's7';
   sizes: { fp32UnetBytes: number | null; exportBytes: number; ratio: number | null };
-  /** fusedAttention: attention blocks run as one MultiHeadAttention node each (a float fusion). */
-  summary: { layers: number; int8Kernels: number; lowBitStorage: number; keptFloat: number; fusedAttention: number };
+  /**
+   * fusedAttention: attention blocks run as one MultiHeadAttention node each (a float fusion); unfusedAttention: the
+   * attention softmax nodes left as they were, counted by the reason.
+   */
+  summary: { layers: number; int8Kernels: number; lowBitStorage: number; keptFloat: number; fusedAttention: number; unfusedAttention: { reason: string; count: number }[] };
   /** What runs on real low-bit kernels or storage, and what is still simulated. */
   real: string[];
   simulated: string[];
@@ -389,6 +397,11 @@ export interface ExportResult {
     images: number;
     step: { meanAbs: number; p99Abs: number; maxAbs: number; evaluations: number };
     asRun?: 'u8' | 's8' | 's7';
+    /**
+     * Whether the deviation is what this kind of export is expected to give: expected (in words), the bounds it is
+     * judged by (image p99 null: not judged), the measures above them.
+     */
+    verdict?: { ok: boolean; expected: string; bounds: { stepMean: number; stepP99: number; imageMean: number; imageP99: number | null }; exceeded: string[] };
   } | null;
   notes: string[];
   /** A pipeline folder's export: the layout it keeps and what happened to each component (when the engine reports it). */
@@ -413,6 +426,8 @@ interface MetricSummary {
 export interface CompareVariant {
   name: string;
   isFp: boolean;
+  /** Set when the variant was quantized from another model (its source pipeline folder): flagged in the table. */
+  otherSource: string | null;
   modelBytes: number;
   weightBitsPerParameter: number | null;
   estimatedDeployedBytes: number | null;
@@ -436,6 +451,8 @@ export interface CompareResult {
     grid: string;
     diffs: Record<string, string>;
     trajectory: { webp: string | null; mp4: string | null; frames: number };
+    /** The seed walk's video (null when the walk was off). */
+    walk: { webp: string | null; mp4: string | null; frames: number };
     /** Per variant (same order): the grid images side by side, identically laid out (A/B wipe). */
     strips: string[];
     report: string;

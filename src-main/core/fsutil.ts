@@ -1,5 +1,6 @@
 /** Filesystem helpers shared by every job that writes results. */
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, type Stats } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { DqError } from './errors.js';
 
@@ -226,4 +227,17 @@ export function readJson(path: string, what: string): unknown {
   } catch (e) {
     throw new DqError('BAD_CONFIG', `${what} is not valid JSON (${path}): ${(e as Error).message.replace(/\s+/g, ' ').trim()}`);
   }
+}
+
+/** The SHA-256 of a file's bytes (hex), read in 8 MB pieces so a large model is never held whole. */
+export function sha256File(path: string): string {
+  const h = createHash('sha256');
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(8 << 20);
+    for (let n = readSync(fd, buf, 0, buf.length, null); n > 0; n = readSync(fd, buf, 0, buf.length, null)) h.update(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return h.digest('hex');
 }

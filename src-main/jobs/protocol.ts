@@ -52,6 +52,7 @@ export type WorkerTask =
       fidSamples: number;
       walkFrames: number;
       video: boolean;
+      walk: boolean;
       out: string;
     };
 

@@ -26,6 +26,8 @@ interface Running {
   child: ChildProcess | null;
   cancelRequested: boolean;
   stderr: string;
+  /** The current phase, when its first progress message came and how much was done then (the ETA's baseline). */
+  phase: { name: string; at: number; done: number } | null;
 }
 
 export interface StartOptions {
@@ -79,7 +81,7 @@ export class JobRunner {
     makeDirs(dir, 'workspace');
     const task = opts.task(dir);
     const info: JobInfo = { id, kind: opts.kind, label: opts.label, state: 'running', progress: null, startedAt: Date.now(), endedAt: null, result: null, error: null };
-    const job: Running = { info, child: null, cancelRequested: false, stderr: '' };
+    const job: Running = { info, child: null, cancelRequested: false, stderr: '', phase: null };
     this.jobs.set(id, job);
 
     const child = fork(this.workerEntry, [], {
@@ -113,14 +115,19 @@ export class JobRunner {
   private onMessage(job: Running, m: FromWorker, opts: StartOptions): void {
     if (job.info.state !== 'running') return;
     if (m.type === 'progress') {
-      const elapsed = (Date.now() - job.info.startedAt) / 1000;
-      const frac = m.total > 0 ? m.done / m.total : 0;
+      const now = Date.now();
+      const elapsed = (now - job.info.startedAt) / 1000;
+      // the ETA is the current phase's: its rate from the phase's first message on, so start-up (loading models,
+      // building sessions) and earlier phases at another rate do not count
+      if (!job.phase || job.phase.name !== m.phase || m.done < job.phase.done) job.phase = { name: m.phase, at: now, done: m.done };
+      const ph = job.phase;
+      const rate = now > ph.at && m.done > ph.done ? (m.done - ph.done) / ((now - ph.at) / 1000) : 0;
       const progress = {
         phase: m.phase,
         done: m.done,
         total: m.total,
         elapsedSeconds: Math.round(elapsed * 10) / 10,
-        etaSeconds: frac > 0 && frac < 1 ? Math.round((elapsed * (1 - frac)) / frac) : frac >= 1 ? 0 : null,
+        etaSeconds: m.total > 0 && m.done >= m.total ? 0 : rate > 0 ? Math.round((m.total - m.done) / rate) : null,
       };
       job.info.progress = progress;
       this.emit({ jobId: job.info.id, kind: 'progress', progress });

@@ -90,11 +90,11 @@ async function run(task: WorkerTask): Promise<unknown> {
       name: m.recipe.name,
       int8Weights: e.options.int8Weights,
       sizes: { fp32UnetBytes: e.sizes.fp32UnetBytes, exportBytes: e.sizes.exportBytes, ratio: e.sizes.ratio },
-      summary: { layers: e.summary.layers, int8Kernels: e.summary.int8Kernels, lowBitStorage: e.summary.lowBitStorage, keptFloat: e.summary.keptFloat, fusedAttention: e.summary.fusedAttention },
+      summary: { layers: e.summary.layers, int8Kernels: e.summary.int8Kernels, lowBitStorage: e.summary.lowBitStorage, keptFloat: e.summary.keptFloat, fusedAttention: e.summary.fusedAttention, unfusedAttention: e.summary.unfusedAttention ?? [] },
       real: e.real,
       simulated: e.simulated,
       verification: e.verification
-        ? { maxAbs: e.verification.maxAbs, meanAbs: e.verification.meanAbs, p99Abs: e.verification.p99Abs, images: e.verification.perImageMax.length, step: e.verification.step, ...(e.verification.int8WeightsAsRun ? { asRun: e.verification.int8WeightsAsRun } : {}) }
+        ? { maxAbs: e.verification.maxAbs, meanAbs: e.verification.meanAbs, p99Abs: e.verification.p99Abs, images: e.verification.perImageMax.length, step: e.verification.step, ...(e.verification.int8WeightsAsRun ? { asRun: e.verification.int8WeightsAsRun } : {}), ...(e.verification.verdict ? { verdict: e.verification.verdict } : {}) }
         : null,
       notes: e.notes,
       ...exportLayout(m as unknown as Record<string, unknown>),
@@ -207,6 +207,7 @@ async function run(task: WorkerTask): Promise<unknown> {
     fidSamples: task.fidSamples,
     walkFrames: task.walkFrames,
     video: task.video,
+    walk: task.walk,
     out: task.out,
     signal,
     onProgress: (p: { phase: string; done: number; total: number }) => progress(p.phase, p.done, p.total),
@@ -235,6 +236,7 @@ async function run(task: WorkerTask): Promise<unknown> {
     variants: metrics.variants.map((v) => ({
       name: v.name,
       isFp: v.isFp,
+      otherSource: v.otherSource ?? null,
       modelBytes: v.modelBytes,
       weightBitsPerParameter: v.weightBitsPerParameter,
       estimatedDeployedBytes: v.estimatedDeployedBytes,
@@ -245,7 +247,7 @@ async function run(task: WorkerTask): Promise<unknown> {
       epsError: v.epsError,
       temporalFeatureError: v.temporalFeatureError,
     })),
-    files: { grid: metrics.files.grid, diffs: metrics.files.diffs, trajectory: metrics.files.trajectory, strips, report: metrics.files.report, metrics: metrics.files.metrics },
+    files: { grid: metrics.files.grid, diffs: metrics.files.diffs, trajectory: metrics.files.trajectory, walk: metrics.files.walk, strips, report: metrics.files.report, metrics: metrics.files.metrics },
     notes: metrics.notes,
   };
   return result;

@@ -244,7 +244,8 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`text-to-image 
     await page.getByTestId('export-job').first().waitFor();
     await page.locator('[data-testid="export-job"]:not([data-state="running"])').first().waitFor({ timeout: 300_000 });
     await expect(page.getByTestId('export-job').first().getAttribute('data-state')).resolves.toBe('done');
-    await expect(text(page, 'export-result')).resolves.toMatch(/w8a8-text.*on disk.*layers on integer kernels/s);
+    await expect(text(page, 'export-result')).resolves.toMatch(/w8a8-text.*on disk.*layers on integer kernels.*attention blocks fused/s);
+    await expect(text(page, 'export-verdict')).resolves.toMatch(/As expected/);
     await page.getByTestId('export-result').scrollIntoViewIfNeeded();
     await shot(page, 't2i-12-tiny-exported');
     // the variant belongs to tiny-t2i: another model's Samples and Export do not offer it

@@ -16,7 +16,7 @@ import { basename, join, resolve } from 'node:path';
 import { DqError } from '../errors.js';
 import { agreement, classifierPath, classify } from '../eval/classifier.js';
 import { fitGaussian, frechetDistance, psnr, ssim, type Gaussian } from '../eval/metrics.js';
-import { makeDirs, writeFileAtomic } from '../fsutil.js';
+import { makeDirs, sha256File, writeFileAtomic } from '../fsutil.js';
 import { encodePng, layoutGrid, type RasterImage } from '../image/grid.js';
 import { externalRef, loadOnnx } from '../onnx/io.js';
 import { withImageSize, type Pipeline } from '../pipeline/pipeline.js';
@@ -83,8 +83,10 @@ export interface CompareJob {
   fidSamples: number;
   /** Frames per segment of the seed walk (default 8). */
   walkFrames?: number;
-  /** Write videos (trajectory, walk). */
+  /** Write videos (trajectory, and the walk unless `walk` is false). */
   video: boolean;
+  /** The seed walk (with video; default true): walkFrames x seeds x columns more images per variant. */
+  walk?: boolean;
   out: string;
   /** ffmpeg executable (default: `ffmpeg` on PATH). */
   ffmpeg?: string;
@@ -107,6 +109,8 @@ interface Variant {
   pipeline: Pipeline;
   session: Session;
   manifest: unknown;
+  /** The manifest's source pipeline when it was another model (its denoiser hash differs from the base's). */
+  otherSource: string | null;
 }
 
 export interface Video {
@@ -165,7 +169,8 @@ async function loadVariants(job: CompareJob, fp: { pipeline: Pipeline; session: 
   const list = job.variants.map((v) => v.trim()).filter(Boolean);
   if (!list.length) throw new DqError('BAD_ARGUMENT', '--variants: give at least one variant (fp or a pipeline folder)');
   if (!list.some((v) => v.toLowerCase() === FP)) notes.push('fp was not in --variants; it is shown anyway, as the reference every metric compares against');
-  const out: Variant[] = [{ name: FP, file: FP, isFp: true, dir: fp.pipeline.dir, pipeline: fp.pipeline, session: fp.session, manifest: null }];
+  const out: Variant[] = [{ name: FP, file: FP, isFp: true, dir: fp.pipeline.dir, pipeline: fp.pipeline, session: fp.session, manifest: null, otherSource: null }];
+  let baseSha: string | null = null;
   const names = new Set([FP]);
   const files = new Set([FP]);
   for (const entry of list) {
@@ -201,13 +206,23 @@ async function loadVariants(job: CompareJob, fp: { pipeline: Pipeline; session: 
     if (p.int8Weights && p.int8Weights.loaded !== p.int8Weights.exported) notes.push(`${where}: ${p.int8Weights.why}`);
     const manifest = readManifest(p.dir, notes);
     const mName = manifestName(manifest);
+    // a variant quantized from another model compares that model's quantization against this one's FP: flagged
+    const source = (manifest as { source?: { pipeline?: unknown; unetSha256?: unknown } } | null)?.source;
+    let otherSource: string | null = null;
+    if (typeof source?.unetSha256 === 'string') {
+      baseSha ??= sha256File(fp.pipeline.unetPath);
+      if (source.unetSha256 !== baseSha) {
+        otherSource = typeof source.pipeline === 'string' ? source.pipeline : 'another pipeline';
+        notes.push(`${where} was quantized from another model (${otherSource}), not from ${fp.pipeline.dir}: its differences from FP are not quantization's alone`);
+      }
+    }
     let name = (mName ?? basename(p.dir)).trim() || 'variant';
     for (let k = 2; names.has(name); k++) name = `${mName ?? basename(p.dir)}-${k}`;
     names.add(name);
     let file = fileSafe(name);
     for (let k = 2; files.has(file); k++) file = `${fileSafe(name)}-${k}`;
     files.add(file);
-    out.push({ name, file, isFp: false, dir: p.dir, pipeline: { ...p, scheduler: base.scheduler }, session: loaded.session, manifest });
+    out.push({ name, file, isFp: false, dir: p.dir, pipeline: { ...p, scheduler: base.scheduler }, session: loaded.session, manifest, otherSource });
   }
   return out;
 }
@@ -394,13 +409,14 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
   const fidLabels = text ? fidPrompts : fidClasses;
 
   // the walk: a closed loop through the initial noises of the first seeds
-  const walkSeeds = job.video ? (job.seeds.length >= 2 ? job.seeds.slice(0, MAX_WALK_SEEDS) : [job.seeds[0]!, job.seeds[0]! + 1]) : [];
+  const walkOn = job.video && job.walk !== false;
+  const walkSeeds = walkOn ? (job.seeds.length >= 2 ? job.seeds.slice(0, MAX_WALK_SEEDS) : [job.seeds[0]!, job.seeds[0]! + 1]) : [];
   const walkCols: (number | null)[] = text ? prompts.slice(0, MAX_WALK_CLASSES).map((_, q) => q) : conditional ? classes.slice(0, MAX_WALK_CLASSES) : [null];
   const walkInit: Float64Array[] = [];
   const walkRngSeeds: number[] = [];
   const walkLabels: number[] = [];
   const walkTitles: string[] = [];
-  if (job.video) {
+  if (walkOn) {
     const noise = walkSeeds.map((s) => seedNoise(s, size).z);
     for (let a = 0; a < walkSeeds.length; a++) {
       const b = (a + 1) % walkSeeds.length;
@@ -581,6 +597,7 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
       isFp: v.isFp,
       dir: v.dir,
       manifest: v.manifest ?? null,
+      otherSource: v.otherSource,
       modelBytes: bytes,
       weightBitsPerParameter: size.bits,
       estimatedDeployedBytes: size.deployed,
@@ -721,7 +738,7 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
         }),
       ),
     );
-    walkVideo = { frames: wframes, delays: wframes.map(() => 120) };
+    walkVideo = wframes.length ? { frames: wframes, delays: wframes.map(() => 120) } : null;
   }
 
   const metrics: CompareMetrics = {
@@ -765,7 +782,7 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
       grid: 'grid.png',
       diffs: Object.fromEntries(diffs.map((d) => [d.name, d.file])),
       trajectory: { webp: job.video ? 'trajectory.webp' : null, mp4: null, frames: trajectoryVideo?.frames.length ?? 0 },
-      walk: { webp: job.video ? 'walk.webp' : null, mp4: null, frames: walkVideo?.frames.length ?? 0 },
+      walk: { webp: walkVideo ? 'walk.webp' : null, mp4: null, frames: walkVideo?.frames.length ?? 0 },
       report: 'report.html',
       metrics: 'metrics.json',
     },
@@ -786,13 +803,14 @@ export async function writeComparison(c: Comparison, job: Pick<CompareJob, 'out'
   const mp4s: { name: string; tmp: string }[] = [];
   const written: string[] = [];
   try {
-    if (job.video && c.trajectoryVideo && c.walkVideo) {
-      webps['trajectory.webp'] = await encodeAnimatedWebp(c.trajectoryVideo.frames, c.trajectoryVideo.delays);
-      webps['walk.webp'] = await encodeAnimatedWebp(c.walkVideo.frames, c.walkVideo.delays);
+    if (job.video && c.trajectoryVideo) {
+      const videos = [['trajectory', c.trajectoryVideo], ...(c.walkVideo ? [['walk', c.walkVideo] as const] : [])] as const;
+      for (const [key, video] of videos) webps[`${key}.webp`] = await encodeAnimatedWebp(video.frames, video.delays);
+      if (!c.walkVideo) metrics.notes.push('seed walk not computed (walk off)');
       const ff = findFfmpeg(job.ffmpeg);
       if (!ff.found) metrics.notes.push(`MP4 not written: ${ff.reason} (the animated WebP files have the same frames)`);
       else {
-        for (const [key, video] of [['trajectory', c.trajectoryVideo], ['walk', c.walkVideo]] as const) {
+        for (const [key, video] of videos) {
           const tmp = join(out, `.${key}.${process.pid}.${Date.now()}.mp4.tmp`);
           written.push(tmp);
           makeDirs(out, '--out');

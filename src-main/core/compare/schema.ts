@@ -31,6 +31,11 @@ export const VariantMetricsSchema = z
     isFp: z.boolean().describe('true for the full-precision reference (the base pipeline itself)'),
     dir: z.string().describe('absolute path of the pipeline folder'),
     manifest: z.unknown().nullable().describe("the variant folder's manifest.json as written by the quantizer, or null"),
+    otherSource: z
+      .string()
+      .nullable()
+      .optional()
+      .describe("the source pipeline folder the variant's manifest names when its denoiser hash differs from the base pipeline's: quantized from another model, so its differences from FP are not quantization's alone; null otherwise"),
     modelBytes: z.number().int().nonnegative().describe('bytes of unet/model.onnx plus the external data files it references'),
     weightBitsPerParameter: z
       .number()

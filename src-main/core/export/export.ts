@@ -29,6 +29,7 @@ import { indexGraph, nodeAttr, sortTopologically } from '../onnx/graph.js';
 import { externalRef, floatTensor, loadOnnx, saveOnnx, tensorBytes, type LoadedModel } from '../onnx/io.js';
 import { ModelProto, type ModelMsg, type NodeMsg, type TensorMsg } from '../onnx/model.js';
 import { LOCAL_DOMAIN } from '../onnx/fragment.js';
+import { verificationVerdict, type VerificationVerdict } from './verdict.js';
 import { fuseAttention } from '../onnx/fuse.js';
 import { pruneDead } from '../onnx/rewrite.js';
 import { releaseSessions, sizeMultiple, withImageSize, type Pipeline } from '../pipeline/pipeline.js';
@@ -104,6 +105,8 @@ export interface Verification {
   seconds: { simulated: number; exported: number };
   /** The int8 weight storage the export ran with in this check (u8 exports load as s8 on CPUs with VNNI). */
   int8WeightsAsRun?: Int8Weights;
+  /** Whether the deviation is what this kind of export is expected to give (export/verdict.ts). */
+  verdict?: VerificationVerdict;
 }
 
 export interface ExportInfo {
@@ -120,7 +123,8 @@ export interface ExportInfo {
     files: Record<string, number>;
     ratio: number | null;
   };
-  summary: { layers: number; int8Kernels: number; lowBitStorage: number; keptFloat: number; outputRequantizers: number; weightMismatches: number; fusedAttention: number };
+  /** unfusedAttention: the attention softmax nodes left unfused, counted by reason (onnx/fuse.ts). */
+  summary: { layers: number; int8Kernels: number; lowBitStorage: number; keptFloat: number; outputRequantizers: number; weightMismatches: number; fusedAttention: number; unfusedAttention?: { reason: string; count: number }[] };
   real: string[];
   simulated: string[];
   layers: ExportLayer[];
@@ -497,7 +501,10 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
   }
   // fusion reads the source's opset (Softmax's default axis changed in opset 13), so it runs before the raise
   const fuse = opts.fuseAttention ?? true;
-  const fused = fuse ? fuseAttention(model) : [];
+  const { fused, skipped } = fuse ? fuseAttention(model) : { fused: [], skipped: [] };
+  const byReason = new Map<string, number>();
+  for (const x of skipped) byReason.set(x.reason, (byReason.get(x.reason) ?? 0) + 1);
+  const unfused = [...byReason].map(([reason, count]) => ({ reason, count }));
   const ops = model.opset_import ?? [];
   if (!ops.some((o) => o.domain === 'com.microsoft')) model.opset_import = [...ops, { domain: 'com.microsoft', version: 1 }];
   const def = model.opset_import!.find((o) => !o.domain || o.domain === 'ai.onnx');
@@ -591,6 +598,8 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
       );
     }
     if (fused.length) notes.push(`${fused.length} attention blocks (q.k^T, scale, softmax, .v and their head transposes) run as one com.microsoft MultiHeadAttention node each: a float32 fusion, not quantization (attention products stay float in every recipe)`);
+    for (const u of unfused) notes.push(`${u.count} attention softmax node${u.count > 1 ? 's' : ''} not fused: ${u.reason}`);
+    if (!fuse) notes.push('attention fusion off (fuseAttention: false)');
     if (params.temporal) notes.push('the FP temporal model (TFMQ cache) is copied unchanged in float32');
     if (params.text) notes.push(`the FP text-feature model (${params.text.model}: ${params.text.features.length} text features computed once per prompt) is kept in float32`);
     for (const [c, r] of Object.entries(manifest.components ?? {})) {
@@ -605,6 +614,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
       sizes: { fp32UnetBytes, exportBytes, components: componentBytes(files), files, ratio: fp32UnetBytes ? Math.round((exportBytes / fp32UnetBytes) * 10000) / 10000 : null },
       summary: {
         layers: layers.length, int8Kernels: nInt8, lowBitStorage: nStored, keptFloat: layers.length - nInt8 - nStored, outputRequantizers: outReqs.length, weightMismatches: mismatches, fusedAttention: fused.length,
+        ...(unfused.length ? { unfusedAttention: unfused } : {}),
       },
       real,
       simulated: sim,
@@ -618,7 +628,10 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     if (opts.verify !== false) {
       const v = opts.verify ?? { seeds: [0, 1, 2, 3] };
       log(`verifying: ${v.seeds.length} images through the simulated variant and the export`);
-      info.verification = await verifyExport(vdir, tmp, v.seeds, v.steps ?? manifest.calibration?.settings.steps ?? 25, hooks, v.text ?? opts.prompts);
+      const ver = await verifyExport(vdir, tmp, v.seeds, v.steps ?? manifest.calibration?.settings.steps ?? 25, hooks, v.text ?? opts.prompts);
+      ver.verdict = verificationVerdict({ int8Kernels: nInt8, int8Weights, simulatedActivations: layers.some((l) => !l.real && l.activation !== 'FP') }, ver);
+      info.verification = ver;
+      if (!ver.verdict.ok) log(`verification: larger than expected (${ver.verdict.exceeded.join(', ')}); expected for this export: ${ver.verdict.expected}`);
       writeFileAtomic(join(tmp, 'manifest.json'), JSON.stringify(em, null, 2) + '\n');
     }
     await releaseSessions();

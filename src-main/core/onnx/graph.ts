@@ -39,7 +39,8 @@ const num = (v: unknown): number | null => {
 function shapeOf(vi: ValueInfoMsg): (number | null)[] | null {
   const dims = vi.type?.tensor_type?.shape?.dim;
   if (!dims) return null;
-  return dims.map((d) => (d.dim_value !== undefined && d.dim_value !== null ? num(d.dim_value) : null));
+  // a symbolic dimension (dim_param) or none at all is not static; protobufjs reads an unset dim_value as 0
+  return dims.map((d) => (d.dim_param ? null : d.dim_value !== undefined && d.dim_value !== null && (num(d.dim_value) ?? 0) > 0 ? num(d.dim_value) : null));
 }
 
 /** A node's attribute by name (undefined when absent). */

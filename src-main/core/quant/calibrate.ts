@@ -14,7 +14,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import { DqError, fieldPath } from '../errors.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { sha256File, writeFileAtomic } from '../fsutil.js';
 import { analyzeGraph } from '../onnx/analysis.js';
 import { encodeModel, inlineExternalData, loadOnnx } from '../onnx/io.js';
 import { releaseSession, type Pipeline } from '../pipeline/pipeline.js';
@@ -92,10 +92,6 @@ export interface CalibrateProgress {
   phase: 'calibrating';
   done: number;
   total: number;
-}
-
-export function sha256File(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
 
 /** Which step indices to calibrate. */

@@ -13,7 +13,7 @@ import { nvfp4TensorScale, intParams, floatScale, type QuantFormat } from '../..
 import { GPTQ_PERCDAMP } from '../../../kernels/gptq.js';
 import { FORMATS } from '../../../kernels/minifloat.js';
 import { DqError } from '../errors.js';
-import { cleanStaleOutputs, makeDirs, prepareOutput, swapIntoPlace, writeFileAtomic } from '../fsutil.js';
+import { cleanStaleOutputs, makeDirs, prepareOutput, swapIntoPlace, writeFileAtomic, sha256File } from '../fsutil.js';
 import { analyzeGraph, type LayerMap, type QuantizableLayer } from '../onnx/analysis.js';
 import { floatTensor, loadOnnx, saveOnnx } from '../onnx/io.js';
 import { nodeAttr } from '../onnx/graph.js';
@@ -24,7 +24,7 @@ import { buildFeeds, guidedRun } from '../pipeline/sample.js';
 import type { FeedValue } from '../runtime/onnx.js';
 import { openPipeline } from '../open.js';
 import { insertActivationQuantizer } from './activations.js';
-import { negativeOf, readRecord, selectSteps, sha256File, type CalibrationRecord, type CalibrationSettings } from './calibrate.js';
+import { negativeOf, readRecord, selectSteps, type CalibrationRecord, type CalibrationSettings } from './calibrate.js';
 import type { Recipe } from './recipe.js';
 import type { Site } from './sites.js';
 import { histError, histQuantile, mergeStat, type Stat } from './stats.js';

@@ -15,7 +15,7 @@ import { openPipeline } from '../open.js';
 import { locatePipeline, type Pipeline } from '../pipeline/pipeline.js';
 import { sample, type SampleRequest } from '../pipeline/sample.js';
 import { Session, type Provider } from '../runtime/onnx.js';
-import { sha256File } from './calibrate.js';
+import { sha256File } from '../fsutil.js';
 import { formatName, gemmTransB, type Manifest } from './quantize.js';
 import { FormatSchema } from './recipe.js';
 import { readManifest } from './variant.js';

@@ -14,6 +14,7 @@ import { registerCompare } from '../../../src-main/cli/compare-command';
 import { computeComparison, FID_SEED_START, runCompare, writeComparison, type Comparison, type CompareJob, type CompareProgress } from '../../../src-main/core/compare/compare';
 import { MetricsSchema, type CompareMetrics } from '../../../src-main/core/compare/schema';
 import { findFfmpeg } from '../../../src-main/core/compare/video';
+import { sha256File } from '../../../src-main/core/fsutil';
 import { classify } from '../../../src-main/core/eval/classifier';
 import { fitGaussian, frechetDistance, psnr, ssim } from '../../../src-main/core/eval/metrics';
 import { encodePng, layoutGrid } from '../../../src-main/core/image/grid';
@@ -244,6 +245,20 @@ describe('dq compare', () => {
     registerCompare(program);
     await expect(program.parseAsync(['compare', base, '--out', join(work, 'y')], { from: 'user' })).rejects.toMatchObject({ code: 'BAD_ARGUMENT', message: expect.stringMatching(/^name the variants to compare/) });
     expect(existsSync(join(work, 'y'))).toBe(false);
+  });
+
+  it('flags a variant quantized from another model (its manifest names another denoiser) and not one of this model', async () => {
+    const variantOf = (name: string, source: { pipeline: string; unetSha256: string }) => {
+      const dir = join(work, name);
+      cpSync(int8, dir, { recursive: true });
+      writeFileSync(join(dir, 'manifest.json'), JSON.stringify({ name, source }));
+      return dir;
+    };
+    const same = variantOf('int8-same', { pipeline: base, unetSha256: sha256File(join(base, 'unet', 'model.onnx')) });
+    const other = variantOf('int8-other', { pipeline: '/models/another', unetSha256: '0'.repeat(64) });
+    const c = await computeComparison({ ...job(join(work, 'out-other')), variants: ['fp', same, other], seeds: [0], classes: [3], steps: 2, fidSamples: 0, video: false });
+    expect(c.metrics.variants.map((v) => [v.name, v.otherSource])).toEqual([['fp', null], ['int8-same', null], ['int8-other', '/models/another']]);
+    expect(c.notes.filter((n) => /quantized from another model/.test(n))).toEqual([expect.stringContaining(`variant ${other} was quantized from another model (/models/another)`)]);
   });
 });
 

@@ -112,6 +112,12 @@ describe('dq export (tiny model)', () => {
     }
     // the weight-only export evaluates the same float32 weights: one evaluation differs by summation order only
     expect(exported['int4-w4a16']!.export.verification!.step.maxAbs).toBeLessThan(0.01);
+    // and every export's verdict says so, judged by what runs its layers (export/verdict.ts)
+    for (const [p, m] of Object.entries(exported)) expect(m.export.verification!.verdict, p).toMatchObject({ ok: true, exceeded: [] });
+    expect(exported['int4-w4a16']!.export.verification!.verdict!.expected).toMatch(/^no integer kernels/);
+    expect(exported['naive-w8a8']!.export.verification!.verdict!.expected).toMatch(/^integer kernels:/);
+    expect(exported['int8-w8a8-rr']!.export.verification!.verdict!.expected).toMatch(/7-bit/);
+    expect(exported['mxfp4-w4a8']!.export.verification!.verdict!.expected).toMatch(/activation quantizers simulated/);
   });
 
   it('an exported pipeline samples like any pipeline', async () => {

@@ -5,7 +5,8 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { RECORD_VERSION, sha256File } from '../../../../src-main/core/quant/calibrate';
+import { sha256File } from '../../../../src-main/core/fsutil';
+import { RECORD_VERSION } from '../../../../src-main/core/quant/calibrate';
 import { dq, tmp, TINY } from '../../../helpers';
 
 const work = tmp();
