@@ -37,6 +37,7 @@ import { readPromptFile } from './core/pipeline/prompt-file.js';
 import { listPresets, loadRecipe } from './core/quant/recipe.js';
 import { toApiError } from './jobs/errors.js';
 import { JobRunner } from './jobs/runner.js';
+import type { SpawnWorker } from './jobs/protocol.js';
 
 export { toApiError };
 
@@ -60,6 +61,8 @@ export interface HostOptions {
   workspace?: string;
   /** The job worker's entry (default: src-main/jobs/worker-entry.mjs). */
   workerEntry?: string;
+  /** How worker processes start (default: Node's fork; the Electron shell: its utilityProcess). */
+  spawnWorker?: SpawnWorker;
 }
 
 const MIME: Record<string, string> = { '.png': 'image/png', '.webp': 'image/webp', '.mp4': 'video/mp4', '.json': 'application/json', '.html': 'text/html' };
@@ -88,7 +91,7 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
   const ownWorkspace = opts.workspace === undefined;
   const workspace = opts.workspace ?? mkdtempSync(join(tmpdir(), 'dq-studio-'));
   let runner: JobRunner | null = null;
-  const jobs = () => (runner ??= new JobRunner(workspace, opts.workerEntry));
+  const jobs = () => (runner ??= new JobRunner(workspace, opts.workerEntry, opts.spawnWorker));
   const listeners = new Set<(e: JobEvent) => void>();
   let unsubscribeRunner: (() => void) | null = null;
   const ensureForwarding = () => {

@@ -5,6 +5,8 @@ Usage (Debian's PyTorch 1.13 CPU build and onnx 1.12: `apt-get install -y python
 
     /usr/bin/python3 tools/make_sd_fixtures.py [--out test/fixtures] [--only sd15-optimum,sdxl-optimum,...,lcm-optimum]
                                                [--legacy-timestep int64|float32]
+                                               [--unet-channels 160,320,640,640 --unet-heads 8 --unet-groups 32
+                                                --sample-size 32]   (sd15-optimum only: the bench's wider unet)
 
 Regenerating gives byte-identical files (fixed seeds, one thread; the same torch and onnx versions assumed).
 Writes six pipeline folders under --out:

@@ -56,9 +56,28 @@ export type WorkerTask =
       out: string;
     };
 
-export type ToWorker = { type: 'start'; task: WorkerTask } | { type: 'cancel' };
+/** 'ack': the runner has the job's last message; the worker may exit (it exits by itself soon after anyway). */
+export type ToWorker = { type: 'start'; task: WorkerTask } | { type: 'cancel' } | { type: 'ack' };
 
 export type FromWorker =
   | { type: 'progress'; phase: string; done: number; total: number }
   | { type: 'done'; result: unknown }
   | { type: 'error'; error: ApiError };
+
+/**
+ * A job's worker process as the runner drives it. Node's fork by default (jobs/spawn.ts); the Electron shell hands
+ * in Electron's utilityProcess, which needs no RunAsNode (that fuse is off in a packaged app).
+ */
+export interface WorkerProcess {
+  /** Sends a message (dropped once the process has gone). */
+  send(m: ToWorker): void;
+  onMessage(listener: (m: FromWorker) => void): void;
+  onExit(listener: (code: number | null, signal: string | null) => void): void;
+  onError(listener: (e: Error) => void): void;
+  onStderr(listener: (text: string) => void): void;
+  /** Stops the process at once (SIGKILL). */
+  kill(): void;
+}
+
+/** Starts a worker process running the given entry file. */
+export type SpawnWorker = (entry: string) => WorkerProcess;

@@ -4,14 +4,14 @@
  * jobs' state, turns worker messages into the contract's JobEvents (with elapsed time and ETA), and cancels:
  * first politely (the worker aborts its AbortSignal, the engine stops at the next step), then by force.
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeDirs } from '../core/fsutil.js';
 import { repoRoot } from '../core/models.js';
 import type { ApiError, JobEvent, JobInfo, JobKind, JobResult } from '../contract/api.js';
-import type { FromWorker, ToWorker, WorkerTask } from './protocol.js';
+import type { FromWorker, SpawnWorker, ToWorker, WorkerProcess, WorkerTask } from './protocol.js';
+import { forkWorker } from './spawn.js';
 
 /** The worker's entry next to this file (the Electron shell passes its own, since its main is bundled). */
 export function defaultWorkerEntry(): string {
@@ -23,7 +23,10 @@ const KILL_AFTER_MS = 5000;
 
 interface Running {
   info: JobInfo;
-  child: ChildProcess | null;
+  /** The worker while it runs; null once it has exited. */
+  child: WorkerProcess | null;
+  /** Resolves when the worker has exited. */
+  exited: Promise<void>;
   cancelRequested: boolean;
   stderr: string;
   /** The current phase, when its first progress message came and how much was done then (the ETA's baseline). */
@@ -44,7 +47,11 @@ export class JobRunner {
   private listeners = new Set<(e: JobEvent) => void>();
   private seq = 0;
 
-  constructor(readonly workspace: string, private readonly workerEntry = defaultWorkerEntry()) {
+  constructor(
+    readonly workspace: string,
+    private readonly workerEntry = defaultWorkerEntry(),
+    private readonly spawnWorker: SpawnWorker = forkWorker,
+  ) {
     makeDirs(workspace, 'workspace'); // not Node's recursive mkdir: it never returns under /proc
   }
 
@@ -81,20 +88,15 @@ export class JobRunner {
     makeDirs(dir, 'workspace');
     const task = opts.task(dir);
     const info: JobInfo = { id, kind: opts.kind, label: opts.label, state: 'running', progress: null, startedAt: Date.now(), endedAt: null, result: null, error: null };
-    const job: Running = { info, child: null, cancelRequested: false, stderr: '', phase: null };
+    const child = this.spawnWorker(this.workerEntry);
+    let exit: () => void = () => {};
+    const job: Running = { info, child, exited: new Promise<void>((ok) => (exit = ok)), cancelRequested: false, stderr: '', phase: null };
     this.jobs.set(id, job);
-
-    const child = fork(this.workerEntry, [], {
-      execArgv: [],
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-      // Electron's own binary runs the worker as plain Node
-      env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
-    });
-    job.child = child;
-    child.stderr?.on('data', (b: Buffer) => (job.stderr = (job.stderr + b.toString('utf8')).slice(-4000)));
-    child.on('message', (m: FromWorker) => this.onMessage(job, m, opts));
-    child.on('exit', (code, sig) => {
+    child.onStderr((t) => (job.stderr = (job.stderr + t).slice(-4000)));
+    child.onMessage((m) => this.onMessage(job, m, opts));
+    child.onExit((code, sig) => {
       job.child = null;
+      exit();
       // a worker killed mid-write (cancel after the grace period) leaves its temporary files and folders
       removeTemporaries(dir);
       if (job.info.state !== 'running') return;
@@ -104,7 +106,7 @@ export class JobRunner {
         this.end(job, 'error', null, { code: 'WORKER_EXITED', message: `the ${opts.kind} worker stopped (${sig ?? `exit code ${code}`})${tail ? `: ${tail}` : ''}` });
       }
     });
-    child.on('error', (e) => {
+    child.onError((e) => {
       if (job.info.state === 'running') this.end(job, 'error', null, { code: 'WORKER_FAILED', message: `the ${opts.kind} worker could not run: ${e.message}` });
     });
     this.emit({ jobId: id, kind: 'started', job: { ...info } });
@@ -132,6 +134,7 @@ export class JobRunner {
       job.info.progress = progress;
       this.emit({ jobId: job.info.id, kind: 'progress', progress });
     } else if (m.type === 'done') {
+      job.child?.send({ type: 'ack' } satisfies ToWorker);
       let result: JobResult;
       try {
         result = opts.finish ? opts.finish(m.result) : (m.result as JobResult);
@@ -141,6 +144,7 @@ export class JobRunner {
       }
       this.end(job, 'done', result, null);
     } else if (m.type === 'error') {
+      job.child?.send({ type: 'ack' } satisfies ToWorker);
       this.end(job, m.error.code === 'CANCELLED' ? 'cancelled' : 'error', null, m.error);
     }
   }
@@ -160,10 +164,10 @@ export class JobRunner {
     if (!job || job.info.state !== 'running') return false;
     job.cancelRequested = true;
     const child = job.child;
-    if (child?.connected) child.send({ type: 'cancel' } satisfies ToWorker);
-    const timer = setTimeout(() => child?.kill('SIGKILL'), KILL_AFTER_MS);
+    child?.send({ type: 'cancel' } satisfies ToWorker);
+    const timer = setTimeout(() => child?.kill(), KILL_AFTER_MS);
     timer.unref();
-    child?.once('exit', () => clearTimeout(timer));
+    void job.exited.then(() => clearTimeout(timer));
     return true;
   }
 
@@ -173,9 +177,9 @@ export class JobRunner {
     for (const j of this.jobs.values()) {
       const child = j.child;
       if (!child) continue;
-      waits.push(new Promise((ok) => child.once('exit', () => ok())));
+      waits.push(j.exited);
       j.cancelRequested = true;
-      child.kill('SIGKILL');
+      child.kill();
     }
     await Promise.all(waits);
   }

@@ -23,12 +23,39 @@ import type { FromWorker, ToWorker, WorkerTask } from './protocol.js';
 const controller = new AbortController();
 let lastProgress = 0;
 
+/**
+ * The runner's channel: Electron's parentPort in a utility process (the app), else Node's IPC (fork). Both carry the
+ * same structured-clone messages.
+ */
+const port = (process as { parentPort?: { postMessage(m: unknown): void; on(e: 'message', l: (ev: { data: unknown }) => void): void } }).parentPort;
+
 function post(m: FromWorker): Promise<void> {
+  if (port) {
+    port.postMessage(m);
+    return Promise.resolve();
+  }
   return new Promise((ok) => {
     if (!process.send) return ok();
     process.send(m, undefined, undefined, () => ok());
   });
 }
+
+function onRunnerMessage(listener: (m: ToWorker) => void): void {
+  if (port) port.on('message', (ev) => listener(ev.data as ToWorker));
+  else process.on('message', listener);
+}
+
+/** Leaves once the runner has the last message (its ack), or after a moment without one. */
+function leaveAfterAck(): void {
+  if (!port) {
+    process.exit(0); // Node's IPC called back when the message was out
+    return;
+  }
+  acked.then(() => process.exit(0), () => process.exit(0));
+  setTimeout(() => process.exit(0), 2000).unref();
+}
+let ack: () => void = () => {};
+const acked = new Promise<void>((ok) => (ack = ok));
 
 function progress(phase: string, done: number, total: number): void {
   const now = Date.now();
@@ -253,7 +280,11 @@ async function run(task: WorkerTask): Promise<unknown> {
   return result;
 }
 
-process.on('message', (m: ToWorker) => {
+onRunnerMessage((m) => {
+  if (m.type === 'ack') {
+    ack();
+    return;
+  }
   if (m.type === 'cancel') {
     controller.abort();
     return;
@@ -265,8 +296,8 @@ process.on('message', (m: ToWorker) => {
         (e) => post({ type: 'error', error: toApiError(e) }),
       )
       // the message is out: leave (onnxruntime sessions need not be released one by one)
-      .finally(() => process.exit(0));
+      .finally(leaveAfterAck);
   }
 });
-// the runner going away ends the job
-process.on('disconnect', () => process.exit(0));
+// the runner going away ends the job (a utility process ends with the app by itself)
+if (!port) process.on('disconnect', () => process.exit(0));

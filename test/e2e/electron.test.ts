@@ -1,5 +1,6 @@
 /**
- * The Electron shell itself (`_electron.launch`), on machines that have the Electron binary. Where it is missing
+ * The Electron shell itself (`_electron.launch`), on machines that have the Electron binary: the window, the contract
+ * over IPC, and the hardening (own scheme, permissions denied, utility-process workers). Where it is missing
  * (it cannot be downloaded on our CI machines), the test is skipped with that reason; browser mode runs the same
  * renderer and contract (studio.test.ts).
  */
@@ -49,4 +50,20 @@ describe.skipIf(!electron.path)(`the Electron shell${electron.path ? '' : ` (ski
     await page.getByTestId('layer-map').waitFor();
     await page.screenshot({ path: join(ROOT, 'test-results', 'e2e', 'electron-models.png') });
   });
+
+  it('serves the page from its own scheme, denies every permission and runs jobs in utility processes', async () => {
+    const page = await app.firstWindow();
+    expect(page.url()).toMatch(/^dq-studio:\/\/app\//);
+    // the permission check handler answers no to everything
+    await expect(page.evaluate(async () => (await navigator.permissions.query({ name: 'notifications' as PermissionName })).state)).resolves.toBe('denied');
+    await expect(page.evaluate(async () => (await navigator.permissions.query({ name: 'geolocation' as PermissionName })).state)).resolves.toBe('denied');
+    // a file outside the renderer folder is not served through the scheme
+    await expect(page.evaluate(async () => (await fetch('dq-studio://app/../../package.json')).status)).resolves.toBe(404);
+    // a calibration runs to the end in a worker started by utilityProcess (no RunAsNode)
+    await page.getByTestId('tab-calibrate').click();
+    await page.getByTestId('cal-samples').fill('2');
+    await page.getByTestId('cal-steps').fill('2');
+    await page.getByTestId('cal-start').click();
+    await page.locator('[data-testid="cal-job"][data-state="done"]').waitFor({ timeout: 120_000 });
+  }, 180_000);
 });

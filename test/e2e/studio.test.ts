@@ -147,6 +147,12 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
     await page.getByTestId('cmp-classes').fill('3,7');
     await page.getByTestId('cmp-steps').fill('5');
     await page.getByTestId('cmp-fid').fill('0');
+    // the cost is said before the run: 4 models x 4 grid images x 5 steps; the seed walk (off by default) adds
+    // 2 frames x 2 seeds x 2 classes per model
+    await expect(page.getByTestId('cmp-cost').textContent()).resolves.toBe('Each of the 4 models samples 4 grid images at 5 steps: 80 image-steps in all.');
+    expect(await page.getByTestId('cmp-walk').isChecked()).toBe(false);
+    await page.getByTestId('cmp-walk').check();
+    await expect(page.getByTestId('cmp-cost').textContent()).resolves.toBe('Each of the 4 models samples 4 grid images + 8 for the seed walk at 5 steps: 240 image-steps in all (33% of them for the grid).');
     await page.getByTestId('cmp-start').click();
     await page.getByTestId('cmp-metrics').waitFor({ timeout: 120_000 });
     expect(await page.getByTestId('cmp-metrics').locator('tbody tr').count()).toBe(4);
@@ -160,6 +166,9 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
     await page.getByTestId('cmp-diff').waitFor();
     await page.getByTestId('cmp-grid').waitFor();
     await page.getByTestId('cmp-trajectory').waitFor();
+    // the seed walk asked for is shown
+    await page.getByTestId('cmp-walk-video').waitFor();
+    expect(await page.getByTestId('cmp-walk-video').evaluate((img: HTMLImageElement) => img.naturalWidth)).toBeGreaterThan(50);
     expect(await page.getByTestId('cmp-grid').evaluate((img: HTMLImageElement) => img.naturalWidth)).toBeGreaterThan(50);
     await shot(page, '5-samples');
 

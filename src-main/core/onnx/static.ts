@@ -21,7 +21,7 @@ interface Values {
 
 const MAX_VALUES = 64;
 const INT_TYPES: ReadonlySet<number> = new Set([DataType.INT64, DataType.INT32, DataType.INT16, DataType.INT8, DataType.UINT8, DataType.UINT16, DataType.UINT32, DataType.UINT64, DataType.BOOL]);
-const UNARY_SAME_SHAPE = new Set(['Relu', 'Sigmoid', 'Tanh', 'Erf', 'Exp', 'Log', 'Neg', 'Abs', 'Sin', 'Cos', 'Softmax', 'LayerNormalization', 'InstanceNormalization', 'GroupNormalization', 'Identity', 'Dropout', 'Gelu', 'FastGelu', 'QuickGelu', 'Clip', 'Softplus', 'LeakyRelu', 'HardSigmoid', 'Mish', 'Floor', 'Ceil', 'Round', 'Sign', 'Reciprocal', 'Sqrt', 'Cast', 'Not', 'IsNaN']);
+const UNARY_SAME_SHAPE = new Set(['Relu', 'Sigmoid', 'Tanh', 'Erf', 'Exp', 'Log', 'Neg', 'Abs', 'Sin', 'Cos', 'Softmax', 'LayerNormalization', 'InstanceNormalization', 'GroupNormalization', 'Identity', 'Dropout', 'Gelu', 'FastGelu', 'QuickGelu', 'Clip', 'Softplus', 'LeakyRelu', 'HardSigmoid', 'Mish', 'Floor', 'Ceil', 'Round', 'Sign', 'Reciprocal', 'Sqrt', 'Cast', 'Not', 'IsNaN', 'QuantizeLinear', 'DequantizeLinear', 'DynamicQuantizeLinear']);
 const BINARY = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Equal', 'Less', 'Greater', 'And', 'Or', 'Where']);
 
 export interface StaticInfo {
@@ -102,13 +102,15 @@ export function staticInfo(g: GraphIndex): StaticInfo {
 
   for (const k of g.order) {
     const n = g.nodes[k]!;
-    if (n.domain) continue;
+    // of other domains, the integer MatMul onnxruntime runs quantized linear layers with
+    const ms = n.domain === 'com.microsoft';
+    if (n.domain && !(ms && n.op_type === 'MatMulIntegerToFloat')) continue;
     const ins = n.input ?? [];
     const out = n.output?.[0];
     if (!out) continue;
     const sh = (i: number) => (ins[i] ? shapes.get(ins[i]!) ?? null : null);
     const va = (i: number) => (ins[i] ? vals.get(ins[i]!) ?? null : null);
-    const op = n.op_type ?? '';
+    const op = ms ? 'MatMul' : n.op_type ?? '';
     let s: Dims | null = null;
     let v: Values | null = null;
     switch (op) {
@@ -251,6 +253,21 @@ export function staticInfo(g: GraphIndex): StaticInfo {
         const b = sh(1);
         // always rank 2: the output's columns are the weight's
         if (b && b.length === 2) s = [a && a.length === 2 ? a[Number(nodeAttr(n, 'transA')?.i ?? 0) ? 1 : 0]! : null, b[Number(nodeAttr(n, 'transB')?.i ?? 0) ? 0 : 1]!];
+        break;
+      }
+      case 'QLinearConv':
+      case 'ConvInteger': {
+        // QLinearConv(x, x_scale, x_zp, w, ...), ConvInteger(x, w, ...)
+        const x = sh(0);
+        const w = sh(op === 'QLinearConv' ? 3 : 1);
+        if (w && w.length >= 3) s = [x?.[0] ?? null, w[0]!, ...w.slice(2).map(() => null)];
+        break;
+      }
+      case 'QLinearMatMul':
+      case 'MatMulInteger': {
+        const a = sh(0);
+        const b = sh(op === 'QLinearMatMul' ? 3 : 1);
+        if (a && b && a.length >= 2 && b.length >= 2) s = [...broadcast(a.slice(0, -2), b.slice(0, -2)), a[a.length - 2]!, b[b.length - 1]!];
         break;
       }
       case 'Conv': {

@@ -31,6 +31,10 @@ describe('dq export: SD 1.5, Optimum layout', () => {
     const x = b.exports['int8-w8a8']!.export;
     // cross-attention K/V projections read the text states: their MatMuls are integer kernels too
     expect(x.summary.int8Kernels).toBe(x.summary.layers);
+    // every attention block of the quantized graph is fused too (its scale's shape arithmetic reads through the
+    // integer layers)
+    expect(x.summary.fusedAttention).toBe(32);
+    expect(x.summary.unfusedAttention).toBeUndefined();
     expect(x.layers.some((l) => /attn2\/to_k/.test(l.name) && l.compute.startsWith('MatMulIntegerToFloat'))).toBe(true);
     expectSmaller(SRC, join(work, 'int8-w8a8-x'), 0.4);
     // weights are 58% of this small fixture's unet file (graph structure the rest): 4-bit codes shrink only them
