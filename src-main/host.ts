@@ -63,6 +63,8 @@ export interface HostOptions {
   workerEntry?: string;
   /** How worker processes start (default: Node's fork; the Electron shell: its utilityProcess). */
   spawnWorker?: SpawnWorker;
+  /** Native UI where the shell has it (Electron): show a folder in the file manager, pick a folder. */
+  desktop?: { reveal(path: string): Promise<void>; pickFolder(): Promise<string | null> };
 }
 
 const MIME: Record<string, string> = { '.png': 'image/png', '.webp': 'image/webp', '.mp4': 'video/mp4', '.json': 'application/json', '.html': 'text/html' };
@@ -109,6 +111,7 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
     const also = variants.length ? ` (FP and ${variants.map((v) => v.name).join(', ')})` : '';
     const jobId = jobs().start({
       kind: 'sample',
+      model: spec.model,
       label: `sample ${model.id}: ${count} prompt${count === 1 ? '' : 's'} × ${spec.seeds.length} seed${spec.seeds.length === 1 ? '' : 's'}, ${spec.steps} steps${also}`,
       task: (dir) => ({
         kind: 'sample',
@@ -170,6 +173,7 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
       const promptNote = text.prompts ? `, ${text.prompts.length} prompt${text.prompts.length === 1 ? '' : 's'}` : '';
       const jobId = jobs().start({
         kind: 'calibrate',
+        model: spec.model,
         label: `calibrate ${model.id}: ${o.samples} images × ${o.steps} steps${promptNote}`,
         task: (dir) => ({ kind: 'calibrate', pipelineDir: model.path, out: join(dir, 'calibration.json'), opts: o }),
       });
@@ -180,6 +184,8 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
       const name = typeof spec.recipe.name === 'string' ? spec.recipe.name : 'recipe';
       const jobId = jobs().start({
         kind: 'quantize',
+        model: spec.model,
+        output: (dir) => join(dir, 'variant'),
         label: `quantize ${model.id} with ${name}${spec.components.length ? ` (+ int8 ${spec.components.join(', ')})` : ''}`,
         task: (dir) => ({ kind: 'quantize', pipelineDir: model.path, recipe: spec.recipe, keepLayers: spec.keepLayers, components: spec.components, recordPath, out: join(dir, 'variant') }),
       });
@@ -189,6 +195,8 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
       const v = doneJob(spec.variant, 'quantize');
       const jobId = jobs().start({
         kind: 'export',
+        model: spec.model,
+        output: (dir) => join(dir, 'export'),
         label: `export ${(v.result as QuantizeResult).name}${spec.int8Weights === 'u8' ? '' : ` (int8 weights ${spec.int8Weights})`}${spec.fuseAttention ? '' : ' (no attention fusion)'}`,
         task: (dir) => ({ kind: 'export', variantDir: join(jobs().dir(v.id), 'variant'), out: join(dir, 'export'), int8Weights: spec.int8Weights, fuseAttention: spec.fuseAttention, verifySeeds: spec.verifySeeds, verifySteps: spec.verifySteps }),
       });
@@ -200,6 +208,7 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
     const temporal: CompareResult['temporal'] = ['none', ...variants.map((v) => maintenance((v.result as QuantizeResult).recipe))];
     const jobId = jobs().start({
       kind: 'compare',
+      model: spec.model,
       label: `compare FP${variants.map((v) => ' | ' + (v.result as QuantizeResult).name).join('')}`,
       task: (dir) => ({
         kind: 'compare',
@@ -330,10 +339,25 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
     return { grid: { mime: 'image/png', base64: png.toString('base64'), bytes: png.length }, rows: r.rows, cols: r.cols, changed: r.changed, seconds: { ...r.seconds, total: (performance.now() - t0) / 1000 } };
   }
 
+  async function revealJob(id: string): Promise<{ path: string }> {
+    const job = findJob(id);
+    if (!job) throw new DqError('NOT_FOUND', `no job '${id}'`);
+    const path = job.output ?? jobs().dir(id);
+    if (!opts.desktop) throw new DqError('UNSUPPORTED', `this host cannot open folders (browser mode); the files are in ${path}`);
+    if (!existsSync(path)) throw new DqError('NOT_FOUND', `job '${id}' has no files at ${path} (yet)`);
+    await opts.desktop.reveal(path);
+    return { path };
+  }
+
+  async function pickFolder(): Promise<{ path: string | null }> {
+    if (!opts.desktop) throw new DqError('UNSUPPORTED', "this host has no folder picker (browser mode): type the folder's path");
+    return { path: await opts.desktop.pickFolder() };
+  }
+
   return {
     workspace,
     listModels: () => wrap(() => listEmbeddedModels()),
-    hostInfo: () => wrap(() => ({ shell, version, providers: bundledProviders(), cpuInt8: int8Support() })),
+    hostInfo: () => wrap(() => ({ shell, version, providers: bundledProviders(), cpuInt8: int8Support(), desktop: opts.desktop !== undefined })),
     modelInfo: (ref) => wrap(() => modelInfo(ref)),
     listPresets: () => wrap((): PresetInfo[] => listPresets().map((name) => ({ name, recipe: loadRecipe(name) as RecipeSpec }))),
     startJob: (spec) => wrap(() => startJob(JobSpec.parse(spec))),
@@ -343,6 +367,8 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
     readArtifact: (id, file) => wrap(() => readArtifact(id, file)),
     variantLayers: (id) => wrap(() => tweakLayers(join(jobs().dir(doneJob(id, 'quantize').id), 'variant'))),
     tweakVariant: (id, spec) => wrap(() => tweakVariant(id, TweakSpec.parse(spec))),
+    revealJob: (id) => wrap(() => revealJob(id)),
+    pickFolder: () => wrap(() => pickFolder()),
     subscribe(listener) {
       ensureForwarding();
       listeners.add(listener);

@@ -32,6 +32,8 @@ export interface HostInfo {
   providers: string[];
   /** The host CPU's int8 dot products, which decide whether int8 weights 's8' are exact there. */
   cpuInt8?: 'vnni' | 'avx2' | 'other' | 'unknown';
+  /** True where the host can show native UI (Electron): revealJob opens a folder, pickFolder a folder picker. */
+  desktop?: boolean;
 }
 
 /* ------------------------------------------------------------------ models -- */
@@ -488,6 +490,10 @@ export type JobState = 'running' | 'done' | 'error' | 'cancelled';
 export interface JobInfo {
   id: string;
   kind: JobKind;
+  /** The model the job was started on (an embedded model id or a folder path, as startJob named it). */
+  model: string | null;
+  /** Where the job's result lives on the host: the variant's or the export's folder, or the job's folder. */
+  output: string | null;
   label: string;
   state: JobState;
   progress: Progress | null;
@@ -597,6 +603,10 @@ export interface StudioApi {
   variantLayers(jobId: string): Promise<Result<TweakLayerView[]>>;
   /** Samples a quantize job's variant with some layers changed (FP, or another weight format): ~2 s on the embedded model. */
   tweakVariant(jobId: string, spec: TweakSpec): Promise<Result<TweakResult>>;
+  /** Shows a job's result folder in the file manager (desktop hosts; elsewhere UNSUPPORTED, naming the path). */
+  revealJob(jobId: string): Promise<Result<{ path: string }>>;
+  /** A native folder picker (desktop hosts; elsewhere UNSUPPORTED): the chosen folder, or null when cancelled. */
+  pickFolder(): Promise<Result<{ path: string | null }>>;
 }
 
 /** The renderer's side: the requests plus the job event stream. */
@@ -618,6 +628,8 @@ export const Requests = {
   readArtifact: z.tuple([id, z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'not a file name')]),
   variantLayers: z.tuple([id]),
   tweakVariant: z.tuple([id, TweakSpec]),
+  revealJob: z.tuple([id]),
+  pickFolder: z.tuple([]),
 } as const satisfies Record<keyof StudioApi, z.ZodType>;
 export type RequestName = keyof typeof Requests;
 

@@ -11,7 +11,7 @@
  * - job workers run as Electron utility processes, so the packaged binary can have the RunAsNode fuse off
  *   (src-main/electron/fuses.ts lists the fuses a package must flip).
  */
-import { app, BrowserWindow, ipcMain, net, protocol, session, utilityProcess, type IpcMainInvokeEvent } from 'electron';
+import { app, BrowserWindow, dialog, ipcMain, net, protocol, session, shell, utilityProcess, type IpcMainInvokeEvent } from 'electron';
 import { extname, join, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { IPC_EVENT, IPC_PREFIX, Requests } from '../contract/api.js';
@@ -108,6 +108,19 @@ void app.whenReady().then(() => {
     workspace: join(app.getPath('userData'), 'workspace', String(Date.now())),
     workerEntry: join(app.getAppPath(), 'src-main', 'jobs', 'worker-entry.mjs'),
     spawnWorker: utilityWorker,
+    // native UI: a result's folder in the file manager, a folder picker for opening pipelines
+    desktop: {
+      reveal: async (path) => {
+        const err = await shell.openPath(path);
+        if (err) throw new Error(`cannot open ${path}: ${err}`);
+      },
+      pickFolder: async () => {
+        const win = BrowserWindow.getFocusedWindow();
+        const opts = { title: 'Open a pipeline folder', properties: ['openDirectory' as const] };
+        const r = win ? await dialog.showOpenDialog(win, opts) : await dialog.showOpenDialog(opts);
+        return r.canceled ? null : (r.filePaths[0] ?? null);
+      },
+    },
   });
   const h = host;
   for (const name of Object.keys(Requests)) {

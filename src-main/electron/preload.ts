@@ -19,6 +19,8 @@ const api: StudioClient = {
   readArtifact: call('readArtifact'),
   variantLayers: call('variantLayers'),
   tweakVariant: call('tweakVariant'),
+  revealJob: call('revealJob'),
+  pickFolder: call('pickFolder'),
   onEvent(listener: (e: JobEvent) => void) {
     const h = (_e: IpcRendererEvent, ev: JobEvent) => listener(ev);
     ipcRenderer.on('dq:event', h);

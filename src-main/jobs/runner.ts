@@ -35,6 +35,10 @@ interface Running {
 
 export interface StartOptions {
   kind: JobKind;
+  /** The model the job was started on, as the studio named it. */
+  model?: string;
+  /** Where its result will live, from the job's folder (default: the folder itself). */
+  output?: (dir: string) => string;
   label: string;
   /** Builds the worker's task; gets the job's own folder. */
   task: (dir: string) => WorkerTask;
@@ -87,7 +91,7 @@ export class JobRunner {
     const dir = this.dir(id);
     makeDirs(dir, 'workspace');
     const task = opts.task(dir);
-    const info: JobInfo = { id, kind: opts.kind, label: opts.label, state: 'running', progress: null, startedAt: Date.now(), endedAt: null, result: null, error: null };
+    const info: JobInfo = { id, kind: opts.kind, model: opts.model ?? null, output: opts.output?.(dir) ?? dir, label: opts.label, state: 'running', progress: null, startedAt: Date.now(), endedAt: null, result: null, error: null };
     const child = this.spawnWorker(this.workerEntry);
     let exit: () => void = () => {};
     const job: Running = { info, child, exited: new Promise<void>((ok) => (exit = ok)), cancelRequested: false, stderr: '', phase: null };

@@ -4,13 +4,13 @@
  * wipe, the temporal-feature curves, export; every view reachable by keyboard; screenshots of every view at
  * 1280x800 in test-results/e2e/. A second test shows the UI stays responsive while a calibration runs.
  */
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { createHost, type Host } from '../../src-main/host';
 import { serve, type Served } from '../../src-main/serve/server';
-import { required } from '../helpers';
+import { required, ROOT } from '../helpers';
 import { browserHere, buildRenderer, CHROMIUM, launch, SHOTS } from './browser';
 
 const VIEWS = ['models', 'calibrate', 'ranges', 'recipe', 'samples', 'temporal', 'export'];
@@ -168,6 +168,16 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
     await page.getByTestId('cmp-trajectory').waitFor();
     // the seed walk asked for is shown
     await page.getByTestId('cmp-walk-video').waitFor();
+    // where the comparison lives on the host, and its files to download (browser mode: no native folder)
+    await expect(page.getByTestId('cmp-place-path').textContent()).resolves.toMatch(/compare-\d+-[0-9a-f]+$/);
+    expect(await page.getByTestId('cmp-place-reveal').count()).toBe(0);
+    const report = page.waitForEvent('download');
+    await page.getByTestId('cmp-place-get-report.html').click();
+    expect((await report).suggestedFilename()).toBe('report.html');
+    const grid = page.waitForEvent('download');
+    await page.getByTestId('cmp-place-get-grid.png').click();
+    const gridFile = await (await grid).path();
+    expect(readFileSync(gridFile).subarray(1, 4).toString('ascii')).toBe('PNG');
     expect(await page.getByTestId('cmp-walk-video').evaluate((img: HTMLImageElement) => img.naturalWidth)).toBeGreaterThan(50);
     expect(await page.getByTestId('cmp-grid').evaluate((img: HTMLImageElement) => img.naturalWidth)).toBeGreaterThan(50);
     await shot(page, '5-samples');
@@ -192,6 +202,7 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
     await expect(page.getByTestId('export-verification-images').textContent()).resolves.toMatch(/mean \d\.\d{4}, 99% of pixels within \d\.\d{3}, max \|exported − simulated\| \d/);
     await expect(page.getByTestId('export-verification-step').textContent()).resolves.toMatch(/one evaluation at a time \(\d+ steps, same inputs\): mean \d\.\d{4}/);
     // a verdict on the deviation, judged by what runs the layers (integer kernels here)
+    await expect(page.getByTestId('export-place-path').textContent()).resolves.toMatch(/export-\d+-[0-9a-f]+\/export$/);
     await expect(page.getByTestId('export-verdict').textContent()).resolves.toMatch(/As expected for this export \(integer kernels: .*step mean ≤ 0\.1/s);
     await shot(page, '7-export');
 
@@ -255,6 +266,86 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
     await page.locator('[data-testid="cal-job"][data-state="cancelled"]').waitFor({ timeout: 15_000 });
     expect(errors).toEqual([]);
     console.log(`responsiveness during calibration: max frame gap ${maxGap.toFixed(0)} ms, tab switch ${switchMs} ms, API round trip ${apiMs.toFixed(0)} ms`);
+    await page.close();
+  }, 180_000);
+
+  it('keeps the working state: tab switches, the open model clicked again, a bad path, a reload; earlier runs can be picked again', async () => {
+    const { page, errors } = await open();
+    await page.getByTestId('model-tiny-mnist').click();
+    await page.getByTestId('layer-map').waitFor();
+    // two quick calibrations: the second is active, the first is listed as an earlier one
+    await page.getByTestId('tab-calibrate').click();
+    await page.getByTestId('cal-steps').fill('2');
+    for (const images of ['2', '3']) {
+      await page.getByTestId('cal-samples').fill(images);
+      await page.getByTestId('cal-start').click();
+      await page.locator('[data-testid="cal-job"][data-state="done"]').waitFor({ timeout: 60_000 });
+    }
+    const active = await page.getByTestId('cal-job').locator('.label').textContent();
+    expect(active).toMatch(/3 images × 2 steps/);
+    expect(await page.getByTestId('cal-earlier-item').count()).toBeGreaterThanOrEqual(1);
+
+    // the Samples form survives a tab switch
+    await page.getByTestId('tab-samples').click();
+    await page.getByTestId('cmp-seeds').fill('5-6');
+    await page.getByTestId('cmp-steps').fill('3');
+    await page.getByTestId('tab-ranges').click();
+    await page.getByTestId('tab-samples').click();
+    await expect(page.getByTestId('cmp-seeds').inputValue()).resolves.toBe('5-6');
+    await expect(page.getByTestId('cmp-steps').inputValue()).resolves.toBe('3');
+
+    // clicking the open model again keeps its calibration; a bad path keeps the model that was open
+    await page.getByTestId('tab-models').click();
+    await page.getByTestId('model-tiny-mnist').click();
+    await page.getByTestId('model-path').fill('/no/such/pipeline');
+    await page.getByTestId('model-path').press('Enter');
+    await page.getByText(/tiny-mnist stays open/).waitFor();
+    await expect(page.getByTestId('open-model').textContent()).resolves.toBe('open: tiny-mnist');
+    await page.getByTestId('layer-map').waitFor();
+    await page.getByTestId('tab-recipe').click();
+    await expect(page.getByTestId('view-recipe').textContent()).resolves.not.toMatch(/calibrate first/);
+
+    // a reload: the model, the view, the active calibration and the form are back
+    await page.getByTestId('tab-samples').click();
+    await page.reload();
+    await page.getByTestId('view-samples').waitFor();
+    await expect(page.getByTestId('open-model').textContent()).resolves.toBe('open: tiny-mnist');
+    await expect(page.getByTestId('cmp-seeds').inputValue()).resolves.toBe('5-6');
+    await page.getByTestId('tab-calibrate').click();
+    await expect(page.getByTestId('cal-job').locator('.label').textContent()).resolves.toBe(active);
+    await page.getByTestId('cal-done').waitFor();
+    await page.getByTestId('tab-recipe').click();
+    await expect(page.getByTestId('view-recipe').textContent()).resolves.not.toMatch(/calibrate first/);
+    // an earlier calibration made active again
+    await page.getByTestId('tab-calibrate').click();
+    const n = await page.getByTestId('cal-earlier-item').count();
+    await page.getByTestId('cal-earlier-use').first().click();
+    await expect(page.getByTestId('cal-job').locator('.label').textContent()).resolves.toMatch(/2 images × 2 steps/);
+    expect(await page.getByTestId('cal-earlier-item').count()).toBe(n); // the one left is listed now
+    await page.getByTestId('cal-done').waitFor();
+    await shot(page, '8-state-restored');
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 180_000);
+
+  it('Recipe calibrates when needed: "Calibrate, then quantize" with the Calibrate view\'s settings', async () => {
+    const { page, errors } = await open();
+    // a pipeline no other test calibrates, opened by path
+    await page.getByTestId('model-path').fill(join(ROOT, 'test', 'fixtures', 'ddpm-plain'));
+    await page.getByTestId('model-path').press('Enter');
+    await page.getByTestId('open-model').filter({ hasText: 'ddpm-plain' }).waitFor();
+    await page.getByTestId('tab-calibrate').click();
+    await page.getByTestId('cal-samples').fill('2');
+    await page.getByTestId('cal-steps').fill('2');
+    await page.getByTestId('tab-recipe').click();
+    await expect(page.getByTestId('quantize').isDisabled()).resolves.toBe(true);
+    await expect(page.getByTestId('calibrate-quantize-what').textContent()).resolves.toBe("2 images × 2 steps (the Calibrate view's settings)");
+    await page.getByTestId('calibrate-quantize').click();
+    // the calibration runs, then the quantize job starts with it, and the new variant comes into view
+    await page.getByTestId('variant-int8-w8a8').waitFor({ timeout: 120_000 });
+    await page.getByTestId('tab-calibrate').click();
+    await expect(page.getByTestId('cal-done').textContent()).resolves.toMatch(/at 2 steps/);
+    expect(errors).toEqual([]);
     await page.close();
   }, 180_000);
 });

@@ -130,6 +130,8 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`text-to-image 
     await page.getByTestId('tab-models').click();
     await page.getByTestId('model-path').fill(join(ROOT, 'test', 'fixtures', 'sdxl-optimum'));
     await page.getByRole('button', { name: 'Open folder' }).click();
+    // the open model stays on screen until the new one has been read
+    await page.getByTestId('open-model').filter({ hasText: 'sdxl-optimum' }).waitFor();
     await expect(page.getByTestId('pipeline-family').textContent()).resolves.toBe('Stable Diffusion XL');
     const enc2 = page.getByTestId('components').locator('tbody tr').filter({ hasText: 'text_encoder_2' });
     await expect(enc2.textContent()).resolves.toMatch(/text_embeds float32.*hidden_states\.0…\d+ float32/s);

@@ -55,6 +55,8 @@ export function browserHost(token: string): StudioClient {
     readArtifact: call('readArtifact'),
     variantLayers: call('variantLayers'),
     tweakVariant: call('tweakVariant'),
+    revealJob: call('revealJob'),
+    pickFolder: call('pickFolder'),
     onEvent(listener) {
       listeners.add(listener);
       connect();

@@ -89,7 +89,7 @@ export function mockHost(): StudioClient {
     async startJob(spec) {
       if (spec.kind !== 'sample' || !(spec.model === T2I || spec.model.endsWith(`/${T2I}`))) return noEngine();
       const id = `sample-mock-${jobs.length + 1}`;
-      const job: JobInfo = { id, kind: 'sample', label: `sample ${T2I} (mock): ${spec.prompts.length} prompts × ${spec.seeds.length} seeds`, state: 'running', progress: null, startedAt: Date.now(), endedAt: null, result: null, error: null };
+      const job: JobInfo = { id, kind: 'sample', model: spec.model, output: null, label: `sample ${T2I} (mock): ${spec.prompts.length} prompts × ${spec.seeds.length} seeds`, state: 'running', progress: null, startedAt: Date.now(), endedAt: null, result: null, error: null };
       jobs.push(job);
       const info = t2iInfo();
       // whitespace-separated words stand in for tokens here: the real host counts BPE tokens
@@ -119,6 +119,8 @@ export function mockHost(): StudioClient {
     getCalibration: noEngine,
     variantLayers: noEngine,
     tweakVariant: noEngine,
+    revealJob: noEngine,
+    pickFolder: noEngine,
     async readArtifact(jobId, file) {
       if (!jobs.some((j) => j.id === jobId) || file !== 'grid.png') return noEngine();
       return { ok: true, value: { mime: 'image/png', base64: PLACEHOLDER_PNG, bytes: 223 } };
