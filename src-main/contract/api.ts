@@ -452,7 +452,11 @@ export interface CompareResult {
   files: {
     grid: string;
     diffs: Record<string, string>;
-    trajectory: { webp: string | null; mp4: string | null; frames: number };
+    /** The diff heatmaps' colour ramp: |variant − FP| at its top (0 at the bottom), and its stops (0..1, CSS colour). */
+    diffScale: number | null;
+    diffRamp: [number, string][];
+    /** sheet: the frames stacked top to bottom in one PNG (a step scrubber shows one at a time). */
+    trajectory: { webp: string | null; mp4: string | null; frames: number; sheet?: string };
     /** The seed walk's video (null when the walk was off). */
     walk: { webp: string | null; mp4: string | null; frames: number };
     /** Per variant (same order): the grid images side by side, identically laid out (A/B wipe). */

@@ -6,6 +6,7 @@
 import { copyFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { computeComparison, writeComparison } from '../core/compare/compare.js';
+import { RAMP } from '../core/compare/render.js';
 import { makeDirs, writeFileAtomic } from '../core/fsutil.js';
 import { encodePng, layoutGrid } from '../core/image/grid.js';
 import type { SamplerName } from '../core/pipeline/schedulers.js';
@@ -274,7 +275,7 @@ async function run(task: WorkerTask): Promise<unknown> {
       epsError: v.epsError,
       temporalFeatureError: v.temporalFeatureError,
     })),
-    files: { grid: metrics.files.grid, diffs: metrics.files.diffs, trajectory: metrics.files.trajectory, walk: metrics.files.walk, strips, report: metrics.files.report, metrics: metrics.files.metrics },
+    files: { grid: metrics.files.grid, diffs: metrics.files.diffs, diffScale: metrics.files.diffScale ?? null, diffRamp: RAMP.map(([x, c]) => [x, `rgb(${c.join(',')})`] as [number, string]), trajectory: metrics.files.trajectory, walk: metrics.files.walk, strips, report: metrics.files.report, metrics: metrics.files.metrics },
     notes: metrics.notes,
   };
   return result;

@@ -50,15 +50,26 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
   it('walks the main flow: model, calibrate, ranges, two presets, samples with the A/B wipe, temporal, export', async () => {
     const { page, errors } = await open();
 
-    // every view's tab is reachable with Tab, and Enter switches to it
+    // the views are an ARIA tablist: Tab reaches the selected tab, the arrows move between tabs and switch views,
+    // Home and End go to the ends
     await page.locator('body').focus();
-    for (const id of VIEWS) {
-      await page.keyboard.press('Tab');
+    await page.keyboard.press('Tab');
+    await expect(page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).resolves.toBe('tab-models');
+    await expect(page.getByRole('tab', { name: 'Models' }).getAttribute('aria-selected')).resolves.toBe('true');
+    for (const id of VIEWS.slice(1)) {
+      await page.keyboard.press('ArrowRight');
       await expect(page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).resolves.toBe(`tab-${id}`);
-      await page.keyboard.press('Enter');
       await view(page, id);
     }
-    await page.getByTestId('tab-models').click();
+    await page.keyboard.press('ArrowRight'); // wraps around
+    await view(page, 'models');
+    await page.keyboard.press('End');
+    await view(page, VIEWS[VIEWS.length - 1]!);
+    await page.keyboard.press('ArrowLeft');
+    await view(page, VIEWS[VIEWS.length - 2]!);
+    await page.keyboard.press('Home');
+    await view(page, 'models');
+    await expect(page.getByRole('tabpanel').getAttribute('aria-labelledby')).resolves.toBe('tab-models');
 
     // Models: open the embedded model, see its layer map
     await page.getByTestId('model-tiny-mnist').click();
@@ -87,6 +98,25 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
     await expect(page.getByTestId('histogram').textContent()).resolves.toMatch(/decoder half.*skip half/s);
     await expect(page.getByTestId('grid-levels').textContent()).resolves.toMatch(/FP4 e2m1.*of 15 levels/);
     await page.getByTestId('band').waitFor();
+    // charts that read at a glance: axis titles and a colour bar with ticks that says its scale; every chart's
+    // picture (SVG) and data (CSV) can be saved
+    await expect(page.getByTestId('heatmap-x-title').textContent()).resolves.toMatch(/timestep/);
+    await expect(page.getByTestId('heatmap-y-title').textContent()).resolves.toBe('activation site');
+    await expect(page.getByTestId('heatmap-scale').textContent()).resolves.toBe('log scale');
+    expect(await page.getByTestId('heatmap-bar-tick').count()).toBe(4);
+    const csvDl = page.waitForEvent('download');
+    await page.getByTestId('heatmap-tools-csv').click();
+    const csvFile = await csvDl;
+    expect(csvFile.suggestedFilename()).toMatch(/^activation-range-heatmap.*\.csv$/);
+    const csvText = readFileSync((await csvFile.path())!, 'utf8').split('\n');
+    expect(csvText[0]).toMatch(/^activation site \\ timestep/);
+    expect(csvText.length).toBeGreaterThan(20);
+    for (const tools of ['band-tools', 'histogram-tools']) {
+      const svgDl = page.waitForEvent('download');
+      await page.getByTestId(`${tools}-svg`).click();
+      const svg = readFileSync((await (await svgDl).path())!, 'utf8');
+      expect(svg).toMatch(/^<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    }
     await shot(page, '3-ranges');
 
     // Recipe: quantize with presets (INT8 with cached temporal features, NVFP4 with the time-only layers in FP, FP8 plain)
@@ -164,7 +194,30 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
     await page.keyboard.press('ArrowRight');
     await expect(page.getByTestId('wipe').locator('img.over').getAttribute('style')).resolves.toMatch(/inset\(0(px)? 0(px)? 0(px)? 26%\)/);
     await page.getByTestId('cmp-diff').waitFor();
+    // the diff heatmap's colour bar: 0, half and the top of the shared scale
+    expect(await page.getByTestId('cmp-diff-bar-tick').count()).toBe(3);
+    await expect(page.getByTestId('cmp-diff-bar-tick').first().textContent()).resolves.toBe('0');
+    // looking closely: drag on the wipe itself, hold to see all of B, zoom, and a loupe over the pixels
+    const stage = (await page.getByTestId('wipe-stage').boundingBox())!;
+    await page.mouse.move(stage.x + stage.width * 0.75, stage.y + stage.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(stage.x + stage.width * 0.6, stage.y + stage.height / 2);
+    await page.mouse.up();
+    await expect(page.getByTestId('wipe').locator('img.over').getAttribute('style')).resolves.toMatch(/inset\(0(px)? 0(px)? 0(px)? 60%\)/);
+    await page.getByTestId('loupe').waitFor();
+    await expect(page.getByTestId('loupe').textContent()).resolves.toMatch(/x \d+, y \d+/);
+    await page.getByTestId('wipe-hold').dispatchEvent('pointerdown');
+    await expect(page.getByTestId('wipe').locator('img.over').getAttribute('style')).resolves.toMatch(/inset\(0(px)? 0(px)? 0(px)? 0%\)/);
+    await page.getByTestId('wipe-hold').dispatchEvent('pointerup');
+    await expect(page.getByTestId('wipe').locator('img.over').getAttribute('style')).resolves.toMatch(/inset\(0(px)? 0(px)? 0(px)? 60%\)/);
     await page.getByTestId('cmp-grid').waitFor();
+    const w1 = await page.getByTestId('cmp-grid').evaluate((img: HTMLImageElement) => img.getBoundingClientRect().width);
+    await page.getByTestId('cmp-grid-zoom').selectOption('2');
+    const w2 = await page.getByTestId('cmp-grid').evaluate((img: HTMLImageElement) => img.getBoundingClientRect().width);
+    expect(w2).toBeGreaterThan(w1 * 1.5);
+    // the trajectory step by step
+    await page.getByTestId('cmp-scrubber-slider').fill('2');
+    await expect(page.getByTestId('cmp-scrubber-at').textContent()).resolves.toMatch(/^3 \/ \d+$/);
     await page.getByTestId('cmp-trajectory').waitFor();
     // the seed walk asked for is shown
     await page.getByTestId('cmp-walk-video').waitFor();
@@ -188,6 +241,11 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
     await page.getByTestId('temporal-chart').waitFor();
     expect(await page.getByTestId('temporal-chart').locator('path[stroke-dasharray]').count()).toBeGreaterThan(0);
     await expect(page.getByTestId('view-temporal').textContent()).resolves.toMatch(/with maintenance.*without maintenance/s);
+    // every compared recipe with and without its maintenance; the legend beside the plot, not on it
+    expect(await page.getByTestId('temporal-with-without').locator('tbody tr').count()).toBe(3);
+    const plotRight = await page.getByTestId('eps-chart').evaluate((svg) => Math.max(...[...svg.querySelectorAll('circle')].map((c) => Number(c.getAttribute('cx')))));
+    const legendLeft = await page.getByTestId('eps-chart-legend').first().evaluate((t) => Number(t.getAttribute('x')));
+    expect(legendLeft).toBeGreaterThan(plotRight);
     await shot(page, '6-temporal');
 
     // Export: the INT8 variant to a real low-bit pipeline, with sizes and the verification against the simulation
@@ -202,6 +260,8 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
     await expect(page.getByTestId('export-verification-images').textContent()).resolves.toMatch(/mean \d\.\d{4}, 99% of pixels within \d\.\d{3}, max \|exported − simulated\| \d/);
     await expect(page.getByTestId('export-verification-step').textContent()).resolves.toMatch(/one evaluation at a time \(\d+ steps, same inputs\): mean \d\.\d{4}/);
     // a verdict on the deviation, judged by what runs the layers (integer kernels here)
+    // the tiny model's one attention block is not fused, and the export says why
+    await expect(page.getByTestId('export-unfused').textContent()).resolves.toMatch(/1 attention block not fused: q or k is not a head split/);
     await expect(page.getByTestId('export-place-path').textContent()).resolves.toMatch(/export-\d+-[0-9a-f]+\/export$/);
     await expect(page.getByTestId('export-verdict').textContent()).resolves.toMatch(/As expected for this export \(integer kernels: .*step mean ≤ 0\.1/s);
     await shot(page, '7-export');

@@ -685,6 +685,7 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
   const diffMaps = variants.map((_, k) => images[k]!.map((img, i) => absDiff(img, images[0]![i]!, shape)));
   let scale = 0;
   for (const maps of diffMaps.slice(1)) for (const d of maps) for (const x of d) if (x > scale) scale = x;
+  const diffScale = scale;
   const diffZoom = zoomFor(shape, 2);
   const diffs = variants.slice(1).map((v, j) => ({
     name: v.name,
@@ -781,6 +782,7 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
     files: {
       grid: 'grid.png',
       diffs: Object.fromEntries(diffs.map((d) => [d.name, d.file])),
+      diffScale,
       trajectory: { webp: job.video ? 'trajectory.webp' : null, mp4: null, frames: trajectoryVideo?.frames.length ?? 0 },
       walk: { webp: walkVideo ? 'walk.webp' : null, mp4: null, frames: walkVideo?.frames.length ?? 0 },
       report: 'report.html',
@@ -789,6 +791,15 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
     notes,
   };
   return { metrics, images, walk, walkColumns: walkCols.length, grid, diffs, trajectoryVideo, walkVideo, notes };
+}
+
+/** Frames of one size stacked top to bottom (null when they differ in size or there are none). */
+function frameSheet(frames: RasterImage[]): RasterImage | null {
+  const f0 = frames[0];
+  if (!f0 || frames.some((f) => f.width !== f0.width || f.height !== f0.height || f.channels !== f0.channels)) return null;
+  const data = new Uint8Array(f0.data.length * frames.length);
+  frames.forEach((f, i) => data.set(f.data, i * f0.data.length));
+  return { data, width: f0.width, height: f0.height * frames.length, channels: f0.channels };
 }
 
 /** Encodes and writes everything; returns the metrics as written. */
@@ -803,9 +814,16 @@ export async function writeComparison(c: Comparison, job: Pick<CompareJob, 'out'
   const mp4s: { name: string; tmp: string }[] = [];
   const written: string[] = [];
   try {
+    let sheetPng: Uint8Array | null = null;
     if (job.video && c.trajectoryVideo) {
       const videos = [['trajectory', c.trajectoryVideo], ...(c.walkVideo ? [['walk', c.walkVideo] as const] : [])] as const;
       for (const [key, video] of videos) webps[`${key}.webp`] = await encodeAnimatedWebp(video.frames, video.delays);
+      // the trajectory's frames one under another: a step scrubber shows any one of them
+      const sheet = frameSheet(c.trajectoryVideo.frames);
+      if (sheet) {
+        sheetPng = await encodePng(sheet);
+        metrics.files.trajectory.sheet = 'trajectory-frames.png';
+      }
       if (!c.walkVideo) metrics.notes.push('seed walk not computed (walk off)');
       const ff = findFfmpeg(job.ffmpeg);
       if (!ff.found) metrics.notes.push(`MP4 not written: ${ff.reason} (the animated WebP files have the same frames)`);
@@ -830,6 +848,7 @@ export async function writeComparison(c: Comparison, job: Pick<CompareJob, 'out'
     writeFileAtomic(join(out, 'grid.png'), gridPng);
     for (const d of diffPngs) writeFileAtomic(join(out, d.file), d.png);
     for (const [name, buf] of Object.entries(webps)) writeFileAtomic(join(out, name), buf);
+    if (sheetPng) writeFileAtomic(join(out, 'trajectory-frames.png'), sheetPng);
     for (const m of mp4s) renameSync(m.tmp, join(out, m.name));
     const json = JSON.stringify(metrics, null, 2) + '\n';
     writeFileAtomic(join(out, 'metrics.json'), json);
@@ -850,6 +869,7 @@ export async function writeComparison(c: Comparison, job: Pick<CompareJob, 'out'
     if (!metrics.files[key].mp4) rmSync(join(out, `${key}.mp4`), { force: true });
     if (!metrics.files[key].webp) rmSync(join(out, `${key}.webp`), { force: true });
   }
+  if (earlier && !metrics.files.trajectory.sheet) rmSync(join(out, 'trajectory-frames.png'), { force: true });
   return metrics;
 }
 

@@ -5,7 +5,7 @@
 import { layoutGrid, type GridSpec, type RasterImage } from '../image/grid.js';
 
 /** Colour stops of the heat ramp (an inferno-like ramp: dark for no difference, pale yellow for the largest). */
-const RAMP: [number, [number, number, number]][] = [
+export const RAMP: [number, [number, number, number]][] = [
   [0, [0, 0, 4]],
   [0.25, [87, 16, 110]],
   [0.5, [188, 55, 84]],

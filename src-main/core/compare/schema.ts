@@ -116,6 +116,7 @@ const Video = z
     webp: z.string().nullable().describe('animated WebP file name (relative to the output folder), or null when not written'),
     mp4: z.string().nullable().describe('H.264 MP4 file name, or null when not written (see notes)'),
     frames: z.number().int().nonnegative(),
+    sheet: z.string().optional().describe("the video's frames stacked top to bottom in one PNG (the trajectory: for a step scrubber)"),
   })
   .strict();
 
@@ -196,6 +197,11 @@ export const MetricsSchema = z
       .object({
         grid: z.string(),
         diffs: z.record(z.string(), z.string()).describe('variant name -> diff heatmap PNG'),
+        diffScale: z
+          .number()
+          .nonnegative()
+          .optional()
+          .describe('the |variant - FP| value (model space, per pixel, mean over channels) at the top of every diff heatmap\'s colour ramp (0 at the bottom)'),
         trajectory: Video,
         walk: Video,
         report: z.string(),

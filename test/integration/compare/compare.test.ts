@@ -97,8 +97,18 @@ function deterministicPart(m: CompareMetrics): unknown {
 }
 
 describe('dq compare', () => {
+  it('writes the trajectory\'s frames one under another for the studio\'s step scrubber, and the diff scale', async () => {
+    expect(metricsB.files.trajectory.sheet).toBe('trajectory-frames.png');
+    const sheet = await sharp(join(outB, 'trajectory-frames.png')).metadata();
+    const anim = await sharp(join(outB, 'trajectory.webp'), { animated: true }).metadata();
+    expect(anim.pages).toBe(metricsB.files.trajectory.frames);
+    expect(sheet.width).toBe(anim.width);
+    expect(sheet.height).toBe(anim.pageHeight! * metricsB.files.trajectory.frames);
+    expect(metricsB.files.diffScale).toBeGreaterThan(0);
+  });
+
   it('writes the grid, heatmaps, videos, metrics.json and the report', () => {
-    for (const f of ['grid.png', 'diff-int8.png', 'diff-int4.png', 'trajectory.webp', 'walk.webp', 'metrics.json', 'report.html']) {
+    for (const f of ['grid.png', 'diff-int8.png', 'diff-int4.png', 'trajectory.webp', 'trajectory-frames.png', 'walk.webp', 'metrics.json', 'report.html']) {
       expect(existsSync(join(outA, f)), f).toBe(true);
       expect(existsSync(join(outB, f)), f).toBe(true);
     }
@@ -118,7 +128,7 @@ describe('dq compare', () => {
 
   it('gives the same numbers and the same pictures for the same inputs', () => {
     expect(deterministicPart(metricsB)).toEqual(deterministicPart(metricsA));
-    for (const f of ['grid.png', 'diff-int8.png', 'diff-int4.png', 'trajectory.webp', 'walk.webp']) {
+    for (const f of ['grid.png', 'diff-int8.png', 'diff-int4.png', 'trajectory.webp', 'trajectory-frames.png', 'walk.webp']) {
       expect(Buffer.compare(readFileSync(join(outA, f)), readFileSync(join(outB, f))), f).toBe(0);
     }
   });
