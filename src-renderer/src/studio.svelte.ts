@@ -73,8 +73,6 @@ export class Studio {
   infoLoading = $state(false);
   presets = $state<PresetInfo[]>([]);
   jobs = $state<Record<string, JobInfo>>({});
-  /** The model each job of this page was started on (jobs listed at load, from before, are not known). */
-  jobModels = $state<Record<string, string>>({});
   calibrationJob = $state<string | null>(null);
   calibration = $state<CalibrationView | null>(null);
   compareJob = $state<string | null>(null);
@@ -114,10 +112,7 @@ export class Studio {
       if (!this.recipe && p.value.length) this.choosePreset(p.value.find((x) => x.name === 'int8-w8a8')?.name ?? p.value[0]!.name);
     }
     if (j.ok) {
-      for (const job of j.value) {
-        this.jobs[job.id] = job;
-        if (job.model) this.jobModels[job.id] = job.model;
-      }
+      for (const job of j.value) this.jobs[job.id] = job;
     }
     this.modelsLoading = false;
     try {
@@ -171,7 +166,7 @@ export class Studio {
 
   /** The model's latest finished calibration (so Quantize finds one after a reload or a model switch). */
   private latestCalibration(model: string): string | null {
-    const done = Object.values(this.jobs).filter((j) => j.kind === 'calibrate' && j.state === 'done' && this.jobModels[j.id] === model);
+    const done = Object.values(this.jobs).filter((j) => j.kind === 'calibrate' && j.state === 'done' && j.model === model);
     return done.sort((a, b) => a.startedAt - b.startedAt).at(-1)?.id ?? null;
   }
 
@@ -239,7 +234,6 @@ export class Studio {
   private onEvent(e: JobEvent): void {
     if (e.kind === 'started') {
       this.jobs[e.jobId] = e.job;
-      if (e.job.model) this.jobModels[e.jobId] ??= e.job.model;
       return;
     }
     const job = this.jobs[e.jobId];
@@ -277,7 +271,6 @@ export class Studio {
       return null;
     }
     delete this.errors[view];
-    this.jobModels[r.value.jobId] = spec.model;
     this.jobs[r.value.jobId] ??= { id: r.value.jobId, kind: spec.kind, model: spec.model, output: null, label: spec.kind, state: 'running', progress: null, startedAt: Date.now(), endedAt: null, result: null, error: null };
     return r.value.jobId;
   }
@@ -298,7 +291,7 @@ export class Studio {
   /** Finished variants of the open model (a variant of another pipeline cannot sample or compare beside it). */
   get doneVariants(): (JobInfo & { result: QuantizeResult })[] {
     return this.variantJobs.filter(
-      (j): j is JobInfo & { result: QuantizeResult } => j.state === 'done' && j.result?.kind === 'quantize' && (this.jobModels[j.id] ?? this.model) === this.model,
+      (j): j is JobInfo & { result: QuantizeResult } => j.state === 'done' && j.result?.kind === 'quantize' && (j.model ?? this.model) === this.model,
     );
   }
 

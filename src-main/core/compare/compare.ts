@@ -685,7 +685,6 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
   const diffMaps = variants.map((_, k) => images[k]!.map((img, i) => absDiff(img, images[0]![i]!, shape)));
   let scale = 0;
   for (const maps of diffMaps.slice(1)) for (const d of maps) for (const x of d) if (x > scale) scale = x;
-  const diffScale = scale;
   const diffZoom = zoomFor(shape, 2);
   const diffs = variants.slice(1).map((v, j) => ({
     name: v.name,
@@ -782,7 +781,7 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
     files: {
       grid: 'grid.png',
       diffs: Object.fromEntries(diffs.map((d) => [d.name, d.file])),
-      diffScale,
+      diffScale: scale,
       trajectory: { webp: job.video ? 'trajectory.webp' : null, mp4: null, frames: trajectoryVideo?.frames.length ?? 0 },
       walk: { webp: walkVideo ? 'walk.webp' : null, mp4: null, frames: walkVideo?.frames.length ?? 0 },
       report: 'report.html',

@@ -24,19 +24,23 @@ import { DataType, decodeTensor } from './tensor.js';
 import { indexGraph, nodeAttr, sortTopologically, type GraphIndex } from './graph.js';
 import type { ModelMsg, NodeMsg, TensorMsg } from './model.js';
 import { pruneDead } from './rewrite.js';
-import { staticInfo } from './static.js';
+import { staticInfo, type StaticInfo } from './static.js';
 
 export const MS_DOMAIN = 'com.microsoft';
 
-/** Values of a small constant tensor (an initializer or a Constant node's value), or null. */
+/** A constant tensor: an initializer or a Constant node's value, or undefined. */
+function constTensor(g: GraphIndex, name: string): TensorMsg | undefined {
+  const t = g.initializers.get(name);
+  if (t) return t;
+  const p = g.producer.get(name);
+  const n = p === undefined ? undefined : g.nodes[p]!;
+  if (!n || n.op_type !== 'Constant' || n.domain) return undefined;
+  return (n as { attribute?: { name?: string; t?: TensorMsg }[] }).attribute?.find((a) => a.name === 'value')?.t;
+}
+
+/** Values of a small constant tensor (constTensor), or null. */
 function constValues(g: GraphIndex, name: string): number[] | null {
-  let t: TensorMsg | undefined = g.initializers.get(name);
-  if (!t) {
-    const p = g.producer.get(name);
-    const n = p === undefined ? undefined : g.nodes[p]!;
-    if (!n || n.op_type !== 'Constant' || n.domain) return null;
-    t = (n as { attribute?: { name?: string; t?: TensorMsg }[] }).attribute?.find((a) => a.name === 'value')?.t;
-  }
+  const t = constTensor(g, name);
   if (!t || (t.dims ?? []).reduce((a: number, b) => a * Number(b), 1) > 16) return null;
   if (t.data_type === DataType.FLOAT16 || t.data_type === DataType.BFLOAT16) return null; // bit patterns, not values
   try {
@@ -117,11 +121,12 @@ export function fuseAttention(model: ModelMsg): AttentionFusion {
   };
 
   const dep = dependence(g);
-  const info = staticInfo(g);
+  // the static pass runs only when a scale is not a constant (traced exports' shape arithmetic)
+  let info: StaticInfo | null = null;
   /** A scalar operand's value: a small constant, or shape arithmetic that evaluates statically. */
   const scalar = (t: string): number | null => {
     const c = constValues(g, t);
-    return c ? (c.length === 1 ? c[0]! : null) : info.scalar(t);
+    return c ? (c.length === 1 ? c[0]! : null) : (info ??= staticInfo(g)).scalar(t);
   };
   const opset = Number((model.opset_import ?? []).find((o) => !o.domain || o.domain === 'ai.onnx')?.version ?? 0);
   const extraNodes: NodeMsg[] = [];
@@ -143,24 +148,24 @@ export function fuseAttention(model: ModelMsg): AttentionFusion {
    */
   const diesWith = (block: Set<NodeMsg>, last: NodeMsg): boolean => {
     const dying = new Map<NodeMsg, boolean>();
+    /** No output of n is a graph output, and every consumer of them dies. */
+    const outputsDie = (n: NodeMsg, depth: number): boolean =>
+      (n.output ?? []).every((t) => !g.outputs.includes(t) && (g.consumers.get(t) ?? []).every((c) => dies(g.nodes[c]!, depth)));
     const dies = (n: NodeMsg, depth: number): boolean => {
       if (block.has(n)) return true;
       const known = dying.get(n);
       if (known !== undefined) return known;
       if (depth > 32) return false;
       dying.set(n, false);
-      const ok = (n.output ?? []).every((t) => !g.outputs.includes(t) && (g.consumers.get(t) ?? []).every((c) => dies(g.nodes[c]!, depth + 1)));
+      const ok = outputsDie(n, depth + 1);
       dying.set(n, ok);
       return ok;
     };
-    return [...block].every((n) => n === last || (n.output ?? []).every((t) => !g.outputs.includes(t) && (g.consumers.get(t) ?? []).every((c) => dies(g.nodes[c]!, 0))));
+    return [...block].every((n) => n === last || outputsDie(n, 0));
   };
   /** Why a scale operand is not fusable. */
   const scaleWhy = (t: string): string => {
-    const init = g.initializers.get(t);
-    const p = g.producer.get(t);
-    const c = init ?? (p === undefined ? undefined : (g.nodes[p] as { op_type?: string; attribute?: { name?: string; t?: TensorMsg }[] }).attribute?.find((a) => a.name === 'value')?.t);
-    if (c?.data_type === DataType.FLOAT16) return "the attention computes in float16 (onnxruntime's CPU MultiHeadAttention is float32)";
+    if (constTensor(g, t)?.data_type === DataType.FLOAT16) return "the attention computes in float16 (onnxruntime's CPU MultiHeadAttention is float32)";
     return 'its scale is not a positive scalar known before running (it depends on runtime sizes, or is not a scalar)';
   };
   const fused: FusedAttention[] = [];
