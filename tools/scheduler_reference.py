@@ -414,6 +414,26 @@ class RefLCM:
         return den
 
 
+class RefFlow:
+    """FlowMatchEulerDiscreteScheduler (static shift; set_timesteps as diffusers: the init sigmas shifted, the
+    linspace between sigma_max and sigma_min, shifted again; float32 sigmas)."""
+
+    def __init__(self, c, n):
+        T = c["num_train_timesteps"]
+        shift = c.get("shift", 1.0)
+        base = (np.linspace(1, T, T, dtype=np.float32)[::-1] / T).astype(np.float32)
+        base = (shift * base / (1 + (shift - 1) * base)).astype(np.float32)
+        sig = np.linspace(float(base[0]) * T, float(base[-1]) * T, n) / T
+        sig = (shift * sig / (1 + (shift - 1) * sig)).astype(np.float32)
+        self.sigmas = np.append(sig.astype(np.float64), 0.0)
+        self.timesteps = (sig * np.float32(T)).astype(np.float32).astype(np.float64)
+        self.init_noise_sigma = 1.0
+        self.scales = [1.0] * n
+
+    def step(self, out, i, x, draw):
+        return x + (self.sigmas[i + 1] - self.sigmas[i]) * out
+
+
 # ----------------------------------------------------------------------------------------------- cases
 
 SD15 = dict(  # runwayml/stable-diffusion-v1-5 scheduler_config.json (PNDMScheduler) with diffusers' filled defaults
@@ -487,6 +507,11 @@ case("dpm++2m-karras/cosine/10", "dpm++2m-karras", dict(SD15, beta_schedule="squ
 # DDIM/LCM clip_sample
 case("ddim/clip/10", "ddim", dict(SAMPLE_PRED, prediction_type="epsilon", clip_sample=True, clip_sample_range=0.5), 10)
 case("lcm/clip/4", "lcm", dict(LCM_CFG, clip_sample=True, clip_sample_range=0.3), 4)
+# flow matching (SD3-style FlowMatchEulerDiscreteScheduler, static shift)
+FLOW = dict(_class_name="FlowMatchEulerDiscreteScheduler", num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=False)
+for steps in (1, 4, 28):
+    case(f"flow-euler/shift1/{steps}", "flow-euler", FLOW, steps)
+    case(f"flow-euler/shift3/{steps}", "flow-euler", dict(FLOW, shift=3.0), steps)
 
 
 def build(sampler, cfg, steps):
@@ -504,6 +529,8 @@ def build(sampler, cfg, steps):
         return RefDPM(cfg, steps, force_karras=True)
     if sampler == "lcm":
         return RefLCM(cfg, steps)
+    if sampler == "flow-euler":
+        return RefFlow(cfg, steps)
     raise ValueError(sampler)
 
 

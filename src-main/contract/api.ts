@@ -176,7 +176,7 @@ export interface PresetInfo {
 /* -------------------------------------------------------------------- jobs -- */
 
 /** The samplers (core/pipeline/schedulers.ts SAMPLERS; the contract imports no core, a unit test keeps them equal). */
-export const SAMPLER_NAMES = ['ddpm', 'ddim', 'dpm++2m', 'euler', 'pndm', 'euler-a', 'dpm++2m-karras', 'lcm'] as const;
+export const SAMPLER_NAMES = ['ddpm', 'ddim', 'dpm++2m', 'euler', 'pndm', 'euler-a', 'dpm++2m-karras', 'lcm', 'flow-euler'] as const;
 export type SamplerName = (typeof SAMPLER_NAMES)[number];
 const id = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'not an id');
 const modelRef = z.string().min(1).max(4096);

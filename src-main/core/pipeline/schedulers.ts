@@ -12,7 +12,7 @@
 import { z } from 'zod';
 import { DqError } from '../errors.js';
 
-export const SAMPLERS = ['ddpm', 'ddim', 'dpm++2m', 'euler', 'pndm', 'euler-a', 'dpm++2m-karras', 'lcm'] as const;
+export const SAMPLERS = ['ddpm', 'ddim', 'dpm++2m', 'euler', 'pndm', 'euler-a', 'dpm++2m-karras', 'lcm', 'flow-euler'] as const;
 export type SamplerName = (typeof SAMPLERS)[number];
 
 /** Training timesteps a scheduler config may declare (diffusers' models use 1000; a few 4000). */
@@ -64,6 +64,17 @@ export const SchedulerConfigSchema = z
     euler_at_final: z.boolean().default(false),
     /** JSON cannot write -inf: null (diffusers' default) means no clipping. */
     lambda_min_clipped: z.number().nullish(),
+    // FlowMatchEulerDiscreteScheduler (SD3, Flux): sigma from 1 (noise) to 0, timestep = sigma x 1000
+    shift: positive.default(1.0),
+    use_dynamic_shifting: z.boolean().default(false),
+    base_shift: z.number().default(0.5),
+    max_shift: z.number().default(1.15),
+    base_image_seq_len: z.number().int().positive().default(256),
+    max_image_seq_len: z.number().int().positive().default(4096),
+    time_shift_type: z.enum(['exponential', 'linear']).default('exponential'),
+    shift_terminal: z.number().gt(0).lt(1).nullish(),
+    invert_sigmas: z.boolean().default(false),
+    stochastic_sampling: z.boolean().default(false),
     // LCMScheduler
     original_inference_steps: z.number().int().positive().default(50),
     timestep_scaling: z.number().nonnegative().default(10.0),
@@ -100,7 +111,14 @@ const CLASS_SAMPLER: Record<string, SamplerName> = {
   EulerAncestralDiscreteScheduler: 'euler-a',
   DPMSolverMultistepScheduler: 'dpm++2m',
   LCMScheduler: 'lcm',
+  FlowMatchEulerDiscreteScheduler: 'flow-euler',
 };
+
+/** Whether a scheduler config is a flow-matching one (the model predicts a velocity; sigma runs from 1 to 0). */
+export function isFlowConfig(cfg: object): boolean {
+  const cls = (cfg as Record<string, unknown>)._class_name;
+  return typeof cls === 'string' && cls.startsWith('FlowMatch');
+}
 
 /**
  * The sampler a scheduler config's `_class_name` names (DPMSolverMultistepScheduler with use_karras_sigmas gives
@@ -138,6 +156,13 @@ export function parseSchedulerConfig(raw: unknown, where = 'scheduler_config.jso
   if (sigmaKinds.length > 1) throw new DqError('BAD_CONFIG', `${where}: only one of ${sigmaKinds.join(', ')} can be set`);
   for (const k of ['use_exponential_sigmas', 'use_beta_sigmas', 'use_lu_lambdas', 'use_flow_sigmas'] as const) {
     if (cfg[k]) throw new DqError('BAD_CONFIG', `${where}: field '${k}': not supported (use_karras_sigmas is)`);
+  }
+  if (isFlowConfig(cfg)) {
+    if (cfg._class_name !== 'FlowMatchEulerDiscreteScheduler') throw new DqError('BAD_CONFIG', `${where}: ${String(cfg._class_name)} is not supported (FlowMatchEulerDiscreteScheduler is)`);
+    for (const k of ['invert_sigmas', 'stochastic_sampling', 'use_karras_sigmas'] as const) {
+      if (cfg[k]) throw new DqError('BAD_CONFIG', `${where}: field '${k}': not supported for flow matching`);
+    }
+    return cfg;
   }
   let p = 1;
   for (const b of rawBetas(cfg)) p *= 1 - b;
@@ -291,6 +316,10 @@ export interface Scheduler {
 }
 
 export interface SchedulerOptions {
+  /** Flow matching with use_dynamic_shifting: the image's token count (SD3: patches; Flux: packed 2x2 latents). */
+  imageSeqLen?: number;
+  /** Flow matching: the sigmas the pipeline passes (Flux: linspace(1, 1/N, N)); default: the scheduler's own. */
+  flowSigmas?: 'scheduler' | 'flux';
   /** DDIM: eta (0 = deterministic DDIM, 1 = DDPM-like variance). */
   eta?: number;
   /** DDIM: recompute epsilon from the clipped x0 (diffusers' use_clipped_model_output). */
@@ -843,6 +872,67 @@ class LCM implements Scheduler {
   }
 }
 
+/** diffusers' calculate_shift: mu linear in the image's token count between (base_seq, base_shift) and (max_seq, max_shift). */
+export function flowShiftMu(cfg: SchedulerConfig, imageSeqLen: number): number {
+  const m = (cfg.max_shift - cfg.base_shift) / (cfg.max_image_seq_len - cfg.base_image_seq_len);
+  return imageSeqLen * m + (cfg.base_shift - m * cfg.base_image_seq_len);
+}
+
+/**
+ * FlowMatchEulerDiscreteScheduler (deterministic): sigmas from sigma_max to sigma_min (the training sigmas 1..1/T
+ * after the static shift), then the static shift s sigma / (1 + (s - 1) sigma) again (as diffusers does: sigma_min
+ * is shifted twice), or the dynamic shift e^mu / (e^mu + (1 / sigma - 1)) with mu from the image's token count;
+ * optionally stretched to end at shift_terminal; a final 0. Timesteps are sigma x T; the model predicts the velocity
+ * v = noise - x0, and a step is x + (sigma_next - sigma) v.
+ */
+class FlowMatchEuler implements Scheduler {
+  readonly name = 'flow-euler' as const;
+  readonly timesteps: number[];
+  readonly initNoiseSigma = 1;
+  readonly sigmas: number[];
+  constructor(cfg: SchedulerConfig, steps: number, opts: SchedulerOptions) {
+    if (!Number.isSafeInteger(steps) || steps < 1) throw new DqError('BAD_ARGUMENT', `steps must be a whole number >= 1, got ${steps}`);
+    const T = cfg.num_train_timesteps;
+    const f32 = Math.fround;
+    const staticShift = (x: number) => (cfg.shift * x) / (1 + (cfg.shift - 1) * x);
+    let sig: number[];
+    if (opts.flowSigmas === 'flux') {
+      sig = Array.from({ length: steps }, (_, i) => (steps === 1 ? 1 : f32(1 + ((1 / steps - 1) * i) / (steps - 1))));
+    } else {
+      // the training sigmas T/T .. 1/T (float32), shifted statically unless the shift is dynamic
+      const hi = cfg.use_dynamic_shifting ? 1 : f32(staticShift(1));
+      const lo = cfg.use_dynamic_shifting ? f32(1 / T) : f32(staticShift(f32(1 / T)));
+      sig = Array.from({ length: steps }, (_, i) => (steps === 1 ? hi * T : hi * T + ((lo * T - hi * T) * i) / (steps - 1)) / T);
+    }
+    if (cfg.use_dynamic_shifting) {
+      if (opts.imageSeqLen === undefined) throw new Error('flow matching with use_dynamic_shifting needs the image token count');
+      const mu = flowShiftMu(cfg, opts.imageSeqLen);
+      sig = sig.map((x) => (cfg.time_shift_type === 'linear' ? mu / (mu + (1 / x - 1)) : Math.exp(mu) / (Math.exp(mu) + (1 / x - 1))));
+    } else sig = sig.map(staticShift);
+    if (cfg.shift_terminal) {
+      const scale = (1 - sig[sig.length - 1]!) / (1 - cfg.shift_terminal);
+      sig = sig.map((x) => 1 - (1 - x) / scale);
+    }
+    sig = sig.map(f32);
+    this.sigmas = [...sig, 0];
+    this.timesteps = sig.map((x) => f32(x * T));
+  }
+  scaleModelInput(sample: Float64Array): Float64Array {
+    return sample;
+  }
+  step(out: Float64Array, i: number, x: Float64Array): StepResult {
+    const sigma = this.sigmas[i]!;
+    const dt = this.sigmas[i + 1]! - sigma;
+    const prevSample = new Float64Array(x.length);
+    const x0 = new Float64Array(x.length);
+    for (let k = 0; k < x.length; k++) {
+      prevSample[k] = x[k]! + dt * out[k]!;
+      x0[k] = x[k]! - sigma * out[k]!;
+    }
+    return { prevSample, predOriginal: x0 };
+  }
+}
+
 function requireNoise(noise: (() => Float64Array) | undefined, n: number): Float64Array {
   if (!noise) throw new Error('stochastic step needs a noise source');
   const z = noise();
@@ -855,11 +945,23 @@ function requireNoise(noise: (() => Float64Array) | undefined, n: number): Float
  * Runge-Kutta warm-up; the others: steps). Progress totals should use this rather than `steps`.
  */
 export function evaluationCount(name: SamplerName, cfg: SchedulerConfig, steps: number): number {
+  if (name === 'flow-euler') return steps;
   return createScheduler(name, cfg, steps).timesteps.length;
 }
 
 export function createScheduler(name: SamplerName, cfg: SchedulerConfig, steps: number, opts: SchedulerOptions = {}): Scheduler {
+  const flow = isFlowConfig(cfg);
+  if (flow !== (name === 'flow-euler')) {
+    throw new DqError(
+      'BAD_ARGUMENT',
+      flow
+        ? `sampler '${name}' cannot run this pipeline: it was trained with flow matching (${String(cfg._class_name)}); use --sampler flow-euler`
+        : `sampler 'flow-euler' is for flow-matching pipelines (FlowMatchEulerDiscreteScheduler); this one's scheduler is ${String(cfg._class_name ?? 'a noise-prediction one')}`,
+    );
+  }
   switch (name) {
+    case 'flow-euler':
+      return new FlowMatchEuler(cfg, steps, opts);
     case 'ddpm':
       return new DDPM(cfg, steps);
     case 'ddim':

@@ -317,9 +317,10 @@ describe('every sampler matches the independent diffusers-formula reference', ()
   it('the reference covers every sampler but ddpm, every prediction type and every spacing', () => {
     const samplers = new Set(reference.cases.map((c) => c.sampler));
     for (const s of SAMPLERS.filter((s) => s !== 'ddpm')) expect(samplers.has(s), s).toBe(true);
-    const preds = new Set(reference.cases.map((c) => c.config.prediction_type));
+    const vp = reference.cases.filter((c) => c.sampler !== 'flow-euler');
+    const preds = new Set(vp.map((c) => c.config.prediction_type));
     expect([...preds].sort()).toEqual(['epsilon', 'sample', 'v_prediction']);
-    const spacings = new Set(reference.cases.map((c) => c.config.timestep_spacing));
+    const spacings = new Set(vp.map((c) => c.config.timestep_spacing));
     expect([...spacings].sort()).toEqual(['leading', 'linspace', 'trailing']);
   });
 
@@ -467,7 +468,7 @@ describe('scheduler config: class defaults and defaultSampler', () => {
     expect(defaultSampler({ _class_name: 'DDPMScheduler' })).toBe('ddpm');
     expect(defaultSampler({ _class_name: 'DPMSolverMultistepScheduler' })).toBe('dpm++2m');
     expect(defaultSampler({ _class_name: 'DPMSolverMultistepScheduler', use_karras_sigmas: true })).toBe('dpm++2m-karras');
-    expect(defaultSampler({ _class_name: 'FlowMatchEulerDiscreteScheduler' })).toBeUndefined();
+    expect(defaultSampler({ _class_name: 'FlowMatchEulerDiscreteScheduler' })).toBe('flow-euler');
     expect(defaultSampler({ _class_name: 'toString' })).toBeUndefined();
     expect(defaultSampler({})).toBeUndefined();
   });
@@ -493,5 +494,43 @@ describe('scheduler config: class defaults and defaultSampler', () => {
   });
   it('trailing spacing rounds halves to even like numpy (16 steps: 812.5 -> 812)', () => {
     expect(spacedTimesteps({ ...linear, timestep_spacing: 'trailing' }, 16).slice(0, 4)).toEqual([999, 937, 874, 811]);
+  });
+});
+
+describe('FlowMatchEulerDiscreteScheduler (flow-euler)', () => {
+  // Reference values: diffusers' set_timesteps replayed in numpy float32 outside this code base (the training sigmas
+  // 1000/1000 .. 1/1000, the static shift applied at init and again after the linspace, or the dynamic shift with
+  // mu = calculate_shift(1024) = 0.63 over the sigmas Flux passes, linspace(1, 1/4, 4)).
+  const flow = (extra: Record<string, unknown> = {}) => parseSchedulerConfig({ _class_name: 'FlowMatchEulerDiscreteScheduler', num_train_timesteps: 1000, ...extra });
+  const close = (got: number[], want: number[]) => got.forEach((g, i) => expect(g).toBeCloseTo(want[i]!, 3));
+  it('shift 1: timesteps = sigma x 1000 from 1000 to 1, a final sigma 0', () => {
+    const s = createScheduler('flow-euler', flow(), 4);
+    close(s.timesteps, [1000, 667, 334, 1]);
+    expect(s.initNoiseSigma).toBe(1);
+  });
+  it('static shift 3 (sigma_min shifted twice, as diffusers does)', () => {
+    close(createScheduler('flow-euler', flow({ shift: 3 }), 4).timesteps, [1000, 857.6923, 602.1506, 8.92857]);
+  });
+  it('dynamic shift from the image token count, over the sigmas Flux passes', () => {
+    const cfg = flow({ use_dynamic_shifting: true });
+    close(createScheduler('flow-euler', cfg, 4, { imageSeqLen: 1024, flowSigmas: 'flux' }).timesteps, [1000, 849.2348, 652.4894, 384.9447]);
+    expect(() => createScheduler('flow-euler', cfg, 4)).toThrow(/image token count/);
+  });
+  it('a step moves along the velocity: x + (sigma_next - sigma) v; x0 = x - sigma v', () => {
+    const s = createScheduler('flow-euler', flow(), 2);
+    // sigmas 1, 0.001, 0
+    const x = Float64Array.from([1, -2]);
+    const v = Float64Array.from([0.5, 4]);
+    const r = s.step(v, 0, x);
+    expect(r.prevSample[0]).toBeCloseTo(1 + (0.001 - 1) * 0.5, 6);
+    expect(r.predOriginal[1]).toBeCloseTo(-2 - 4, 6);
+    const end = s.step(v, 1, r.prevSample);
+    expect(end.prevSample[0]).toBeCloseTo(r.prevSample[0]! - Math.fround(0.001) * 0.5, 6);
+  });
+  it('noise-prediction samplers refuse a flow pipeline and flow-euler refuses the others, in one line', () => {
+    expect(() => createScheduler('ddim', flow(), 4)).toThrow(/trained with flow matching .*use --sampler flow-euler/);
+    expect(() => createScheduler('flow-euler', linear, 4)).toThrow(/flow-euler' is for flow-matching pipelines/);
+    expect(() => parseSchedulerConfig({ _class_name: 'FlowMatchEulerDiscreteScheduler', invert_sigmas: true })).toThrow(/invert_sigmas': not supported/);
+    expect(() => parseSchedulerConfig({ _class_name: 'FlowMatchHeunDiscreteScheduler' })).toThrow(/FlowMatchHeunDiscreteScheduler is not supported/);
   });
 });
