@@ -11,7 +11,7 @@ import { DqError } from '../core/errors.js';
 import { JUDGE_NORMALIZE, type JudgeNormalize } from '../core/eval/judge.js';
 import { openPipeline } from '../core/open.js';
 import { readPromptFile, type PromptEntry } from '../core/pipeline/prompt-file.js';
-import { SAMPLERS, type SamplerName } from '../core/pipeline/schedulers.js';
+import { isFlowConfig, SAMPLERS, type SamplerName } from '../core/pipeline/schedulers.js';
 import { prepareOutput } from '../core/fsutil.js';
 import { MAX_BATCH, MAX_COUNT, MAX_IMAGE_PX, MAX_SAMPLES, parseClasses, parseSeeds } from '../core/ranges.js';
 import { PROVIDERS, type Provider } from '../core/runtime/onnx.js';
@@ -78,7 +78,7 @@ export function registerCompare(program: Command): void {
     .addOption(new Option('--judge-normalize <mode>', "the judge's input range").choices(JUDGE_NORMALIZE).default('[0,1]'))
     .option('--seeds <list>', 'seeds, e.g. 0-7', '0-7')
     .option('--steps <n>', 'inference steps', num('--steps', 1, true), 25)
-    .addOption(new Option('--sampler <name>', 'sampler').choices(SAMPLERS).default('ddim'))
+    .addOption(new Option('--sampler <name>', 'sampler (default: ddim; flow-euler for a flow-matching pipeline)').choices(SAMPLERS))
     .option('--guidance <w>', 'classifier-free guidance scale (1 = off; default: the pipeline default)', num('--guidance', 0))
     .option('--eta <eta>', 'DDIM eta (0 = deterministic)', num('--eta', 0), 0)
     .option('--batch <n>', 'images per network batch', num('--batch', 1, true, MAX_BATCH), 32)
@@ -98,7 +98,9 @@ export function registerCompare(program: Command): void {
       if (!variants.length) throw new DqError('BAD_ARGUMENT', 'name the variants to compare: dq compare <pipeline-dir> <variant-dir>... (or --variants fp,<dir>,...)');
       // before any sampling: a bad --out must not fail after minutes of work
       prepareOutput(String(o.out), 'folder');
-      const guidance = (o.guidance as number | undefined) ?? (await openPipeline(dir, o.provider as Provider)).pipeline.index.defaultGuidance;
+      const opened = o.guidance === undefined || o.sampler === undefined ? (await openPipeline(dir, o.provider as Provider)).pipeline : null;
+      const guidance = (o.guidance as number | undefined) ?? opened!.index.defaultGuidance;
+      const sampler = (o.sampler as SamplerName | undefined) ?? (isFlowConfig(opened!.scheduler) ? 'flow-euler' : 'ddim');
       const progress = o.quiet ? undefined : progressPrinter('comparing');
       const controller = new AbortController();
       const stop = () => controller.abort();
@@ -115,7 +117,7 @@ export function registerCompare(program: Command): void {
           width: o.width as number | undefined,
           judge: o.judge === undefined ? undefined : { path: String(o.judge), output: o.judgeOutput as string | undefined, normalize: o.judgeNormalize as JudgeNormalize },
           steps: o.steps as number,
-          sampler: o.sampler as SamplerName,
+          sampler,
           guidance,
           eta: o.eta as number,
           batchSize: o.batch as number,

@@ -2,6 +2,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { denoiserFolder } from './pipeline/pipeline.js';
 
 export interface EmbeddedModelInfo {
   id: string;
@@ -49,7 +50,7 @@ function readConfig(path: string): Record<string, unknown> | null {
  * loading the pipeline reads the graphs.
  */
 export function imageShapeFromConfigs(dir: string): number[] | null {
-  const unet = readConfig(join(dir, 'unet', 'config.json'));
+  const unet = readConfig(join(dir, denoiserFolder(dir), 'config.json'));
   const size = unet?.sample_size;
   const hw = typeof size === 'number' ? [size, size] : Array.isArray(size) && size.length === 2 ? (size as number[]) : null;
   if (!unet || !hw || typeof unet.in_channels !== 'number') return null;

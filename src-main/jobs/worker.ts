@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { computeComparison, writeComparison } from '../core/compare/compare.js';
 import { RAMP } from '../core/compare/render.js';
 import { makeDirs, writeFileAtomic } from '../core/fsutil.js';
+import { locatePipeline } from '../core/pipeline/pipeline.js';
 import { encodePng, layoutGrid } from '../core/image/grid.js';
 import type { SamplerName } from '../core/pipeline/schedulers.js';
 import { calibrate, readRecord, type TimestepSelection } from '../core/quant/calibrate.js';
@@ -207,7 +208,7 @@ async function run(task: WorkerTask): Promise<unknown> {
       recipe: recipe as QuantizeResult['recipe'],
       summary: m.summary,
       layers: m.layers.map((l) => ({ name: l.name, op: l.op, weightBits: l.weight?.bits ?? null, activation: l.activation, spared: l.spared ?? null })),
-      bytes: statSync(join(task.out, 'unet', 'model.onnx')).size,
+      bytes: statSync(locatePipeline(task.out).unetPath).size,
       temporal: m.temporal ?? null,
       text: m.text ?? null,
       components: Object.entries(m.components ?? {}).map(([name, c]) => ({ name, ...c })),
@@ -218,7 +219,7 @@ async function run(task: WorkerTask): Promise<unknown> {
   let defaults: { sampler: SamplerName; guidance: number } = { sampler: 'ddim', guidance: 2 };
   if (task.sampler === undefined || task.guidance === undefined) {
     const { pipeline } = await openPipeline(task.pipelineDir, 'cpu');
-    if (pipeline.text) defaults = { sampler: pipeline.index.defaultSampler, guidance: pipeline.index.defaultGuidance };
+    if (pipeline.text || pipeline.index.defaultSampler === 'flow-euler') defaults = { sampler: pipeline.index.defaultSampler, guidance: pipeline.index.defaultGuidance };
   }
   const job = {
     pipelineDir: task.pipelineDir,

@@ -381,9 +381,10 @@ async function runJob(job: Job, jobs: JobsFile, { key, unetSha256, gram }: JobCo
     const variants = ['fp', variant, ...(steps.has('export') ? [exported] : [])];
     log(`comparing ${variants.join(', ')}`);
     const { openPipeline } = await import('../open.js');
-    const guidance = (await openPipeline(job.pipeline, 'cpu')).pipeline.index.defaultGuidance;
+    const opened = (await openPipeline(job.pipeline, 'cpu')).pipeline;
+    const guidance = opened.index.defaultGuidance;
     const m = await runCompare({
-      pipelineDir: job.pipeline, variants, seeds: parseSeeds(jobs.compare.seeds, 'compare.seeds'), classes: [], steps: jobs.compare.steps, sampler: 'ddim',
+      pipelineDir: job.pipeline, variants, seeds: parseSeeds(jobs.compare.seeds, 'compare.seeds'), classes: [], steps: jobs.compare.steps, sampler: opened.index.defaultSampler === 'flow-euler' ? 'flow-euler' : 'ddim',
       guidance, fidSamples: jobs.compare.fidSamples, video: jobs.compare.video, out: join(job.dir, 'compare'),
     });
     const v = m.variants[1];

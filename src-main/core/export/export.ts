@@ -32,13 +32,13 @@ import { LOCAL_DOMAIN } from '../onnx/fragment.js';
 import { verificationVerdict, type VerificationVerdict } from './verdict.js';
 import { fuseAttention } from '../onnx/fuse.js';
 import { pruneDead } from '../onnx/rewrite.js';
-import { releaseSessions, sizeMultiple, withImageSize, type Pipeline } from '../pipeline/pipeline.js';
+import { locatePipeline, releaseSessions, sizeMultiple, withImageSize, type Pipeline } from '../pipeline/pipeline.js';
 import { openPipeline } from '../open.js';
 import { decodeLatents } from '../pipeline/codec.js';
 import { guidedRun, predictEps, runLoop, seedNoise } from '../pipeline/loop.js';
 import { defaultPrompts } from '../quant/calibrate.js';
 import { buildFeeds, sample, timestepInput } from '../pipeline/sample.js';
-import { createScheduler, type SamplerName } from '../pipeline/schedulers.js';
+import { createScheduler, isFlowConfig, type SamplerName, schedulerOptions } from '../pipeline/schedulers.js';
 import { actParams, copyComponents, type Manifest, type ParamsFile } from '../quant/quantize.js';
 import { readManifest, readParams as readVariantParams } from '../quant/variant.js';
 import type { Site } from '../quant/sites.js';
@@ -278,7 +278,8 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
   const params = readParams(vdir);
   // the variant as a pipeline (its scale inputs against its graph, its config) before any layer is converted
   await openPipeline(vdir, 'cpu');
-  const loaded = loadOnnx(join(vdir, 'unet', 'model.onnx'));
+  const folder = locatePipeline(vdir).denoiser;
+  const loaded = loadOnnx(join(vdir, folder, 'model.onnx'));
   const model = loaded.model;
   const graph = model.graph!;
   const g = indexGraph(model);
@@ -559,14 +560,14 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     // the weights keep the source's layout: inline, or in the external file it used (weights.pb for the legacy
     // script, model.onnx_data for Optimum), now holding only the tensors the export still has
     const layout = weightsLayout(loaded);
-    saveOnnx(model, join(tmp, 'unet', 'model.onnx'), null, layout.external ? { externalize: { location: layout.external } } : {});
+    saveOnnx(model, join(tmp, folder, 'model.onnx'), null, layout.external ? { externalize: { location: layout.external } } : {});
     if (layout.note) notes.push(layout.note);
     writeFileAtomic(join(tmp, 'quant', 'params.json'), JSON.stringify(exportParams) + '\n');
 
     // sizes
     const files = filesUnder(tmp);
     const exportBytes = Object.entries(files).filter(([f]) => DENOISER_ENTRIES.some((d) => f.startsWith(`${d}/`))).reduce((a, [, b]) => a + b, 0);
-    const srcUnet = join(manifest.source.pipeline, 'unet', 'model.onnx');
+    const srcUnet = join(manifest.source.pipeline, folder, 'model.onnx');
     const fp32UnetBytes = existsSync(srcUnet) ? onnxBytes(srcUnet) : null;
     if (fp32UnetBytes === null) notes.push(`the FP32 source pipeline (${manifest.source.pipeline}) was not found: no size ratio`);
     const runtimeInputs = [...keep.flatMap((a) => [a.scaleInput, ...(a.zeroPointInput ? [a.zeroPointInput] : [])]), ...(params.temporal?.features ?? [])];
@@ -648,7 +649,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
 }
 
 /** Top-level entries of an export that are the denoiser's (its size); everything else is another component. */
-const DENOISER_ENTRIES = ['unet', 'temporal', 'text', 'quant'];
+const DENOISER_ENTRIES = ['unet', 'transformer', 'temporal', 'text', 'quant'];
 
 /** Bytes per top-level entry that is not the denoiser's nor the manifest. */
 function componentBytes(files: Record<string, number>): Record<string, number> {
@@ -889,7 +890,7 @@ async function calibrateOutputs(vdir: string, loaded: LoadedModel, reqs: OutReq[
   });
   const { taps, fetch, session } = statModels;
   const set = samplingSettings(manifest);
-  const sched = createScheduler(set.sampler, pipeline.scheduler, set.steps);
+  const sched = createScheduler(set.sampler, pipeline.scheduler, set.steps, schedulerOptions(pipeline));
   const perStep = manifest.recipe.activations?.perTimestep ?? false;
   const acc = reqs.map(() => new Map<number, Stat>());
   log(`calibrating ${reqs.length} QLinearConv output ranges on ${images} images (${set.steps} steps)`);
@@ -1000,8 +1001,9 @@ export async function verifyExport(variantDir: string, exportDir: string, seeds:
   let probeMs = 0;
   let done = 0;
   const t0 = performance.now();
+  const sampler: SamplerName = isFlowConfig(p.scheduler) ? 'flow-euler' : 'ddim';
   const a = await runLoop(p, sim.session, {
-    steps, sampler: 'ddim', guidance, eta: 0, batchSize: seeds.length,
+    steps, sampler, guidance, eta: 0, batchSize: seeds.length,
     init: noises.map((n) => n.z), rngs: noises.map((n) => n.rng), labels: classes, signal: hooks.signal,
     onStep: async (v) => {
       const t1 = performance.now();
@@ -1016,14 +1018,14 @@ export async function verifyExport(variantDir: string, exportDir: string, seeds:
   const simImages = p.codec && p.decoderSession ? (await decodeLatents(p.codec, p.decoderSession, a.images, p.index.sampleShape, hooks.signal)).images : a.images;
   const simulatedSeconds = (performance.now() - t0 - probeMs) / 1000;
   const b = await sample(exp.pipeline, exp.session, {
-    seeds, classes: prompts ? [] : classes, ...(prompts ?? {}), steps, sampler: 'ddim', guidance, batchSize: seeds.length,
+    seeds, classes: prompts ? [] : classes, ...(prompts ?? {}), steps, sampler, guidance, batchSize: seeds.length,
     signal: hooks.signal, onProgress: (q) => hooks.onProgress?.({ phase: 'verifying (export)', done: q.done, total: q.total }),
   });
   const imageDiffs = new AbsDiffs();
   const perImageMax = simImages.map((img, k) => round6(imageDiffs.add(img, b.images[k]!)));
   const int8 = exp.pipeline.int8Weights?.loaded;
   return {
-    seeds, classes: prompts ? [] : classes, ...(prompts ? { prompts: prompts.prompts, negativePrompt: prompts.negativePrompts[0] ?? '' } : {}), steps, sampler: 'ddim', guidance,
+    seeds, classes: prompts ? [] : classes, ...(prompts ? { prompts: prompts.prompts, negativePrompt: prompts.negativePrompts[0] ?? '' } : {}), steps, sampler, guidance,
     ...imageDiffs.summary(), perImageMax,
     step: { ...stepDiffs.summary(), evaluations: done },
     seconds: { simulated: round6(simulatedSeconds), exported: round6(b.seconds) },

@@ -5,7 +5,7 @@ import { readModel, summarize, type ModelSummary } from '../onnx/model.js';
 import { sizeMultiple, type PipelineIndex, type UnetIO } from '../pipeline/pipeline.js';
 import { openPipeline } from '../open.js';
 import { describeComponents, formatComponents, type ComponentsInfo } from '../pipeline/components.js';
-import type { SchedulerConfig } from '../pipeline/schedulers.js';
+import { isFlowConfig, type SchedulerConfig } from '../pipeline/schedulers.js';
 import type { IoMeta } from '../runtime/onnx.js';
 import { readManifest } from '../quant/variant.js';
 import type { Manifest } from '../quant/quantize.js';
@@ -14,7 +14,7 @@ export interface PipelineInfo {
   dir: string;
   pipeline: PipelineIndex;
   scheduler: SchedulerConfig;
-  unet: { path: string; bytes: number; inputs: IoMeta[]; outputs: IoMeta[]; io: UnetIO } & ModelSummary;
+  unet: { folder: 'unet' | 'transformer'; path: string; bytes: number; inputs: IoMeta[]; outputs: IoMeta[]; io: UnetIO } & ModelSummary;
   /** The denoiser's layer map (quantizable layers, temporal region, skip concats, sensitive places); for a
    * quantized variant, the source's map is in the source pipeline and this is null. */
   layers: LayerMap | null;
@@ -23,7 +23,7 @@ export interface PipelineInfo {
   /** [C, H, W] of the images it makes (decoded by the VAE for a latent pipeline). */
   image: number[];
   /** Text conditioning: how the unet's text inputs are made. */
-  text: { kind: string; encoders: { component: string; input: string; idsType: string; hidden: string; pooled: string | null }[]; tokenizers: { folder: string; source: string; vocab: number; maxLength: number; padId: number }[]; width: number | null; zerosForEmptyNegative: boolean } | null;
+  text: { kind: string; sd3?: { width: number; t5Tokens: number } | null; encoders: { component: string; input: string; idsType: string; hidden: string; pooled: string | null }[]; tokenizers: { folder: string; source: string; vocab: number; maxLength: number; padId: number }[]; width: number | null; zerosForEmptyNegative: boolean } | null;
   /** The VAE decoder: factor and scaling, and where they came from. */
   codec: { factor: number; scalingFactor: number; shiftFactor: number; inputType: string; source: string; sizeMultiple: number } | null;
   defaults: { sampler: string; guidance: number };
@@ -42,6 +42,7 @@ export async function runInfo(dir: string, opts: { timestepInput?: string } = {}
     pipeline: pipeline.index,
     scheduler: pipeline.scheduler,
     unet: {
+      folder: pipeline.denoiser ?? 'unet',
       path: pipeline.unetPath,
       bytes: statSync(pipeline.unetPath).size,
       inputs: pipeline.unetInputs,
@@ -55,6 +56,7 @@ export async function runInfo(dir: string, opts: { timestepInput?: string } = {}
     text: pipeline.text
       ? {
           kind: pipeline.text.kind,
+          sd3: pipeline.text.sd3 ?? null,
           encoders: pipeline.text.encoders.map((e) => ({ component: e.component, input: e.input, idsType: e.idsType, hidden: e.hidden, pooled: e.pooled })),
           tokenizers: pipeline.text.tokenizers.map((t, k) => ({ folder: pipeline.text!.encoders[k]!.component.replace('text_encoder', 'tokenizer'), source: t.source, vocab: t.vocabSize, maxLength: t.maxLength, padId: t.padId })),
           width: pipeline.text.width,
@@ -78,14 +80,22 @@ export function formatInfo(i: PipelineInfo): string {
     `sample     ${i.pipeline.sampleShape.join('x')}${i.codec ? ` latents (${i.pipeline.shapeSource}) -> images ${i.image.join('x')}` : ''}`,
     ...(i.codec ? [`vae        factor ${i.codec.factor}, scaling ${i.codec.scalingFactor}${i.codec.shiftFactor ? `, shift ${i.codec.shiftFactor}` : ''}, ${i.codec.inputType} (from ${i.codec.source}); sizes in multiples of ${i.codec.sizeMultiple} pixels`] : []),
     text
-      ? `text       ${text.kind === 'sdxl' ? "SDXL: both encoders' penultimate hidden states + text_embeds + time_ids" : 'CLIP last_hidden_state'}, width ${text.width ?? '?'}; ` +
+      ? `text       ${
+          text.kind === 'sdxl'
+            ? `SDXL: both encoders' penultimate hidden states + text_embeds + time_ids, width ${text.width ?? '?'}`
+            : text.kind === 'sd3' && text.sd3
+              ? `SD3: the CLIP encoders' penultimate hidden states (width ${text.width ?? '?'}${text.width !== text.sd3.width ? `, zero-padded to ${text.sd3.width}` : ''}) + ${text.sd3.t5Tokens} zero tokens in T5's place (max_sequence_length); pooled text_embeds`
+              : `CLIP last_hidden_state, width ${text.width ?? '?'}`
+        }; ` +
         text.tokenizers.map((t) => `${t.folder} ${t.source} ${t.vocab} tokens, ${t.maxLength} max, pad ${t.padId}`).join('; ') +
         (text.zerosForEmptyNegative ? '; empty negative prompt = zeros' : '') +
         (i.unet.io.timestepCond ? `; guidance as an embedding (${i.unet.io.timestepCond}, width ${i.unet.io.widths?.timestepCond ?? '?'}), no CFG doubling` : '')
       : `classes    ${i.pipeline.classes.length ? `${i.pipeline.classes.length} (${i.pipeline.classes.join(' ')}), null class ${i.pipeline.nullClass ?? 'none'}` : 'unconditional'}`,
     `defaults   sampler ${i.defaults.sampler}, guidance ${i.defaults.guidance}`,
-    `scheduler  ${s.num_train_timesteps} train steps, ${s.beta_schedule} betas ${s.beta_start}..${s.beta_end}, predicts ${s.prediction_type}, spacing ${s.timestep_spacing}, clip_sample ${s.clip_sample}`,
-    `unet       ${(i.unet.bytes / 1e6).toFixed(2)} MB, ${i.unet.parameters.toLocaleString('en-US')} parameters, ${i.unet.nodes} nodes, opset ${i.unet.opsets['ai.onnx'] ?? '?'}${i.unet.producer ? `, from ${i.unet.producer}` : ''}`,
+    isFlowConfig(s)
+      ? `scheduler  ${s.num_train_timesteps} train steps, flow matching (predicts the velocity noise - x0; timestep = sigma x ${s.num_train_timesteps}), ${s.use_dynamic_shifting ? `dynamic shift (mu ${s.base_shift}..${s.max_shift} over ${s.base_image_seq_len}..${s.max_image_seq_len} image tokens)` : `shift ${s.shift}`}`
+      : `scheduler  ${s.num_train_timesteps} train steps, ${s.beta_schedule} betas ${s.beta_start}..${s.beta_end}, predicts ${s.prediction_type}, spacing ${s.timestep_spacing}, clip_sample ${s.clip_sample}`,
+    `${i.unet.folder.padEnd(10)} ${(i.unet.bytes / 1e6).toFixed(2)} MB, ${i.unet.parameters.toLocaleString('en-US')} parameters, ${i.unet.nodes} nodes, opset ${i.unet.opsets['ai.onnx'] ?? '?'}${i.unet.producer ? `, from ${i.unet.producer}` : ''}`,
     // a folder described component by component has listed the unet's I/O already
     ...(i.components ? [] : i.unet.inputs.map((m) => `  input    ${m.name} ${m.type} ${shape(m)}`)),
     ...(i.components ? [] : i.unet.outputs.map((m) => `  output   ${m.name} ${m.type} ${shape(m)}`)),

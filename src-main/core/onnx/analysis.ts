@@ -360,6 +360,8 @@ function forwardLayers(g: GraphIndex, tensor: string, layers: Map<number, Quanti
         if (layer.input === t || !g.constants.has(t)) found.set(layer.name, layer);
         continue;
       }
+      // a shape read is not a value read (a DiT crops its position table by the sample's size)
+      if (n.op_type === 'Shape' || n.op_type === 'Size') continue;
       if (anyOp || PASS_OPS.has(n.op_type ?? '')) for (const o of n.output ?? []) if (o) stack.push(o);
     }
   }

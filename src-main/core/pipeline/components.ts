@@ -31,7 +31,7 @@ const FAMILIES: Record<string, Family> = {
   OnnxStableDiffusionPipeline: { name: 'Stable Diffusion 1.x/2.x (legacy ONNX)', task: 'text-to-image', sampled: true },
   StableDiffusionXLPipeline: { name: 'Stable Diffusion XL', task: 'text-to-image', sampled: true },
   LatentConsistencyModelPipeline: { name: 'Latent Consistency Model', task: 'text-to-image', sampled: true },
-  StableDiffusion3Pipeline: { name: 'Stable Diffusion 3 (DiT, flow matching)', task: 'text-to-image', sampled: false },
+  StableDiffusion3Pipeline: { name: 'Stable Diffusion 3 (DiT, flow matching)', task: 'text-to-image', sampled: true },
   FluxPipeline: { name: 'Flux (DiT, flow matching)', task: 'text-to-image', sampled: false },
   PixArtAlphaPipeline: { name: 'PixArt-α (DiT)', task: 'text-to-image', sampled: false },
   PixArtSigmaPipeline: { name: 'PixArt-Σ (DiT)', task: 'text-to-image', sampled: false },

@@ -8,7 +8,7 @@ import { buildFeeds, combineGuided, guidedRun } from './sample.js';
 import { DqError } from '../errors.js';
 import { Rng } from './noise.js';
 import type { Pipeline } from './pipeline.js';
-import { createScheduler, type SamplerName } from './schedulers.js';
+import { createScheduler, type SamplerName, schedulerOptions } from './schedulers.js';
 import type { Session } from '../runtime/onnx.js';
 
 export interface LoopSettings {
@@ -72,7 +72,7 @@ export async function runLoop(p: Pipeline, session: Session, req: LoopRequest): 
   for (let start = 0; start < n; start += bs) {
     const idx = Array.from({ length: Math.min(bs, n - start) }, (_, k) => start + k);
     const b = idx.length;
-    const sched = createScheduler(req.sampler, p.scheduler, req.steps, { eta: req.eta });
+    const sched = createScheduler(req.sampler, p.scheduler, req.steps, { ...schedulerOptions(p), eta: req.eta });
     timesteps = sched.timesteps;
     let x: Float64Array = new Float64Array(b * size);
     idx.forEach((i, k) => {

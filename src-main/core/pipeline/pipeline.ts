@@ -16,7 +16,7 @@ import { DqError } from '../errors.js';
 import { readJson } from '../fsutil.js';
 import { familyOf, type Family } from './components.js';
 import { Session, type Provider, type IoMeta } from '../runtime/onnx.js';
-import { defaultSampler, parseSchedulerConfig, type SamplerName, type SchedulerConfig } from './schedulers.js';
+import { defaultSampler, isFlowConfig, parseSchedulerConfig, type SamplerName, type SchedulerConfig } from './schedulers.js';
 import { MAX_GUIDANCE, type ExtraFeeds } from './sample.js';
 import { resolveCodec, type LatentCodec } from './codec.js';
 import { isFloatType, type FloatType } from './dtypes.js';
@@ -75,8 +75,12 @@ export interface Pipeline {
   codec: LatentCodec | null;
   /** [C, H, W] of one output image. */
   imageShape: [number, number, number];
-  /** How many times the unet halves its input (0 when its config does not say). */
+  /** How many times the unet halves its input (0 when its config does not say); a transformer: log2 of its patch size. */
   unetHalvings: number;
+  /** The denoiser's folder: 'unet' or 'transformer' (a DiT). */
+  denoiser?: 'unet' | 'transformer';
+  /** A transformer's patch size (1 for a unet): the image's token count is (h / patch) (w / patch). */
+  patchSize?: number;
   scheduler: SchedulerConfig;
   /** The VAE decoder's session (null without a codec). */
   decoderSession: Session | null;
@@ -110,8 +114,18 @@ function unsupportedFamily(dir: string, index: unknown): void {
   }
 }
 
+/**
+ * The denoiser's folder: `transformer/` for a DiT pipeline (SD3, Flux: model_index.json names a transformer, or only
+ * that folder exists), `unet/` otherwise.
+ */
+export function denoiserFolder(dir: string, index?: unknown): 'unet' | 'transformer' {
+  const named = index && typeof index === 'object' && Array.isArray((index as Record<string, unknown>).transformer) && ((index as Record<string, unknown[]>).transformer![1] ?? null) !== null;
+  if (named || (!existsSync(join(dir, 'unet', 'model.onnx')) && existsSync(join(dir, 'transformer', 'model.onnx')))) return 'transformer';
+  return 'unet';
+}
+
 /** Validates the folder layout (no model is loaded); `index` is model_index.json as read, for the loader to parse. */
-export function locatePipeline(dir: string): { dir: string; unetPath: string; schedulerPath: string; indexPath: string; index: unknown } {
+export function locatePipeline(dir: string): { dir: string; unetPath: string; denoiser: 'unet' | 'transformer'; schedulerPath: string; indexPath: string; index: unknown } {
   const abs = resolve(dir);
   if (!existsSync(abs)) throw new DqError('NOT_FOUND', `no such file or folder: ${dir}`);
   if (!statSync(abs).isDirectory()) {
@@ -126,13 +140,14 @@ export function locatePipeline(dir: string): { dir: string; unetPath: string; sc
   }
   const index = readJson(indexPath, 'model_index.json');
   unsupportedFamily(dir, index);
-  const unetPath = join(abs, 'unet', 'model.onnx');
-  if (!existsSync(unetPath)) throw new DqError('MISSING_COMPONENT', `${dir}: component 'unet' is missing (no unet/model.onnx)`);
+  const denoiser = denoiserFolder(abs, index);
+  const unetPath = join(abs, denoiser, 'model.onnx');
+  if (!existsSync(unetPath)) throw new DqError('MISSING_COMPONENT', `${dir}: component '${denoiser}' is missing (no ${denoiser}/model.onnx)`);
   const schedulerPath = join(abs, 'scheduler', 'scheduler_config.json');
   if (!existsSync(schedulerPath)) {
     throw new DqError('MISSING_COMPONENT', `${dir}: component 'scheduler' is missing (no scheduler/scheduler_config.json)`);
   }
-  return { dir: abs, unetPath, schedulerPath, indexPath, index };
+  return { dir: abs, unetPath, denoiser, schedulerPath, indexPath, index };
 }
 
 /** Largest sample a pipeline may declare: values per image, and per dimension. */
@@ -187,7 +202,7 @@ function parseIndex(raw: unknown, path: string): Omit<PipelineIndex, 'sampleShap
 }
 
 /** diffusers' default guidance_scale per pipeline class (StableDiffusionPipeline and the legacy ONNX one: 7.5). */
-const DEFAULT_TEXT_GUIDANCE: Record<string, number> = { StableDiffusionXLPipeline: 5, LatentConsistencyModelPipeline: 8.5 };
+const DEFAULT_TEXT_GUIDANCE: Record<string, number> = { StableDiffusionXLPipeline: 5, LatentConsistencyModelPipeline: 8.5, StableDiffusion3Pipeline: 7 };
 
 function checkShapeSize(shape: number[], where: string): void {
   if (shape.some((n) => n > MAX_SAMPLE_DIM) || shape.reduce((a, b) => a * b, 1) > MAX_SAMPLE_VALUES) {
@@ -200,7 +215,7 @@ function checkShapeSize(shape: number[], where: string): void {
  * unet/config.json (in_channels, sample_size, as diffusers derives the default size), then the legacy ONNX
  * pipeline's 512x512 images.
  */
-function sampleShapeOf(dir: string, label: string, sample: IoMeta, legacyShape: [number, number, number] | null, codec: LatentCodec | null, legacyPipeline: boolean, cfg: Record<string, unknown> | null): { shape: [number, number, number]; source: string } {
+function sampleShapeOf(dir: string, label: string, sample: IoMeta, legacyShape: [number, number, number] | null, codec: LatentCodec | null, legacyPipeline: boolean, cfg: Record<string, unknown> | null, folder = 'unet'): { shape: [number, number, number]; source: string } {
   const st = (k: number) => {
     const d = sample.shape?.[k];
     return typeof d === 'number' && d > 0 ? d : null;
@@ -217,11 +232,11 @@ function sampleShapeOf(dir: string, label: string, sample: IoMeta, legacyShape: 
     return { shape: legacyShape, source: 'model_index.json: sample_shape' };
   }
   let hw: [number, number] | null = st(2) && st(3) ? [st(2)!, st(3)!] : null;
-  let source = 'unet/model.onnx';
-  if (!hw && cfgHW) [hw, source] = [cfgHW, 'unet/config.json: sample_size'];
+  let source = `${folder}/model.onnx`;
+  if (!hw && cfgHW) [hw, source] = [cfgHW, `${folder}/config.json: sample_size`];
   if (!hw && legacyPipeline && codec) [hw, source] = [[512 / codec.factor, 512 / codec.factor], 'the legacy ONNX pipeline default (512x512 images)'];
   if (C === null || !hw) {
-    throw new DqError('BAD_MODEL', `${label}: cannot tell the sample size: unet/model.onnx has dynamic dimensions and unet/config.json gives no ${C === null ? 'in_channels' : 'sample_size'}${codec ? ' (pass --height and --width)' : ''}`);
+    throw new DqError('BAD_MODEL', `${label}: cannot tell the sample size: ${folder}/model.onnx has dynamic dimensions and ${folder}/config.json gives no ${C === null ? 'in_channels' : 'sample_size'}${codec ? ' (pass --height and --width)' : ''}`);
   }
   const shape: [number, number, number] = [C, hw[0], hw[1]];
   checkShapeSize(shape, `${label}: the sample`);
@@ -251,7 +266,8 @@ export function resolveUnetIO(inputs: IoMeta[], outputs: IoMeta[], where: string
   }
   const named = (n: string) => inputs.find((m) => m.name === n && m !== sample && m !== timestep);
   const text = byName(TEXT_NAMES) ?? inputs.find((m) => m !== sample && rank(m) === 3 && isFloatType(m.type));
-  const textEmbeds = named('text_embeds');
+  // SDXL's pooled text projection; a transformer's (SD3, Flux) pooled_projections plays the same part
+  const textEmbeds = named('text_embeds') ?? named('pooled_projections');
   const timeIds = named('time_ids');
   const timestepCond = named('timestep_cond');
   const taken = new Set([sample, timestep, text, textEmbeds, timeIds, timestepCond]);
@@ -359,14 +375,21 @@ export async function loadPipeline(dir: string, provider: Provider = 'cpu', deno
   const schedulerRaw = readJson(loc.schedulerPath, 'scheduler_config.json');
   const scheduler = parseSchedulerConfig(schedulerRaw, loc.schedulerPath);
   const custom = denoiser ? await denoiser({ dir: loc.dir, label: dir, unetPath: loc.unetPath, provider }) : null;
-  const session = custom?.session ?? (await cachedSession(loc.unetPath, provider, { label: `${dir}: unet/model.onnx` }));
-  const io = custom?.io ?? resolveUnetIO(session.inputs, session.outputs, `${dir}/unet/model.onnx`, custom?.runtimeInputs ?? []);
+  const folder = loc.denoiser;
+  const session = custom?.session ?? (await cachedSession(loc.unetPath, provider, { label: `${dir}: ${folder}/model.onnx` }));
+  const io = custom?.io ?? resolveUnetIO(session.inputs, session.outputs, `${dir}/${folder}/model.onnx`, custom?.runtimeInputs ?? []);
+  const flow = isFlowConfig(scheduler);
+  if (flow && parsed.family?.task === 'text-to-image' && folder !== 'transformer') {
+    throw new DqError('BAD_MODEL', `${dir}: a flow-matching scheduler (${String(scheduler._class_name)}) with a unet: DQ Studio samples flow matching with transformer denoisers (SD3, Flux)`);
+  }
   if (parsed.nullClass !== null && !io.classLabels) {
     throw new DqError('BAD_CONFIG', `${dir}: model_index.json names a null class but the unet has no class-label input`);
   }
   const legacy = parsed.className.startsWith('Onnx');
-  const text = io.encoderHiddenStates ? await loadText(loc.dir, dir, provider, io, loc.index) : null;
-  if (!text && (io.textEmbeds || io.timeIds)) throw new DqError('NOT_DIFFUSION', `${dir}/unet/model.onnx: it takes text_embeds/time_ids but no encoder_hidden_states`);
+  const unetCfgPath = join(loc.dir, folder, 'config.json');
+  const unetCfg = existsSync(unetCfgPath) ? (readJson(unetCfgPath, `${folder}/config.json`) as Record<string, unknown>) : null;
+  const text = io.encoderHiddenStates ? await loadText(loc.dir, dir, provider, io, loc.index, folder === 'transformer' ? 'sd3' : io.textEmbeds ? 'sdxl' : 'clip', unetCfg) : null;
+  if (!text && (io.textEmbeds || io.timeIds)) throw new DqError('NOT_DIFFUSION', `${dir}/${folder}/model.onnx: it takes ${io.textEmbeds ?? 'text_embeds'}/time_ids but no encoder_hidden_states`);
   let codec: LatentCodec | null = null;
   let decoderSession: Session | null = null;
   const vaePath = join(loc.dir, 'vae_decoder', 'model.onnx');
@@ -377,12 +400,13 @@ export async function loadPipeline(dir: string, provider: Provider = 'cpu', deno
     throw new DqError('MISSING_COMPONENT', `${dir}: component 'vae_decoder' is missing (no vae_decoder/model.onnx): a latent pipeline needs it to make images`);
   }
   const sampleMeta = session.inputs.find((m) => m.name === io.sample) ?? { name: io.sample, type: 'float32', shape: null };
-  const unetCfgPath = join(loc.dir, 'unet', 'config.json');
-  const unetCfg = existsSync(unetCfgPath) ? (readJson(unetCfgPath, 'unet/config.json') as Record<string, unknown>) : null;
-  const { shape, source } = sampleShapeOf(loc.dir, dir, sampleMeta, parsed.legacyShape, codec, legacy, unetCfg);
-  // the unet halves the latents once per down block but the last (unet/config.json's block_out_channels)
+  const { shape, source } = sampleShapeOf(loc.dir, dir, sampleMeta, parsed.legacyShape, codec, legacy, unetCfg, folder);
+  // the unet halves the latents once per down block but the last (unet/config.json's block_out_channels); a
+  // transformer cuts them into patch_size x patch_size patches
   const blocks = unetCfg?.block_out_channels;
-  const unetHalvings = Array.isArray(blocks) && blocks.length > 1 ? blocks.length - 1 : 0;
+  const patch = folder === 'transformer' && typeof unetCfg?.patch_size === 'number' && Number.isSafeInteger(unetCfg.patch_size) && unetCfg.patch_size > 0 ? unetCfg.patch_size : 1;
+  if (folder === 'transformer' && 2 ** Math.round(Math.log2(patch)) !== patch) throw new DqError('BAD_CONFIG', `${dir}: transformer/config.json: patch_size ${patch} is not a power of two`);
+  const unetHalvings = folder === 'transformer' ? Math.round(Math.log2(patch)) : Array.isArray(blocks) && blocks.length > 1 ? blocks.length - 1 : 0;
   if (codec && codec.latentChannels !== null && codec.latentChannels !== shape[0]) {
     throw new DqError('BAD_MODEL', `${dir}: the unet's samples have ${shape[0]} channels but vae_decoder/model.onnx takes ${codec.latentChannels}`);
   }
@@ -401,6 +425,8 @@ export async function loadPipeline(dir: string, provider: Provider = 'cpu', deno
     imageShape: imageShapeOf(codec, shape),
     unetHalvings,
     scheduler,
+    denoiser: folder,
+    patchSize: patch,
     unetPath: loc.unetPath,
     unetInputs: session.inputs,
     unetOutputs: session.outputs,
@@ -451,11 +477,22 @@ export function sizeMultiple(p: Pipeline): number {
   return (p.codec?.factor ?? 1) * 2 ** p.unetHalvings;
 }
 
-/** The text conditioner the unet's inputs ask for: CLIP (SD 1.x/2.x, LCM, legacy) or SDXL's two encoders. */
-async function loadText(dir: string, label: string, provider: Provider, io: UnetIO, raw: unknown): Promise<TextConditioner> {
-  const sdxl = Boolean(io.textEmbeds);
-  const kind: TextKind = sdxl ? 'sdxl' : 'clip';
-  const names = sdxl ? ['text_encoder', 'text_encoder_2'] : ['text_encoder'];
+/** Whether model_index.json names a component (a [library, class] pair that is not [null, null]). */
+function indexNames(raw: unknown, component: string): boolean {
+  const v = raw && typeof raw === 'object' ? (raw as Record<string, unknown>)[component] : undefined;
+  return Array.isArray(v) && v[1] !== null && v[1] !== undefined;
+}
+
+/**
+ * The text conditioner the denoiser's inputs ask for: CLIP (SD 1.x/2.x, LCM, legacy), SDXL's two encoders, or SD3's
+ * CLIP encoders (text_encoder, and text_encoder_2 when the pipeline has it) with their pooled projections.
+ */
+async function loadText(dir: string, label: string, provider: Provider, io: UnetIO, raw: unknown, kind: TextKind, denoiserCfg: Record<string, unknown> | null): Promise<TextConditioner> {
+  const sdxl = kind === 'sdxl';
+  if (kind === 'sd3' && (indexNames(raw, 'text_encoder_3') || existsSync(join(dir, 'text_encoder_3', 'model.onnx')))) {
+    throw new DqError('UNSUPPORTED', `${label}: text_encoder_3 (SD3's T5 encoder) is not supported yet; DQ Studio runs SD3 pipelines with CLIP encoders only (diffusers' text_encoder_3=None: zeros in its place)`);
+  }
+  const names = kind === 'clip' ? ['text_encoder'] : kind === 'sdxl' ? ['text_encoder', 'text_encoder_2'] : ['text_encoder', ...(indexNames(raw, 'text_encoder_2') || existsSync(join(dir, 'text_encoder_2', 'model.onnx')) ? ['text_encoder_2'] : [])];
   const specs: TextEncoderSpec[] = [];
   const sessions: Session[] = [];
   for (const [k, name] of names.entries()) {
@@ -465,13 +502,26 @@ async function loadText(dir: string, label: string, provider: Provider, io: Unet
     }
     const s = await cachedSession(path, provider, { label: `${label}: ${name}/model.onnx` });
     sessions.push(s);
-    specs.push(resolveEncoder(name, path, s.inputs, s.outputs, kind, sdxl && k === 1));
+    specs.push(resolveEncoder(name, path, s.inputs, s.outputs, kind, (sdxl && k === 1) || kind === 'sd3'));
   }
   const tokenizers = names.map((n) => loadPipelineTokenizer(dir, label, n));
   const o = raw as Record<string, unknown>;
-  const text = new TextConditioner(kind, tokenizers, specs, async () => sessions, sdxl && o.force_zeros_for_empty_prompt !== false);
-  const want = io.widths?.encoderHiddenStates ?? null;
+  let sd3: { width: number; t5Tokens: number } | undefined;
+  if (kind === 'sd3') {
+    // the CLIP states are zero-padded to the joint attention width, then T5's tokens follow (zeros without T5)
+    const joint = io.widths?.encoderHiddenStates ?? (typeof denoiserCfg?.joint_attention_dim === 'number' ? denoiserCfg.joint_attention_dim : null);
+    if (joint === null) throw new DqError('BAD_MODEL', `${label}: cannot tell the transformer's text width: ${io.encoderHiddenStates} is dynamic and transformer/config.json gives no joint_attention_dim`);
+    const m = o.max_sequence_length;
+    const t5Tokens = m === undefined || m === null ? 256 : typeof m === 'number' && Number.isSafeInteger(m) && m >= 0 && m <= 4096 ? m : -1;
+    if (t5Tokens < 0) throw new DqError('BAD_CONFIG', `${label}: model_index.json: field 'max_sequence_length' must be a whole number from 0 to 4096, got ${JSON.stringify(m)}`);
+    sd3 = { width: joint, t5Tokens };
+  }
+  const text = new TextConditioner(kind, tokenizers, specs, async () => sessions, sdxl && o.force_zeros_for_empty_prompt !== false, sd3);
+  const want = kind === 'sd3' ? null : (io.widths?.encoderHiddenStates ?? null);
   const have = text.width;
+  if (kind === 'sd3' && have !== null && sd3 && have > sd3.width) {
+    throw new DqError('BAD_MODEL', `${label}: the text encoders' ${specs.map((s) => s.width).join(' + ')} = ${have} channels do not fit the transformer's text width ${sd3.width}`);
+  }
   if (want !== null && have !== null && want !== have) {
     const what = sdxl ? `the text encoders' ${specs.map((s) => s.width).join(' + ')} = ${have}` : `text_encoder's ${have}`;
     throw new DqError('BAD_MODEL', `${label}: the unet's cross-attention width ${want} (${io.encoderHiddenStates}) disagrees with ${what}: the text encoder does not belong to this unet`);
@@ -480,6 +530,10 @@ async function loadText(dir: string, label: string, provider: Provider, io: Unet
   const pooledHave = specs[1]?.pooledWidth ?? null;
   if (sdxl && pooledWant !== null && pooledHave !== null && pooledWant !== pooledHave) {
     throw new DqError('BAD_MODEL', `${label}: the unet's text_embeds width ${pooledWant} disagrees with text_encoder_2's pooled ${pooledHave}`);
+  }
+  const pooledSum = specs.every((s) => s.pooledWidth !== null) ? specs.reduce((a, s) => a + s.pooledWidth!, 0) : null;
+  if (kind === 'sd3' && pooledWant !== null && pooledSum !== null && pooledWant !== pooledSum) {
+    throw new DqError('BAD_MODEL', `${label}: the transformer's ${io.textEmbeds} width ${pooledWant} disagrees with the text encoders' pooled ${specs.map((s) => s.pooledWidth).join(' + ')} = ${pooledSum}`);
   }
   return text;
 }

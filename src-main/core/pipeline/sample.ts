@@ -8,7 +8,7 @@ import { decodeLatents, overflowWarning } from './codec.js';
 import { asFloat32, floatFeed } from './dtypes.js';
 import { Rng } from './noise.js';
 import type { Pipeline } from './pipeline.js';
-import { createScheduler, evaluationCount, type SamplerName } from './schedulers.js';
+import { createScheduler, evaluationCount, type SamplerName, schedulerOptions } from './schedulers.js';
 import { guidanceEmbedding, type TokenReport } from './text.js';
 
 export interface SampleSettings {
@@ -178,7 +178,7 @@ export async function sample(p: Pipeline, session: Session, req: SampleRequest):
   for (let start = 0; start < n; start += bs) {
     const idx = Array.from({ length: Math.min(bs, n - start) }, (_, k) => start + k);
     const b = idx.length;
-    const sched = createScheduler(req.sampler, p.scheduler, req.steps, { eta: req.eta ?? 0 });
+    const sched = createScheduler(req.sampler, p.scheduler, req.steps, { ...schedulerOptions(p), eta: req.eta ?? 0 });
     timesteps = sched.timesteps;
     const rngs = idx.map((i) => new Rng(req.seeds[i]!));
     let x: Float64Array = new Float64Array(b * size);

@@ -872,6 +872,13 @@ class LCM implements Scheduler {
   }
 }
 
+/** What a scheduler needs to know of the pipeline: the image's token count (flow matching's dynamic shift). */
+export function schedulerOptions(p: { index: { sampleShape: [number, number, number] }; patchSize?: number }): SchedulerOptions {
+  const [, h, w] = p.index.sampleShape;
+  const ps = p.patchSize ?? 1;
+  return { imageSeqLen: Math.floor(h / ps) * Math.floor(w / ps), flowSigmas: 'scheduler' };
+}
+
 /** diffusers' calculate_shift: mu linear in the image's token count between (base_seq, base_shift) and (max_seq, max_shift). */
 export function flowShiftMu(cfg: SchedulerConfig, imageSeqLen: number): number {
   const m = (cfg.max_shift - cfg.base_shift) / (cfg.max_image_seq_len - cfg.base_image_seq_len);

@@ -5,6 +5,10 @@
  *   - SDXL: the penultimate hidden states of both encoders concatenated on the channel axis, plus the pooled
  *     projection (`text_embeds`) of `text_encoder_2`; an empty negative prompt is zeros when the pipeline says
  *     `force_zeros_for_empty_prompt` (the default).
+ *   - SD3: the penultimate hidden states of its CLIP encoders (text_encoder, text_encoder_2 where present)
+ *     concatenated on the channel axis and zero-padded to the transformer's joint attention width, then T5's tokens
+ *     (zeros of max_sequence_length tokens when the pipeline has no text_encoder_3, as diffusers does); the pooled
+ *     projections (`text_embeds`) of the CLIP encoders concatenated.
  * Each prompt is encoded once (per conditioner: a small cache keyed by the text); the denoiser's feeds refer to
  * encoded prompt pairs (prompt, negative prompt) by id, so a batch's rows are just ids.
  */
@@ -15,7 +19,7 @@ import type { IoMeta, Session } from '../runtime/onnx.js';
 import { asFloat32, idsFeed, isFloatType } from './dtypes.js';
 import { loadTokenizer, type ClipTokenizer } from './tokenizer.js';
 
-export type TextKind = 'clip' | 'sdxl';
+export type TextKind = 'clip' | 'sdxl' | 'sd3';
 
 export interface TextEncoderSpec {
   /** 'text_encoder' or 'text_encoder_2'. */
@@ -71,7 +75,7 @@ export function resolveEncoder(component: string, path: string, inputs: IoMeta[]
   const others = inputs.filter((m) => m !== ids);
   if (others.length) throw new DqError('BAD_MODEL', `${where}: unsupported extra inputs ${others.map((m) => m.name).join(', ')} (only input_ids is fed)`);
   let hidden: IoMeta | undefined;
-  if (kind === 'sdxl') {
+  if (kind === 'sdxl' || kind === 'sd3') {
     // hidden_states[-2] of transformers = output hidden_states.{N-1} of an Optimum export (hidden_states.0..N);
     // the TensorRT demo exports the penultimate layer itself as `hidden_states`
     const numbered = outputs.map((m) => /^hidden_states\.(\d+)$/.exec(m.name)).filter((m): m is RegExpExecArray => m !== null).map((m) => Number(m[1]));
@@ -80,7 +84,7 @@ export function resolveEncoder(component: string, path: string, inputs: IoMeta[]
       hidden = outputs.find((m) => m.name === `hidden_states.${n - 1}`);
     } else hidden = outputs.find((m) => m.name === 'hidden_states');
     if (!hidden) {
-      throw new DqError('BAD_MODEL', `${where}: an SDXL text encoder must output its hidden states (hidden_states.0..N, as Optimum exports SDXL); its outputs are ${outputs.map((m) => m.name).join(', ')}`);
+      throw new DqError('BAD_MODEL', `${where}: an ${kind === 'sd3' ? 'SD3' : 'SDXL'} text encoder must output its hidden states (hidden_states.0..N, as Optimum exports ${kind === 'sd3' ? 'SD3' : 'SDXL'}); its outputs are ${outputs.map((m) => m.name).join(', ')}`);
     }
   } else {
     hidden = outputs.find((m) => HIDDEN_NAMES.includes(m.name)) ?? outputs.find((m) => (m.shape?.length ?? 3) === 3);
@@ -89,7 +93,7 @@ export function resolveEncoder(component: string, path: string, inputs: IoMeta[]
   let pooledOut: IoMeta | undefined;
   if (pooled) {
     pooledOut = outputs.find((m) => m.name === 'text_embeds') ?? outputs.find((m) => m.name === 'pooler_output');
-    if (!pooledOut) throw new DqError('BAD_MODEL', `${where}: no pooled output (text_embeds) for the unet's text_embeds input; its outputs are ${outputs.map((m) => m.name).join(', ')}`);
+    if (!pooledOut) throw new DqError('BAD_MODEL', `${where}: no pooled output (text_embeds) for the denoiser's pooled text input; its outputs are ${outputs.map((m) => m.name).join(', ')}`);
   }
   for (const m of [hidden, pooledOut]) {
     if (m && !isFloatType(m.type)) throw new DqError('BAD_MODEL', `${where}: output '${m.name}' has type ${m.type}; float32 or float16 expected`);
@@ -133,9 +137,11 @@ export class TextConditioner {
     private readonly sessions: () => Promise<Session[]>,
     /** SDXL: an empty negative prompt is zeros rather than the encoded empty text. */
     readonly zerosForEmptyNegative: boolean,
+    /** SD3: the transformer's text width (CLIP states zero-padded to it) and the zero tokens in T5's place. */
+    readonly sd3?: { width: number; t5Tokens: number },
   ) {}
 
-  /** Width of the per-token states the denoiser reads (the encoders' widths summed for SDXL), when the graphs state it. */
+  /** Width of the CLIP states the encoders give (summed for SDXL and SD3), when the graphs state it. */
   get width(): number | null {
     const w = this.encoders.map((e) => e.width);
     return w.every((x) => x !== null) ? w.reduce((a, b) => a! + b!, 0) : null;
@@ -200,15 +206,28 @@ export class TextConditioner {
       const h = res[spec.hidden]!;
       if (h.dims.length !== 3 || h.dims[0] !== 1) throw new DqError('BAD_MODEL', `${spec.component}/model.onnx: output '${spec.hidden}' has shape [${h.dims.join(', ')}]; [1, tokens, width] expected`);
       parts.push({ data: asFloat32(h, `${spec.component}/model.onnx: output '${spec.hidden}'`), seq: h.dims[1]!, width: h.dims[2]! });
-      if (spec.pooled) pooled = Float32Array.from(asFloat32(res[spec.pooled]!, `${spec.component}/model.onnx: output '${spec.pooled}'`));
+      if (spec.pooled) {
+        const v = asFloat32(res[spec.pooled]!, `${spec.component}/model.onnx: output '${spec.pooled}'`);
+        // SDXL reads encoder 2's; SD3 concatenates every encoder's
+        if (this.kind === 'sd3' && pooled) {
+          const both: Float32Array = new Float32Array(pooled.length + v.length);
+          both.set(pooled);
+          both.set(v, pooled.length);
+          pooled = both;
+        } else pooled = Float32Array.from(v);
+      }
     }
-    const seq = parts[0]!.seq;
-    if (parts.some((p) => p.seq !== seq)) throw new DqError('BAD_MODEL', `the text encoders give different token counts (${parts.map((p) => p.seq).join(' vs ')})`);
-    const width = parts.reduce((s, p) => s + p.width, 0);
+    const clipSeq = parts[0]!.seq;
+    if (parts.some((p) => p.seq !== clipSeq)) throw new DqError('BAD_MODEL', `the text encoders give different token counts (${parts.map((p) => p.seq).join(' vs ')})`);
+    const sum = parts.reduce((s, p) => s + p.width, 0);
+    if (this.sd3 && sum > this.sd3.width) throw new DqError('BAD_MODEL', `the text encoders' ${sum} channels do not fit the transformer's text width ${this.sd3.width}`);
+    const width = this.sd3?.width ?? sum;
+    // SD3: T5's tokens follow the CLIP tokens; without a T5 encoder they are zeros
+    const seq = clipSeq + (this.sd3?.t5Tokens ?? 0);
     const hidden = new Float32Array(seq * width);
     let off = 0;
     for (const p of parts) {
-      for (let s = 0; s < seq; s++) hidden.set(p.data.subarray(s * p.width, (s + 1) * p.width), s * width + off);
+      for (let s = 0; s < clipSeq; s++) hidden.set(p.data.subarray(s * p.width, (s + 1) * p.width), s * width + off);
       off += p.width;
     }
     const enc = { hidden, seq, width, pooled };

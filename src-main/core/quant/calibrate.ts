@@ -21,7 +21,7 @@ import { releaseSession, type Pipeline } from '../pipeline/pipeline.js';
 import { readPromptFile } from '../pipeline/prompt-file.js';
 import { openPipeline } from '../open.js';
 import { sample, sliceRows } from '../pipeline/sample.js';
-import { createScheduler, evaluationCount, SAMPLERS, type SamplerName } from '../pipeline/schedulers.js';
+import { createScheduler, evaluationCount, SAMPLERS, type SamplerName, schedulerOptions } from '../pipeline/schedulers.js';
 import { Rng } from '../pipeline/noise.js';
 import { Session, type Provider, type TensorOut } from '../runtime/onnx.js';
 import { buildSites, type Site } from './sites.js';
@@ -186,7 +186,7 @@ export async function calibrate(
     gram = { ...targets, session, fetch: targets.entries.flatMap((e) => Object.values(gramOutput(e))) };
   }
 
-  const sched = createScheduler(settings.sampler, pipeline.scheduler, settings.steps);
+  const sched = createScheduler(settings.sampler, pipeline.scheduler, settings.steps, schedulerOptions(pipeline));
   const steps = selectSteps(sched.timesteps.length, settings.timesteps, settings.count, settings.seed);
   const gramSteps = steps.length <= GRAM_STEPS ? steps : [...new Set(Array.from({ length: GRAM_STEPS }, (_, i) => steps[Math.floor((i * steps.length) / GRAM_STEPS)]!))];
   if (steps.length === sched.timesteps.length) {

@@ -13,13 +13,13 @@ import { nvfp4TensorScale, intParams, floatScale, type QuantFormat } from '../..
 import { GPTQ_PERCDAMP } from '../../../kernels/gptq.js';
 import { FORMATS } from '../../../kernels/minifloat.js';
 import { DqError } from '../errors.js';
-import { cleanStaleOutputs, makeDirs, prepareOutput, swapIntoPlace, writeFileAtomic, sha256File } from '../fsutil.js';
+import { cleanStaleOutputs, makeDirs, prepareOutput, swapIntoPlace, writeFileAtomic, sha256File, readJson } from '../fsutil.js';
 import { analyzeGraph, type LayerMap, type QuantizableLayer } from '../onnx/analysis.js';
 import { floatTensor, loadOnnx, saveOnnx } from '../onnx/io.js';
 import { nodeAttr } from '../onnx/graph.js';
 import type { ModelMsg } from '../onnx/model.js';
 import { cutFeatures, exposeTensors, pruneDead } from '../onnx/rewrite.js';
-import { locatePipeline, type Pipeline, type UnetIO } from '../pipeline/pipeline.js';
+import { denoiserFolder, locatePipeline, type Pipeline, type UnetIO } from '../pipeline/pipeline.js';
 import { buildFeeds, guidedRun } from '../pipeline/sample.js';
 import type { FeedValue } from '../runtime/onnx.js';
 import { openPipeline } from '../open.js';
@@ -475,7 +475,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   makeDirs(tmp, '--out');
   try {
     copyComponents(loc.dir, tmp);
-    saveOnnx(model, join(tmp, 'unet', 'model.onnx'), loaded.dir);
+    saveOnnx(model, join(tmp, loc.denoiser, 'model.onnx'), loaded.dir);
     if (temporalModel) saveOnnx(temporalModel, join(tmp, 'temporal', 'model.onnx'), loaded.dir);
     if (textModel) saveOnnx(textModel, join(tmp, 'text', 'model.onnx'), loaded.dir);
     const components: Record<string, ComponentSummary> = {};
@@ -514,7 +514,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
 }
 
 /** Top-level entries of a pipeline folder that are a variant's or an export's own (never copied from a source). */
-export const OWN_ENTRIES = new Set(['unet', 'manifest.json', 'quant', 'temporal', 'text', 'README.md', 'verification.json']);
+export const OWN_ENTRIES = new Set(['unet', 'transformer', 'manifest.json', 'quant', 'temporal', 'text', 'README.md', 'verification.json']);
 
 /**
  * Copies a source pipeline's components besides the denoiser (model_index.json, scheduler, tokenizers, text
@@ -523,13 +523,15 @@ export const OWN_ENTRIES = new Set(['unet', 'manifest.json', 'quant', 'temporal'
  */
 export function copyComponents(src: string, dst: string, skip: ReadonlySet<string> = OWN_ENTRIES): string[] {
   const copied: string[] = [];
-  // the denoiser's configuration travels with it (unet/config.json: sample size, channels); its graph is written anew
-  const unet = join(src, 'unet');
+  // the denoiser's configuration travels with it (unet/ or transformer/config.json: sample size, channels); its
+  // graph is written anew
+  const folder = denoiserFolder(src, existsSync(join(src, 'model_index.json')) ? readJson(join(src, 'model_index.json'), 'model_index.json') : undefined);
+  const unet = join(src, folder);
   if (existsSync(unet)) {
     for (const f of readdirSync(unet)) {
       if (!f.endsWith('.json')) continue;
-      cpSync(join(unet, f), join(dst, 'unet', f), { dereference: true });
-      copied.push(join('unet', f));
+      cpSync(join(unet, f), join(dst, folder, f), { dereference: true });
+      copied.push(join(folder, f));
     }
   }
   for (const e of readdirSync(src, { withFileTypes: true })) {

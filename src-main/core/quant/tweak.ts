@@ -76,7 +76,7 @@ export class VariantTweaker {
     const fp = loadOnnx(src.unetPath);
     const map = analyzeGraph(fp.model);
     // the edited graph goes to onnxruntime as bytes: external weights are read in
-    const variantPath = join(locatePipeline(variantDir).dir, 'unet', 'model.onnx');
+    const variantPath = locatePipeline(variantDir).unetPath;
     const variant = inlineExternalData(loadOnnx(variantPath).model, dirname(variantPath));
     const indexOf = (m: ModelMsg) => new Map((m.graph!.node ?? []).map((n, i) => [n.name ?? '', i]));
     const fpInits = new Map((fp.model.graph!.initializer ?? []).map((t) => [t.name ?? '', t]));
