@@ -6,7 +6,7 @@
  * (its session replaces the variant's denoiser for the next samples), so a round trip is a graph edit, one session
  * and the samples.
  */
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { DqError } from '../errors.js';
 import { analyzeGraph, type QuantizableLayer } from '../onnx/analysis.js';
 import { encodeModel, floatTensor, inlineExternalData, loadOnnx, type LoadedModel } from '../onnx/io.js';
