@@ -1204,6 +1204,79 @@ def make_sdxl_optimum(out, seed):
            ["sample"], ["latent_parameters"], OPT_ENC_AXES, opset)
 
 
+FLOW_SD3 = {  # FlowMatchEulerDiscreteScheduler as SD3 pipelines save it (diffusers 0.31 fields), shift 3.0
+    "_class_name": "FlowMatchEulerDiscreteScheduler", "_diffusers_version": DIFFUSERS_VERSION, "base_image_seq_len": 256,
+    "base_shift": 0.5, "invert_sigmas": False, "max_image_seq_len": 4096, "max_shift": 1.15, "num_train_timesteps": 1000,
+    "shift": 3.0, "shift_terminal": None, "use_beta_sigmas": False, "use_dynamic_shifting": False,
+    "use_exponential_sigmas": False, "use_karras_sigmas": False,
+}
+
+
+def make_sd3_optimum(out, seed):
+    """StableDiffusion3Pipeline as Optimum writes it, without the T5 encoder (diffusers' text_encoder_3=None: 256 zero
+    tokens in its place): tokenizer/ + text_encoder/ (CLIPTextModelWithProjection, quick_gelu) and tokenizer_2/ (pad
+    "!") + text_encoder_2/ (CLIPTextModelWithProjection, gelu), both with text_embeds, last_hidden_state and
+    hidden_states.0..N; transformer/ (SD3Transformer2DModel conventions: hidden_states [B, 16, h, w],
+    encoder_hidden_states [B, seq, joint_attention_dim] with joint_attention_dim wider than both CLIPs together,
+    pooled_projections [B, 32 + 40], timestep [B] float = sigma x 1000 -> out_hidden_states; patch 2, joint blocks with
+    AdaLayerNormZero, the last block context_pre_only, 2-D sin-cos positions cropped from pos_embed_max_size);
+    vae_decoder/ + vae_encoder/ with 16 latent channels and SD3's scaling_factor 1.5305 and shift_factor 0.0609;
+    scheduler FlowMatchEulerDiscreteScheduler, shift 3.0."""
+    import train_tiny_dit as dit_mod
+    tc1 = text_config(32, 2, 2, "quick_gelu", 32, "CLIPTextModelWithProjection")
+    tc2 = text_config(40, 2, 2, "gelu", 40, "CLIPTextModelWithProjection")
+    dc = {"sample_size": 16, "patch_size": 2, "in_channels": 16, "num_layers": 3, "attention_head_dim": 16,
+          "num_attention_heads": 2, "joint_attention_dim": 96, "caption_projection_dim": 32,
+          "pooled_projection_dim": tc1["projection_dim"] + tc2["projection_dim"], "out_channels": 16, "pos_embed_max_size": 16}
+    vc = vae_config(1.5305, 128, latent_channels=16, shift_factor=0.0609)
+    te1 = seeded(seed, lambda: CLIPText(tc1))
+    te2 = seeded(seed + 1, lambda: CLIPText(tc2))
+    te1.hidden = te2.hidden = True
+
+    def build():
+        m = dit_mod.SD3Transformer2DModel(dc)
+        # random weights everywhere: the adaLN-Zero initialisation would make a random fixture's output 0
+        for mod in m.modules():
+            if isinstance(mod, nn.Linear) and float(mod.weight.abs().sum()) == 0.0:
+                nn.init.normal_(mod.weight, std=0.05)
+                nn.init.normal_(mod.bias, std=0.05)
+        return m
+
+    tr = seeded(seed + 2, build)
+    vae = seeded(seed + 3, lambda: AutoencoderKL(vc))
+    write_json(os.path.join(out, "model_index.json"), {
+        "_class_name": "StableDiffusion3Pipeline", "_diffusers_version": DIFFUSERS_VERSION, "feature_extractor": [None, None],
+        "image_encoder": [None, None], "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModelWithProjection"], "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+        "text_encoder_3": [None, None], "tokenizer": ["transformers", "CLIPTokenizer"], "tokenizer_2": ["transformers", "CLIPTokenizer"],
+        "tokenizer_3": [None, None], "transformer": ["diffusers", "SD3Transformer2DModel"], "vae": ["diffusers", "AutoencoderKL"],
+    })
+    write_json(os.path.join(out, "scheduler", "scheduler_config.json"), FLOW_SD3)
+    write_tokenizer(os.path.join(out, "tokenizer"))
+    write_tokenizer(os.path.join(out, "tokenizer_2"), pad="!")
+    write_json(os.path.join(out, "text_encoder", "config.json"), tc1)
+    write_json(os.path.join(out, "text_encoder_2", "config.json"), tc2)
+    write_json(os.path.join(out, "transformer", "config.json"),
+               dict({"_class_name": "SD3Transformer2DModel", "_diffusers_version": DIFFUSERS_VERSION, "dual_attention_layers": [], "qk_norm": None}, **dc))
+    write_json(os.path.join(out, "vae_decoder", "config.json"), vc)
+    write_json(os.path.join(out, "vae_encoder", "config.json"), vc)
+    opset = 17
+    hid = lambda c: [f"hidden_states.{i}" for i in range(c["num_hidden_layers"] + 1)]
+    seq = {0: "batch_size", 1: "sequence_length"}
+    for te, tc, folder in ((te1, tc1, "text_encoder"), (te2, tc2, "text_encoder_2")):
+        axes = {"input_ids": seq, "text_embeds": {0: "batch_size"}, "last_hidden_state": seq, **{h: seq for h in hid(tc)}}
+        export(te, (sample_ids(),), os.path.join(out, folder, "model.onnx"), ["input_ids"], ["text_embeds", "last_hidden_state"] + hid(tc), axes, opset)
+    lat = torch.randn(2, 16, 16, 16)
+    args = (lat, torch.randn(2, 77 + 256, dc["joint_attention_dim"]), torch.randn(2, dc["pooled_projection_dim"]), torch.tensor([1000.0, 1000.0]))
+    axes = {"hidden_states": {0: "batch_size", 2: "height", 3: "width"}, "encoder_hidden_states": seq, "pooled_projections": {0: "batch_size"},
+            "timestep": {0: "step"}, "out_hidden_states": {0: "batch_size", 2: "height", 3: "width"}}
+    export(tr, args, os.path.join(out, "transformer", "model.onnx"), ["hidden_states", "encoder_hidden_states", "pooled_projections", "timestep"],
+           ["out_hidden_states"], axes, opset)
+    export(as_mode(vae, "decode"), (lat,), os.path.join(out, "vae_decoder", "model.onnx"), ["latent_sample"], ["sample"], OPT_DEC_AXES, opset)
+    export(as_mode(vae, "parameters"), (torch.randn(1, 3, 128, 128),), os.path.join(out, "vae_encoder", "model.onnx"),
+           ["sample"], ["latent_parameters"], OPT_ENC_AXES, opset)
+
+
 # google/ddpm-cifar10-32's schedule (linear betas 1e-4..0.02 over 1000 steps, fixed_small, clip_sample) with every
 # field DDPMScheduler.save_config writes in diffusers 0.31
 DDPM = {
@@ -1272,6 +1345,8 @@ def main():
             make_sd15_legacy(out, args.seed, args.legacy_timestep)
         elif name == "sdxl-optimum":
             make_sdxl_optimum(out, args.seed + 10)
+        elif name == "sd3-optimum":
+            make_sd3_optimum(out, args.seed + 30)
         elif name == "ddpm-plain":
             make_ddpm_plain(out, args.seed + 20)
         elif name == "lcm-optimum":
