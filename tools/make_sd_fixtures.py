@@ -1277,6 +1277,367 @@ def make_sd3_optimum(out, seed):
            ["sample"], ["latent_parameters"], OPT_ENC_AXES, opset)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Flux: a T5 encoder, its Unigram tokenizer.json, and FluxTransformer2DModel in miniature
+
+T5_WORDS = ["a", "photo", "of", "the", "cat", "dog", "red", "blue", "green", "on", "grass", "in", "with", "and", "sky"]
+
+
+def write_t5_tokenizer(folder, max_length):
+    """tokenizer.json (+ tokenizer_config.json, special_tokens_map.json) as T5TokenizerFast saves it, over a small
+    Unigram vocabulary: <pad> 0, </s> 1, <unk> 2, then "▁" + word pieces, "▁" and single characters; Metaspace
+    pre-tokenizer, a post-processor that appends </s> (T5 adds no BOS)."""
+    os.makedirs(folder, exist_ok=True)
+    pieces = [["<pad>", 0.0], ["</s>", 0.0], ["<unk>", 0.0], ["\u2581", -2.0]]
+    pieces += [["\u2581" + w, -3.0 - 0.01 * i] for i, w in enumerate(T5_WORDS)]
+    pieces += [[c, -8.0 - 0.01 * i] for i, c in enumerate("abcdefghijklmnopqrstuvwxyz0123456789.,!'-")]
+    special = lambda i, c: {"id": i, "content": c, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True}
+    tj = {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": [special(0, "<pad>"), special(1, "</s>"), special(2, "<unk>")],
+        "normalizer": {"type": "Sequence", "normalizers": [{"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]},
+        "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True},
+        "post_processor": {"type": "TemplateProcessing",
+                           "single": [{"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "</s>", "type_id": 0}}],
+                           "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "</s>", "type_id": 0}},
+                                    {"Sequence": {"id": "B", "type_id": 0}}, {"SpecialToken": {"id": "</s>", "type_id": 0}}],
+                           "special_tokens": {"</s>": {"id": "</s>", "ids": [1], "tokens": ["</s>"]}}},
+        "decoder": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True},
+        "model": {"type": "Unigram", "unk_id": 2, "vocab": pieces, "byte_fallback": False},
+    }
+    with open(os.path.join(folder, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(tj, f, ensure_ascii=False, indent=2)
+        f.write("\n")
+    write_json(os.path.join(folder, "special_tokens_map.json"), {"eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"})
+    write_json(os.path.join(folder, "tokenizer_config.json"), {
+        "add_prefix_space": True, "added_tokens_decoder": {"0": added("<pad>", False), "1": added("</s>", False), "2": added("<unk>", False)},
+        "clean_up_tokenization_spaces": True, "eos_token": "</s>", "extra_ids": 0, "legacy": True, "model_max_length": max_length,
+        "pad_token": "<pad>", "sp_model_kwargs": {}, "tokenizer_class": "T5Tokenizer", "unk_token": "<unk>"})
+    return len(pieces)
+
+
+class T5LayerNorm(nn.Module):
+    def __init__(self, d, eps=1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+        self.eps = eps
+
+    def forward(self, x):
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+
+
+def t5_bucket(rel, num_buckets=32, max_distance=128):
+    """transformers T5Attention._relative_position_bucket, bidirectional."""
+    num_buckets //= 2
+    ret = (rel > 0).long() * num_buckets
+    n = torch.abs(rel)
+    max_exact = num_buckets // 2
+    is_small = n < max_exact
+    large = max_exact + (torch.log(n.float() / max_exact + 1e-6) / math.log(max_distance / max_exact) * (num_buckets - max_exact)).long()
+    large = torch.min(large, torch.full_like(large, num_buckets - 1))
+    return ret + torch.where(is_small, n, large)
+
+
+class T5Block(nn.Module):
+    def __init__(self, d, heads, dkv, ff, bias):
+        super().__init__()
+        self.heads, self.dkv = heads, dkv
+        self.ln1, self.ln2 = T5LayerNorm(d), T5LayerNorm(d)
+        self.q, self.k, self.v = (nn.Linear(d, heads * dkv, bias=False) for _ in range(3))
+        self.o = nn.Linear(heads * dkv, d, bias=False)
+        self.relative_attention_bias = nn.Embedding(32, heads) if bias else None
+        self.wi_0, self.wi_1 = nn.Linear(d, ff, bias=False), nn.Linear(d, ff, bias=False)
+        self.wo = nn.Linear(ff, d, bias=False)
+
+    def forward(self, x, pos_bias):
+        b, n, _ = x.shape
+        h = self.ln1(x)
+        split = lambda t: t.reshape(b, n, self.heads, self.dkv).transpose(1, 2)
+        q, k, v = split(self.q(h)), split(self.k(h)), split(self.v(h))
+        if self.relative_attention_bias is not None:
+            pos = torch.arange(n)
+            pos_bias = self.relative_attention_bias(t5_bucket(pos[None, :] - pos[:, None])).permute(2, 0, 1)[None]
+        w = torch.softmax(q @ k.transpose(-1, -2) + pos_bias, dim=-1)  # T5: no 1/sqrt(d) scaling
+        x = x + self.o((w @ v).transpose(1, 2).reshape(b, n, -1))
+        h = self.ln2(x)
+        return x + self.wo(F.gelu(self.wi_0(h), approximate="tanh") * self.wi_1(h)), pos_bias
+
+
+class T5Encoder(nn.Module):
+    """T5EncoderModel (v1.1: gated-gelu feed-forward, RMS layer norms, relative position bias from the first block) ->
+    last_hidden_state."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.shared = nn.Embedding(c["vocab_size"], c["d_model"])
+        self.block = nn.ModuleList([T5Block(c["d_model"], c["num_heads"], c["d_kv"], c["d_ff"], i == 0) for i in range(c["num_layers"])])
+        self.final_layer_norm = T5LayerNorm(c["d_model"])
+
+    def forward(self, input_ids):
+        x = self.shared(input_ids)
+        bias = None
+        for blk in self.block:
+            x, bias = blk(x, bias)
+        return self.final_layer_norm(x)
+
+
+def t5_config(vocab, d=24, layers=2, heads=2, dkv=8, ff=48):
+    return {"_name_or_path": "", "architectures": ["T5EncoderModel"], "d_ff": ff, "d_kv": dkv, "d_model": d,
+            "dense_act_fn": "gelu_new", "dropout_rate": 0.0, "eos_token_id": 1, "feed_forward_proj": "gated-gelu",
+            "is_encoder_decoder": True, "is_gated_act": True, "layer_norm_epsilon": 1e-6, "model_type": "t5",
+            "num_decoder_layers": layers, "num_heads": heads, "num_layers": layers, "pad_token_id": 0,
+            "relative_attention_max_distance": 128, "relative_attention_num_buckets": 32, "torch_dtype": "float32",
+            "transformers_version": "4.46.3", "use_cache": True, "vocab_size": vocab}
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, d, eps=1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+        self.eps = eps
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def flux_rope(ids, axes, theta=10000.0):
+    """FluxPosEmbed: per id axis, cos/sin of id x omega_k (k < axes_dim / 2), each repeated twice (interleaved pairs)."""
+    cos, sin = [], []
+    for i, d in enumerate(axes):
+        omega = 1.0 / theta ** (torch.arange(0, d, 2, dtype=torch.float32) / d)
+        f = ids[:, i:i + 1].float() * omega[None, :]
+        cos.append(torch.cos(f).repeat_interleave(2, dim=1))
+        sin.append(torch.sin(f).repeat_interleave(2, dim=1))
+    return torch.cat(cos, dim=-1), torch.cat(sin, dim=-1)
+
+
+def apply_rope(x, cos, sin):
+    """x [B, H, S, D]; rotate interleaved pairs (x1, x2) -> (-x2, x1)."""
+    b, h, s_, d = x.shape
+    pairs = x.reshape(b, h, s_, d // 2, 2)
+    rot = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).reshape(b, h, s_, d)
+    return x * cos[None, None] + rot * sin[None, None]
+
+
+class FluxAttention(nn.Module):
+    def __init__(self, d, heads, joint, pre_only):
+        super().__init__()
+        self.heads = heads
+        hd = d // heads
+        self.to_q, self.to_k, self.to_v = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.norm_q, self.norm_k = RMSNorm(hd), RMSNorm(hd)
+        self.joint = joint
+        if joint:
+            self.add_q_proj, self.add_k_proj, self.add_v_proj = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+            self.norm_added_q, self.norm_added_k = RMSNorm(hd), RMSNorm(hd)
+            self.to_add_out = nn.Linear(d, d)
+        self.to_out = None if pre_only else nn.ModuleList([nn.Linear(d, d)])
+
+    def forward(self, x, cos, sin, c=None):
+        b, n, d = x.shape
+        hd = d // self.heads
+        split = lambda t: t.reshape(b, -1, self.heads, hd).transpose(1, 2)
+        q, k, v = self.norm_q(split(self.to_q(x))), self.norm_k(split(self.to_k(x))), split(self.to_v(x))
+        if c is not None:
+            # Flux puts the text tokens first
+            q = torch.cat([self.norm_added_q(split(self.add_q_proj(c))), q], dim=2)
+            k = torch.cat([self.norm_added_k(split(self.add_k_proj(c))), k], dim=2)
+            v = torch.cat([split(self.add_v_proj(c)), v], dim=2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        w = torch.softmax((q @ k.transpose(-1, -2)) * hd ** -0.5, dim=-1)
+        o = (w @ v).transpose(1, 2).reshape(b, -1, d)
+        if c is not None:
+            m = c.shape[1]
+            return self.to_out[0](o[:, m:]), self.to_add_out(o[:, :m])
+        return o
+
+
+class FluxDoubleBlock(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        import train_tiny_dit as dm
+        self.norm1, self.norm1_context = dm.AdaZero(d), dm.AdaZero(d)
+        self.attn = FluxAttention(d, heads, True, False)
+        self.norm2, self.norm2_context = dm.PlainLayerNorm(d), dm.PlainLayerNorm(d)
+        self.ff, self.ff_context = dm.FeedForward(d), dm.FeedForward(d)
+
+    def forward(self, x, c, temb, cos, sin):
+        nx, g, sh2, sc2, g2 = self.norm1(x, temb)
+        nc, cg, csh2, csc2, cg2 = self.norm1_context(c, temb)
+        ax, ac = self.attn(nx, cos, sin, nc)
+        x = x + g[:, None] * ax
+        x = x + g2[:, None] * self.ff(self.norm2(x) * (1 + sc2[:, None]) + sh2[:, None])
+        c = c + cg[:, None] * ac
+        c = c + cg2[:, None] * self.ff_context(self.norm2_context(c) * (1 + csc2[:, None]) + csh2[:, None])
+        return x, c
+
+
+class FluxSingleBlock(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        import train_tiny_dit as dm
+        self.norm = nn.Module()
+        self.norm.linear = nn.Linear(d, 3 * d)
+        self.norm.norm = dm.PlainLayerNorm(d)
+        self.proj_mlp = nn.Linear(d, 4 * d)
+        self.attn = FluxAttention(d, heads, False, True)
+        self.proj_out = nn.Linear(5 * d, d)
+
+    def forward(self, x, temb, cos, sin):
+        sh, sc, g = self.norm.linear(F.silu(temb)).chunk(3, dim=1)
+        h = self.norm.norm(x) * (1 + sc[:, None]) + sh[:, None]
+        mlp = F.gelu(self.proj_mlp(h), approximate="tanh")
+        out = self.proj_out(torch.cat([self.attn(h, cos, sin), mlp], dim=2))
+        return x + g[:, None] * out
+
+
+class FluxTransformer(nn.Module):
+    """FluxTransformer2DModel: packed latents [B, tokens, 4 C] -> [B, tokens, 4 C]; timestep = sigma (x 1000 inside),
+    guidance (x 1000 inside) when guidance_embeds; rotary positions from cat(txt_ids, img_ids)."""
+
+    def __init__(self, c):
+        super().__init__()
+        import train_tiny_dit as dm
+        d = c["num_attention_heads"] * c["attention_head_dim"]
+        self.c = c
+        self.x_embedder = nn.Linear(c["in_channels"], d)
+        self.context_embedder = nn.Linear(c["joint_attention_dim"], d)
+        self.time_text_embed = nn.Module()
+        self.time_text_embed.timestep_embedder = dm.Mlp2(256, d)
+        self.time_text_embed.guidance_embedder = dm.Mlp2(256, d) if c["guidance_embeds"] else None
+        self.time_text_embed.text_embedder = dm.Mlp2(c["pooled_projection_dim"], d)
+        self.transformer_blocks = nn.ModuleList([FluxDoubleBlock(d, c["num_attention_heads"]) for _ in range(c["num_layers"])])
+        self.single_transformer_blocks = nn.ModuleList([FluxSingleBlock(d, c["num_attention_heads"]) for _ in range(c["num_single_layers"])])
+        self.norm_out = dm.AdaContinuous(d)
+        self.proj_out = nn.Linear(d, c["in_channels"])
+
+    def forward(self, hidden_states, encoder_hidden_states, pooled_projections, timestep, img_ids, txt_ids, guidance=None):
+        tt = self.time_text_embed
+        temb = tt.timestep_embedder(Timesteps(256)(timestep * 1000)) + tt.text_embedder(pooled_projections)
+        if tt.guidance_embedder is not None:
+            temb = temb + tt.guidance_embedder(Timesteps(256)(guidance * 1000))
+        x = self.x_embedder(hidden_states)
+        c = self.context_embedder(encoder_hidden_states)
+        cos, sin = flux_rope(torch.cat([txt_ids, img_ids], dim=0), self.c["axes_dims_rope"])
+        for blk in self.transformer_blocks:
+            x, c = blk(x, c, temb, cos, sin)
+        m = c.shape[1]
+        xc = torch.cat([c, x], dim=1)
+        for blk in self.single_transformer_blocks:
+            xc = blk(xc, temb, cos, sin)
+        return self.proj_out(self.norm_out(xc[:, m:], temb))
+
+
+FLOW_FLUX = dict(FLOW_SD3, base_image_seq_len=256, max_image_seq_len=4096, shift=3.0, use_dynamic_shifting=True)
+
+
+def make_flux_optimum(out, seed):
+    """FluxPipeline (FLUX.1-dev's conventions) as Optimum writes it: tokenizer/ + text_encoder/ (CLIPTextModel: only
+    pooler_output is read), tokenizer_2/ (T5 Unigram tokenizer.json, max length 64 here) + text_encoder_2/
+    (T5EncoderModel -> last_hidden_state); transformer/ (FluxTransformer2DModel: hidden_states packed 2x2 [B, (h/2)(w/2),
+    64], encoder_hidden_states [B, seq, 24], pooled_projections [B, 32], timestep [B] = sigma, img_ids [(h/2)(w/2), 3]
+    and txt_ids [seq, 3] as int64, guidance [B] -> out_hidden_states), 16 latent channels, Flux's VAE scaling 0.3611
+    and shift 0.1159, FlowMatchEulerDiscreteScheduler with dynamic shifting. transformer/config.json carries a
+    sample_size (16 latents) that Flux's config does not have (diffusers ignores it): without it the default would be
+    diffusers' 128 latents, 4,096 tokens, too slow for tests."""
+    tc = text_config(32, 2, 2, "quick_gelu", 32, "CLIPTextModel")
+    vocab = write_t5_tokenizer(os.path.join(out, "tokenizer_2"), 64)
+    t5c = t5_config(vocab)
+    fc = {"_class_name": "FluxTransformer2DModel", "_diffusers_version": DIFFUSERS_VERSION, "attention_head_dim": 16,
+          "axes_dims_rope": [4, 6, 6], "guidance_embeds": True, "in_channels": 64, "joint_attention_dim": t5c["d_model"],
+          "num_attention_heads": 2, "num_layers": 2, "num_single_layers": 2, "out_channels": None, "patch_size": 1,
+          "pooled_projection_dim": tc["hidden_size"], "sample_size": 16}
+    vc = vae_config(0.3611, 128, latent_channels=16, shift_factor=0.1159)
+    te = seeded(seed, lambda: CLIPText(tc))
+    t5 = seeded(seed + 1, lambda: T5Encoder(t5c))
+
+    def build():
+        m = FluxTransformer(fc)
+        for mod in m.modules():
+            if isinstance(mod, nn.Linear) and float(mod.weight.abs().sum()) == 0.0:
+                nn.init.normal_(mod.weight, std=0.05)
+                nn.init.normal_(mod.bias, std=0.05)
+        return m
+
+    tr = seeded(seed + 2, build)
+    vae = seeded(seed + 3, lambda: AutoencoderKL(vc))
+    write_json(os.path.join(out, "model_index.json"), {
+        "_class_name": "FluxPipeline", "_diffusers_version": DIFFUSERS_VERSION, "feature_extractor": [None, None],
+        "image_encoder": [None, None], "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"], "text_encoder_2": ["transformers", "T5EncoderModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"], "tokenizer_2": ["transformers", "T5TokenizerFast"],
+        "transformer": ["diffusers", "FluxTransformer2DModel"], "vae": ["diffusers", "AutoencoderKL"],
+    })
+    write_json(os.path.join(out, "scheduler", "scheduler_config.json"), FLOW_FLUX)
+    write_tokenizer(os.path.join(out, "tokenizer"))
+    write_json(os.path.join(out, "text_encoder", "config.json"), tc)
+    write_json(os.path.join(out, "text_encoder_2", "config.json"), t5c)
+    write_json(os.path.join(out, "transformer", "config.json"), fc)
+    write_json(os.path.join(out, "vae_decoder", "config.json"), vc)
+    write_json(os.path.join(out, "vae_encoder", "config.json"), vc)
+    opset = 17
+    seq = {0: "batch_size", 1: "sequence_length"}
+    export(te, (sample_ids(),), os.path.join(out, "text_encoder", "model.onnx"), ["input_ids"], ["last_hidden_state", "pooler_output"], OPT_TEXT_AXES, opset)
+    ids = torch.zeros(2, 64, dtype=torch.long)
+    ids[:, :3] = torch.tensor([4, 5, 6])
+    ids[:, 3] = 1
+    export(t5, (ids,), os.path.join(out, "text_encoder_2", "model.onnx"), ["input_ids"], ["last_hidden_state"],
+           {"input_ids": seq, "last_hidden_state": seq}, opset)
+    n = 8 * 8
+    img_ids = torch.stack([torch.zeros(n, dtype=torch.long), torch.arange(n) // 8, torch.arange(n) % 8], dim=1)
+    args = (torch.randn(2, n, 64), torch.randn(2, 64, t5c["d_model"]), torch.randn(2, tc["hidden_size"]), torch.tensor([1.0, 1.0]),
+            img_ids, torch.zeros(64, 3, dtype=torch.long), torch.tensor([3.5, 3.5]))
+    axes = {"hidden_states": {0: "batch_size", 1: "packed_height_width"}, "encoder_hidden_states": seq, "pooled_projections": {0: "batch_size"},
+            "timestep": {0: "batch_size"}, "img_ids": {0: "packed_height_width"}, "txt_ids": {0: "sequence_length"}, "guidance": {0: "batch_size"},
+            "out_hidden_states": {0: "batch_size", 1: "packed_height_width"}}
+    export(tr, args, os.path.join(out, "transformer", "model.onnx"),
+           ["hidden_states", "encoder_hidden_states", "pooled_projections", "timestep", "img_ids", "txt_ids", "guidance"],
+           ["out_hidden_states"], axes, opset)
+    lat = torch.randn(2, 16, 16, 16)
+    export(as_mode(vae, "decode"), (lat,), os.path.join(out, "vae_decoder", "model.onnx"), ["latent_sample"], ["sample"], OPT_DEC_AXES, opset)
+    export(as_mode(vae, "parameters"), (torch.randn(1, 3, 128, 128),), os.path.join(out, "vae_encoder", "model.onnx"),
+           ["sample"], ["latent_parameters"], OPT_ENC_AXES, opset)
+    write_flux_reference(out + ".reference.json", te, t5, tr, tc, FLOW_FLUX)
+
+
+@torch.no_grad()
+def write_flux_reference(path, te, t5, tr, tc, sched, steps=4, guidance=3.5):
+    """FluxPipeline's loop replayed in PyTorch on the fixture's own modules (beside the fixture, not inside it): prompt
+    "a photo of cat" (CLIP ids from the fixture vocabulary; T5 ids ▁a ▁photo ▁of ▁cat </s>, padded with <pad> to 64),
+    the initial latents x0[c, y, x] = sin(0.37 c + 0.11 y + 0.07 x) (16x16x16), packed 2x2; sigmas linspace(1, 1/N, N)
+    with the dynamic shift mu = calculate_shift(64 tokens); timestep = sigma, guidance 3.5; x <- x + (s' - s) v."""
+    clip_ids = torch.full((1, 77), VOCAB[EOS], dtype=torch.long)
+    clip_ids[0, 0] = VOCAB[BOS]
+    clip_ids[0, 1:5] = torch.tensor([VOCAB["a</w>"], VOCAB["photo</w>"], VOCAB["of</w>"], VOCAB["cat</w>"]])
+    t5_ids = torch.zeros(1, 64, dtype=torch.long)
+    words = {w: 4 + i for i, w in enumerate(T5_WORDS)}
+    t5_ids[0, :5] = torch.tensor([words["a"], words["photo"], words["of"], words["cat"], 1])
+    pooled = te(clip_ids)[1]
+    hidden = t5(t5_ids)
+    C, H, W = 16, 16, 16
+    c, y, x = torch.meshgrid(torch.arange(C), torch.arange(H), torch.arange(W), indexing="ij")
+    x0 = torch.sin(0.37 * c + 0.11 * y + 0.07 * x).float()[None]
+    pack = lambda z: z.reshape(1, C, H // 2, 2, W // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(1, (H // 2) * (W // 2), C * 4)
+    unpack = lambda z: z.reshape(1, H // 2, W // 2, C, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(1, C, H, W)
+    n = (H // 2) * (W // 2)
+    m = (sched["max_shift"] - sched["base_shift"]) / (sched["max_image_seq_len"] - sched["base_image_seq_len"])
+    mu = n * m + sched["base_shift"] - m * sched["base_image_seq_len"]
+    sig = np.linspace(1.0, 1 / steps, steps).astype(np.float32).astype(np.float64)
+    sig = math.exp(mu) / (math.exp(mu) + (1 / sig - 1))
+    sig = np.append(sig.astype(np.float32).astype(np.float64), 0.0)
+    img_ids = torch.stack([torch.zeros(n, dtype=torch.long), torch.arange(n) // (W // 2), torch.arange(n) % (W // 2)], dim=1)
+    txt_ids = torch.zeros(64, 3, dtype=torch.long)
+    lat = pack(x0).double()
+    for i in range(steps):
+        v = tr(lat.float(), hidden, pooled, torch.tensor([sig[i]], dtype=torch.float32), img_ids, txt_ids, torch.tensor([guidance]))
+        lat = lat + (sig[i + 1] - sig[i]) * v.double()
+    write_json(path, {
+        "about": "tools/make_sd_fixtures.py: FluxPipeline's sampling loop in PyTorch on the flux-optimum fixture's modules",
+        "prompt": "a photo of cat", "steps": steps, "guidance": guidance, "init": "sin(0.37 c + 0.11 y + 0.07 x), [16, 16, 16]",
+        "sigmas": [float(v) for v in sig], "final": [round(float(v), 7) for v in unpack(lat).flatten()],
+    })
+
+
 # google/ddpm-cifar10-32's schedule (linear betas 1e-4..0.02 over 1000 steps, fixed_small, clip_sample) with every
 # field DDPMScheduler.save_config writes in diffusers 0.31
 DDPM = {
@@ -1345,6 +1706,8 @@ def main():
             make_sd15_legacy(out, args.seed, args.legacy_timestep)
         elif name == "sdxl-optimum":
             make_sdxl_optimum(out, args.seed + 10)
+        elif name == "flux-optimum":
+            make_flux_optimum(out, args.seed + 40)
         elif name == "sd3-optimum":
             make_sd3_optimum(out, args.seed + 30)
         elif name == "ddpm-plain":

@@ -83,7 +83,9 @@ export function formatInfo(i: PipelineInfo): string {
       ? `text       ${
           text.kind === 'sdxl'
             ? `SDXL: both encoders' penultimate hidden states + text_embeds + time_ids, width ${text.width ?? '?'}`
-            : text.kind === 'sd3' && text.sd3
+            : text.kind === 'flux'
+              ? `Flux: T5 last_hidden_state (width ${text.width ?? '?'}, ${text.tokenizers[1]?.maxLength ?? '?'} tokens) + CLIP pooler_output; latents packed 2x2, rotary img_ids/txt_ids${i.unet.io.guidanceInput ? `, guidance as an input (${i.unet.io.guidanceInput}), no CFG batch` : ', no CFG batch'}; timestep = sigma`
+              : text.kind === 'sd3' && text.sd3
               ? `SD3: the CLIP encoders' penultimate hidden states (width ${text.width ?? '?'}${text.width !== text.sd3.width ? `, zero-padded to ${text.sd3.width}` : ''}) + ${text.sd3.t5Tokens} zero tokens in T5's place (max_sequence_length); pooled text_embeds`
               : `CLIP last_hidden_state, width ${text.width ?? '?'}`
         }; ` +

@@ -146,6 +146,44 @@ export function embedFragment(model: ModelMsg, f: Fragment, opts: { after?: stri
 export function raiseOpset(model: ModelMsg, version: number): void {
   const ops = model.opset_import ?? [];
   const def = ops.find((o) => !o.domain || o.domain === 'ai.onnx');
+  const from = def ? Number(def.version ?? 0) : 1;
   if (!def) model.opset_import = [...ops, { domain: '', version }];
-  else if (Number(def.version ?? 0) < version) def.version = version;
+  else if (from < version) def.version = version;
+  if (from < version) upgradeAxes(model, from, version);
+}
+
+/** Ops whose `axes` attribute became an input (ReduceSum, Squeeze, Unsqueeze at opset 13; the other reductions at 18). */
+const AXES_INPUT_SINCE: Record<string, number> = {
+  ReduceSum: 13, Squeeze: 13, Unsqueeze: 13,
+  ReduceMean: 18, ReduceMax: 18, ReduceMin: 18, ReduceProd: 18, ReduceL1: 18, ReduceL2: 18, ReduceLogSum: 18, ReduceLogSumExp: 18, ReduceSumSquare: 18,
+};
+
+/**
+ * The graph's nodes rewritten for the raised opset where an attribute became an input: `axes` of the reductions,
+ * Squeeze and Unsqueeze (an int64 initializer), and Split's `split` (opset 13). Graphs exported at opset 17 use
+ * ReduceMean with an axes attribute (RMS norms); raising the opset for a fragment must keep them valid.
+ */
+function upgradeAxes(model: ModelMsg, from: number, to: number): void {
+  const graph = model.graph;
+  if (!graph) return;
+  const added: Record<string, unknown>[] = [];
+  let k = 0;
+  for (const n of graph.node ?? []) {
+    if (n.domain) continue;
+    const op = n.op_type ?? '';
+    const since = op === 'Split' ? 13 : AXES_INPUT_SINCE[op];
+    if (since === undefined || !(from < since && to >= since)) continue;
+    const attrName = op === 'Split' ? 'split' : 'axes';
+    const node = n as { attribute?: { name?: string | null; ints?: unknown[] | null }[] };
+    const attrs = node.attribute ?? [];
+    const at = attrs.findIndex((a) => a.name === attrName);
+    if (at < 0) continue;
+    const values = (attrs[at]!.ints ?? []).map((v) => BigInt(String(v)));
+    const name = `dq_opset/${attrName}_${k++}`;
+    added.push(tensorProto({ name, dtype: 'int64', dims: [values.length], data: BigInt64Array.from(values) }));
+    node.attribute = attrs.filter((_, i) => i !== at);
+    // the attribute form has the data input only; `axes` (or Split's `split`) becomes input 1
+    n.input = [n.input?.[0] ?? '', name, ...(n.input ?? []).slice(1)];
+  }
+  if (added.length) graph.initializer = [...(graph.initializer ?? []), ...(added as NonNullable<typeof graph.initializer>)];
 }

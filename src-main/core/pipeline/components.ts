@@ -32,7 +32,7 @@ const FAMILIES: Record<string, Family> = {
   StableDiffusionXLPipeline: { name: 'Stable Diffusion XL', task: 'text-to-image', sampled: true },
   LatentConsistencyModelPipeline: { name: 'Latent Consistency Model', task: 'text-to-image', sampled: true },
   StableDiffusion3Pipeline: { name: 'Stable Diffusion 3 (DiT, flow matching)', task: 'text-to-image', sampled: true },
-  FluxPipeline: { name: 'Flux (DiT, flow matching)', task: 'text-to-image', sampled: false },
+  FluxPipeline: { name: 'Flux (DiT, flow matching)', task: 'text-to-image', sampled: true },
   PixArtAlphaPipeline: { name: 'PixArt-α (DiT)', task: 'text-to-image', sampled: false },
   PixArtSigmaPipeline: { name: 'PixArt-Σ (DiT)', task: 'text-to-image', sampled: false },
   SanaPipeline: { name: 'Sana (DiT)', task: 'text-to-image', sampled: false },

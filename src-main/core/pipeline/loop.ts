@@ -31,7 +31,7 @@ export async function predictEps(p: Pipeline, session: Session, x: Float64Array,
   const [C, H, W] = p.index.sampleShape;
   const guided = guidedRun(p, guidance);
   const out = (await session.run(await buildFeeds(p, x, t, labels, guided, b, p.extraFeeds, guidance), [p.io.output]))[p.io.output]!;
-  return combineGuided(out, guidance, guided, b, C * H * W);
+  return combineGuided(out, guidance, guided, b, C * H * W, p.io.packed ? p.index.sampleShape : undefined);
 }
 
 export interface StepView {

@@ -21,6 +21,7 @@ import { MAX_GUIDANCE, type ExtraFeeds } from './sample.js';
 import { resolveCodec, type LatentCodec } from './codec.js';
 import { isFloatType, type FloatType } from './dtypes.js';
 import { loadPipelineTokenizer, resolveEncoder, TextConditioner, type TextEncoderSpec, type TextKind } from './text.js';
+import { loadT5Tokenizer } from './t5-tokenizer.js';
 
 export interface PipelineIndex {
   className: string;
@@ -58,6 +59,18 @@ export interface UnetIO {
   /** Static widths where the graph states them. */
   widths?: { encoderHiddenStates: number | null; textEmbeds: number | null; timeIds: number | null; timestepCond: number | null };
   output: string;
+  /** Flux: latents packed 2x2 into tokens ([rows, (h/2)(w/2), 4C] in and out), rotary position ids and the
+   * guidance input; the timestep is fed as sigma (t / 1000). */
+  packed?: boolean;
+  imgIds?: string | null;
+  txtIds?: string | null;
+  /** [n, 3] (diffusers >= 0.31) or [rows, n, 3] (earlier exports); int64 (Optimum) or float32 (TensorRT, ModelOpt). */
+  idsRank?: 2 | 3;
+  idsType?: 'int64' | 'float32';
+  /** A guidance-distilled transformer's guidance input (Flux-dev): fed the guidance scale, no CFG batch. */
+  guidanceInput?: string | null;
+  /** What the timestep input is fed: t x timestepScale (Flux: 1/1000, sigma). */
+  timestepScale?: number;
   /** False when a variant's denoiser no longer reads the input (its time-only region was cut out). */
   feedsTimestep?: boolean;
   feedsClassLabels?: boolean;
@@ -202,7 +215,7 @@ function parseIndex(raw: unknown, path: string): Omit<PipelineIndex, 'sampleShap
 }
 
 /** diffusers' default guidance_scale per pipeline class (StableDiffusionPipeline and the legacy ONNX one: 7.5). */
-const DEFAULT_TEXT_GUIDANCE: Record<string, number> = { StableDiffusionXLPipeline: 5, LatentConsistencyModelPipeline: 8.5, StableDiffusion3Pipeline: 7 };
+const DEFAULT_TEXT_GUIDANCE: Record<string, number> = { StableDiffusionXLPipeline: 5, LatentConsistencyModelPipeline: 8.5, StableDiffusion3Pipeline: 7, FluxPipeline: 3.5 };
 
 function checkShapeSize(shape: number[], where: string): void {
   if (shape.some((n) => n > MAX_SAMPLE_DIM) || shape.reduce((a, b) => a * b, 1) > MAX_SAMPLE_VALUES) {
@@ -215,7 +228,19 @@ function checkShapeSize(shape: number[], where: string): void {
  * unet/config.json (in_channels, sample_size, as diffusers derives the default size), then the legacy ONNX
  * pipeline's 512x512 images.
  */
-function sampleShapeOf(dir: string, label: string, sample: IoMeta, legacyShape: [number, number, number] | null, codec: LatentCodec | null, legacyPipeline: boolean, cfg: Record<string, unknown> | null, folder = 'unet'): { shape: [number, number, number]; source: string } {
+function sampleShapeOf(dir: string, label: string, sample: IoMeta, legacyShape: [number, number, number] | null, codec: LatentCodec | null, legacyPipeline: boolean, cfg: Record<string, unknown> | null, folder = 'unet', packed = false): { shape: [number, number, number]; source: string } {
+  if (packed) {
+    // Flux: in_channels counts the packed 2x2 channels; the default size is diffusers' default_sample_size (128
+    // latents, 1024-pixel images) unless the config names a sample_size
+    const inC = typeof cfg?.in_channels === 'number' ? cfg.in_channels : (sample.shape?.[2] as number | undefined);
+    const C = typeof inC === 'number' && inC > 0 && inC % 4 === 0 ? inC / 4 : (codec?.latentChannels ?? null);
+    if (C === null) throw new DqError('BAD_MODEL', `${label}: cannot tell the latent channels: ${folder}/config.json gives no in_channels`);
+    const ss = cfg?.sample_size;
+    const n = typeof ss === 'number' && Number.isSafeInteger(ss) && ss > 0 ? ss : 128;
+    const shape: [number, number, number] = [C, n, n];
+    checkShapeSize(shape, `${label}: the sample`);
+    return { shape, source: typeof ss === 'number' ? `${folder}/config.json: sample_size` : "Flux's default (128 latents, diffusers' default_sample_size)" };
+  }
   const st = (k: number) => {
     const d = sample.shape?.[k];
     return typeof d === 'number' && d > 0 ? d : null;
@@ -252,8 +277,19 @@ export function resolveUnetIO(inputs: IoMeta[], outputs: IoMeta[], where: string
   const byName = (names: string[]) => inputs.find((m) => names.includes(m.name.toLowerCase()));
   const rank = (m: IoMeta) => m.shape?.length ?? -1;
   const sample = byName(SAMPLE_NAMES) ?? inputs.find((m) => rank(m) === 4 && isFloatType(m.type));
+  // Flux: rotary ids and a guidance input beside packed latents
+  const imgIds = inputs.find((m) => m.name === 'img_ids');
+  const txtIds = inputs.find((m) => m.name === 'txt_ids');
+  const guidanceIn = imgIds ? inputs.find((m) => m.name === 'guidance') : undefined;
+  inputs = inputs.filter((m) => m !== imgIds && m !== txtIds && m !== guidanceIn);
   const timestep =
     byName(TIMESTEP_NAMES) ?? inputs.find((m) => m !== sample && rank(m) <= 1 && (isFloatType(m.type) || m.type === 'int64'));
+  if (sample && rank(sample) === 3 && !imgIds) {
+    throw new DqError('NOT_DIFFUSION', `${where}: its sample input '${sample.name}' is packed tokens [B, tokens, channels] but it has no img_ids input (Flux's convention)`);
+  }
+  if (imgIds && (!txtIds || (sample && rank(sample) !== 3))) {
+    throw new DqError('NOT_DIFFUSION', `${where}: img_ids without ${txtIds ? `packed latents (its '${sample?.name}' is not [B, tokens, channels])` : 'txt_ids'}: not Flux's convention`);
+  }
   if (!sample || !timestep) {
     const have = inputs.map((m) => `${m.name}${m.shape ? `[${m.shape.join(',')}]` : ''}`).join(', ');
     throw new DqError(
@@ -291,6 +327,12 @@ export function resolveUnetIO(inputs: IoMeta[], outputs: IoMeta[], where: string
     classLabels: classLabels?.name ?? null,
     output: output.name,
   };
+  if (imgIds && txtIds) {
+    if (rank(imgIds) !== rank(txtIds) || ![2, 3].includes(rank(imgIds)) || imgIds.type !== txtIds.type || !['int64', 'float32'].includes(imgIds.type)) {
+      throw new DqError('NOT_DIFFUSION', `${where}: img_ids and txt_ids must both be [n, 3] (or [batch, n, 3]) int64 or float32; they are ${imgIds.type}[${imgIds.shape?.join(',') ?? '?'}] and ${txtIds.type}[${txtIds.shape?.join(',') ?? '?'}]`);
+    }
+    Object.assign(io, { packed: true, imgIds: imgIds.name, txtIds: txtIds.name, idsRank: rank(imgIds) as 2 | 3, idsType: imgIds.type, guidanceInput: guidanceIn?.name ?? null, timestepScale: 1 / 1000 });
+  }
   if (text || textEmbeds || timeIds || timestepCond) {
     Object.assign(io, {
       encoderHiddenStates: text?.name ?? null,
@@ -388,7 +430,7 @@ export async function loadPipeline(dir: string, provider: Provider = 'cpu', deno
   const legacy = parsed.className.startsWith('Onnx');
   const unetCfgPath = join(loc.dir, folder, 'config.json');
   const unetCfg = existsSync(unetCfgPath) ? (readJson(unetCfgPath, `${folder}/config.json`) as Record<string, unknown>) : null;
-  const text = io.encoderHiddenStates ? await loadText(loc.dir, dir, provider, io, loc.index, folder === 'transformer' ? 'sd3' : io.textEmbeds ? 'sdxl' : 'clip', unetCfg) : null;
+  const text = io.encoderHiddenStates ? await loadText(loc.dir, dir, provider, io, loc.index, io.packed ? 'flux' : folder === 'transformer' ? 'sd3' : io.textEmbeds ? 'sdxl' : 'clip', unetCfg) : null;
   if (!text && (io.textEmbeds || io.timeIds)) throw new DqError('NOT_DIFFUSION', `${dir}/${folder}/model.onnx: it takes ${io.textEmbeds ?? 'text_embeds'}/time_ids but no encoder_hidden_states`);
   let codec: LatentCodec | null = null;
   let decoderSession: Session | null = null;
@@ -400,11 +442,11 @@ export async function loadPipeline(dir: string, provider: Provider = 'cpu', deno
     throw new DqError('MISSING_COMPONENT', `${dir}: component 'vae_decoder' is missing (no vae_decoder/model.onnx): a latent pipeline needs it to make images`);
   }
   const sampleMeta = session.inputs.find((m) => m.name === io.sample) ?? { name: io.sample, type: 'float32', shape: null };
-  const { shape, source } = sampleShapeOf(loc.dir, dir, sampleMeta, parsed.legacyShape, codec, legacy, unetCfg, folder);
+  const { shape, source } = sampleShapeOf(loc.dir, dir, sampleMeta, parsed.legacyShape, codec, legacy, unetCfg, folder, io.packed === true);
   // the unet halves the latents once per down block but the last (unet/config.json's block_out_channels); a
   // transformer cuts them into patch_size x patch_size patches
   const blocks = unetCfg?.block_out_channels;
-  const patch = folder === 'transformer' && typeof unetCfg?.patch_size === 'number' && Number.isSafeInteger(unetCfg.patch_size) && unetCfg.patch_size > 0 ? unetCfg.patch_size : 1;
+  const patch = io.packed ? 2 : folder === 'transformer' && typeof unetCfg?.patch_size === 'number' && Number.isSafeInteger(unetCfg.patch_size) && unetCfg.patch_size > 0 ? unetCfg.patch_size : 1;
   if (folder === 'transformer' && 2 ** Math.round(Math.log2(patch)) !== patch) throw new DqError('BAD_CONFIG', `${dir}: transformer/config.json: patch_size ${patch} is not a power of two`);
   const unetHalvings = folder === 'transformer' ? Math.round(Math.log2(patch)) : Array.isArray(blocks) && blocks.length > 1 ? blocks.length - 1 : 0;
   if (codec && codec.latentChannels !== null && codec.latentChannels !== shape[0]) {
@@ -464,7 +506,7 @@ export function withImageSize(p: Pipeline, height: number | undefined, width: nu
     }
   }
   const meta = p.unetInputs.find((m) => m.name === p.io.sample);
-  const fixed = [meta?.shape?.[2], meta?.shape?.[3]];
+  const fixed = p.io.packed ? [] : [meta?.shape?.[2], meta?.shape?.[3]];
   if (fixed.some((d, k) => typeof d === 'number' && d > 0 && d !== shape[k + 1])) {
     throw new DqError('BAD_ARGUMENT', `${p.label ?? p.dir}: unet/model.onnx has a fixed sample size ${fixed.join('x')} (latents); ${H}x${W} images need ${shape[1]}x${shape[2]}`);
   }
@@ -492,7 +534,7 @@ async function loadText(dir: string, label: string, provider: Provider, io: Unet
   if (kind === 'sd3' && (indexNames(raw, 'text_encoder_3') || existsSync(join(dir, 'text_encoder_3', 'model.onnx')))) {
     throw new DqError('UNSUPPORTED', `${label}: text_encoder_3 (SD3's T5 encoder) is not supported yet; DQ Studio runs SD3 pipelines with CLIP encoders only (diffusers' text_encoder_3=None: zeros in its place)`);
   }
-  const names = kind === 'clip' ? ['text_encoder'] : kind === 'sdxl' ? ['text_encoder', 'text_encoder_2'] : ['text_encoder', ...(indexNames(raw, 'text_encoder_2') || existsSync(join(dir, 'text_encoder_2', 'model.onnx')) ? ['text_encoder_2'] : [])];
+  const names = kind === 'clip' ? ['text_encoder'] : kind === 'sdxl' || kind === 'flux' ? ['text_encoder', 'text_encoder_2'] : ['text_encoder', ...(indexNames(raw, 'text_encoder_2') || existsSync(join(dir, 'text_encoder_2', 'model.onnx')) ? ['text_encoder_2'] : [])];
   const specs: TextEncoderSpec[] = [];
   const sessions: Session[] = [];
   for (const [k, name] of names.entries()) {
@@ -502,10 +544,25 @@ async function loadText(dir: string, label: string, provider: Provider, io: Unet
     }
     const s = await cachedSession(path, provider, { label: `${label}: ${name}/model.onnx` });
     sessions.push(s);
-    specs.push(resolveEncoder(name, path, s.inputs, s.outputs, kind, (sdxl && k === 1) || kind === 'sd3'));
+    if (kind === 'flux') {
+      // CLIP gives the pooled vector (pooler_output), T5 the per-token states (last_hidden_state)
+      const spec = resolveEncoder(name, path, s.inputs, s.outputs, 'clip', k === 0);
+      specs.push(k === 0 ? { ...spec, pooled: s.outputs.some((m) => m.name === 'pooler_output') ? 'pooler_output' : spec.pooled, pooledOnly: true } : spec);
+    } else specs.push(resolveEncoder(name, path, s.inputs, s.outputs, kind, (sdxl && k === 1) || kind === 'sd3'));
   }
-  const tokenizers = names.map((n) => loadPipelineTokenizer(dir, label, n));
   const o = raw as Record<string, unknown>;
+  let t5Length = 512;
+  if (kind === 'flux') {
+    const m = o.max_sequence_length;
+    const cfgPath = join(dir, 'tokenizer_2', 'tokenizer_config.json');
+    const cfgLen = existsSync(cfgPath) ? (readJson(cfgPath, 'tokenizer_config.json') as Record<string, unknown>).model_max_length : undefined;
+    if (m !== undefined && m !== null && !(typeof m === 'number' && Number.isSafeInteger(m) && m >= 2 && m <= 4096)) {
+      throw new DqError('BAD_CONFIG', `${label}: model_index.json: field 'max_sequence_length' must be a whole number from 2 to 4096, got ${JSON.stringify(m)}`);
+    }
+    // diffusers' FluxPipeline: max_sequence_length 512 unless the caller says less; a tokenizer limited below it wins
+    t5Length = typeof m === 'number' ? m : typeof cfgLen === 'number' && cfgLen >= 2 && cfgLen < 512 ? cfgLen : 512;
+  }
+  const tokenizers = names.map((n) => (kind === 'flux' && n === 'text_encoder_2' ? loadT5Tokenizer(join(dir, 'tokenizer_2'), t5Length) : loadPipelineTokenizer(dir, label, n)));
   let sd3: { width: number; t5Tokens: number } | undefined;
   if (kind === 'sd3') {
     // the CLIP states are zero-padded to the joint attention width, then T5's tokens follow (zeros without T5)
@@ -518,6 +575,11 @@ async function loadText(dir: string, label: string, provider: Provider, io: Unet
   }
   const text = new TextConditioner(kind, tokenizers, specs, async () => sessions, sdxl && o.force_zeros_for_empty_prompt !== false, sd3);
   const want = kind === 'sd3' ? null : (io.widths?.encoderHiddenStates ?? null);
+  if (kind === 'flux') {
+    const pw = io.widths?.textEmbeds ?? null;
+    const have = specs[0]!.pooledWidth;
+    if (pw !== null && have !== null && pw !== have) throw new DqError('BAD_MODEL', `${label}: the transformer's ${io.textEmbeds} width ${pw} disagrees with text_encoder's pooled ${have}`);
+  }
   const have = text.width;
   if (kind === 'sd3' && have !== null && sd3 && have > sd3.width) {
     throw new DqError('BAD_MODEL', `${label}: the text encoders' ${specs.map((s) => s.width).join(' + ')} = ${have} channels do not fit the transformer's text width ${sd3.width}`);

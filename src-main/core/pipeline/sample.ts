@@ -106,10 +106,16 @@ export function checkShapes(p: Pipeline): void {
       throw new DqError('BAD_MODEL', `${p.dir}: unet/model.onnx: its sample input '${sample.name}' has type ${sample.type}; float32 or float16 expected`);
     }
     const shape = sample.shape;
-    if (shape && shape.length !== 4) {
+    if (p.io.packed) {
+      const [C, H, W] = p.index.sampleShape;
+      const want = [null, (H / 2) * (W / 2), 4 * C];
+      if (shape && (shape.length !== 3 || shape.some((d, k) => k > 0 && typeof d === 'number' && d > 0 && d !== want[k]))) {
+        throw new DqError('BAD_MODEL', `${p.dir}: ${p.denoiser ?? 'unet'}/model.onnx: its packed sample input '${sample.name}' [${shape.join(', ')}] does not take ${C}x${H}x${W} latents packed 2x2 ([batch, ${want[1]}, ${want[2]}])`);
+      }
+    } else if (shape && shape.length !== 4) {
       throw new DqError('BAD_MODEL', `${p.dir}: unet/model.onnx: its sample input '${sample.name}' has ${shape.length} dimensions; [batch, channels, height, width] expected`);
     }
-    if (shape && shape.slice(1).some((d, k) => typeof d === 'number' && d > 0 && d !== p.index.sampleShape[k])) {
+    if (!p.io.packed && shape && shape.slice(1).some((d, k) => typeof d === 'number' && d > 0 && d !== p.index.sampleShape[k])) {
       throw new DqError(
         'BAD_CONFIG',
         `${p.dir}: ${p.index.shapeSource} [${p.index.sampleShape.join(', ')}] disagrees with the unet's sample input '${sample.name}' [${shape.join(', ')}]`,
@@ -210,8 +216,8 @@ export async function sample(p: Pipeline, session: Session, req: SampleRequest):
   const warnings: string[] = [];
   if (p.text && !guided && req.negativePrompts?.some((n) => n !== '')) {
     warnings.push(
-      p.io.timestepCond
-        ? 'the negative prompt has no effect: this UNet takes guidance as an embedding (LCM) and runs no unconditional branch'
+      p.io.timestepCond || p.io.packed
+        ? `the negative prompt has no effect: this ${p.io.packed ? "transformer takes guidance as an input (Flux's pipeline" : 'UNet takes guidance as an embedding (LCM'}) and runs no unconditional branch`
         : `the negative prompt has no effect at guidance ${req.guidance}: it steers only when guidance is above 1`,
     );
   }
@@ -244,7 +250,8 @@ export async function sample(p: Pipeline, session: Session, req: SampleRequest):
  * models as diffusers does, when guidance > 1 and the unet takes no guidance embedding (LCM).
  */
 export function guidedRun(p: Pipeline, guidance: number): boolean {
-  if (p.text) return guidance > 1 && !p.io.timestepCond;
+  // LCM and Flux take guidance as an input (Flux's pipeline runs no CFG batch, guidance-distilled or not)
+  if (p.text) return guidance > 1 && !p.io.timestepCond && !p.io.packed;
   return p.io.classLabels !== null && guidance !== 1;
 }
 
@@ -262,9 +269,12 @@ export async function buildFeeds(p: Pipeline, x: Float64Array, t: number, labels
   sampleData.set(x);
   if (guided) sampleData.set(x, b * size);
   const feeds: Record<string, FeedValue> = {
-    [p.io.sample]: floatFeed(p.io.sampleType ?? 'float32', sampleData, [rows, C, H, W]),
+    [p.io.sample]: p.io.packed
+      ? floatFeed(p.io.sampleType ?? 'float32', packLatents(sampleData, rows, C, H, W), [rows, (H / 2) * (W / 2), 4 * C])
+      : floatFeed(p.io.sampleType ?? 'float32', sampleData, [rows, C, H, W]),
   };
-  if (p.io.feedsTimestep !== false) feeds[p.io.timestep] = timestepInput(p, t, rows);
+  if (p.io.feedsTimestep !== false) feeds[p.io.timestep] = timestepInput(p, t * (p.io.timestepScale ?? 1), rows);
+  if (p.io.guidanceInput) feeds[p.io.guidanceInput] = floatFeed(p.io.sampleType ?? 'float32', new Float32Array(rows).fill(guidance), [rows]);
   let lab: BigInt64Array | null = null;
   if (p.io.classLabels) {
     lab = new BigInt64Array(rows);
@@ -273,7 +283,9 @@ export async function buildFeeds(p: Pipeline, x: Float64Array, t: number, labels
     if (p.io.feedsClassLabels !== false) feeds[p.io.classLabels] = { type: 'int64', data: lab, dims: [rows] };
   }
   if (p.text) Object.assign(feeds, textFeeds(p, labels, guided, guidance));
-  const key = p.text ? `${labels.join(',')}|${guided ? `g${guidance}` : 'u'}|${p.imageShape.join('x')}` : `${rows}`;
+  if (p.io.imgIds && p.io.txtIds) Object.assign(feeds, positionIds(p, feeds[p.io.encoderHiddenStates!]!.dims[1]!, rows));
+  // a guidance input (Flux) feeds the same per-run region as the text: it keys the cached text features too
+  const key = p.text ? `${labels.join(',')}|${guided || p.io.guidanceInput ? `g${guidance}` : 'u'}|${p.imageShape.join('x')}` : `${rows}`;
   if (extra) Object.assign(feeds, await extra(t, lab, rows, { feeds, key }));
   return feeds;
 }
@@ -316,9 +328,80 @@ function textFeeds(p: Pipeline, ids: number[], guided: boolean, guidance: number
   return feeds;
 }
 
+/**
+ * Flux's 2x2 packing: latents [rows, C, H, W] -> tokens [rows, (H/2)(W/2), 4C], token (i, j) holding channel c's
+ * 2x2 patch at c*4 + 2*dy + dx (diffusers' _pack_latents: view (C, H/2, 2, W/2, 2), permute (H/2, W/2, C, 2, 2)).
+ */
+export function packLatents(x: Float32Array, rows: number, C: number, H: number, W: number): Float32Array {
+  const out = new Float32Array(x.length);
+  const h2 = H / 2;
+  const w2 = W / 2;
+  for (let r = 0; r < rows; r++) {
+    const base = r * C * H * W;
+    for (let i = 0; i < h2; i++) {
+      for (let j = 0; j < w2; j++) {
+        const tok = base + (i * w2 + j) * 4 * C;
+        for (let c = 0; c < C; c++) {
+          for (let dy = 0; dy < 2; dy++) {
+            for (let dx = 0; dx < 2; dx++) out[tok + c * 4 + dy * 2 + dx] = x[base + c * H * W + (2 * i + dy) * W + 2 * j + dx]!;
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** The inverse of packLatents. */
+export function unpackLatents(t: Float32Array, rows: number, C: number, H: number, W: number): Float32Array {
+  const out = new Float32Array(t.length);
+  const h2 = H / 2;
+  const w2 = W / 2;
+  for (let r = 0; r < rows; r++) {
+    const base = r * C * H * W;
+    for (let i = 0; i < h2; i++) {
+      for (let j = 0; j < w2; j++) {
+        const tok = base + (i * w2 + j) * 4 * C;
+        for (let c = 0; c < C; c++) {
+          for (let dy = 0; dy < 2; dy++) {
+            for (let dx = 0; dx < 2; dx++) out[base + c * H * W + (2 * i + dy) * W + 2 * j + dx] = t[tok + c * 4 + dy * 2 + dx]!;
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** Flux's rotary position ids: img_ids (0, i, j) per packed token, txt_ids zeros per text token. */
+function positionIds(p: Pipeline, textTokens: number, rows: number): Record<string, FeedValue> {
+  const [, H, W] = p.index.sampleShape;
+  const n = (H / 2) * (W / 2);
+  const img = new Float64Array(n * 3);
+  for (let k = 0; k < n; k++) {
+    img[k * 3 + 1] = Math.floor(k / (W / 2));
+    img[k * 3 + 2] = k % (W / 2);
+  }
+  const batched = p.io.idsRank === 3;
+  const make = (v: Float64Array, m: number): FeedValue => {
+    const reps = batched ? rows : 1;
+    const dims = batched ? [rows, m, 3] : [m, 3];
+    if (p.io.idsType === 'float32') {
+      const d = new Float32Array(reps * v.length);
+      for (let r = 0; r < reps; r++) d.set(v, r * v.length);
+      return { type: 'float32', data: d, dims };
+    }
+    const d = new BigInt64Array(reps * v.length);
+    for (let r = 0; r < reps; r++) v.forEach((x, k) => (d[r * v.length + k] = BigInt(x)));
+    return { type: 'int64', data: d, dims };
+  };
+  return { [p.io.imgIds!]: make(img, n), [p.io.txtIds!]: make(new Float64Array(textTokens * 3), textTokens) };
+}
+
 /** The noise prediction the sampler uses: eps_uncond + w (eps_cond - eps_uncond) when guided. */
-export function combineGuided(out: TensorOut, guidance: number, guided: boolean, b: number, size: number): Float64Array {
-  const o = asFloat32(out, 'the unet output');
+export function combineGuided(out: TensorOut, guidance: number, guided: boolean, b: number, size: number, packed?: [number, number, number]): Float64Array {
+  let o = asFloat32(out, 'the unet output');
+  if (packed) o = unpackLatents(o, guided ? 2 * b : b, ...packed);
   const rows = guided ? 2 * b : b;
   if (o.length !== rows * size) throw new DqError('BAD_MODEL', `unet output has ${o.length} values, expected ${rows * size}`);
   const eps = new Float64Array(b * size);
@@ -352,7 +435,7 @@ async function denoise(
   } catch (e) {
     throw explainRunError(p, e, feeds);
   }
-  return combineGuided(out, guidance, guided, b, size);
+  return combineGuided(out, guidance, guided, b, size, p.io.packed ? p.index.sampleShape : undefined);
 }
 
 /** The network on a batch's feeds: the session, or at tapped steps the statistics model in chunks of rows. */

@@ -873,10 +873,11 @@ class LCM implements Scheduler {
 }
 
 /** What a scheduler needs to know of the pipeline: the image's token count (flow matching's dynamic shift). */
-export function schedulerOptions(p: { index: { sampleShape: [number, number, number] }; patchSize?: number }): SchedulerOptions {
+export function schedulerOptions(p: { index: { sampleShape: [number, number, number] }; patchSize?: number; io?: { packed?: boolean } }): SchedulerOptions {
   const [, h, w] = p.index.sampleShape;
   const ps = p.patchSize ?? 1;
-  return { imageSeqLen: Math.floor(h / ps) * Math.floor(w / ps), flowSigmas: 'scheduler' };
+  // Flux's pipeline passes its own sigmas, linspace(1, 1/N, N)
+  return { imageSeqLen: Math.floor(h / ps) * Math.floor(w / ps), flowSigmas: p.io?.packed ? 'flux' : 'scheduler' };
 }
 
 /** diffusers' calculate_shift: mu linear in the image's token count between (base_seq, base_shift) and (max_seq, max_shift). */

@@ -9,6 +9,8 @@
  *     concatenated on the channel axis and zero-padded to the transformer's joint attention width, then T5's tokens
  *     (zeros of max_sequence_length tokens when the pipeline has no text_encoder_3, as diffusers does); the pooled
  *     projections (`text_embeds`) of the CLIP encoders concatenated.
+ *   - Flux: T5's (`text_encoder_2`) last_hidden_state per token, CLIP's (`text_encoder`) pooler_output as the pooled
+ *     vector (CLIP's per-token states are not read).
  * Each prompt is encoded once (per conditioner: a small cache keyed by the text); the denoiser's feeds refer to
  * encoded prompt pairs (prompt, negative prompt) by id, so a batch's rows are just ids.
  */
@@ -19,7 +21,7 @@ import type { IoMeta, Session } from '../runtime/onnx.js';
 import { asFloat32, idsFeed, isFloatType } from './dtypes.js';
 import { loadTokenizer, type ClipTokenizer } from './tokenizer.js';
 
-export type TextKind = 'clip' | 'sdxl' | 'sd3';
+export type TextKind = 'clip' | 'sdxl' | 'sd3' | 'flux';
 
 export interface TextEncoderSpec {
   /** 'text_encoder' or 'text_encoder_2'. */
@@ -33,6 +35,8 @@ export interface TextEncoderSpec {
   pooled: string | null;
   /** Width of `hidden` when the graph states it. */
   width: number | null;
+  /** Only the pooled output is read (Flux's CLIP). */
+  pooledOnly?: boolean;
   pooledWidth: number | null;
 }
 
@@ -143,7 +147,7 @@ export class TextConditioner {
 
   /** Width of the CLIP states the encoders give (summed for SDXL and SD3), when the graphs state it. */
   get width(): number | null {
-    const w = this.encoders.map((e) => e.width);
+    const w = this.encoders.filter((e) => !e.pooledOnly).map((e) => e.width);
     return w.every((x) => x !== null) ? w.reduce((a, b) => a! + b!, 0) : null;
   }
 
@@ -201,8 +205,12 @@ export class TextConditioner {
     for (let k = 0; k < this.encoders.length; k++) {
       const spec = this.encoders[k]!;
       const ids = this.tokenizers[k]!.encode(text).ids;
-      const fetch = [spec.hidden, ...(spec.pooled ? [spec.pooled] : [])];
+      const fetch = [...(spec.pooledOnly ? [] : [spec.hidden]), ...(spec.pooled ? [spec.pooled] : [])];
       const res = await sessions[k]!.run({ [spec.input]: idsFeed(spec.idsType, ids, [1, ids.length]) }, fetch);
+      if (spec.pooled && spec.pooledOnly) {
+        pooled = Float32Array.from(asFloat32(res[spec.pooled]!, `${spec.component}/model.onnx: output '${spec.pooled}'`));
+        continue;
+      }
       const h = res[spec.hidden]!;
       if (h.dims.length !== 3 || h.dims[0] !== 1) throw new DqError('BAD_MODEL', `${spec.component}/model.onnx: output '${spec.hidden}' has shape [${h.dims.join(', ')}]; [1, tokens, width] expected`);
       parts.push({ data: asFloat32(h, `${spec.component}/model.onnx: output '${spec.hidden}'`), seq: h.dims[1]!, width: h.dims[2]! });
