@@ -1600,6 +1600,21 @@ def make_flux_optimum(out, seed):
     write_flux_reference(out + ".reference.json", te, t5, tr, tc, FLOW_FLUX)
 
 
+def make_sd3_t5_parts(out, seed):
+    """SD3's third encoder alone, for tests that add it to sd3-optimum: text_encoder_3/ (T5EncoderModel as wide as
+    that fixture's joint_attention_dim, 96) and tokenizer_3/ (the T5 Unigram tokenizer.json, model_max_length 512);
+    diffusers then uses max_sequence_length 256 of its tokens."""
+    vocab = write_t5_tokenizer(os.path.join(out, "tokenizer_3"), 512)
+    c = t5_config(vocab, d=96)
+    t5 = seeded(seed, lambda: T5Encoder(c))
+    write_json(os.path.join(out, "text_encoder_3", "config.json"), c)
+    seq = {0: "batch_size", 1: "sequence_length"}
+    ids = torch.zeros(2, 16, dtype=torch.long)
+    ids[:, :2] = torch.tensor([4, 1])
+    export(t5, (ids,), os.path.join(out, "text_encoder_3", "model.onnx"), ["input_ids"], ["last_hidden_state"],
+           {"input_ids": seq, "last_hidden_state": seq}, 17)
+
+
 @torch.no_grad()
 def write_flux_reference(path, te, t5, tr, tc, sched, steps=4, guidance=3.5):
     """FluxPipeline's loop replayed in PyTorch on the fixture's own modules (beside the fixture, not inside it): prompt
@@ -1708,6 +1723,8 @@ def main():
             make_sdxl_optimum(out, args.seed + 10)
         elif name == "flux-optimum":
             make_flux_optimum(out, args.seed + 40)
+        elif name == "sd3-t5-parts":
+            make_sd3_t5_parts(out, args.seed + 50)
         elif name == "sd3-optimum":
             make_sd3_optimum(out, args.seed + 30)
         elif name == "ddpm-plain":

@@ -4,7 +4,7 @@
  * with shift 3): what the transformer is fed, and info -> sample -> calibrate -> quantize -> compare -> export ->
  * sample the export, as a user runs it with the CLI. The export keeps the Optimum layout (transformer/, no unet/).
  */
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { describeComponents } from '../../src-main/core/pipeline/components';
@@ -58,6 +58,27 @@ describe('SD3 conventions', () => {
     expect(Array.from(pooled.subarray(32, 72))).toEqual(Array.from(outs[1]!.text_embeds!.data as Float32Array));
     expect(feeds.timestep!.dims).toEqual([2]);
     expect(Array.from(feeds.timestep!.data as Float32Array)).toEqual([857.5, 857.5]);
+  });
+
+  it('with a T5 encoder (text_encoder_3): its 256 tokens follow the CLIP tokens', async () => {
+    const dir = join(work, 'sd3-t5');
+    cpSync(SD3, dir, { recursive: true });
+    cpSync(join(ROOT, 'test', 'fixtures', 'sd3-t5-parts'), dir, { recursive: true });
+    const index = JSON.parse(readFileSync(join(dir, 'model_index.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(join(dir, 'model_index.json'), JSON.stringify({ ...index, text_encoder_3: ['transformers', 'T5EncoderModel'], tokenizer_3: ['transformers', 'T5TokenizerFast'] }));
+    const { pipeline: p } = await loadPipeline(dir);
+    const [id] = await p.text!.ids(['a red cat'], [''], true);
+    const feeds = await buildFeeds(p, new Float64Array(16 * 16 * 16), 500, [id!], true, 1);
+    expect(feeds.encoder_hidden_states!.dims).toEqual([2, 77 + 256, 96]);
+    const t5ids = p.text!.tokenizers[2]!.encode('a red cat').ids;
+    expect(t5ids.length).toBe(256);
+    const s = await Session.create(join(dir, 'text_encoder_3', 'model.onnx'), 'cpu', { label: 't5' });
+    const r = await s.run({ input_ids: { type: 'int64', data: BigInt64Array.from(Array.from(t5ids, BigInt)), dims: [1, 256] } });
+    await s.release();
+    const t5 = r.last_hidden_state!.data as Float32Array;
+    const data = feeds.encoder_hidden_states!.data as Float32Array;
+    expect(Array.from(data.subarray(77 * 96, 333 * 96))).toEqual(Array.from(t5));
+    expect(ok(dq(['info', dir]))).toMatch(/\+ T5's last_hidden_state \(256 tokens\)/);
   });
 
   it('info -> sample -> calibrate -> quantize -> compare -> export -> sample the export', async () => {

@@ -86,7 +86,7 @@ export function formatInfo(i: PipelineInfo): string {
             : text.kind === 'flux'
               ? `Flux: T5 last_hidden_state (width ${text.width ?? '?'}, ${text.tokenizers[1]?.maxLength ?? '?'} tokens) + CLIP pooler_output; latents packed 2x2, rotary img_ids/txt_ids${i.unet.io.guidanceInput ? `, guidance as an input (${i.unet.io.guidanceInput}), no CFG batch` : ', no CFG batch'}; timestep = sigma`
               : text.kind === 'sd3' && text.sd3
-              ? `SD3: the CLIP encoders' penultimate hidden states (width ${text.width ?? '?'}${text.width !== text.sd3.width ? `, zero-padded to ${text.sd3.width}` : ''}) + ${text.sd3.t5Tokens} zero tokens in T5's place (max_sequence_length); pooled text_embeds`
+              ? `SD3: the CLIP encoders' penultimate hidden states (width ${text.width ?? '?'}${text.width !== text.sd3.width ? `, zero-padded to ${text.sd3.width}` : ''}) + ${text.encoders.some((e) => e.component === 'text_encoder_3') ? `T5's last_hidden_state (${text.tokenizers[text.tokenizers.length - 1]?.maxLength ?? '?'} tokens)` : `${text.sd3.t5Tokens} zero tokens in T5's place (max_sequence_length)`}; pooled text_embeds`
               : `CLIP last_hidden_state, width ${text.width ?? '?'}`
         }; ` +
         text.tokenizers.map((t) => `${t.folder} ${t.source} ${t.vocab} tokens, ${t.maxLength} max, pad ${t.padId}`).join('; ') +

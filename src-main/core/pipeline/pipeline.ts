@@ -20,7 +20,7 @@ import { defaultSampler, isFlowConfig, parseSchedulerConfig, type SamplerName, t
 import { MAX_GUIDANCE, type ExtraFeeds } from './sample.js';
 import { resolveCodec, type LatentCodec } from './codec.js';
 import { isFloatType, type FloatType } from './dtypes.js';
-import { loadPipelineTokenizer, resolveEncoder, TextConditioner, type TextEncoderSpec, type TextKind } from './text.js';
+import { loadPipelineTokenizer, resolveEncoder, TextConditioner, tokenizerFolder, type TextEncoderSpec, type TextKind } from './text.js';
 import { loadT5Tokenizer } from './t5-tokenizer.js';
 
 export interface PipelineIndex {
@@ -531,10 +531,7 @@ function indexNames(raw: unknown, component: string): boolean {
  */
 async function loadText(dir: string, label: string, provider: Provider, io: UnetIO, raw: unknown, kind: TextKind, denoiserCfg: Record<string, unknown> | null): Promise<TextConditioner> {
   const sdxl = kind === 'sdxl';
-  if (kind === 'sd3' && (indexNames(raw, 'text_encoder_3') || existsSync(join(dir, 'text_encoder_3', 'model.onnx')))) {
-    throw new DqError('UNSUPPORTED', `${label}: text_encoder_3 (SD3's T5 encoder) is not supported yet; DQ Studio runs SD3 pipelines with CLIP encoders only (diffusers' text_encoder_3=None: zeros in its place)`);
-  }
-  const names = kind === 'clip' ? ['text_encoder'] : kind === 'sdxl' || kind === 'flux' ? ['text_encoder', 'text_encoder_2'] : ['text_encoder', ...(indexNames(raw, 'text_encoder_2') || existsSync(join(dir, 'text_encoder_2', 'model.onnx')) ? ['text_encoder_2'] : [])];
+  const names = kind === 'clip' ? ['text_encoder'] : kind === 'sdxl' || kind === 'flux' ? ['text_encoder', 'text_encoder_2'] : ['text_encoder', ...(['text_encoder_2', 'text_encoder_3'] as const).filter((n) => indexNames(raw, n) || existsSync(join(dir, n, 'model.onnx')))];
   const specs: TextEncoderSpec[] = [];
   const sessions: Session[] = [];
   for (const [k, name] of names.entries()) {
@@ -548,6 +545,9 @@ async function loadText(dir: string, label: string, provider: Provider, io: Unet
       // CLIP gives the pooled vector (pooler_output), T5 the per-token states (last_hidden_state)
       const spec = resolveEncoder(name, path, s.inputs, s.outputs, 'clip', k === 0);
       specs.push(k === 0 ? { ...spec, pooled: s.outputs.some((m) => m.name === 'pooler_output') ? 'pooler_output' : spec.pooled, pooledOnly: true } : spec);
+    } else if (kind === 'sd3' && name === 'text_encoder_3') {
+      // SD3's T5: last_hidden_state, its tokens after the CLIP tokens
+      specs.push({ ...resolveEncoder(name, path, s.inputs, s.outputs, 'clip', false), sequence: true });
     } else specs.push(resolveEncoder(name, path, s.inputs, s.outputs, kind, (sdxl && k === 1) || kind === 'sd3'));
   }
   const o = raw as Record<string, unknown>;
@@ -562,7 +562,14 @@ async function loadText(dir: string, label: string, provider: Provider, io: Unet
     // diffusers' FluxPipeline: max_sequence_length 512 unless the caller says less; a tokenizer limited below it wins
     t5Length = typeof m === 'number' ? m : typeof cfgLen === 'number' && cfgLen >= 2 && cfgLen < 512 ? cfgLen : 512;
   }
-  const tokenizers = names.map((n) => (kind === 'flux' && n === 'text_encoder_2' ? loadT5Tokenizer(join(dir, 'tokenizer_2'), t5Length) : loadPipelineTokenizer(dir, label, n)));
+  const hasT5 = kind === 'sd3' && names.includes('text_encoder_3');
+  if (hasT5) {
+    const m = o.max_sequence_length;
+    t5Length = typeof m === 'number' && Number.isSafeInteger(m) && m >= 2 && m <= 4096 ? m : 256;
+  }
+  const tokenizers = names.map((n) =>
+    (kind === 'flux' && n === 'text_encoder_2') || n === 'text_encoder_3' ? loadT5Tokenizer(join(dir, tokenizerFolder(n)), t5Length) : loadPipelineTokenizer(dir, label, n),
+  );
   let sd3: { width: number; t5Tokens: number } | undefined;
   if (kind === 'sd3') {
     // the CLIP states are zero-padded to the joint attention width, then T5's tokens follow (zeros without T5)
@@ -571,7 +578,8 @@ async function loadText(dir: string, label: string, provider: Provider, io: Unet
     const m = o.max_sequence_length;
     const t5Tokens = m === undefined || m === null ? 256 : typeof m === 'number' && Number.isSafeInteger(m) && m >= 0 && m <= 4096 ? m : -1;
     if (t5Tokens < 0) throw new DqError('BAD_CONFIG', `${label}: model_index.json: field 'max_sequence_length' must be a whole number from 0 to 4096, got ${JSON.stringify(m)}`);
-    sd3 = { width: joint, t5Tokens };
+    // with a T5 encoder its own tokens follow (max_sequence_length of them); without one, that many zeros
+    sd3 = { width: joint, t5Tokens: hasT5 ? 0 : t5Tokens };
   }
   const text = new TextConditioner(kind, tokenizers, specs, async () => sessions, sdxl && o.force_zeros_for_empty_prompt !== false, sd3);
   const want = kind === 'sd3' ? null : (io.widths?.encoderHiddenStates ?? null);

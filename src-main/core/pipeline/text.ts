@@ -37,6 +37,8 @@ export interface TextEncoderSpec {
   width: number | null;
   /** Only the pooled output is read (Flux's CLIP). */
   pooledOnly?: boolean;
+  /** Its tokens follow the others' instead of widening them (SD3's T5). */
+  sequence?: boolean;
   pooledWidth: number | null;
 }
 
@@ -147,7 +149,7 @@ export class TextConditioner {
 
   /** Width of the CLIP states the encoders give (summed for SDXL and SD3), when the graphs state it. */
   get width(): number | null {
-    const w = this.encoders.filter((e) => !e.pooledOnly).map((e) => e.width);
+    const w = this.encoders.filter((e) => !e.pooledOnly && !e.sequence).map((e) => e.width);
     return w.every((x) => x !== null) ? w.reduce((a, b) => a! + b!, 0) : null;
   }
 
@@ -200,6 +202,7 @@ export class TextConditioner {
     const hit = this.texts.get(text);
     if (hit) return hit;
     const sessions = await this.sessions();
+    let tail: { data: Float32Array; seq: number; width: number } | null = null;
     const parts: { data: Float32Array; seq: number; width: number }[] = [];
     let pooled: Float32Array | null = null;
     for (let k = 0; k < this.encoders.length; k++) {
@@ -213,7 +216,11 @@ export class TextConditioner {
       }
       const h = res[spec.hidden]!;
       if (h.dims.length !== 3 || h.dims[0] !== 1) throw new DqError('BAD_MODEL', `${spec.component}/model.onnx: output '${spec.hidden}' has shape [${h.dims.join(', ')}]; [1, tokens, width] expected`);
-      parts.push({ data: asFloat32(h, `${spec.component}/model.onnx: output '${spec.hidden}'`), seq: h.dims[1]!, width: h.dims[2]! });
+      const part = { data: asFloat32(h, `${spec.component}/model.onnx: output '${spec.hidden}'`), seq: h.dims[1]!, width: h.dims[2]! };
+      if (spec.sequence) {
+        if (this.sd3 && part.width !== this.sd3.width) throw new DqError('BAD_MODEL', `${spec.component}/model.onnx: its ${part.width} channels are not the transformer's text width ${this.sd3.width}`);
+        tail = part;
+      } else parts.push(part);
       if (spec.pooled) {
         const v = asFloat32(res[spec.pooled]!, `${spec.component}/model.onnx: output '${spec.pooled}'`);
         // SDXL reads encoder 2's; SD3 concatenates every encoder's
@@ -231,13 +238,14 @@ export class TextConditioner {
     if (this.sd3 && sum > this.sd3.width) throw new DqError('BAD_MODEL', `the text encoders' ${sum} channels do not fit the transformer's text width ${this.sd3.width}`);
     const width = this.sd3?.width ?? sum;
     // SD3: T5's tokens follow the CLIP tokens; without a T5 encoder they are zeros
-    const seq = clipSeq + (this.sd3?.t5Tokens ?? 0);
+    const seq = clipSeq + (tail ? tail.seq : (this.sd3?.t5Tokens ?? 0));
     const hidden = new Float32Array(seq * width);
     let off = 0;
     for (const p of parts) {
       for (let s = 0; s < clipSeq; s++) hidden.set(p.data.subarray(s * p.width, (s + 1) * p.width), s * width + off);
       off += p.width;
     }
+    if (tail) hidden.set(tail.data, clipSeq * width);
     const enc = { hidden, seq, width, pooled };
     this.texts.set(text, enc);
     if (this.texts.size > MAX_CACHED_TEXTS) this.texts.delete(this.texts.keys().next().value!);
