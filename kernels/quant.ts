@@ -345,3 +345,37 @@ export function elementFormat(fmt: QuantFormat): MiniFloat | null {
 }
 
 
+
+/** The least positive normal float32: the scale of a token of zeros. */
+export const TOKEN_MIN_SCALE = 2 ** -126;
+
+/**
+ * Dynamic per-token symmetric INT fake quantization (ViDiT-Q): every token (all of x's elements that share their
+ * indices off `axis`) gets s = max(absmax over `axis` / qmax, TOKEN_MIN_SCALE) in float32, then codes
+ * clamp(round_half_even(x / s), -qmax, qmax) and values code x s. Finite inputs (a token holding NaN or an infinity
+ * has no meaningful scale).
+ */
+export function fakeQuantTokens(x: Float32Array, dims: readonly number[], axis: number, bits: number): Float32Array {
+  const ax = axis < 0 ? dims.length + axis : axis;
+  const n = dims[ax]!;
+  const inner = dims.slice(ax + 1).reduce((a, b) => a * b, 1);
+  const outer = dims.slice(0, ax).reduce((a, b) => a * b, 1);
+  const qmax = 2 ** (bits - 1) - 1;
+  const out = new Float32Array(x.length);
+  for (let o = 0; o < outer; o++) {
+    for (let i = 0; i < inner; i++) {
+      let amax = 0;
+      for (let k = 0; k < n; k++) amax = Math.max(amax, Math.abs(x[(o * n + k) * inner + i]!));
+      const s = Math.max(f32(amax / qmax), TOKEN_MIN_SCALE);
+      for (let k = 0; k < n; k++) {
+        const j = (o * n + k) * inner + i;
+        const v = f32(x[j]! / s);
+        // Round keeps the sign of a value that rounds to zero (-0.3 -> -0), and so does the product
+        const r = roundHalfEven(v);
+        const q = Math.min(Math.max(r === 0 && (v < 0 || Object.is(v, -0)) ? -0 : r, -qmax), qmax);
+        out[j] = f32(q * s);
+      }
+    }
+  }
+  return out;
+}

@@ -155,6 +155,8 @@ export interface RecipeSpec {
     clipping?: 'minmax' | 'percentile' | 'mse';
     percentile?: number;
     perTimestep?: boolean;
+    /** ViDiT-Q: 'token' computes each token's scale in the graph (symmetric INT). */
+    dynamic?: 'none' | 'token';
   };
   calibration?: { timesteps: 'single' | 'all' | 'uniform' | 'normal'; count?: number; step?: number };
   splitShortcut?: boolean;

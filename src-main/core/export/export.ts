@@ -923,7 +923,7 @@ async function calibrateOutputs(vdir: string, loaded: LoadedModel, reqs: OutReq[
   }
   rmSync(join(tmp, '.stats'), { recursive: true, force: true });
   const fmt = { kind: 'int' as const, bits: 8, symmetric: false };
-  const act = { format: fmt, clipping: manifest.recipe.activations?.clipping ?? 'minmax', percentile: manifest.recipe.activations?.percentile ?? 99.99, perTimestep: perStep };
+  const act = { format: fmt, clipping: manifest.recipe.activations?.clipping ?? 'minmax', percentile: manifest.recipe.activations?.percentile ?? 99.99, perTimestep: perStep, dynamic: 'none' as const };
   return acc.map((m) => {
     const steps = [...m.keys()].sort((a, b) => a - b);
     if (!perStep) {

@@ -9,7 +9,7 @@
 import { GraphBuilder, int, type Fragment } from '../../../kernels/onnx/graph.js';
 import { mxBlocks, nvfp4Blocks, roundToGrid } from '../../../kernels/onnx/fakequant.js';
 import { FORMATS } from '../../../kernels/minifloat.js';
-import { intRange, MX_BLOCK, NVFP4_BLOCK, type QuantFormat } from '../../../kernels/quant.js';
+import { intRange, MX_BLOCK, NVFP4_BLOCK, TOKEN_MIN_SCALE, type QuantFormat } from '../../../kernels/quant.js';
 import { embedFragment, LOCAL_DOMAIN, localFunction } from '../onnx/fragment.js';
 import { indexGraph } from '../onnx/graph.js';
 import type { ModelMsg } from '../onnx/model.js';
@@ -50,6 +50,19 @@ function runtimeFq(b: GraphBuilder, x: string, fmt: Extract<QuantFormat, { kind:
 }
 
 /**
+ * Dynamic per-token symmetric INT fake quantization (ViDiT-Q): s = max(absmax over `axis`, kept) / qmax, at least
+ * TOKEN_MIN_SCALE; codes round(x / s) (half to even) clipped to [-qmax, qmax]; out codes x s. A NaN in a token makes its
+ * scale NaN and the token NaN, as the float it came from. ../../../kernels/quant.ts fakeQuantTokens is the reference.
+ */
+function tokenFq(b: GraphBuilder, x: string, bits: number, axis: number): string {
+  const qmax = 2 ** (bits - 1) - 1;
+  const amax = b.op('ReduceMax', [b.op('Abs', [x]), b.i64([axis])], { keepdims: int(1) }, 'amax');
+  const s = b.op('Max', [b.op('Div', [amax, b.f32(qmax)]), b.f32(TOKEN_MIN_SCALE)], {}, 'token_scale');
+  const q = b.op('Clip', [b.op('Round', [b.op('Div', [x, s])]), b.f32(-qmax), b.f32(qmax)], {}, 'code');
+  return b.op('Mul', [q, s], {}, 'dequant');
+}
+
+/**
  * Block formats along the channel axis of `x` (axis 1 of a convolution's input, the last axis otherwise): x is
  * viewed (a Reshape, no copy) as [N, C / block, block, H x W] or [rows, C / block, block], the blocks reduced on
  * axis 2, and the result reshaped back. The block subgraph (30-40 nodes, rank-agnostic) is one model-local function
@@ -85,7 +98,7 @@ export function insertActivationQuantizer(
   site: Site,
   layers: string[],
   fmt: QuantFormat,
-  opts: { channels: number | null; rank: number; tensorScale?: number[]; useSplit: boolean },
+  opts: { channels: number | null; rank: number; tensorScale?: number[]; useSplit: boolean; dynamic?: 'none' | 'token' },
 ): InsertResult {
   const prefix = `dq_aq/${site.id}`;
   const b = new GraphBuilder(prefix);
@@ -102,7 +115,9 @@ export function insertActivationQuantizer(
   const newInputs: Record<string, unknown>[] = [];
   for (let h = 0; h < halves.length; h++) {
     const { x, channels } = halves[h]!;
-    if (fmt.kind === 'int' || fmt.kind === 'float') {
+    if (opts.dynamic === 'token' && fmt.kind === 'int' && fmt.symmetric) {
+      outs.push(tokenFq(b, x, fmt.bits, channelAxis1 && opts.rank > 2 ? 1 : -1));
+    } else if (fmt.kind === 'int' || fmt.kind === 'float') {
       const names = paramInputNames(site.id, h);
       const z = fmt.kind === 'int' && !fmt.symmetric ? names.zp : null;
       outs.push(runtimeFq(b, x, fmt, names.scale, z));

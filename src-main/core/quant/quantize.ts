@@ -391,10 +391,11 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       const halves = useSplit ? [0, 1] : ['whole' as const];
       const channels = channelsOf(fpMap, site, (l) => gemmTransB(model, l, nodeIndex));
       const tensorScale = fmt.kind === 'nvfp4' && rec ? halves.map((h) => nvfp4TensorScale(siteStat(rec, site, h, steps).absmax)) : undefined;
-      const res = insertActivationQuantizer(model, site, users, fmt, { channels, rank: site.ops.includes('Conv') ? 4 : 3, tensorScale, useSplit });
-      const label = res.skipped ? null : `${formatName(fmt)}${useSplit ? ' (split halves)' : ''}${act.perTimestep ? ', per timestep' : ''}`;
+      const dynamic = act.dynamic === 'token';
+      const res = insertActivationQuantizer(model, site, users, fmt, { channels, rank: site.ops.includes('Conv') ? 4 : 3, tensorScale, useSplit, dynamic: act.dynamic });
+      const label = res.skipped ? null : `${formatName(fmt)}${dynamic ? ' per token (dynamic)' : ''}${useSplit ? ' (split halves)' : ''}${act.perTimestep && !dynamic ? ', per timestep' : ''}`;
       for (const r of reports) if (users.includes(r.name)) r.activation = label ?? `FP (${res.skipped})`;
-      if (res.skipped || (fmt.kind !== 'int' && fmt.kind !== 'float') || !rec) continue;
+      if (res.skipped || dynamic || (fmt.kind !== 'int' && fmt.kind !== 'float') || !rec) continue;
       halves.forEach((h, hi) => {
         const table: ActParam[] = [];
         const groups = act.perTimestep ? steps.map((s) => [s]) : [steps];

@@ -46,6 +46,10 @@ export const RecipeSchema = z
         clipping: z.enum(['minmax', 'percentile', 'mse']).default('minmax'),
         percentile: z.number().gt(50).lte(100).default(99.99),
         perTimestep: z.boolean().default(false).describe('one parameter set per timestep (TFMQ finite set calibration)'),
+        dynamic: z
+          .enum(['none', 'token'])
+          .default('none')
+          .describe("ViDiT-Q's dynamic quantization: 'token' computes every token's scale in the graph at run time (a row's absmax over its channels; a convolution's input per pixel), symmetric INT only; no calibrated activation parameters"),
       })
       .strict()
       .nullable()
@@ -93,6 +97,10 @@ export function parseRecipe(raw: unknown, where: string): Recipe {
     throw new DqError('BAD_CONFIG', `${where}: field '${field}': ${issue.message}`);
   }
   const rec = r.data;
+  const a = rec.activations;
+  if (a && a.dynamic === 'token' && !(a.format.kind === 'int' && a.format.symmetric)) {
+    throw new DqError('BAD_CONFIG', `${where}: field 'activations.dynamic': 'token' needs a symmetric INT activation format (the scale is each token's absmax), got ${JSON.stringify(a.format)}`);
+  }
   if (rec.activations && rec.activations.perTimestep === false && rec.temporal === 'calibrate') {
     throw new DqError('BAD_CONFIG', `${where}: field 'temporal': 'calibrate' needs activations.perTimestep`);
   }

@@ -5,7 +5,7 @@
  * scale inputs, split sites per half. The quantizer's output is fetched as a graph output next to the layers'.
  */
 import { describe, expect, it } from 'vitest';
-import { fakeQuantFloat, fakeQuantInt, fakeQuantMx, fakeQuantNvfp4, nvfp4TensorScale, type QuantFormat } from '../../../../kernels/quant';
+import { fakeQuantFloat, fakeQuantInt, fakeQuantMx, fakeQuantNvfp4, fakeQuantTokens, nvfp4TensorScale, type QuantFormat } from '../../../../kernels/quant';
 import { PER_TENSOR } from '../../../../kernels/layout';
 import { insertActivationQuantizer, paramInputNames } from '../../../../src-main/core/quant/activations';
 import type { Site } from '../../../../src-main/core/quant/sites';
@@ -147,6 +147,45 @@ describe('activation quantizers in a variant graph == the kernels reference, bit
       }
       // the layers read the quantized tensor
       expect(out.y!.dims).toEqual([3, 8, 5, 7]);
+    } finally {
+      await s.release();
+    }
+  });
+});
+
+describe('dynamic per-token INT (ViDiT-Q) in a variant graph == fakeQuantTokens, bit for bit', () => {
+  it.each([
+    ['INT8', 8],
+    ['INT4', 4],
+  ] as const)('%s: a linear layer per row of its last axis, a convolution per pixel over its channels', async (_label, bits) => {
+    const m = model();
+    const finite = (dims: number[], seed: number, scale: number) => {
+      const r = rng(seed);
+      // every magnitude from tiny to large, a row of zeros, ties at half a code
+      const out = Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => (r() - 0.5) * scale * 2 ** Math.floor(r() * 12 - 6));
+      out.fill(0, 0, dims[dims.length - 1]!);
+      return out;
+    };
+    const x = finite(CONV_DIMS, 300 + bits, 0.5);
+    const h = finite(MM_DIMS, 400 + bits, 0.5);
+    const fmt = { kind: 'int', bits, symmetric: true } as const;
+    const rx = insertActivationQuantizer(m, { id: 0, tensor: 'x', layers: ['conv'], split: null, ops: ['Conv'], temporal: false }, ['conv'], fmt, { channels: C, rank: 4, useSplit: false, dynamic: 'token' });
+    const rh = insertActivationQuantizer(m, { id: 1, tensor: 'h', layers: ['mm'], split: null, ops: ['MatMul'], temporal: false }, ['mm'], fmt, { channels: C, rank: 3, useSplit: false, dynamic: 'token' });
+    // nothing to calibrate or feed
+    expect([...rx.inputs.scale, ...rh.inputs.scale]).toEqual([]);
+    const VI = ModelProto.lookupType('onnx.ValueInfoProto');
+    m.graph!.output = [...(m.graph!.output ?? []), ...['dq_aq/0/out', 'dq_aq/1/out'].map((name) => VI.fromObject({ name, type: { tensor_type: { elem_type: 1 } } }) as never)];
+    const s = await Session.create(encodeModel(m));
+    try {
+      const out = await s.run({ x: { type: 'float32', data: x, dims: CONV_DIMS }, h: { type: 'float32', data: h, dims: MM_DIMS } });
+      for (const [name, src, dims, axis] of [['dq_aq/0/out', x, CONV_DIMS, 1], ['dq_aq/1/out', h, MM_DIMS, -1]] as const) {
+        const ref = fakeQuantTokens(src, dims, axis, bits);
+        const got = out[name]!.data as Float32Array;
+        const k = firstBitMismatch(ref, got);
+        expect(k, k < 0 ? '' : `${name}: element ${k}: x = ${src[k]}, reference ${ref[k]}, onnxruntime ${got[k]}`).toBe(-1);
+        // it quantizes: at most 2 qmax + 1 values per token
+        expect(new Set(Array.from(got.subarray(0, 64))).size).toBeLessThanOrEqual(2 ** bits);
+      }
     } finally {
       await s.release();
     }
