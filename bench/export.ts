@@ -24,7 +24,7 @@ import { join, resolve } from 'node:path';
 import { exportPipeline } from '../src-main/core/export/export.js';
 import { fuseAttention } from '../src-main/core/onnx/fuse.js';
 import { loadOnnx, saveOnnx } from '../src-main/core/onnx/io.js';
-import { releaseSessions } from '../src-main/core/pipeline/pipeline.js';
+import { locatePipeline, releaseSessions } from '../src-main/core/pipeline/pipeline.js';
 import { openPipeline } from '../src-main/core/open.js';
 import { calibrate } from '../src-main/core/quant/calibrate.js';
 import { copyComponents, quantizePipeline } from '../src-main/core/quant/quantize.js';
@@ -50,13 +50,25 @@ function generate(dir: string, channels: string, sampleSize: number): boolean {
   return r.status === 0;
 }
 
+/**
+ * An Optimum-layout SD3-style pipeline (tools/make_sd_fixtures.py sd3-optimum: two CLIP encoders, 256 zero T5 tokens,
+ * 16 latent channels) with a transformer of `heads` x 64 channels and `layers` joint blocks.
+ */
+function generateDit(dir: string, heads: number, layers: number, sampleSize: number): boolean {
+  const py = '/usr/bin/python3';
+  if (!existsSync(py)) return false;
+  const args = [join(ROOT, 'tools', 'make_sd_fixtures.py'), '--out', dir, '--only', 'sd3-optimum', '--dit-heads', String(heads), '--dit-layers', String(layers), '--sample-size', String(sampleSize)];
+  return spawnSync(py, args, { encoding: 'utf8' }).status === 0;
+}
+
 /** A copy of the FP32 pipeline with the export's float fusion applied (no quantization); every other component as it is. */
 function fusedCopy(fp: string, dir: string): number {
-  mkdirSync(join(dir, 'unet'), { recursive: true });
+  const folder = locatePipeline(fp).denoiser;
+  mkdirSync(join(dir, folder), { recursive: true });
   copyComponents(fp, dir);
-  const l = loadOnnx(join(fp, 'unet', 'model.onnx'));
+  const l = loadOnnx(join(fp, folder, 'model.onnx'));
   const n = fuseAttention(l.model).fused.length;
-  saveOnnx(l.model, join(dir, 'unet', 'model.onnx'), l.dir);
+  saveOnnx(l.model, join(dir, folder, 'model.onnx'), l.dir);
   return n;
 }
 
@@ -113,55 +125,90 @@ export async function benchExport(): Promise<void> {
     } else if (asked) {
       throw new Error('DQ_BENCH_SD15_CHANNELS needs /usr/bin/python3 with torch (tools/make_sd_fixtures.py)');
     }
-    const [, lh, lw] = (await openPipeline(fp, 'cpu')).pipeline.index.sampleShape;
-    console.log(`\nDQ Studio export bench: SD 1.5 unet (${label}), latent 4x${lh}x${lw}, batch 1 doubled for guidance, onnxruntime CPU provider`);
-    console.log(`CPU: ${cpuLabel()}`);
-    const t0 = performance.now();
-    const phase = (what: string) => console.log(`  ${what}: ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-    const calib = join(work, 'calib.json');
-    const rec = await calibrate(fp, calib, { samples: 1, steps: 2, batchSize: 1, prompts: ['a red seven on a blue background', 'a cat'] });
-    phase('calibrated');
-    await quantizePipeline({ pipelineDir: fp, recipe: loadRecipe('naive-w8a8'), record: rec, recordPath: calib, out: join(work, 'w8a8') });
-    phase('quantized');
-    const m = await exportPipeline({ variantDir: join(work, 'w8a8'), out: join(work, 'w8a8-x'), calibrationImages: 1, verify: false });
-    // the other int8 weight storage worth timing on this CPU: s8 (the u8s8 kernels, exact with VNNI) where the CPU
-    // has VNNI, s7 (reduce range: exact u8s8 kernels on a coarser grid) where it has AVX2 only
-    const alt: 's8' | 's7' = int8Support() === 'avx2' ? 's7' : 's8';
-    const other = await exportPipeline({ variantDir: join(work, 'w8a8'), out: join(work, `w8a8-${alt}`), calibrationImages: 1, verify: false, int8Weights: alt });
-    phase(`exported (u8, ${alt})`);
-    const sizes = m.export.sizes;
-    const nFused = fusedCopy(fp, join(work, 'fp32-fused'));
-    const u8 = await runner(join(work, 'w8a8-x'));
-    const loadedAs = u8.int8Loaded === 's8' ? ', loaded as s8 on this CPU' : '';
-    const units = [
-      { label: 'FP32 (source)', run: (await runner(fp)).run, bytes: String(sizes.fp32UnetBytes) },
-      { label: `FP32 + fusion (${nFused} attention blocks)`, run: (await runner(join(work, 'fp32-fused'))).run, bytes: '' },
-      { label: `exported W8A8 (${m.export.summary.int8Kernels} int8-kernel layers, ${m.export.summary.fusedAttention} attention blocks fused; int8 weights u8${loadedAs})`, run: u8.run, bytes: String(sizes.exportBytes) },
-      {
-        label: alt === 's8' ? 'exported W8A8, int8 weights s8 (exact only with VNNI)' : 'exported W8A8, int8 weights s7 (reduce range: 7-bit codes)',
-        run: (await runner(join(work, `w8a8-${alt}`))).run,
-        bytes: String(other.export.sizes.exportBytes),
-      },
-    ];
-    phase('sessions created');
-    for (const u of units) await u.run();
-    const times = units.map(() => [] as number[]);
-    for (let i = 0; i < 12; i++) for (let k = 0; k < units.length; k++) times[k]!.push(await units[k]!.run());
-    for (const t of times) t.sort((p, q) => p - q);
-    const med = (t: number[]) => (t[5]! + t[6]!) / 2;
-    const rows = [['unet', 'bytes', 'fastest ms', 'median ms'], ...units.map((u, k) => [u.label, u.bytes, times[k]![0]!.toFixed(1), med(times[k]!).toFixed(1)])];
-    const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-    for (const r of rows) console.log(r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  '));
-    const [src, fused, q, qa] = times as [number[], number[], number[], number[]];
-    const ratio = (p: number[], r: number[]) => `fastest ${(p[0]! / r[0]!).toFixed(2)}x, median ${(med(p) / med(r)).toFixed(2)}x`;
-    console.log(`CPU int8 dot products: ${INT8_SUPPORT_LABEL[int8Support()]}; size ratio ${sizes.ratio}`);
-    const perSecond = (t: number[]) => (1000 / med(t)).toFixed(1);
-    console.log(`denoiser evaluations per second (median; ${u8.rows} rows each): FP32 ${perSecond(src)}, exported W8A8 ${perSecond(q)}`);
-    console.log(`speed-up FP32 source / W8A8 export: ${ratio(src, q)} (target >= 2x on a CPU with VNNI or AMX)`);
-    console.log(`  of which the float fusion (FP32 source / FP32 + fusion): ${ratio(src, fused)}; the int8 kernels (FP32 + fusion / W8A8 export): ${ratio(fused, q)}`);
-    console.log(`speed-up FP32 source / W8A8 export with ${alt} weights: ${ratio(src, qa)}${alt === 's7' ? ' (7-bit weight grid)' : ''}`);
+    const [lc, lh, lw] = (await openPipeline(fp, 'cpu')).pipeline.index.sampleShape;
+    await timeExport(work, fp, `SD 1.5 unet (${label}), latent ${lc}x${lh}x${lw}, batch 1 doubled for guidance`);
   } finally {
     await releaseSessions();
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * The same for a DiT (issue 18): an SD3-style transformer (joint blocks, 12 heads x 64 = 768 channels, 4 blocks,
+ * latent 16x32x32 = 256 image tokens beside 77 CLIP + 256 zero T5 tokens; about 0.1B random parameters) generated by
+ * tools/make_sd_fixtures.py, else the committed sd3-optimum fixture. DQ_BENCH_DIT_HEADS / _LAYERS / _SIZE change it;
+ * DQ_BENCH_DIT_DIR times an existing folder.
+ */
+export async function benchExportDit(): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), 'dq-bench-export-dit-'));
+  try {
+    const heads = Number(process.env.DQ_BENCH_DIT_HEADS ?? 12);
+    const layers = Number(process.env.DQ_BENCH_DIT_LAYERS ?? 4);
+    const size = Number(process.env.DQ_BENCH_DIT_SIZE ?? 32);
+    let fp = join(ROOT, 'test', 'fixtures', 'sd3-optimum');
+    let label = 'test/fixtures/sd3-optimum (32 channels, 3 blocks; random weights): no PyTorch here to generate a wider one';
+    const given = process.env.DQ_BENCH_DIT_DIR;
+    if (given) {
+      fp = resolve(given);
+      label = `${given} (DQ_BENCH_DIT_DIR)`;
+    } else if (generateDit(work, heads, layers, size)) {
+      fp = join(work, 'sd3-optimum');
+      label = `SD3 conventions, Optimum layout, random weights, generated by tools/make_sd_fixtures.py: ${heads} heads x 64 = ${heads * 64} channels, ${layers} joint blocks, patch 2`;
+    }
+    const [lc, lh, lw] = (await openPipeline(fp, 'cpu')).pipeline.index.sampleShape;
+    await timeExport(work, fp, `DiT transformer (${label}), latent ${lc}x${lh}x${lw}, batch 1 doubled for guidance`);
+  } finally {
+    await releaseSessions();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** Calibrates, quantizes (naive-w8a8), exports (u8 and the other int8 storage) and times the four denoisers. */
+async function timeExport(work: string, fp: string, title: string): Promise<void> {
+  console.log(`\nDQ Studio export bench: ${title}, onnxruntime CPU provider`);
+  console.log(`CPU: ${cpuLabel()}`);
+  const t0 = performance.now();
+  const phase = (what: string) => console.log(`  ${what}: ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  const calib = join(work, 'calib.json');
+  const rec = await calibrate(fp, calib, { samples: 1, steps: 2, batchSize: 1, prompts: ['a red seven on a blue background', 'a cat'] });
+  phase('calibrated');
+  await quantizePipeline({ pipelineDir: fp, recipe: loadRecipe('naive-w8a8'), record: rec, recordPath: calib, out: join(work, 'w8a8') });
+  phase('quantized');
+  const m = await exportPipeline({ variantDir: join(work, 'w8a8'), out: join(work, 'w8a8-x'), calibrationImages: 1, verify: false });
+  // the other int8 weight storage worth timing on this CPU: s8 (the u8s8 kernels, exact with VNNI) where the CPU
+  // has VNNI, s7 (reduce range: exact u8s8 kernels on a coarser grid) where it has AVX2 only
+  const alt: 's8' | 's7' = int8Support() === 'avx2' ? 's7' : 's8';
+  const other = await exportPipeline({ variantDir: join(work, 'w8a8'), out: join(work, `w8a8-${alt}`), calibrationImages: 1, verify: false, int8Weights: alt });
+  phase(`exported (u8, ${alt})`);
+  const sizes = m.export.sizes;
+  const nFused = fusedCopy(fp, join(work, 'fp32-fused'));
+  const u8 = await runner(join(work, 'w8a8-x'));
+  const loadedAs = u8.int8Loaded === 's8' ? ', loaded as s8 on this CPU' : '';
+  const units = [
+    { label: 'FP32 (source)', run: (await runner(fp)).run, bytes: String(sizes.fp32UnetBytes) },
+    { label: `FP32 + fusion (${nFused} attention blocks)`, run: (await runner(join(work, 'fp32-fused'))).run, bytes: '' },
+    { label: `exported W8A8 (${m.export.summary.int8Kernels} int8-kernel layers, ${m.export.summary.fusedAttention} attention blocks fused; int8 weights u8${loadedAs})`, run: u8.run, bytes: String(sizes.exportBytes) },
+    {
+      label: alt === 's8' ? 'exported W8A8, int8 weights s8 (exact only with VNNI)' : 'exported W8A8, int8 weights s7 (reduce range: 7-bit codes)',
+      run: (await runner(join(work, `w8a8-${alt}`))).run,
+      bytes: String(other.export.sizes.exportBytes),
+    },
+  ];
+  phase('sessions created');
+  for (const u of units) await u.run();
+  const times = units.map(() => [] as number[]);
+  for (let i = 0; i < 12; i++) for (let k = 0; k < units.length; k++) times[k]!.push(await units[k]!.run());
+  for (const t of times) t.sort((p, q) => p - q);
+  const med = (t: number[]) => (t[5]! + t[6]!) / 2;
+  const rows = [['denoiser', 'bytes', 'fastest ms', 'median ms'], ...units.map((u, k) => [u.label, u.bytes, times[k]![0]!.toFixed(1), med(times[k]!).toFixed(1)])];
+  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) console.log(r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  '));
+  const [src, fused, q, qa] = times as [number[], number[], number[], number[]];
+  const ratio = (p: number[], r: number[]) => `fastest ${(p[0]! / r[0]!).toFixed(2)}x, median ${(med(p) / med(r)).toFixed(2)}x`;
+  console.log(`CPU int8 dot products: ${INT8_SUPPORT_LABEL[int8Support()]}; size ratio ${sizes.ratio}`);
+  const perSecond = (t: number[]) => (1000 / med(t)).toFixed(1);
+  console.log(`denoiser evaluations per second (median; ${u8.rows} rows each): FP32 ${perSecond(src)}, exported W8A8 ${perSecond(q)}`);
+  console.log(`speed-up FP32 source / W8A8 export: ${ratio(src, q)} (target >= 2x on a CPU with VNNI or AMX)`);
+  console.log(`  of which the float fusion (FP32 source / FP32 + fusion): ${ratio(src, fused)}; the int8 kernels (FP32 + fusion / W8A8 export): ${ratio(fused, q)}`);
+  console.log(`speed-up FP32 source / W8A8 export with ${alt} weights: ${ratio(src, qa)}${alt === 's7' ? ' (7-bit weight grid)' : ''}`);
 }

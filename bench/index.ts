@@ -9,7 +9,7 @@ import { fakeQuantFragment, type FakeQuantSpec } from '../kernels/onnx/fakequant
 import { GraphBuilder, type Fragment } from '../kernels/onnx/graph.js';
 import type { Granularity } from '../kernels/layout.js';
 import { modelBytes } from '../test/integration/kernels/onnx-model.js';
-import { benchExport } from './export.js';
+import { benchExport, benchExportDit } from './export.js';
 import { benchPtq } from './ptq.js';
 import { benchSimulated } from './simulated.js';
 import { benchT2I } from './t2i.js';
@@ -131,4 +131,5 @@ await main();
 if (process.env.DQ_BENCH_SIM !== '0') await benchSimulated();
 if (process.env.DQ_BENCH_PTQ !== '0') benchPtq(process.env.DQ_BENCH_PTQ_MODELS ? process.env.DQ_BENCH_PTQ_MODELS.split(',') : undefined);
 if (process.env.DQ_BENCH_EXPORT !== '0') await benchExport();
+if (process.env.DQ_BENCH_EXPORT !== '0') await benchExportDit();
 if (process.env.DQ_BENCH_T2I !== '0') await benchT2I();

@@ -1212,7 +1212,7 @@ FLOW_SD3 = {  # FlowMatchEulerDiscreteScheduler as SD3 pipelines save it (diffus
 }
 
 
-def make_sd3_optimum(out, seed):
+def make_sd3_optimum(out, seed, over=None):
     """StableDiffusion3Pipeline as Optimum writes it, without the T5 encoder (diffusers' text_encoder_3=None: 256 zero
     tokens in its place): tokenizer/ + text_encoder/ (CLIPTextModelWithProjection, quick_gelu) and tokenizer_2/ (pad
     "!") + text_encoder_2/ (CLIPTextModelWithProjection, gelu), both with text_embeds, last_hidden_state and
@@ -1228,6 +1228,10 @@ def make_sd3_optimum(out, seed):
     dc = {"sample_size": 16, "patch_size": 2, "in_channels": 16, "num_layers": 3, "attention_head_dim": 16,
           "num_attention_heads": 2, "joint_attention_dim": 96, "caption_projection_dim": 32,
           "pooled_projection_dim": tc1["projection_dim"] + tc2["projection_dim"], "out_channels": 16, "pos_embed_max_size": 16}
+    dc.update(over or {})
+    if "caption_projection_dim" not in (over or {}):
+        dc["caption_projection_dim"] = dc["num_attention_heads"] * dc["attention_head_dim"]
+    dc["pos_embed_max_size"] = max(dc["pos_embed_max_size"], dc["sample_size"] // dc["patch_size"])
     vc = vae_config(1.5305, 128, latent_channels=16, shift_factor=0.0609)
     te1 = seeded(seed, lambda: CLIPText(tc1))
     te2 = seeded(seed + 1, lambda: CLIPText(tc2))
@@ -1266,7 +1270,7 @@ def make_sd3_optimum(out, seed):
     for te, tc, folder in ((te1, tc1, "text_encoder"), (te2, tc2, "text_encoder_2")):
         axes = {"input_ids": seq, "text_embeds": {0: "batch_size"}, "last_hidden_state": seq, **{h: seq for h in hid(tc)}}
         export(te, (sample_ids(),), os.path.join(out, folder, "model.onnx"), ["input_ids"], ["text_embeds", "last_hidden_state"] + hid(tc), axes, opset)
-    lat = torch.randn(2, 16, 16, 16)
+    lat = torch.randn(2, 16, dc["sample_size"], dc["sample_size"])
     args = (lat, torch.randn(2, 77 + 256, dc["joint_attention_dim"]), torch.randn(2, dc["pooled_projection_dim"]), torch.tensor([1000.0, 1000.0]))
     axes = {"hidden_states": {0: "batch_size", 2: "height", 3: "width"}, "encoder_hidden_states": seq, "pooled_projections": {0: "batch_size"},
             "timestep": {0: "step"}, "out_hidden_states": {0: "batch_size", 2: "height", 3: "width"}}
@@ -1694,7 +1698,9 @@ def main():
     ap.add_argument("--unet-channels", help="sd15-optimum only: the unet's block_out_channels (e.g. 320,640,1280,1280, SD 1.5's)")
     ap.add_argument("--unet-heads", type=int, help="sd15-optimum only: attention heads per block (SD 1.5: 8)")
     ap.add_argument("--unet-groups", type=int, help="sd15-optimum only: GroupNorm groups (SD 1.5: 32)")
-    ap.add_argument("--sample-size", type=int, help="sd15-optimum only: the latent size in unet/config.json (SD 1.5: 64)")
+    ap.add_argument("--sample-size", type=int, help="sd15-optimum and sd3-optimum: the latent size in the denoiser's config.json (SD 1.5: 64)")
+    ap.add_argument("--dit-heads", type=int, help="sd3-optimum only: attention heads (SD3-medium: 24, head dim 64)")
+    ap.add_argument("--dit-layers", type=int, help="sd3-optimum only: joint transformer blocks (SD3-medium: 24)")
     args = ap.parse_args()
     unet_over = {}
     if args.unet_channels:
@@ -1713,8 +1719,8 @@ def main():
         torch.manual_seed(args.seed + 100)  # dummy export inputs
         if name == "sd15-optimum":
             make_sd15_optimum(out, args.seed, unet_over=unet_over)
-        elif unet_over:
-            raise SystemExit("--unet-channels, --unet-heads, --unet-groups and --sample-size apply to sd15-optimum only")
+        elif unet_over and not (name == "sd3-optimum" and set(unet_over) <= {"sample_size"}):
+            raise SystemExit("--unet-channels, --unet-heads and --unet-groups apply to sd15-optimum only; --sample-size to sd15-optimum and sd3-optimum")
         elif name == "sd15-fp16":
             make_sd15_optimum(out, args.seed, fp16=True)
         elif name == "sd15-legacy":
@@ -1726,7 +1732,14 @@ def main():
         elif name == "sd3-t5-parts":
             make_sd3_t5_parts(out, args.seed + 50)
         elif name == "sd3-optimum":
-            make_sd3_optimum(out, args.seed + 30)
+            dit_over = {}
+            if args.dit_heads:
+                dit_over.update(num_attention_heads=args.dit_heads, attention_head_dim=64)
+            if args.dit_layers:
+                dit_over["num_layers"] = args.dit_layers
+            if args.sample_size:
+                dit_over["sample_size"] = args.sample_size
+            make_sd3_optimum(out, args.seed + 30, dit_over)
         elif name == "ddpm-plain":
             make_ddpm_plain(out, args.seed + 20)
         elif name == "lcm-optimum":
