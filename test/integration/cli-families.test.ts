@@ -62,7 +62,7 @@ describe('dq info on real pipeline layouts', () => {
     expect(r.stdout).toMatch(/^layers\s+\d+ quantizable/m);
   });
 
-  it('sample refuses a family it cannot sample yet, naming it in one line (a Flux folder); an SD3 folder without its transformer graph names what is missing', () => {
+  it('sample refuses a family it cannot sample yet, naming it in one line (a Sana folder); an SD3 folder without its transformer graph names what is missing', () => {
     const out = tmp();
     const sd3 = join(out, 'sd3');
     mkdirSync(join(sd3, 'transformer'), { recursive: true });
@@ -71,14 +71,14 @@ describe('dq info on real pipeline layouts', () => {
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/^dq: error: .*sd3: component 'transformer' is missing \(no transformer\/model.onnx\)/);
-    const flux = join(out, 'flux');
-    mkdirSync(join(flux, 'transformer'), { recursive: true });
-    writeFileSync(join(flux, 'model_index.json'), JSON.stringify({ _class_name: 'FluxPipeline', transformer: ['diffusers', 'FluxTransformer2DModel'], scheduler: ['diffusers', 'FlowMatchEulerDiscreteScheduler'] }));
-    const f = dq(['quantize', flux, '--preset', 'int4-w4a16', '--out', join(out, 'q')]);
+    const sana = join(out, 'sana');
+    mkdirSync(join(sana, 'transformer'), { recursive: true });
+    writeFileSync(join(sana, 'model_index.json'), JSON.stringify({ _class_name: 'SanaPipeline', transformer: ['diffusers', 'SanaTransformer2DModel'], scheduler: ['diffusers', 'FlowMatchEulerDiscreteScheduler'] }));
+    const f = dq(['quantize', sana, '--preset', 'int4-w4a16', '--out', join(out, 'q')]);
     expect(f.code).toBe(1);
-    expect(f.stderr).toMatch(/is a Flux \(DiT, flow matching\) pipeline \(FluxPipeline, text-to-image\)/);
-    const i = dq(['info', flux]);
+    expect(f.stderr).toMatch(/is a Sana \(DiT\) pipeline \(SanaPipeline, text-to-image\): DQ Studio cannot sample or quantize/);
+    const i = dq(['info', sana]);
     expect(i.code).toBe(0);
-    expect(i.stdout).toMatch(/transformer diffusers\.FluxTransformer2DModel/);
+    expect(i.stdout).toMatch(/transformer diffusers\.SanaTransformer2DModel/);
   });
 });
