@@ -34,6 +34,7 @@ import { listEmbeddedModels } from './core/models.js';
 import { DEFAULT_PROMPTS_FILE, readRecord } from './core/quant/calibrate.js';
 import { QUANTIZABLE_COMPONENTS } from './core/quant/quantize.js';
 import { readPromptFile } from './core/pipeline/prompt-file.js';
+import { isFlowConfig } from './core/pipeline/schedulers.js';
 import { listPresets, loadRecipe } from './core/quant/recipe.js';
 import { toApiError } from './jobs/errors.js';
 import { JobRunner } from './jobs/runner.js';
@@ -279,8 +280,10 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
       textFeatures: map?.textFeatures ?? [],
       quantizableComponents: i.text && !i.variant ? Object.keys(QUANTIZABLE_COMPONENTS).filter((c) => existsSync(join(i.dir, c, 'model.onnx'))) : [],
       classes: i.pipeline.classes,
-      scheduler: { trainSteps: i.scheduler.num_train_timesteps, betaSchedule: i.scheduler.beta_schedule, prediction: i.scheduler.prediction_type },
-      unet: { bytes: i.unet.bytes, parameters: i.unet.parameters, nodes: i.unet.nodes, ops: i.unet.ops },
+      scheduler: isFlowConfig(i.scheduler)
+        ? { trainSteps: i.scheduler.num_train_timesteps, betaSchedule: i.scheduler.use_dynamic_shifting ? 'flow matching, dynamic shift' : `flow matching, shift ${i.scheduler.shift}`, prediction: 'velocity' }
+        : { trainSteps: i.scheduler.num_train_timesteps, betaSchedule: i.scheduler.beta_schedule, prediction: i.scheduler.prediction_type },
+      unet: { folder: i.unet.folder, bytes: i.unet.bytes, parameters: i.unet.parameters, nodes: i.unet.nodes, ops: i.unet.ops },
       layers: map
         ? map.quantizable.map((l) => ({
             name: l.name,

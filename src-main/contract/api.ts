@@ -100,6 +100,8 @@ export interface ModelInfo {
   /** How prompts become the denoiser's inputs: CLIP (SD 1.x/2.x) or SDXL's two encoders. */
   text: {
     kind: string;
+    /** How the denoiser's text inputs are made, in one line (SD3 and Flux read this). */
+    summary?: string;
     encoders: { component: string; input: string; idsType: string; hidden: string; pooled: string | null }[];
     tokenizers: { folder: string; source: string; vocab: number; maxLength: number; padId: number }[];
     /** The cross-attention width. */
@@ -121,7 +123,8 @@ export interface ModelInfo {
   quantizableComponents?: string[];
   classes: string[];
   scheduler: { trainSteps: number; betaSchedule: string; prediction: string };
-  unet: { bytes: number; parameters: number; nodes: number; ops: Record<string, number> };
+  /** The denoiser (folder: 'unet', or 'transformer' for a DiT; absent from older hosts: unet). */
+  unet: { folder?: 'unet' | 'transformer'; bytes: number; parameters: number; nodes: number; ops: Record<string, number> };
   /** Null for a quantized variant (its source has the map). */
   layers: LayerRow[] | null;
   attention: number;

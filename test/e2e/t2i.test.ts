@@ -6,6 +6,7 @@
  * - the embedded text-to-image model (models/tiny-t2i) end to end: calibrate on typed prompts, the ranges with the
  *   text-only filter, quantize with the text-feature cache and an int8 text encoder, samples of FP and the variant on
  *   the same prompts and seeds with the A/B wipe, the export view's layout and components;
+ * - the embedded DiT (models/tiny-dit, SD3 layout, flow matching): described, its sampler, prompts sampled;
  * - the mock host (no engine): its text-to-image entry drives the same views with placeholder data.
  * Screenshots at 1280x800 in test-results/e2e/t2i-*.png.
  */
@@ -138,6 +139,32 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`text-to-image 
     await expect(page.getByTestId('components').locator('tbody tr').filter({ hasText: 'denoiser' }).textContent()).resolves.toMatch(/text_embeds float32.*time_ids float32/s);
     await page.getByTestId('components').evaluate((el) => el.scrollIntoView({ block: 'end' }));
     await shot(page, 't2i-5-sdxl-models');
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 300_000);
+
+  it('browser mode, real engine: the embedded DiT (SD3 layout, flow matching) described, calibrated, sampled', async () => {
+    const { page, errors } = await open(served.url);
+    await page.getByTestId('model-tiny-dit').click();
+    await page.getByTestId('pipeline-card').waitFor({ timeout: 60_000 });
+    await expect(text(page, 'pipeline-family')).resolves.toBe('Stable Diffusion 3 (DiT, flow matching)');
+    await expect(text(page, 'pipeline-text')).resolves.toMatch(/SD3: the CLIP encoders' penultimate hidden states \(width 64\) \+ 0 zero tokens in T5's place/);
+    const comps = page.getByTestId('components').locator('tbody tr');
+    await expect(comps.filter({ hasText: 'SD3Transformer2DModel' }).textContent()).resolves.toMatch(/denoiser.*SD3Transformer2DModel.*hidden_states float32.*pooled_projections float32.*timestep float32 \[step\]/s);
+    await page.getByTestId('layer-map').waitFor({ timeout: 60_000 });
+    await shot(page, 't2i-4a-dit-models');
+    await page.getByTestId('tab-calibrate').click();
+    await expect(page.getByTestId('cal-sampler').locator('option').first().textContent()).resolves.toBe("flow-euler (the pipeline's)");
+    await page.getByTestId('tab-samples').click();
+    await page.getByTestId('t2i-prompts').fill('a red seven on a blue background\nthe digit three in yellow on magenta\n');
+    await page.getByTestId('t2i-seeds').fill('0-3');
+    await page.getByTestId('t2i-steps').fill('25');
+    await page.getByTestId('t2i-start').click();
+    await page.getByTestId('t2i-grid').waitFor({ timeout: 120_000 });
+    await expect(page.getByTestId('view-samples').textContent()).resolves.toMatch(/flow-euler, 25 steps, guidance 3 · 3×32×32/);
+    const rows = page.getByTestId('t2i-tokens').locator('tbody tr');
+    await expect(rows.nth(0).textContent()).resolves.toMatch(/a red seven on a blue background\s*\d+ \/ 14\s*none/);
+    await shot(page, 't2i-4b-dit-samples');
     expect(errors).toEqual([]);
     await page.close();
   }, 300_000);

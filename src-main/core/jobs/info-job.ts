@@ -2,7 +2,7 @@
 import { statSync } from 'node:fs';
 import { analyzeGraph, type LayerMap } from '../onnx/analysis.js';
 import { readModel, summarize, type ModelSummary } from '../onnx/model.js';
-import { sizeMultiple, type PipelineIndex, type UnetIO } from '../pipeline/pipeline.js';
+import { sizeMultiple, type Pipeline, type PipelineIndex, type UnetIO } from '../pipeline/pipeline.js';
 import { openPipeline } from '../open.js';
 import { describeComponents, formatComponents, type ComponentsInfo } from '../pipeline/components.js';
 import { isFlowConfig, type SchedulerConfig } from '../pipeline/schedulers.js';
@@ -23,7 +23,8 @@ export interface PipelineInfo {
   /** [C, H, W] of the images it makes (decoded by the VAE for a latent pipeline). */
   image: number[];
   /** Text conditioning: how the unet's text inputs are made. */
-  text: { kind: string; sd3?: { width: number; t5Tokens: number } | null; encoders: { component: string; input: string; idsType: string; hidden: string; pooled: string | null }[]; tokenizers: { folder: string; source: string; vocab: number; maxLength: number; padId: number }[]; width: number | null; zerosForEmptyNegative: boolean } | null;
+  /** summary: how the denoiser's text inputs are made, in one line (the CLI and the studio show it). */
+  text: { kind: string; summary: string; sd3?: { width: number; t5Tokens: number } | null; encoders: { component: string; input: string; idsType: string; hidden: string; pooled: string | null }[]; tokenizers: { folder: string; source: string; vocab: number; maxLength: number; padId: number }[]; width: number | null; zerosForEmptyNegative: boolean } | null;
   /** The VAE decoder: factor and scaling, and where they came from. */
   codec: { factor: number; scalingFactor: number; shiftFactor: number; inputType: string; source: string; sizeMultiple: number } | null;
   defaults: { sampler: string; guidance: number };
@@ -56,6 +57,7 @@ export async function runInfo(dir: string, opts: { timestepInput?: string } = {}
     text: pipeline.text
       ? {
           kind: pipeline.text.kind,
+          summary: textSummary(pipeline),
           sd3: pipeline.text.sd3 ?? null,
           encoders: pipeline.text.encoders.map((e) => ({ component: e.component, input: e.input, idsType: e.idsType, hidden: e.hidden, pooled: e.pooled })),
           tokenizers: pipeline.text.tokenizers.map((t, k) => ({ folder: pipeline.text!.encoders[k]!.component.replace('text_encoder', 'tokenizer'), source: t.source, vocab: t.vocabSize, maxLength: t.maxLength, padId: t.padId })),
@@ -69,6 +71,25 @@ export async function runInfo(dir: string, opts: { timestepInput?: string } = {}
   };
 }
 
+/** How the denoiser's text inputs are made, in one line. */
+function textSummary(p: Pipeline): string {
+  const t = p.text!;
+  const w = t.width ?? '?';
+  if (t.kind === 'sdxl') return `SDXL: both encoders' penultimate hidden states + text_embeds + time_ids, width ${w}`;
+  if (t.kind === 'flux') {
+    const guidance = p.io.guidanceInput ? `, guidance as an input (${p.io.guidanceInput}), no CFG batch` : ', no CFG batch';
+    return `Flux: T5 last_hidden_state (width ${w}, ${t.tokenizers[1]?.maxLength ?? '?'} tokens) + CLIP pooler_output; latents packed 2x2, rotary img_ids/txt_ids${guidance}; timestep = sigma`;
+  }
+  if (t.kind === 'sd3' && t.sd3) {
+    const padded = t.width !== t.sd3.width ? `, zero-padded to ${t.sd3.width}` : '';
+    const t5 = t.encoders.some((e) => e.component === 'text_encoder_3')
+      ? `T5's last_hidden_state (${t.tokenizers[t.tokenizers.length - 1]?.maxLength ?? '?'} tokens)`
+      : `${t.sd3.t5Tokens} zero tokens in T5's place (max_sequence_length)`;
+    return `SD3: the CLIP encoders' penultimate hidden states (width ${w}${padded}) + ${t5}; pooled text_embeds`;
+  }
+  return `CLIP last_hidden_state, width ${w}`;
+}
+
 export function formatInfo(i: PipelineInfo): string {
   const shape = (m: IoMeta) => (m.shape ? `[${m.shape.join(', ')}]` : '');
   const s = i.scheduler;
@@ -80,15 +101,7 @@ export function formatInfo(i: PipelineInfo): string {
     `sample     ${i.pipeline.sampleShape.join('x')}${i.codec ? ` latents (${i.pipeline.shapeSource}) -> images ${i.image.join('x')}` : ''}`,
     ...(i.codec ? [`vae        factor ${i.codec.factor}, scaling ${i.codec.scalingFactor}${i.codec.shiftFactor ? `, shift ${i.codec.shiftFactor}` : ''}, ${i.codec.inputType} (from ${i.codec.source}); sizes in multiples of ${i.codec.sizeMultiple} pixels`] : []),
     text
-      ? `text       ${
-          text.kind === 'sdxl'
-            ? `SDXL: both encoders' penultimate hidden states + text_embeds + time_ids, width ${text.width ?? '?'}`
-            : text.kind === 'flux'
-              ? `Flux: T5 last_hidden_state (width ${text.width ?? '?'}, ${text.tokenizers[1]?.maxLength ?? '?'} tokens) + CLIP pooler_output; latents packed 2x2, rotary img_ids/txt_ids${i.unet.io.guidanceInput ? `, guidance as an input (${i.unet.io.guidanceInput}), no CFG batch` : ', no CFG batch'}; timestep = sigma`
-              : text.kind === 'sd3' && text.sd3
-              ? `SD3: the CLIP encoders' penultimate hidden states (width ${text.width ?? '?'}${text.width !== text.sd3.width ? `, zero-padded to ${text.sd3.width}` : ''}) + ${text.encoders.some((e) => e.component === 'text_encoder_3') ? `T5's last_hidden_state (${text.tokenizers[text.tokenizers.length - 1]?.maxLength ?? '?'} tokens)` : `${text.sd3.t5Tokens} zero tokens in T5's place (max_sequence_length)`}; pooled text_embeds`
-              : `CLIP last_hidden_state, width ${text.width ?? '?'}`
-        }; ` +
+      ? `text       ${text.summary}; ` +
         text.tokenizers.map((t) => `${t.folder} ${t.source} ${t.vocab} tokens, ${t.maxLength} max, pad ${t.padId}`).join('; ') +
         (text.zerosForEmptyNegative ? '; empty negative prompt = zeros' : '') +
         (i.unet.io.timestepCond ? `; guidance as an embedding (${i.unet.io.timestepCond}, width ${i.unet.io.widths?.timestepCond ?? '?'}), no CFG doubling` : '')
