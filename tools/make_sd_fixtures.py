@@ -1657,6 +1657,188 @@ def write_flux_reference(path, te, t5, tr, tc, sched, steps=4, guidance=3.5):
     })
 
 
+class MaskedAttention(nn.Module):
+    """diffusers Attention with bias (PixArt's attn1 / attn2) and an optional key mask (1 keep, 0 discard)."""
+
+    def __init__(self, d, ctx, heads):
+        super().__init__()
+        self.heads = heads
+        self.to_q, self.to_k, self.to_v = nn.Linear(d, d), nn.Linear(ctx, d), nn.Linear(ctx, d)
+        self.to_out = nn.ModuleList([nn.Linear(d, d), nn.Dropout(0.0)])
+
+    def forward(self, x, c, mask=None):
+        b, n, d = x.shape
+        h = self.heads
+        q = self.to_q(x).reshape(b, n, h, d // h).transpose(1, 2)
+        k = self.to_k(c).reshape(b, c.shape[1], h, d // h).transpose(1, 2)
+        v = self.to_v(c).reshape(b, c.shape[1], h, d // h).transpose(1, 2)
+        s_ = torch.matmul(q, k.transpose(-1, -2)) * (d // h) ** -0.5
+        if mask is not None:
+            # diffusers: (1 - mask) * -10000.0 added to the scores
+            s_ = s_ + ((1 - mask.float()) * -10000.0)[:, None, None, :]
+        return self.to_out[0](torch.matmul(torch.softmax(s_, dim=-1), v).transpose(1, 2).reshape(b, n, d))
+
+
+class PixArtBlock(nn.Module):
+    """BasicTransformerBlock with norm_type ada_norm_single: a scale_shift_table [6, d] added to the shared timestep
+    modulation; self-attention, cross-attention to the caption (no norm before it), feed-forward (gelu-tanh)."""
+
+    def __init__(self, d, heads):
+        super().__init__()
+        import train_tiny_dit as dm
+        self.norm1, self.norm2 = dm.PlainLayerNorm(d), dm.PlainLayerNorm(d)
+        self.attn1 = MaskedAttention(d, d, heads)
+        self.attn2 = MaskedAttention(d, d, heads)
+        self.ff = dm.FeedForward(d)
+        self.scale_shift_table = nn.Parameter(torch.randn(6, d) / d ** 0.5)
+
+    def forward(self, x, c, t6, mask):
+        b = x.shape[0]
+        sh, sc, g, sh2, sc2, g2 = (self.scale_shift_table[None] + t6.reshape(b, 6, -1)).chunk(6, dim=1)
+        x = x + g * self.attn1(self.norm1(x) * (1 + sc) + sh, self.norm1(x) * (1 + sc) + sh)
+        x = x + self.attn2(x, c, mask)
+        return x + g2 * self.ff(self.norm2(x) * (1 + sc2) + sh2)
+
+
+class AdaLayerNormSingle(nn.Module):
+    """PixArt's adaLN-single: the timestep embedding (emb.timestep_embedder) and one linear to 6 x d, shared by every
+    block -> (modulation [B, 6 d], embedded timestep [B, d])."""
+
+    def __init__(self, d):
+        super().__init__()
+        import train_tiny_dit as dm
+        self.emb = nn.Module()
+        self.emb.timestep_embedder = dm.Mlp2(256, d)
+        self.linear = nn.Linear(d, 6 * d)
+
+    def forward(self, t):
+        e = self.emb.timestep_embedder(Timesteps(256)(t))
+        return self.linear(F.silu(e)), e
+
+
+class CaptionProjection(nn.Module):
+    """PixArtAlphaTextProjection with gelu-tanh."""
+
+    def __init__(self, cin, d):
+        super().__init__()
+        self.linear_1, self.linear_2 = nn.Linear(cin, d), nn.Linear(d, d)
+
+    def forward(self, x):
+        return self.linear_2(F.gelu(self.linear_1(x), approximate="tanh"))
+
+
+class PixArtTransformer(nn.Module):
+    """PixArtTransformer2DModel (adaLN-single): hidden_states [B, C, h, w], encoder_hidden_states [B, L, caption],
+    timestep [B], encoder_attention_mask [B, L] -> [B, 2C, h, w] (noise and the learned variance)."""
+
+    def __init__(self, c):
+        super().__init__()
+        import train_tiny_dit as dm
+        d = c["num_attention_heads"] * c["attention_head_dim"]
+        self.c = c
+        self.pos_embed = dm.PatchEmbed(dict(c, pos_embed_max_size=c["sample_size"] // c["patch_size"]))
+        self.adaln_single = AdaLayerNormSingle(d)
+        self.caption_projection = CaptionProjection(c["caption_channels"], d)
+        self.transformer_blocks = nn.ModuleList([PixArtBlock(d, c["num_attention_heads"]) for _ in range(c["num_layers"])])
+        self.norm_out = dm.PlainLayerNorm(d)
+        self.scale_shift_table = nn.Parameter(torch.randn(2, d) / d ** 0.5)
+        self.proj_out = nn.Linear(d, c["patch_size"] ** 2 * c["out_channels"])
+
+    def forward(self, hidden_states, encoder_hidden_states, timestep, encoder_attention_mask):
+        h, w = hidden_states.shape[-2:]
+        p = self.c["patch_size"]
+        x = self.pos_embed(hidden_states)
+        t6, emb = self.adaln_single(timestep)
+        c = self.caption_projection(encoder_hidden_states)
+        for blk in self.transformer_blocks:
+            x = blk(x, c, t6, encoder_attention_mask)
+        sh, sc = (self.scale_shift_table[None] + emb[:, None]).chunk(2, dim=1)
+        x = self.proj_out(self.norm_out(x) * (1 + sc) + sh)
+        b = x.shape[0]
+        x = x.reshape(b, h // p, w // p, p, p, self.c["out_channels"])
+        return torch.einsum("nhwpqc->nchpwq", x).reshape(b, self.c["out_channels"], h, w)
+
+
+DPM_PIXART = {  # PixArt-Sigma's scheduler config (DPMSolverMultistepScheduler, SD's betas)
+    "_class_name": "DPMSolverMultistepScheduler", "_diffusers_version": DIFFUSERS_VERSION, "algorithm_type": "dpmsolver++",
+    "beta_end": 0.02, "beta_schedule": "linear", "beta_start": 0.0001, "dynamic_thresholding_ratio": 0.995,
+    "euler_at_final": False, "final_sigmas_type": "zero", "lambda_min_clipped": None, "lower_order_final": True,
+    "num_train_timesteps": 1000, "prediction_type": "epsilon", "sample_max_value": 1.0, "solver_order": 2,
+    "solver_type": "midpoint", "steps_offset": 0, "thresholding": False, "timestep_spacing": "linspace",
+    "trained_betas": None, "use_karras_sigmas": False, "use_lu_lambdas": False, "variance_type": None,
+}
+
+
+def make_pixart_optimum(out, seed):
+    """PixArtSigmaPipeline's components in the Optimum-style layout (no ONNX exporter exists for PixArt: the names are
+    diffusers' forward arguments): tokenizer/ (T5 Unigram tokenizer.json, max length 300 as PixArt-Sigma) +
+    text_encoder/ (T5EncoderModel -> last_hidden_state; input_ids only, as Optimum exports T5); transformer/
+    (PixArtTransformer2DModel, adaLN-single: hidden_states [B, 4, h, w], encoder_hidden_states [B, L, 24], timestep [B]
+    int64, encoder_attention_mask [B, L] int64 -> out_hidden_states [B, 8, h, w]: noise and the learned variance),
+    SD's VAE conventions (4 channels, 0.18215), DPMSolverMultistepScheduler."""
+    vocab = write_t5_tokenizer(os.path.join(out, "tokenizer"), 300)
+    t5c = t5_config(vocab)
+    pc = {"_class_name": "PixArtTransformer2DModel", "_diffusers_version": DIFFUSERS_VERSION, "attention_head_dim": 16,
+          "caption_channels": t5c["d_model"], "in_channels": 4, "norm_type": "ada_norm_single", "num_attention_heads": 2,
+          "num_layers": 2, "out_channels": 8, "patch_size": 2, "sample_size": 16, "use_additional_conditions": False}
+    vc = vae_config(0.18215, 128)
+    t5 = seeded(seed, lambda: T5Encoder(t5c))
+    tr = seeded(seed + 1, lambda: PixArtTransformer(pc))
+    vae = seeded(seed + 2, lambda: AutoencoderKL(vc))
+    write_json(os.path.join(out, "model_index.json"), {
+        "_class_name": "PixArtSigmaPipeline", "_diffusers_version": DIFFUSERS_VERSION,
+        "scheduler": ["diffusers", "DPMSolverMultistepScheduler"], "text_encoder": ["transformers", "T5EncoderModel"],
+        "tokenizer": ["transformers", "T5TokenizerFast"], "transformer": ["diffusers", "PixArtTransformer2DModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    })
+    write_json(os.path.join(out, "scheduler", "scheduler_config.json"), DPM_PIXART)
+    write_json(os.path.join(out, "text_encoder", "config.json"), t5c)
+    write_json(os.path.join(out, "transformer", "config.json"), pc)
+    write_json(os.path.join(out, "vae_decoder", "config.json"), vc)
+    write_json(os.path.join(out, "vae_encoder", "config.json"), vc)
+    opset = 17
+    seq = {0: "batch_size", 1: "sequence_length"}
+    ids = torch.zeros(2, 300, dtype=torch.long)
+    ids[:, :3] = torch.tensor([4, 5, 1])
+    export(t5, (ids,), os.path.join(out, "text_encoder", "model.onnx"), ["input_ids"], ["last_hidden_state"],
+           {"input_ids": seq, "last_hidden_state": seq}, opset)
+    mask = (torch.arange(300)[None] < 3).long().repeat(2, 1)
+    lat = torch.randn(2, 4, 16, 16)
+    export(tr, (lat, torch.randn(2, 300, t5c["d_model"]), torch.tensor([999, 999]), mask), os.path.join(out, "transformer", "model.onnx"),
+           ["hidden_states", "encoder_hidden_states", "timestep", "encoder_attention_mask"], ["out_hidden_states"],
+           {"hidden_states": {0: "batch_size", 2: "height", 3: "width"}, "encoder_hidden_states": seq, "timestep": {0: "batch_size"},
+            "encoder_attention_mask": seq, "out_hidden_states": {0: "batch_size", 2: "height", 3: "width"}}, opset)
+    export(as_mode(vae, "decode"), (lat,), os.path.join(out, "vae_decoder", "model.onnx"), ["latent_sample"], ["sample"], OPT_DEC_AXES, opset)
+    export(as_mode(vae, "parameters"), (torch.randn(1, 3, 128, 128),), os.path.join(out, "vae_encoder", "model.onnx"),
+           ["sample"], ["latent_parameters"], OPT_ENC_AXES, opset)
+    write_pixart_reference(out + ".reference.json", t5, tr)
+
+
+@torch.no_grad()
+def write_pixart_reference(path, t5, tr, guidance=4.5):
+    """One guided evaluation as PixArtSigmaPipeline makes it, in PyTorch on the fixture's modules: prompt "a photo of
+    cat" and negative "" through the T5 (ids only, as the ONNX export takes them), their attention masks (1 up to and
+    including </s>), the batch [uncond; cond], timestep 500, latents sin(0.37 c + 0.11 y + 0.07 x); the noise is the
+    first 4 of the 8 output channels (learned sigma), uncond + 4.5 (cond - uncond)."""
+    words = {w: 4 + i for i, w in enumerate(T5_WORDS)}
+    ids = torch.zeros(2, 300, dtype=torch.long)
+    ids[0, 0] = 1
+    ids[1, :5] = torch.tensor([words["a"], words["photo"], words["of"], words["cat"], 1])
+    mask = torch.zeros(2, 300, dtype=torch.long)
+    mask[0, :1] = 1
+    mask[1, :5] = 1
+    states = t5(ids)
+    c, y, x = torch.meshgrid(torch.arange(4), torch.arange(16), torch.arange(16), indexing="ij")
+    lat = torch.sin(0.37 * c + 0.11 * y + 0.07 * x).float()[None].repeat(2, 1, 1, 1)
+    out = tr(lat, states, torch.tensor([500, 500]), mask)[:, :4].double()
+    eps = out[0] + guidance * (out[1] - out[0])
+    write_json(path, {
+        "about": "tools/make_sd_fixtures.py: one guided PixArtSigmaPipeline evaluation in PyTorch on the pixart-optimum fixture's modules",
+        "prompt": "a photo of cat", "negative": "", "timestep": 500, "guidance": guidance,
+        "init": "sin(0.37 c + 0.11 y + 0.07 x), [4, 16, 16]", "eps": [round(float(v), 7) for v in eps.flatten()],
+    })
+
+
 # google/ddpm-cifar10-32's schedule (linear betas 1e-4..0.02 over 1000 steps, fixed_small, clip_sample) with every
 # field DDPMScheduler.save_config writes in diffusers 0.31
 DDPM = {
@@ -1729,6 +1911,8 @@ def main():
             make_sdxl_optimum(out, args.seed + 10)
         elif name == "flux-optimum":
             make_flux_optimum(out, args.seed + 40)
+        elif name == "pixart-optimum":
+            make_pixart_optimum(out, args.seed + 60)
         elif name == "sd3-t5-parts":
             make_sd3_t5_parts(out, args.seed + 50)
         elif name == "sd3-optimum":

@@ -701,7 +701,7 @@ async function slimTextRegion(vdir: string, region: NonNullable<ParamsFile['text
   const loaded = loadOnnx(join(vdir, region.model));
   const before = onnxBytes(loaded.path);
   const { pipeline: p } = await openPipeline(vdir, 'cpu');
-  const text = [p.io.encoderHiddenStates, p.io.textEmbeds, p.io.timeIds, p.io.timestepCond, p.io.txtIds, p.io.guidanceInput].filter((n): n is string => !!n);
+  const text = [p.io.encoderHiddenStates, p.io.textEmbeds, p.io.timeIds, p.io.timestepCond, p.io.txtIds, p.io.guidanceInput, p.io.textMask].filter((n): n is string => !!n);
   const probes: RegionProbe[] = [];
   if (p.text) {
     const m = sizeMultiple(p);

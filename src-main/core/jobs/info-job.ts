@@ -80,6 +80,10 @@ function textSummary(p: Pipeline): string {
     const guidance = p.io.guidanceInput ? `, guidance as an input (${p.io.guidanceInput}), no CFG batch` : ', no CFG batch';
     return `Flux: T5 last_hidden_state (width ${w}, ${t.tokenizers[1]?.maxLength ?? '?'} tokens) + CLIP pooler_output; latents packed 2x2, rotary img_ids/txt_ids${guidance}; timestep = sigma`;
   }
+  if (t.kind === 'pixart') {
+    const sigma = p.io.learnedSigma ? '; the output is noise + a learned variance (the noise is read)' : '';
+    return `PixArt: T5 last_hidden_state (width ${w}, ${t.tokenizers[0]?.maxLength ?? '?'} tokens) with its attention mask (${p.io.textMask ?? 'none'})${sigma}`;
+  }
   if (t.kind === 'sd3' && t.sd3) {
     const padded = t.width !== t.sd3.width ? `, zero-padded to ${t.sd3.width}` : '';
     const t5 = t.encoders.some((e) => e.component === 'text_encoder_3')

@@ -4,7 +4,7 @@
  * sample.ts step for step: with the initial noise and noise stream of a seed it gives exactly the images `sample`
  * gives for that seed.
  */
-import { buildFeeds, combineGuided, guidedRun } from './sample.js';
+import { buildFeeds, combineGuided, guidedRun, outputLayout } from './sample.js';
 import { DqError } from '../errors.js';
 import { Rng } from './noise.js';
 import type { Pipeline } from './pipeline.js';
@@ -31,7 +31,7 @@ export async function predictEps(p: Pipeline, session: Session, x: Float64Array,
   const [C, H, W] = p.index.sampleShape;
   const guided = guidedRun(p, guidance);
   const out = (await session.run(await buildFeeds(p, x, t, labels, guided, b, p.extraFeeds, guidance), [p.io.output]))[p.io.output]!;
-  return combineGuided(out, guidance, guided, b, C * H * W, p.io.packed ? p.index.sampleShape : undefined);
+  return combineGuided(out, guidance, guided, b, C * H * W, outputLayout(p));
 }
 
 export interface StepView {
@@ -100,4 +100,4 @@ export async function runLoop(p: Pipeline, session: Session, req: LoopRequest): 
   return { images, timesteps };
 }
 
-export { buildFeeds, combineGuided, guidedRun };
+export { buildFeeds, combineGuided, guidedRun, outputLayout };

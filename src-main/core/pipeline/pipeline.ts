@@ -71,6 +71,14 @@ export interface UnetIO {
   guidanceInput?: string | null;
   /** What the timestep input is fed: t x timestepScale (Flux: 1/1000, sigma). */
   timestepScale?: number;
+  /** PixArt: the text's attention mask [rows, tokens] (1 up to and including </s>), and its type. */
+  textMask?: string | null;
+  textMaskType?: 'int64' | 'float32';
+  /** PixArt-α at 1024 px: the size conditioning ([H, W] pixels, H / W). */
+  resolution?: string | null;
+  aspectRatio?: string | null;
+  /** The output holds the noise and a learned variance (2C channels, PixArt): the sampler reads the first C. */
+  learnedSigma?: boolean;
   /** False when a variant's denoiser no longer reads the input (its time-only region was cut out). */
   feedsTimestep?: boolean;
   feedsClassLabels?: boolean;
@@ -215,7 +223,7 @@ function parseIndex(raw: unknown, path: string): Omit<PipelineIndex, 'sampleShap
 }
 
 /** diffusers' default guidance_scale per pipeline class (StableDiffusionPipeline and the legacy ONNX one: 7.5). */
-const DEFAULT_TEXT_GUIDANCE: Record<string, number> = { StableDiffusionXLPipeline: 5, LatentConsistencyModelPipeline: 8.5, StableDiffusion3Pipeline: 7, FluxPipeline: 3.5 };
+const DEFAULT_TEXT_GUIDANCE: Record<string, number> = { StableDiffusionXLPipeline: 5, LatentConsistencyModelPipeline: 8.5, StableDiffusion3Pipeline: 7, FluxPipeline: 3.5, PixArtAlphaPipeline: 4.5, PixArtSigmaPipeline: 4.5 };
 
 function checkShapeSize(shape: number[], where: string): void {
   if (shape.some((n) => n > MAX_SAMPLE_DIM) || shape.reduce((a, b) => a * b, 1) > MAX_SAMPLE_VALUES) {
@@ -281,7 +289,11 @@ export function resolveUnetIO(inputs: IoMeta[], outputs: IoMeta[], where: string
   const imgIds = inputs.find((m) => m.name === 'img_ids');
   const txtIds = inputs.find((m) => m.name === 'txt_ids');
   const guidanceIn = imgIds ? inputs.find((m) => m.name === 'guidance') : undefined;
-  inputs = inputs.filter((m) => m !== imgIds && m !== txtIds && m !== guidanceIn);
+  // PixArt: the caption's attention mask and (PixArt-α 1024) the size conditioning
+  const textMask = inputs.find((m) => m.name === 'encoder_attention_mask');
+  const resolution = inputs.find((m) => m.name === 'resolution');
+  const aspectRatio = inputs.find((m) => m.name === 'aspect_ratio');
+  inputs = inputs.filter((m) => m !== imgIds && m !== txtIds && m !== guidanceIn && m !== textMask && m !== resolution && m !== aspectRatio);
   const timestep =
     byName(TIMESTEP_NAMES) ?? inputs.find((m) => m !== sample && rank(m) <= 1 && (isFloatType(m.type) || m.type === 'int64'));
   if (sample && rank(sample) === 3 && !imgIds) {
@@ -327,6 +339,11 @@ export function resolveUnetIO(inputs: IoMeta[], outputs: IoMeta[], where: string
     classLabels: classLabels?.name ?? null,
     output: output.name,
   };
+  if (textMask) {
+    if (!['int64', 'float32'].includes(textMask.type)) throw new DqError('NOT_DIFFUSION', `${where}: encoder_attention_mask has type ${textMask.type}; int64 or float32 expected`);
+    Object.assign(io, { textMask: textMask.name, textMaskType: textMask.type });
+  }
+  if (resolution || aspectRatio) Object.assign(io, { resolution: resolution?.name ?? null, aspectRatio: aspectRatio?.name ?? null });
   if (imgIds && txtIds) {
     if (rank(imgIds) !== rank(txtIds) || ![2, 3].includes(rank(imgIds)) || imgIds.type !== txtIds.type || !['int64', 'float32'].includes(imgIds.type)) {
       throw new DqError('NOT_DIFFUSION', `${where}: img_ids and txt_ids must both be [n, 3] (or [batch, n, 3]) int64 or float32; they are ${imgIds.type}[${imgIds.shape?.join(',') ?? '?'}] and ${txtIds.type}[${txtIds.shape?.join(',') ?? '?'}]`);
@@ -430,7 +447,8 @@ export async function loadPipeline(dir: string, provider: Provider = 'cpu', deno
   const legacy = parsed.className.startsWith('Onnx');
   const unetCfgPath = join(loc.dir, folder, 'config.json');
   const unetCfg = existsSync(unetCfgPath) ? (readJson(unetCfgPath, `${folder}/config.json`) as Record<string, unknown>) : null;
-  const text = io.encoderHiddenStates ? await loadText(loc.dir, dir, provider, io, loc.index, io.packed ? 'flux' : folder === 'transformer' ? 'sd3' : io.textEmbeds ? 'sdxl' : 'clip', unetCfg) : null;
+  const textKind: TextKind = io.packed ? 'flux' : folder === 'transformer' ? (parsed.className.startsWith('PixArt') || (io.textMask && !io.textEmbeds) ? 'pixart' : 'sd3') : io.textEmbeds ? 'sdxl' : 'clip';
+  const text = io.encoderHiddenStates ? await loadText(loc.dir, dir, provider, io, loc.index, textKind, unetCfg) : null;
   if (!text && (io.textEmbeds || io.timeIds)) throw new DqError('NOT_DIFFUSION', `${dir}/${folder}/model.onnx: it takes ${io.textEmbeds ?? 'text_embeds'}/time_ids but no encoder_hidden_states`);
   let codec: LatentCodec | null = null;
   let decoderSession: Session | null = null;
@@ -443,6 +461,10 @@ export async function loadPipeline(dir: string, provider: Provider = 'cpu', deno
   }
   const sampleMeta = session.inputs.find((m) => m.name === io.sample) ?? { name: io.sample, type: 'float32', shape: null };
   const { shape, source } = sampleShapeOf(loc.dir, dir, sampleMeta, parsed.legacyShape, codec, legacy, unetCfg, folder, io.packed === true);
+  // PixArt's transformers predict the noise and a variance (2C channels); the pipeline reads the noise
+  const outMeta = session.outputs.find((m) => m.name === io.output);
+  const outC = typeof outMeta?.shape?.[1] === 'number' && outMeta.shape[1] > 0 ? outMeta.shape[1] : typeof unetCfg?.out_channels === 'number' ? unetCfg.out_channels : null;
+  if (!io.packed && outC === 2 * shape[0]) io.learnedSigma = true;
   // the unet halves the latents once per down block but the last (unet/config.json's block_out_channels); a
   // transformer cuts them into patch_size x patch_size patches
   const blocks = unetCfg?.block_out_channels;
@@ -531,7 +553,7 @@ function indexNames(raw: unknown, component: string): boolean {
  */
 async function loadText(dir: string, label: string, provider: Provider, io: UnetIO, raw: unknown, kind: TextKind, denoiserCfg: Record<string, unknown> | null): Promise<TextConditioner> {
   const sdxl = kind === 'sdxl';
-  const names = kind === 'clip' ? ['text_encoder'] : kind === 'sdxl' || kind === 'flux' ? ['text_encoder', 'text_encoder_2'] : ['text_encoder', ...(['text_encoder_2', 'text_encoder_3'] as const).filter((n) => indexNames(raw, n) || existsSync(join(dir, n, 'model.onnx')))];
+  const names = kind === 'clip' || kind === 'pixart' ? ['text_encoder'] : kind === 'sdxl' || kind === 'flux' ? ['text_encoder', 'text_encoder_2'] : ['text_encoder', ...(['text_encoder_2', 'text_encoder_3'] as const).filter((n) => indexNames(raw, n) || existsSync(join(dir, n, 'model.onnx')))];
   const specs: TextEncoderSpec[] = [];
   const sessions: Session[] = [];
   for (const [k, name] of names.entries()) {
@@ -545,6 +567,8 @@ async function loadText(dir: string, label: string, provider: Provider, io: Unet
       // CLIP gives the pooled vector (pooler_output), T5 the per-token states (last_hidden_state)
       const spec = resolveEncoder(name, path, s.inputs, s.outputs, 'clip', k === 0);
       specs.push(k === 0 ? { ...spec, pooled: s.outputs.some((m) => m.name === 'pooler_output') ? 'pooler_output' : spec.pooled, pooledOnly: true } : spec);
+    } else if (kind === 'pixart') {
+      specs.push(resolveEncoder(name, path, s.inputs, s.outputs, 'clip', false));
     } else if (kind === 'sd3' && name === 'text_encoder_3') {
       // SD3's T5: last_hidden_state, its tokens after the CLIP tokens
       specs.push({ ...resolveEncoder(name, path, s.inputs, s.outputs, 'clip', false), sequence: true });
@@ -563,12 +587,17 @@ async function loadText(dir: string, label: string, provider: Provider, io: Unet
     t5Length = typeof m === 'number' ? m : typeof cfgLen === 'number' && cfgLen >= 2 && cfgLen < 512 ? cfgLen : 512;
   }
   const hasT5 = kind === 'sd3' && names.includes('text_encoder_3');
+  if (kind === 'pixart') {
+    // PixArtAlphaPipeline: 120 T5 tokens, PixArtSigmaPipeline: 300 (diffusers' max_sequence_length defaults)
+    const m = o.max_sequence_length;
+    t5Length = typeof m === 'number' && Number.isSafeInteger(m) && m >= 2 && m <= 4096 ? m : String(o._class_name ?? '').startsWith('PixArtAlpha') ? 120 : 300;
+  }
   if (hasT5) {
     const m = o.max_sequence_length;
     t5Length = typeof m === 'number' && Number.isSafeInteger(m) && m >= 2 && m <= 4096 ? m : 256;
   }
   const tokenizers = names.map((n) =>
-    (kind === 'flux' && n === 'text_encoder_2') || n === 'text_encoder_3' ? loadT5Tokenizer(join(dir, tokenizerFolder(n)), t5Length) : loadPipelineTokenizer(dir, label, n),
+    (kind === 'flux' && n === 'text_encoder_2') || n === 'text_encoder_3' || kind === 'pixart' ? loadT5Tokenizer(join(dir, tokenizerFolder(n)), t5Length) : loadPipelineTokenizer(dir, label, n),
   );
   let sd3: { width: number; t5Tokens: number } | undefined;
   if (kind === 'sd3') {

@@ -302,6 +302,21 @@ function textFeeds(p: Pipeline, ids: number[], guided: boolean, guidance: number
   const hs = new Float32Array(hidden.length * seq * width);
   hidden.forEach((e, r) => hs.set(e.hidden, r * seq * width));
   feeds[p.io.encoderHiddenStates!] = floatFeed(type, hs, [hidden.length, seq, width]);
+  if (p.io.textMask) {
+    const masks = hidden.map((e) => e.mask ?? new Uint8Array(seq).fill(1));
+    const dims = [hidden.length, seq];
+    if (p.io.textMaskType === 'float32') {
+      const m = new Float32Array(hidden.length * seq);
+      masks.forEach((v, r) => m.set(v, r * seq));
+      feeds[p.io.textMask] = { type: 'float32', data: m, dims };
+    } else {
+      const m = new BigInt64Array(hidden.length * seq);
+      masks.forEach((v, r) => v.forEach((x, k) => (m[r * seq + k] = BigInt(x))));
+      feeds[p.io.textMask] = { type: 'int64', data: m, dims };
+    }
+  }
+  if (p.io.resolution) feeds[p.io.resolution] = floatFeed(type, Float32Array.from({ length: 2 * hidden.length }, (_, k) => p.imageShape[1 + (k % 2)]!), [hidden.length, 2]);
+  if (p.io.aspectRatio) feeds[p.io.aspectRatio] = floatFeed(type, new Float32Array(hidden.length).fill(p.imageShape[1] / p.imageShape[2]), [hidden.length, 1]);
   if (p.io.textEmbeds) {
     const n = hidden[0]!.pooled?.length ?? 0;
     const te = new Float32Array(hidden.length * n);
@@ -399,9 +414,16 @@ function positionIds(p: Pipeline, textTokens: number, rows: number): Record<stri
 }
 
 /** The noise prediction the sampler uses: eps_uncond + w (eps_cond - eps_uncond) when guided. */
-export function combineGuided(out: TensorOut, guidance: number, guided: boolean, b: number, size: number, packed?: [number, number, number]): Float64Array {
+export function combineGuided(out: TensorOut, guidance: number, guided: boolean, b: number, size: number, layout: { packed?: [number, number, number]; learnedSigma?: boolean } = {}): Float64Array {
   let o = asFloat32(out, 'the unet output');
-  if (packed) o = unpackLatents(o, guided ? 2 * b : b, ...packed);
+  const rowsIn = guided ? 2 * b : b;
+  if (layout.packed) o = unpackLatents(o, rowsIn, ...layout.packed);
+  if (layout.learnedSigma) {
+    // [noise; variance] per row: the noise is the first half of each row's channels
+    const noise = new Float32Array(rowsIn * size);
+    for (let r = 0; r < rowsIn; r++) noise.set(o.subarray(2 * r * size, 2 * r * size + size), r * size);
+    o = noise;
+  }
   const rows = guided ? 2 * b : b;
   if (o.length !== rows * size) throw new DqError('BAD_MODEL', `unet output has ${o.length} values, expected ${rows * size}`);
   const eps = new Float64Array(b * size);
@@ -435,7 +457,12 @@ async function denoise(
   } catch (e) {
     throw explainRunError(p, e, feeds);
   }
-  return combineGuided(out, guidance, guided, b, size, p.io.packed ? p.index.sampleShape : undefined);
+  return combineGuided(out, guidance, guided, b, size, outputLayout(p));
+}
+
+/** How the denoiser's output is laid out: Flux's packed tokens, PixArt's noise + variance channels. */
+export function outputLayout(p: Pipeline): { packed?: [number, number, number]; learnedSigma?: boolean } {
+  return { ...(p.io.packed ? { packed: p.index.sampleShape } : {}), ...(p.io.learnedSigma ? { learnedSigma: true } : {}) };
 }
 
 /** The network on a batch's feeds: the session, or at tapped steps the statistics model in chunks of rows. */

@@ -9,6 +9,9 @@
  *     concatenated on the channel axis and zero-padded to the transformer's joint attention width, then T5's tokens
  *     (zeros of max_sequence_length tokens when the pipeline has no text_encoder_3, as diffusers does); the pooled
  *     projections (`text_embeds`) of the CLIP encoders concatenated.
+ *   - PixArt: T5's (`text_encoder`) last_hidden_state per token and its attention mask (1 up to and including </s>),
+ *     which the transformer takes as encoder_attention_mask (the ONNX T5 takes input_ids only, so its states are
+ *     those of the unmasked sequence).
  *   - Flux: T5's (`text_encoder_2`) last_hidden_state per token, CLIP's (`text_encoder`) pooler_output as the pooled
  *     vector (CLIP's per-token states are not read).
  * Each prompt is encoded once (per conditioner: a small cache keyed by the text); the denoiser's feeds refer to
@@ -21,7 +24,7 @@ import type { IoMeta, Session } from '../runtime/onnx.js';
 import { asFloat32, idsFeed, isFloatType } from './dtypes.js';
 import { loadTokenizer, type ClipTokenizer } from './tokenizer.js';
 
-export type TextKind = 'clip' | 'sdxl' | 'sd3' | 'flux';
+export type TextKind = 'clip' | 'sdxl' | 'sd3' | 'flux' | 'pixart';
 
 export interface TextEncoderSpec {
   /** 'text_encoder' or 'text_encoder_2'. */
@@ -48,6 +51,8 @@ export interface EncodedText {
   seq: number;
   width: number;
   pooled: Float32Array | null;
+  /** PixArt: 1 for the tokens up to and including </s>, 0 for the padding. */
+  mask?: Uint8Array;
 }
 
 export interface TokenReport {
@@ -203,11 +208,14 @@ export class TextConditioner {
     if (hit) return hit;
     const sessions = await this.sessions();
     let tail: { data: Float32Array; seq: number; width: number } | null = null;
+    let mask: Uint8Array | undefined;
     const parts: { data: Float32Array; seq: number; width: number }[] = [];
     let pooled: Float32Array | null = null;
     for (let k = 0; k < this.encoders.length; k++) {
       const spec = this.encoders[k]!;
-      const ids = this.tokenizers[k]!.encode(text).ids;
+      const tok = this.tokenizers[k]!.encode(text);
+      const ids = tok.ids;
+      if (this.kind === 'pixart') mask = Uint8Array.from(ids, (_, i) => (i <= tok.eosIndex ? 1 : 0));
       const fetch = [...(spec.pooledOnly ? [] : [spec.hidden]), ...(spec.pooled ? [spec.pooled] : [])];
       const res = await sessions[k]!.run({ [spec.input]: idsFeed(spec.idsType, ids, [1, ids.length]) }, fetch);
       if (spec.pooled && spec.pooledOnly) {
@@ -246,7 +254,7 @@ export class TextConditioner {
       off += p.width;
     }
     if (tail) hidden.set(tail.data, clipSeq * width);
-    const enc = { hidden, seq, width, pooled };
+    const enc: EncodedText = { hidden, seq, width, pooled, ...(mask ? { mask } : {}) };
     this.texts.set(text, enc);
     if (this.texts.size > MAX_CACHED_TEXTS) this.texts.delete(this.texts.keys().next().value!);
     return enc;
@@ -254,7 +262,7 @@ export class TextConditioner {
 }
 
 function zerosLike(e: EncodedText): EncodedText {
-  return { hidden: new Float32Array(e.hidden.length), seq: e.seq, width: e.width, pooled: e.pooled ? new Float32Array(e.pooled.length) : null };
+  return { hidden: new Float32Array(e.hidden.length), seq: e.seq, width: e.width, pooled: e.pooled ? new Float32Array(e.pooled.length) : null, ...(e.mask ? { mask: e.mask } : {}) };
 }
 
 /**

@@ -273,7 +273,7 @@ export async function variantDenoiser(ctx: DenoiserContext, manifest: Manifest, 
     complete: async (p) => {
       const params = readParams(ctx.label);
       const io = p.io;
-      checkVariantInputs(ctx.label, params, s.inputNames, [io.sample, io.timestep, io.classLabels, io.encoderHiddenStates, io.textEmbeds, io.timeIds, io.timestepCond, io.imgIds, io.txtIds, io.guidanceInput]);
+      checkVariantInputs(ctx.label, params, s.inputNames, [io.sample, io.timestep, io.classLabels, io.encoderHiddenStates, io.textEmbeds, io.timeIds, io.timestepCond, io.imgIds, io.txtIds, io.guidanceInput, io.textMask, io.resolution, io.aspectRatio]);
       p.extraFeeds = await variantFeeds(ctx.label, ctx.provider, io.timestep, io.classLabels, params, s.inputNames);
       p.variant = { recipe: manifest.recipe.name, simulated: manifest.simulated };
     },
