@@ -163,6 +163,8 @@ export interface RecipeSpec {
   };
   calibration?: { timesteps: 'single' | 'all' | 'uniform' | 'normal'; count?: number; step?: number };
   splitShortcut?: boolean;
+  /** ViDiT-Q's channel balancing (SmoothQuant scales from the activations' RMS; needs Gram matrices and per-token activations). */
+  balance?: { alpha: number } | null;
   temporal?: 'none' | 'calibrate' | 'cache' | 'auto';
   temporalThreshold?: number;
   /** Text-to-image: the text-only region (cross-attention K/V, SDXL's added embedding) quantized, cached in FP, or per feature by disturbance. */

@@ -98,14 +98,16 @@ export function insertActivationQuantizer(
   site: Site,
   layers: string[],
   fmt: QuantFormat,
-  opts: { channels: number | null; rank: number; tensorScale?: number[]; useSplit: boolean; dynamic?: 'none' | 'token' },
+  opts: { channels: number | null; rank: number; tensorScale?: number[]; useSplit: boolean; dynamic?: 'none' | 'token'; preScale?: Float32Array },
 ): InsertResult {
   const prefix = `dq_aq/${site.id}`;
   const b = new GraphBuilder(prefix);
   const split = opts.useSplit ? site.split : null;
   const channelAxis1 = site.ops.includes('Conv') || site.ops.includes('ConvTranspose');
   const halves: { x: string; channels: number | null }[] = [];
-  if (split === null) halves.push({ x: site.tensor, channels: opts.channels });
+  // channel balancing: the site's channels divided by s (its weights' rows were multiplied by s); last axis
+  const source = opts.preScale && split === null ? b.op('Mul', [site.tensor, b.init('balance_inv_s', 'float32', [opts.preScale.length], opts.preScale.map((v) => Math.fround(1 / v)))], {}, 'balanced') : site.tensor;
+  if (split === null) halves.push({ x: source, channels: opts.channels });
   else {
     halves.push({ x: b.op('Slice', [site.tensor, b.i64([0]), b.i64([split]), b.i64([1])], {}, 'a'), channels: split });
     halves.push({ x: b.op('Slice', [site.tensor, b.i64([split]), b.i64([2 ** 62]), b.i64([1])], {}, 'b'), channels: opts.channels === null ? null : opts.channels - split });

@@ -210,6 +210,72 @@ export function gemmTransB(model: ModelMsg, layer: QuantizableLayer, names: Map<
   return n !== undefined && Number(nodeAttr(n, 'transB')?.i ?? 0) === 1;
 }
 
+/**
+ * Channel balancing (recipe.balance; ViDiT-Q's channel balance, SmoothQuant's scaling) for the sites whose every
+ * layer is a quantized linear layer (MatMul, Gemm) reading the whole site: s_j = a_j^alpha / w_j^(1 - alpha), a_j the
+ * input channel's RMS over the calibration (sqrt of the Gram matrix's diagonal over its rows: every calibrated
+ * timestep and prompt), w_j its largest |weight| over the site's layers; s in [1e-4, 1e4], 1 for a silent channel.
+ * -> per layer, the site's s.
+ */
+function balanceSites(
+  sites: Site[],
+  map: LayerMap,
+  spare: Map<string, string>,
+  cut: ReadonlySet<string>,
+  textCut: ReadonlySet<string>,
+  grams: { sums: GramSums; byLayer: Map<string, GramEntry> },
+  inits: Map<string, { data_type?: number | null }>,
+  loaded: Parameters<typeof floatTensor>[0],
+  model: ModelMsg,
+  nodeIndex: Map<string, number>,
+  alpha: number,
+): Map<string, { scale: Float32Array; site: number }> {
+  const out = new Map<string, { scale: Float32Array; site: number }>();
+  const byName = new Map(map.quantizable.map((l) => [l.name, l]));
+  for (const site of sites) {
+    if (site.split !== null) continue;
+    const layers = site.layers.map((n) => byName.get(n));
+    if (!layers.length || layers.some((l) => !l || (l.op !== 'MatMul' && l.op !== 'Gemm') || spare.has(l.name) || cut.has(l.name) || textCut.has(l.name) || inits.get(l.weight)?.data_type !== 1)) continue;
+    const e = grams.byLayer.get(layers[0]!.name);
+    const rows = e ? grams.sums.rows[e.index]! : 0;
+    if (!e || e.conv || rows === 0) continue;
+    const C = e.dim;
+    const H = grams.sums.matrix(e);
+    const wmax = new Float64Array(C);
+    let fits = true;
+    for (const l of layers as QuantizableLayer[]) {
+      const w = floatTensor(loaded, inits.get(l.weight) as never);
+      const transB = gemmTransB(model, l, nodeIndex);
+      const [r, c] = l.weightShape as [number, number];
+      const inDim = transB ? c : r;
+      if (l.weightShape.length !== 2 || inDim !== C) {
+        fits = false;
+        break;
+      }
+      for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) {
+        const ch = transB ? j : i;
+        wmax[ch] = Math.max(wmax[ch]!, Math.abs(w[i * c + j]!));
+      }
+    }
+    if (!fits) continue;
+    const scale = new Float32Array(C);
+    for (let j = 0; j < C; j++) {
+      const a = Math.sqrt(Math.max(0, H[j * C + j]!) / rows);
+      scale[j] = a > 0 && wmax[j]! > 0 ? Math.min(1e4, Math.max(1e-4, a ** alpha / wmax[j]! ** (1 - alpha))) : 1;
+    }
+    for (const l of layers as QuantizableLayer[]) out.set(l.name, { scale, site: site.id });
+  }
+  return out;
+}
+
+/** A linear layer's weight with input channel j multiplied by s_j ([in, out], or [out, in] for Gemm with transB). */
+function scaleInputChannels(w: Float32Array, shape: number[], transB: boolean, s: Float32Array): Float32Array {
+  const [r, c] = shape as [number, number];
+  const out = new Float32Array(w.length);
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[i * c + j] = Math.fround(w[i * c + j]! * s[transB ? j : i]!);
+  return out;
+}
+
 export interface QuantizeOptions {
   pipelineDir: string;
   recipe: Recipe;
@@ -254,7 +320,10 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   }
   // GPTQ: the Gram matrices collected during calibration
   let grams: { sums: GramSums; byLayer: Map<string, GramEntry>; skipped: Record<string, string> } | null = null;
-  if (recipe.weights.rounding === 'gptq') {
+  if (recipe.balance && (!rec?.gram || !opts.recordPath)) {
+    throw new DqError('BAD_CONFIG', `recipe '${recipe.name}' balances channels from the activations' per-channel RMS: give a calibration record with Gram matrices (dq calibrate --gram; in the studio, tick 'Gram matrices (GPTQ)')`);
+  }
+  if (recipe.weights.rounding === 'gptq' || recipe.balance) {
     if (!rec || !opts.recordPath) throw new DqError('BAD_ARGUMENT', `recipe '${recipe.name}' rounds weights with GPTQ: give a calibration record with Gram matrices (dq calibrate --gram; in the studio, tick 'Gram matrices (GPTQ)')`);
     if (!rec.gram) throw new DqError('BAD_CONFIG', `recipe '${recipe.name}' rounds weights with GPTQ, and the calibration record ${opts.recordPath} has no Gram matrices: recalibrate with --gram (in the studio, tick 'Gram matrices (GPTQ)')`);
     const sums = GramSums.read(join(dirname(resolve(opts.recordPath)), rec.gram.file), rec.gram.entries, rec.gram.rows);
@@ -320,6 +389,10 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   const reports: LayerReport[] = [];
   let fpParams = 0;
   const inits = new Map((model.graph!.initializer ?? []).map((t) => [t.name ?? '', t]));
+  // channel balancing (recipe.balance): per site, s_j from the activations' RMS and the weights' largest |value|
+  const balanced = recipe.balance && rec && grams ? balanceSites(rec.sites, fpMap, spare, cutLayers, textCutLayers, grams, inits, loaded, model, nodeIndex, recipe.balance.alpha) : new Map<string, { scale: Float32Array; site: number }>();
+  const balanceOf = new Map<string, Float32Array>();
+  for (const [layer, b] of balanced) balanceOf.set(layer, b.scale);
   for (const l of fpMap.quantizable) {
     const size = l.weightShape.reduce((a, b) => a * b, 1);
     fpParams += size;
@@ -354,8 +427,9 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       spare.set(l.name, 'weight not quantizable here');
       continue;
     }
-    const w = floatTensor(loaded, t);
     const transB = gemmTransB(model, l, nodeIndex);
+    const bs = balanceOf.get(l.name);
+    const w = bs ? scaleInputChannels(floatTensor(loaded, t), l.weightShape, transB, bs) : floatTensor(loaded, t);
     const split = splitOf.get(l.name) ?? null;
     let res: WeightResult | null = null;
     let rounding = 'nearest';
@@ -364,7 +438,10 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       if (!e) rounding = `nearest (no Gram matrix: ${grams.skipped[l.name] ?? 'not recorded'})`;
       else if (grams.sums.rows[e.index]! === 0) rounding = 'nearest (its Gram matrix saw no rows)';
       else {
-        const g = quantizeWeightGptq(w, l, recipe.weights, transB, split, Float64Array.from(grams.sums.matrix(e)));
+        const H = Float64Array.from(grams.sums.matrix(e));
+        // balanced inputs x / s: H' = diag(1/s) H diag(1/s)
+        if (bs) for (let i = 0; i < e.dim; i++) for (let j = 0; j < e.dim; j++) H[i * e.dim + j]! /= bs[i]! * bs[j]!;
+        const g = quantizeWeightGptq(w, l, recipe.weights, transB, split, H);
         if (g) {
           res = g;
           rounding = `gptq (proxy loss ${g.loss.toPrecision(3)}${g.dampening > GPTQ_PERCDAMP ? `, dampening ${g.dampening}` : ''})`;
@@ -373,7 +450,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     }
     res ??= quantizeWeight(w, l, recipe.weights, transB, split);
     (t as { raw_data?: Uint8Array }).raw_data = new Uint8Array(res.values.buffer);
-    reports.push({ name: l.name, op: l.op, weight: { granularity: res.granularity, bits: res.bits, params: size, rounding }, activation: null });
+    reports.push({ name: l.name, op: l.op, weight: { granularity: res.granularity, bits: res.bits, params: size, rounding: bs ? `${rounding}, channels balanced (alpha ${recipe.balance!.alpha})` : rounding }, activation: null });
   }
 
   // 2. activations
@@ -392,7 +469,8 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       const channels = channelsOf(fpMap, site, (l) => gemmTransB(model, l, nodeIndex));
       const tensorScale = fmt.kind === 'nvfp4' && rec ? halves.map((h) => nvfp4TensorScale(siteStat(rec, site, h, steps).absmax)) : undefined;
       const dynamic = act.dynamic === 'token';
-      const res = insertActivationQuantizer(model, site, users, fmt, { channels, rank: site.ops.includes('Conv') ? 4 : 3, tensorScale, useSplit, dynamic: act.dynamic });
+      const preScale = users.every((u) => balanceOf.has(u)) ? balanceOf.get(users[0]!) : undefined;
+      const res = insertActivationQuantizer(model, site, users, fmt, { channels, rank: site.ops.includes('Conv') ? 4 : 3, tensorScale, useSplit, dynamic: act.dynamic, preScale });
       const label = res.skipped ? null : `${formatName(fmt)}${dynamic ? ' per token (dynamic)' : ''}${useSplit ? ' (split halves)' : ''}${act.perTimestep && !dynamic ? ', per timestep' : ''}`;
       for (const r of reports) if (users.includes(r.name)) r.activation = label ?? `FP (${res.skipped})`;
       if (res.skipped || dynamic || (fmt.kind !== 'int' && fmt.kind !== 'float') || !rec) continue;

@@ -64,6 +64,14 @@ export const RecipeSchema = z
       .strict()
       .default({ timesteps: 'uniform', count: 10 }),
     splitShortcut: z.boolean().default(false),
+    balance: z
+      .object({ alpha: z.number().min(0).max(1).default(0.5).describe('migration strength: s_j = a_j^alpha / w_j^(1 - alpha)') })
+      .strict()
+      .nullable()
+      .default(null)
+      .describe(
+        "ViDiT-Q's channel balancing (SmoothQuant's scaling), for linear layers: each input channel j of a quantized site is divided by s_j = a_j^alpha / w_j^(1 - alpha) in the graph and its weight rows multiplied by s_j, a_j the channel's RMS over every calibrated timestep and prompt (the Gram matrix's diagonal: calibrate with --gram), w_j the largest |weight| of the channel over the site's layers; needs dynamic per-token activations (the balanced ranges are computed at run time)",
+      ),
     temporal: z
       .enum(['none', 'calibrate', 'cache', 'auto'])
       .default('none')
@@ -100,6 +108,9 @@ export function parseRecipe(raw: unknown, where: string): Recipe {
   const a = rec.activations;
   if (a && a.dynamic === 'token' && !(a.format.kind === 'int' && a.format.symmetric)) {
     throw new DqError('BAD_CONFIG', `${where}: field 'activations.dynamic': 'token' needs a symmetric INT activation format (the scale is each token's absmax), got ${JSON.stringify(a.format)}`);
+  }
+  if (rec.balance && !(a && a.dynamic === 'token')) {
+    throw new DqError('BAD_CONFIG', `${where}: field 'balance': channel balancing needs activations.dynamic 'token' (the calibration holds the unbalanced activations' ranges, not the balanced ones)`);
   }
   if (rec.activations && rec.activations.perTimestep === false && rec.temporal === 'calibrate') {
     throw new DqError('BAD_CONFIG', `${where}: field 'temporal': 'calibrate' needs activations.perTimestep`);

@@ -1,0 +1,78 @@
+/**
+ * Channel balancing (recipe.balance, ViDiT-Q / SmoothQuant scaling) on the embedded DiT: every balanced linear layer
+ * reads its input divided by s (a Mul before its quantizer) and holds weights W diag(s) on its format's grid, so
+ * W' diag(1/s) is W up to the weight quantization; s follows the activations (not all ones); and a balanced W8A8
+ * variant samples like FP. A recipe that balances without dynamic per-token activations is refused.
+ */
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, expect, it } from 'vitest';
+import { psnr } from '../../../../src-main/core/eval/metrics';
+import { floatTensor, loadOnnx } from '../../../../src-main/core/onnx/io';
+import { openPipeline } from '../../../../src-main/core/open';
+import { releaseSessions } from '../../../../src-main/core/pipeline/pipeline';
+import { sample } from '../../../../src-main/core/pipeline/sample';
+import { calibrate } from '../../../../src-main/core/quant/calibrate';
+import { quantizePipeline } from '../../../../src-main/core/quant/quantize';
+import { parseRecipe } from '../../../../src-main/core/quant/recipe';
+import { ROOT, tmp } from '../../../helpers';
+
+const DIT = join(ROOT, 'models', 'tiny-dit');
+const work = tmp('dq-balance-');
+afterAll(async () => {
+  await releaseSessions();
+  rmSync(work, { recursive: true, force: true });
+});
+
+const recipe = (balance: unknown, dynamic = 'token') =>
+  parseRecipe(
+    {
+      name: 'balanced-w8a8',
+      weights: { format: { kind: 'int', bits: 8, symmetric: true }, granularity: 'channel' },
+      activations: { format: { kind: 'int', bits: 8, symmetric: true }, dynamic },
+      calibration: { timesteps: 'all' },
+      keepFp: ['first', 'last'],
+      balance,
+    },
+    'test recipe',
+  );
+
+it('balances the linear layers: x / s before the quantizer, W diag(s) on the grid, images like FP', async () => {
+  expect(() => recipe({ alpha: 0.5 }, 'none')).toThrow(/field 'balance': channel balancing needs activations\.dynamic 'token'/);
+  const recPath = join(work, 'cal.json');
+  const rec = await calibrate(DIT, recPath, { samples: 2, steps: 3, batchSize: 4, timesteps: 'all', gram: true });
+  const m = await quantizePipeline({ pipelineDir: DIT, recipe: recipe({ alpha: 0.5 }), record: rec, recordPath: recPath, out: join(work, 'v') });
+  const balanced = m.layers.filter((l) => /channels balanced \(alpha 0\.5\)/.test(l.weight?.rounding ?? ''));
+  expect(balanced.length).toBeGreaterThan(40);
+
+  const fp = loadOnnx(join(DIT, 'transformer', 'model.onnx'));
+  const v = loadOnnx(join(work, 'v', 'transformer', 'model.onnx'));
+  const layer = '/transformer_blocks.1/ff/net.0/proj/MatMul';
+  const node = (l: typeof fp, name: string) => l.model.graph!.node!.find((n) => n.name === name)!;
+  const init = (l: typeof fp, name: string) => floatTensor(l, l.model.graph!.initializer!.find((t) => t.name === name)!);
+  const W = init(fp, node(fp, layer).input![1]!);
+  const Wq = init(v, node(v, layer).input![1]!);
+  // the Mul by 1/s on the way to this layer's quantizer
+  const invName = v.model.graph!.initializer!.map((t) => t.name ?? '').find((n) => n.includes('balance_inv_s') && v.model.graph!.node!.some((x) => x.op_type === 'Mul' && x.input!.includes(n) && x.input!.includes(node(fp, layer).input![0]!)));
+  expect(invName).toBeDefined();
+  const inv = init(v, invName!);
+  const C = inv.length;
+  const out = W.length / C;
+  let err = 0;
+  let ref = 0;
+  for (let j = 0; j < C; j++) for (let k = 0; k < out; k++) {
+    err += (Wq[j * out + k]! * inv[j]! - W[j * out + k]!) ** 2;
+    ref += W[j * out + k]! ** 2;
+  }
+  // int8 per output channel on W diag(s): about 1% (a wrong axis or a missing 1/s would be off by far more)
+  expect(Math.sqrt(err / ref)).toBeLessThan(0.05);
+  expect(Math.max(...inv) / Math.min(...inv)).toBeGreaterThan(2);
+
+  const req = { seeds: [0, 1], classes: [], prompts: Array(2).fill('a red seven on a blue background'), steps: 8, sampler: 'flow-euler' as const, guidance: 3 };
+  const a = await openPipeline(DIT, 'cpu');
+  const b = await openPipeline(join(work, 'v'), 'cpu');
+  const fa = (await sample(a.pipeline, a.session, req)).images;
+  const fb = (await sample(b.pipeline, b.session, req)).images;
+  const p = fa.map((img, i) => psnr(img, fb[i]!, 2));
+  expect(Math.min(...p)).toBeGreaterThan(30);
+}, 300_000);
