@@ -74,8 +74,15 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`browser mode i
     // the view tabs come first in the tab order, then the models
     await page.keyboard.press('Tab');
     await expect(page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).resolves.toBe('tab-models');
-    for (let i = 0; i < 7; i++) await page.keyboard.press('Tab');
-    await expect(page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).resolves.toBe('model-tiny-mnist');
+    // then the model cards in order (tiny-dit first), then the folder field
+    const focused = async () => page.evaluate(() => document.activeElement?.getAttribute('data-testid'));
+    await page.keyboard.press('Tab');
+    await expect(focused()).resolves.toBe('model-tiny-dit');
+    await page.keyboard.press('Tab');
+    await expect(focused()).resolves.toBe('model-tiny-mnist');
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Tab');
+    await expect(focused()).resolves.toBe('model-path');
     await page.screenshot({ path: join(ROOT, 'test-results', 'first-screen.png') });
     expect(errors).toEqual([]);
   });
