@@ -379,3 +379,19 @@ export function fakeQuantTokens(x: Float32Array, dims: readonly number[], axis: 
   }
   return out;
 }
+
+/** Sylvester's Hadamard matrix of order b (a power of two), normalized (orthonormal and symmetric). */
+export function hadamard(b: number): Float64Array {
+  const h = new Float64Array(b * b);
+  const norm = 1 / Math.sqrt(b);
+  for (let i = 0; i < b; i++) for (let j = 0; j < b; j++) {
+    let bits = i & j;
+    let parity = 0;
+    while (bits) {
+      parity ^= bits & 1;
+      bits >>= 1;
+    }
+    h[i * b + j] = parity ? -norm : norm;
+  }
+  return h;
+}

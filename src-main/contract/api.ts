@@ -165,6 +165,8 @@ export interface RecipeSpec {
   splitShortcut?: boolean;
   /** ViDiT-Q's channel balancing (SmoothQuant scales from the activations' RMS; needs Gram matrices and per-token activations). */
   balance?: { alpha: number } | null;
+  /** ViDiT-Q's rotation: block Hadamard on each balanced layer's input, its inverse in the weights. */
+  rotate?: boolean;
   temporal?: 'none' | 'calibrate' | 'cache' | 'auto';
   temporalThreshold?: number;
   /** Text-to-image: the text-only region (cross-attention K/V, SDXL's added embedding) quantized, cached in FP, or per feature by disturbance. */

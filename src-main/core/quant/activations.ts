@@ -9,7 +9,7 @@
 import { GraphBuilder, int, type Fragment } from '../../../kernels/onnx/graph.js';
 import { mxBlocks, nvfp4Blocks, roundToGrid } from '../../../kernels/onnx/fakequant.js';
 import { FORMATS } from '../../../kernels/minifloat.js';
-import { intRange, MX_BLOCK, NVFP4_BLOCK, TOKEN_MIN_SCALE, type QuantFormat } from '../../../kernels/quant.js';
+import { hadamard, intRange, MX_BLOCK, NVFP4_BLOCK, TOKEN_MIN_SCALE, type QuantFormat } from '../../../kernels/quant.js';
 import { embedFragment, LOCAL_DOMAIN, localFunction } from '../onnx/fragment.js';
 import { indexGraph } from '../onnx/graph.js';
 import type { ModelMsg } from '../onnx/model.js';
@@ -98,7 +98,7 @@ export function insertActivationQuantizer(
   site: Site,
   layers: string[],
   fmt: QuantFormat,
-  opts: { channels: number | null; rank: number; tensorScale?: number[]; useSplit: boolean; dynamic?: 'none' | 'token'; preScale?: Float32Array },
+  opts: { channels: number | null; rank: number; tensorScale?: number[]; useSplit: boolean; dynamic?: 'none' | 'token'; preScale?: Float32Array; rotate?: number },
 ): InsertResult {
   const prefix = `dq_aq/${site.id}`;
   const b = new GraphBuilder(prefix);
@@ -106,7 +106,14 @@ export function insertActivationQuantizer(
   const channelAxis1 = site.ops.includes('Conv') || site.ops.includes('ConvTranspose');
   const halves: { x: string; channels: number | null }[] = [];
   // channel balancing: the site's channels divided by s (its weights' rows were multiplied by s); last axis
-  const source = opts.preScale && split === null ? b.op('Mul', [site.tensor, b.init('balance_inv_s', 'float32', [opts.preScale.length], opts.preScale.map((v) => Math.fround(1 / v)))], {}, 'balanced') : site.tensor;
+  let source = opts.preScale && split === null ? b.op('Mul', [site.tensor, b.init('balance_inv_s', 'float32', [opts.preScale.length], opts.preScale.map((v) => Math.fround(1 / v)))], {}, 'balanced') : site.tensor;
+  // and rotated by a block Hadamard matrix: viewed as [-1, C / n, n] x [n, n], viewed back
+  if (opts.rotate && split === null && opts.channels) {
+    const n = opts.rotate;
+    const blocks = b.op('Reshape', [source, b.i64([-1, opts.channels / n, n])], {}, 'rot_blocks');
+    const rotated = b.op('MatMul', [blocks, b.init('rotation', 'float32', [n, n], Float32Array.from(hadamard(n)))], {}, 'rotated');
+    source = b.op('Reshape', [rotated, b.op('Shape', [site.tensor])], {}, 'rot_back');
+  }
   if (split === null) halves.push({ x: source, channels: opts.channels });
   else {
     halves.push({ x: b.op('Slice', [site.tensor, b.i64([0]), b.i64([split]), b.i64([1])], {}, 'a'), channels: split });

@@ -9,7 +9,7 @@
  */
 import { cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { nvfp4TensorScale, intParams, floatScale, type QuantFormat } from '../../../kernels/quant.js';
+import { hadamard, nvfp4TensorScale, intParams, floatScale, type QuantFormat } from '../../../kernels/quant.js';
 import { GPTQ_PERCDAMP } from '../../../kernels/gptq.js';
 import { FORMATS } from '../../../kernels/minifloat.js';
 import { DqError } from '../errors.js';
@@ -223,24 +223,26 @@ function balanceSites(
   spare: Map<string, string>,
   cut: ReadonlySet<string>,
   textCut: ReadonlySet<string>,
-  grams: { sums: GramSums; byLayer: Map<string, GramEntry> },
+  grams: { sums: GramSums; byLayer: Map<string, GramEntry> } | null,
   inits: Map<string, { data_type?: number | null }>,
   loaded: Parameters<typeof floatTensor>[0],
   model: ModelMsg,
   nodeIndex: Map<string, number>,
-  alpha: number,
-): Map<string, { scale: Float32Array; site: number }> {
-  const out = new Map<string, { scale: Float32Array; site: number }>();
+  alpha: number | null,
+  rotate: boolean,
+): Map<string, Balance> {
+  const out = new Map<string, Balance>();
   const byName = new Map(map.quantizable.map((l) => [l.name, l]));
   for (const site of sites) {
     if (site.split !== null) continue;
     const layers = site.layers.map((n) => byName.get(n));
     if (!layers.length || layers.some((l) => !l || (l.op !== 'MatMul' && l.op !== 'Gemm') || spare.has(l.name) || cut.has(l.name) || textCut.has(l.name) || inits.get(l.weight)?.data_type !== 1)) continue;
-    const e = grams.byLayer.get(layers[0]!.name);
-    const rows = e ? grams.sums.rows[e.index]! : 0;
-    if (!e || e.conv || rows === 0) continue;
-    const C = e.dim;
-    const H = grams.sums.matrix(e);
+    const e = grams?.byLayer.get(layers[0]!.name);
+    const rows = e && grams ? grams.sums.rows[e.index]! : 0;
+    if (grams && (!e || e.conv || rows === 0)) continue;
+    const first = layers[0]!;
+    const C = e ? e.dim : gemmTransB(model, first, nodeIndex) ? first.weightShape[1]! : first.weightShape[0]!;
+    const H = e && grams ? grams.sums.matrix(e) : null;
     const wmax = new Float64Array(C);
     let fits = true;
     for (const l of layers as QuantizableLayer[]) {
@@ -258,22 +260,82 @@ function balanceSites(
       }
     }
     if (!fits) continue;
-    const scale = new Float32Array(C);
-    for (let j = 0; j < C; j++) {
-      const a = Math.sqrt(Math.max(0, H[j * C + j]!) / rows);
-      scale[j] = a > 0 && wmax[j]! > 0 ? Math.min(1e4, Math.max(1e-4, a ** alpha / wmax[j]! ** (1 - alpha))) : 1;
+    let scale: Float32Array | null = null;
+    if (H && alpha !== null) {
+      scale = new Float32Array(C);
+      for (let j = 0; j < C; j++) {
+        const a = Math.sqrt(Math.max(0, H[j * C + j]!) / rows);
+        scale[j] = a > 0 && wmax[j]! > 0 ? Math.min(1e4, Math.max(1e-4, a ** alpha / wmax[j]! ** (1 - alpha))) : 1;
+      }
     }
-    for (const l of layers as QuantizableLayer[]) out.set(l.name, { scale, site: site.id });
+    const block = rotate ? hadamardBlock(C) : 0;
+    if (!scale && block < 2) continue;
+    for (const l of layers as QuantizableLayer[]) out.set(l.name, { scale, rotate: block >= 2 ? block : 0, site: site.id });
   }
   return out;
 }
 
-/** A linear layer's weight with input channel j multiplied by s_j ([in, out], or [out, in] for Gemm with transB). */
-function scaleInputChannels(w: Float32Array, shape: number[], transB: boolean, s: Float32Array): Float32Array {
+/** A site's channel balance: per-channel scales (null: none) and a block Hadamard rotation (its block size; 0: none). */
+interface Balance {
+  scale: Float32Array | null;
+  rotate: number;
+  site: number;
+}
+
+/** The largest power of two, at most 128, that divides C (the rotation's block). */
+function hadamardBlock(C: number): number {
+  let b = 1;
+  while (b < 128 && C % (2 * b) === 0) b *= 2;
+  return b;
+}
+
+/**
+ * A linear layer's weight for inputs x diag(1/s) R (R block Hadamard, symmetric): R diag(s) W for [in, out], and
+ * the same on the input axis of a Gemm's [out, in] with transB, so the layer's product with the balanced input is
+ * the original one.
+ */
+function balanceWeight(w: Float32Array, shape: number[], transB: boolean, b: Balance): Float32Array {
   const [r, c] = shape as [number, number];
-  const out = new Float32Array(w.length);
-  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[i * c + j] = Math.fround(w[i * c + j]! * s[transB ? j : i]!);
-  return out;
+  const inDim = transB ? c : r;
+  const x = new Float64Array(w.length);
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) x[i * c + j] = w[i * c + j]! * (b.scale ? b.scale[transB ? j : i]! : 1);
+  if (b.rotate) {
+    const h = hadamard(b.rotate);
+    const n = b.rotate;
+    const y = new Float64Array(x.length);
+    // along the input axis: in' = blk(h) in (h symmetric)
+    const other = transB ? r : c;
+    const at = (inIdx: number, o: number) => (transB ? o * c + inIdx : inIdx * c + o);
+    for (let blk = 0; blk < inDim; blk += n) {
+      for (let o = 0; o < other; o++) {
+        for (let i = 0; i < n; i++) {
+          let acc = 0;
+          for (let k = 0; k < n; k++) acc += h[i * n + k]! * x[at(blk + k, o)]!;
+          y[at(blk + i, o)] = acc;
+        }
+      }
+    }
+    return Float32Array.from(y);
+  }
+  return Float32Array.from(x);
+}
+
+/** H <- R^T H R for the block Hadamard R of block size n (in place). */
+function rotateGram(H: Float64Array, C: number, n: number): void {
+  const h = hadamard(n);
+  const tmp = new Float64Array(H.length);
+  // tmp = H R (columns within blocks)
+  for (let i = 0; i < C; i++) for (let blk = 0; blk < C; blk += n) for (let j = 0; j < n; j++) {
+    let acc = 0;
+    for (let k = 0; k < n; k++) acc += H[i * C + blk + k]! * h[k * n + j]!;
+    tmp[i * C + blk + j] = acc;
+  }
+  // H = R^T tmp (rows within blocks)
+  for (let blk = 0; blk < C; blk += n) for (let i = 0; i < n; i++) for (let j = 0; j < C; j++) {
+    let acc = 0;
+    for (let k = 0; k < n; k++) acc += h[k * n + i]! * tmp[(blk + k) * C + j]!;
+    H[(blk + i) * C + j] = acc;
+  }
 }
 
 export interface QuantizeOptions {
@@ -390,9 +452,9 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   let fpParams = 0;
   const inits = new Map((model.graph!.initializer ?? []).map((t) => [t.name ?? '', t]));
   // channel balancing (recipe.balance): per site, s_j from the activations' RMS and the weights' largest |value|
-  const balanced = recipe.balance && rec && grams ? balanceSites(rec.sites, fpMap, spare, cutLayers, textCutLayers, grams, inits, loaded, model, nodeIndex, recipe.balance.alpha) : new Map<string, { scale: Float32Array; site: number }>();
-  const balanceOf = new Map<string, Float32Array>();
-  for (const [layer, b] of balanced) balanceOf.set(layer, b.scale);
+  const balanced = (recipe.balance || recipe.rotate) && rec ? balanceSites(rec.sites, fpMap, spare, cutLayers, textCutLayers, recipe.balance ? grams : null, inits, loaded, model, nodeIndex, recipe.balance?.alpha ?? null, recipe.rotate) : new Map<string, Balance>();
+  const balanceOf = new Map<string, Balance>();
+  for (const [layer, b] of balanced) balanceOf.set(layer, b);
   for (const l of fpMap.quantizable) {
     const size = l.weightShape.reduce((a, b) => a * b, 1);
     fpParams += size;
@@ -428,8 +490,9 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       continue;
     }
     const transB = gemmTransB(model, l, nodeIndex);
-    const bs = balanceOf.get(l.name);
-    const w = bs ? scaleInputChannels(floatTensor(loaded, t), l.weightShape, transB, bs) : floatTensor(loaded, t);
+    const bl = balanceOf.get(l.name);
+    const bs = bl?.scale;
+    const w = bl ? balanceWeight(floatTensor(loaded, t), l.weightShape, transB, bl) : floatTensor(loaded, t);
     const split = splitOf.get(l.name) ?? null;
     let res: WeightResult | null = null;
     let rounding = 'nearest';
@@ -441,6 +504,8 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
         const H = Float64Array.from(grams.sums.matrix(e));
         // balanced inputs x / s: H' = diag(1/s) H diag(1/s)
         if (bs) for (let i = 0; i < e.dim; i++) for (let j = 0; j < e.dim; j++) H[i * e.dim + j]! /= bs[i]! * bs[j]!;
+        // rotated inputs x R: H' = R^T H R
+        if (bl?.rotate) rotateGram(H, e.dim, bl.rotate);
         const g = quantizeWeightGptq(w, l, recipe.weights, transB, split, H);
         if (g) {
           res = g;
@@ -450,7 +515,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     }
     res ??= quantizeWeight(w, l, recipe.weights, transB, split);
     (t as { raw_data?: Uint8Array }).raw_data = new Uint8Array(res.values.buffer);
-    reports.push({ name: l.name, op: l.op, weight: { granularity: res.granularity, bits: res.bits, params: size, rounding: bs ? `${rounding}, channels balanced (alpha ${recipe.balance!.alpha})` : rounding }, activation: null });
+    reports.push({ name: l.name, op: l.op, weight: { granularity: res.granularity, bits: res.bits, params: size, rounding: bl ? `${rounding}${bs ? `, channels balanced (alpha ${recipe.balance!.alpha})` : ''}${bl.rotate ? `, rotated (Hadamard blocks of ${bl.rotate})` : ''}` : rounding }, activation: null });
   }
 
   // 2. activations
@@ -469,8 +534,8 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       const channels = channelsOf(fpMap, site, (l) => gemmTransB(model, l, nodeIndex));
       const tensorScale = fmt.kind === 'nvfp4' && rec ? halves.map((h) => nvfp4TensorScale(siteStat(rec, site, h, steps).absmax)) : undefined;
       const dynamic = act.dynamic === 'token';
-      const preScale = users.every((u) => balanceOf.has(u)) ? balanceOf.get(users[0]!) : undefined;
-      const res = insertActivationQuantizer(model, site, users, fmt, { channels, rank: site.ops.includes('Conv') ? 4 : 3, tensorScale, useSplit, dynamic: act.dynamic, preScale });
+      const bal = users.every((u) => balanceOf.has(u)) ? balanceOf.get(users[0]!) : undefined;
+      const res = insertActivationQuantizer(model, site, users, fmt, { channels, rank: site.ops.includes('Conv') ? 4 : 3, tensorScale, useSplit, dynamic: act.dynamic, preScale: bal?.scale ?? undefined, rotate: bal?.rotate || undefined });
       const label = res.skipped ? null : `${formatName(fmt)}${dynamic ? ' per token (dynamic)' : ''}${useSplit ? ' (split halves)' : ''}${act.perTimestep && !dynamic ? ', per timestep' : ''}`;
       for (const r of reports) if (users.includes(r.name)) r.activation = label ?? `FP (${res.skipped})`;
       if (res.skipped || dynamic || (fmt.kind !== 'int' && fmt.kind !== 'float') || !rec) continue;

@@ -72,6 +72,12 @@ export const RecipeSchema = z
       .describe(
         "ViDiT-Q's channel balancing (SmoothQuant's scaling), for linear layers: each input channel j of a quantized site is divided by s_j = a_j^alpha / w_j^(1 - alpha) in the graph and its weight rows multiplied by s_j, a_j the channel's RMS over every calibrated timestep and prompt (the Gram matrix's diagonal: calibrate with --gram), w_j the largest |weight| of the channel over the site's layers; needs dynamic per-token activations (the balanced ranges are computed at run time)",
       ),
+    rotate: z
+      .boolean()
+      .default(false)
+      .describe(
+        "ViDiT-Q's dynamic channel balance: each balanced linear layer's input rotated by a block Hadamard matrix in the graph (blocks of the largest power of two up to 128 dividing its channels) and the inverse rotation folded into its weights: outlier channels spread over their block whatever the timestep; needs dynamic per-token activations",
+      ),
     temporal: z
       .enum(['none', 'calibrate', 'cache', 'auto'])
       .default('none')
@@ -111,6 +117,9 @@ export function parseRecipe(raw: unknown, where: string): Recipe {
   }
   if (rec.balance && !(a && a.dynamic === 'token')) {
     throw new DqError('BAD_CONFIG', `${where}: field 'balance': channel balancing needs activations.dynamic 'token' (the calibration holds the unbalanced activations' ranges, not the balanced ones)`);
+  }
+  if (rec.rotate && !(a && a.dynamic === 'token')) {
+    throw new DqError('BAD_CONFIG', `${where}: field 'rotate': the rotation needs activations.dynamic 'token' (the calibration holds the unrotated activations' ranges)`);
   }
   if (rec.activations && rec.activations.perTimestep === false && rec.temporal === 'calibrate') {
     throw new DqError('BAD_CONFIG', `${where}: field 'temporal': 'calibrate' needs activations.perTimestep`);

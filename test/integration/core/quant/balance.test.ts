@@ -2,7 +2,8 @@
  * Channel balancing (recipe.balance, ViDiT-Q / SmoothQuant scaling) on the embedded DiT: every balanced linear layer
  * reads its input divided by s (a Mul before its quantizer) and holds weights W diag(s) on its format's grid, so
  * W' diag(1/s) is W up to the weight quantization; s follows the activations (not all ones); and a balanced W8A8
- * variant samples like FP. A recipe that balances without dynamic per-token activations is refused.
+ * variant samples like FP, with the block Hadamard rotation too. A recipe that balances or rotates without dynamic
+ * per-token activations is refused.
  */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,7 +25,7 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-const recipe = (balance: unknown, dynamic = 'token') =>
+const recipe = (balance: unknown, dynamic = 'token', rotate = false) =>
   parseRecipe(
     {
       name: 'balanced-w8a8',
@@ -33,6 +34,7 @@ const recipe = (balance: unknown, dynamic = 'token') =>
       calibration: { timesteps: 'all' },
       keepFp: ['first', 'last'],
       balance,
+      rotate,
     },
     'test recipe',
   );
@@ -75,4 +77,12 @@ it('balances the linear layers: x / s before the quantizer, W diag(s) on the gri
   const fb = (await sample(b.pipeline, b.session, req)).images;
   const p = fa.map((img, i) => psnr(img, fb[i]!, 2));
   expect(Math.min(...p)).toBeGreaterThan(30);
+
+  // with the block Hadamard rotation as well (96 channels: blocks of 32): x diag(1/s) R, weights R diag(s) W
+  expect(() => recipe(null, 'none', true)).toThrow(/field 'rotate': the rotation needs activations\.dynamic 'token'/);
+  const mr = await quantizePipeline({ pipelineDir: DIT, recipe: recipe({ alpha: 0.5 }, 'token', true), record: rec, recordPath: recPath, out: join(work, 'vr') });
+  expect(mr.layers.filter((l) => /rotated \(Hadamard blocks of 32\)/.test(l.weight?.rounding ?? '')).length).toBeGreaterThan(30);
+  const c = await openPipeline(join(work, 'vr'), 'cpu');
+  const fc = (await sample(c.pipeline, c.session, req)).images;
+  expect(Math.min(...fa.map((img, i) => psnr(img, fc[i]!, 2)))).toBeGreaterThan(30);
 }, 300_000);
