@@ -1204,6 +1204,24 @@ def make_sdxl_optimum(out, seed):
            ["sample"], ["latent_parameters"], OPT_ENC_AXES, opset)
 
 
+def randomized(build):
+    """A module from build() with every all-zero Linear drawn at random (std 0.05): the adaLN-Zero initialisation of
+    a DiT would make a random-weight fixture's output 0."""
+    m = build()
+    for mod in m.modules():
+        if isinstance(mod, nn.Linear) and float(mod.weight.abs().sum()) == 0.0:
+            nn.init.normal_(mod.weight, std=0.05)
+            nn.init.normal_(mod.bias, std=0.05)
+    return m
+
+
+def export_vae_halves(out, vae, lat, opset):
+    """vae_decoder/ (post_quant_conv + decoder) and vae_encoder/ (encoder + quant_conv -> mean || logvar), Optimum's."""
+    export(as_mode(vae, "decode"), (lat,), os.path.join(out, "vae_decoder", "model.onnx"), ["latent_sample"], ["sample"], OPT_DEC_AXES, opset)
+    export(as_mode(vae, "parameters"), (torch.randn(1, 3, 128, 128),), os.path.join(out, "vae_encoder", "model.onnx"),
+           ["sample"], ["latent_parameters"], OPT_ENC_AXES, opset)
+
+
 FLOW_SD3 = {  # FlowMatchEulerDiscreteScheduler as SD3 pipelines save it (diffusers 0.31 fields), shift 3.0
     "_class_name": "FlowMatchEulerDiscreteScheduler", "_diffusers_version": DIFFUSERS_VERSION, "base_image_seq_len": 256,
     "base_shift": 0.5, "invert_sigmas": False, "max_image_seq_len": 4096, "max_shift": 1.15, "num_train_timesteps": 1000,
@@ -1237,16 +1255,7 @@ def make_sd3_optimum(out, seed, over=None):
     te2 = seeded(seed + 1, lambda: CLIPText(tc2))
     te1.hidden = te2.hidden = True
 
-    def build():
-        m = dit_mod.SD3Transformer2DModel(dc)
-        # random weights everywhere: the adaLN-Zero initialisation would make a random fixture's output 0
-        for mod in m.modules():
-            if isinstance(mod, nn.Linear) and float(mod.weight.abs().sum()) == 0.0:
-                nn.init.normal_(mod.weight, std=0.05)
-                nn.init.normal_(mod.bias, std=0.05)
-        return m
-
-    tr = seeded(seed + 2, build)
+    tr = seeded(seed + 2, lambda: randomized(lambda: dit_mod.SD3Transformer2DModel(dc)))
     vae = seeded(seed + 3, lambda: AutoencoderKL(vc))
     write_json(os.path.join(out, "model_index.json"), {
         "_class_name": "StableDiffusion3Pipeline", "_diffusers_version": DIFFUSERS_VERSION, "feature_extractor": [None, None],
@@ -1276,9 +1285,7 @@ def make_sd3_optimum(out, seed, over=None):
             "timestep": {0: "step"}, "out_hidden_states": {0: "batch_size", 2: "height", 3: "width"}}
     export(tr, args, os.path.join(out, "transformer", "model.onnx"), ["hidden_states", "encoder_hidden_states", "pooled_projections", "timestep"],
            ["out_hidden_states"], axes, opset)
-    export(as_mode(vae, "decode"), (lat,), os.path.join(out, "vae_decoder", "model.onnx"), ["latent_sample"], ["sample"], OPT_DEC_AXES, opset)
-    export(as_mode(vae, "parameters"), (torch.randn(1, 3, 128, 128),), os.path.join(out, "vae_encoder", "model.onnx"),
-           ["sample"], ["latent_parameters"], OPT_ENC_AXES, opset)
+    export_vae_halves(out, vae, lat, opset)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1555,15 +1562,7 @@ def make_flux_optimum(out, seed):
     te = seeded(seed, lambda: CLIPText(tc))
     t5 = seeded(seed + 1, lambda: T5Encoder(t5c))
 
-    def build():
-        m = FluxTransformer(fc)
-        for mod in m.modules():
-            if isinstance(mod, nn.Linear) and float(mod.weight.abs().sum()) == 0.0:
-                nn.init.normal_(mod.weight, std=0.05)
-                nn.init.normal_(mod.bias, std=0.05)
-        return m
-
-    tr = seeded(seed + 2, build)
+    tr = seeded(seed + 2, lambda: randomized(lambda: FluxTransformer(fc)))
     vae = seeded(seed + 3, lambda: AutoencoderKL(vc))
     write_json(os.path.join(out, "model_index.json"), {
         "_class_name": "FluxPipeline", "_diffusers_version": DIFFUSERS_VERSION, "feature_extractor": [None, None],
@@ -1598,9 +1597,7 @@ def make_flux_optimum(out, seed):
            ["hidden_states", "encoder_hidden_states", "pooled_projections", "timestep", "img_ids", "txt_ids", "guidance"],
            ["out_hidden_states"], axes, opset)
     lat = torch.randn(2, 16, 16, 16)
-    export(as_mode(vae, "decode"), (lat,), os.path.join(out, "vae_decoder", "model.onnx"), ["latent_sample"], ["sample"], OPT_DEC_AXES, opset)
-    export(as_mode(vae, "parameters"), (torch.randn(1, 3, 128, 128),), os.path.join(out, "vae_encoder", "model.onnx"),
-           ["sample"], ["latent_parameters"], OPT_ENC_AXES, opset)
+    export_vae_halves(out, vae, lat, opset)
     write_flux_reference(out + ".reference.json", te, t5, tr, tc, FLOW_FLUX)
 
 
@@ -1808,9 +1805,7 @@ def make_pixart_optimum(out, seed):
            ["hidden_states", "encoder_hidden_states", "timestep", "encoder_attention_mask"], ["out_hidden_states"],
            {"hidden_states": {0: "batch_size", 2: "height", 3: "width"}, "encoder_hidden_states": seq, "timestep": {0: "batch_size"},
             "encoder_attention_mask": seq, "out_hidden_states": {0: "batch_size", 2: "height", 3: "width"}}, opset)
-    export(as_mode(vae, "decode"), (lat,), os.path.join(out, "vae_decoder", "model.onnx"), ["latent_sample"], ["sample"], OPT_DEC_AXES, opset)
-    export(as_mode(vae, "parameters"), (torch.randn(1, 3, 128, 128),), os.path.join(out, "vae_encoder", "model.onnx"),
-           ["sample"], ["latent_parameters"], OPT_ENC_AXES, opset)
+    export_vae_halves(out, vae, lat, opset)
     write_pixart_reference(out + ".reference.json", t5, tr)
 
 

@@ -348,38 +348,30 @@ function textFeeds(p: Pipeline, ids: number[], guided: boolean, guidance: number
  * 2x2 patch at c*4 + 2*dy + dx (diffusers' _pack_latents: view (C, H/2, 2, W/2, 2), permute (H/2, W/2, C, 2, 2)).
  */
 export function packLatents(x: Float32Array, rows: number, C: number, H: number, W: number): Float32Array {
-  const out = new Float32Array(x.length);
-  const h2 = H / 2;
-  const w2 = W / 2;
-  for (let r = 0; r < rows; r++) {
-    const base = r * C * H * W;
-    for (let i = 0; i < h2; i++) {
-      for (let j = 0; j < w2; j++) {
-        const tok = base + (i * w2 + j) * 4 * C;
-        for (let c = 0; c < C; c++) {
-          for (let dy = 0; dy < 2; dy++) {
-            for (let dx = 0; dx < 2; dx++) out[tok + c * 4 + dy * 2 + dx] = x[base + c * H * W + (2 * i + dy) * W + 2 * j + dx]!;
-          }
-        }
-      }
-    }
-  }
-  return out;
+  return repack(x, rows, C, H, W, true);
 }
 
 /** The inverse of packLatents. */
 export function unpackLatents(t: Float32Array, rows: number, C: number, H: number, W: number): Float32Array {
-  const out = new Float32Array(t.length);
-  const h2 = H / 2;
+  return repack(t, rows, C, H, W, false);
+}
+
+function repack(src: Float32Array, rows: number, C: number, H: number, W: number, pack: boolean): Float32Array {
+  const out = new Float32Array(src.length);
   const w2 = W / 2;
   for (let r = 0; r < rows; r++) {
     const base = r * C * H * W;
-    for (let i = 0; i < h2; i++) {
+    for (let i = 0; i < H / 2; i++) {
       for (let j = 0; j < w2; j++) {
         const tok = base + (i * w2 + j) * 4 * C;
         for (let c = 0; c < C; c++) {
           for (let dy = 0; dy < 2; dy++) {
-            for (let dx = 0; dx < 2; dx++) out[base + c * H * W + (2 * i + dy) * W + 2 * j + dx] = t[tok + c * 4 + dy * 2 + dx]!;
+            for (let dx = 0; dx < 2; dx++) {
+              const packed = tok + c * 4 + dy * 2 + dx;
+              const plain = base + c * H * W + (2 * i + dy) * W + 2 * j + dx;
+              if (pack) out[packed] = src[plain]!;
+              else out[plain] = src[packed]!;
+            }
           }
         }
       }
