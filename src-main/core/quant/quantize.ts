@@ -118,7 +118,7 @@ export function recipeCalibration(recipe: Recipe): { why: string; settings: Part
   if (!why) return null;
   const c = recipe.calibration;
   const timesteps = c.timesteps === 'single' ? 'all' : c.timesteps;
-  return { why, settings: { timesteps, count: c.count, gram: recipe.weights.rounding === 'gptq' } };
+  return { why, settings: { timesteps, count: c.count, gram: recipe.weights.rounding === 'gptq' || recipe.balance !== null } };
 }
 
 /** Steps of the record the recipe calibrates with. */
