@@ -110,8 +110,10 @@ export function insertActivationQuantizer(
   // and rotated by a block Hadamard matrix: viewed as [-1, C / n, n] x [n, n], viewed back
   if (opts.rotate && split === null && opts.channels) {
     const n = opts.rotate;
+    if (opts.channels % n !== 0) throw new Error(`rotation blocks of ${n} do not divide the ${opts.channels} channels of ${site.tensor}`);
+    const R = b.init('rotation', 'float32', [n, n], Float32Array.from(hadamard(n)));
     const blocks = b.op('Reshape', [source, b.i64([-1, opts.channels / n, n])], {}, 'rot_blocks');
-    const rotated = b.op('MatMul', [blocks, b.init('rotation', 'float32', [n, n], Float32Array.from(hadamard(n)))], {}, 'rotated');
+    const rotated = b.op('MatMul', [blocks, R], {}, 'rotated');
     source = b.op('Reshape', [rotated, b.op('Shape', [site.tensor])], {}, 'rot_back');
   }
   if (split === null) halves.push({ x: source, channels: opts.channels });

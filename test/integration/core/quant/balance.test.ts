@@ -86,3 +86,23 @@ it('balances the linear layers: x / s before the quantizer, W diag(s) on the gri
   const fc = (await sample(c.pipeline, c.session, req)).images;
   expect(Math.min(...fa.map((img, i) => psnr(img, fc[i]!, 2)))).toBeGreaterThan(30);
 }, 300_000);
+
+it("rotates a UNet's linear layers (tiny-t2i: attention, feed-forward, the time embedding's Gemms), its convolutions untouched", async () => {
+  const T2I = join(ROOT, 'models', 'tiny-t2i');
+  const recPath = join(work, 't2i-cal.json');
+  const rec = await calibrate(T2I, recPath, { samples: 2, steps: 3, batchSize: 4, timesteps: 'all' });
+  // temporal none: the time embedding's Gemm layers are quantized and rotated too (their transB read by name, after
+  // other sites' quantizers were inserted)
+  const m = await quantizePipeline({ pipelineDir: T2I, recipe: { ...recipe(null, 'token', true), temporal: 'none' }, record: rec, recordPath: recPath, out: join(work, 't2i-rot') });
+  const rotated = m.layers.filter((l) => /rotated/.test(l.weight?.rounding ?? ''));
+  expect(rotated.length).toBeGreaterThan(50);
+  expect(rotated.some((l) => l.op === 'Gemm')).toBe(true);
+  expect(rotated.some((l) => l.op === 'Conv')).toBe(false);
+  const req = { seeds: [0, 1], classes: [], prompts: ['a red seven on a blue background', 'a red seven on a blue background'], steps: 8, sampler: 'ddim' as const, guidance: 3 };
+  const a = await openPipeline(T2I, 'cpu');
+  const b = await openPipeline(join(work, 't2i-rot'), 'cpu');
+  const fa = (await sample(a.pipeline, a.session, req)).images;
+  const fb = (await sample(b.pipeline, b.session, req)).images;
+  expect(Math.min(...fa.map((img, i) => psnr(img, fb[i]!, 2)))).toBeGreaterThan(30);
+}, 300_000);
+
