@@ -26,3 +26,10 @@ export function dq(args: string[], env: Record<string, string> = {}): { code: nu
 export function required(envVar: string): boolean {
   return process.env[envVar] === '1';
 }
+
+/** dq's stdout, or an error carrying its stderr when the command fails. */
+export function dqOk(args: string[], env: Record<string, string> = {}): string {
+  const r = dq(args, env);
+  if (r.code !== 0) throw new Error(`dq failed (${r.code}): ${r.stderr}`);
+  return r.stdout;
+}

@@ -11,7 +11,7 @@ import { DqError } from '../core/errors.js';
 import { JUDGE_NORMALIZE, type JudgeNormalize } from '../core/eval/judge.js';
 import { openPipeline } from '../core/open.js';
 import { readPromptFile, type PromptEntry } from '../core/pipeline/prompt-file.js';
-import { isFlowConfig, SAMPLERS, type SamplerName } from '../core/pipeline/schedulers.js';
+import { fallbackSampler, SAMPLERS, type SamplerName } from '../core/pipeline/schedulers.js';
 import { prepareOutput } from '../core/fsutil.js';
 import { MAX_BATCH, MAX_COUNT, MAX_IMAGE_PX, MAX_SAMPLES, parseClasses, parseSeeds } from '../core/ranges.js';
 import { PROVIDERS, type Provider } from '../core/runtime/onnx.js';
@@ -100,7 +100,7 @@ export function registerCompare(program: Command): void {
       prepareOutput(String(o.out), 'folder');
       const opened = o.guidance === undefined || o.sampler === undefined ? (await openPipeline(dir, o.provider as Provider)).pipeline : null;
       const guidance = (o.guidance as number | undefined) ?? opened!.index.defaultGuidance;
-      const sampler = (o.sampler as SamplerName | undefined) ?? (isFlowConfig(opened!.scheduler) ? 'flow-euler' : 'ddim');
+      const sampler = (o.sampler as SamplerName | undefined) ?? fallbackSampler(opened!.scheduler);
       const progress = o.quiet ? undefined : progressPrinter('comparing');
       const controller = new AbortController();
       const stop = () => controller.abort();

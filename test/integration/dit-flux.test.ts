@@ -10,17 +10,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { runLoop } from '../../src-main/core/pipeline/loop';
 import { loadPipeline } from '../../src-main/core/pipeline/pipeline';
 import { createScheduler, schedulerOptions } from '../../src-main/core/pipeline/schedulers';
-import { dq, ROOT, tmp } from '../helpers';
+import { dqOk, ROOT, tmp } from '../helpers';
 
 const FLUX = join(ROOT, 'test', 'fixtures', 'flux-optimum');
 const REF = JSON.parse(readFileSync(`${FLUX}.reference.json`, 'utf8')) as { prompt: string; steps: number; guidance: number; sigmas: number[]; final: number[] };
 const work = tmp('dq-dit-flux-');
 afterAll(() => rmSync(work, { recursive: true, force: true }));
-
-function ok(r: { code: number; stdout: string; stderr: string }): string {
-  if (r.code !== 0) throw new Error(`dq failed (${r.code}): ${r.stderr}`);
-  return r.stdout;
-}
 
 describe('Flux conventions', () => {
   it('T5 ids from tokenizer.json: the words, </s>, <pad> to the length', async () => {
@@ -56,18 +51,18 @@ describe('Flux conventions', () => {
   });
 
   it('info -> sample -> calibrate -> quantize -> export -> sample the export', () => {
-    const info = ok(dq(['info', FLUX]));
+    const info = dqOk(['info', FLUX]);
     expect(info).toMatch(/Flux: T5 last_hidden_state \(width 24, 64 tokens\) \+ CLIP pooler_output; latents packed 2x2/);
     expect(info).toMatch(/dynamic shift/);
-    const s0 = ok(dq(['sample', FLUX, '--prompt', 'a red cat', '--negative-prompt', 'blurry', '--seeds', '0-1', '--steps', '3', '--out', join(work, 's0')]));
+    const s0 = dqOk(['sample', FLUX, '--prompt', 'a red cat', '--negative-prompt', 'blurry', '--seeds', '0-1', '--steps', '3', '--out', join(work, 's0')]);
     expect(s0).toMatch(/2 images 128x128, flow-euler 3 steps, guidance 3.5/);
     writeFileSync(join(work, 'prompts.txt'), 'a red cat\na blue dog on grass\n');
-    ok(dq(['calibrate', FLUX, '--prompts', join(work, 'prompts.txt'), '--samples', '2', '--steps', '3', '--quiet', '--out', join(work, 'cal.json')]));
-    ok(dq(['quantize', FLUX, '--preset', 'int8-w8a8', '--calib', join(work, 'cal.json'), '--out', join(work, 'v8')]));
+    dqOk(['calibrate', FLUX, '--prompts', join(work, 'prompts.txt'), '--samples', '2', '--steps', '3', '--quiet', '--out', join(work, 'cal.json')]);
+    dqOk(['quantize', FLUX, '--preset', 'int8-w8a8', '--calib', join(work, 'cal.json'), '--out', join(work, 'v8')]);
     expect(existsSync(join(work, 'v8', 'transformer', 'model.onnx'))).toBe(true);
-    const exp = ok(dq(['export', join(work, 'v8'), '--out', join(work, 'x')]));
+    const exp = dqOk(['export', join(work, 'v8'), '--out', join(work, 'x')]);
     expect(exp).toMatch(/verdict: as expected/);
-    const s1 = ok(dq(['sample', join(work, 'x'), '--prompt', 'a red cat', '--seeds', '0', '--steps', '3', '--out', join(work, 's1')]));
+    const s1 = dqOk(['sample', join(work, 'x'), '--prompt', 'a red cat', '--seeds', '0', '--steps', '3', '--out', join(work, 's1')]);
     expect(s1).toMatch(/1 images 128x128, flow-euler 3 steps/);
   }, 600_000);
 });

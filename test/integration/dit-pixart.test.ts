@@ -12,17 +12,12 @@ import { analyzeGraph } from '../../src-main/core/onnx/analysis';
 import { readModel } from '../../src-main/core/onnx/model';
 import { loadPipeline } from '../../src-main/core/pipeline/pipeline';
 import { buildFeeds, combineGuided, outputLayout } from '../../src-main/core/pipeline/sample';
-import { dq, ROOT, tmp } from '../helpers';
+import { dqOk, ROOT, tmp } from '../helpers';
 
 const PIX = join(ROOT, 'test', 'fixtures', 'pixart-optimum');
 const REF = JSON.parse(readFileSync(`${PIX}.reference.json`, 'utf8')) as { prompt: string; timestep: number; guidance: number; eps: number[] };
 const work = tmp('dq-dit-pixart-');
 afterAll(() => rmSync(work, { recursive: true, force: true }));
-
-function ok(r: { code: number; stdout: string; stderr: string }): string {
-  if (r.code !== 0) throw new Error(`dq failed (${r.code}): ${r.stderr}`);
-  return r.stdout;
-}
 
 describe('PixArt conventions (adaLN-single)', () => {
   it('one guided evaluation matches PixArtSigmaPipeline in PyTorch: T5 states, their mask, the noise half of the output', async () => {
@@ -63,18 +58,18 @@ describe('PixArt conventions (adaLN-single)', () => {
   });
 
   it('info -> sample -> calibrate -> quantize -> export -> sample the export', () => {
-    const info = ok(dq(['info', PIX]));
+    const info = dqOk(['info', PIX]);
     expect(info).toMatch(/PixArt-Σ \(DiT\)/);
     expect(info).toMatch(/PixArt: T5 last_hidden_state \(width 24, 300 tokens\) with its attention mask/);
-    ok(dq(['sample', PIX, '--prompt', 'a red cat', '--seeds', '0-1', '--steps', '3', '--out', join(work, 's0')]));
+    dqOk(['sample', PIX, '--prompt', 'a red cat', '--seeds', '0-1', '--steps', '3', '--out', join(work, 's0')]);
     writeFileSync(join(work, 'prompts.txt'), 'a red cat\na blue dog on grass\n');
-    ok(dq(['calibrate', PIX, '--prompts', join(work, 'prompts.txt'), '--samples', '1', '--steps', '2', '--quiet', '--out', join(work, 'cal.json')]));
-    ok(dq(['quantize', PIX, '--preset', 'tfmq-w4a8', '--calib', join(work, 'cal.json'), '--out', join(work, 'v4')]));
-    ok(dq(['quantize', PIX, '--preset', 'int8-w8a8', '--calib', join(work, 'cal.json'), '--out', join(work, 'v8')]));
+    dqOk(['calibrate', PIX, '--prompts', join(work, 'prompts.txt'), '--samples', '1', '--steps', '2', '--quiet', '--out', join(work, 'cal.json')]);
+    dqOk(['quantize', PIX, '--preset', 'tfmq-w4a8', '--calib', join(work, 'cal.json'), '--out', join(work, 'v4')]);
+    dqOk(['quantize', PIX, '--preset', 'int8-w8a8', '--calib', join(work, 'cal.json'), '--out', join(work, 'v8')]);
     expect(existsSync(join(work, 'v8', 'transformer', 'model.onnx'))).toBe(true);
-    const exp = ok(dq(['export', join(work, 'v8'), '--out', join(work, 'x')]));
+    const exp = dqOk(['export', join(work, 'v8'), '--out', join(work, 'x')]);
     expect(exp).toMatch(/verdict: as expected/);
-    const s1 = ok(dq(['sample', join(work, 'x'), '--prompt', 'a red cat', '--seeds', '0', '--steps', '3', '--out', join(work, 's1')]));
+    const s1 = dqOk(['sample', join(work, 'x'), '--prompt', 'a red cat', '--seeds', '0', '--steps', '3', '--out', join(work, 's1')]);
     expect(s1).toMatch(/1 images 128x128, dpm\+\+2m 3 steps, guidance 4\.5/);
   }, 600_000);
 });

@@ -11,16 +11,11 @@ import { describeComponents } from '../../src-main/core/pipeline/components';
 import { loadPipeline } from '../../src-main/core/pipeline/pipeline';
 import { buildFeeds } from '../../src-main/core/pipeline/sample';
 import { Session } from '../../src-main/core/runtime/onnx';
-import { dq, ROOT, tmp } from '../helpers';
+import { dq, dqOk, ROOT, tmp } from '../helpers';
 
 const SD3 = join(ROOT, 'test', 'fixtures', 'sd3-optimum');
 const work = tmp('dq-dit-sd3-');
 afterAll(() => rmSync(work, { recursive: true, force: true }));
-
-function ok(r: { code: number; stdout: string; stderr: string }): string {
-  if (r.code !== 0) throw new Error(`dq failed (${r.code}): ${r.stderr}`);
-  return r.stdout;
-}
 
 describe('SD3 conventions', () => {
   it('feeds CLIP penultimate states padded to the joint width, 256 zero T5 tokens, concatenated pooled text, sigma x 1000', async () => {
@@ -78,29 +73,29 @@ describe('SD3 conventions', () => {
     const t5 = r.last_hidden_state!.data as Float32Array;
     const data = feeds.encoder_hidden_states!.data as Float32Array;
     expect(Array.from(data.subarray(77 * 96, 333 * 96))).toEqual(Array.from(t5));
-    expect(ok(dq(['info', dir]))).toMatch(/\+ T5's last_hidden_state \(256 tokens\)/);
+    expect(dqOk(['info', dir])).toMatch(/\+ T5's last_hidden_state \(256 tokens\)/);
   });
 
   it('info -> sample -> calibrate -> quantize -> compare -> export -> sample the export', async () => {
-    const info = ok(dq(['info', SD3]));
+    const info = dqOk(['info', SD3]);
     expect(info).toMatch(/Stable Diffusion 3 \(DiT, flow matching\)/);
     expect(info).toMatch(/zero-padded to 96\) \+ 256 zero tokens in T5's place/);
     expect(info).toMatch(/^transformer +[\d.]+ MB/m);
     expect(info).toMatch(/flow matching .* shift 3/);
-    const s0 = ok(dq(['sample', SD3, '--prompt', 'a red cat', '--seeds', '0-1', '--steps', '3', '--out', join(work, 's0')]));
+    const s0 = dqOk(['sample', SD3, '--prompt', 'a red cat', '--seeds', '0-1', '--steps', '3', '--out', join(work, 's0')]);
     expect(s0).toMatch(/2 images 128x128, flow-euler 3 steps, guidance 7/);
     const bad = dq(['sample', SD3, '--prompt', 'a red cat', '--seeds', '0', '--steps', '2', '--sampler', 'ddim', '--out', join(work, 'bad')]);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/^dq: error: sampler 'ddim' cannot run this pipeline: it was trained with flow matching/m);
 
     writeFileSync(join(work, 'prompts.txt'), 'a red cat\na blue dog on grass\n');
-    const cal = ok(dq(['calibrate', SD3, '--prompts', join(work, 'prompts.txt'), '--samples', '2', '--steps', '3', '--quiet', '--gram', '--out', join(work, 'cal.json')]));
+    const cal = dqOk(['calibrate', SD3, '--prompts', join(work, 'prompts.txt'), '--samples', '2', '--steps', '3', '--quiet', '--gram', '--out', join(work, 'cal.json')]);
     expect(cal).toMatch(/^calibrated \d+ activation sites at 3 steps \(2 images\)/);
     const rec = JSON.parse(readFileSync(join(work, 'cal.json'), 'utf8')) as { settings: { sampler: string }; timesteps: number[] };
     expect(rec.settings.sampler).toBe('flow-euler');
 
-    ok(dq(['quantize', SD3, '--preset', 'tfmq-w4a8', '--calib', join(work, 'cal.json'), '--out', join(work, 'v4')]));
-    ok(dq(['quantize', SD3, '--preset', 'int8-w8a8', '--calib', join(work, 'cal.json'), '--out', join(work, 'v8')]));
+    dqOk(['quantize', SD3, '--preset', 'tfmq-w4a8', '--calib', join(work, 'cal.json'), '--out', join(work, 'v4')]);
+    dqOk(['quantize', SD3, '--preset', 'int8-w8a8', '--calib', join(work, 'cal.json'), '--out', join(work, 'v8')]);
     for (const v of ['v4', 'v8']) {
       expect(existsSync(join(work, v, 'transformer', 'model.onnx'))).toBe(true);
       expect(existsSync(join(work, v, 'unet'))).toBe(false);
@@ -110,16 +105,16 @@ describe('SD3 conventions', () => {
     // only the patch embedding and the output projection are the recipe's first and last layers
     expect(m4.layers.filter((l) => /first layer/.test(l.spared ?? '')).length).toBe(1);
 
-    const cmp = ok(dq(['compare', SD3, join(work, 'v4'), join(work, 'v8'), '--prompt', 'a red cat', '--seeds', '0', '--steps', '3', '--fid-samples', '0', '--no-video', '--out', join(work, 'cmp')]));
+    const cmp = dqOk(['compare', SD3, join(work, 'v4'), join(work, 'v8'), '--prompt', 'a red cat', '--seeds', '0', '--steps', '3', '--fid-samples', '0', '--no-video', '--out', join(work, 'cmp')]);
     expect(cmp).toMatch(/int8-w8a8: PSNR [\d.]+ dB mean/);
 
-    const exp = ok(dq(['export', join(work, 'v8'), '--out', join(work, 'x')]));
+    const exp = dqOk(['export', join(work, 'v8'), '--out', join(work, 'x')]);
     expect(exp).toMatch(/verdict: as expected/);
     const a = await describeComponents(SD3, {});
     const b = await describeComponents(join(work, 'x'), {});
     expect(b.convention).toBe(a.convention);
     expect(b.components.map((c) => c.name)).toEqual(a.components.map((c) => c.name));
-    const s1 = ok(dq(['sample', join(work, 'x'), '--prompt', 'a red cat', '--seeds', '0', '--steps', '3', '--out', join(work, 's1')]));
+    const s1 = dqOk(['sample', join(work, 'x'), '--prompt', 'a red cat', '--seeds', '0', '--steps', '3', '--out', join(work, 's1')]);
     expect(s1).toMatch(/1 images 128x128, flow-euler 3 steps/);
   }, 900_000);
 });

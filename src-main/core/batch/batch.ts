@@ -29,6 +29,7 @@ import { calibrate, DEFAULT_CALIBRATION, readRecord, type CalibrationRecord, typ
 import { quantizePipeline } from '../quant/quantize.js';
 import { loadRecipe } from '../quant/recipe.js';
 import { MAX_BATCH, MAX_COUNT, MAX_SAMPLES, parseSeeds } from '../ranges.js';
+import { fallbackSampler } from '../pipeline/schedulers.js';
 
 const STEPS = ['calibrate', 'quantize', 'compare', 'export'] as const;
 
@@ -384,7 +385,7 @@ async function runJob(job: Job, jobs: JobsFile, { key, unetSha256, gram }: JobCo
     const opened = (await openPipeline(job.pipeline, 'cpu')).pipeline;
     const guidance = opened.index.defaultGuidance;
     const m = await runCompare({
-      pipelineDir: job.pipeline, variants, seeds: parseSeeds(jobs.compare.seeds, 'compare.seeds'), classes: [], steps: jobs.compare.steps, sampler: opened.index.defaultSampler === 'flow-euler' ? 'flow-euler' : 'ddim',
+      pipelineDir: job.pipeline, variants, seeds: parseSeeds(jobs.compare.seeds, 'compare.seeds'), classes: [], steps: jobs.compare.steps, sampler: fallbackSampler(opened.scheduler),
       guidance, fidSamples: jobs.compare.fidSamples, video: jobs.compare.video, out: join(job.dir, 'compare'),
     });
     const v = m.variants[1];

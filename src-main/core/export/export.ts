@@ -38,7 +38,7 @@ import { decodeLatents } from '../pipeline/codec.js';
 import { guidedRun, predictEps, runLoop, seedNoise } from '../pipeline/loop.js';
 import { defaultPrompts } from '../quant/calibrate.js';
 import { buildFeeds, sample, timestepInput } from '../pipeline/sample.js';
-import { createScheduler, isFlowConfig, type SamplerName, schedulerOptions } from '../pipeline/schedulers.js';
+import { createScheduler, fallbackSampler, type SamplerName, schedulerOptions } from '../pipeline/schedulers.js';
 import { actParams, copyComponents, type Manifest, type ParamsFile } from '../quant/quantize.js';
 import { readManifest, readParams as readVariantParams } from '../quant/variant.js';
 import type { Site } from '../quant/sites.js';
@@ -1001,7 +1001,7 @@ export async function verifyExport(variantDir: string, exportDir: string, seeds:
   let probeMs = 0;
   let done = 0;
   const t0 = performance.now();
-  const sampler: SamplerName = isFlowConfig(p.scheduler) ? 'flow-euler' : 'ddim';
+  const sampler = fallbackSampler(p.scheduler);
   const a = await runLoop(p, sim.session, {
     steps, sampler, guidance, eta: 0, batchSize: seeds.length,
     init: noises.map((n) => n.z), rngs: noises.map((n) => n.rng), labels: classes, signal: hooks.signal,

@@ -575,40 +575,31 @@ async function loadText(dir: string, label: string, provider: Provider, io: Unet
     } else specs.push(resolveEncoder(name, path, s.inputs, s.outputs, kind, (sdxl && k === 1) || kind === 'sd3'));
   }
   const o = raw as Record<string, unknown>;
-  let t5Length = 512;
-  if (kind === 'flux') {
-    const m = o.max_sequence_length;
+  const hasT5 = kind === 'flux' || kind === 'pixart' || names.includes('text_encoder_3');
+  // T5's token count: model_index.json's max_sequence_length (DQ Studio's field; diffusers' call argument), else the
+  // pipeline's default (SD3 256, PixArt-α 120, PixArt-Σ 300, Flux 512 unless its tokenizer is limited below that);
+  // a T5 needs 2 at least (a token and </s>), SD3 without T5 takes 0 (no zero tokens)
+  const m = o.max_sequence_length;
+  const seqLen = m === undefined || m === null ? null : typeof m === 'number' && Number.isSafeInteger(m) && m >= (hasT5 ? 2 : 0) && m <= 4096 ? m : -1;
+  if (seqLen === -1) throw new DqError('BAD_CONFIG', `${label}: model_index.json: field 'max_sequence_length' must be a whole number from ${hasT5 ? 2 : 0} to 4096, got ${JSON.stringify(m)}`);
+  const t5Default = () => {
+    if (kind === 'pixart') return String(o._class_name ?? '').startsWith('PixArtAlpha') ? 120 : 300;
+    if (kind !== 'flux') return 256;
     const cfgPath = join(dir, 'tokenizer_2', 'tokenizer_config.json');
     const cfgLen = existsSync(cfgPath) ? (readJson(cfgPath, 'tokenizer_config.json') as Record<string, unknown>).model_max_length : undefined;
-    if (m !== undefined && m !== null && !(typeof m === 'number' && Number.isSafeInteger(m) && m >= 2 && m <= 4096)) {
-      throw new DqError('BAD_CONFIG', `${label}: model_index.json: field 'max_sequence_length' must be a whole number from 2 to 4096, got ${JSON.stringify(m)}`);
-    }
-    // diffusers' FluxPipeline: max_sequence_length 512 unless the caller says less; a tokenizer limited below it wins
-    t5Length = typeof m === 'number' ? m : typeof cfgLen === 'number' && cfgLen >= 2 && cfgLen < 512 ? cfgLen : 512;
-  }
-  const hasT5 = kind === 'sd3' && names.includes('text_encoder_3');
-  if (kind === 'pixart') {
-    // PixArtAlphaPipeline: 120 T5 tokens, PixArtSigmaPipeline: 300 (diffusers' max_sequence_length defaults)
-    const m = o.max_sequence_length;
-    t5Length = typeof m === 'number' && Number.isSafeInteger(m) && m >= 2 && m <= 4096 ? m : String(o._class_name ?? '').startsWith('PixArtAlpha') ? 120 : 300;
-  }
-  if (hasT5) {
-    const m = o.max_sequence_length;
-    t5Length = typeof m === 'number' && Number.isSafeInteger(m) && m >= 2 && m <= 4096 ? m : 256;
-  }
+    return typeof cfgLen === 'number' && cfgLen >= 2 && cfgLen < 512 ? cfgLen : 512;
+  };
+  const t5Length = seqLen ?? t5Default();
   const tokenizers = names.map((n) =>
-    (kind === 'flux' && n === 'text_encoder_2') || n === 'text_encoder_3' || kind === 'pixart' ? loadT5Tokenizer(join(dir, tokenizerFolder(n)), t5Length) : loadPipelineTokenizer(dir, label, n),
+    n === 'text_encoder_3' || (kind === 'flux' && n === 'text_encoder_2') || kind === 'pixart' ? loadT5Tokenizer(join(dir, tokenizerFolder(n)), t5Length) : loadPipelineTokenizer(dir, label, n),
   );
   let sd3: { width: number; t5Tokens: number } | undefined;
   if (kind === 'sd3') {
     // the CLIP states are zero-padded to the joint attention width, then T5's tokens follow (zeros without T5)
     const joint = io.widths?.encoderHiddenStates ?? (typeof denoiserCfg?.joint_attention_dim === 'number' ? denoiserCfg.joint_attention_dim : null);
     if (joint === null) throw new DqError('BAD_MODEL', `${label}: cannot tell the transformer's text width: ${io.encoderHiddenStates} is dynamic and transformer/config.json gives no joint_attention_dim`);
-    const m = o.max_sequence_length;
-    const t5Tokens = m === undefined || m === null ? 256 : typeof m === 'number' && Number.isSafeInteger(m) && m >= 0 && m <= 4096 ? m : -1;
-    if (t5Tokens < 0) throw new DqError('BAD_CONFIG', `${label}: model_index.json: field 'max_sequence_length' must be a whole number from 0 to 4096, got ${JSON.stringify(m)}`);
     // with a T5 encoder its own tokens follow (max_sequence_length of them); without one, that many zeros
-    sd3 = { width: joint, t5Tokens: hasT5 ? 0 : t5Tokens };
+    sd3 = { width: joint, t5Tokens: hasT5 ? 0 : t5Length };
   }
   const text = new TextConditioner(kind, tokenizers, specs, async () => sessions, sdxl && o.force_zeros_for_empty_prompt !== false, sd3);
   const want = kind === 'sd3' ? null : (io.widths?.encoderHiddenStates ?? null);

@@ -408,15 +408,14 @@ function positionIds(p: Pipeline, textTokens: number, rows: number): Record<stri
 /** The noise prediction the sampler uses: eps_uncond + w (eps_cond - eps_uncond) when guided. */
 export function combineGuided(out: TensorOut, guidance: number, guided: boolean, b: number, size: number, layout: { packed?: [number, number, number]; learnedSigma?: boolean } = {}): Float64Array {
   let o = asFloat32(out, 'the unet output');
-  const rowsIn = guided ? 2 * b : b;
-  if (layout.packed) o = unpackLatents(o, rowsIn, ...layout.packed);
+  const rows = guided ? 2 * b : b;
+  if (layout.packed) o = unpackLatents(o, rows, ...layout.packed);
   if (layout.learnedSigma) {
     // [noise; variance] per row: the noise is the first half of each row's channels
-    const noise = new Float32Array(rowsIn * size);
-    for (let r = 0; r < rowsIn; r++) noise.set(o.subarray(2 * r * size, 2 * r * size + size), r * size);
+    const noise = new Float32Array(rows * size);
+    for (let r = 0; r < rows; r++) noise.set(o.subarray(2 * r * size, 2 * r * size + size), r * size);
     o = noise;
   }
-  const rows = guided ? 2 * b : b;
   if (o.length !== rows * size) throw new DqError('BAD_MODEL', `unet output has ${o.length} values, expected ${rows * size}`);
   const eps = new Float64Array(b * size);
   if (!guided) {

@@ -872,6 +872,11 @@ class LCM implements Scheduler {
   }
 }
 
+/** The sampler a comparison or check runs when none is asked for: flow-euler on a flow-matching pipeline, else ddim. */
+export function fallbackSampler(cfg: object): SamplerName {
+  return isFlowConfig(cfg) ? 'flow-euler' : 'ddim';
+}
+
 /** What a scheduler needs to know of the pipeline: the image's token count (flow matching's dynamic shift). */
 export function schedulerOptions(p: { index: { sampleShape: [number, number, number] }; patchSize?: number; io?: { packed?: boolean } }): SchedulerOptions {
   const [, h, w] = p.index.sampleShape;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { DqError } from '../errors.js';
 import { readJson } from '../fsutil.js';
-import type { ClipTokenizer, TokenizedPrompt } from './tokenizer.js';
+import { padTruncate, tokenText, type ClipTokenizer } from './tokenizer.js';
 
 /** Loads `dir/tokenizer.json` as a T5 tokenizer padded and truncated to `maxLength` tokens (</s> included). */
 export function loadT5Tokenizer(dir: string, maxLength: number): ClipTokenizer {
@@ -35,11 +35,11 @@ export function loadT5Tokenizer(dir: string, maxLength: number): ClipTokenizer {
     const k = vocab.findIndex((v) => v[0] === tok);
     return k >= 0 ? k : fallback;
   };
-  const name = (v: unknown, d: string) => (typeof v === 'string' ? v : v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string' ? (v as { content: string }).content : d);
-  const padToken = name(cfg.pad_token, '<pad>');
-  const eosId = idOf(name(cfg.eos_token, '</s>'), 1);
+  const special = (key: string, d: string) => tokenText(cfg[key], `${cfgPath}: ${key}`) ?? d;
+  const padToken = special('pad_token', '<pad>');
+  const eosId = idOf(special('eos_token', '</s>'), 1);
   const padId = idOf(padToken, 0);
-  const unkId = idOf(name(cfg.unk_token, '<unk>'), 2);
+  const unkId = idOf(special('unk_token', '<unk>'), 2);
   const contentIds = (prompt: string): number[] => lib.encode(prompt, { add_special_tokens: false }).ids;
   const decode = (ids: ArrayLike<number>): string => lib.decode(Array.from(ids), { skip_special_tokens: true }).trim();
   return {
@@ -54,15 +54,6 @@ export function loadT5Tokenizer(dir: string, maxLength: number): ClipTokenizer {
     vocabSize: vocab.length,
     contentIds,
     decode,
-    encode(prompt: string): TokenizedPrompt {
-      const content = contentIds(prompt);
-      const keep = maxLength - 1;
-      const kept = content.slice(0, keep);
-      const out = new Int32Array(maxLength).fill(padId);
-      out.set(kept, 0);
-      out[kept.length] = eosId;
-      const truncated = content.length > keep;
-      return { ids: out, tokenCount: content.length, eosIndex: kept.length, truncated, droppedText: truncated ? decode(content.slice(keep)) : '' };
-    },
+    encode: (prompt: string) => padTruncate(contentIds(prompt), maxLength, { bos: null, eos: eosId, pad: padId }, decode),
   };
 }

@@ -210,7 +210,8 @@ export class TextConditioner {
     let tail: { data: Float32Array; seq: number; width: number } | null = null;
     let mask: Uint8Array | undefined;
     const parts: { data: Float32Array; seq: number; width: number }[] = [];
-    let pooled: Float32Array | null = null;
+    // the pooled outputs the denoiser reads, concatenated (SDXL: encoder 2's; SD3: every CLIP's; Flux: CLIP's)
+    const pooledParts: Float32Array[] = [];
     for (let k = 0; k < this.encoders.length; k++) {
       const spec = this.encoders[k]!;
       const tok = this.tokenizers[k]!.encode(text);
@@ -218,10 +219,8 @@ export class TextConditioner {
       if (this.kind === 'pixart') mask = Uint8Array.from(ids, (_, i) => (i <= tok.eosIndex ? 1 : 0));
       const fetch = [...(spec.pooledOnly ? [] : [spec.hidden]), ...(spec.pooled ? [spec.pooled] : [])];
       const res = await sessions[k]!.run({ [spec.input]: idsFeed(spec.idsType, ids, [1, ids.length]) }, fetch);
-      if (spec.pooled && spec.pooledOnly) {
-        pooled = Float32Array.from(asFloat32(res[spec.pooled]!, `${spec.component}/model.onnx: output '${spec.pooled}'`));
-        continue;
-      }
+      if (spec.pooled) pooledParts.push(asFloat32(res[spec.pooled]!, `${spec.component}/model.onnx: output '${spec.pooled}'`));
+      if (spec.pooledOnly) continue;
       const h = res[spec.hidden]!;
       if (h.dims.length !== 3 || h.dims[0] !== 1) throw new DqError('BAD_MODEL', `${spec.component}/model.onnx: output '${spec.hidden}' has shape [${h.dims.join(', ')}]; [1, tokens, width] expected`);
       const part = { data: asFloat32(h, `${spec.component}/model.onnx: output '${spec.hidden}'`), seq: h.dims[1]!, width: h.dims[2]! };
@@ -229,15 +228,14 @@ export class TextConditioner {
         if (this.sd3 && part.width !== this.sd3.width) throw new DqError('BAD_MODEL', `${spec.component}/model.onnx: its ${part.width} channels are not the transformer's text width ${this.sd3.width}`);
         tail = part;
       } else parts.push(part);
-      if (spec.pooled) {
-        const v = asFloat32(res[spec.pooled]!, `${spec.component}/model.onnx: output '${spec.pooled}'`);
-        // SDXL reads encoder 2's; SD3 concatenates every encoder's
-        if (this.kind === 'sd3' && pooled) {
-          const both: Float32Array = new Float32Array(pooled.length + v.length);
-          both.set(pooled);
-          both.set(v, pooled.length);
-          pooled = both;
-        } else pooled = Float32Array.from(v);
+    }
+    let pooled: Float32Array | null = null;
+    if (pooledParts.length) {
+      pooled = new Float32Array(pooledParts.reduce((a, v) => a + v.length, 0));
+      let at = 0;
+      for (const v of pooledParts) {
+        pooled.set(v, at);
+        at += v.length;
       }
     }
     const clipSeq = parts[0]!.seq;

@@ -91,7 +91,7 @@ function readJsonObject(path: string, what: string): Json {
 }
 
 /** A special-token entry as the configs write it: a string, or an AddedToken object ({"content": ..., "__type": ...}). */
-function tokenText(v: unknown, where: string): string | undefined {
+export function tokenText(v: unknown, where: string): string | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v === 'string') return v;
   if (typeof v === 'object' && !Array.isArray(v) && typeof (v as Json).content === 'string') return (v as Json).content as string;
@@ -374,24 +374,24 @@ export function loadTokenizer(dir: string, opts: LoadTokenizerOptions = {}): Cli
     vocabSize: idToToken.size,
     contentIds,
     decode,
-    encode(prompt: string): TokenizedPrompt {
-      const content = contentIds(prompt);
-      const keep = maxLength - 2;
-      const kept = content.slice(0, keep);
-      const out = new Int32Array(maxLength).fill(ids.pad_token);
-      out[0] = ids.bos_token;
-      out.set(kept, 1);
-      out[kept.length + 1] = ids.eos_token;
-      const truncated = content.length > keep;
-      return {
-        ids: out,
-        tokenCount: content.length,
-        eosIndex: kept.length + 1,
-        truncated,
-        droppedText: truncated ? decode(content.slice(keep)) : '',
-      };
-    },
+    encode: (prompt: string) => padTruncate(contentIds(prompt), maxLength, { bos: ids.bos_token, eos: ids.eos_token, pad: ids.pad_token }, decode),
   };
+}
+
+/**
+ * Truncation and padding as diffusers asks for them (`padding="max_length", truncation=True`): BOS (when the
+ * tokenizer has one), the first tokens that fit, EOS, then the pad id up to maxLength.
+ */
+export function padTruncate(content: number[], maxLength: number, ids: { bos: number | null; eos: number; pad: number }, decode: (ids: number[]) => string): TokenizedPrompt {
+  const lead = ids.bos === null ? 0 : 1;
+  const keep = maxLength - lead - 1;
+  const kept = content.slice(0, keep);
+  const out = new Int32Array(maxLength).fill(ids.pad);
+  if (ids.bos !== null) out[0] = ids.bos;
+  out.set(kept, lead);
+  out[kept.length + lead] = ids.eos;
+  const truncated = content.length > keep;
+  return { ids: out, tokenCount: content.length, eosIndex: kept.length + lead, truncated, droppedText: truncated ? decode(content.slice(keep)) : '' };
 }
 
 function resolveMaxLength(override: number | undefined, configured: unknown, configPath: string | null): number {

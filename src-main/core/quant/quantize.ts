@@ -206,9 +206,7 @@ function runtimeInputsOf(model: ModelMsg): string[] {
 /** Whether a Gemm layer reads its weight transposed (transB = 1). */
 export function gemmTransB(model: ModelMsg, layer: QuantizableLayer, names: Map<string, number>): boolean {
   const i = names.get(layer.name);
-  // the index map may predate inserted nodes (activation quantizers): check the name, else search
-  const at = i === undefined ? undefined : model.graph!.node![i];
-  const n = at?.name === layer.name ? at : model.graph!.node!.find((x) => x.name === layer.name);
+  const n = i === undefined ? undefined : model.graph!.node![i];
   return n !== undefined && Number(nodeAttr(n, 'transB')?.i ?? 0) === 1;
 }
 
@@ -228,8 +226,7 @@ function balanceSites(
   grams: { sums: GramSums; byLayer: Map<string, GramEntry> } | null,
   inits: Map<string, { data_type?: number | null }>,
   loaded: Parameters<typeof floatTensor>[0],
-  model: ModelMsg,
-  nodeIndex: Map<string, number>,
+  transBOf: ReadonlyMap<string, boolean>,
   alpha: number | null,
   rotate: boolean,
 ): Map<string, Balance> {
@@ -246,13 +243,13 @@ function balanceSites(
     const rows = e && grams ? grams.sums.rows[e.index]! : 0;
     if (grams && (!e || e.conv || rows === 0)) continue;
     const first = layers[0]!;
-    const C = e ? e.dim : gemmTransB(model, first, nodeIndex) ? first.weightShape[1]! : first.weightShape[0]!;
+    const C = e ? e.dim : transBOf.get(first.name) ? first.weightShape[1]! : first.weightShape[0]!;
     const H = e && grams ? grams.sums.matrix(e) : null;
     const wmax = new Float64Array(C);
     let fits = true;
     for (const l of layers as QuantizableLayer[]) {
       const w = floatTensor(loaded, inits.get(l.weight) as never);
-      const transB = gemmTransB(model, l, nodeIndex);
+      const transB = transBOf.get(l.name) === true;
       const [r, c] = l.weightShape as [number, number];
       const inDim = transB ? c : r;
       if (l.weightShape.length !== 2 || inDim !== C) {
@@ -275,7 +272,7 @@ function balanceSites(
     }
     const block = rotate ? hadamardBlock(C) : 0;
     if (!scale && block < 2) continue;
-    for (const l of layers as QuantizableLayer[]) out.set(l.name, { scale, rotate: block >= 2 ? block : 0, site: site.id });
+    for (const l of layers as QuantizableLayer[]) out.set(l.name, { scale, rotate: block >= 2 ? block : 0 });
   }
   return out;
 }
@@ -284,7 +281,6 @@ function balanceSites(
 interface Balance {
   scale: Float32Array | null;
   rotate: number;
-  site: number;
 }
 
 /** The largest power of two, at most 128, that divides C (the rotation's block). */
@@ -447,6 +443,8 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   const highPrecision = new Set<string>();
   const nodeIndex = new Map<string, number>();
   (model.graph!.node ?? []).forEach((n, i) => nodeIndex.set(n.name ?? '', i));
+  // each Gemm's transB, read once before the quantizers' nodes are inserted (they shift nodeIndex's positions)
+  const transBOf = new Map(fpMap.quantizable.map((l) => [l.name, gemmTransB(model, l, nodeIndex)]));
 
   // split-shortcut layers (their input channel split index)
   const splitOf = new Map<string, number>();
@@ -457,9 +455,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   let fpParams = 0;
   const inits = new Map((model.graph!.initializer ?? []).map((t) => [t.name ?? '', t]));
   // channel balancing (recipe.balance): per site, s_j from the activations' RMS and the weights' largest |value|
-  const balanced = (recipe.balance || recipe.rotate) && rec ? balanceSites(rec.sites, fpMap, spare, cutLayers, textCutLayers, recipe.balance ? grams : null, inits, loaded, model, nodeIndex, recipe.balance?.alpha ?? null, recipe.rotate) : new Map<string, Balance>();
-  const balanceOf = new Map<string, Balance>();
-  for (const [layer, b] of balanced) balanceOf.set(layer, b);
+  const balanceOf = (recipe.balance || recipe.rotate) && rec ? balanceSites(rec.sites, fpMap, spare, cutLayers, textCutLayers, recipe.balance ? grams : null, inits, loaded, transBOf, recipe.balance?.alpha ?? null, recipe.rotate) : new Map<string, Balance>();
   for (const l of fpMap.quantizable) {
     const size = l.weightShape.reduce((a, b) => a * b, 1);
     fpParams += size;
@@ -477,7 +473,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
         // kept out of the main format by its role, but stored in the higher-precision keepFormat (weights only)
         const w = floatTensor(loaded, t);
         const spec = { format: recipe.keepFormat, granularity: 'channel' as const, rounding: 'nearest' as const, clipping: 'minmax' as const, scale: 'float32' as const };
-        const res = quantizeWeight(w, l, spec, gemmTransB(model, l, nodeIndex), null);
+        const res = quantizeWeight(w, l, spec, transBOf.get(l.name) === true, null);
         (t as { raw_data?: Uint8Array }).raw_data = new Uint8Array(res.values.buffer);
         highPrecision.add(l.name);
         reports.push({
@@ -494,7 +490,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       spare.set(l.name, 'weight not quantizable here');
       continue;
     }
-    const transB = gemmTransB(model, l, nodeIndex);
+    const transB = transBOf.get(l.name) === true;
     const bl = balanceOf.get(l.name);
     const bs = bl?.scale;
     const w = bl ? balanceWeight(floatTensor(loaded, t), l.weightShape, transB, bl) : floatTensor(loaded, t);
@@ -536,7 +532,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       if (cutLayers.size && site.temporal) continue;
       const useSplit = recipe.splitShortcut && site.split !== null;
       const halves = useSplit ? [0, 1] : ['whole' as const];
-      const channels = channelsOf(fpMap, site, (l) => gemmTransB(model, l, nodeIndex));
+      const channels = channelsOf(fpMap, site, (l) => transBOf.get(l.name) === true);
       const tensorScale = fmt.kind === 'nvfp4' && rec ? halves.map((h) => nvfp4TensorScale(siteStat(rec, site, h, steps).absmax)) : undefined;
       const dynamic = act.dynamic === 'token';
       const bal = users.every((u) => balanceOf.has(u)) ? balanceOf.get(users[0]!) : undefined;
