@@ -156,7 +156,7 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
     return jobs().cancel(id);
   }
 
-  const doneJob = (id: string, kind: 'calibrate' | 'quantize' | 'compare') => {
+  const doneJob = (id: string, kind: 'calibrate' | 'quantize' | 'compare' | 'sensitivity') => {
     const j = jobs().get(id);
     if (!j || j.kind !== kind) throw new DqError('NOT_FOUND', `no ${kind} job '${id}'`);
     if (j.state !== 'done') throw new DqError('BAD_ARGUMENT', `${kind} job '${id}' has not finished (${j.state})`);
@@ -183,12 +183,23 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
     if (spec.kind === 'quantize') {
       const recordPath = spec.calibration ? join(jobs().dir(doneJob(spec.calibration, 'calibrate').id), 'calibration.json') : null;
       const name = typeof spec.recipe.name === 'string' ? spec.recipe.name : 'recipe';
+      const budget = spec.budget ? { bits: spec.budget.bits, sensitivityPath: join(jobs().dir(doneJob(spec.budget.sensitivity, 'sensitivity').id), 'sensitivity.json') } : undefined;
       const jobId = jobs().start({
         kind: 'quantize',
         model: spec.model,
         output: (dir) => join(dir, 'variant'),
-        label: `quantize ${model.id} with ${name}${spec.components.length ? ` (+ int8 ${spec.components.join(', ')})` : ''}`,
-        task: (dir) => ({ kind: 'quantize', pipelineDir: model.path, recipe: spec.recipe, keepLayers: spec.keepLayers, components: spec.components, recordPath, out: join(dir, 'variant') }),
+        label: `quantize ${model.id} with ${name}${budget ? ` under ${budget.bits} bits` : ''}${spec.components.length ? ` (+ int8 ${spec.components.join(', ')})` : ''}`,
+        task: (dir) => ({ kind: 'quantize', pipelineDir: model.path, recipe: spec.recipe, keepLayers: spec.keepLayers, components: spec.components, recordPath, out: join(dir, 'variant'), ...(budget ? { budget } : {}) }),
+      });
+      return { jobId };
+    }
+    if (spec.kind === 'sensitivity') {
+      const v = doneJob(spec.variant, 'quantize');
+      const jobId = jobs().start({
+        kind: 'sensitivity',
+        model: spec.model,
+        label: `sensitivity of ${(v.result as QuantizeResult).name}: ${spec.samples} images × ${spec.steps} steps, ${spec.ranges} step range${spec.ranges === 1 ? '' : 's'}`,
+        task: (dir) => ({ kind: 'sensitivity', variantDir: join(jobs().dir(v.id), 'variant'), samples: spec.samples, steps: spec.steps, ranges: spec.ranges, out: dir }),
       });
       return { jobId };
     }

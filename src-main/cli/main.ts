@@ -20,8 +20,10 @@ import { serve } from '../serve/server.js';
 import { progressPrinter } from './progress.js';
 import { registerCompare } from './compare-command.js';
 import { registerBatch, registerExport } from './export-command.js';
+import { registerSensitivity } from './sensitivity-command.js';
 import { calibrate, DEFAULT_CALIBRATION, DEFAULT_PROMPTS_FILE, type CalibrationRecord, type CalibrationSettings, type TimestepSelection } from '../core/quant/calibrate.js';
-import { QUANTIZABLE_COMPONENTS, quantizePipeline, readRecord, recipeCalibration } from '../core/quant/quantize.js';
+import { formatName, QUANTIZABLE_COMPONENTS, quantizePipeline, readRecord, recipeCalibration } from '../core/quant/quantize.js';
+import { readSensitivity } from '../core/quant/sensitivity.js';
 import { listPresets, loadRecipe } from '../core/quant/recipe.js';
 import { runEval } from '../core/jobs/eval-job.js';
 import { num } from './options.js';
@@ -147,8 +149,12 @@ export function buildProgram(): Command {
     .requiredOption('--out <variant-dir>', 'variant folder to write (an existing one is replaced only if it is empty or a variant)')
     .option('--force', 'replace whatever is at --out (a folder of other files, a file)')
     .option('--components <list>', `text-to-image: also int8 weights for these components, each verified against FP (${Object.keys(QUANTIZABLE_COMPONENTS).join(', ')}; default: none)`)
-    .action(async (dir: string, o: { preset: string; calib?: string; out: string; force?: boolean; components?: string }) => {
+    .option('--budget <bits>', "mixed precision: at most this many bits per weight, the layers with the best measured gain per added bit in the recipe's keepFormat (needs --sensitivity)", num('--budget', 1))
+    .option('--sensitivity <record>', 'a record from dq sensitivity (a variant of this model): the gains --budget allocates by')
+    .action(async (dir: string, o: { preset: string; calib?: string; out: string; force?: boolean; components?: string; budget?: number; sensitivity?: string }) => {
       const force = o.force === true;
+      if ((o.budget === undefined) !== (o.sensitivity === undefined)) throw new DqError('BAD_ARGUMENT', o.budget === undefined ? '--sensitivity goes with --budget <bits>' : '--budget needs --sensitivity <record> (from dq sensitivity on a variant of this model)');
+      const budget = o.budget !== undefined ? { bits: o.budget, sensitivity: readSensitivity(o.sensitivity!), path: o.sensitivity! } : undefined;
       prepareOutput(o.out, { replace: 'variant', force });
       const recipe = loadRecipe(o.preset);
       let recordPath = o.calib;
@@ -173,11 +179,12 @@ export function buildProgram(): Command {
         }
       }
       const components = o.components?.split(',').map((c) => c.trim()).filter(Boolean);
-      const m = await quantizePipeline({ pipelineDir: dir, recipe, record, recordPath, out: o.out, force, components });
+      const m = await quantizePipeline({ pipelineDir: dir, recipe, record, recordPath, out: o.out, force, components, budget });
       console.log(
         `${recipe.name}: ${m.summary.quantized} layers quantized, ${m.summary.spared} kept in FP; weights ${m.summary.weightBitsPerParameter} bits/parameter, ` +
           `activations ${m.summary.activationFormat ?? 'FP'} (simulated) -> ${resolve(o.out)}`,
       );
+      if (m.budget) console.log(`budget ${m.budget.bits} bits: ${m.budget.chosen.length} layers in ${formatName(recipe.keepFormat!)} (the recipe alone: ${m.budget.recipeBits} bits; estimated ${m.budget.estimate}); their gains sum to ${(100 * m.budget.gainShare).toFixed(1)}% of the measured error`);
       for (const [c, r] of Object.entries(m.components ?? {})) {
         console.log(`${c}: int8 weights, ${r.layers.quantized} layers, ${(r.bytes.before / 1e6).toFixed(2)} -> ${(r.bytes.after / 1e6).toFixed(2)} MB; verified: cosine ${r.verification.cosine.toFixed(5)}${r.verification.psnr ? `, PSNR ${r.verification.psnr.min.toFixed(1)} dB (min)` : ''}`);
       }
@@ -199,8 +206,11 @@ export function buildProgram(): Command {
     .option('--judge-normalize <mode>', "the judge's input range: [0,1], [-1,1], [0,255], clip or imagenet", '[0,1]')
     .option('--prompts <file>', "text-to-image without attributes.json: the eval prompts, cycled to --samples (default: the folder's calibration_prompts.txt); also the calibration prompts")
     .option('--negative-prompt <text>', 'text-to-image: the negative prompt of every sample')
+    .option('--budgets <list>', 'mixed precision: also every preset at each of these bits budgets per weight (comma-separated, as dq quantize --budget; needs --sensitivity): a Pareto front', (v: string) => v.split(',').map((x) => num('--budgets', 1)(x.trim())))
+    .option('--sensitivity <record>', 'a record from dq sensitivity: the gains --budgets allocate by')
     .requiredOption('--out <dir>', 'folder for variants, calibration and eval.json')
-    .action(async (dir: string, o: Record<string, string | number | undefined>) => {
+    .action(async (dir: string, o: Record<string, string | number | number[] | undefined>) => {
+      if ((o.budgets === undefined) !== (o.sensitivity === undefined)) throw new DqError('BAD_ARGUMENT', o.budgets === undefined ? '--sensitivity goes with --budgets <list>' : '--budgets needs --sensitivity <record> (from dq sensitivity on a variant of this model)');
       const presets = o.presets === 'none' ? [] : o.presets ? String(o.presets).split(',').map((s) => s.trim()).filter(Boolean) : listPresets();
       if (o.judge === undefined && (o.judgeOutput !== undefined || o.judgeNormalize !== '[0,1]')) throw new DqError('BAD_ARGUMENT', '--judge-output and --judge-normalize need --judge <onnx>');
       await runEval({
@@ -208,6 +218,7 @@ export function buildProgram(): Command {
         guidance: o.guidance as number | undefined, out: String(o.out), calib: o.calib as string | undefined, calibSamples: o.calibSamples as number,
         judge: o.judge === undefined ? undefined : { path: String(o.judge), output: o.judgeOutput as string | undefined, normalize: o.judgeNormalize as NonNullable<Parameters<typeof runEval>[0]['judge']>['normalize'] },
         prompts: o.prompts as string | undefined, negativePrompt: o.negativePrompt as string | undefined,
+        budgets: o.budgets ? { bits: o.budgets as number[], sensitivity: readSensitivity(String(o.sensitivity)), path: String(o.sensitivity) } : undefined,
         onLine: (s) => console.log(s),
       });
     });
@@ -215,6 +226,7 @@ export function buildProgram(): Command {
   registerCompare(program);
   registerExport(program);
   registerBatch(program);
+  registerSensitivity(program);
 
   program
     .command('serve')

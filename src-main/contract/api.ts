@@ -236,6 +236,21 @@ export const QuantizeJob = z
     keepLayers: z.array(z.string().max(1024)).max(10_000).default([]),
     /** Text-to-image: other components whose weights become int8 (each verified against FP); none by default. */
     components: z.array(z.enum(QUANTIZABLE_COMPONENT_NAMES)).max(QUANTIZABLE_COMPONENT_NAMES.length).default([]),
+    /** Mixed precision: at most `bits` per weight, the layers a sensitivity job found most worth it in the recipe's keepFormat. */
+    budget: z.object({ bits: z.number().min(1).max(32), sensitivity: id }).strict().optional(),
+  })
+  .strict();
+
+/** Where the bits matter: each layer of a quantize job's variant in FP alone, overall and per range of steps. */
+export const SensitivityJob = z
+  .object({
+    kind: z.literal('sensitivity'),
+    model: modelRef,
+    /** The quantize job whose variant to measure. */
+    variant: id,
+    samples: z.number().int().min(1).max(1024).default(16),
+    steps: z.number().int().min(1).max(1000).default(25),
+    ranges: z.number().int().min(1).max(50).default(4),
   })
   .strict();
 
@@ -307,7 +322,7 @@ export const SampleJob = z
   })
   .strict();
 
-export const JobSpec = z.discriminatedUnion('kind', [CalibrateJob, QuantizeJob, CompareJob, ExportJob, SampleJob]);
+export const JobSpec = z.discriminatedUnion('kind', [CalibrateJob, QuantizeJob, CompareJob, ExportJob, SampleJob, SensitivityJob]);
 export type JobSpec = z.input<typeof JobSpec>;
 export type JobSpecParsed = z.output<typeof JobSpec>;
 export type JobKind = JobSpec['kind'];
@@ -379,6 +394,27 @@ export interface QuantizeResult {
   text?: FeatureCacheReport | null;
   /** Text-to-image: the other components quantized (recipe components), empty when none. */
   components?: ComponentReport[];
+}
+
+/** An image error against FP (model space): block means (content) plus the rest (detail). */
+export interface ImageErrorView {
+  mse: number;
+  content: number;
+  detail: number;
+}
+
+export interface SensitivityResult {
+  kind: 'sensitivity';
+  /** The variant's recipe name. */
+  name: string;
+  settings: { samples: number; steps: number; sampler: string; guidance: number };
+  /** Step index ranges [first, last] and their model timesteps. */
+  ranges: { steps: [number, number]; timesteps: [number, number] }[];
+  /** The variant's error against FP on the same seeds. */
+  base: ImageErrorView;
+  /** Per layer: the error removed with it in FP at every step, and in each range of steps only. */
+  layers: { name: string; op: string; params: number; bits: number; weight: string; gain: ImageErrorView; ranges: ImageErrorView[] }[];
+  seconds: number;
 }
 
 export interface ExportResult {
@@ -496,7 +532,7 @@ export interface SampleResult {
   variants?: { jobId: string; name: string; grid: string; seconds: number; warnings: string[] }[];
 }
 
-export type JobResult = CalibrateResult | QuantizeResult | CompareResult | ExportResult | SampleResult;
+export type JobResult = CalibrateResult | QuantizeResult | CompareResult | ExportResult | SampleResult | SensitivityResult;
 
 export type JobState = 'running' | 'done' | 'error' | 'cancelled';
 

@@ -15,7 +15,8 @@ import { calibrate, readRecord, type TimestepSelection } from '../core/quant/cal
 import { quantizePipeline } from '../core/quant/quantize.js';
 import { exportPipeline } from '../core/export/export.js';
 import { parseRecipe } from '../core/quant/recipe.js';
-import type { CompareResult, ExportResult, QuantizeResult, SampleResult } from '../contract/api.js';
+import type { CompareResult, ExportResult, QuantizeResult, SampleResult, SensitivityResult } from '../contract/api.js';
+import { measureSensitivity, readSensitivity } from '../core/quant/sensitivity.js';
 import { DqError } from '../core/errors.js';
 import { runSampleJob } from '../core/jobs/sample-job.js';
 import { openPipeline } from '../core/open.js';
@@ -191,6 +192,16 @@ async function run(task: WorkerTask): Promise<unknown> {
     };
     return result;
   }
+  if (task.kind === 'sensitivity') {
+    const r = await measureSensitivity({ variantDir: task.variantDir, samples: task.samples, steps: task.steps, ranges: task.ranges, signal, onProgress: (p) => progress(`layer ${p.layer}`, p.done, p.total) });
+    makeDirs(task.out, 'the job folder');
+    writeFileAtomic(join(task.out, 'sensitivity.json'), JSON.stringify(r, null, 1) + '\n');
+    const result: SensitivityResult = {
+      kind: 'sensitivity', name: r.recipe, settings: { samples: r.settings.samples, steps: r.settings.steps, sampler: r.settings.sampler, guidance: r.settings.guidance },
+      ranges: r.ranges, base: r.base, layers: r.layers, seconds: r.seconds,
+    };
+    return result;
+  }
   if (task.kind === 'quantize') {
     progress('quantizing', 0, 1);
     const raw = { ...(task.recipe as Record<string, unknown>) };
@@ -200,6 +211,7 @@ async function run(task: WorkerTask): Promise<unknown> {
     const m = await quantizePipeline({
       pipelineDir: task.pipelineDir, recipe, record, recordPath: task.recordPath ?? undefined, out: task.out,
       ...(task.components.length ? { components: task.components } : {}),
+      ...(task.budget ? { budget: { bits: task.budget.bits, sensitivity: readSensitivity(task.budget.sensitivityPath), path: task.budget.sensitivityPath } } : {}),
     });
     progress('quantizing', 1, 1);
     const result: QuantizeResult = {

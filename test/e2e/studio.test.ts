@@ -171,6 +171,23 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
     await tweak.getByTestId('tweak-grid').scrollIntoViewIfNeeded();
     await shot(page, '4b-tweak');
 
+    // Where the bits matter: each NVFP4 layer in FP alone, at every step and in two step ranges (2 images, 4 steps)
+    const sens = page.getByTestId('sensitivity-nvfp4-w4a4');
+    await sens.locator('summary').click();
+    await sens.getByTestId('sens-samples').fill('2');
+    await sens.getByTestId('sens-steps').fill('4');
+    await sens.getByTestId('sens-ranges').fill('2');
+    await sens.getByTestId('sens-run').click();
+    await sens.getByTestId('sens-base').waitFor({ timeout: 120_000 });
+    await expect(sens.getByTestId('heatmap-x-title').textContent()).resolves.toMatch(/layer in FP during/);
+    const cells = sens.getByTestId('heatmap').locator('rect[role="presentation"]');
+    expect(await cells.count()).toBeGreaterThan(6);
+    expect((await cells.count()) % 3).toBe(0);
+    await cells.nth(2).click();
+    await expect(sens.getByTestId('sens-selected').textContent()).resolves.toMatch(/% of the error in FP during t \d+–\d+/);
+    await sens.getByTestId('heatmap').scrollIntoViewIfNeeded();
+    await shot(page, '4c-sensitivity');
+
     // Samples: FP | INT8 | NVFP4 | FP8, the A/B wipe, diff heatmap, metrics, trajectory
     await page.getByTestId('tab-samples').click();
     await page.getByTestId('cmp-seeds').fill('0-1');

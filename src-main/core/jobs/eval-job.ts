@@ -23,7 +23,8 @@ import { openPipeline } from '../open.js';
 import { sample } from '../pipeline/sample.js';
 import type { SamplerName } from '../pipeline/schedulers.js';
 import { calibrate, DEFAULT_PROMPTS_FILE, readRecord, type CalibrationRecord } from '../quant/calibrate.js';
-import { quantizePipeline, type Manifest } from '../quant/quantize.js';
+import { quantizePipeline, type Manifest, type QuantizeOptions } from '../quant/quantize.js';
+import type { SensitivityRecord } from '../quant/sensitivity.js';
 import { loadRecipe, type Recipe } from '../quant/recipe.js';
 
 /** --judge: the user's image model and how its features are read. */
@@ -71,6 +72,16 @@ export interface EvalOptions {
   negativePrompt?: string;
   onLine?: (s: string) => void;
   signal?: AbortSignal;
+  /** Mixed precision: every preset also at each of these bits budgets (dq quantize --budget), named preset@bits. */
+  budgets?: { bits: number[]; sensitivity: SensitivityRecord; path: string };
+}
+
+/** The variants an eval makes: each preset as it is, then at each budget. */
+function variantPlan(recipes: Recipe[], budgets: EvalOptions['budgets']): { name: string; recipe: Recipe; budget?: QuantizeOptions['budget'] }[] {
+  return recipes.flatMap((recipe) => [
+    { name: recipe.name, recipe },
+    ...(budgets?.bits ?? []).map((bits) => ({ name: `${recipe.name}@${bits}`, recipe, budget: { bits, sensitivity: budgets!.sensitivity, path: budgets!.path } })),
+  ]);
 }
 
 export interface TextEvalRow {
@@ -103,7 +114,8 @@ export async function runEval(o: EvalOptions): Promise<{ rows: EvalRow[]; calibr
   const out = prepareOutput(o.out, 'folder');
   // every preset's variant folder is checked before any work: replacing one that is not ours is refused
   const recipes = o.presets.map((p) => loadRecipe(p));
-  for (const r of recipes) prepareOutput(join(out, r.name), { replace: 'variant' });
+  const plan = variantPlan(recipes, o.budgets);
+  for (const v of plan) prepareOutput(join(out, v.name), { replace: 'variant' });
   makeDirs(out, '--out');
   const say = o.onLine ?? (() => {});
   const { rec, path: recPath, seconds: calSeconds } = await evalCalibration(o, out, recipes, { sampler: o.sampler!, guidance: o.guidance! }, say);
@@ -141,11 +153,11 @@ export async function runEval(o: EvalOptions): Promise<{ rows: EvalRow[]; calibr
   if (judge) sayJudge(judge, o.samples, say);
   say(header(judge !== null));
   await run('fp', o.pipelineDir, null, null);
-  for (const recipe of recipes) {
+  for (const v of plan) {
     const t0 = performance.now();
-    const dir = join(out, recipe.name);
-    const manifest = await quantizePipeline({ pipelineDir: o.pipelineDir, recipe, record: rec, recordPath: recPath, out: dir });
-    await run(recipe.name, dir, manifest, (performance.now() - t0) / 1000);
+    const dir = join(out, v.name);
+    const manifest = await quantizePipeline({ pipelineDir: o.pipelineDir, recipe: v.recipe, record: rec, recordPath: recPath, out: dir, budget: v.budget });
+    await run(v.name, dir, manifest, (performance.now() - t0) / 1000);
   }
   const result = { rows, calibration: { path: recPath, seconds: calSeconds } };
   const judgeInfo = judge ? judgeSettings(judge, o.samples) : undefined;
@@ -184,7 +196,8 @@ async function runTextEval(o: EvalOptions): Promise<{ text: TextEvalRow[]; calib
   }
   const out = prepareOutput(o.out, 'folder');
   const recipes = o.presets.map((p) => loadRecipe(p));
-  for (const r of recipes) prepareOutput(join(out, r.name), { replace: 'variant' });
+  const plan = variantPlan(recipes, o.budgets);
+  for (const v of plan) prepareOutput(join(out, v.name), { replace: 'variant' });
   const judge = o.judge ? await openJudge(o.judge.path, { output: o.judge.output, normalize: o.judge.normalize }) : null;
   makeDirs(out, '--out');
   const say = o.onLine ?? (() => {});
@@ -233,11 +246,11 @@ async function runTextEval(o: EvalOptions): Promise<{ text: TextEvalRow[]; calib
   if (judge) sayJudge(judge, o.samples, say);
   say(textHeader(attrs !== null, judge !== null));
   await run('fp', o.pipelineDir, null, null);
-  for (const recipe of recipes) {
+  for (const v of plan) {
     const t0 = performance.now();
-    const dir = join(out, recipe.name);
-    const manifest = await quantizePipeline({ pipelineDir: o.pipelineDir, recipe, record: rec, recordPath: calibration?.path, out: dir });
-    await run(recipe.name, dir, manifest, (performance.now() - t0) / 1000);
+    const dir = join(out, v.name);
+    const manifest = await quantizePipeline({ pipelineDir: o.pipelineDir, recipe: v.recipe, record: rec, recordPath: calibration?.path, out: dir, budget: v.budget });
+    await run(v.name, dir, manifest, (performance.now() - t0) / 1000);
   }
   const settings = {
     samples: o.samples, steps: o.steps, sampler, guidance, seeds: [seeds[0], seeds[seeds.length - 1]],

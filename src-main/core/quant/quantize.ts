@@ -15,9 +15,9 @@ import { FORMATS } from '../../../kernels/minifloat.js';
 import { DqError } from '../errors.js';
 import { cleanStaleOutputs, makeDirs, prepareOutput, swapIntoPlace, writeFileAtomic, sha256File, readJson } from '../fsutil.js';
 import { analyzeGraph, type LayerMap, type QuantizableLayer } from '../onnx/analysis.js';
-import { floatTensor, loadOnnx, saveOnnx } from '../onnx/io.js';
+import { floatTensor, loadOnnx, saveOnnx, type LoadedModel } from '../onnx/io.js';
 import { nodeAttr } from '../onnx/graph.js';
-import type { ModelMsg } from '../onnx/model.js';
+import type { ModelMsg, TensorMsg } from '../onnx/model.js';
 import { cutFeatures, exposeTensors, pruneDead } from '../onnx/rewrite.js';
 import { denoiserFolder, locatePipeline, type Pipeline, type UnetIO } from '../pipeline/pipeline.js';
 import { buildFeeds, guidedRun } from '../pipeline/sample.js';
@@ -30,6 +30,8 @@ import type { Site } from './sites.js';
 import { histError, histQuantile, mergeStat, type Stat } from './stats.js';
 import { quantizeWeight, quantizeWeightGptq, weightAxes, type WeightResult } from './weights.js';
 import { GramSums, type GramEntry } from './gram.js';
+import { allocateBits } from './budget.js';
+import type { SensitivityRecord } from './sensitivity.js';
 import { measureDisturbance, type FeatureDisturbance } from './temporal.js';
 import { quantizeComponent, verifyComponent, verifyThresholds, type ComponentKind } from './components.js';
 
@@ -86,6 +88,8 @@ export interface Manifest {
   text?: { mode: 'cache' | 'auto'; threshold: number | null; cached: string[]; disturbance: FeatureDisturbance[] };
   /** Other components quantized (int8 weights), each with its verification against the FP component. */
   components?: Record<string, ComponentSummary>;
+  /** dq quantize --budget: the layers a bits budget moved to keepFormat. */
+  budget?: BudgetSummary;
 }
 
 export function formatName(f: QuantFormat): string {
@@ -349,6 +353,11 @@ export interface QuantizeOptions {
   force?: boolean;
   /** Text-to-image: other components whose weights are quantized to int8 (weight-only), each verified (off by default). */
   components?: string[];
+  /**
+   * Mixed precision under a budget: weights at most `bits` per parameter (estimated before quantizing), the layers
+   * whose measured gain per added bit is best stored in the recipe's keepFormat (quant/budget.ts).
+   */
+  budget?: { bits: number; sensitivity: SensitivityRecord; path: string };
 }
 
 /** Components `--components` may name, and how each is verified. */
@@ -450,10 +459,12 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   const splitOf = new Map<string, number>();
   if (recipe.splitShortcut) for (const s of fpMap.shortcutSplits) if (s.splitAt !== null) for (const l of s.consumers) splitOf.set(l, s.splitAt);
 
+
   // 1. weights
   const reports: LayerReport[] = [];
   let fpParams = 0;
   const inits = new Map((model.graph!.initializer ?? []).map((t) => [t.name ?? '', t]));
+  const budget = opts.budget ? planBudget(opts.budget, recipe, fpMap.quantizable, { spare, byRole, cut: new Set([...cutLayers, ...textCutLayers]), inits, loaded, transBOf, splitOf, unetSha256 }) : null;
   // channel balancing (recipe.balance): per site, s_j from the activations' RMS and the weights' largest |value|
   const balanceOf = (recipe.balance || recipe.rotate) && rec ? balanceSites(rec.sites, fpMap, spare, cutLayers, textCutLayers, recipe.balance ? grams : null, inits, loaded, transBOf, recipe.balance?.alpha ?? null, recipe.rotate) : new Map<string, Balance>();
   for (const l of fpMap.quantizable) {
@@ -648,6 +659,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       ...(temporalReport ? { temporal: temporalReport } : {}),
       ...(textReport ? { text: textReport } : {}),
       ...(Object.keys(components).length ? { components } : {}),
+      ...(budget ? { budget } : {}),
     };
     writeFileAtomic(join(tmp, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
     swapIntoPlace(tmp, out, 'variant', opts.force);
@@ -753,3 +765,65 @@ function channelsOf(map: LayerMap, site: Site, transB: (l: QuantizableLayer) => 
 }
 
 export { readRecord };
+
+/** What --budget chose: the bits estimated before quantizing, the layers moved to keepFormat and their measured gain. */
+export interface BudgetSummary {
+  bits: number;
+  estimate: number;
+  /** The recipe's own bits per weight (estimated), before any layer moved. */
+  recipeBits: number;
+  chosen: string[];
+  /** The chosen layers' gains, summed, as a fraction of the sensitivity variant's error (gains interact: an estimate). */
+  gainShare: number;
+  sensitivity: string;
+}
+
+/**
+ * --budget: every layer that will carry a quantized weight is rounded to nearest once in the recipe's format and once
+ * in keepFormat for its bits (the stored bits do not depend on the rounding); the layers chosen by allocateBits join
+ * the layers spared by role (so keepFormat stores them), each with its reason.
+ */
+function planBudget(
+  b: NonNullable<QuantizeOptions['budget']>,
+  recipe: Recipe,
+  layers: QuantizableLayer[],
+  ctx: { spare: Map<string, string>; byRole: Set<string>; cut: Set<string>; inits: Map<string, TensorMsg>; loaded: LoadedModel; transBOf: Map<string, boolean>; splitOf: Map<string, number>; unetSha256: string },
+): BudgetSummary {
+  const rec = b.sensitivity;
+  if (rec.source.unetSha256 !== ctx.unetSha256) throw new DqError('BAD_CONFIG', `--sensitivity ${b.path} was measured on a variant of another model (unet sha256 ${rec.source.unetSha256.slice(0, 12)}, this one ${ctx.unetSha256.slice(0, 12)})`);
+  if (!recipe.keepFormat) throw new DqError('BAD_CONFIG', `--budget: recipe '${recipe.name}' has no keepFormat, the format the chosen layers take (e.g. {"kind": "int", "bits": 8, "symmetric": true})`);
+  const keepSpec = { format: recipe.keepFormat, granularity: 'channel' as const, rounding: 'nearest' as const, clipping: 'minmax' as const, scale: 'float32' as const };
+  const mainSpec = { ...recipe.weights, rounding: 'nearest' as const };
+  const gainOf = new Map(rec.layers.map((l) => [l.name, l.gain.mse]));
+  let params = 0;
+  let bits = 0;
+  const cands: { name: string; extraBits: number; gain: number }[] = [];
+  for (const l of layers) {
+    if (ctx.cut.has(l.name)) continue;
+    const t = ctx.inits.get(l.weight);
+    if (!t || t.data_type !== 1) continue;
+    const spared = ctx.spare.has(l.name);
+    if (spared && !ctx.byRole.has(l.name)) continue;
+    const w = floatTensor(ctx.loaded, t);
+    const transB = ctx.transBOf.get(l.name) === true;
+    const high = quantizeWeight(w, l, keepSpec, transB, null).bits;
+    params += w.length;
+    if (spared) {
+      bits += high;
+      continue;
+    }
+    const low = quantizeWeight(w, l, mainSpec, transB, ctx.splitOf.get(l.name) ?? null).bits;
+    bits += low;
+    cands.push({ name: l.name, extraBits: high - low, gain: gainOf.get(l.name) ?? 0 });
+  }
+  if (!params) throw new DqError('BAD_CONFIG', `--budget: recipe '${recipe.name}' quantizes no weight of this model`);
+  const recipeBits = bits / params;
+  if (b.bits < recipeBits - 1e-9) throw new DqError('BAD_ARGUMENT', `--budget ${b.bits} is below recipe '${recipe.name}''s own ${recipeBits.toFixed(3)} bits per weight`);
+  const a = allocateBits(cands, b.bits * params - bits);
+  const base = Math.max(rec.base.mse, 1e-30);
+  for (const name of a.chosen) {
+    ctx.spare.set(name, `budget ${b.bits} bits: gain ${((100 * (gainOf.get(name) ?? 0)) / base).toFixed(1)}% of the measured error (dq sensitivity)`);
+    ctx.byRole.add(name);
+  }
+  return { bits: b.bits, estimate: Math.round(((bits + a.extraBits) / params) * 1000) / 1000, recipeBits: Math.round(recipeBits * 1000) / 1000, chosen: a.chosen, gainShare: a.gain / base, sensitivity: resolve(b.path) };
+}

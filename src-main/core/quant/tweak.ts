@@ -46,6 +46,8 @@ const ACT_OUT = /^dq_aq\/\d+\/out$/;
 
 export class VariantTweaker {
   private session: Session | null = null;
+  /** The variant as quantized: runs the steps outside a range when choices apply to some steps only. */
+  private baseSession: Session | null = null;
   /** The choices the session was built with (the changed layers, sorted), and those layers. */
   private key = '';
   private changed: string[] = [];
@@ -60,7 +62,7 @@ export class VariantTweaker {
     private readonly layersByName: Map<string, QuantizableLayer>,
     private readonly nodeIndex: Map<string, number>,
     private readonly fpNodeIndex: Map<string, number>,
-    private readonly manifest: Manifest,
+    readonly manifest: Manifest,
   ) {}
 
   /** Opens a variant folder; `sourceDir` is its FP pipeline (default: the one its manifest names, checked by hash). */
@@ -90,6 +92,11 @@ export class VariantTweaker {
       const weight = r.weight ? `${formatName((r.weight.format ?? this.manifest.recipe.weights.format) as QuantFormat)}, ${r.weight.granularity}` : `FP (${r.spared ?? 'kept'})`;
       return { name: r.name, op: r.op, weight, activation: r.activation, fixed };
     });
+  }
+
+  /** A layer's weight shape in the FP graph (undefined for a name that is not a quantizable layer). */
+  weightShape(name: string): number[] | undefined {
+    return this.layersByName.get(name)?.weightShape;
   }
 
   /** The variant's graph with the choices applied; the layers that changed. */
@@ -125,8 +132,11 @@ export class VariantTweaker {
     return { model, changed };
   }
 
-  /** Samples with the choices applied (the session is rebuilt only when the choices change). */
-  async run(choices: Record<string, LayerChoice>, req: Omit<SampleRequest, 'extraFeeds'>): Promise<TweakRun> {
+  /**
+   * Samples with the choices applied (the session is rebuilt only when the choices change). With `steps`, the choices
+   * apply at those step indices only, and the variant as quantized runs the others (sensitivity per timestep range).
+   */
+  async run(choices: Record<string, LayerChoice>, req: Omit<SampleRequest, 'extraFeeds' | 'tap'>, steps?: ReadonlySet<number>): Promise<TweakRun> {
     const t0 = performance.now();
     const key = JSON.stringify(Object.entries(choices).filter(([, c]) => c !== 'variant').sort(([a], [b]) => a.localeCompare(b)));
     let tGraph = 0;
@@ -144,12 +154,18 @@ export class VariantTweaker {
       this.changed = edited.changed;
     }
     const t2 = performance.now();
-    const out = await sample(this.pipeline, this.session, req);
+    let out;
+    if (steps) {
+      this.baseSession ??= await Session.create(this.base, 'cpu', { label: `${this.dir}: unet/model.onnx` });
+      out = await sample(this.pipeline, this.baseSession, { ...req, tap: { session: this.session, steps, fetch: [], onOutputs: () => {} } });
+    } else out = await sample(this.pipeline, this.session, req);
     return { images: out.images, changed: this.changed, seconds: { graph: tGraph, session: tSession, sample: (performance.now() - t2) / 1000 } };
   }
 
   async release(): Promise<void> {
     await this.session?.release();
+    await this.baseSession?.release();
     this.session = null;
+    this.baseSession = null;
   }
 }

@@ -1,0 +1,102 @@
+/**
+ * Where the bits matter (quant/sensitivity.ts) and mixed precision under a budget (dq quantize --budget): measured
+ * on a W4A8 variant of tiny-mnist.
+ */
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openPipeline } from '../../../../src-main/core/open';
+import { releaseSessions } from '../../../../src-main/core/pipeline/pipeline';
+import { sample } from '../../../../src-main/core/pipeline/sample';
+import { calibrate, type CalibrationRecord } from '../../../../src-main/core/quant/calibrate';
+import { quantizePipeline, type Manifest } from '../../../../src-main/core/quant/quantize';
+import { loadRecipe, type Recipe } from '../../../../src-main/core/quant/recipe';
+import { imageError, measureSensitivity, SensitivitySchema, type SensitivityRecord } from '../../../../src-main/core/quant/sensitivity';
+import { VariantTweaker } from '../../../../src-main/core/quant/tweak';
+import { tmp, TINY } from '../../../helpers';
+
+const work = tmp();
+const recPath = join(work, 'calib.json');
+let rec: CalibrationRecord;
+let recipe: Recipe;
+let base: Manifest;
+let sens: SensitivityRecord;
+const settings = { samples: 8, steps: 6, seed: 100 };
+
+beforeAll(async () => {
+  rec = await calibrate(TINY, recPath, { samples: 8, steps: 6, batchSize: 8, timesteps: 'all' });
+  recipe = { ...loadRecipe('naive-w4a8'), name: 'w4a8-budget', keepFormat: { kind: 'int', bits: 8, symmetric: true } } as Recipe;
+  base = await quantizePipeline({ pipelineDir: TINY, recipe, record: rec, recordPath: recPath, out: join(work, 'base') });
+  sens = await measureSensitivity({ variantDir: join(work, 'base'), ...settings, ranges: 3, sampler: 'ddim', guidance: 2 });
+}, 300_000);
+afterAll(async () => {
+  await releaseSessions();
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe('dq sensitivity', () => {
+  it('measures every quantized layer, overall and per range of steps, against FP on the same seeds', async () => {
+    expect(SensitivitySchema.parse(sens)).toBeTruthy();
+    expect(sens.layers.length).toBe(base.layers.filter((l) => l.weight).length);
+    expect(sens.ranges.map((r) => r.steps)).toEqual([[0, 1], [2, 3], [4, 5]]);
+    expect(sens.ranges[0]!.timesteps[0]).toBeGreaterThan(sens.ranges[2]!.timesteps[1]);
+    expect(sens.base.mse).toBeGreaterThan(0);
+    expect(sens.base.content + sens.base.detail).toBeCloseTo(sens.base.mse, 12);
+    for (const l of sens.layers) expect(l.ranges).toHaveLength(3);
+    // W4 weights everywhere: some layer's FP removes a real share of the error, and the base error is what FP's own
+    // images against the variant's give
+    const top = Math.max(...sens.layers.map((l) => l.gain.mse));
+    expect(top).toBeGreaterThan(0.02 * sens.base.mse);
+    const { pipeline, session } = await openPipeline(TINY, 'cpu');
+    const req = { seeds: [100, 101, 102, 103, 104, 105, 106, 107], classes: [0, 1, 2, 3, 4, 5, 6, 7], steps: 6, sampler: 'ddim' as const, guidance: 2 };
+    const fp = (await sample(pipeline, session, req)).images;
+    const v = await openPipeline(join(work, 'base'), 'cpu');
+    const e = imageError((await sample(v.pipeline, v.session, req)).images, fp, pipeline.imageShape);
+    expect(e.mse).toBe(sens.base.mse);
+  });
+
+  it('a choice applied at some steps only: at every step it is the choice, at none the variant, bit for bit', async () => {
+    const tw = await VariantTweaker.open(join(work, 'base'));
+    try {
+      const req = { seeds: [5, 6], classes: [1, 2], steps: 4, sampler: 'ddim' as const, guidance: 2 };
+      const layer = sens.layers[0]!.name;
+      const same = (a: Float32Array[], b: Float32Array[]) => a.every((img, i) => img.every((x, j) => Object.is(x, b[i]![j])));
+      const variant = (await tw.run({}, req)).images;
+      const choice = (await tw.run({ [layer]: 'fp' }, req)).images;
+      expect(same(choice, variant)).toBe(false);
+      expect(same((await tw.run({ [layer]: 'fp' }, req, new Set([0, 1, 2, 3]))).images, choice)).toBe(true);
+      expect(same((await tw.run({ [layer]: 'fp' }, req, new Set())).images, variant)).toBe(true);
+      const late = (await tw.run({ [layer]: 'fp' }, req, new Set([3]))).images;
+      expect(same(late, variant) || same(late, choice)).toBe(false);
+    } finally {
+      await tw.release();
+    }
+  });
+});
+
+describe('dq quantize --budget', () => {
+  it('moves the layers with the best gain per bit to keepFormat within the budget, and the error against FP drops', async () => {
+    const bits = base.summary.weightBitsPerParameter + 0.6;
+    const m = await quantizePipeline({ pipelineDir: TINY, recipe, record: rec, recordPath: recPath, out: join(work, 'budget'), budget: { bits, sensitivity: sens, path: join(work, 'sens.json') } });
+    expect(m.budget!.chosen.length).toBeGreaterThan(0);
+    expect(m.budget!.recipeBits).toBeCloseTo(base.summary.weightBitsPerParameter, 2);
+    expect(m.budget!.estimate).toBeLessThanOrEqual(bits);
+    expect(m.summary.weightBitsPerParameter).toBeLessThanOrEqual(bits + 0.001);
+    for (const name of m.budget!.chosen) {
+      const l = m.layers.find((x) => x.name === name)!;
+      expect(l.weight!.format).toEqual(recipe.keepFormat);
+      expect(l.weight!.role).toMatch(/^budget .* bits: gain .*% of the measured error/);
+    }
+    // measured again on the same seeds: less error than the recipe alone
+    const after = await measureSensitivity({ variantDir: join(work, 'budget'), ...settings, ranges: 1, sampler: 'ddim', guidance: 2, layers: [sens.layers.find((l) => !m.budget!.chosen.includes(l.name))!.name] });
+    console.log(`budget ${bits.toFixed(2)} bits: ${m.budget!.chosen.length} layers in int8, error against FP ${sens.base.mse.toExponential(3)} -> ${after.base.mse.toExponential(3)}`);
+    expect(after.base.mse).toBeLessThan(sens.base.mse);
+  });
+
+  it('refuses a budget below the recipe, a recipe without keepFormat, and another model\'s record, in one line', async () => {
+    const q = (r: Recipe, bits: number, s: SensitivityRecord) => quantizePipeline({ pipelineDir: TINY, recipe: r, record: rec, recordPath: recPath, out: join(work, 'refused'), budget: { bits, sensitivity: s, path: 'sens.json' } });
+    await expect(q(recipe, 2, sens)).rejects.toThrow(/--budget 2 is below recipe 'w4a8-budget''s own 4\.\d+ bits per weight/);
+    await expect(q({ ...recipe, keepFormat: null }, 6, sens)).rejects.toThrow(/has no keepFormat/);
+    await expect(q(recipe, 6, { ...sens, source: { ...sens.source, unetSha256: 'f'.repeat(64) } })).rejects.toThrow(/measured on a variant of another model/);
+  });
+});
