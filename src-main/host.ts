@@ -193,13 +193,25 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
       });
       return { jobId };
     }
+    if (spec.kind === 'pareto') {
+      const v = doneJob(spec.variant, 'quantize');
+      const sens = doneJob(spec.sensitivity, 'sensitivity');
+      const recordPath = spec.calibration ? join(jobs().dir(doneJob(spec.calibration, 'calibrate').id), 'calibration.json') : null;
+      const jobId = jobs().start({
+        kind: 'pareto',
+        model: spec.model,
+        label: `Pareto front of ${(v.result as QuantizeResult).name}: ${spec.budgets.length} budget${spec.budgets.length === 1 ? '' : 's'} and the recipe alone`,
+        task: (dir) => ({ kind: 'pareto', pipelineDir: model.path, variantDir: join(jobs().dir(v.id), 'variant'), sensitivityPath: join(jobs().dir(sens.id), 'sensitivity.json'), recordPath, budgets: spec.budgets, out: join(dir, 'variants') }),
+      });
+      return { jobId };
+    }
     if (spec.kind === 'sensitivity') {
       const v = doneJob(spec.variant, 'quantize');
       const jobId = jobs().start({
         kind: 'sensitivity',
         model: spec.model,
         label: `sensitivity of ${(v.result as QuantizeResult).name}: ${spec.samples} images × ${spec.steps} steps, ${spec.ranges} step range${spec.ranges === 1 ? '' : 's'}`,
-        task: (dir) => ({ kind: 'sensitivity', variantDir: join(jobs().dir(v.id), 'variant'), samples: spec.samples, steps: spec.steps, ranges: spec.ranges, out: dir }),
+        task: (dir) => ({ kind: 'sensitivity', variantDir: join(jobs().dir(v.id), 'variant'), samples: spec.samples, steps: spec.steps, ranges: spec.ranges, seed: spec.seed, ...(spec.prompts ? { prompts: spec.prompts } : {}), out: dir }),
       });
       return { jobId };
     }

@@ -149,7 +149,7 @@ export function buildProgram(): Command {
     .requiredOption('--out <variant-dir>', 'variant folder to write (an existing one is replaced only if it is empty or a variant)')
     .option('--force', 'replace whatever is at --out (a folder of other files, a file)')
     .option('--components <list>', `text-to-image: also int8 weights for these components, each verified against FP (${Object.keys(QUANTIZABLE_COMPONENTS).join(', ')}; default: none)`)
-    .option('--budget <bits>', "mixed precision: at most this many bits per weight, the layers with the best measured gain per added bit in the recipe's keepFormat (needs --sensitivity)", num('--budget', 1))
+    .option('--budget <bits>', "mixed precision: at most this many bits per weight, the layers with the best measured gain per added bit in the recipe's keepFormat, or int8 without one (needs --sensitivity)", num('--budget', 1))
     .option('--sensitivity <record>', 'a record from dq sensitivity (a variant of this model): the gains --budget allocates by')
     .action(async (dir: string, o: { preset: string; calib?: string; out: string; force?: boolean; components?: string; budget?: number; sensitivity?: string }) => {
       const force = o.force === true;
@@ -184,7 +184,7 @@ export function buildProgram(): Command {
         `${recipe.name}: ${m.summary.quantized} layers quantized, ${m.summary.spared} kept in FP; weights ${m.summary.weightBitsPerParameter} bits/parameter, ` +
           `activations ${m.summary.activationFormat ?? 'FP'} (simulated) -> ${resolve(o.out)}`,
       );
-      if (m.budget) console.log(`budget ${m.budget.bits} bits: ${m.budget.chosen.length} layers in ${formatName(recipe.keepFormat!)} (the recipe alone: ${m.budget.recipeBits} bits; estimated ${m.budget.estimate}); their gains sum to ${(100 * m.budget.gainShare).toFixed(1)}% of the measured error`);
+      if (m.budget) console.log(`budget ${m.budget.bits} bits: ${m.budget.chosen.length} layers in ${formatName(m.budget.format)} (the recipe alone: ${m.budget.recipeBits} bits; estimated ${m.budget.estimate}); their gains sum to ${(100 * m.budget.gainShare).toFixed(1)}% of the measured error`);
       for (const [c, r] of Object.entries(m.components ?? {})) {
         console.log(`${c}: int8 weights, ${r.layers.quantized} layers, ${(r.bytes.before / 1e6).toFixed(2)} -> ${(r.bytes.after / 1e6).toFixed(2)} MB; verified: cosine ${r.verification.cosine.toFixed(5)}${r.verification.psnr ? `, PSNR ${r.verification.psnr.min.toFixed(1)} dB (min)` : ''}`);
       }

@@ -8,7 +8,7 @@ import { prepareOutput, writeFileAtomic } from '../core/fsutil.js';
 import { readPromptFile } from '../core/pipeline/prompt-file.js';
 import { SAMPLERS, type SamplerName } from '../core/pipeline/schedulers.js';
 import { MAX_SAMPLES } from '../core/ranges.js';
-import { measureSensitivity, type SensitivityRecord } from '../core/quant/sensitivity.js';
+import { measureSensitivity, RANGE_LAYERS, type SensitivityRecord } from '../core/quant/sensitivity.js';
 import { num } from './options.js';
 import { progressPrinter } from './progress.js';
 
@@ -39,8 +39,9 @@ export function registerSensitivity(program: Command): void {
     .option('--seed <n>', 'first seed', num('--seed', 0, true), 0)
     .option('--prompts <file>', "text-to-image: prompts, cycled (default: the variant's calibration_prompts.txt)")
     .option('--layers <list>', 'comma-separated layer names (default: every quantized layer that can run in FP)')
+    .option('--range-layers <n>', 'per range of steps, only the layers with the largest overall gains', num('--range-layers', 0, true), RANGE_LAYERS)
     .option('--quiet', 'no progress output')
-    .action(async (dir: string, o: { out: string; samples: number; steps: number; ranges: number; sampler?: SamplerName; guidance?: number; seed: number; prompts?: string; layers?: string; quiet?: boolean }) => {
+    .action(async (dir: string, o: { out: string; samples: number; steps: number; ranges: number; rangeLayers: number; sampler?: SamplerName; guidance?: number; seed: number; prompts?: string; layers?: string; quiet?: boolean }) => {
       prepareOutput(o.out, 'file');
       const prompts = o.prompts ? readPromptFile(o.prompts).map((p) => p.prompt) : undefined;
       const progress = o.quiet ? null : progressPrinter('sensitivity');
@@ -49,7 +50,7 @@ export function registerSensitivity(program: Command): void {
       process.once('SIGINT', stop);
       try {
         const r = await measureSensitivity({
-          variantDir: dir, samples: o.samples, steps: o.steps, ranges: o.ranges, sampler: o.sampler, guidance: o.guidance, seed: o.seed, prompts,
+          variantDir: dir, samples: o.samples, steps: o.steps, ranges: o.ranges, rangeLayers: o.rangeLayers, sampler: o.sampler, guidance: o.guidance, seed: o.seed, prompts,
           layers: o.layers?.split(',').map((s) => s.trim()).filter(Boolean), signal: ac.signal, onProgress: (p) => progress?.update(p),
         });
         progress?.done();

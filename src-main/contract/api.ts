@@ -251,6 +251,10 @@ export const SensitivityJob = z
     samples: z.number().int().min(1).max(1024).default(16),
     steps: z.number().int().min(1).max(1000).default(25),
     ranges: z.number().int().min(1).max(50).default(4),
+    /** First seed: seeds seed .. seed + samples - 1 (one sample and its seed: that sample's divergence, by layer and step range). */
+    seed: z.number().int().min(0).max(1_000_000_000).default(0),
+    /** Text-to-image: the prompts, cycled (default: the pipeline's calibration_prompts.txt). */
+    prompts: z.array(z.string().max(MAX_PROMPT_CHARS, `a prompt is at most ${MAX_PROMPT_CHARS} characters`)).min(1).max(MAX_STUDIO_PROMPTS).optional(),
   })
   .strict();
 
@@ -322,7 +326,22 @@ export const SampleJob = z
   })
   .strict();
 
-export const JobSpec = z.discriminatedUnion('kind', [CalibrateJob, QuantizeJob, CompareJob, ExportJob, SampleJob, SensitivityJob]);
+/** Mixed precision's Pareto front: a variant's recipe under several budgets (from a sensitivity job), each measured. */
+export const ParetoJob = z
+  .object({
+    kind: z.literal('pareto'),
+    model: modelRef,
+    /** The quantize job whose recipe to budget. */
+    variant: id,
+    /** The sensitivity job whose gains allocate the bits (its seeds and settings measure every point). */
+    sensitivity: id,
+    /** The calibrate job the recipe needs (null for weight-only recipes rounded to nearest). */
+    calibration: id.nullable(),
+    budgets: z.array(z.number().min(1).max(32)).min(1).max(12),
+  })
+  .strict();
+
+export const JobSpec = z.discriminatedUnion('kind', [CalibrateJob, QuantizeJob, CompareJob, ExportJob, SampleJob, SensitivityJob, ParetoJob]);
 export type JobSpec = z.input<typeof JobSpec>;
 export type JobSpecParsed = z.output<typeof JobSpec>;
 export type JobKind = JobSpec['kind'];
@@ -415,6 +434,14 @@ export interface SensitivityResult {
   /** Per layer: the error removed with it in FP at every step, and in each range of steps only. */
   layers: { name: string; op: string; params: number; bits: number; weight: string; gain: ImageErrorView; ranges: ImageErrorView[] }[];
   seconds: number;
+}
+
+export interface ParetoResult {
+  kind: 'pareto';
+  name: string;
+  /** The recipe alone (budget null), then each budget: bits per weight, layers moved to keepFormat, error against FP. */
+  points: { budget: number | null; bits: number; layers: number; error: ImageErrorView }[];
+  settings: { samples: number; steps: number };
 }
 
 export interface ExportResult {
@@ -532,7 +559,7 @@ export interface SampleResult {
   variants?: { jobId: string; name: string; grid: string; seconds: number; warnings: string[] }[];
 }
 
-export type JobResult = CalibrateResult | QuantizeResult | CompareResult | ExportResult | SampleResult | SensitivityResult;
+export type JobResult = CalibrateResult | QuantizeResult | CompareResult | ExportResult | SampleResult | SensitivityResult | ParetoResult;
 
 export type JobState = 'running' | 'done' | 'error' | 'cancelled';
 

@@ -15,7 +15,9 @@ import { calibrate, readRecord, type TimestepSelection } from '../core/quant/cal
 import { quantizePipeline } from '../core/quant/quantize.js';
 import { exportPipeline } from '../core/export/export.js';
 import { parseRecipe } from '../core/quant/recipe.js';
-import type { CompareResult, ExportResult, QuantizeResult, SampleResult, SensitivityResult } from '../contract/api.js';
+import type { CompareResult, ExportResult, ParetoResult, QuantizeResult, SampleResult, SensitivityResult } from '../contract/api.js';
+import { measureFront } from '../core/quant/pareto.js';
+import { readManifest } from '../core/quant/variant.js';
 import { measureSensitivity, readSensitivity } from '../core/quant/sensitivity.js';
 import { DqError } from '../core/errors.js';
 import { runSampleJob } from '../core/jobs/sample-job.js';
@@ -193,12 +195,27 @@ async function run(task: WorkerTask): Promise<unknown> {
     return result;
   }
   if (task.kind === 'sensitivity') {
-    const r = await measureSensitivity({ variantDir: task.variantDir, samples: task.samples, steps: task.steps, ranges: task.ranges, signal, onProgress: (p) => progress(`layer ${p.layer}`, p.done, p.total) });
+    const r = await measureSensitivity({ variantDir: task.variantDir, samples: task.samples, steps: task.steps, ranges: task.ranges, seed: task.seed, prompts: task.prompts, signal, onProgress: (p) => progress(`layer ${p.layer}`, p.done, p.total) });
     makeDirs(task.out, 'the job folder');
     writeFileAtomic(join(task.out, 'sensitivity.json'), JSON.stringify(r, null, 1) + '\n');
     const result: SensitivityResult = {
       kind: 'sensitivity', name: r.recipe, settings: { samples: r.settings.samples, steps: r.settings.steps, sampler: r.settings.sampler, guidance: r.settings.guidance },
       ranges: r.ranges, base: r.base, layers: r.layers, seconds: r.seconds,
+    };
+    return result;
+  }
+  if (task.kind === 'pareto') {
+    const manifest = readManifest(task.variantDir);
+    if (!manifest) throw new DqError('NOT_FOUND', `${task.variantDir} is not a variant`);
+    const sensitivity = readSensitivity(task.sensitivityPath);
+    const points = await measureFront({
+      pipelineDir: task.pipelineDir, recipe: manifest.recipe, record: task.recordPath ? readRecord(task.recordPath) : null, recordPath: task.recordPath ?? undefined,
+      sensitivity, sensitivityPath: task.sensitivityPath, budgets: task.budgets, out: task.out, signal,
+      onProgress: (p) => progress(`quantize and sample at ${p.budget} bits`, p.done, p.total),
+    });
+    const result: ParetoResult = {
+      kind: 'pareto', name: manifest.recipe.name, points: points.map(({ budget, bits, layers, error }) => ({ budget, bits, layers, error })),
+      settings: { samples: sensitivity.settings.samples, steps: sensitivity.settings.steps },
     };
     return result;
   }

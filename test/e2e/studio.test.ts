@@ -187,6 +187,16 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
     await expect(sens.getByTestId('sens-selected').textContent()).resolves.toMatch(/% of the error in FP during t \d+–\d+/);
     await sens.getByTestId('heatmap').scrollIntoViewIfNeeded();
     await shot(page, '4c-sensitivity');
+    // nvfp4-w4a4 has no keepFormat: the chosen layers take int8 weights; the Pareto front of two budgets, each measured
+    await expect(sens.getByTestId('budget-format').textContent()).resolves.toMatch(/int8 weights \(the recipe has no keepFormat\)/);
+    const b0 = Number((await sens.getByTestId('budget-format').textContent())!.match(/recipe alone: ([\d.]+) bits/)![1]);
+    await sens.getByTestId('front-budgets').fill(`${(b0 + 0.5).toFixed(2)}, ${(b0 + 2).toFixed(2)}`);
+    await sens.getByTestId('front-run').click();
+    await sens.getByTestId('front-table').waitFor({ timeout: 120_000 });
+    expect(await sens.getByTestId('front-table').locator('tbody tr').count()).toBe(3);
+    await expect(sens.getByTestId('front-table').locator('tbody tr').first().textContent()).resolves.toMatch(/recipe alone/);
+    await sens.getByTestId('front-chart').scrollIntoViewIfNeeded();
+    await shot(page, '4d-pareto');
 
     // Samples: FP | INT8 | NVFP4 | FP8, the A/B wipe, diff heatmap, metrics, trajectory
     await page.getByTestId('tab-samples').click();

@@ -355,7 +355,7 @@ export interface QuantizeOptions {
   components?: string[];
   /**
    * Mixed precision under a budget: weights at most `bits` per parameter (estimated before quantizing), the layers
-   * whose measured gain per added bit is best stored in the recipe's keepFormat (quant/budget.ts).
+   * whose measured gain per added bit is best stored in the recipe's keepFormat, or int8 without one (quant/budget.ts).
    */
   budget?: { bits: number; sensitivity: SensitivityRecord; path: string };
 }
@@ -464,7 +464,10 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   const reports: LayerReport[] = [];
   let fpParams = 0;
   const inits = new Map((model.graph!.initializer ?? []).map((t) => [t.name ?? '', t]));
-  const budget = opts.budget ? planBudget(opts.budget, recipe, fpMap.quantizable, { spare, byRole, cut: new Set([...cutLayers, ...textCutLayers]), inits, loaded, transBOf, splitOf, unetSha256 }) : null;
+  // layers a disturbance-aware cache may still cut out after the weights (temporal or text 'auto') count as cut: the
+  // budget then holds whichever features end up cached (a layer left quantized adds weights at the recipe's own bits)
+  const mayCut = [...cutLayers, ...textCutLayers, ...(recipe.temporal === 'auto' ? fpMap.temporal : []), ...(recipe.text === 'auto' ? fpMap.textOnly : [])];
+  const budget = opts.budget ? planBudget(opts.budget, recipe, fpMap.quantizable, { spare, byRole, cut: new Set(mayCut), inits, loaded, transBOf, splitOf, unetSha256 }) : null;
   // channel balancing (recipe.balance): per site, s_j from the activations' RMS and the weights' largest |value|
   const balanceOf = (recipe.balance || recipe.rotate) && rec ? balanceSites(rec.sites, fpMap, spare, cutLayers, textCutLayers, recipe.balance ? grams : null, inits, loaded, transBOf, recipe.balance?.alpha ?? null, recipe.rotate) : new Map<string, Balance>();
   for (const l of fpMap.quantizable) {
@@ -480,15 +483,17 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     }
     const t = inits.get(l.weight);
     if (spare.has(l.name)) {
-      if (recipe.keepFormat && byRole.has(l.name) && t?.data_type === 1) {
+      // a layer the budget chose takes the budget's format; one spared by role, the recipe's keepFormat
+      const keepFormat = budget?.chosen.includes(l.name) ? budget.format : recipe.keepFormat;
+      if (keepFormat && byRole.has(l.name) && t?.data_type === 1) {
         // kept out of the main format by its role, but stored in the higher-precision keepFormat (weights only)
         const w = floatTensor(loaded, t);
-        const spec = { format: recipe.keepFormat, granularity: 'channel' as const, rounding: 'nearest' as const, clipping: 'minmax' as const, scale: 'float32' as const };
+        const spec = { format: keepFormat, granularity: 'channel' as const, rounding: 'nearest' as const, clipping: 'minmax' as const, scale: 'float32' as const };
         const res = quantizeWeight(w, l, spec, transBOf.get(l.name) === true, null);
         (t as { raw_data?: Uint8Array }).raw_data = new Uint8Array(res.values.buffer);
         highPrecision.add(l.name);
         reports.push({
-          name: l.name, op: l.op, weight: { granularity: res.granularity, bits: res.bits, params: size, rounding: 'nearest', format: recipe.keepFormat, role: `${spare.get(l.name)!.replace(' (keepFp)', '')}: kept at higher precision (keepFormat)` },
+          name: l.name, op: l.op, weight: { granularity: res.granularity, bits: res.bits, params: size, rounding: 'nearest', format: keepFormat, role: `${spare.get(l.name)!.replace(' (keepFp)', '')}: kept at higher precision (${keepFormat === recipe.keepFormat ? 'keepFormat' : formatName(keepFormat as QuantFormat)})` },
           activation: 'FP (higher-precision layer)',
         });
         continue;
@@ -767,8 +772,13 @@ function channelsOf(map: LayerMap, site: Site, transB: (l: QuantizableLayer) => 
 export { readRecord };
 
 /** What --budget chose: the bits estimated before quantizing, the layers moved to keepFormat and their measured gain. */
+/** The format a budget's chosen layers take when the recipe has no keepFormat: int8 weights per channel. */
+export const BUDGET_FORMAT: QuantFormat = { kind: 'int', bits: 8, symmetric: true };
+
 export interface BudgetSummary {
   bits: number;
+  /** The format the chosen layers take (the recipe's keepFormat, else BUDGET_FORMAT). */
+  format: QuantFormat;
   estimate: number;
   /** The recipe's own bits per weight (estimated), before any layer moved. */
   recipeBits: number;
@@ -780,8 +790,9 @@ export interface BudgetSummary {
 
 /**
  * --budget: every layer that will carry a quantized weight is rounded to nearest once in the recipe's format and once
- * in keepFormat for its bits (the stored bits do not depend on the rounding); the layers chosen by allocateBits join
- * the layers spared by role (so keepFormat stores them), each with its reason.
+ * in the budget's format (keepFormat, else int8) for its bits (the stored bits do not depend on the rounding); the
+ * layers chosen by allocateBits join the spared layers, each with its reason, and are stored in that format (the
+ * layers the recipe spares by role keep what the recipe gives them).
  */
 function planBudget(
   b: NonNullable<QuantizeOptions['budget']>,
@@ -791,8 +802,8 @@ function planBudget(
 ): BudgetSummary {
   const rec = b.sensitivity;
   if (rec.source.unetSha256 !== ctx.unetSha256) throw new DqError('BAD_CONFIG', `--sensitivity ${b.path} was measured on a variant of another model (unet sha256 ${rec.source.unetSha256.slice(0, 12)}, this one ${ctx.unetSha256.slice(0, 12)})`);
-  if (!recipe.keepFormat) throw new DqError('BAD_CONFIG', `--budget: recipe '${recipe.name}' has no keepFormat, the format the chosen layers take (e.g. {"kind": "int", "bits": 8, "symmetric": true})`);
-  const keepSpec = { format: recipe.keepFormat, granularity: 'channel' as const, rounding: 'nearest' as const, clipping: 'minmax' as const, scale: 'float32' as const };
+  const format = recipe.keepFormat ?? BUDGET_FORMAT;
+  const keepSpec = { format, granularity: 'channel' as const, rounding: 'nearest' as const, clipping: 'minmax' as const, scale: 'float32' as const };
   const mainSpec = { ...recipe.weights, rounding: 'nearest' as const };
   const gainOf = new Map(rec.layers.map((l) => [l.name, l.gain.mse]));
   let params = 0;
@@ -803,7 +814,8 @@ function planBudget(
     const t = ctx.inits.get(l.weight);
     if (!t || t.data_type !== 1) continue;
     const spared = ctx.spare.has(l.name);
-    if (spared && !ctx.byRole.has(l.name)) continue;
+    // layers in FP (kept by name, or by role without a keepFormat) count in no bits per weight
+    if (spared && (!ctx.byRole.has(l.name) || !recipe.keepFormat)) continue;
     const w = floatTensor(ctx.loaded, t);
     const transB = ctx.transBOf.get(l.name) === true;
     const high = quantizeWeight(w, l, keepSpec, transB, null).bits;
@@ -818,12 +830,12 @@ function planBudget(
   }
   if (!params) throw new DqError('BAD_CONFIG', `--budget: recipe '${recipe.name}' quantizes no weight of this model`);
   const recipeBits = bits / params;
-  if (b.bits < recipeBits - 1e-9) throw new DqError('BAD_ARGUMENT', `--budget ${b.bits} is below recipe '${recipe.name}''s own ${recipeBits.toFixed(3)} bits per weight`);
+  if (b.bits < recipeBits - 1e-9) throw new DqError('BAD_ARGUMENT', `--budget ${b.bits} is below the ${recipeBits.toFixed(3)} bits per weight of recipe '${recipe.name}' alone`);
   const a = allocateBits(cands, b.bits * params - bits);
   const base = Math.max(rec.base.mse, 1e-30);
   for (const name of a.chosen) {
     ctx.spare.set(name, `budget ${b.bits} bits: gain ${((100 * (gainOf.get(name) ?? 0)) / base).toFixed(1)}% of the measured error (dq sensitivity)`);
     ctx.byRole.add(name);
   }
-  return { bits: b.bits, estimate: Math.round(((bits + a.extraBits) / params) * 1000) / 1000, recipeBits: Math.round(recipeBits * 1000) / 1000, chosen: a.chosen, gainShare: a.gain / base, sensitivity: resolve(b.path) };
+  return { bits: b.bits, format, estimate: Math.round(((bits + a.extraBits) / params) * 1000) / 1000, recipeBits: Math.round(recipeBits * 1000) / 1000, chosen: a.chosen, gainShare: a.gain / base, sensitivity: resolve(b.path) };
 }

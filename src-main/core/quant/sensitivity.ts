@@ -21,6 +21,8 @@ import { DEFAULT_PROMPTS_FILE } from './calibrate.js';
 import { VariantTweaker } from './tweak.js';
 
 export const SENSITIVITY_VERSION = 1;
+/** Layers measured per range of steps by default: the largest overall gains (the studio's heatmap shows 24). */
+export const RANGE_LAYERS = 24;
 
 const ErrorSchema = z.object({ mse: z.number(), content: z.number(), detail: z.number() });
 export type ImageError = z.infer<typeof ErrorSchema>;
@@ -46,7 +48,8 @@ export const SensitivitySchema = z.object({
       weight: z.string(),
       /** Error removed with the layer in FP at every step (base minus the error then). */
       gain: ErrorSchema,
-      /** The same, with the layer in FP during each range of steps only (one per range). */
+      /** The same, with the layer in FP during each range of steps only (one per range; empty for a layer outside the
+       * largest rangeLayers gains, or with one range). */
       ranges: z.array(ErrorSchema),
     }),
   ),
@@ -69,6 +72,8 @@ export interface SensitivityOptions {
   prompts?: string[];
   /** Only these layers (default: every layer that can run in FP here). */
   layers?: string[];
+  /** Per-range gains for the layers with the largest overall gains only (default 24; Infinity: every layer). */
+  rangeLayers?: number;
   signal?: AbortSignal;
   onProgress?: (p: { done: number; total: number; layer: string }) => void;
 }
@@ -163,8 +168,8 @@ export async function measureSensitivity(o: SensitivityOptions): Promise<Sensiti
     });
     if (!targets.length) throw new DqError('BAD_ARGUMENT', `${o.variantDir}: no quantized layer can run in FP here`);
     const ranges = stepRanges(steps, o.ranges ?? 4);
-    const runsPer = 1 + (ranges.length > 1 ? ranges.length : 0);
-    const total = 2 + targets.length * runsPer;
+    const ranged = ranges.length > 1 ? Math.min(targets.length, o.rangeLayers ?? RANGE_LAYERS) : 0;
+    const total = 2 + targets.length + ranged * ranges.length;
     let done = 0;
     const tick = (layer: string) => o.onProgress?.({ done: ++done, total, layer });
 
@@ -176,22 +181,21 @@ export async function measureSensitivity(o: SensitivityOptions): Promise<Sensiti
     const base = imageError((await tw.run({}, req)).images, fp, shape);
     tick('variant');
     const timesteps = createScheduler(sampler, p.scheduler, steps, schedulerOptions(p)).timesteps;
+    // every layer at every step, then the largest gains per range of steps
     const layers: SensitivityRecord['layers'] = [];
     for (const l of targets) {
       const r = m.layers.find((x) => x.name === l.name)!;
       const params = r.weight?.params ?? (tw.weightShape(l.name) ?? []).reduce((a, b) => a * b, 1);
-      const choice = { [l.name]: 'fp' as const };
-      const gain = minus(base, imageError((await tw.run(choice, req)).images, fp, shape));
+      const gain = minus(base, imageError((await tw.run({ [l.name]: 'fp' }, req)).images, fp, shape));
       tick(l.name);
-      const per: ImageError[] = [];
-      if (ranges.length > 1) {
-        for (const [a, b] of ranges) {
-          const set = new Set(Array.from({ length: b - a + 1 }, (_, i) => a + i));
-          per.push(minus(base, imageError((await tw.run(choice, req, set)).images, fp, shape)));
-          tick(l.name);
-        }
+      layers.push({ name: l.name, op: l.op, params, bits: r.weight?.bits ?? 32 * params, weight: l.weight, gain, ranges: [] });
+    }
+    for (const l of [...layers].sort((a, b) => b.gain.mse - a.gain.mse).slice(0, ranged)) {
+      for (const [a, b] of ranges) {
+        const set = new Set(Array.from({ length: b - a + 1 }, (_, i) => a + i));
+        l.ranges.push(minus(base, imageError((await tw.run({ [l.name]: 'fp' }, req, set)).images, fp, shape)));
+        tick(l.name);
       }
-      layers.push({ name: l.name, op: l.op, params, bits: r.weight?.bits ?? 32 * params, weight: l.weight, gain, ranges: per });
     }
     return {
       kind: 'dq-sensitivity', version: SENSITIVITY_VERSION, variant: o.variantDir, recipe: m.recipe.name, source: m.source,

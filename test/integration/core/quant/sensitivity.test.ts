@@ -42,7 +42,13 @@ describe('dq sensitivity', () => {
     expect(sens.ranges[0]!.timesteps[0]).toBeGreaterThan(sens.ranges[2]!.timesteps[1]);
     expect(sens.base.mse).toBeGreaterThan(0);
     expect(sens.base.content + sens.base.detail).toBeCloseTo(sens.base.mse, 12);
-    for (const l of sens.layers) expect(l.ranges).toHaveLength(3);
+    // per range: the 24 largest overall gains (every layer had one overall)
+    const ranged = sens.layers.filter((l) => l.ranges.length);
+    expect(ranged).toHaveLength(Math.min(24, sens.layers.length));
+    expect(sens.layers.length).toBeGreaterThan(24);
+    for (const l of ranged) expect(l.ranges).toHaveLength(3);
+    const least = Math.min(...ranged.map((l) => l.gain.mse));
+    expect(sens.layers.filter((l) => !l.ranges.length).every((l) => l.gain.mse <= least)).toBe(true);
     // W4 weights everywhere: some layer's FP removes a real share of the error, and the base error is what FP's own
     // images against the variant's give
     const top = Math.max(...sens.layers.map((l) => l.gain.mse));
@@ -93,10 +99,22 @@ describe('dq quantize --budget', () => {
     expect(after.base.mse).toBeLessThan(sens.base.mse);
   });
 
-  it('refuses a budget below the recipe, a recipe without keepFormat, and another model\'s record, in one line', async () => {
+  it('without a keepFormat, the chosen layers take int8 weights and the layers spared by role stay FP', async () => {
+    const r = { ...recipe, name: 'no-keep-format', keepFormat: null, keepFp: ['first', 'last'] } as Recipe;
+    const plain = await quantizePipeline({ pipelineDir: TINY, recipe: r, record: rec, recordPath: recPath, out: join(work, 'plain') });
+    const bits = plain.summary.weightBitsPerParameter + 0.5;
+    const m = await quantizePipeline({ pipelineDir: TINY, recipe: r, record: rec, recordPath: recPath, out: join(work, 'no-keep'), budget: { bits, sensitivity: sens, path: 'sens.json' } });
+    expect(m.budget!.format).toEqual({ kind: 'int', bits: 8, symmetric: true });
+    expect(m.budget!.chosen.length).toBeGreaterThan(0);
+    expect(m.summary.weightBitsPerParameter).toBeLessThanOrEqual(bits + 0.001);
+    for (const name of m.budget!.chosen) expect(m.layers.find((x) => x.name === name)!.weight!.role).toMatch(/kept at higher precision \(int8\)$/);
+    for (const l of m.layers.filter((x) => /first layer|last layer/.test(x.spared ?? ''))) expect(l.weight).toBeNull();
+    expect(m.layers.filter((x) => /first layer|last layer/.test(x.spared ?? '')).length).toBeGreaterThan(0);
+  });
+
+  it('refuses a budget below the recipe and another model\'s record, in one line', async () => {
     const q = (r: Recipe, bits: number, s: SensitivityRecord) => quantizePipeline({ pipelineDir: TINY, recipe: r, record: rec, recordPath: recPath, out: join(work, 'refused'), budget: { bits, sensitivity: s, path: 'sens.json' } });
-    await expect(q(recipe, 2, sens)).rejects.toThrow(/--budget 2 is below recipe 'w4a8-budget''s own 4\.\d+ bits per weight/);
-    await expect(q({ ...recipe, keepFormat: null }, 6, sens)).rejects.toThrow(/has no keepFormat/);
+    await expect(q(recipe, 2, sens)).rejects.toThrow(/--budget 2 is below the 4\.\d+ bits per weight of recipe 'w4a8-budget' alone/);
     await expect(q(recipe, 6, { ...sens, source: { ...sens.source, unetSha256: 'f'.repeat(64) } })).rejects.toThrow(/measured on a variant of another model/);
   });
 });
