@@ -167,6 +167,8 @@ export interface RecipeSpec {
   balance?: { alpha: number } | null;
   /** ViDiT-Q's rotation: block Hadamard on each balanced layer's input, its inverse in the weights. */
   rotate?: boolean;
+  /** SVDQuant's low-rank branch: each layer's rank-r part in float16 on its FP input, the residual quantized. */
+  lowRank?: { rank: number } | null;
   temporal?: 'none' | 'calibrate' | 'cache' | 'auto';
   temporalThreshold?: number;
   /** Text-to-image: the text-only region (cross-attention K/V, SDXL's added embedding) quantized, cached in FP, or per feature by disturbance. */

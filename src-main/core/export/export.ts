@@ -41,6 +41,7 @@ import { buildFeeds, sample, timestepInput } from '../pipeline/sample.js';
 import { createScheduler, fallbackSampler, type SamplerName, schedulerOptions } from '../pipeline/schedulers.js';
 import { actParams, copyComponents, type Manifest, type ParamsFile } from '../quant/quantize.js';
 import { readManifest, readParams as readVariantParams } from '../quant/variant.js';
+import { storeLowRankHalf } from '../quant/lowrank.js';
 import type { Site } from '../quant/sites.js';
 import { mergeStat, type Stat } from '../quant/stats.js';
 import { readTap, statSessions } from '../quant/taps.js';
@@ -511,6 +512,8 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
   const def = model.opset_import!.find((o) => !o.domain || o.domain === 'ai.onnx');
   if (def && Number(def.version ?? 0) < 21) def.version = 21;
   if (Number(model.ir_version ?? 0) < 10) model.ir_version = 10;
+  // SVDQuant's low-rank branches (recipe lowRank): float16 on disk, float32 at run time
+  const halfBranches = storeLowRankHalf(model);
   pruneDead(model, (graph.input ?? []).map((v) => v.name ?? ''));
   sortTopologically(model);
 
@@ -598,6 +601,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
         `int8 weights on u8s8 kernels: exact on CPUs with VNNI; on CPUs with AVX2 only, the kernels saturate 16-bit sums and outputs can be far off (re-export with int8 weights u8, the default, or s7); this CPU: ${INT8_SUPPORT_LABEL[int8Support()]}`,
       );
     }
+    if (halfBranches) real.push(`${halfBranches} low-rank branches (SVDQuant, recipe lowRank) stored as float16 and run in float32 on the layers' FP inputs, beside their quantized residuals`);
     if (fused.length) notes.push(`${fused.length} attention blocks (q.k^T, scale, softmax, .v and their head transposes) run as one com.microsoft MultiHeadAttention node each: a float32 fusion, not quantization (attention products stay float in every recipe)`);
     for (const u of unfused) notes.push(`${u.count} attention softmax node${u.count > 1 ? 's' : ''} not fused: ${u.reason}`);
     if (!fuse) notes.push('attention fusion off (fuseAttention: false)');

@@ -31,6 +31,7 @@ import { histError, histQuantile, mergeStat, type Stat } from './stats.js';
 import { quantizeWeight, quantizeWeightGptq, weightAxes, type WeightResult } from './weights.js';
 import { GramSums, type GramEntry } from './gram.js';
 import { allocateBits } from './budget.js';
+import { insertLowRankBranch, lowRankSupport, splitLowRank, type LowRankBranch } from './lowrank.js';
 import type { SensitivityRecord } from './sensitivity.js';
 import { measureDisturbance, type FeatureDisturbance } from './temporal.js';
 import { quantizeComponent, verifyComponent, verifyThresholds, type ComponentKind } from './components.js';
@@ -462,6 +463,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
 
   // 1. weights
   const reports: LayerReport[] = [];
+  const branches = new Map<string, LowRankBranch>();
   let fpParams = 0;
   const inits = new Map((model.graph!.initializer ?? []).map((t) => [t.name ?? '', t]));
   // layers a disturbance-aware cache may still cut out after the weights (temporal or text 'auto') count as cut: the
@@ -509,8 +511,19 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     const transB = transBOf.get(l.name) === true;
     const bl = balanceOf.get(l.name);
     const bs = bl?.scale;
-    const w = bl ? balanceWeight(floatTensor(loaded, t), l.weightShape, transB, bl) : floatTensor(loaded, t);
+    let w = bl ? balanceWeight(floatTensor(loaded, t), l.weightShape, transB, bl) : floatTensor(loaded, t);
     const split = splitOf.get(l.name) ?? null;
+    // SVDQuant: the low-rank part stays in float16 beside the layer; the residual is what gets quantized
+    let branchNote = '';
+    if (recipe.lowRank) {
+      const why = bl ? 'balanced or rotated layer' : lowRankSupport(model, l);
+      const lr = why ? null : splitLowRank(w, l, transB, recipe.lowRank.rank);
+      if (lr) {
+        w = lr.residual;
+        branches.set(l.name, lr.branch);
+        branchNote = `, low-rank branch rank ${lr.branch.rank} in float16 (${lr.branch.bits / 8} bytes) on the FP input`;
+      } else branchNote = `, no low-rank branch (${why ?? `rank ${recipe.lowRank.rank} is not below half of min(out, in)`})`;
+    }
     let res: WeightResult | null = null;
     let rounding = 'nearest';
     if (grams) {
@@ -532,8 +545,11 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     }
     res ??= quantizeWeight(w, l, recipe.weights, transB, split);
     (t as { raw_data?: Uint8Array }).raw_data = new Uint8Array(res.values.buffer);
-    reports.push({ name: l.name, op: l.op, weight: { granularity: res.granularity, bits: res.bits, params: size, rounding: bl ? `${rounding}${bs ? `, channels balanced (alpha ${recipe.balance!.alpha})` : ''}${bl.rotate ? `, rotated (Hadamard blocks of ${bl.rotate})` : ''}` : rounding }, activation: null });
+    const how = bl ? `${rounding}${bs ? `, channels balanced (alpha ${recipe.balance!.alpha})` : ''}${bl.rotate ? `, rotated (Hadamard blocks of ${bl.rotate})` : ''}` : rounding;
+    reports.push({ name: l.name, op: l.op, weight: { granularity: res.granularity, bits: res.bits + (branches.get(l.name)?.bits ?? 0), params: size, rounding: `${how}${branchNote}` }, activation: null });
   }
+  // the branches join the graph before the activation quantizers (which rewire the layers' inputs, not theirs)
+  [...branches.entries()].forEach(([name, br], k) => insertLowRankBranch(model, fpMap.quantizable.find((l) => l.name === name)!, br, k));
 
   // 2. activations
   const params: ParamsFile = { version: PARAMS_VERSION, activations: [], temporal, text: null };

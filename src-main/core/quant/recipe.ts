@@ -78,6 +78,14 @@ export const RecipeSchema = z
       .describe(
         "ViDiT-Q's dynamic channel balance: each balanced linear layer's input rotated by a block Hadamard matrix in the graph (blocks of the largest power of two up to 128 dividing its channels) and the inverse rotation folded into its weights: outlier channels spread over their block whatever the timestep; needs dynamic per-token activations",
       ),
+    lowRank: z
+      .object({ rank: z.number().int().positive().max(1024).describe('r: the branch stores r x (out + in) float16 values per layer') })
+      .strict()
+      .nullable()
+      .default(null)
+      .describe(
+        "SVDQuant's low-rank branch: each quantized layer's weight split into its rank-r truncated SVD, kept in float16 and run on the layer's FP input beside it, and the residual, which the recipe quantizes (layers where 2r exceeds min(out, in), grouped convolutions and balanced layers get none)",
+      ),
     temporal: z
       .enum(['none', 'calibrate', 'cache', 'auto'])
       .default('none')
