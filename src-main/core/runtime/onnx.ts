@@ -67,6 +67,9 @@ export interface SessionOptions {
   label?: string;
 }
 
+/** onnxruntime's MatMulNBits accuracy level for the sessions we create: 1, float32 arithmetic (see Session.create). */
+export const MATMULNBITS_ACCURACY_LEVEL = process.env.DQ_MATMULNBITS_ACCURACY_LEVEL ?? '1';
+
 export class Session {
   private constructor(
     private readonly inner: ort.InferenceSession,
@@ -93,6 +96,11 @@ export class Session {
           ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
           // no arena and no memory pattern: buffers go back to the system as soon as they die
           ...(opts.lowMemory ? { enableCpuMemArena: false, enableMemPattern: false } : {}),
+          // onnxruntime fuses a 4-bit block DequantizeLinear feeding a MatMul into MatMulNBits, whose default accuracy
+          // level (4) quantizes the activations to int8 inside the kernel: an export of W4A16 (or W4A8 with other
+          // activation quantizers) would no longer compute what its simulation measured. Level 1 keeps the 4-bit
+          // kernel with float32 arithmetic (docs/export.md).
+          extra: { session: { qdq_matmulnbits_accuracy_level: MATMULNBITS_ACCURACY_LEVEL } },
         };
         const inner =
           typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
