@@ -3,10 +3,11 @@
  * L1 [m x r], L2 [r x n], kept in 16-bit float) and the residual M - L1 L2, which is what gets quantized. L1 L2 is the
  * truncated SVD (the best rank-r approximation in the Frobenius norm), computed by randomized subspace iteration
  * (Halko, Martinsson, Tropp 2011): Y = (M M^T)^q M G for a Gaussian G [n x (r + p)], Q = orth(Y), B = Q^T M, then the
- * small B's SVD from the eigen decomposition of B B^T (cyclic Jacobi). With q = 2 power steps and p = 8 extra
- * columns, the error is within a hair of the exact truncated SVD's for the weights we quantize (the tests compare
- * against the exact one).
+ * small B's SVD from the eigen decomposition of B B^T (cyclic Jacobi, kernels/linalg.ts). With q = 2 power steps
+ * and p = 8 extra columns, the error is within a hair of the exact truncated SVD's for the weights we quantize (the
+ * tests compare against the exact one).
  */
+import { symmetricEigen } from './linalg.js';
 
 export interface LowRank {
   /** [m x r], row-major: U_r diag(S_r). */
@@ -71,53 +72,6 @@ function matmul(A: Float64Array, B: ArrayLike<number>, a: number, b: number, c: 
   return C;
 }
 
-/** Eigen decomposition of a symmetric S [k x k] (cyclic Jacobi): values descending, vectors as columns of V. */
-export function symmetricEigen(S: Float64Array, k: number): { values: Float64Array; vectors: Float64Array } {
-  const A = Float64Array.from(S);
-  const V = new Float64Array(k * k);
-  for (let i = 0; i < k; i++) V[i * k + i] = 1;
-  for (let sweep = 0; sweep < 60; sweep++) {
-    let off = 0;
-    for (let p = 0; p < k; p++) for (let q = p + 1; q < k; q++) off += A[p * k + q]! ** 2;
-    if (off < 1e-30) break;
-    for (let p = 0; p < k; p++) {
-      for (let q = p + 1; q < k; q++) {
-        const apq = A[p * k + q]!;
-        if (Math.abs(apq) < 1e-300) continue;
-        const theta = (A[q * k + q]! - A[p * k + p]!) / (2 * apq);
-        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-        const c = 1 / Math.sqrt(t * t + 1);
-        const s = t * c;
-        for (let r = 0; r < k; r++) {
-          const arp = A[r * k + p]!;
-          const arq = A[r * k + q]!;
-          A[r * k + p] = c * arp - s * arq;
-          A[r * k + q] = s * arp + c * arq;
-        }
-        for (let r = 0; r < k; r++) {
-          const apr = A[p * k + r]!;
-          const aqr = A[q * k + r]!;
-          A[p * k + r] = c * apr - s * aqr;
-          A[q * k + r] = s * apr + c * aqr;
-        }
-        for (let r = 0; r < k; r++) {
-          const vrp = V[r * k + p]!;
-          const vrq = V[r * k + q]!;
-          V[r * k + p] = c * vrp - s * vrq;
-          V[r * k + q] = s * vrp + c * vrq;
-        }
-      }
-    }
-  }
-  const order = Array.from({ length: k }, (_, i) => i).sort((x, y) => A[y * k + y]! - A[x * k + x]!);
-  const values = Float64Array.from(order, (i) => A[i * k + i]!);
-  const vectors = new Float64Array(k * k);
-  order.forEach((src, dst) => {
-    for (let r = 0; r < k; r++) vectors[r * k + dst] = V[r * k + src]!;
-  });
-  return { values, vectors };
-}
-
 /**
  * The rank-r truncated SVD of M [m x n] (row-major) as L1 [m x r] = U_r S_r and L2 [r x n] = V_r^T. r is capped at
  * min(m, n).
@@ -146,7 +100,14 @@ export function lowRank(M: ArrayLike<number>, m: number, n: number, rank: number
       BBt[j * k + i] = d;
     }
   }
-  const { values, vectors } = symmetricEigen(BBt, k);
+  // eigenpairs of B B^T, largest first
+  const eig = symmetricEigen(BBt, k);
+  const order = Array.from({ length: k }, (_, i) => i).sort((x, y) => eig.values[y]! - eig.values[x]!);
+  const values = Float64Array.from(order, (i) => eig.values[i]!);
+  const vectors = new Float64Array(k * k);
+  order.forEach((src, dst) => {
+    for (let r = 0; r < k; r++) vectors[r * k + dst] = eig.vectors[r * k + src]!;
+  });
   const l1 = new Float64Array(m * r);
   const l2 = new Float64Array(r * n);
   const singular = new Float64Array(r);

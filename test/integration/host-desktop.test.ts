@@ -5,8 +5,9 @@
  */
 import { existsSync, rmSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { JobEvent, JobInfo, JobSpec } from '../../src-main/contract/api';
+import type { JobSpec } from '../../src-main/contract/api';
 import { createHost, dispatch, type Host } from '../../src-main/host';
+import { jobFinished } from '../host-helpers';
 
 const hosts: Host[] = [];
 afterAll(async () => {
@@ -16,17 +17,6 @@ afterAll(async () => {
   }
 });
 
-async function finished(host: Host, spec: JobSpec): Promise<JobInfo> {
-  const events: JobEvent[] = [];
-  host.subscribe((e) => events.push(e));
-  const r = await dispatch(host, 'startJob', [spec]);
-  if (!r.ok) throw new Error(r.error.message);
-  const id = (r.value as { jobId: string }).jobId;
-  while (!events.some((e) => e.jobId === id && (e.kind === 'done' || e.kind === 'error'))) await new Promise((ok) => setTimeout(ok, 20));
-  const jobs = await host.listJobs();
-  if (!jobs.ok) throw new Error(jobs.error.message);
-  return jobs.value.find((j) => j.id === id)!;
-}
 
 const calibrate: JobSpec = { kind: 'calibrate', model: 'tiny-mnist', samples: 2, steps: 1 };
 
@@ -34,7 +24,7 @@ describe('where results live', () => {
   it('browser mode: jobs name their model and folder; opening a folder or a picker is refused with the path', async () => {
     const host = createHost('browser', 'test');
     hosts.push(host);
-    const job = await finished(host, calibrate);
+    const job = await jobFinished(host, calibrate);
     expect(job.state).toBe('done');
     expect(job.model).toBe('tiny-mnist');
     expect(job.output).toMatch(new RegExp(`${job.id}$`));
@@ -54,7 +44,7 @@ describe('where results live', () => {
     hosts.push(host);
     const info = await host.hostInfo();
     expect(info.ok && info.value.desktop).toBe(true);
-    const job = await finished(host, calibrate);
+    const job = await jobFinished(host, calibrate);
     await expect(dispatch(host, 'revealJob', [job.id])).resolves.toEqual({ ok: true, value: { path: job.output } });
     expect(revealed).toEqual([job.output]);
     await expect(dispatch(host, 'pickFolder', [])).resolves.toEqual({ ok: true, value: { path: '/picked/pipeline' } });

@@ -5,8 +5,9 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { JobEvent, JobInfo, JobSpec, ParetoResult, QuantizeResult, SensitivityResult } from '../../src-main/contract/api';
+import type { ParetoResult, QuantizeResult, SensitivityResult } from '../../src-main/contract/api';
 import { createHost, dispatch, type Host } from '../../src-main/host';
+import { jobFinished } from '../host-helpers';
 import { ROOT } from '../helpers';
 
 const host: Host = createHost('browser', 'test');
@@ -15,32 +16,17 @@ afterAll(async () => {
   rmSync(host.workspace, { recursive: true, force: true });
 });
 
-async function finished(spec: JobSpec): Promise<JobInfo> {
-  const events: JobEvent[] = [];
-  const off = host.subscribe((e) => events.push(e));
-  try {
-    const r = await dispatch(host, 'startJob', [spec]);
-    if (!r.ok) throw new Error(r.error.message);
-    const id = (r.value as { jobId: string }).jobId;
-    while (!events.some((e) => e.jobId === id && (e.kind === 'done' || e.kind === 'error'))) await new Promise((ok) => setTimeout(ok, 20));
-    const jobs = await host.listJobs();
-    if (!jobs.ok) throw new Error(jobs.error.message);
-    return jobs.value.find((j) => j.id === id)!;
-  } finally {
-    off();
-  }
-}
 
 describe('sensitivity and budget jobs', () => {
   it('measures a variant layer by layer and per step range, then quantizes the recipe under a budget', async () => {
-    const cal = await finished({ kind: 'calibrate', model: 'tiny-mnist', samples: 4, steps: 4 });
+    const cal = await jobFinished(host, { kind: 'calibrate', model: 'tiny-mnist', samples: 4, steps: 4 });
     expect(cal.state).toBe('done');
     const recipe = { ...JSON.parse(readFileSync(join(ROOT, 'presets', 'naive-w4a8.json'), 'utf8')), keepFormat: { kind: 'int', bits: 8, symmetric: true } };
     delete recipe.$schema;
-    const q = await finished({ kind: 'quantize', model: 'tiny-mnist', recipe, calibration: cal.id });
+    const q = await jobFinished(host, { kind: 'quantize', model: 'tiny-mnist', recipe, calibration: cal.id });
     expect(q.state).toBe('done');
     const base = q.result as QuantizeResult;
-    const s = await finished({ kind: 'sensitivity', model: 'tiny-mnist', variant: q.id, samples: 2, steps: 4, ranges: 2 });
+    const s = await jobFinished(host, { kind: 'sensitivity', model: 'tiny-mnist', variant: q.id, samples: 2, steps: 4, ranges: 2 });
     expect(s.error).toBeNull();
     const r = s.result as SensitivityResult;
     expect(r.kind).toBe('sensitivity');
@@ -49,14 +35,14 @@ describe('sensitivity and budget jobs', () => {
     expect(r.layers.filter((l) => l.ranges.length === 2)).toHaveLength(Math.min(24, r.layers.length));
     expect(r.base.mse).toBeGreaterThan(0);
     const bits = base.summary.weightBitsPerParameter + 0.5;
-    const b = await finished({ kind: 'quantize', model: 'tiny-mnist', recipe: { ...recipe, name: `naive-w4a8@${bits}` }, calibration: cal.id, budget: { bits, sensitivity: s.id } });
+    const b = await jobFinished(host, { kind: 'quantize', model: 'tiny-mnist', recipe: { ...recipe, name: `naive-w4a8@${bits}` }, calibration: cal.id, budget: { bits, sensitivity: s.id } });
     expect(b.error).toBeNull();
     const bs = (b.result as QuantizeResult).summary.weightBitsPerParameter;
     expect(bs).toBeGreaterThan(base.summary.weightBitsPerParameter);
     expect(bs).toBeLessThanOrEqual(bits + 0.001);
     expect(b.label).toMatch(/under \d+(\.\d+)? bits/);
     // the Pareto front: the recipe alone and two budgets, each quantized and sampled on the sensitivity job's seeds
-    const f = await finished({ kind: 'pareto', model: 'tiny-mnist', variant: q.id, sensitivity: s.id, calibration: cal.id, budgets: [bits + 1, bits] });
+    const f = await jobFinished(host, { kind: 'pareto', model: 'tiny-mnist', variant: q.id, sensitivity: s.id, calibration: cal.id, budgets: [bits + 1, bits] });
     expect(f.error).toBeNull();
     const front = f.result as ParetoResult;
     expect(front.points.map((p) => p.budget)).toEqual([null, bits, bits + 1]);

