@@ -89,7 +89,7 @@ export interface Manifest {
   text?: { mode: 'cache' | 'auto'; threshold: number | null; cached: string[]; disturbance: FeatureDisturbance[] };
   /** Other components quantized (int8 weights), each with its verification against the FP component. */
   components?: Record<string, ComponentSummary>;
-  /** dq quantize --budget: the layers a bits budget moved to keepFormat. */
+  /** dq quantize --budget: the layers a bits budget moved to the higher format. */
   budget?: BudgetSummary;
 }
 
@@ -460,7 +460,6 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   const splitOf = new Map<string, number>();
   if (recipe.splitShortcut) for (const s of fpMap.shortcutSplits) if (s.splitAt !== null) for (const l of s.consumers) splitOf.set(l, s.splitAt);
 
-
   // 1. weights
   const reports: LayerReport[] = [];
   const branches = new Map<string, LowRankBranch>();
@@ -787,10 +786,10 @@ function channelsOf(map: LayerMap, site: Site, transB: (l: QuantizableLayer) => 
 
 export { readRecord };
 
-/** What --budget chose: the bits estimated before quantizing, the layers moved to keepFormat and their measured gain. */
 /** The format a budget's chosen layers take when the recipe has no keepFormat: int8 weights per channel. */
 export const BUDGET_FORMAT: QuantFormat = { kind: 'int', bits: 8, symmetric: true };
 
+/** What --budget chose: the bits estimated before quantizing, the layers moved up and their measured gain. */
 export interface BudgetSummary {
   bits: number;
   /** The format the chosen layers take (the recipe's keepFormat, else BUDGET_FORMAT). */
