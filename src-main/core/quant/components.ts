@@ -9,9 +9,9 @@
  * onnxruntime runs the file as it is. Graph inputs and outputs (names, types, shapes) are not touched.
  * How onnxruntime 1.30 runs it (CPU, optimization level 'all'): Conv/Gemm read the decoded float weights;
  * DequantizeLinear(int8) -> MatMul is fused into MatMulNBits, which by default (session option
- * session.qdq_matmulnbits_accuracy_level = 4) quantizes its activations to int8 on the fly: those layers then run as
- * dynamic W8A8. At level 'basic' the file computes exactly the float model with the int8 grid's weights (tested).
- * verifyComponent runs it as the studio does (level 'all'), so its numbers include that.
+ * session.qdq_matmulnbits_accuracy_level = 4) would quantize its activations to int8 on the fly (dynamic W8A8). The
+ * studio's sessions set level 1 (runtime/onnx.ts): the kernel reads the int8 weights and computes in float32, as the
+ * file says. verifyComponent runs it as the studio does, so its numbers are those of float activations.
  *
  * - Layers: Conv, ConvTranspose, Gemm and MatMul whose weight is a float initializer, reached directly or through
  *   Identity / Transpose / Cast (a Transpose maps the output-channel axis back to the initializer's axis).

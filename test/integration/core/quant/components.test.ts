@@ -21,6 +21,7 @@ import { loadTokenizer } from '../../../../src-main/core/pipeline/tokenizer';
 import { quantizeComponent, verifyComponent, verifyThresholds, type ComponentKind } from '../../../../src-main/core/quant/components';
 import type { FeedValue } from '../../../../src-main/core/runtime/onnx';
 import * as ort from 'onnxruntime-node';
+import { MATMULNBITS_ACCURACY_LEVEL } from '../../../../src-main/core/runtime/onnx';
 import { fromHalfArray, toHalfArray } from '../../../../kernels/half';
 import { ROOT, tmp } from '../../../helpers';
 
@@ -126,11 +127,11 @@ function opsetOf(m: ModelMsg): number {
 /**
  * Raw outputs of a model on feeds, as float32 per output name. `level`: onnxruntime's graph optimizations. At
  * 'basic' the graph computes what it says (constant folding, no kernel substitution); at 'all' (what the studio's
- * sessions use) onnxruntime turns DequantizeLinear(int8) -> MatMul into MatMulNBits, which computes with int8
- * activations by default (session.qdq_matmulnbits_accuracy_level 4): verification measures that as it runs.
+ * sessions use) onnxruntime turns DequantizeLinear(int8) -> MatMul into MatMulNBits, run at the studio's accuracy
+ * level (runtime/onnx.ts: float32 arithmetic), as verification runs it.
  */
 async function run(path: string, feeds: Record<string, FeedValue>[], level: 'basic' | 'all' = 'all'): Promise<Record<string, Float32Array[]>> {
-  const s = await ort.InferenceSession.create(path, { graphOptimizationLevel: level, logSeverityLevel: 3 });
+  const s = await ort.InferenceSession.create(path, { graphOptimizationLevel: level, logSeverityLevel: 3, extra: { session: { qdq_matmulnbits_accuracy_level: MATMULNBITS_ACCURACY_LEVEL } } });
   try {
     const names = s.outputNames;
     const res: Record<string, Float32Array[]> = Object.fromEntries(names.map((k) => [k, []]));
