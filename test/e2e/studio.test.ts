@@ -180,6 +180,8 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
     await sens.getByTestId('sens-run').click();
     await sens.getByTestId('sens-base').waitFor({ timeout: 120_000 });
     await expect(sens.getByTestId('heatmap-x-title').textContent()).resolves.toMatch(/layer in FP during/);
+    // signed gains (a layer in FP can also add error): red above 0, blue below, on one symmetric scale
+    await expect(sens.getByTestId('heatmap-scale').textContent()).resolves.toBe('0 = white');
     const cells = sens.getByTestId('heatmap').locator('rect[role="presentation"]');
     expect(await cells.count()).toBeGreaterThan(6);
     expect((await cells.count()) % 3).toBe(0);
