@@ -8,12 +8,11 @@ import { DqError } from '../errors.js';
 import { makeDirs } from '../fsutil.js';
 import { openPipeline } from '../open.js';
 import { releaseSessions } from '../pipeline/pipeline.js';
-import { sample, type SampleRequest } from '../pipeline/sample.js';
-import type { SamplerName } from '../pipeline/schedulers.js';
+import { sample } from '../pipeline/sample.js';
 import type { CalibrationRecord } from './calibrate.js';
 import { quantizePipeline } from './quantize.js';
 import type { Recipe } from './recipe.js';
-import { imageError, type ImageError, type SensitivityRecord } from './sensitivity.js';
+import { imageError, recordRequest, type ImageError, type SensitivityRecord } from './sensitivity.js';
 
 export interface FrontPoint {
   /** The budget asked for (null: the recipe alone). */
@@ -44,20 +43,9 @@ export async function measureFront(o: FrontOptions): Promise<FrontPoint[]> {
   const s = o.sensitivity;
   if (!o.budgets.length) throw new DqError('BAD_ARGUMENT', 'give at least one budget');
   const budgets = [...new Set(o.budgets)].sort((a, b) => a - b);
-  const n = s.settings.samples;
-  const req: Omit<SampleRequest, 'extraFeeds' | 'tap'> = {
-    steps: s.settings.steps, sampler: s.settings.sampler as SamplerName, guidance: s.settings.guidance,
-    seeds: Array.from({ length: n }, (_, i) => s.settings.seed + i),
-    classes: [],
-    ...(s.settings.prompts ? { prompts: s.settings.prompts, negativePrompts: new Array<string>(n).fill('') } : {}),
-    signal: o.signal,
-  };
   makeDirs(o.out, 'the output folder');
   const src = await openPipeline(o.pipelineDir, 'cpu');
-  if (!s.settings.prompts && src.pipeline.io.classLabels) {
-    const nClasses = src.pipeline.index.classes.length;
-    req.classes = Array.from({ length: n }, (_, i) => i % Math.max(1, nClasses));
-  }
+  const req = recordRequest(src.pipeline, s.settings, o.signal);
   const fp = (await sample(src.pipeline, src.session, req)).images;
   const points: FrontPoint[] = [];
   const plan: (number | null)[] = [null, ...budgets];

@@ -15,7 +15,7 @@ import { FORMATS } from '../../../kernels/minifloat.js';
 import { DqError } from '../errors.js';
 import { cleanStaleOutputs, makeDirs, prepareOutput, swapIntoPlace, writeFileAtomic, sha256File, readJson } from '../fsutil.js';
 import { analyzeGraph, type LayerMap, type QuantizableLayer } from '../onnx/analysis.js';
-import { floatTensor, loadOnnx, saveOnnx, type LoadedModel } from '../onnx/io.js';
+import { floatTensor, loadOnnx, saveOnnx } from '../onnx/io.js';
 import { nodeAttr } from '../onnx/graph.js';
 import type { ModelMsg, TensorMsg } from '../onnx/model.js';
 import { cutFeatures, exposeTensors, pruneDead } from '../onnx/rewrite.js';
@@ -28,7 +28,7 @@ import { negativeOf, readRecord, selectSteps, type CalibrationRecord, type Calib
 import type { Recipe } from './recipe.js';
 import type { Site } from './sites.js';
 import { histError, histQuantile, mergeStat, type Stat } from './stats.js';
-import { quantizeWeight, quantizeWeightGptq, weightAxes, type WeightResult } from './weights.js';
+import { quantizeWeight, quantizeWeightGptq, weightAxes, weightBits, type WeightResult } from './weights.js';
 import { GramSums, type GramEntry } from './gram.js';
 import { allocateBits } from './budget.js';
 import { insertLowRankBranch, lowRankSupport, splitLowRank, type LowRankBranch } from './lowrank.js';
@@ -468,7 +468,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   // layers a disturbance-aware cache may still cut out after the weights (temporal or text 'auto') count as cut: the
   // budget then holds whichever features end up cached (a layer left quantized adds weights at the recipe's own bits)
   const mayCut = [...cutLayers, ...textCutLayers, ...(recipe.temporal === 'auto' ? fpMap.temporal : []), ...(recipe.text === 'auto' ? fpMap.textOnly : [])];
-  const budget = opts.budget ? planBudget(opts.budget, recipe, fpMap.quantizable, { spare, byRole, cut: new Set(mayCut), inits, loaded, transBOf, splitOf, unetSha256 }) : null;
+  const budget = opts.budget ? planBudget(opts.budget, recipe, fpMap.quantizable, { spare, byRole, cut: new Set(mayCut), inits, transBOf, splitOf, unetSha256 }) : null;
   // channel balancing (recipe.balance): per site, s_j from the activations' RMS and the weights' largest |value|
   const balanceOf = (recipe.balance || recipe.rotate) && rec ? balanceSites(rec.sites, fpMap, spare, cutLayers, textCutLayers, recipe.balance ? grams : null, inits, loaded, transBOf, recipe.balance?.alpha ?? null, recipe.rotate) : new Map<string, Balance>();
   for (const l of fpMap.quantizable) {
@@ -804,22 +804,21 @@ export interface BudgetSummary {
 }
 
 /**
- * --budget: every layer that will carry a quantized weight is rounded to nearest once in the recipe's format and once
- * in the budget's format (keepFormat, else int8) for its bits (the stored bits do not depend on the rounding); the
- * layers chosen by allocateBits join the spared layers, each with its reason, and are stored in that format (the
- * layers the recipe spares by role keep what the recipe gives them).
+ * --budget: every layer that will carry a quantized weight is costed in the recipe's format and in the budget's format
+ * (keepFormat, else int8) from its shape (weightBits); the layers chosen by allocateBits join the spared layers, each
+ * with its reason, and are stored in that format (the layers the recipe spares by role keep what the recipe gives
+ * them).
  */
 function planBudget(
   b: NonNullable<QuantizeOptions['budget']>,
   recipe: Recipe,
   layers: QuantizableLayer[],
-  ctx: { spare: Map<string, string>; byRole: Set<string>; cut: Set<string>; inits: Map<string, TensorMsg>; loaded: LoadedModel; transBOf: Map<string, boolean>; splitOf: Map<string, number>; unetSha256: string },
+  ctx: { spare: Map<string, string>; byRole: Set<string>; cut: Set<string>; inits: Map<string, TensorMsg>; transBOf: Map<string, boolean>; splitOf: Map<string, number>; unetSha256: string },
 ): BudgetSummary {
   const rec = b.sensitivity;
   if (rec.source.unetSha256 !== ctx.unetSha256) throw new DqError('BAD_CONFIG', `--sensitivity ${b.path} was measured on a variant of another model (unet sha256 ${rec.source.unetSha256.slice(0, 12)}, this one ${ctx.unetSha256.slice(0, 12)})`);
   const format = recipe.keepFormat ?? BUDGET_FORMAT;
   const keepSpec = { format, granularity: 'channel' as const, rounding: 'nearest' as const, clipping: 'minmax' as const, scale: 'float32' as const };
-  const mainSpec = { ...recipe.weights, rounding: 'nearest' as const };
   const gainOf = new Map(rec.layers.map((l) => [l.name, l.gain.mse]));
   let params = 0;
   let bits = 0;
@@ -831,15 +830,14 @@ function planBudget(
     const spared = ctx.spare.has(l.name);
     // layers in FP (kept by name, or by role without a keepFormat) count in no bits per weight
     if (spared && (!ctx.byRole.has(l.name) || !recipe.keepFormat)) continue;
-    const w = floatTensor(ctx.loaded, t);
     const transB = ctx.transBOf.get(l.name) === true;
-    const high = quantizeWeight(w, l, keepSpec, transB, null).bits;
-    params += w.length;
+    const high = weightBits(l, keepSpec, transB, null);
+    params += l.weightShape.reduce((a, b) => a * b, 1);
     if (spared) {
       bits += high;
       continue;
     }
-    const low = quantizeWeight(w, l, mainSpec, transB, ctx.splitOf.get(l.name) ?? null).bits;
+    const low = weightBits(l, recipe.weights, transB, ctx.splitOf.get(l.name) ?? null);
     bits += low;
     cands.push({ name: l.name, extraBits: high - low, gain: gainOf.get(l.name) ?? 0 });
   }

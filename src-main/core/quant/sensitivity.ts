@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { DqError } from '../errors.js';
 import { openPipeline } from '../open.js';
+import type { Pipeline } from '../pipeline/pipeline.js';
 import { readPromptFile } from '../pipeline/prompt-file.js';
 import { sample, type SampleRequest } from '../pipeline/sample.js';
 import { createScheduler, schedulerOptions, type SamplerName } from '../pipeline/schedulers.js';
@@ -124,6 +125,21 @@ export function stepRanges(n: number, k: number): [number, number][] {
   return out;
 }
 
+/**
+ * The sampling a record's settings describe: its seeds, its prompts (text-to-image) or classes cycling 0..C-1 (class
+ * pipelines), no negative prompt. The sensitivity measure and every point of the Pareto front sample with it.
+ */
+export function recordRequest(p: Pipeline, s: SensitivityRecord['settings'], signal?: AbortSignal): Omit<SampleRequest, 'extraFeeds' | 'tap'> {
+  const n = s.samples;
+  return {
+    steps: s.steps, sampler: s.sampler as SamplerName, guidance: s.guidance,
+    seeds: Array.from({ length: n }, (_, i) => s.seed + i),
+    classes: !s.prompts && p.io.classLabels ? Array.from({ length: n }, (_, i) => i % Math.max(1, p.index.classes.length)) : [],
+    ...(s.prompts ? { prompts: s.prompts, negativePrompts: new Array<string>(n).fill('') } : {}),
+    signal,
+  };
+}
+
 /** Measures every layer's gain, overall and per range of steps. Cancels with `signal` (nothing is written here). */
 export async function measureSensitivity(o: SensitivityOptions): Promise<SensitivityRecord> {
   const t0 = performance.now();
@@ -147,14 +163,8 @@ export async function measureSensitivity(o: SensitivityOptions): Promise<Sensiti
       }
       prompts = Array.from({ length: n }, (_, i) => list![i % list!.length]!);
     } else if (o.prompts?.length) throw new DqError('BAD_ARGUMENT', `${o.variantDir} takes no text: leave out --prompts`);
-    const nClasses = p.index.classes.length;
-    const req: Omit<SampleRequest, 'extraFeeds' | 'tap'> = {
-      steps, sampler, guidance,
-      seeds: Array.from({ length: n }, (_, i) => seed + i),
-      classes: !text && p.io.classLabels ? Array.from({ length: n }, (_, i) => i % Math.max(1, nClasses)) : [],
-      ...(prompts ? { prompts, negativePrompts: new Array<string>(n).fill('') } : {}),
-      signal: o.signal,
-    };
+    const settings: SensitivityRecord['settings'] = { samples: n, steps, sampler, guidance, seed, prompts };
+    const req = recordRequest(p, settings, o.signal);
     const all = tw.layers();
     const known = new Map(all.map((l) => [l.name, l]));
     for (const name of o.layers ?? []) {
@@ -162,8 +172,9 @@ export async function measureSensitivity(o: SensitivityOptions): Promise<Sensiti
       if (!l) throw new DqError('BAD_ARGUMENT', `--layers: '${name}' is not a layer of ${o.variantDir}`);
       if (l.fixed) throw new DqError('BAD_ARGUMENT', `--layers: '${name}' cannot run in FP here (${l.fixed})`);
     }
+    const reportOf = new Map(m.layers.map((r) => [r.name, r]));
     const targets = (o.layers?.length ? o.layers.map((name) => known.get(name)!) : all.filter((l) => !l.fixed)).filter((l) => {
-      const r = m.layers.find((x) => x.name === l.name);
+      const r = reportOf.get(l.name);
       return r?.weight || (r && r.activation && !/^FP/.test(r.activation));
     });
     if (!targets.length) throw new DqError('BAD_ARGUMENT', `${o.variantDir}: no quantized layer can run in FP here`);
@@ -184,7 +195,7 @@ export async function measureSensitivity(o: SensitivityOptions): Promise<Sensiti
     // every layer at every step, then the largest gains per range of steps
     const layers: SensitivityRecord['layers'] = [];
     for (const l of targets) {
-      const r = m.layers.find((x) => x.name === l.name)!;
+      const r = reportOf.get(l.name)!;
       const params = r.weight?.params ?? (tw.weightShape(l.name) ?? []).reduce((a, b) => a * b, 1);
       const gain = minus(base, imageError((await tw.run({ [l.name]: 'fp' }, req)).images, fp, shape));
       tick(l.name);
@@ -199,7 +210,7 @@ export async function measureSensitivity(o: SensitivityOptions): Promise<Sensiti
     }
     return {
       kind: 'dq-sensitivity', version: SENSITIVITY_VERSION, variant: o.variantDir, recipe: m.recipe.name, source: m.source,
-      settings: { samples: n, steps, sampler, guidance, seed, prompts },
+      settings,
       ranges: ranges.map(([a, b]) => ({ steps: [a, b] as [number, number], timesteps: [timesteps[a]!, timesteps[b]!] as [number, number] })),
       base, layers, seconds: Math.round((performance.now() - t0) / 10) / 100,
     };

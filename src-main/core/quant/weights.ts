@@ -68,8 +68,14 @@ function blockFormat(w: Float32Array, dims: number[], inAxis: number, fmt: Extra
   }
   const outRows = new Float32Array(R * K);
   for (let r = 0; r < R; r++) outRows.set(y.subarray(r * Kp, r * Kp + K), r * K);
-  const cost = storageCost(fmt, [R, Kp], { kind: 'tensor' }, 1);
-  return { values: back(outRows), bits: cost.totalBits, granularity: `${fmt.kind} blocks of ${B} along axis ${inAxis}` };
+  return { values: back(outRows), bits: blockBits(dims, inAxis, fmt), granularity: `${fmt.kind} blocks of ${B} along axis ${inAxis}` };
+}
+
+/** Stored bits of an MX / NVFP4 weight in blocks along its input axis (rows padded to whole blocks). */
+function blockBits(dims: number[], inAxis: number, fmt: Extract<QuantFormat, { kind: 'mx' | 'nvfp4' }>): number {
+  const K = dims[inAxis]!;
+  const B = fmt.kind === 'mx' ? MX_BLOCK : NVFP4_BLOCK;
+  return storageCost(fmt, [numel(dims) / K, Math.ceil(K / B) * B], { kind: 'tensor' }, 1).totalBits;
 }
 
 function granularityFor(recipe: Recipe['weights'], dims: number[], axes: { out: number; in: number }): { g: Granularity; label: string } {
@@ -158,7 +164,23 @@ export function quantizeWeight(w: Float32Array, layer: QuantizableLayer, recipe:
   if (fmt.kind === 'mx' || fmt.kind === 'nvfp4') return blockFormat(w, dims, axes.in, fmt);
   const { g, label } = granularityFor(recipe, dims, axes);
   const values = intOrFloat(w, dims, g, fmt, recipe.clipping, recipe.scale);
-  return { values, bits: storageCost(fmt, dims, g, -1, scaleBits(recipe)).totalBits, granularity: label };
+  return { values, bits: weightBits(layer, recipe, transB, null), granularity: label };
+}
+
+/** The bits quantizeWeight stores for this layer and recipe, without quantizing (they depend on the shape only). */
+export function weightBits(layer: QuantizableLayer, recipe: Recipe['weights'], transB: boolean, split: number | null): number {
+  const dims = layer.weightShape;
+  const axes = weightAxes(layer, transB);
+  const fmt = recipe.format as QuantFormat;
+  if (split !== null && dims[axes.in]! > split) {
+    return ([[0, split], [split, dims[axes.in]!]] as const).reduce((bits, [a, b]) => {
+      const half = [...dims];
+      half[axes.in] = b - a;
+      return bits + weightBits({ ...layer, weightShape: half }, recipe, transB, null);
+    }, 0);
+  }
+  if (fmt.kind === 'mx' || fmt.kind === 'nvfp4') return blockBits(dims, axes.in, fmt);
+  return storageCost(fmt, dims, granularityFor(recipe, dims, axes).g, -1, scaleBits(recipe)).totalBits;
 }
 
 /** Bits of one stored INT/FP scale. */
