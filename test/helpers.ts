@@ -33,3 +33,14 @@ export function dqOk(args: string[], env: Record<string, string> = {}): string {
   if (r.code !== 0) throw new Error(`dq failed (${r.code}): ${r.stderr}`);
   return r.stdout;
 }
+
+/** The largest |got - ref| and the largest |ref|, to bound a difference relative to the reference's scale. */
+export function worstAgainst(got: ArrayLike<number>, ref: ArrayLike<number>): { worst: number; scale: number } {
+  let worst = 0;
+  let scale = 0;
+  for (let k = 0; k < ref.length; k++) {
+    worst = Math.max(worst, Math.abs(got[k]! - ref[k]!));
+    scale = Math.max(scale, Math.abs(ref[k]!));
+  }
+  return { worst, scale };
+}

@@ -16,7 +16,7 @@ import { prepareOutput } from '../core/fsutil.js';
 import { MAX_BATCH, MAX_COUNT, MAX_IMAGE_PX, MAX_SAMPLES, parseClasses, parseSeeds } from '../core/ranges.js';
 import { PROVIDERS, type Provider } from '../core/runtime/onnx.js';
 import { progressPrinter } from './progress.js';
-import { num } from './options.js';
+import { num, untilInterrupted } from './options.js';
 
 
 function fmt(v: number | null, digits: number): string {
@@ -102,11 +102,8 @@ export function registerCompare(program: Command): void {
       const guidance = (o.guidance as number | undefined) ?? opened!.index.defaultGuidance;
       const sampler = (o.sampler as SamplerName | undefined) ?? fallbackSampler(opened!.scheduler);
       const progress = o.quiet ? undefined : progressPrinter('comparing');
-      const controller = new AbortController();
-      const stop = () => controller.abort();
-      process.once('SIGINT', stop);
-      try {
-        const metrics = await runCompare({
+      const metrics = await untilInterrupted((signal) =>
+        runCompare({
           pipelineDir: dir,
           variants,
           seeds,
@@ -127,17 +124,15 @@ export function registerCompare(program: Command): void {
           video: o.video !== false,
           walk: o.walk !== false,
           out: String(o.out),
-          signal: controller.signal,
+          signal,
           onProgress: progress ? (p: CompareProgress) => progress.update(p) : undefined,
-        });
-        progress?.done();
-        if (!o.quiet) {
-          for (const line of summaryLines(metrics)) console.log(line);
-          for (const n of metrics.notes) console.log(`note: ${n}`);
-        }
-        console.log(`report: ${resolve(String(o.out), metrics.files.report)}`);
-      } finally {
-        process.removeListener('SIGINT', stop);
+        }),
+      );
+      progress?.done();
+      if (!o.quiet) {
+        for (const line of summaryLines(metrics)) console.log(line);
+        for (const n of metrics.notes) console.log(`note: ${n}`);
       }
+      console.log(`report: ${resolve(String(o.out), metrics.files.report)}`);
     });
 }

@@ -10,7 +10,7 @@ import { DqError } from '../core/errors.js';
 import { exportPipeline, INT8_WEIGHTS, type ExportManifest, type Int8Weights } from '../core/export/export.js';
 import { prepareOutput } from '../core/fsutil.js';
 import { MAX_SAMPLES, parseSeeds } from '../core/ranges.js';
-import { num } from './options.js';
+import { num, untilInterrupted } from './options.js';
 import { progressPrinter } from './progress.js';
 
 
@@ -65,11 +65,8 @@ export function registerExport(program: Command): void {
       prepareOutput(o.out, { replace: 'export', force });
       // a progress line per phase on stderr; Ctrl-C stops the export and leaves the previous output
       const bar: { phase: string; printer: ReturnType<typeof progressPrinter> | null } = { phase: '', printer: null };
-      const ac = new AbortController();
-      const onInt = () => ac.abort();
-      process.once('SIGINT', onInt);
       try {
-        const m = await exportPipeline({
+        const m = await untilInterrupted((signal) => exportPipeline({
           variantDir: dir,
           out: o.out,
           force,
@@ -78,7 +75,7 @@ export function registerExport(program: Command): void {
           calibrationImages: o.calibImages,
           verify: o.verify ? { seeds, steps: o.steps } : false,
           onLine: o.json ? undefined : (s) => console.log(s),
-          signal: ac.signal,
+          signal,
           onProgress: o.json
             ? undefined
             : (p) => {
@@ -89,14 +86,12 @@ export function registerExport(program: Command): void {
                 }
                 bar.printer!.update(p);
               },
-        });
+        }));
         bar.printer?.done();
         console.log(o.json ? JSON.stringify(m.export, null, 2) : exportSummary(m, o.out).join('\n'));
       } catch (e) {
         bar.printer?.done();
         throw e;
-      } finally {
-        process.off('SIGINT', onInt);
       }
     });
 }

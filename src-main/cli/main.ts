@@ -26,7 +26,7 @@ import { formatName, QUANTIZABLE_COMPONENTS, quantizePipeline, readRecord, recip
 import { readSensitivity } from '../core/quant/sensitivity.js';
 import { listPresets, loadRecipe } from '../core/quant/recipe.js';
 import { runEval } from '../core/jobs/eval-job.js';
-import { num } from './options.js';
+import { num, untilInterrupted } from './options.js';
 
 const VERSION = '0.1.0';
 /** The built renderer (npm run build). */
@@ -264,17 +264,13 @@ function promptOptions(file: unknown): { prompts?: string[]; negativePrompts?: s
 /** Calibrates with a progress line (unless quiet); Ctrl-C stops it, and `cancelled` says what that left. */
 async function calibrateWithProgress(dir: string, out: string, settings: Partial<CalibrationSettings>, quiet: boolean, cancelled: string): Promise<CalibrationRecord> {
   const progress = quiet ? undefined : progressPrinter('calibrating');
-  const ac = new AbortController();
-  const onInt = () => ac.abort();
-  process.once('SIGINT', onInt);
   try {
-    return await calibrate(dir, out, { ...settings, signal: ac.signal, onProgress: progress?.update });
+    return await untilInterrupted((signal) => calibrate(dir, out, { ...settings, signal, onProgress: progress?.update }));
   } catch (e) {
     if (isDqError(e) && e.code === 'CANCELLED') throw new DqError('CANCELLED', cancelled);
     throw e;
   } finally {
     progress?.done();
-    process.off('SIGINT', onInt);
   }
 }
 

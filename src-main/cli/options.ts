@@ -15,3 +15,18 @@ export function num(name: string, min: number, int = false, max = Infinity) {
     return n;
   };
 }
+
+/**
+ * Runs a long engine call that Ctrl-C cancels: SIGINT aborts the signal it is given (the engine then stops, leaving
+ * no half-written output), and the handler is removed however the call ends.
+ */
+export async function untilInterrupted<T>(run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  const stop = () => ac.abort();
+  process.once('SIGINT', stop);
+  try {
+    return await run(ac.signal);
+  } finally {
+    process.off('SIGINT', stop);
+  }
+}

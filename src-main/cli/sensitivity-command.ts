@@ -9,7 +9,7 @@ import { readPromptFile } from '../core/pipeline/prompt-file.js';
 import { SAMPLERS, type SamplerName } from '../core/pipeline/schedulers.js';
 import { MAX_SAMPLES } from '../core/ranges.js';
 import { measureSensitivity, RANGE_LAYERS, type SensitivityRecord } from '../core/quant/sensitivity.js';
-import { num } from './options.js';
+import { num, untilInterrupted } from './options.js';
 import { progressPrinter } from './progress.js';
 
 /** The lines dq sensitivity prints: the base error and the layers with the largest gains. */
@@ -45,20 +45,15 @@ export function registerSensitivity(program: Command): void {
       prepareOutput(o.out, 'file');
       const prompts = o.prompts ? readPromptFile(o.prompts).map((p) => p.prompt) : undefined;
       const progress = o.quiet ? null : progressPrinter('sensitivity');
-      const ac = new AbortController();
-      const stop = () => ac.abort();
-      process.once('SIGINT', stop);
-      try {
-        const r = await measureSensitivity({
+      const r = await untilInterrupted((signal) =>
+        measureSensitivity({
           variantDir: dir, samples: o.samples, steps: o.steps, ranges: o.ranges, rangeLayers: o.rangeLayers, sampler: o.sampler, guidance: o.guidance, seed: o.seed, prompts,
-          layers: o.layers?.split(',').map((s) => s.trim()).filter(Boolean), signal: ac.signal, onProgress: (p) => progress?.update(p),
-        });
-        progress?.done();
-        writeFileAtomic(o.out, JSON.stringify(r, null, 1) + '\n');
-        for (const line of sensitivitySummary(r)) console.log(line);
-        console.log(`-> ${resolve(o.out)}`);
-      } finally {
-        process.off('SIGINT', stop);
-      }
+          layers: o.layers?.split(',').map((s) => s.trim()).filter(Boolean), signal, onProgress: (p) => progress?.update(p),
+        }),
+      );
+      progress?.done();
+      writeFileAtomic(o.out, JSON.stringify(r, null, 1) + '\n');
+      for (const line of sensitivitySummary(r)) console.log(line);
+      console.log(`-> ${resolve(o.out)}`);
     });
 }

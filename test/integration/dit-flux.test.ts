@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { runLoop } from '../../src-main/core/pipeline/loop';
 import { loadPipeline } from '../../src-main/core/pipeline/pipeline';
 import { createScheduler, schedulerOptions } from '../../src-main/core/pipeline/schedulers';
-import { dqOk, ROOT, tmp } from '../helpers';
+import { dqOk, ROOT, tmp, worstAgainst } from '../helpers';
 
 const FLUX = join(ROOT, 'test', 'fixtures', 'flux-optimum');
 const REF = JSON.parse(readFileSync(`${FLUX}.reference.json`, 'utf8')) as { prompt: string; steps: number; guidance: number; sigmas: number[]; final: number[] };
@@ -40,12 +40,7 @@ describe('Flux conventions', () => {
     const labels = await p.text!.ids([REF.prompt], [''], false);
     const r = await runLoop(p, session, { steps: REF.steps, sampler: 'flow-euler', guidance: REF.guidance, eta: 0, batchSize: 1, init: [init], rngs: [], labels });
     const got = r.images[0]!;
-    let worst = 0;
-    let scale = 0;
-    REF.final.forEach((v, k) => {
-      worst = Math.max(worst, Math.abs(got[k]! - v));
-      scale = Math.max(scale, Math.abs(v));
-    });
+    const { worst, scale } = worstAgainst(got, REF.final);
     expect(scale).toBeGreaterThan(0.5);
     expect(worst).toBeLessThan(1e-4 * scale);
   });

@@ -12,7 +12,7 @@ import { analyzeGraph } from '../../src-main/core/onnx/analysis';
 import { readModel } from '../../src-main/core/onnx/model';
 import { loadPipeline } from '../../src-main/core/pipeline/pipeline';
 import { buildFeeds, combineGuided, outputLayout } from '../../src-main/core/pipeline/sample';
-import { dqOk, ROOT, tmp } from '../helpers';
+import { dqOk, ROOT, tmp, worstAgainst } from '../helpers';
 
 const PIX = join(ROOT, 'test', 'fixtures', 'pixart-optimum');
 const REF = JSON.parse(readFileSync(`${PIX}.reference.json`, 'utf8')) as { prompt: string; timestep: number; guidance: number; eps: number[] };
@@ -38,12 +38,7 @@ describe('PixArt conventions (adaLN-single)', () => {
     const out = (await session.run(feeds, [p.io.output]))[p.io.output]!;
     expect(out.dims).toEqual([2, 8, 16, 16]);
     const eps = combineGuided(out, REF.guidance, true, 1, C * H * W, outputLayout(p));
-    let worst = 0;
-    let scale = 0;
-    REF.eps.forEach((v, k) => {
-      worst = Math.max(worst, Math.abs(eps[k]! - v));
-      scale = Math.max(scale, Math.abs(v));
-    });
+    const { worst, scale } = worstAgainst(eps, REF.eps);
     expect(scale).toBeGreaterThan(0.1);
     expect(worst).toBeLessThan(1e-4 * scale);
   });
