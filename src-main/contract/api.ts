@@ -164,9 +164,11 @@ export interface RecipeSpec {
   calibration?: { timesteps: 'single' | 'all' | 'uniform' | 'normal'; count?: number; step?: number };
   splitShortcut?: boolean;
   /** ViDiT-Q's channel balancing (SmoothQuant scales from the activations' RMS; needs Gram matrices and per-token activations). */
-  balance?: { alpha: number } | null;
+  balance?: { alpha: number | 'search' } | null;
   /** ViDiT-Q's rotation: block Hadamard on each balanced layer's input, its inverse in the weights. */
   rotate?: boolean;
+  /** Attention output projections: their input's scales (and rotation, 'all') computed by the value projection's weights. */
+  fold?: 'none' | 'scales' | 'all';
   /** SVDQuant's low-rank branch: each layer's rank-r part in float16 on its FP input, the residual quantized. */
   lowRank?: { rank: number } | null;
   temporal?: 'none' | 'calibrate' | 'cache' | 'auto';

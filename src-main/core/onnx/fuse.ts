@@ -50,13 +50,13 @@ function constValues(g: GraphIndex, name: string): number[] | null {
   }
 }
 
-const permIs = (n: NodeMsg, perm: number[]) => {
+export const permIs = (n: NodeMsg, perm: number[]) => {
   const p = (nodeAttr(n, 'perm')?.ints ?? []).map(Number);
   return p.length === perm.length && p.every((v, i) => v === perm[i]);
 };
 
 /** Heads of a Reshape to [B, S, h, d]: the shape's third entry, from a constant shape or a Concat of pieces. */
-function headsOf(g: GraphIndex, reshape: NodeMsg): number | null {
+export function headsOf(g: GraphIndex, reshape: NodeMsg): number | null {
   const shape = reshape.input?.[1] ?? '';
   const whole = constValues(g, shape);
   if (whole) return whole.length === 4 && whole[2]! > 0 ? whole[2]! : null;

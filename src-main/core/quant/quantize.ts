@@ -33,6 +33,8 @@ import { GramSums, type GramEntry } from './gram.js';
 import { allocateBits } from './budget.js';
 import { insertLowRankBranch, lowRankSupport, splitLowRank, type LowRankBranch } from './lowrank.js';
 import type { SensitivityRecord } from './sensitivity.js';
+import { ALPHA_GRID, sampleSiteRows, searchAlpha, type Candidate, type SiteRows } from './smooth.js';
+import { findRotationFolds, foldBlock, foldIntoOutputs, setFloats, type RotationFold } from './fold.js';
 import { measureDisturbance, type FeatureDisturbance } from './temporal.js';
 import { quantizeComponent, verifyComponent, verifyThresholds, type ComponentKind } from './components.js';
 
@@ -69,6 +71,11 @@ export interface LayerReport {
   } | null;
   activation: string | null;
   spared?: string;
+  /**
+   * A rotation (and balance) folded into a value projection (fold.ts): on both layers. Such a layer is fixed for
+   * in-memory edits (tweak.ts): its FP weight alone no longer matches its neighbour.
+   */
+  fold?: string;
 }
 
 export interface Manifest {
@@ -232,12 +239,19 @@ function balanceSites(
   inits: Map<string, { data_type?: number | null }>,
   loaded: Parameters<typeof floatTensor>[0],
   transBOf: ReadonlyMap<string, boolean>,
-  alpha: number | null,
+  alpha: number | 'search' | null,
   rotate: boolean,
+  search: { rows: Map<string, SiteRows>; weights: Recipe['weights']; actBits: number } | null,
+  folds: ReadonlyMap<number, RotationFold>,
+  foldMode: Recipe['fold'],
 ): Map<string, Balance> {
   const out = new Map<string, Balance>();
   const byName = new Map(map.quantizable.map((l) => [l.name, l]));
-  for (const site of sites) {
+  // the sites whose transform folds into a value projection last: the value projection's own site (q, k, v) gets
+  // the balance it would get unfolded (its weights' largest values read before the fold changes them), so folding
+  // the scales alone computes what the online Mul did
+  const ordered = [...sites.filter((st) => !folds.has(st.id)), ...sites.filter((st) => folds.has(st.id))];
+  for (const site of ordered) {
     if (site.split !== null) continue;
     const layers = site.layers.map((n) => byName.get(n));
     if (!layers.length || layers.some((l) => !l || spare.has(l.name) || cut.has(l.name) || textCut.has(l.name) || inits.get(l.weight)?.data_type !== 1)) continue;
@@ -249,12 +263,24 @@ function balanceSites(
     if (grams && (!e || e.conv || rows === 0)) continue;
     const first = layers[0]!;
     const C = e ? e.dim : transBOf.get(first.name) ? first.weightShape[1]! : first.weightShape[0]!;
-    const H = e && grams ? grams.sums.matrix(e) : null;
+    // a fold (fold.ts): the block divides the head width, and the transform is x -> (x R) diag(1/s), computed by
+    // the value projection; online, x -> (x diag(1/s)) R in the graph
+    const fold = foldMode !== 'none' && folds.get(site.id)?.channels === C ? folds.get(site.id) : undefined;
+    const foldAt = fold && rotate && foldMode === 'all' ? foldBlock(fold, hadamardBlock(C)) : 0;
+    const rotateFirst = foldAt >= 2;
+    const block = rotateFirst ? foldAt : rotate && hadamardBlock(C) >= 2 ? hadamardBlock(C) : 0;
+    let H = e && grams ? grams.sums.matrix(e) : null;
+    if (H && rotateFirst) {
+      H = Float64Array.from(H);
+      rotateGram(H, C, block);
+    }
     const wmax = new Float64Array(C);
     let fits = true;
     for (const l of layers as QuantizableLayer[]) {
-      const w = floatTensor(loaded, inits.get(l.weight) as never);
       const transB = transBOf.get(l.name) === true;
+      const raw = floatTensor(loaded, inits.get(l.weight) as never);
+      // the scales see the weights in the basis they act in
+      const w = rotateFirst ? balanceWeight(raw, l.weightShape, transB, { scale: null, rotate: block, rotateFirst }) : raw;
       const [r, c] = l.weightShape as [number, number];
       const inDim = transB ? c : r;
       if (l.weightShape.length !== 2 || inDim !== C) {
@@ -267,25 +293,76 @@ function balanceSites(
       }
     }
     if (!fits) continue;
-    let scale: Float32Array | null = null;
-    if (H && alpha !== null) {
-      scale = new Float32Array(C);
+    const scaleFor = (al: number) => {
+      const scale = new Float32Array(C);
       for (let j = 0; j < C; j++) {
-        const a = Math.sqrt(Math.max(0, H[j * C + j]!) / rows);
-        scale[j] = a > 0 && wmax[j]! > 0 ? Math.min(1e4, Math.max(1e-4, a ** alpha / wmax[j]! ** (1 - alpha))) : 1;
+        const a = Math.sqrt(Math.max(0, H![j * C + j]!) / rows);
+        scale[j] = a > 0 && wmax[j]! > 0 ? Math.min(1e4, Math.max(1e-4, a ** al / wmax[j]! ** (1 - al))) : 1;
       }
+      return scale;
+    };
+    let scale: Float32Array | null = null;
+    let note: string | undefined;
+    if (H && alpha === 'search') {
+      const sampled = search?.rows.get(site.tensor);
+      if (!sampled || sampled.dim !== C || sampled.rows === 0) continue;
+      const found = searchAlpha(
+        sampled,
+        (layers as QuantizableLayer[]).map((l) => ({ layer: l, w: floatTensor(loaded, inits.get(l.weight) as never), transB: transBOf.get(l.name) === true })),
+        { rotate: block, rotateFirst },
+        scaleFor,
+        (l, c) => balanceWeight(l.w, l.layer.weightShape, l.transB, c),
+        search!.weights,
+        search!.actBits,
+      );
+      const at = (a: number) => found.errors[ALPHA_GRID.indexOf(a)]!.toPrecision(3);
+      const none = found.errors.at(-1)!.toPrecision(3);
+      note = found.alpha === null
+        ? `channels not balanced (alpha searched: output error ${none} unbalanced, ${at(0.5)} at alpha 0.5)`
+        : `channels balanced (alpha ${found.alpha} searched: output error ${at(found.alpha)}, ${at(0.5)} at 0.5, ${none} unbalanced)`;
+      scale = found.alpha === null ? null : scaleFor(found.alpha);
+    } else if (H && typeof alpha === 'number') scale = scaleFor(alpha);
+    if (!scale && !block) continue;
+    let folded: string | undefined;
+    // 'scales': x -> x diag(1/s) by the value projection, the rotation after it online; 'all': (x R) diag(1/s) there
+    if (fold && (rotateFirst || scale)) {
+      const v = fold.value;
+      const wt = inits.get(v.weight) as TensorMsg;
+      const bt = v.bias ? (inits.get(v.bias) as TensorMsg) : null;
+      const shape = (wt.dims ?? []).map(Number);
+      const n = rotateFirst ? block : 1;
+      const res = foldIntoOutputs(floatTensor(loaded, wt), shape, v.transB, bt ? floatTensor(loaded, bt) : null, hadamard(n), n, scale);
+      setFloats(wt, res.w);
+      if (bt && res.bias) setFloats(bt, res.bias);
+      folded = v.node;
+      out.set(`${FOLD_KEY}${v.node}`, { scale: null, rotate: 0, rotateFirst: false, folded: layers[0]!.name });
     }
-    const block = rotate ? hadamardBlock(C) : 0;
-    if (!scale && block < 2) continue;
-    for (const l of layers as QuantizableLayer[]) out.set(l.name, { scale, rotate: block >= 2 ? block : 0 });
+    for (const l of layers as QuantizableLayer[]) out.set(l.name, { scale, rotate: block, rotateFirst, ...(note ? { note } : {}), ...(folded ? { folded } : {}) });
   }
   return out;
 }
 
+/** balanceSites' entry for a value projection that carries a fold: FOLD_KEY + its name -> `folded`, the site's layer. */
+const FOLD_KEY = 'fold:';
+
 /** A site's channel balance: per-channel scales (null: none) and a block Hadamard rotation (its block size; 0: none). */
-interface Balance {
-  scale: Float32Array | null;
-  rotate: number;
+interface Balance extends Candidate {
+  /** A searched alpha's outcome, for the layer's report. */
+  note?: string;
+  /** The transform folded: into this value projection (for the site's layer), or for this layer (FOLD_KEY entries). */
+  folded?: string;
+}
+
+/** The site tensors an alpha search samples: sites of linear layers with a Gram matrix (their channels from it). */
+function balanceTargets(sites: Site[], map: LayerMap, byLayer: Map<string, GramEntry>): { tensor: string; dim: number }[] {
+  const ops = new Map(map.quantizable.map((l) => [l.name, l.op]));
+  const out: { tensor: string; dim: number }[] = [];
+  for (const site of sites) {
+    if (site.split !== null || !site.layers.length || site.layers.some((l) => ops.get(l) !== 'MatMul' && ops.get(l) !== 'Gemm')) continue;
+    const e = byLayer.get(site.layers[0]!);
+    if (e && !e.conv) out.push({ tensor: site.tensor, dim: e.dim });
+  }
+  return out;
 }
 
 /** The largest power of two, at most 128, that divides C (the rotation's block). */
@@ -300,10 +377,17 @@ function hadamardBlock(C: number): number {
  * the same on the input axis of a Gemm's [out, in] with transB, so the layer's product with the balanced input is
  * the original one.
  */
-function balanceWeight(w: Float32Array, shape: number[], transB: boolean, b: Balance): Float32Array {
+function balanceWeight(w: Float32Array, shape: number[], transB: boolean, b: Candidate): Float32Array {
   const [r, c] = shape as [number, number];
   const inDim = transB ? c : r;
   const x = new Float64Array(w.length);
+  if (b.rotateFirst) {
+    // inputs (x R) diag(1/s): diag(s) R W
+    const rotated = b.rotate ? balanceWeight(w, shape, transB, { scale: null, rotate: b.rotate, rotateFirst: false }) : w;
+    if (!b.scale) return rotated;
+    for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) x[i * c + j] = rotated[i * c + j]! * b.scale[transB ? j : i]!;
+    return Float32Array.from(x);
+  }
   for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) x[i * c + j] = w[i * c + j]! * (b.scale ? b.scale[transB ? j : i]! : 1);
   if (b.rotate) {
     const h = hadamard(b.rotate);
@@ -378,7 +462,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   const loc = locatePipeline(opts.pipelineDir);
   // the output is checked before any work: a file in its path or someone else's folder is refused now, not after
   prepareOutput(opts.out, { replace: 'variant', force: opts.force });
-  const source = (await openPipeline(opts.pipelineDir, 'cpu')).pipeline;
+  const { pipeline: source, session: sourceSession } = await openPipeline(opts.pipelineDir, 'cpu');
   for (const c of opts.components ?? []) {
     if (!(c in QUANTIZABLE_COMPONENTS)) throw new DqError('BAD_ARGUMENT', `--components: '${c}' is not a component that can be quantized (${Object.keys(QUANTIZABLE_COMPONENTS).join(', ')})`);
     if (!existsSync(join(loc.dir, c, 'model.onnx'))) throw new DqError('BAD_ARGUMENT', `--components: ${opts.pipelineDir} has no ${c}/model.onnx`);
@@ -469,8 +553,16 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   // budget then holds whichever features end up cached (a layer left quantized adds weights at the recipe's own bits)
   const mayCut = [...cutLayers, ...textCutLayers, ...(recipe.temporal === 'auto' ? fpMap.temporal : []), ...(recipe.text === 'auto' ? fpMap.textOnly : [])];
   const budget = opts.budget ? planBudget(opts.budget, recipe, fpMap.quantizable, { spare, byRole, cut: new Set(mayCut), inits, transBOf, splitOf, unetSha256 }) : null;
-  // channel balancing (recipe.balance): per site, s_j from the activations' RMS and the weights' largest |value|
-  const balanceOf = (recipe.balance || recipe.rotate) && rec ? balanceSites(rec.sites, fpMap, spare, cutLayers, textCutLayers, recipe.balance ? grams : null, inits, loaded, transBOf, recipe.balance?.alpha ?? null, recipe.rotate) : new Map<string, Balance>();
+  // rotations folded into value projections where the graph allows (fold.ts); not into a region a cache may cut out
+  // (the cache computes the FP projection)
+  const uncuttable = (v: string) => !mayCut.includes(v);
+  const folds = (recipe.balance || recipe.rotate) && recipe.fold !== 'none' && rec ? new Map([...findRotationFolds(model, rec.sites)].filter(([, f]) => uncuttable(f.value.node))) : new Map<number, RotationFold>();
+  // channel balancing (recipe.balance): per site, s_j from the activations' RMS and the weights' largest |value|;
+  // alpha 'search': each site's FP input sampled on a few calibration images and the alpha measured best (smooth.ts)
+  const searchRows = recipe.balance?.alpha === 'search' && rec && grams && recipe.activations
+    ? { rows: await sampleSiteRows(source, sourceSession, rec, balanceTargets(rec.sites, fpMap, grams.byLayer)), weights: recipe.weights, actBits: (recipe.activations.format as { bits: number }).bits }
+    : null;
+  const balanceOf = (recipe.balance || recipe.rotate) && rec ? balanceSites(rec.sites, fpMap, spare, cutLayers, textCutLayers, recipe.balance ? grams : null, inits, loaded, transBOf, recipe.balance?.alpha ?? null, recipe.rotate, searchRows, folds, recipe.fold) : new Map<string, Balance>();
   for (const l of fpMap.quantizable) {
     const size = l.weightShape.reduce((a, b) => a * b, 1);
     fpParams += size;
@@ -531,10 +623,10 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       else if (grams.sums.rows[e.index]! === 0) rounding = 'nearest (its Gram matrix saw no rows)';
       else {
         const H = Float64Array.from(grams.sums.matrix(e));
-        // balanced inputs x / s: H' = diag(1/s) H diag(1/s)
+        // balanced inputs x / s: H' = diag(1/s) H diag(1/s); rotated inputs x R: H' = R^T H R (in the order applied)
+        if (bl?.rotate && bl.rotateFirst) rotateGram(H, e.dim, bl.rotate);
         if (bs) for (let i = 0; i < e.dim; i++) for (let j = 0; j < e.dim; j++) H[i * e.dim + j]! /= bs[i]! * bs[j]!;
-        // rotated inputs x R: H' = R^T H R
-        if (bl?.rotate) rotateGram(H, e.dim, bl.rotate);
+        if (bl?.rotate && !bl.rotateFirst) rotateGram(H, e.dim, bl.rotate);
         const g = quantizeWeightGptq(w, l, recipe.weights, transB, split, H);
         if (g) {
           res = g;
@@ -544,8 +636,15 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     }
     res ??= quantizeWeight(w, l, recipe.weights, transB, split);
     (t as { raw_data?: Uint8Array }).raw_data = new Uint8Array(res.values.buffer);
-    const how = bl ? `${rounding}${bs ? `, channels balanced (alpha ${recipe.balance!.alpha})` : ''}${bl.rotate ? `, rotated (Hadamard blocks of ${bl.rotate})` : ''}` : rounding;
+    const how = bl ? `${rounding}${bl.note ? `, ${bl.note}` : bs ? `, channels balanced (alpha ${recipe.balance!.alpha})` : ''}${bl.rotate ? `, rotated (Hadamard blocks of ${bl.rotate})` : ''}` : rounding;
     reports.push({ name: l.name, op: l.op, weight: { granularity: res.granularity, bits: res.bits + (branches.get(l.name)?.bits ?? 0), params: size, rounding: `${how}${branchNote}` }, activation: null });
+  }
+  // where a site's transform went into its value projection (fold.ts), both layers say so
+  for (const r of reports) {
+    const own = balanceOf.get(r.name);
+    const carried = balanceOf.get(`${FOLD_KEY}${r.name}`);
+    if (own?.folded) r.fold = `its input's ${own.rotateFirst ? (own.scale ? 'balance and rotation' : 'rotation') : 'balance'} computed by ${own.folded} (folded${own.rotate && !own.rotateFirst ? '; the rotation online' : ': no online nodes'})`;
+    else if (carried?.folded) r.fold = `its outputs carry ${carried.folded}'s input transform (folded)`;
   }
   // the branches join the graph before the activation quantizers (which rewire the layers' inputs, not theirs)
   [...branches.entries()].forEach(([name, br], k) => insertLowRankBranch(model, fpMap.quantizable.find((l) => l.name === name)!, br, k));
@@ -567,7 +666,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       const tensorScale = fmt.kind === 'nvfp4' && rec ? halves.map((h) => nvfp4TensorScale(siteStat(rec, site, h, steps).absmax)) : undefined;
       const dynamic = act.dynamic === 'token';
       const bal = users.every((u) => balanceOf.has(u)) ? balanceOf.get(users[0]!) : undefined;
-      const res = insertActivationQuantizer(model, site, users, fmt, { channels, rank: site.ops.includes('Conv') ? 4 : 3, tensorScale, useSplit, dynamic: act.dynamic, preScale: bal?.scale ?? undefined, rotate: bal?.rotate || undefined });
+      const res = insertActivationQuantizer(model, site, users, fmt, { channels, rank: site.ops.includes('Conv') ? 4 : 3, tensorScale, useSplit, dynamic: act.dynamic, preScale: bal?.folded ? undefined : (bal?.scale ?? undefined), rotate: bal?.folded && bal.rotateFirst ? undefined : bal?.rotate || undefined });
       const label = res.skipped ? null : `${formatName(fmt)}${dynamic ? ' per token (dynamic)' : ''}${useSplit ? ' (split halves)' : ''}${act.perTimestep && !dynamic ? ', per timestep' : ''}`;
       for (const r of reports) if (users.includes(r.name)) r.activation = label ?? `FP (${res.skipped})`;
       if (res.skipped || dynamic || (fmt.kind !== 'int' && fmt.kind !== 'float') || !rec) continue;

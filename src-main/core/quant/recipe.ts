@@ -65,7 +65,12 @@ export const RecipeSchema = z
       .default({ timesteps: 'uniform', count: 10 }),
     splitShortcut: z.boolean().default(false),
     balance: z
-      .object({ alpha: z.number().min(0).max(1).default(0.5).describe('migration strength: s_j = a_j^alpha / w_j^(1 - alpha)') })
+      .object({
+        alpha: z
+          .union([z.number().min(0).max(1), z.literal('search')])
+          .default(0.5)
+          .describe("migration strength: s_j = a_j^alpha / w_j^(1 - alpha); 'search': per site, the alpha (0, 0.1, ..., 1, or no balance) whose layers' outputs on sampled calibration activations are closest to FP's"),
+      })
       .strict()
       .nullable()
       .default(null)
@@ -77,6 +82,12 @@ export const RecipeSchema = z
       .default(false)
       .describe(
         "ViDiT-Q's dynamic channel balance: each balanced linear layer's input rotated by a block Hadamard matrix in the graph (blocks of the largest power of two up to 128 dividing its channels) and the inverse rotation folded into its weights: outlier channels spread over their block whatever the timestep; needs dynamic per-token activations",
+      ),
+    fold: z
+      .enum(['none', 'scales', 'all'])
+      .default('scales')
+      .describe(
+        "where an attention's output projection reads the merged heads (softmax(q k^T) v), its input transform computed by the value projection's weights instead of in the graph: none (all online); scales (the balance's per-channel scales: exact, the rotation stays online); all (the rotation too: its blocks then divide the head width, smaller than online blocks on most models)",
       ),
     lowRank: z
       .object({ rank: z.number().int().positive().max(1024).describe('r: the branch stores r x (out + in) float16 values per layer') })

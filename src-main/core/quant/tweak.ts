@@ -88,7 +88,7 @@ export class VariantTweaker {
   /** The variant's layers and what each can become here. */
   layers(): TweakLayer[] {
     return this.manifest.layers.map((r) => {
-      const fixed = !this.nodeIndex.has(r.name) ? (r.spared ?? 'not in the variant\'s denoiser graph') : !this.layersByName.has(r.name) ? 'not a layer of the FP graph' : null;
+      const fixed = !this.nodeIndex.has(r.name) ? (r.spared ?? 'not in the variant\'s denoiser graph') : !this.layersByName.has(r.name) ? 'not a layer of the FP graph' : r.fold ? `${r.fold}: its FP weight alone would not match` : null;
       const weight = r.weight ? `${formatName((r.weight.format ?? this.manifest.recipe.weights.format) as QuantFormat)}, ${r.weight.granularity}` : `FP (${r.spared ?? 'kept'})`;
       return { name: r.name, op: r.op, weight, activation: r.activation, fixed };
     });
@@ -110,6 +110,8 @@ export class VariantTweaker {
       const layer = this.layersByName.get(name);
       const at = this.nodeIndex.get(name);
       if (!layer || at === undefined) throw new DqError('BAD_ARGUMENT', `layer '${name}' cannot be changed here (${!layer ? 'no such layer' : 'it is not in the variant\'s denoiser graph'})`);
+      const fold = this.manifest.layers.find((r) => r.name === name)?.fold;
+      if (fold) throw new DqError('BAD_ARGUMENT', `layer '${name}' cannot be changed here (${fold}: its FP weight alone would not match)`);
       const node = graph.node![at]!;
       const t = inits.get(layer.weight);
       const fpT = this.fpInits.get(layer.weight);

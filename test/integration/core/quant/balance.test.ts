@@ -3,7 +3,8 @@
  * reads its input divided by s (a Mul before its quantizer) and holds weights W diag(s) on its format's grid, so
  * W' diag(1/s) is W up to the weight quantization; s follows the activations (not all ones); and a balanced W8A8
  * variant samples like FP, with the block Hadamard rotation too. A recipe that balances or rotates without dynamic
- * per-token activations is refused.
+ * per-token activations is refused. With alpha 'search', each site's alpha is measured on sampled activations and
+ * reported.
  */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -106,3 +107,21 @@ it("rotates a UNet's linear layers (tiny-t2i: attention, feed-forward, the time 
   expect(Math.min(...fa.map((img, i) => psnr(img, fb[i]!, 2)))).toBeGreaterThan(30);
 }, 300_000);
 
+
+it("searches alpha per site on sampled activations ('search'): every balanced layer says what it chose and why, and the variant samples like FP", async () => {
+  const recPath = join(work, 'cal-search.json');
+  const rec = await calibrate(DIT, recPath, { samples: 2, steps: 3, batchSize: 4, timesteps: 'all', gram: true });
+  expect(() => recipe({ alpha: 'maybe' })).toThrow(/field 'balance\.alpha'/);
+  const m = await quantizePipeline({ pipelineDir: DIT, recipe: recipe({ alpha: 'search' }), record: rec, recordPath: recPath, out: join(work, 'vs') });
+  const searched = m.layers.filter((l) => /alpha (0|0\.\d|1) searched: output error [\d.e-]+, [\d.e-]+ at 0\.5, [\d.e-]+ unbalanced|not balanced \(alpha searched/.test(l.weight?.rounding ?? ''));
+  expect(searched.length).toBeGreaterThan(40);
+  // the choices differ between sites (a single fixed alpha would not be a search)
+  const chosen = new Set(searched.map((l) => /alpha ([\d.]+) searched/.exec(l.weight!.rounding!)?.[1] ?? 'none'));
+  expect(chosen.size).toBeGreaterThan(1);
+  const req = { seeds: [0, 1], classes: [], prompts: Array(2).fill('a red seven on a blue background'), steps: 8, sampler: 'flow-euler' as const, guidance: 3 };
+  const a = await openPipeline(DIT, 'cpu');
+  const b = await openPipeline(join(work, 'vs'), 'cpu');
+  const fa = (await sample(a.pipeline, a.session, req)).images;
+  const fb = (await sample(b.pipeline, b.session, req)).images;
+  expect(Math.min(...fa.map((img, i) => psnr(img, fb[i]!, 2)))).toBeGreaterThan(30);
+}, 300_000);
