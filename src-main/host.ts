@@ -183,12 +183,12 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
     if (spec.kind === 'quantize') {
       const recordPath = spec.calibration ? join(jobs().dir(doneJob(spec.calibration, 'calibrate').id), 'calibration.json') : null;
       const name = typeof spec.recipe.name === 'string' ? spec.recipe.name : 'recipe';
-      const budget = spec.budget ? { bits: spec.budget.bits, sensitivityPath: join(jobs().dir(doneJob(spec.budget.sensitivity, 'sensitivity').id), 'sensitivity.json') } : undefined;
+      const budget = spec.budget ? { bits: spec.budget.bits, sensitivityPath: join(jobs().dir(doneJob(spec.budget.sensitivity, 'sensitivity').id), 'sensitivity.json'), perRange: spec.budget.perRange === true } : undefined;
       const jobId = jobs().start({
         kind: 'quantize',
         model: spec.model,
         output: (dir) => join(dir, 'variant'),
-        label: `quantize ${model.id} with ${name}${budget ? ` under ${budget.bits} bits` : ''}${spec.components.length ? ` (+ int8 ${spec.components.join(', ')})` : ''}`,
+        label: `quantize ${model.id} with ${name}${budget ? ` under ${budget.bits} bits${budget.perRange ? ' per timestep range' : ''}` : ''}${spec.components.length ? ` (+ int8 ${spec.components.join(', ')})` : ''}`,
         task: (dir) => ({ kind: 'quantize', pipelineDir: model.path, recipe: spec.recipe, keepLayers: spec.keepLayers, components: spec.components, recordPath, out: join(dir, 'variant'), ...(budget ? { budget } : {}) }),
       });
       return { jobId };

@@ -151,10 +151,12 @@ export function buildProgram(): Command {
     .option('--components <list>', `text-to-image: also int8 weights for these components, each verified against FP (${Object.keys(QUANTIZABLE_COMPONENTS).join(', ')}; default: none)`)
     .option('--budget <bits>', "mixed precision: at most this many bits per weight, the layers with the best measured gain per added bit in the recipe's keepFormat, or int8 without one (needs --sensitivity)", num('--budget', 1))
     .option('--sensitivity <record>', 'a record from dq sensitivity (a variant of this model): the gains --budget allocates by')
-    .action(async (dir: string, o: { preset: string; calib?: string; out: string; force?: boolean; components?: string; budget?: number; sensitivity?: string }) => {
+    .option('--per-range', "--budget: spend bits per layer and per timestep range (the ranges the record measured): a layer can take the higher format at some steps only, a per-step parameter set (simulated; not exported yet)")
+    .action(async (dir: string, o: { preset: string; calib?: string; out: string; force?: boolean; components?: string; budget?: number; sensitivity?: string; perRange?: boolean }) => {
       const force = o.force === true;
       if ((o.budget === undefined) !== (o.sensitivity === undefined)) throw new DqError('BAD_ARGUMENT', o.budget === undefined ? '--sensitivity goes with --budget <bits>' : '--budget needs --sensitivity <record> (from dq sensitivity on a variant of this model)');
-      const budget = o.budget !== undefined ? { bits: o.budget, sensitivity: readSensitivity(o.sensitivity!), path: o.sensitivity! } : undefined;
+      if (o.perRange && o.budget === undefined) throw new DqError('BAD_ARGUMENT', '--per-range goes with --budget <bits> and --sensitivity <record>');
+      const budget = o.budget !== undefined ? { bits: o.budget, sensitivity: readSensitivity(o.sensitivity!), path: o.sensitivity!, perRange: o.perRange === true } : undefined;
       prepareOutput(o.out, { replace: 'variant', force });
       const recipe = loadRecipe(o.preset);
       let recordPath = o.calib;
@@ -184,7 +186,10 @@ export function buildProgram(): Command {
         `${recipe.name}: ${m.summary.quantized} layers quantized, ${m.summary.spared} kept in FP; weights ${m.summary.weightBitsPerParameter} bits/parameter, ` +
           `activations ${m.summary.activationFormat ?? 'FP'} (simulated) -> ${resolve(o.out)}`,
       );
-      if (m.budget) console.log(`budget ${m.budget.bits} bits: ${m.budget.chosen.length} layers in ${formatName(m.budget.format)} (the recipe alone: ${m.budget.recipeBits} bits; estimated ${m.budget.estimate}); their gains sum to ${(100 * m.budget.gainShare).toFixed(1)}% of the measured error`);
+      if (m.budget) {
+        const some = m.budget.perRange?.layers.length ? ` and ${m.budget.perRange.layers.length} more at some timestep ranges only (per-step parameter sets)` : '';
+        console.log(`budget ${m.budget.bits} bits: ${m.budget.chosen.length} layers in ${formatName(m.budget.format)}${some} (the recipe alone: ${m.budget.recipeBits} bits; estimated ${m.budget.estimate}${m.budget.perRange ? ', averaged over the steps' : ''}); their gains sum to ${(100 * m.budget.gainShare).toFixed(1)}% of the measured error`);
+      }
       for (const [c, r] of Object.entries(m.components ?? {})) {
         console.log(`${c}: int8 weights, ${r.layers.quantized} layers, ${(r.bytes.before / 1e6).toFixed(2)} -> ${(r.bytes.after / 1e6).toFixed(2)} MB; verified: cosine ${r.verification.cosine.toFixed(5)}${r.verification.psnr ? `, PSNR ${r.verification.psnr.min.toFixed(1)} dB (min)` : ''}`);
       }
@@ -208,9 +213,11 @@ export function buildProgram(): Command {
     .option('--negative-prompt <text>', 'text-to-image: the negative prompt of every sample')
     .option('--budgets <list>', 'mixed precision: also every preset at each of these bits budgets per weight (comma-separated, as dq quantize --budget; needs --sensitivity): a Pareto front', (v: string) => v.split(',').map((x) => num('--budgets', 1)(x.trim())))
     .option('--sensitivity <record>', 'a record from dq sensitivity: the gains --budgets allocate by')
+    .option('--per-range', '--budgets: per layer and timestep range (dq quantize --per-range), named preset@bits-ranges')
     .requiredOption('--out <dir>', 'folder for variants, calibration and eval.json')
-    .action(async (dir: string, o: Record<string, string | number | number[] | undefined>) => {
+    .action(async (dir: string, o: Record<string, string | number | number[] | boolean | undefined>) => {
       if ((o.budgets === undefined) !== (o.sensitivity === undefined)) throw new DqError('BAD_ARGUMENT', o.budgets === undefined ? '--sensitivity goes with --budgets <list>' : '--budgets needs --sensitivity <record> (from dq sensitivity on a variant of this model)');
+      if (o.perRange && o.budgets === undefined) throw new DqError('BAD_ARGUMENT', '--per-range goes with --budgets <list> and --sensitivity <record>');
       const presets = o.presets === 'none' ? [] : o.presets ? String(o.presets).split(',').map((s) => s.trim()).filter(Boolean) : listPresets();
       if (o.judge === undefined && (o.judgeOutput !== undefined || o.judgeNormalize !== '[0,1]')) throw new DqError('BAD_ARGUMENT', '--judge-output and --judge-normalize need --judge <onnx>');
       await runEval({
@@ -218,7 +225,7 @@ export function buildProgram(): Command {
         guidance: o.guidance as number | undefined, out: String(o.out), calib: o.calib as string | undefined, calibSamples: o.calibSamples as number,
         judge: o.judge === undefined ? undefined : { path: String(o.judge), output: o.judgeOutput as string | undefined, normalize: o.judgeNormalize as NonNullable<Parameters<typeof runEval>[0]['judge']>['normalize'] },
         prompts: o.prompts as string | undefined, negativePrompt: o.negativePrompt as string | undefined,
-        budgets: o.budgets ? { bits: o.budgets as number[], sensitivity: readSensitivity(String(o.sensitivity)), path: String(o.sensitivity) } : undefined,
+        budgets: o.budgets ? { bits: o.budgets as number[], sensitivity: readSensitivity(String(o.sensitivity)), path: String(o.sensitivity), perRange: o.perRange === true } : undefined,
         onLine: (s) => console.log(s),
       });
     });

@@ -15,7 +15,7 @@ export type WorkerTask =
         prompts?: string[]; negativePrompt?: string;
       };
     }
-  | { kind: 'quantize'; pipelineDir: string; recipe: unknown; keepLayers: string[]; components: string[]; recordPath: string | null; out: string; budget?: { bits: number; sensitivityPath: string } }
+  | { kind: 'quantize'; pipelineDir: string; recipe: unknown; keepLayers: string[]; components: string[]; recordPath: string | null; out: string; budget?: { bits: number; sensitivityPath: string; perRange?: boolean } }
   | { kind: 'sensitivity'; variantDir: string; samples: number; steps: number; ranges: number; seed: number; prompts?: string[]; out: string }
   | { kind: 'pareto'; pipelineDir: string; variantDir: string; sensitivityPath: string; recordPath: string | null; budgets: number[]; out: string }
   | { kind: 'export'; variantDir: string; out: string; int8Weights: 'u8' | 's8' | 's7'; fuseAttention: boolean; verifySeeds: number[]; verifySteps: number }

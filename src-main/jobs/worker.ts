@@ -228,7 +228,7 @@ async function run(task: WorkerTask): Promise<unknown> {
     const m = await quantizePipeline({
       pipelineDir: task.pipelineDir, recipe, record, recordPath: task.recordPath ?? undefined, out: task.out,
       ...(task.components.length ? { components: task.components } : {}),
-      ...(task.budget ? { budget: { bits: task.budget.bits, sensitivity: readSensitivity(task.budget.sensitivityPath), path: task.budget.sensitivityPath } } : {}),
+      ...(task.budget ? { budget: { bits: task.budget.bits, sensitivity: readSensitivity(task.budget.sensitivityPath), path: task.budget.sensitivityPath, perRange: task.budget.perRange === true } } : {}),
     });
     progress('quantizing', 1, 1);
     const result: QuantizeResult = {

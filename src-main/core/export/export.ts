@@ -277,6 +277,9 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
   const afmt = (recipe.activations?.format ?? null) as QuantFormat | null;
   const int8Weights: Int8Weights = opts.int8Weights ?? 'u8';
   const params = readParams(vdir);
+  if (params?.weights?.length) {
+    throw new DqError('BAD_ARGUMENT', `${opts.variantDir}: the weights of ${params.weights.length} layer(s) change with the timestep range (per-step parameter sets, dq quantize --per-range), and exporting those is not built yet: export a variant made with a per-layer budget`);
+  }
   // the variant as a pipeline (its scale inputs against its graph, its config) before any layer is converted
   await openPipeline(vdir, 'cpu');
   const folder = locatePipeline(vdir).denoiser;

@@ -73,14 +73,18 @@ export interface EvalOptions {
   onLine?: (s: string) => void;
   signal?: AbortSignal;
   /** Mixed precision: every preset also at each of these bits budgets (dq quantize --budget), named preset@bits. */
-  budgets?: { bits: number[]; sensitivity: SensitivityRecord; path: string };
+  budgets?: { bits: number[]; sensitivity: SensitivityRecord; path: string; perRange?: boolean };
 }
 
 /** The variants an eval makes: each preset as it is, then at each budget. */
 function variantPlan(recipes: Recipe[], budgets: EvalOptions['budgets']): { name: string; recipe: Recipe; budget?: QuantizeOptions['budget'] }[] {
   return recipes.flatMap((recipe) => [
     { name: recipe.name, recipe },
-    ...(budgets?.bits ?? []).map((bits) => ({ name: `${recipe.name}@${bits}`, recipe, budget: { bits, sensitivity: budgets!.sensitivity, path: budgets!.path } })),
+    ...(budgets?.bits ?? []).map((bits) => ({
+      name: `${recipe.name}@${bits}${budgets!.perRange ? '-ranges' : ''}`,
+      recipe,
+      budget: { bits, sensitivity: budgets!.sensitivity, path: budgets!.path, perRange: budgets!.perRange === true },
+    })),
   ]);
 }
 

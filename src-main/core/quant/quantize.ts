@@ -34,6 +34,7 @@ import { allocateBits } from './budget.js';
 import { insertLowRankBranch, lowRankSupport, splitLowRank, type LowRankBranch } from './lowrank.js';
 import type { SensitivityRecord } from './sensitivity.js';
 import { ALPHA_GRID, sampleSiteRows, searchAlpha, type Candidate, type SiteRows } from './smooth.js';
+import { rangeLayer, type RangedWeight } from './ranged.js';
 import { findRotationFolds, foldBlock, foldIntoOutputs, setFloats, type RotationFold } from './fold.js';
 import { measureDisturbance, type FeatureDisturbance } from './temporal.js';
 import { quantizeComponent, verifyComponent, verifyThresholds, type ComponentKind } from './components.js';
@@ -54,6 +55,8 @@ export interface ParamsFile {
   temporal: null | { model: string; features: string[]; inputs: string[] };
   /** The text-feature cache: text/model.onnx (the FP text-only region) computes these features once per batch of prompts. */
   text?: null | { model: string; features: string[]; inputs: string[] };
+  /** Per-step parameter sets: layers whose weight (and activation path) changes with the timestep range (ranged.ts). */
+  weights?: RangedWeight[];
 }
 
 export interface LayerReport {
@@ -442,7 +445,7 @@ export interface QuantizeOptions {
    * Mixed precision under a budget: weights at most `bits` per parameter (estimated before quantizing), the layers
    * whose measured gain per added bit is best stored in the recipe's keepFormat, or int8 without one (quant/budget.ts).
    */
-  budget?: { bits: number; sensitivity: SensitivityRecord; path: string };
+  budget?: { bits: number; sensitivity: SensitivityRecord; path: string; perRange?: boolean };
 }
 
 /** Components `--components` may name, and how each is verified. */
@@ -552,11 +555,16 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   // layers a disturbance-aware cache may still cut out after the weights (temporal or text 'auto') count as cut: the
   // budget then holds whichever features end up cached (a layer left quantized adds weights at the recipe's own bits)
   const mayCut = [...cutLayers, ...textCutLayers, ...(recipe.temporal === 'auto' ? fpMap.temporal : []), ...(recipe.text === 'auto' ? fpMap.textOnly : [])];
+  if (opts.budget?.perRange && (recipe.balance || recipe.rotate || recipe.lowRank)) {
+    throw new DqError('BAD_ARGUMENT', `--per-range: recipe '${recipe.name}' balances, rotates or adds low-rank branches, which transform its weights; per-range weight sets take recipes without them`);
+  }
   const budget = opts.budget ? planBudget(opts.budget, recipe, fpMap.quantizable, { spare, byRole, cut: new Set(mayCut), inits, transBOf, splitOf, unetSha256 }) : null;
   // rotations folded into value projections where the graph allows (fold.ts); not into a region a cache may cut out
   // (the cache computes the FP projection)
   const uncuttable = (v: string) => !mayCut.includes(v);
   const folds = (recipe.balance || recipe.rotate) && recipe.fold !== 'none' && rec ? new Map([...findRotationFolds(model, rec.sites)].filter(([, f]) => uncuttable(f.value.node))) : new Map<number, RotationFold>();
+  const rangedPicks = new Map((budget?.perRange?.layers ?? []).map((l) => [l.name, l.ranges]));
+  const rangedValues = new Map<string, { low: Float32Array; high: Float32Array; ranges: number[] }>();
   // channel balancing (recipe.balance): per site, s_j from the activations' RMS and the weights' largest |value|;
   // alpha 'search': each site's FP input sampled on a few calibration images and the alpha measured best (smooth.ts)
   const searchRows = recipe.balance?.alpha === 'search' && rec && grams && recipe.activations
@@ -635,7 +643,22 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       }
     }
     res ??= quantizeWeight(w, l, recipe.weights, transB, split);
+    // a per-step parameter set (--per-range): the budget's format in the chosen ranges, the recipe's elsewhere (the
+    // FP weight read before the recipe's values replace it)
+    const pick = rangedPicks.get(l.name);
+    const fpWeight = pick ? floatTensor(loaded, t) : null;
     (t as { raw_data?: Uint8Array }).raw_data = new Uint8Array(res.values.buffer);
+    if (pick && fpWeight && budget?.perRange) {
+      const high = quantizeWeight(fpWeight, l, { format: budget.format, granularity: 'channel', rounding: 'nearest', clipping: 'minmax', scale: 'float32' }, transB, null);
+      const rs = budget.perRange.ranges;
+      const steps = rs.map((r) => r.steps[1] - r.steps[0] + 1);
+      const all = steps.reduce((a, n) => a + n, 0);
+      const avg = rs.reduce((a, _, i) => a + ((pick.includes(i) ? high.bits : res!.bits) * steps[i]!) / all, 0);
+      rangedValues.set(l.name, { low: res.values, high: high.values, ranges: pick });
+      const where = pick.map((i) => `${rs[i]!.steps[0]}-${rs[i]!.steps[1]}`).join(', ');
+      reports.push({ name: l.name, op: l.op, weight: { granularity: res.granularity, bits: Math.round(avg), params: size, rounding: `${rounding}; per timestep range: ${formatName(budget.format)} weights and FP activations at steps ${where} of ${budget.perRange.ranges.at(-1)!.steps[1] + 1} (budget ${budget.bits} bits, a per-step parameter set; bits averaged over the steps), the recipe's elsewhere` }, activation: null });
+      continue;
+    }
     const how = bl ? `${rounding}${bl.note ? `, ${bl.note}` : bs ? `, channels balanced (alpha ${recipe.balance!.alpha})` : ''}${bl.rotate ? `, rotated (Hadamard blocks of ${bl.rotate})` : ''}` : rounding;
     reports.push({ name: l.name, op: l.op, weight: { granularity: res.granularity, bits: res.bits + (branches.get(l.name)?.bits ?? 0), params: size, rounding: `${how}${branchNote}` }, activation: null });
   }
@@ -742,6 +765,28 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   const qParams = reports.reduce((a, r) => a + (r.weight?.params ?? 0), 0);
   const qBits = reports.reduce((a, r) => a + (r.weight?.bits ?? 0), 0);
 
+  // 2c. per-step parameter sets: each ranged layer's weight becomes a graph input (its sets written below)
+  const rangedFiles: { file: string; values: Float32Array }[] = [];
+  if (rangedValues.size && budget?.perRange) {
+    const present = new Set((model.graph!.node ?? []).map((n) => n.name ?? ''));
+    const weights: RangedWeight[] = [];
+    [...rangedValues.entries()].forEach(([name, v], k) => {
+      const l = fpMap.quantizable.find((x) => x.name === name)!;
+      if (!present.has(name)) return;
+      const gate = rangeLayer(model, l, l.input, k);
+      const file = (which: string) => `quant/w${k}_${which}.bin`;
+      rangedFiles.push({ file: file('recipe'), values: v.low }, { file: file('budget'), values: v.high });
+      weights.push({
+        layer: name, input: l.weight, dims: l.weightShape, gate,
+        sets: budget.perRange!.ranges.map((r, i) => {
+          const up = v.ranges.includes(i);
+          return { timesteps: r.timesteps, file: file(up ? 'budget' : 'recipe'), format: up ? formatName(budget.format) : formatName(recipe.weights.format as QuantFormat), fpInput: up && gate !== null };
+        }),
+      });
+    });
+    params.weights = weights;
+  }
+
   // 3. write the variant atomically
   const out = prepareOutput(opts.out, { replace: 'variant', force: opts.force });
   cleanStaleOutputs(out);
@@ -755,8 +800,12 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     if (textModel) saveOnnx(textModel, join(tmp, 'text', 'model.onnx'), loaded.dir);
     const components: Record<string, ComponentSummary> = {};
     for (const c of opts.components ?? []) components[c] = await quantizeOther(loc.dir, tmp, c);
+    for (const f of rangedFiles) writeFileAtomic(join(tmp, f.file), new Uint8Array(f.values.buffer, f.values.byteOffset, f.values.byteLength));
     writeFileAtomic(join(tmp, 'quant', 'params.json'), JSON.stringify(params, null, 1) + '\n');
-    const runtimeInputs = [...params.activations.flatMap((a) => [a.scaleInput, ...(a.zeroPointInput ? [a.zeroPointInput] : [])]), ...(temporal?.features ?? []), ...(params.text?.features ?? [])];
+    const runtimeInputs = [
+      ...params.activations.flatMap((a) => [a.scaleInput, ...(a.zeroPointInput ? [a.zeroPointInput] : [])]), ...(temporal?.features ?? []), ...(params.text?.features ?? []),
+      ...(params.weights ?? []).flatMap((w) => [w.input, ...(w.gate ? [w.gate] : [])]),
+    ];
     const manifest: Manifest = {
       kind: 'dq-variant',
       version: 1,
@@ -900,6 +949,11 @@ export interface BudgetSummary {
   /** The chosen layers' gains, summed, as a fraction of the sensitivity variant's error (gains interact: an estimate). */
   gainShare: number;
   sensitivity: string;
+  /**
+   * --per-range: the ranges of the sensitivity record, and the layers whose chosen ranges are some but not all (a
+   * per-step parameter set each); layers chosen in every range are in `chosen`. Bits are averaged over the steps.
+   */
+  perRange?: { ranges: SensitivityRecord['ranges']; layers: { name: string; ranges: number[] }[] };
 }
 
 /**
@@ -919,6 +973,11 @@ function planBudget(
   const format = recipe.keepFormat ?? BUDGET_FORMAT;
   const keepSpec = { format, granularity: 'channel' as const, rounding: 'nearest' as const, clipping: 'minmax' as const, scale: 'float32' as const };
   const gainOf = new Map(rec.layers.map((l) => [l.name, l.gain.mse]));
+  // --per-range: a layer with measured ranges is a candidate per range, its extra bits weighted by the range's steps
+  const ranged = b.perRange ? new Map(rec.layers.filter((l) => l.ranges.length === rec.ranges.length && l.ranges.length > 1).map((l) => [l.name, l.ranges.map((r) => r.mse)])) : new Map<string, number[]>();
+  if (b.perRange && !ranged.size) throw new DqError('BAD_ARGUMENT', `--per-range: ${b.path} measured no layer per timestep range (run dq sensitivity with --ranges 2 or more)`);
+  const stepsIn = rec.ranges.map((r) => r.steps[1] - r.steps[0] + 1);
+  const allSteps = stepsIn.reduce((a, n) => a + n, 0);
   let params = 0;
   let bits = 0;
   const cands: { name: string; extraBits: number; gain: number }[] = [];
@@ -938,16 +997,38 @@ function planBudget(
     }
     const low = weightBits(l, recipe.weights, transB, ctx.splitOf.get(l.name) ?? null);
     bits += low;
-    cands.push({ name: l.name, extraBits: high - low, gain: gainOf.get(l.name) ?? 0 });
+    const perRange = ranged.get(l.name);
+    if (perRange) perRange.forEach((g, r) => cands.push({ name: `${l.name}${RANGE_SEP}${r}`, extraBits: ((high - low) * stepsIn[r]!) / allSteps, gain: g }));
+    else cands.push({ name: l.name, extraBits: high - low, gain: gainOf.get(l.name) ?? 0 });
   }
   if (!params) throw new DqError('BAD_CONFIG', `--budget: recipe '${recipe.name}' quantizes no weight of this model`);
   const recipeBits = bits / params;
   if (b.bits < recipeBits - 1e-9) throw new DqError('BAD_ARGUMENT', `--budget ${b.bits} is below the ${recipeBits.toFixed(3)} bits per weight of recipe '${recipe.name}' alone`);
   const a = allocateBits(cands, b.bits * params - bits);
   const base = Math.max(rec.base.mse, 1e-30);
-  for (const name of a.chosen) {
-    ctx.spare.set(name, `budget ${b.bits} bits: gain ${((100 * (gainOf.get(name) ?? 0)) / base).toFixed(1)}% of the measured error (dq sensitivity)`);
+  // per-range picks, by layer: every range -> the whole layer; some -> a per-step parameter set
+  const picks = new Map<string, number[]>();
+  const whole: string[] = [];
+  for (const c of a.chosen) {
+    const at = c.lastIndexOf(RANGE_SEP);
+    if (at < 0 || !ranged.has(c.slice(0, at))) whole.push(c);
+    else picks.set(c.slice(0, at), [...(picks.get(c.slice(0, at)) ?? []), Number(c.slice(at + RANGE_SEP.length))]);
+  }
+  const partial: { name: string; ranges: number[] }[] = [];
+  for (const [name, rs] of picks) {
+    if (rs.length === rec.ranges.length) whole.push(name);
+    else partial.push({ name, ranges: rs.sort((x, y) => x - y) });
+  }
+  for (const name of whole) {
+    const g = ranged.has(name) ? ranged.get(name)!.reduce((x, y) => x + y, 0) : (gainOf.get(name) ?? 0);
+    ctx.spare.set(name, `budget ${b.bits} bits: gain ${((100 * g) / base).toFixed(1)}% of the measured error (dq sensitivity)`);
     ctx.byRole.add(name);
   }
-  return { bits: b.bits, format, estimate: Math.round(((bits + a.extraBits) / params) * 1000) / 1000, recipeBits: Math.round(recipeBits * 1000) / 1000, chosen: a.chosen, gainShare: a.gain / base, sensitivity: resolve(b.path) };
+  return {
+    bits: b.bits, format, estimate: Math.round(((bits + a.extraBits) / params) * 1000) / 1000, recipeBits: Math.round(recipeBits * 1000) / 1000, chosen: whole, gainShare: a.gain / base, sensitivity: resolve(b.path),
+    ...(b.perRange ? { perRange: { ranges: rec.ranges, layers: partial } } : {}),
+  };
 }
+
+/** Separates a layer's name from a range index in a per-range budget candidate. */
+const RANGE_SEP = '#range';

@@ -65,6 +65,11 @@ export class VariantTweaker {
     readonly manifest: Manifest,
   ) {}
 
+  /** Layers whose weight is a per-step parameter set (--per-range): fed per step, not in the graph. */
+  private get ranged(): Set<string> {
+    return new Set(this.manifest.budget?.perRange?.layers.map((l) => l.name) ?? []);
+  }
+
   /** Opens a variant folder; `sourceDir` is its FP pipeline (default: the one its manifest names, checked by hash). */
   static async open(variantDir: string, provider: Provider = 'cpu', sourceDir?: string): Promise<VariantTweaker> {
     const manifest = readManifest(variantDir);
@@ -88,7 +93,7 @@ export class VariantTweaker {
   /** The variant's layers and what each can become here. */
   layers(): TweakLayer[] {
     return this.manifest.layers.map((r) => {
-      const fixed = !this.nodeIndex.has(r.name) ? (r.spared ?? 'not in the variant\'s denoiser graph') : !this.layersByName.has(r.name) ? 'not a layer of the FP graph' : r.fold ? `${r.fold}: its FP weight alone would not match` : null;
+      const fixed = !this.nodeIndex.has(r.name) ? (r.spared ?? 'not in the variant\'s denoiser graph') : !this.layersByName.has(r.name) ? 'not a layer of the FP graph' : r.fold ? `${r.fold}: its FP weight alone would not match` : this.ranged.has(r.name) ? 'its weight changes with the timestep range (a per-step parameter set)' : null;
       const weight = r.weight ? `${formatName((r.weight.format ?? this.manifest.recipe.weights.format) as QuantFormat)}, ${r.weight.granularity}` : `FP (${r.spared ?? 'kept'})`;
       return { name: r.name, op: r.op, weight, activation: r.activation, fixed };
     });
@@ -110,6 +115,7 @@ export class VariantTweaker {
       const layer = this.layersByName.get(name);
       const at = this.nodeIndex.get(name);
       if (!layer || at === undefined) throw new DqError('BAD_ARGUMENT', `layer '${name}' cannot be changed here (${!layer ? 'no such layer' : 'it is not in the variant\'s denoiser graph'})`);
+      if (this.ranged.has(name)) throw new DqError('BAD_ARGUMENT', `layer '${name}' cannot be changed here (its weight changes with the timestep range: a per-step parameter set)`);
       const fold = this.manifest.layers.find((r) => r.name === name)?.fold;
       if (fold) throw new DqError('BAD_ARGUMENT', `layer '${name}' cannot be changed here (${fold}: its FP weight alone would not match)`);
       const node = graph.node![at]!;

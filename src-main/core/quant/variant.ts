@@ -15,6 +15,7 @@ import { timestepFeed, type ExtraFeeds } from '../pipeline/sample.js';
 import type { FeedValue, Provider } from '../runtime/onnx.js';
 import { Session } from '../runtime/onnx.js';
 import type { Manifest, ParamsFile } from './quantize.js';
+import { rangedFeeds } from './ranged.js';
 import { FormatSchema } from './recipe.js';
 
 const finite = (what: string) => z.number({ error: (i) => (i.input === undefined ? `${what} is missing` : `${what} must be a number, got ${JSON.stringify(i.input)}`) }).finite();
@@ -44,6 +45,19 @@ const ParamsSchema = z.looseObject({
     .looseObject({ model: z.string().min(1), features: z.array(z.string().min(1)), inputs: z.array(z.string().min(1)) })
     .nullable()
     .default(null),
+  weights: z
+    .array(
+      z.looseObject({
+        layer: z.string().min(1),
+        input: z.string().min(1),
+        dims: z.array(z.number().int().positive()),
+        gate: z.string().min(1).nullable(),
+        sets: z
+          .array(z.looseObject({ timesteps: z.tuple([finite('a timestep'), finite('a timestep')]), file: z.string().min(1), format: z.string(), fpInput: z.boolean() }))
+          .min(1, { error: 'a layer with no weight sets' }),
+      }),
+    )
+    .optional(),
 });
 
 const LayerSchema = z.looseObject({
@@ -135,6 +149,19 @@ export function readParams(dir: string): ParamsFile | null {
       seen.add(name);
     }
   }
+  for (const [i, w] of (params.weights ?? []).entries()) {
+    for (const [j, set] of w.sets.entries()) {
+      if (isAbsolute(set.file) || normalize(set.file).split(/[/\\]/)[0] === '..') {
+        throw new DqError('BAD_CONFIG', `${dir}: quant/params.json: field 'weights[${i}].sets[${j}].file': '${set.file}' must be a path inside the variant folder`);
+      }
+      if (!existsSync(join(dir, set.file))) throw new DqError('MISSING_COMPONENT', `${dir}: ${set.file}, a weight set of '${w.layer}' that quant/params.json names, is missing`);
+    }
+    for (const name of [w.input, w.gate]) {
+      if (name === null) continue;
+      if (seen.has(name)) throw new DqError('BAD_CONFIG', `${dir}: quant/params.json: input '${name}' is given twice`);
+      seen.add(name);
+    }
+  }
   for (const which of ['temporal', 'text'] as const) {
     const m = params[which]?.model;
     if (m !== undefined && (isAbsolute(m) || normalize(m).split(/[/\\]/)[0] === '..')) {
@@ -153,6 +180,13 @@ export function checkVariantInputs(dir: string, params: ParamsFile | null, graph
   const provided = new Set<string>();
   for (const a of params?.activations ?? []) {
     for (const name of [a.scaleInput, a.zeroPointInput]) {
+      if (name === null) continue;
+      if (!graph.has(name)) throw new DqError('BAD_CONFIG', `${dir}: quant/params.json: input '${name}' is not an input of unet/model.onnx`);
+      provided.add(name);
+    }
+  }
+  for (const w of params?.weights ?? []) {
+    for (const name of [w.input, w.gate]) {
       if (name === null) continue;
       if (!graph.has(name)) throw new DqError('BAD_CONFIG', `${dir}: quant/params.json: input '${name}' is not an input of unet/model.onnx`);
       provided.add(name);
@@ -204,6 +238,7 @@ export async function variantFeeds(
   const temporal = await regionSession(dir, params.temporal, provider, 'temporal');
   const text = await regionSession(dir, params.text, provider, 'text-feature');
   const takes = graphInputs ? new Set(graphInputs) : null;
+  const weightsAt = params.weights?.length ? rangedFeeds(dir, params.weights) : null;
   const temporalCache = new Map<string, Record<string, FeedValue>>();
   const textCache = new Map<string, Record<string, FeedValue>>();
   const outputsOf = async (s: Session, inputs: Record<string, FeedValue>, names: string[]) => {
@@ -214,6 +249,7 @@ export async function variantFeeds(
   };
   return async (t, labels, rows, batch) => {
     const feeds = paramFeeds(params.activations, t);
+    if (weightsAt) Object.assign(feeds, weightsAt(t));
     if (temporal && params.temporal) {
       const fromBatch = params.temporal.inputs.some((n) => n !== timestepInput && n !== classInput);
       const key = `${t}|${labels ? labels.join(',') : rows}${fromBatch ? `|${batch.key}` : ''}`;

@@ -1,18 +1,20 @@
 /**
- * Where the bits matter (quant/sensitivity.ts) and mixed precision under a budget (dq quantize --budget): measured
- * on a W4A8 variant of tiny-mnist.
+ * Where the bits matter (quant/sensitivity.ts) and mixed precision under a budget (dq quantize --budget, per layer or
+ * per layer and timestep range): measured on a W4A8 variant of tiny-mnist.
  */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exportPipeline } from '../../../../src-main/core/export/export';
 import { openPipeline } from '../../../../src-main/core/open';
 import { releaseSessions } from '../../../../src-main/core/pipeline/pipeline';
-import { sample } from '../../../../src-main/core/pipeline/sample';
+import { buildFeeds, sample } from '../../../../src-main/core/pipeline/sample';
 import { calibrate, type CalibrationRecord } from '../../../../src-main/core/quant/calibrate';
 import { quantizePipeline, type Manifest } from '../../../../src-main/core/quant/quantize';
 import { loadRecipe, type Recipe } from '../../../../src-main/core/quant/recipe';
 import { imageError, measureSensitivity, SensitivitySchema, type SensitivityRecord } from '../../../../src-main/core/quant/sensitivity';
 import { VariantTweaker } from '../../../../src-main/core/quant/tweak';
+import { readParams } from '../../../../src-main/core/quant/variant';
 import { tmp, TINY } from '../../../helpers';
 
 const work = tmp();
@@ -116,5 +118,68 @@ describe('dq quantize --budget', () => {
     const q = (r: Recipe, bits: number, s: SensitivityRecord) => quantizePipeline({ pipelineDir: TINY, recipe: r, record: rec, recordPath: recPath, out: join(work, 'refused'), budget: { bits, sensitivity: s, path: 'sens.json' } });
     await expect(q(recipe, 2, sens)).rejects.toThrow(/--budget 2 is below the 4\.\d+ bits per weight of recipe 'w4a8-budget' alone/);
     await expect(q(recipe, 6, { ...sens, source: { ...sens.source, unetSha256: 'f'.repeat(64) } })).rejects.toThrow(/measured on a variant of another model/);
+  });
+});
+
+/** One network evaluation of a pipeline at model timestep t on fixed inputs (its variant feeds included). */
+async function evalAt(dir: string, t: number): Promise<Float32Array> {
+  const { pipeline, session } = await openPipeline(dir, 'cpu');
+  const n = 4;
+  const x = Float64Array.from({ length: n * pipeline.index.sampleShape.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(i * 12.9898) * 1.3);
+  const feeds = await buildFeeds(pipeline, x, t, [1, 3, 5, 7], false, n);
+  return (await session.run(feeds, [pipeline.io.output]))[pipeline.io.output]!.data as Float32Array;
+}
+
+describe('dq quantize --budget --per-range', () => {
+  it('moves a layer up in the timestep ranges that gain only: a per-step parameter set, computing at each step what the whole-layer choice or the recipe does', async () => {
+    const X = sens.layers.find((l) => l.ranges.length === sens.ranges.length)!.name;
+    // a record whose only gains are X's, in the given ranges
+    const only = (gains: number[]): SensitivityRecord => ({
+      ...sens,
+      layers: sens.layers.map((l) => ({ ...l, gain: { ...l.gain, mse: l.name === X ? gains.reduce((a, b) => a + b, 0) : 0 }, ranges: l.ranges.map((r, i) => ({ ...r, mse: l.name === X ? gains[i]! : 0 })) })),
+    });
+    const q = (out: string, gains: number[]) => quantizePipeline({ pipelineDir: TINY, recipe, record: rec, recordPath: recPath, out: join(work, out), budget: { bits: 8, sensitivity: only(gains), path: 'sens.json', perRange: true } });
+    const ranged = await q('ranged', [1, 0, 0]);
+    expect(ranged.budget!.perRange!.layers).toEqual([{ name: X, ranges: [0] }]);
+    expect(ranged.budget!.chosen).toEqual([]);
+    expect(ranged.layers.find((l) => l.name === X)!.weight!.rounding).toMatch(/per timestep range: int8 weights and FP activations at steps 0-1 of 6/);
+    // every range chosen: the whole layer, as a per-layer budget does
+    const whole = await q('whole', [1, 1, 1]);
+    expect(whole.budget!.chosen).toEqual([X]);
+    expect(whole.budget!.perRange!.layers).toEqual([]);
+    const w = readParams(join(work, 'ranged'))!.weights!;
+    expect(w).toHaveLength(1);
+    expect(w[0]!.layer).toBe(X);
+    expect(w[0]!.gate).not.toBeNull();
+    expect(w[0]!.sets.map((st) => st.fpInput)).toEqual([true, false, false]);
+    // at a step of range 0 the layer computes what the whole-layer choice does, elsewhere what the recipe alone does
+    for (const [k, r] of sens.ranges.entries()) {
+      for (const t of r.timesteps) {
+        const a = await evalAt(join(work, 'ranged'), t);
+        const b = await evalAt(join(work, k === 0 ? 'whole' : 'base'), t);
+        let d = 0;
+        a.forEach((v, i) => (d = Math.max(d, Math.abs(v - b[i]!))));
+        expect(d).toBe(0);
+      }
+    }
+    // and the two differ (the comparison can fail)
+    const t0 = sens.ranges[0]!.timesteps[0];
+    const wa = await evalAt(join(work, 'whole'), t0);
+    const wb = await evalAt(join(work, 'base'), t0);
+    expect(wa.some((v, i) => v !== wb[i])).toBe(true);
+    // the layer editor leaves it as it is, with the reason
+    const tw = await VariantTweaker.open(join(work, 'ranged'));
+    try {
+      expect(tw.layers().find((l) => l.name === X)!.fixed).toMatch(/changes with the timestep range/);
+    } finally {
+      await tw.release();
+    }
+    // it samples end to end; exporting per-step sets is refused in one line
+    const v = await openPipeline(join(work, 'ranged'), 'cpu');
+    const imgs = (await sample(v.pipeline, v.session, { seeds: [0, 1], classes: [1, 2], steps: 6, sampler: 'ddim', guidance: 2 })).images;
+    expect(imgs.every((im) => im.every(Number.isFinite))).toBe(true);
+    await expect(exportPipeline({ variantDir: join(work, 'ranged'), out: join(work, 'ranged-export') })).rejects.toThrow(/change with the timestep range .* exporting those is not built yet/);
+    // recipes that transform weights are refused
+    await expect(quantizePipeline({ pipelineDir: TINY, recipe: { ...recipe, rotate: true } as Recipe, record: rec, recordPath: recPath, out: join(work, 'refused-rot'), budget: { bits: 8, sensitivity: sens, path: 'sens.json', perRange: true } })).rejects.toThrow(/--per-range: recipe .* balances, rotates or adds low-rank branches/);
   });
 });
