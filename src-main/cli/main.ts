@@ -151,7 +151,7 @@ export function buildProgram(): Command {
     .option('--components <list>', `text-to-image: also int8 weights for these components, each verified against FP (${Object.keys(QUANTIZABLE_COMPONENTS).join(', ')}; default: none)`)
     .option('--budget <bits>', "mixed precision: at most this many bits per weight, the layers with the best measured gain per added bit in the recipe's keepFormat, or int8 without one (needs --sensitivity)", num('--budget', 1))
     .option('--sensitivity <record>', 'a record from dq sensitivity (a variant of this model): the gains --budget allocates by')
-    .option('--per-range', "--budget: spend bits per layer and per timestep range (the ranges the record measured): a layer can take the higher format at some steps only, a per-step parameter set (simulated; not exported yet)")
+    .option('--per-range', "--budget: spend bits per layer and per timestep range (the ranges the record measured): a layer can take the higher format at some steps only, a per-step parameter set (its weight fed per step; an export carries the sets in float32)")
     .action(async (dir: string, o: { preset: string; calib?: string; out: string; force?: boolean; components?: string; budget?: number; sensitivity?: string; perRange?: boolean }) => {
       const force = o.force === true;
       if ((o.budget === undefined) !== (o.sensitivity === undefined)) throw new DqError('BAD_ARGUMENT', o.budget === undefined ? '--sensitivity goes with --budget <bits>' : '--budget needs --sensitivity <record> (from dq sensitivity on a variant of this model)');

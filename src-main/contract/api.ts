@@ -241,7 +241,7 @@ export const QuantizeJob = z
     /** Text-to-image: other components whose weights become int8 (each verified against FP); none by default. */
     components: z.array(z.enum(QUANTIZABLE_COMPONENT_NAMES)).max(QUANTIZABLE_COMPONENT_NAMES.length).default([]),
     /** Mixed precision: at most `bits` per weight, the layers a sensitivity job found most worth it in the recipe's keepFormat. */
-    /** perRange: bits per layer and per timestep range (per-step parameter sets; simulated, not exported yet). */
+    /** perRange: bits per layer and per timestep range (per-step parameter sets, exported as float32 sets fed per step). */
     budget: z.object({ bits: z.number().min(1).max(32), sensitivity: id, perRange: z.boolean().optional() }).strict().optional(),
   })
   .strict();

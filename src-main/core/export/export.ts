@@ -277,9 +277,6 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
   const afmt = (recipe.activations?.format ?? null) as QuantFormat | null;
   const int8Weights: Int8Weights = opts.int8Weights ?? 'u8';
   const params = readParams(vdir);
-  if (params?.weights?.length) {
-    throw new DqError('BAD_ARGUMENT', `${opts.variantDir}: the weights of ${params.weights.length} layer(s) change with the timestep range (per-step parameter sets, dq quantize --per-range), and exporting those is not built yet: export a variant made with a per-layer budget`);
-  }
   // the variant as a pipeline (its scale inputs against its graph, its config) before any layer is converted
   await openPipeline(vdir, 'cpu');
   const folder = locatePipeline(vdir).denoiser;
@@ -301,6 +298,8 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
   const int8Acts = afmt?.kind === 'int' && afmt.bits === 8;
 
   const hooks = { signal: opts.signal, onProgress: opts.onProgress };
+  // layers whose weight is a per-step parameter set (dq quantize --per-range): copied as they are
+  const ranged = new Set((params?.weights ?? []).map((w) => w.layer));
   for (const [k, rep] of manifest.layers.entries()) {
     // let a cancel request (a message, a signal handler) run between layers
     if (opts.signal) await new Promise((ok) => setImmediate(ok));
@@ -316,6 +315,11 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     const wi = rep.op === 'MatMul' ? (inits.has(ins[1] ?? '') ? 1 : 0) : 1;
     const wname = ins[wi] ?? '';
     const wt = inits.get(wname);
+    if (ranged.has(rep.name)) {
+      // a per-step parameter set: the weight stays a graph input, fed per step from the sets under quant/
+      layers.push({ name: rep.name, op: rep.op, storage: 'float32 per-step weight sets (quant/)', compute: 'float32', activation: rep.activation ?? 'FP', real: false, mismatches: 0 });
+      continue;
+    }
     if (!wt || wt.data_type !== 1) {
       layers.push({ name: rep.name, op: rep.op, storage: 'float32 (weight not an initializer)', compute: 'float32', activation: rep.activation ?? 'FP', real: false, mismatches: 0 });
       continue;
@@ -541,7 +545,8 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     // output ranges of QLinearConv layers, calibrated on the simulated variant
     const calImages = opts.calibrationImages ?? 8;
     const outTables = outReqs.length ? await calibrateOutputs(vdir, loaded, outReqs, calImages, manifest, tmp, log, hooks, opts.prompts) : [];
-    const exportParams: ParamsFile = { version: params.version, activations: [...params.activations], temporal: params.temporal, text: textRegion };
+    const exportParams: ParamsFile = { version: params.version, activations: [...params.activations], temporal: params.temporal, text: textRegion, ...(params.weights?.length ? { weights: params.weights } : {}) };
+    for (const f of new Set((params.weights ?? []).flatMap((w) => w.sets.map((st) => st.file)))) cpSync(join(vdir, f), join(tmp, f));
     outReqs.forEach((o, k) => exportParams.activations.push({ site: -1 - k, half: 0, scaleInput: o.scale, zeroPointInput: o.zp, table: outTables[k]! }));
     // one parameter set for all timesteps: constants in the graph (kernels and fusions see fixed scales)
     const keep: ParamsFile['activations'] = [];
@@ -576,7 +581,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     const srcUnet = join(manifest.source.pipeline, folder, 'model.onnx');
     const fp32UnetBytes = existsSync(srcUnet) ? onnxBytes(srcUnet) : null;
     if (fp32UnetBytes === null) notes.push(`the FP32 source pipeline (${manifest.source.pipeline}) was not found: no size ratio`);
-    const runtimeInputs = [...keep.flatMap((a) => [a.scaleInput, ...(a.zeroPointInput ? [a.zeroPointInput] : [])]), ...(params.temporal?.features ?? [])];
+    const runtimeInputs = [...keep.flatMap((a) => [a.scaleInput, ...(a.zeroPointInput ? [a.zeroPointInput] : [])]), ...(params.temporal?.features ?? []), ...(params.weights ?? []).flatMap((w) => [w.input, ...(w.gate ? [w.gate] : [])])];
 
     const real: string[] = [];
     const sim: string[] = [];
@@ -609,6 +614,10 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     for (const u of unfused) notes.push(`${u.count} attention softmax node${u.count > 1 ? 's' : ''} not fused: ${u.reason}`);
     if (!fuse) notes.push('attention fusion off (fuseAttention: false)');
     if (params.temporal) notes.push('the FP temporal model (TFMQ cache) is copied unchanged in float32');
+    if (ranged.size) {
+      const bytes = [...new Set((params.weights ?? []).flatMap((w) => w.sets.map((st) => st.file)))].reduce((a, f) => a + (files[f] ?? 0), 0);
+      sim.push(`${ranged.size} layer${ranged.size > 1 ? 's switch their weights' : ' switches its weight'} by timestep range (per-step parameter sets, dq quantize --per-range): the sets are copied as float32 files under quant/ (${bytes} bytes) and fed per step, and the layer computes in float32 (no low-bit storage or kernel for per-step sets yet)`);
+    }
     if (params.text) notes.push(`the FP text-feature model (${params.text.model}: ${params.text.features.length} text features computed once per prompt) is kept in float32`);
     for (const [c, r] of Object.entries(manifest.components ?? {})) {
       notes.push(`${c}: int8 weights as the variant quantized them (${r.bytes.after} bytes, from ${r.bytes.before}; verified against FP when quantized), copied`);

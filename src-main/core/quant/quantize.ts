@@ -982,7 +982,6 @@ function planBudget(
   let bits = 0;
   const cands: { name: string; extraBits: number; gain: number }[] = [];
   for (const l of layers) {
-    if (ctx.cut.has(l.name)) continue;
     const t = ctx.inits.get(l.weight);
     if (!t || t.data_type !== 1) continue;
     const spared = ctx.spare.has(l.name);
@@ -990,7 +989,18 @@ function planBudget(
     if (spared && (!ctx.byRole.has(l.name) || !recipe.keepFormat)) continue;
     const transB = ctx.transBOf.get(l.name) === true;
     const high = weightBits(l, keepSpec, transB, null);
-    params += l.weightShape.reduce((a, b) => a * b, 1);
+    const n = l.weightShape.reduce((a, b) => a * b, 1);
+    if (ctx.cut.has(l.name)) {
+      // a layer a cache may still cut out is no candidate; it counts where keeping it would raise the average above
+      // the budget (cut out, it then only lowers it), and not where it would lower it: the bits hold either way
+      const mine = spared ? high : weightBits(l, recipe.weights, transB, ctx.splitOf.get(l.name) ?? null);
+      if (mine > b.bits * n) {
+        params += n;
+        bits += mine;
+      }
+      continue;
+    }
+    params += n;
     if (spared) {
       bits += high;
       continue;

@@ -174,11 +174,15 @@ describe('dq quantize --budget --per-range', () => {
     } finally {
       await tw.release();
     }
-    // it samples end to end; exporting per-step sets is refused in one line
+    // it samples end to end, and exports with its sets (fed per step there too), verified against the simulation
     const v = await openPipeline(join(work, 'ranged'), 'cpu');
     const imgs = (await sample(v.pipeline, v.session, { seeds: [0, 1], classes: [1, 2], steps: 6, sampler: 'ddim', guidance: 2 })).images;
     expect(imgs.every((im) => im.every(Number.isFinite))).toBe(true);
-    await expect(exportPipeline({ variantDir: join(work, 'ranged'), out: join(work, 'ranged-export') })).rejects.toThrow(/change with the timestep range .* exporting those is not built yet/);
+    const ex = await exportPipeline({ variantDir: join(work, 'ranged'), out: join(work, 'ranged-export'), verify: { seeds: [0, 1], steps: 6 } });
+    expect(ex.export.layers.find((l) => l.name === X)!.storage).toBe('float32 per-step weight sets (quant/)');
+    expect(ex.export.simulated.join(' ')).toMatch(/1 layer switches its weight by timestep range/);
+    expect(readParams(join(work, 'ranged-export'))!.weights).toHaveLength(1);
+    expect(ex.export.verification!.verdict.ok).toBe(true);
     // recipes that transform weights are refused
     await expect(quantizePipeline({ pipelineDir: TINY, recipe: { ...recipe, rotate: true } as Recipe, record: rec, recordPath: recPath, out: join(work, 'refused-rot'), budget: { bits: 8, sensitivity: sens, path: 'sens.json', perRange: true } })).rejects.toThrow(/--per-range: recipe .* balances, rotates or adds low-rank branches/);
   });
