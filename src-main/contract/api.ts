@@ -164,7 +164,7 @@ export interface RecipeSpec {
   calibration?: { timesteps: 'single' | 'all' | 'uniform' | 'normal'; count?: number; step?: number };
   splitShortcut?: boolean;
   /** ViDiT-Q's channel balancing (SmoothQuant scales from the activations' RMS; needs Gram matrices and per-token activations). */
-  balance?: { alpha: number | 'search' } | null;
+  balance?: { alpha: number | 'search'; ranges?: number } | null;
   /** ViDiT-Q's rotation: block Hadamard on each balanced layer's input, its inverse in the weights. */
   rotate?: boolean;
   /** Attention output projections: their input's scales (and rotation, 'all') computed by the value projection's weights. */

@@ -33,7 +33,7 @@ import { GramSums, type GramEntry } from './gram.js';
 import { allocateBits } from './budget.js';
 import { insertLowRankBranch, lowRankSupport, splitLowRank, type LowRankBranch } from './lowrank.js';
 import type { SensitivityRecord } from './sensitivity.js';
-import { ALPHA_GRID, sampleSiteRows, searchAlpha, type Candidate, type SiteRows } from './smooth.js';
+import { ALPHA_GRID, channelRms, joinRows, sampleSiteRows, sampleSiteRowsAt, searchAlpha, type Candidate, type SiteRows } from './smooth.js';
 import { rangeLayer, type RangedWeight } from './ranged.js';
 import { findRotationFolds, foldBlock, foldIntoOutputs, setFloats, type RotationFold } from './fold.js';
 import { measureDisturbance, type FeatureDisturbance } from './temporal.js';
@@ -79,6 +79,8 @@ export interface LayerReport {
    * in-memory edits (tweak.ts): its FP weight alone no longer matches its neighbour.
    */
   fold?: string;
+  /** A per-step parameter set (ranged.ts): the layer's weight is fed per timestep range. Fixed for the layer editor. */
+  perStep?: string;
 }
 
 export interface Manifest {
@@ -247,6 +249,7 @@ function balanceSites(
   search: { rows: Map<string, SiteRows>; weights: Recipe['weights']; actBits: number } | null,
   folds: ReadonlyMap<number, RotationFold>,
   foldMode: Recipe['fold'],
+  perRange: { ranges: BalanceRange[]; rows: Map<string, SiteRows[]> } | null,
 ): Map<string, Balance> {
   const out = new Map<string, Balance>();
   const byName = new Map(map.quantizable.map((l) => [l.name, l]));
@@ -306,7 +309,33 @@ function balanceSites(
     };
     let scale: Float32Array | null = null;
     let note: string | undefined;
-    if (H && alpha === 'search') {
+    // timestep-aware: a folded site whose value projection has no bias takes a balance per range of steps, from its
+    // sampled rows in that range (their channels' RMS), alpha fixed or searched per range
+    const rangeRows = fold && !fold.value.bias && alpha !== null ? perRange?.rows.get(site.tensor) : undefined;
+    let rangeScales: (Float32Array | null)[] | undefined;
+    if (rangeRows && rangeRows.every((r) => r.rows > 0 && r.dim === C)) {
+      const basis = { rotate: block, rotateFirst };
+      const notes: string[] = [];
+      rangeScales = rangeRows.map((rows, r) => {
+        const a = channelRms(rows, { scale: null, ...basis });
+        const scaleOf = (al: number) => Float32Array.from({ length: C }, (_, j) => (a[j]! > 0 && wmax[j]! > 0 ? Math.min(1e4, Math.max(1e-4, a[j]! ** al / wmax[j]! ** (1 - al))) : 1));
+        if (alpha !== 'search') return scaleOf(alpha!);
+        const found = searchAlpha(
+          rows,
+          (layers as QuantizableLayer[]).map((l) => ({ layer: l, w: floatTensor(loaded, inits.get(l.weight) as never), transB: transBOf.get(l.name) === true })),
+          basis,
+          scaleOf,
+          (l, c) => balanceWeight(l.w, l.layer.weightShape, l.transB, c),
+          search!.weights,
+          search!.actBits,
+        );
+        notes.push(`range ${r + 1}: ${found.alpha === null ? 'none' : found.alpha}`);
+        return found.alpha === null ? null : scaleOf(found.alpha);
+      });
+      scale = rangeScales[0]!;
+      note = `channels balanced per timestep range (${rangeScales.length} ranges of the calibrated steps, alpha ${alpha === 'search' ? `searched: ${notes.join(', ')}` : alpha}; a weight set per range)`;
+      if (!block && rangeScales.every((x) => x === null)) continue;
+    } else if (H && alpha === 'search') {
       const sampled = search?.rows.get(site.tensor);
       if (!sampled || sampled.dim !== C || sampled.rows === 0) continue;
       const found = searchAlpha(
@@ -328,19 +357,22 @@ function balanceSites(
     if (!scale && !block) continue;
     let folded: string | undefined;
     // 'scales': x -> x diag(1/s) by the value projection, the rotation after it online; 'all': (x R) diag(1/s) there
-    if (fold && (rotateFirst || scale)) {
+    if (fold && (rotateFirst || scale || rangeScales)) {
       const v = fold.value;
       const wt = inits.get(v.weight) as TensorMsg;
       const bt = v.bias ? (inits.get(v.bias) as TensorMsg) : null;
       const shape = (wt.dims ?? []).map(Number);
       const n = rotateFirst ? block : 1;
-      const res = foldIntoOutputs(floatTensor(loaded, wt), shape, v.transB, bt ? floatTensor(loaded, bt) : null, hadamard(n), n, scale);
+      const fpV = floatTensor(loaded, wt);
+      const res = foldIntoOutputs(fpV, shape, v.transB, bt ? floatTensor(loaded, bt) : null, hadamard(n), n, scale);
+      // timestep-aware: the value projection's weight as each range's balance folds it (no bias: checked above)
+      const foldWeights = rangeScales?.map((sc, r) => (r === 0 ? res.w : foldIntoOutputs(fpV, shape, v.transB, null, hadamard(n), n, sc).w));
       setFloats(wt, res.w);
       if (bt && res.bias) setFloats(bt, res.bias);
       folded = v.node;
-      out.set(`${FOLD_KEY}${v.node}`, { scale: null, rotate: 0, rotateFirst: false, folded: layers[0]!.name });
+      out.set(`${FOLD_KEY}${v.node}`, { scale: null, rotate: 0, rotateFirst: false, folded: layers[0]!.name, ...(foldWeights ? { foldWeights } : {}) });
     }
-    for (const l of layers as QuantizableLayer[]) out.set(l.name, { scale, rotate: block, rotateFirst, ...(note ? { note } : {}), ...(folded ? { folded } : {}) });
+    for (const l of layers as QuantizableLayer[]) out.set(l.name, { scale, rotate: block, rotateFirst, ...(note ? { note } : {}), ...(folded ? { folded } : {}), ...(rangeScales && folded ? { rangeScales } : {}) });
   }
   return out;
 }
@@ -352,8 +384,28 @@ const FOLD_KEY = 'fold:';
 interface Balance extends Candidate {
   /** A searched alpha's outcome, for the layer's report. */
   note?: string;
+  /** Timestep-aware balance: the scales of each range (`scale` is the first's); the rotation is shared. */
+  rangeScales?: (Float32Array | null)[];
+  /** A FOLD_KEY entry of a timestep-aware balance: the value projection's FP weight as each range's fold makes it. */
+  foldWeights?: Float32Array[];
   /** The transform folded: into this value projection (for the site's layer), or for this layer (FOLD_KEY entries). */
   folded?: string;
+}
+
+/** A range of the calibrated steps for a timestep-aware balance: its step indices and model timesteps [first, last]. */
+interface BalanceRange {
+  steps: number[];
+  timesteps: [number, number];
+}
+
+/** The calibrated steps cut into n contiguous ranges of near-equal length. */
+function balanceRangesOf(rec: CalibrationRecord, n: number): BalanceRange[] {
+  const steps = [...rec.steps].sort((a, b) => a - b);
+  const k = Math.max(1, Math.min(n, steps.length));
+  return Array.from({ length: k }, (_, i) => {
+    const part = steps.slice(Math.floor((i * steps.length) / k), Math.floor(((i + 1) * steps.length) / k));
+    return { steps: part, timesteps: [rec.timesteps[part[0]!]!, rec.timesteps[part.at(-1)!]!] as [number, number] };
+  });
 }
 
 /** The site tensors an alpha search samples: sites of linear layers with a Gram matrix (their channels from it). */
@@ -562,15 +614,25 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   // rotations folded into value projections where the graph allows (fold.ts); not into a region a cache may cut out
   // (the cache computes the FP projection)
   const uncuttable = (v: string) => !mayCut.includes(v);
+  const balanceRanges = recipe.balance && recipe.balance.ranges > 1 && rec ? balanceRangesOf(rec, recipe.balance.ranges) : null;
   const folds = (recipe.balance || recipe.rotate) && recipe.fold !== 'none' && rec ? new Map([...findRotationFolds(model, rec.sites)].filter(([, f]) => uncuttable(f.value.node))) : new Map<number, RotationFold>();
   const rangedPicks = new Map((budget?.perRange?.layers ?? []).map((l) => [l.name, l.ranges]));
-  const rangedValues = new Map<string, { low: Float32Array; high: Float32Array; ranges: number[] }>();
+  // per-step parameter sets (ranged.ts), by layer: each range's rounded weight (the same array where ranges share one)
+  const perStep = new Map<string, { sets: { values: Float32Array; format: string; fpInput: boolean; timesteps: [number, number] }[]; gated: boolean }>();
   // channel balancing (recipe.balance): per site, s_j from the activations' RMS and the weights' largest |value|;
   // alpha 'search': each site's FP input sampled on a few calibration images and the alpha measured best (smooth.ts)
   const searchRows = recipe.balance?.alpha === 'search' && rec && grams && recipe.activations
     ? { rows: await sampleSiteRows(source, sourceSession, rec, balanceTargets(rec.sites, fpMap, grams.byLayer)), weights: recipe.weights, actBits: (recipe.activations.format as { bits: number }).bits }
     : null;
-  const balanceOf = (recipe.balance || recipe.rotate) && rec ? balanceSites(rec.sites, fpMap, spare, cutLayers, textCutLayers, recipe.balance ? grams : null, inits, loaded, transBOf, recipe.balance?.alpha ?? null, recipe.rotate, searchRows, folds, recipe.fold) : new Map<string, Balance>();
+  // timestep-aware balance: the folded sites' FP inputs sampled at two steps of each range
+  let rangeRows: { ranges: BalanceRange[]; rows: Map<string, SiteRows[]> } | null = null;
+  if (balanceRanges && rec && folds.size && recipe.fold !== 'none') {
+    const targets = [...folds.keys()].map((id) => rec.sites.find((st) => st.id === id)!).map((st) => ({ tensor: st.tensor, dim: folds.get(st.id)!.channels }));
+    const at = balanceRanges.map((r) => [...new Set([r.steps[0]!, r.steps[Math.floor(r.steps.length / 2)]!])]);
+    const byStep = await sampleSiteRowsAt(source, sourceSession, rec, targets, at.flat());
+    rangeRows = { ranges: balanceRanges, rows: new Map(targets.map((t) => [t.tensor, at.map((steps) => joinRows(steps.map((st) => byStep.get(t.tensor)!.get(st)!).filter(Boolean), t.dim))])) };
+  }
+  const balanceOf = (recipe.balance || recipe.rotate) && rec ? balanceSites(rec.sites, fpMap, spare, cutLayers, textCutLayers, recipe.balance ? grams : null, inits, loaded, transBOf, recipe.balance?.alpha ?? null, recipe.rotate, searchRows, folds, recipe.fold, rangeRows) : new Map<string, Balance>();
   for (const l of fpMap.quantizable) {
     const size = l.weightShape.reduce((a, b) => a * b, 1);
     fpParams += size;
@@ -623,26 +685,42 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
         branchNote = `, low-rank branch rank ${lr.branch.rank} in float16 (${lr.branch.bits / 8} bytes) on the FP input`;
       } else branchNote = `, no low-rank branch (${why ?? `rank ${recipe.lowRank.rank} is not below half of min(out, in)`})`;
     }
-    let res: WeightResult | null = null;
-    let rounding = 'nearest';
-    if (grams) {
-      const e = grams.byLayer.get(l.name);
-      if (!e) rounding = `nearest (no Gram matrix: ${grams.skipped[l.name] ?? 'not recorded'})`;
-      else if (grams.sums.rows[e.index]! === 0) rounding = 'nearest (its Gram matrix saw no rows)';
-      else {
-        const H = Float64Array.from(grams.sums.matrix(e));
-        // balanced inputs x / s: H' = diag(1/s) H diag(1/s); rotated inputs x R: H' = R^T H R (in the order applied)
-        if (bl?.rotate && bl.rotateFirst) rotateGram(H, e.dim, bl.rotate);
-        if (bs) for (let i = 0; i < e.dim; i++) for (let j = 0; j < e.dim; j++) H[i * e.dim + j]! /= bs[i]! * bs[j]!;
-        if (bl?.rotate && !bl.rotateFirst) rotateGram(H, e.dim, bl.rotate);
-        const g = quantizeWeightGptq(w, l, recipe.weights, transB, split, H);
-        if (g) {
-          res = g;
-          rounding = `gptq (proxy loss ${g.loss.toPrecision(3)}${g.dampening > GPTQ_PERCDAMP ? `, dampening ${g.dampening}` : ''})`;
-        } else rounding = 'nearest (groups or blocks do not divide the input channels)';
+    /** The recipe's rounding of weight `wIn`, whose input the candidate `b` transforms (GPTQ's H transformed alike). */
+    const roundWeight = (wIn: Float32Array, b: Candidate | undefined): { res: WeightResult; rounding: string } => {
+      let rounding = 'nearest';
+      if (grams) {
+        const e = grams.byLayer.get(l.name);
+        if (!e) rounding = `nearest (no Gram matrix: ${grams.skipped[l.name] ?? 'not recorded'})`;
+        else if (grams.sums.rows[e.index]! === 0) rounding = 'nearest (its Gram matrix saw no rows)';
+        else {
+          const H = Float64Array.from(grams.sums.matrix(e));
+          // balanced inputs x / s: H' = diag(1/s) H diag(1/s); rotated inputs x R: H' = R^T H R (in the order applied)
+          const sc = b?.scale;
+          if (b?.rotate && b.rotateFirst) rotateGram(H, e.dim, b.rotate);
+          if (sc) for (let i = 0; i < e.dim; i++) for (let j = 0; j < e.dim; j++) H[i * e.dim + j]! /= sc[i]! * sc[j]!;
+          if (b?.rotate && !b.rotateFirst) rotateGram(H, e.dim, b.rotate);
+          const g = quantizeWeightGptq(wIn, l, recipe.weights, transB, split, H);
+          if (g) return { res: g, rounding: `gptq (proxy loss ${g.loss.toPrecision(3)}${g.dampening > GPTQ_PERCDAMP ? `, dampening ${g.dampening}` : ''})` };
+          rounding = 'nearest (groups or blocks do not divide the input channels)';
+        }
       }
+      return { res: quantizeWeight(wIn, l, recipe.weights, transB, split), rounding };
+    };
+    // timestep-aware balance (recipe balance.ranges): the weight of each range, as its balance or fold makes it
+    const carried = balanceOf.get(`${FOLD_KEY}${l.name}`);
+    const rangeWeights = bl?.rangeScales
+      ? bl.rangeScales.map((sc) => ({ w: balanceWeight(floatTensor(loaded, t), l.weightShape, transB, { scale: sc, rotate: bl.rotate, rotateFirst: bl.rotateFirst }), b: { scale: sc, rotate: bl.rotate, rotateFirst: bl.rotateFirst } }))
+      : carried?.foldWeights
+        ? carried.foldWeights.map((fw) => ({ w: bl ? balanceWeight(fw, l.weightShape, transB, bl) : fw, b: bl }))
+        : null;
+    const rounded = roundWeight(rangeWeights ? rangeWeights[0]!.w : w, rangeWeights ? rangeWeights[0]!.b : bl);
+    const res = rounded.res;
+    const rounding = rounded.rounding;
+    if (rangeWeights && balanceRanges) {
+      const fmtName = formatName(recipe.weights.format as QuantFormat);
+      const sets = rangeWeights.map((rw, r) => ({ values: r === 0 ? res.values : roundWeight(rw.w, rw.b).res.values, format: fmtName, fpInput: false, timesteps: balanceRanges[r]!.timesteps }));
+      perStep.set(l.name, { gated: false, sets });
     }
-    res ??= quantizeWeight(w, l, recipe.weights, transB, split);
     // a per-step parameter set (--per-range): the budget's format in the chosen ranges, the recipe's elsewhere (the
     // FP weight read before the recipe's values replace it)
     const pick = rangedPicks.get(l.name);
@@ -654,7 +732,9 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       const steps = rs.map((r) => r.steps[1] - r.steps[0] + 1);
       const all = steps.reduce((a, n) => a + n, 0);
       const avg = rs.reduce((a, _, i) => a + ((pick.includes(i) ? high.bits : res!.bits) * steps[i]!) / all, 0);
-      rangedValues.set(l.name, { low: res.values, high: high.values, ranges: pick });
+      const hf = formatName(budget.format);
+      const lf = formatName(recipe.weights.format as QuantFormat);
+      perStep.set(l.name, { gated: true, sets: rs.map((r, i) => (pick.includes(i) ? { values: high.values, format: hf, fpInput: true, timesteps: r.timesteps } : { values: res!.values, format: lf, fpInput: false, timesteps: r.timesteps })) });
       const where = pick.map((i) => `${rs[i]!.steps[0]}-${rs[i]!.steps[1]}`).join(', ');
       reports.push({ name: l.name, op: l.op, weight: { granularity: res.granularity, bits: Math.round(avg), params: size, rounding: `${rounding}; per timestep range: ${formatName(budget.format)} weights and FP activations at steps ${where} of ${budget.perRange.ranges.at(-1)!.steps[1] + 1} (budget ${budget.bits} bits, a per-step parameter set; bits averaged over the steps), the recipe's elsewhere` }, activation: null });
       continue;
@@ -767,22 +847,27 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
 
   // 2c. per-step parameter sets: each ranged layer's weight becomes a graph input (its sets written below)
   const rangedFiles: { file: string; values: Float32Array }[] = [];
-  if (rangedValues.size && budget?.perRange) {
+  if (perStep.size) {
     const present = new Set((model.graph!.node ?? []).map((n) => n.name ?? ''));
     const weights: RangedWeight[] = [];
-    [...rangedValues.entries()].forEach(([name, v], k) => {
+    [...perStep.entries()].forEach(([name, v], k) => {
       const l = fpMap.quantizable.find((x) => x.name === name)!;
       if (!present.has(name)) return;
-      const gate = rangeLayer(model, l, l.input, k);
-      const file = (which: string) => `quant/w${k}_${which}.bin`;
-      rangedFiles.push({ file: file('recipe'), values: v.low }, { file: file('budget'), values: v.high });
-      weights.push({
-        layer: name, input: l.weight, dims: l.weightShape, gate,
-        sets: budget.perRange!.ranges.map((r, i) => {
-          const up = v.ranges.includes(i);
-          return { timesteps: r.timesteps, file: file(up ? 'budget' : 'recipe'), format: up ? formatName(budget.format) : formatName(recipe.weights.format as QuantFormat), fpInput: up && gate !== null };
-        }),
-      });
+      const gate = v.gated ? rangeLayer(model, l, l.input, k) : (rangeLayer(model, l, null, k), null);
+      // one file per distinct array
+      const files = new Map<Float32Array, string>();
+      const fileOf = (values: Float32Array) => {
+        let f = files.get(values);
+        if (!f) {
+          f = `quant/w${k}_${files.size}.bin`;
+          files.set(values, f);
+          rangedFiles.push({ file: f, values });
+        }
+        return f;
+      };
+      weights.push({ layer: name, input: l.weight, dims: l.weightShape, gate, sets: v.sets.map((st) => ({ timesteps: st.timesteps, file: fileOf(st.values), format: st.format, fpInput: st.fpInput && gate !== null })) });
+      const r = reports.find((x) => x.name === name);
+      if (r) r.perStep = `its weight changes with the timestep range: ${v.sets.length} ranges, ${files.size} weight sets fed per step (quant/params.json)`;
     });
     params.weights = weights;
   }

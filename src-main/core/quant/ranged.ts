@@ -38,9 +38,9 @@ const ACT_OUT = /^dq_aq\/\d+\/out$/;
 
 /**
  * Turns `layer`'s weight initializer into a graph input, and gives it a gate between its quantizer's output and its
- * FP input `fpInput` (when it reads a quantizer). -> the gate's input name, or null.
+ * FP input `fpInput` (when it reads a quantizer and `fpInput` is given). -> the gate's input name, or null.
  */
-export function rangeLayer(model: ModelMsg, layer: { name: string; weight: string }, fpInput: string, k: number): string | null {
+export function rangeLayer(model: ModelMsg, layer: { name: string; weight: string }, fpInput: string | null, k: number): string | null {
   const g = indexGraph(model);
   const at = g.names.indexOf(layer.name);
   if (at < 0) throw new DqError('BAD_MODEL', `layer '${layer.name}' is not in the graph`);
@@ -54,8 +54,8 @@ export function rangeLayer(model: ModelMsg, layer: { name: string; weight: strin
   const dims = (init.dims ?? []).map((d) => ({ dim_value: Number(d) }));
   const inputs: unknown[] = [ValueInfo.fromObject({ name: layer.weight, type: { tensor_type: { elem_type: 1, shape: { dim: dims } } } })];
   let gate: string | null = null;
-  const q = (node.input ?? []).findIndex((i) => ACT_OUT.test(i));
-  if (q >= 0) {
+  const q = fpInput === null ? -1 : (node.input ?? []).findIndex((i) => ACT_OUT.test(i));
+  if (q >= 0 && fpInput !== null) {
     gate = `dq_gate/${k}`;
     const out = `${gate}/x`;
     graph.node!.splice(at, 0, { name: `${gate}/where`, op_type: 'Where', input: [gate, fpInput, node.input![q]!], output: [out] } as never);

@@ -70,6 +70,13 @@ export const RecipeSchema = z
           .union([z.number().min(0).max(1), z.literal('search')])
           .default(0.5)
           .describe("migration strength: s_j = a_j^alpha / w_j^(1 - alpha); 'search': per site, the alpha (0, 0.1, ..., 1, or no balance) whose layers' outputs on sampled calibration activations are closest to FP's"),
+        ranges: z
+          .number()
+          .int()
+          .min(1)
+          .max(16)
+          .default(1)
+          .describe('timestep-aware balance: the calibrated steps cut into this many ranges, each with its own s where the balance folds into the previous layer (fold scales or all: attention output projections whose value projection has no bias); the value and output projections then carry a weight set per range, fed per step. Elsewhere one balance holds for every step'),
       })
       .strict()
       .nullable()

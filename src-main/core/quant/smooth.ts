@@ -42,6 +42,25 @@ export interface SiteRows {
  * SEARCH_IMAGES images at SEARCH_STEPS of its calibrated steps, ROWS_PER_STEP rows per step (strided over the batch).
  */
 export async function sampleSiteRows(pipeline: Pipeline, base: Session, rec: CalibrationRecord, targets: { tensor: string; dim: number }[]): Promise<Map<string, SiteRows>> {
+  const steps = rec.steps.length <= SEARCH_STEPS ? rec.steps : Array.from({ length: SEARCH_STEPS }, (_, i) => rec.steps[Math.floor(((i + 0.5) * rec.steps.length) / SEARCH_STEPS)]!);
+  const byStep = await sampleSiteRowsAt(pipeline, base, rec, targets, steps);
+  return new Map(targets.map((t) => [t.tensor, joinRows([...byStep.get(t.tensor)!.values()], t.dim)]));
+}
+
+/** Rows of several samples of one site, stacked. */
+export function joinRows(parts: SiteRows[], dim: number): SiteRows {
+  const total = parts.reduce((k, p) => k + p.data.length, 0);
+  const data = new Float32Array(total);
+  let o = 0;
+  for (const p of parts) {
+    data.set(p.data, o);
+    o += p.data.length;
+  }
+  return { data, rows: total / dim, dim };
+}
+
+/** As sampleSiteRows, at the given step indices, the rows kept apart by step: target -> step -> rows. */
+export async function sampleSiteRowsAt(pipeline: Pipeline, base: Session, rec: CalibrationRecord, targets: { tensor: string; dim: number }[], steps: number[]): Promise<Map<string, Map<number, SiteRows>>> {
   const model = inlineExternalData(loadOnnx(pipeline.unetPath).model, dirname(pipeline.unetPath));
   const ValueInfo = ModelProto.lookupType('onnx.ValueInfoProto');
   const names = targets.map((_, i) => `dq_rows_${i}`);
@@ -55,9 +74,8 @@ export async function sampleSiteRows(pipeline: Pipeline, base: Session, rec: Cal
   });
   model.graph!.output = [...(model.graph!.output ?? []), ...names.map((n) => ValueInfo.fromObject({ name: n, type: { tensor_type: { elem_type: 1 } } }) as never)];
   const session = await Session.create(encodeModel(model), 'cpu');
-  const parts = targets.map(() => [] as Float32Array[]);
+  const parts = targets.map(() => new Map<number, Float32Array[]>());
   const s = rec.settings;
-  const steps = rec.steps.length <= SEARCH_STEPS ? rec.steps : Array.from({ length: SEARCH_STEPS }, (_, i) => rec.steps[Math.floor(((i + 0.5) * rec.steps.length) / SEARCH_STEPS)]!);
   const idx = Array.from({ length: Math.min(SEARCH_IMAGES, s.samples) }, (_, i) => i);
   const nClasses = pipeline.index.classes.length;
   const prompts = s.prompts?.length ? s.prompts : null;
@@ -74,26 +92,31 @@ export async function sampleSiteRows(pipeline: Pipeline, base: Session, rec: Cal
         session,
         steps: new Set(steps),
         fetch: names,
-        onOutputs: (_step, _t, res) => {
-          names.forEach((n, i) => parts[i]!.push(Float32Array.from(res[n]!.data as Float32Array)));
+        onOutputs: (step, _t, res) => {
+          names.forEach((n, i) => {
+            const m = parts[i]!;
+            m.set(step, [...(m.get(step) ?? []), Float32Array.from(res[n]!.data as Float32Array)]);
+          });
         },
       },
     });
   } finally {
     await session.release();
   }
-  const out = new Map<string, SiteRows>();
+  const out = new Map<string, Map<number, SiteRows>>();
   targets.forEach((t, i) => {
-    const total = parts[i]!.reduce((k, p) => k + p.length, 0);
-    const data = new Float32Array(total);
-    let o = 0;
-    for (const p of parts[i]!) {
-      data.set(p, o);
-      o += p.length;
-    }
-    out.set(t.tensor, { data, rows: total / t.dim, dim: t.dim });
+    out.set(t.tensor, new Map([...parts[i]!.entries()].map(([step, arrs]) => [step, joinRows(arrs.map((a) => ({ data: a, rows: a.length / t.dim, dim: t.dim })), t.dim)])));
   });
   return out;
+}
+
+/** Each channel's RMS over the rows, after the candidate's rotation when it rotates first (the basis its scales act in). */
+export function channelRms(rows: SiteRows, c: Candidate): Float64Array {
+  const x = c.rotate && c.rotateFirst ? transformRows(rows.data, rows.rows, rows.dim, { scale: null, rotate: c.rotate, rotateFirst: false }) : rows.data;
+  const a = new Float64Array(rows.dim);
+  for (let r = 0; r < rows.rows; r++) for (let j = 0; j < rows.dim; j++) a[j] += x[r * rows.dim + j]! ** 2;
+  for (let j = 0; j < rows.dim; j++) a[j] = Math.sqrt(a[j]! / Math.max(1, rows.rows));
+  return a;
 }
 
 /** One layer of a balanced site, as the search sees it. */

@@ -65,9 +65,9 @@ export class VariantTweaker {
     readonly manifest: Manifest,
   ) {}
 
-  /** Layers whose weight is a per-step parameter set (--per-range): fed per step, not in the graph. */
+  /** Layers whose weight is a per-step parameter set (ranged.ts): fed per step, not in the graph. */
   private get ranged(): Set<string> {
-    return new Set(this.manifest.budget?.perRange?.layers.map((l) => l.name) ?? []);
+    return new Set(this.manifest.layers.filter((l) => l.perStep).map((l) => l.name));
   }
 
   /** Opens a variant folder; `sourceDir` is its FP pipeline (default: the one its manifest names, checked by hash). */

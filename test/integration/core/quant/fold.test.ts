@@ -3,21 +3,25 @@
  * softmax(q k^T) v, so x -> (x R) diag(1/s) goes into the value projection's weight, and the output projection takes
  * diag(s) R W. In FP the folded graph computes what the original does; in a variant the folded sites lose their
  * online nodes (the Mul by 1/s by default, the rotation too with fold 'all'), both layers say so, and the in-memory
- * editor refuses them.
+ * editor refuses them. With balance.ranges, each pair takes a balance per timestep range: per-step weight sets.
  */
-import { rmSync } from 'node:fs';
+import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { analyzeGraph } from '../../../../src-main/core/onnx/analysis';
 import { encodeModel, floatTensor, loadOnnx } from '../../../../src-main/core/onnx/io';
 import { hadamard } from '../../../../kernels/quant';
+import { psnr } from '../../../../src-main/core/eval/metrics';
+import { openPipeline } from '../../../../src-main/core/open';
 import { releaseSessions } from '../../../../src-main/core/pipeline/pipeline';
+import { sample } from '../../../../src-main/core/pipeline/sample';
 import { calibrate } from '../../../../src-main/core/quant/calibrate';
 import { findRotationFolds, foldBlock, foldIntoOutputs, setFloats } from '../../../../src-main/core/quant/fold';
 import { quantizePipeline } from '../../../../src-main/core/quant/quantize';
 import { parseRecipe } from '../../../../src-main/core/quant/recipe';
 import { buildSites } from '../../../../src-main/core/quant/sites';
 import { VariantTweaker } from '../../../../src-main/core/quant/tweak';
+import { readParams } from '../../../../src-main/core/quant/variant';
 import { Session } from '../../../../src-main/core/runtime/onnx';
 import { ROOT, tmp } from '../../../helpers';
 
@@ -150,4 +154,61 @@ it("a balanced, rotated variant folds the scales (default) or everything ('all')
   expect(counts.default!.rotations).toBe(counts.none!.rotations);
   expect(counts.all!.muls).toBe(counts.none!.muls - 14);
   expect(counts.all!.rotations).toBe(counts.none!.rotations - 14);
+}, 300_000);
+
+it('balances per timestep range where the balance folds (balance.ranges): a weight set per range for each value/output pair, fed per step; pairing the wrong ranges shows', async () => {
+  const recPath = join(work, 'cal-ranges.json');
+  const rec = await calibrate(T2I, recPath, { samples: 4, steps: 6, batchSize: 8, timesteps: 'all', gram: true });
+  const recipe = parseRecipe(
+    {
+      name: 'w8a8-balance-ranges',
+      weights: { format: { kind: 'int', bits: 8, symmetric: true }, granularity: 'channel' },
+      activations: { format: { kind: 'int', bits: 8, symmetric: true }, dynamic: 'token' },
+      calibration: { timesteps: 'all' },
+      keepFp: ['first', 'last'],
+      balance: { alpha: 0.5, ranges: 3 },
+      text: 'quantize',
+    },
+    'test recipe',
+  );
+  const dir = join(work, 'ranges');
+  const m = await quantizePipeline({ pipelineDir: T2I, recipe, record: rec, recordPath: recPath, out: dir });
+  const w = readParams(dir)!.weights!;
+  // 14 attention pairs, each layer with 3 sets of its own
+  expect(w).toHaveLength(28);
+  for (const x of w) {
+    expect(x.gate).toBeNull();
+    expect(new Set(x.sets.map((s) => s.file)).size).toBe(3);
+  }
+  expect(m.layers.filter((l) => /channels balanced per timestep range \(3 ranges/.test(l.weight?.rounding ?? ''))).toHaveLength(14);
+  // the ranges tile the calibrated timesteps, first to last
+  const ts = w[0]!.sets.map((s) => s.timesteps);
+  expect(ts[0]![0]).toBe(Math.max(...rec.timesteps));
+  expect(ts[2]![1]).toBe(Math.min(...rec.timesteps));
+  // a range's value projection differs from another's (their balances differ)
+  const v = w.find((x) => /to_v/.test(x.layer))!;
+  const a = readFileSync(join(dir, v.sets[0]!.file));
+  const b = readFileSync(join(dir, v.sets[2]!.file));
+  expect(a.equals(b)).toBe(false);
+  // W8A8 samples like FP; the output projections' sets in the wrong order (each range's value with another range's
+  // output projection) do not
+  const req = { seeds: [0, 1], classes: [], prompts: ['a red seven on a blue background', 'a green two on a yellow background'], steps: 6, sampler: 'ddim' as const, guidance: 3 };
+  const fp = await openPipeline(T2I, 'cpu');
+  const ref = (await sample(fp.pipeline, fp.session, req)).images;
+  const psnrOf = async (d: string) => {
+    const p = await openPipeline(d, 'cpu');
+    const imgs = (await sample(p.pipeline, p.session, req)).images;
+    return Math.min(...imgs.map((im, i) => psnr(im, ref[i]!, 2)));
+  };
+  const good = await psnrOf(dir);
+  expect(good).toBeGreaterThan(38);
+  const swapped = join(work, 'ranges-swapped');
+  cpSync(dir, swapped, { recursive: true });
+  const params = JSON.parse(readFileSync(join(swapped, 'quant', 'params.json'), 'utf8')) as { weights: { layer: string; sets: { file: string }[] }[] };
+  for (const x of params.weights) if (/to_out/.test(x.layer)) {
+    const files = x.sets.map((s) => s.file).reverse();
+    x.sets.forEach((s, i) => (s.file = files[i]!));
+  }
+  writeFileSync(join(swapped, 'quant', 'params.json'), JSON.stringify(params));
+  expect(await psnrOf(swapped)).toBeLessThan(good - 5);
 }, 300_000);
