@@ -112,8 +112,11 @@ export interface ChartSeries {
   values: (number | null)[];
 }
 
-/** A line chart as an SVG element (no scripts, no external resources). x: one tick per point. */
-export function svgLineChart(opts: { title: string; xLabels: string[]; xTitle: string; yTitle: string; series: ChartSeries[]; width?: number; height?: number }): string {
+/**
+ * A line chart as an SVG element (no scripts, no external resources). x: one tick per point, evenly spaced, or at
+ * `xValues` on a linear axis (a measured quantity, e.g. bits per weight; labels that would overlap are left out).
+ */
+export function svgLineChart(opts: { title: string; xLabels: string[]; xValues?: number[]; xTitle: string; yTitle: string; series: ChartSeries[]; width?: number; height?: number }): string {
   const W = opts.width ?? 720;
   const H = opts.height ?? 300;
   const m = { l: 64, r: 150, t: 28, b: 44 };
@@ -122,7 +125,10 @@ export function svgLineChart(opts: { title: string; xLabels: string[]; xTitle: s
   const n = opts.xLabels.length;
   const all = opts.series.flatMap((s) => s.values.filter((v): v is number => v !== null && Number.isFinite(v)));
   const { max: ymax, divisions } = niceAxis(Math.max(0, ...all));
-  const X = (i: number) => m.l + (n <= 1 ? pw / 2 : (i * pw) / (n - 1));
+  const xv = opts.xValues && opts.xValues.length === n ? opts.xValues : null;
+  const x0 = xv ? Math.min(...xv) : 0;
+  const x1 = xv ? Math.max(...xv) : 0;
+  const X = (i: number) => (xv ? m.l + (x1 > x0 ? ((xv[i]! - x0) / (x1 - x0)) * pw : pw / 2) : m.l + (n <= 1 ? pw / 2 : (i * pw) / (n - 1)));
   const Y = (v: number) => m.t + ph - (v / ymax) * ph;
   const parts: string[] = [];
   parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${escapeXml(opts.title)}">`);
@@ -135,8 +141,10 @@ export function svgLineChart(opts: { title: string; xLabels: string[]; xTitle: s
     parts.push(`<text x="${m.l - 6}" y="${y}" font-size="10" font-family="sans-serif" text-anchor="end" dominant-baseline="middle">${fmt(v)}</text>`);
   }
   const every = Math.max(1, Math.ceil(n / 12));
+  let lastX = -Infinity;
   opts.xLabels.forEach((l, i) => {
-    if (i % every !== 0 && i !== n - 1) return;
+    if (xv ? X(i) - lastX < 30 : i % every !== 0 && i !== n - 1) return;
+    lastX = X(i);
     parts.push(`<text x="${X(i).toFixed(1)}" y="${m.t + ph + 14}" font-size="10" font-family="sans-serif" text-anchor="middle">${escapeXml(l)}</text>`);
   });
   parts.push(`<line x1="${m.l}" x2="${m.l + pw}" y1="${m.t + ph}" y2="${m.t + ph}" stroke="#888"/>`);

@@ -287,6 +287,17 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
   const nodeIdx = new Map(g.names.map((n, i) => [n, i]));
   const inits = new Map((graph.initializer ?? []).map((t) => [t.name ?? '', t]));
   const notes: string[] = [];
+  // outlier handling's cost (recipe balance, rotate, fold): what stays in the graph and what went into weights
+  const outputsLike = (re: RegExp) => g.nodes.filter((n) => re.test(n.output?.[0] ?? '')).length;
+  const onlineBalance = outputsLike(/^dq_aq\/\d+\/balanced/);
+  const onlineRotation = outputsLike(/^dq_aq\/\d+\/rotated/);
+  const foldedSites = manifest.layers.filter((l) => l.fold && /computed by/.test(l.fold)).length;
+  if (onlineBalance || onlineRotation || foldedSites) {
+    notes.push(
+      `outlier handling: ${onlineBalance} site${onlineBalance === 1 ? '' : 's'} divide their input by the balance's scales in the graph (a Mul each) and ${onlineRotation} rotate it (a block Hadamard MatMul each), in float32 at every step; ` +
+        `${foldedSites} attention output projection${foldedSites === 1 ? ' has its' : 's have their'} input transform folded into the value projection's weights (no nodes)`,
+    );
+  }
 
   const front = new Emit('dqx/w', model);
   const replaced = new Map<number, Emit>();

@@ -17,6 +17,7 @@ import { join, resolve } from 'node:path';
 import { agreement, classify } from '../eval/classifier.js';
 import { fitGaussian, frechetDistance, psnr, type Gaussian } from '../eval/metrics.js';
 import { makeDirs, prepareOutput, writeFileAtomic } from '../fsutil.js';
+import { svgLineChart } from '../compare/render.js';
 import { evalPrompts, loadAttributes, promptAgreement } from '../eval/t2i-judge.js';
 import { releaseSessions } from '../pipeline/pipeline.js';
 import { openPipeline } from '../open.js';
@@ -74,6 +75,34 @@ export interface EvalOptions {
   signal?: AbortSignal;
   /** Mixed precision: every preset also at each of these bits budgets (dq quantize --budget), named preset@bits. */
   budgets?: { bits: number[]; sensitivity: SensitivityRecord; path: string; perRange?: boolean };
+}
+
+/**
+ * With --budgets: each preset's Pareto front as a chart, pareto-<preset>.svg beside eval.json (FID-to-FP, in the
+ * user's judge's features when there is one, against the measured bits per weight, every point its own variant).
+ */
+function writeFronts(out: string, recipes: Recipe[], budgets: EvalOptions['budgets'], rows: { variant: string; fidToFp: number | null; weightBits: number | null; judge?: JudgeColumns }[], say: (s: string) => void): void {
+  if (!budgets?.bits.length) return;
+  for (const r of recipes) {
+    const names = [r.name, ...budgets.bits.map((b) => `${r.name}@${b}${budgets.perRange ? '-ranges' : ''}`)];
+    const pts = names
+      .map((n) => rows.find((x) => x.variant === n))
+      .filter((x): x is NonNullable<typeof x> => !!x && x.weightBits !== null)
+      .map((x) => ({ bits: x.weightBits!, fid: x.judge?.fidToFp ?? x.fidToFp }))
+      .filter((x): x is { bits: number; fid: number } => x.fid !== null)
+      .sort((a, b) => a.bits - b.bits);
+    if (pts.length < 2) continue;
+    const file = join(out, `pareto-${r.name.replace(/[^A-Za-z0-9._-]/g, '_')}.svg`);
+    writeFileAtomic(
+      file,
+      svgLineChart({
+        title: `${r.name}: FID-to-FP against measured bits (${budgets.perRange ? 'per layer and timestep range' : 'per layer'})`,
+        xLabels: pts.map((x) => x.bits.toFixed(2)), xValues: pts.map((x) => x.bits), xTitle: 'weight bits per parameter (measured)', yTitle: 'FID-to-FP',
+        series: [{ name: r.name, colour: '#1f77b4', values: pts.map((x) => x.fid) }],
+      }),
+    );
+    say(`Pareto front of ${r.name}: ${pts.length} measured points -> ${file}`);
+  }
 }
 
 /** The variants an eval makes: each preset as it is, then at each budget. */
@@ -163,6 +192,7 @@ export async function runEval(o: EvalOptions): Promise<{ rows: EvalRow[]; calibr
     const manifest = await quantizePipeline({ pipelineDir: o.pipelineDir, recipe: v.recipe, record: rec, recordPath: recPath, out: dir, budget: v.budget });
     await run(v.name, dir, manifest, (performance.now() - t0) / 1000);
   }
+  writeFronts(out, recipes, o.budgets, rows, say);
   const result = { rows, calibration: { path: recPath, seconds: calSeconds } };
   const judgeInfo = judge ? judgeSettings(judge, o.samples) : undefined;
   writeFileAtomic(
@@ -256,6 +286,7 @@ async function runTextEval(o: EvalOptions): Promise<{ text: TextEvalRow[]; calib
     const manifest = await quantizePipeline({ pipelineDir: o.pipelineDir, recipe: v.recipe, record: rec, recordPath: calibration?.path, out: dir, budget: v.budget });
     await run(v.name, dir, manifest, (performance.now() - t0) / 1000);
   }
+  writeFronts(out, recipes, o.budgets, rows, say);
   const settings = {
     samples: o.samples, steps: o.steps, sampler, guidance, seeds: [seeds[0], seeds[seeds.length - 1]],
     judge: attrs ? 'digit features of the embedded classifier + colours (t2i-judge.ts)' : null,

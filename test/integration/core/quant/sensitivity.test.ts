@@ -5,7 +5,9 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { exportPipeline } from '../../../../src-main/core/export/export';
+import { runEval } from '../../../../src-main/core/jobs/eval-job';
 import { openPipeline } from '../../../../src-main/core/open';
 import { releaseSessions } from '../../../../src-main/core/pipeline/pipeline';
 import { buildFeeds, sample } from '../../../../src-main/core/pipeline/sample';
@@ -185,5 +187,23 @@ describe('dq quantize --budget --per-range', () => {
     expect(ex.export.verification?.verdict?.ok).toBe(true);
     // recipes that transform weights are refused
     await expect(quantizePipeline({ pipelineDir: TINY, recipe: { ...recipe, rotate: true } as Recipe, record: rec, recordPath: recPath, out: join(work, 'refused-rot'), budget: { bits: 8, sensitivity: sens, path: 'sens.json', perRange: true } })).rejects.toThrow(/--per-range: recipe .* balances, rotates or adds low-rank branches/);
+  });
+});
+
+describe('dq eval --budgets', () => {
+  it('measures each budget as its own variant and draws the front against the measured bits', async () => {
+    const file = join(work, 'w4a8-budget.json');
+    writeFileSync(file, JSON.stringify(recipe));
+    const bits = base.summary.weightBitsPerParameter;
+    const lines: string[] = [];
+    const res = await runEval({ pipelineDir: TINY, presets: [file], samples: 16, steps: 6, calib: recPath, out: join(work, 'eval'), budgets: { bits: [bits + 0.25, bits + 1], sensitivity: sens, path: 'sens.json', perRange: true }, onLine: (l) => lines.push(l) });
+    const rows = 'rows' in res ? res.rows : [];
+    expect(rows.map((r) => r.variant)).toEqual(['fp', recipe.name, `${recipe.name}@${bits + 0.25}-ranges`, `${recipe.name}@${bits + 1}-ranges`]);
+    const svg = join(work, 'eval', `pareto-${recipe.name}.svg`);
+    expect(existsSync(svg)).toBe(true);
+    // one polyline through the three measured points, at their measured bits
+    const points = /<polyline[^>]* points="([^"]+)"/.exec(readFileSync(svg, 'utf8'))![1]!.split(' ');
+    expect(points).toHaveLength(3);
+    expect(lines.some((l) => /Pareto front of w4a8-budget: 3 measured points/.test(l))).toBe(true);
   });
 });
