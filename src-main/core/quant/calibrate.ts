@@ -20,7 +20,7 @@ import { encodeModel, inlineExternalData, loadOnnx } from '../onnx/io.js';
 import { releaseSession, type Pipeline } from '../pipeline/pipeline.js';
 import { readPromptFile } from '../pipeline/prompt-file.js';
 import { openPipeline } from '../open.js';
-import { sample, sliceRows } from '../pipeline/sample.js';
+import { sample, sliceRows, type SampleRequest } from '../pipeline/sample.js';
 import { createScheduler, evaluationCount, SAMPLERS, type SamplerName, schedulerOptions } from '../pipeline/schedulers.js';
 import { Rng } from '../pipeline/noise.js';
 import { Session, type Provider, type TensorOut } from '../runtime/onnx.js';
@@ -194,7 +194,6 @@ export async function calibrate(
     await releaseSession(pipeline.unetPath);
     session = tapSession;
   }
-  const nClasses = pipeline.index.classes.length;
   const all = Array.from({ length: settings.samples }, (_, i) => i);
   const batches: number[][] = [];
   for (let i = 0; i < all.length; i += settings.batchSize) batches.push(all.slice(i, i + settings.batchSize));
@@ -221,15 +220,8 @@ export async function calibrate(
   for (let bi = ck.batchesDone; bi < batches.length; bi++) {
     const idx = batches[bi]!;
     const batchStats: CalibrationRecord['stats'] = {};
-    const prompts = settings.prompts?.length ? settings.prompts : null;
     await sample(pipeline, session, {
-      seeds: idx.map((i) => settings.seed * 1_000_003 + i),
-      classes: pipeline.io.classLabels ? idx.map((i) => i % nClasses) : [],
-      ...(prompts ? { prompts: idx.map((i) => prompts[i % prompts.length]!), negativePrompts: idx.map((i) => negativeOf(settings, i)) } : {}),
-      steps: settings.steps,
-      sampler: settings.sampler,
-      guidance: settings.guidance,
-      batchSize: idx.length,
+      ...calibrationImages(pipeline, settings, idx),
       signal: opts.signal,
       onProgress: (p) => opts.onProgress?.({ phase: 'calibrating', done: bi * settings.steps + p.done, total }),
       tap: {
@@ -289,6 +281,20 @@ export async function calibrate(
   rmSync(ckPath, { force: true });
   rmSync(gramPath(ckPath), { force: true });
   return record;
+}
+
+/** The sampling of calibration images `idx` as the settings make it: seeds, class labels or prompts, the sampler. */
+export function calibrationImages(p: Pipeline, s: CalibrationSettings, idx: number[]): Omit<SampleRequest, 'signal' | 'onProgress' | 'tap'> {
+  const prompts = s.prompts?.length ? s.prompts : null;
+  return {
+    seeds: idx.map((i) => s.seed * 1_000_003 + i),
+    classes: p.io.classLabels ? idx.map((i) => i % p.index.classes.length) : [],
+    ...(prompts ? { prompts: idx.map((i) => prompts[i % prompts.length]!), negativePrompts: idx.map((i) => negativeOf(s, i)) } : {}),
+    steps: s.steps,
+    sampler: s.sampler,
+    guidance: s.guidance,
+    batchSize: idx.length,
+  };
 }
 
 function collect(acc: CalibrationRecord['stats'], taps: TapNames[][], step: number, res: Record<string, TensorOut>): void {

@@ -17,7 +17,7 @@ import { embedFragment } from '../onnx/fragment.js';
 import type { Pipeline } from '../pipeline/pipeline.js';
 import { sample } from '../pipeline/sample.js';
 import { Session } from '../runtime/onnx.js';
-import { negativeOf, type CalibrationRecord } from './calibrate.js';
+import { calibrationImages, type CalibrationRecord } from './calibrate.js';
 import type { Recipe } from './recipe.js';
 import { quantizeWeight } from './weights.js';
 
@@ -77,17 +77,9 @@ export async function sampleSiteRowsAt(pipeline: Pipeline, base: Session, rec: C
   const parts = targets.map(() => new Map<number, Float32Array[]>());
   const s = rec.settings;
   const idx = Array.from({ length: Math.min(SEARCH_IMAGES, s.samples) }, (_, i) => i);
-  const nClasses = pipeline.index.classes.length;
-  const prompts = s.prompts?.length ? s.prompts : null;
   try {
     await sample(pipeline, base, {
-      seeds: idx.map((i) => s.seed * 1_000_003 + i),
-      classes: pipeline.io.classLabels ? idx.map((i) => i % nClasses) : [],
-      ...(prompts ? { prompts: idx.map((i) => prompts[i % prompts.length]!), negativePrompts: idx.map((i) => negativeOf(s, i)) } : {}),
-      steps: s.steps,
-      sampler: s.sampler,
-      guidance: s.guidance,
-      batchSize: idx.length,
+      ...calibrationImages(pipeline, s, idx),
       tap: {
         session,
         steps: new Set(steps),
