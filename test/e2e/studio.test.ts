@@ -125,6 +125,21 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
     await page.getByTestId('recipe-preset').selectOption('tfmq-gptq-w4a8');
     expect(await page.getByTestId('quantize').isDisabled()).toBe(true);
     await expect(page.getByTestId('quantize-why').textContent()).resolves.toMatch(/GPTQ rounding needs Gram matrices: the active calibration has none/);
+    // outlier handling, shown with per-token activations: ViDiT-Q's INT W4A4 balances, rotates and folds the scales
+    await page.getByTestId('recipe-preset').selectOption('vidit-q-w4a4-int');
+    expect(await page.getByTestId('recipe-balance').isChecked()).toBe(true);
+    expect(await page.getByTestId('recipe-rotate').isChecked()).toBe(true);
+    expect(await page.getByTestId('recipe-alpha').inputValue()).toBe('0.5');
+    expect(await page.getByTestId('recipe-fold').inputValue()).toBe('scales');
+    await page.getByTestId('recipe-alpha').selectOption('search');
+    await page.getByTestId('recipe-balance-ranges').fill('2');
+    await page.getByTestId('recipe-balance-ranges').dispatchEvent('change');
+    expect(await page.getByTestId('recipe-balance-ranges').inputValue()).toBe('2');
+    await page.getByTestId('recipe-balance').scrollIntoViewIfNeeded();
+    await shot(page, '4a-outliers');
+    // per-token activations off: the switches that need them are gone
+    await page.getByTestId('act-dynamic').uncheck();
+    expect(await page.getByTestId('recipe-balance').count()).toBe(0);
     for (const preset of ['int8-w8a8', 'nvfp4-w4a4', 'fp8-e4m3-w8a8']) {
       await page.getByTestId('recipe-preset').selectOption(preset);
       await page.getByTestId('quantize').click();
