@@ -188,7 +188,7 @@ export function buildProgram(): Command {
       );
       if (m.budget) {
         const some = m.budget.perRange?.layers.length ? ` and ${m.budget.perRange.layers.length} more at some timestep ranges only (per-step parameter sets)` : '';
-        console.log(`budget ${m.budget.bits} bits: ${m.budget.chosen.length} layers in ${formatName(m.budget.format)}${some} (the recipe alone: ${m.budget.recipeBits} bits; estimated ${m.budget.estimate}${m.budget.perRange ? ', averaged over the steps' : ''}); their gains sum to ${(100 * m.budget.gainShare).toFixed(1)}% of the measured error`);
+        console.log(`budget ${m.budget.bits} bits: ${m.budget.chosen.length} layer${m.budget.chosen.length === 1 ? '' : 's'} in ${formatName(m.budget.format)}${some} (the recipe alone: ${m.budget.recipeBits} bits; estimated ${m.budget.estimate}${m.budget.perRange ? ', averaged over the steps' : ''}); their gains sum to ${(100 * m.budget.gainShare).toFixed(1)}% of the measured error`);
       }
       for (const [c, r] of Object.entries(m.components ?? {})) {
         console.log(`${c}: int8 weights, ${r.layers.quantized} layers, ${(r.bytes.before / 1e6).toFixed(2)} -> ${(r.bytes.after / 1e6).toFixed(2)} MB; verified: cosine ${r.verification.cosine.toFixed(5)}${r.verification.psnr ? `, PSNR ${r.verification.psnr.min.toFixed(1)} dB (min)` : ''}`);

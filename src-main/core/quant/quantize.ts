@@ -610,7 +610,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   if (opts.budget?.perRange && (recipe.balance || recipe.rotate || recipe.lowRank)) {
     throw new DqError('BAD_ARGUMENT', `--per-range: recipe '${recipe.name}' balances, rotates or adds low-rank branches, which transform its weights; per-range weight sets take recipes without them`);
   }
-  const budget = opts.budget ? planBudget(opts.budget, recipe, fpMap.quantizable, { spare, byRole, cut: new Set(mayCut), inits, transBOf, splitOf, unetSha256 }) : null;
+  const budget = opts.budget ? planBudget(opts.budget, recipe, fpMap.quantizable, { spare, byRole, cut: new Set([...cutLayers, ...textCutLayers]), mayCut: new Set(mayCut), inits, transBOf, splitOf, unetSha256 }) : null;
   // rotations folded into value projections where the graph allows (fold.ts); not into a region a cache may cut out
   // (the cache computes the FP projection)
   const uncuttable = (v: string) => !mayCut.includes(v);
@@ -1051,7 +1051,7 @@ function planBudget(
   b: NonNullable<QuantizeOptions['budget']>,
   recipe: Recipe,
   layers: QuantizableLayer[],
-  ctx: { spare: Map<string, string>; byRole: Set<string>; cut: Set<string>; inits: Map<string, TensorMsg>; transBOf: Map<string, boolean>; splitOf: Map<string, number>; unetSha256: string },
+  ctx: { spare: Map<string, string>; byRole: Set<string>; cut: Set<string>; mayCut: Set<string>; inits: Map<string, TensorMsg>; transBOf: Map<string, boolean>; splitOf: Map<string, number>; unetSha256: string },
 ): BudgetSummary {
   const rec = b.sensitivity;
   if (rec.source.unetSha256 !== ctx.unetSha256) throw new DqError('BAD_CONFIG', `--sensitivity ${b.path} was measured on a variant of another model (unet sha256 ${rec.source.unetSha256.slice(0, 12)}, this one ${ctx.unetSha256.slice(0, 12)})`);
@@ -1075,9 +1075,10 @@ function planBudget(
     const transB = ctx.transBOf.get(l.name) === true;
     const high = weightBits(l, keepSpec, transB, null);
     const n = l.weightShape.reduce((a, b) => a * b, 1);
-    if (ctx.cut.has(l.name)) {
-      // a layer a cache may still cut out is no candidate; it counts where keeping it would raise the average above
-      // the budget (cut out, it then only lowers it), and not where it would lower it: the bits hold either way
+    // a layer a cache cuts out carries no weight; one it may still cut out is no candidate, and counts where keeping
+    // it would raise the average above the budget (cut out, it then only lowers it), not where it would lower it
+    if (ctx.cut.has(l.name)) continue;
+    if (ctx.mayCut.has(l.name)) {
       const mine = spared ? high : weightBits(l, recipe.weights, transB, ctx.splitOf.get(l.name) ?? null);
       if (mine > b.bits * n) {
         params += n;

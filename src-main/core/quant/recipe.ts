@@ -67,7 +67,7 @@ export const RecipeSchema = z
     balance: z
       .object({
         alpha: z
-          .union([z.number().min(0).max(1), z.literal('search')])
+          .union([z.number().min(0).max(1), z.literal('search')], { error: (i) => `a number from 0 to 1 or "search", got ${JSON.stringify(i.input)}` })
           .default(0.5)
           .describe("migration strength: s_j = a_j^alpha / w_j^(1 - alpha); 'search': per site, the alpha (0, 0.1, ..., 1, or no balance) whose layers' outputs on sampled calibration activations are closest to FP's"),
         ranges: z
