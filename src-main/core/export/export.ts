@@ -20,7 +20,7 @@
  * export leaves the previous output (or nothing).
  */
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { QuantFormat } from '../../../kernels/quant.js';
 import { DqError, isDqError } from '../errors.js';
@@ -42,6 +42,7 @@ import { createScheduler, fallbackSampler, type SamplerName, schedulerOptions } 
 import { actParams, copyComponents, type Manifest, type ParamsFile } from '../quant/quantize.js';
 import { readManifest, readParams as readVariantParams } from '../quant/variant.js';
 import { storeLowRankHalf } from '../quant/lowrank.js';
+import { packCodes, type RangedWeight } from '../quant/ranged.js';
 import type { Site } from '../quant/sites.js';
 import { mergeStat, type Stat } from '../quant/stats.js';
 import { readTap, statSessions } from '../quant/taps.js';
@@ -328,7 +329,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     const wt = inits.get(wname);
     if (ranged.has(rep.name)) {
       // a per-step parameter set: the weight stays a graph input, fed per step from the sets under quant/
-      layers.push({ name: rep.name, op: rep.op, storage: 'float32 per-step weight sets (quant/)', compute: 'float32', activation: rep.activation ?? 'FP', real: false, mismatches: 0 });
+      layers.push({ name: rep.name, op: rep.op, storage: 'per-step weight sets (quant/)', compute: 'float32 on the step\'s set, decoded at load', activation: rep.activation ?? 'FP', real: false, mismatches: 0 });
       continue;
     }
     if (!wt || wt.data_type !== 1) {
@@ -556,8 +557,25 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     // output ranges of QLinearConv layers, calibrated on the simulated variant
     const calImages = opts.calibrationImages ?? 8;
     const outTables = outReqs.length ? await calibrateOutputs(vdir, loaded, outReqs, calImages, manifest, tmp, log, hooks, opts.prompts) : [];
-    const exportParams: ParamsFile = { version: params.version, activations: [...params.activations], temporal: params.temporal, text: textRegion, ...(params.weights?.length ? { weights: params.weights } : {}) };
-    for (const f of new Set((params.weights ?? []).flatMap((w) => w.sets.map((st) => st.file)))) cpSync(join(vdir, f), join(tmp, f));
+    // per-step weight sets: integer codes and scales where the values recover bit for bit, float32 otherwise
+    const stored = new Map<string, { file: string; encoding?: NonNullable<RangedWeight['sets'][number]['encoding']> }>();
+    const weightsOut = (params.weights ?? []).map((w) => ({
+      ...w,
+      sets: w.sets.map((st) => {
+        let done = stored.get(st.file);
+        if (!done) {
+          const n = nodeIdx.get(w.layer);
+          const rep = manifest.layers.find((r) => r.name === w.layer);
+          const transB = rep?.op === 'Gemm' && n !== undefined && Number(nodeAttr(g.nodes[n]!, 'transB')?.i ?? 0) === 1;
+          const weightIndex = n !== undefined && g.nodes[n]!.input?.[1] === w.input ? 1 : 0;
+          done = storeSet(vdir, tmp, st, w.dims, weightAxes({ op: rep?.op ?? 'MatMul', weightShape: w.dims, weightIndex } as QuantizableLayer, transB));
+          stored.set(st.file, done);
+        }
+        const { encoding: _drop, ...rest } = st;
+        return { ...rest, file: done.file, ...(done.encoding ? { encoding: done.encoding } : {}) };
+      }),
+    }));
+    const exportParams: ParamsFile = { version: params.version, activations: [...params.activations], temporal: params.temporal, text: textRegion, ...(weightsOut.length ? { weights: weightsOut } : {}) };
     outReqs.forEach((o, k) => exportParams.activations.push({ site: -1 - k, half: 0, scaleInput: o.scale, zeroPointInput: o.zp, table: outTables[k]! }));
     // one parameter set for all timesteps: constants in the graph (kernels and fusions see fixed scales)
     const keep: ParamsFile['activations'] = [];
@@ -597,10 +615,11 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     const real: string[] = [];
     const sim: string[] = [];
     const nInt8 = layers.filter((l) => l.real).length;
-    const nStored = layers.filter((l) => !l.real && l.storage !== 'float32' && !l.storage.startsWith('float32')).length;
+    // layers on per-step weight sets are listed apart (below)
+    const nStored = layers.filter((l) => !l.real && l.storage !== 'float32' && !l.storage.startsWith('float32') && !ranged.has(l.name)).length;
     if (nInt8) real.push(`${nInt8} layers run on onnxruntime int8 kernels (QLinearConv / MatMulIntegerToFloat) with 8-bit weights${WEIGHT_LABEL[int8Weights]} and uint8 activations${afmt && afmt.kind === 'int' && afmt.symmetric ? SYMMETRIC_LABEL : ''}`);
     const byStorage = new Map<string, number>();
-    for (const l of layers) if (!l.real && !l.storage.startsWith('float32')) byStorage.set(l.storage, (byStorage.get(l.storage) ?? 0) + 1);
+    for (const l of layers) if (!l.real && !l.storage.startsWith('float32') && !ranged.has(l.name)) byStorage.set(l.storage, (byStorage.get(l.storage) ?? 0) + 1);
     for (const [s, n] of byStorage) {
       const native = /DequantizeLinear/.test(layers.find((l) => l.storage === s)!.compute);
       real.push(`${n} weights stored as ${s} (${native ? 'DequantizeLinear' : 'decode subgraph'})`);
@@ -626,8 +645,11 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     if (!fuse) notes.push('attention fusion off (fuseAttention: false)');
     if (params.temporal) notes.push('the FP temporal model (TFMQ cache) is copied unchanged in float32');
     if (ranged.size) {
-      const bytes = [...new Set((params.weights ?? []).flatMap((w) => w.sets.map((st) => st.file)))].reduce((a, f) => a + (files[f] ?? 0), 0);
-      sim.push(`${ranged.size} layer${ranged.size > 1 ? 's switch their weights' : ' switches its weight'} by timestep range (per-step parameter sets, dq quantize --per-range): the sets are copied as float32 files under quant/ (${bytes} bytes) and fed per step, and the layer computes in float32 (no low-bit storage or kernel for per-step sets yet)`);
+      const sets = [...stored.values()];
+      const bytes = sets.flatMap((x) => [x.file, ...(x.encoding ? [x.encoding.scale] : [])]).reduce((a, f) => a + (files[f] ?? 0), 0);
+      const packed = sets.filter((x) => x.encoding).length;
+      real.push(`${ranged.size} layer${ranged.size > 1 ? 's switch their weights' : ' switches its weight'} by timestep range (per-step parameter sets: a budget per layer and timestep range, or a balance per range): ${sets.length} sets under quant/ (${bytes} bytes), ${packed} of them as integer codes with float32 scales${packed < sets.length ? ', the rest float32' : ''}, fed per step`);
+      sim.push(`those ${ranged.size} layer${ranged.size > 1 ? 's compute' : ' computes'} in float32 on weights decoded when the pipeline loads (no integer kernel takes a weight that changes per step)`);
     }
     if (params.text) notes.push(`the FP text-feature model (${params.text.model}: ${params.text.features.length} text features computed once per prompt) is kept in float32`);
     for (const [c, r] of Object.entries(manifest.components ?? {})) {
@@ -673,6 +695,28 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
     if (isDqError(e) && e.code === 'CANCELLED') checkAbort(opts.signal);
     throw e;
   }
+}
+
+/**
+ * One per-step weight set of a variant written into an export: integer codes (packed two a byte at 4 bits and less)
+ * and float32 scales when its values recover bit for bit in its recorded format, else the float32 file as it is.
+ */
+function storeSet(vdir: string, tmp: string, st: RangedWeight['sets'][number], dims: number[], axes: { out: number; in: number }): { file: string; encoding?: NonNullable<RangedWeight['sets'][number]['encoding']> } {
+  const copy = () => {
+    cpSync(join(vdir, st.file), join(tmp, st.file));
+    return { file: st.file };
+  };
+  const fmt = st.spec?.format;
+  if (!st.spec || !fmt || fmt.kind !== 'int' || fmt.bits > 8 || st.encoding) return copy();
+  const gr = parseGranularity(st.spec.granularity, axes);
+  if (!gr) return copy();
+  const b = readFileSync(join(vdir, st.file));
+  const rec = recoverWeight(new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)), dims, fmt, gr, axes.in);
+  if (!rec || rec.kind !== 'int' || rec.mismatches) return copy();
+  const stem = st.file.replace(/\.bin$/, '');
+  writeFileAtomic(join(tmp, `${stem}.codes.bin`), packCodes(rec.codes, rec.bits));
+  writeFileAtomic(join(tmp, `${stem}.scale.bin`), new Uint8Array(rec.scale.buffer, rec.scale.byteOffset, rec.scale.byteLength));
+  return { file: `${stem}.codes.bin`, encoding: { kind: 'int', bits: rec.bits, scale: `${stem}.scale.bin`, granularity: rec.g } };
 }
 
 /** Top-level entries of an export that are the denoiser's (its size); everything else is another component. */

@@ -618,7 +618,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   const folds = (recipe.balance || recipe.rotate) && recipe.fold !== 'none' && rec ? new Map([...findRotationFolds(model, rec.sites)].filter(([, f]) => uncuttable(f.value.node))) : new Map<number, RotationFold>();
   const rangedPicks = new Map((budget?.perRange?.layers ?? []).map((l) => [l.name, l.ranges]));
   // per-step parameter sets (ranged.ts), by layer: each range's rounded weight (the same array where ranges share one)
-  const perStep = new Map<string, { sets: { values: Float32Array; format: string; fpInput: boolean; timesteps: [number, number] }[]; gated: boolean }>();
+  const perStep = new Map<string, { sets: { values: Float32Array; format: string; fpInput: boolean; timesteps: [number, number]; spec: { format: QuantFormat; granularity: string } }[]; gated: boolean }>();
   // channel balancing (recipe.balance): per site, s_j from the activations' RMS and the weights' largest |value|;
   // alpha 'search': each site's FP input sampled on a few calibration images and the alpha measured best (smooth.ts)
   const searchRows = recipe.balance?.alpha === 'search' && rec && grams && recipe.activations
@@ -718,7 +718,10 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     const rounding = rounded.rounding;
     if (rangeWeights && balanceRanges) {
       const fmtName = formatName(recipe.weights.format as QuantFormat);
-      const sets = rangeWeights.map((rw, r) => ({ values: r === 0 ? res.values : roundWeight(rw.w, rw.b).res.values, format: fmtName, fpInput: false, timesteps: balanceRanges[r]!.timesteps }));
+      const sets = rangeWeights.map((rw, r) => {
+        const x = r === 0 ? res : roundWeight(rw.w, rw.b).res;
+        return { values: x.values, format: fmtName, fpInput: false, timesteps: balanceRanges[r]!.timesteps, spec: { format: recipe.weights.format as QuantFormat, granularity: x.granularity } };
+      });
       perStep.set(l.name, { gated: false, sets });
     }
     // a per-step parameter set (--per-range): the budget's format in the chosen ranges, the recipe's elsewhere (the
@@ -734,7 +737,9 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       const avg = rs.reduce((a, _, i) => a + ((pick.includes(i) ? high.bits : res!.bits) * steps[i]!) / all, 0);
       const hf = formatName(budget.format);
       const lf = formatName(recipe.weights.format as QuantFormat);
-      perStep.set(l.name, { gated: true, sets: rs.map((r, i) => (pick.includes(i) ? { values: high.values, format: hf, fpInput: true, timesteps: r.timesteps } : { values: res!.values, format: lf, fpInput: false, timesteps: r.timesteps })) });
+      const hs = { format: budget.format, granularity: high.granularity };
+      const ls = { format: recipe.weights.format as QuantFormat, granularity: res.granularity };
+      perStep.set(l.name, { gated: true, sets: rs.map((r, i) => (pick.includes(i) ? { values: high.values, format: hf, fpInput: true, timesteps: r.timesteps, spec: hs } : { values: res!.values, format: lf, fpInput: false, timesteps: r.timesteps, spec: ls })) });
       const where = pick.map((i) => `${rs[i]!.steps[0]}-${rs[i]!.steps[1]}`).join(', ');
       reports.push({ name: l.name, op: l.op, weight: { granularity: res.granularity, bits: Math.round(avg), params: size, rounding: `${rounding}; per timestep range: ${formatName(budget.format)} weights and FP activations at steps ${where} of ${budget.perRange.ranges.at(-1)!.steps[1] + 1} (budget ${budget.bits} bits, a per-step parameter set; bits averaged over the steps), the recipe's elsewhere` }, activation: null });
       continue;
@@ -865,7 +870,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
         }
         return f;
       };
-      weights.push({ layer: name, input: l.weight, dims: l.weightShape, gate, sets: v.sets.map((st) => ({ timesteps: st.timesteps, file: fileOf(st.values), format: st.format, fpInput: st.fpInput && gate !== null })) });
+      weights.push({ layer: name, input: l.weight, dims: l.weightShape, gate, sets: v.sets.map((st) => ({ timesteps: st.timesteps, file: fileOf(st.values), format: st.format, fpInput: st.fpInput && gate !== null, spec: st.spec })) });
       const r = reports.find((x) => x.name === name);
       if (r) r.perStep = `its weight changes with the timestep range: ${v.sets.length} ranges, ${files.size} weight sets fed per step (quant/params.json)`;
     });

@@ -13,6 +13,8 @@ import { indexGraph } from '../onnx/graph.js';
 import type { ModelMsg } from '../onnx/model.js';
 import { ModelProto } from '../onnx/model.js';
 import type { FeedValue } from '../runtime/onnx.js';
+import { scaleIndex, type Granularity } from '../../../kernels/layout.js';
+import type { QuantFormat } from '../../../kernels/quant.js';
 
 /** One layer's weight sets (quant/params.json `weights`). */
 export interface RangedWeight {
@@ -30,7 +32,39 @@ export interface RangedWeight {
     format: string;
     /** The layer reads its FP input in this range. */
     fpInput: boolean;
+    /** The set's quantizer (weights' format and granularity label, quant/weights.ts), for an export to store it. */
+    spec?: { format: QuantFormat; granularity: string };
+    /**
+     * How `file` stores the set (an export's compact form): absent, float32 values; 'int', signed codes (one a byte,
+     * or two 4-bit codes a byte, low nibble first) times float32 scales in `scale`, one per group of `granularity`.
+     */
+    encoding?: { kind: 'int'; bits: number; scale: string; granularity: Granularity };
   }[];
+}
+
+/** Decodes a set an export stored as integer codes and scales (see RangedWeight's `encoding`). */
+export function decodeIntSet(codes: Uint8Array, scale: Float32Array, dims: number[], bits: number, g: Granularity): Float32Array {
+  const n = dims.reduce((a, b) => a * b, 1);
+  const idx = scaleIndex(dims, g);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    let c: number;
+    if (bits <= 4) {
+      const byte = codes[i >> 1]!;
+      const nib = i & 1 ? byte >> 4 : byte & 15;
+      c = nib >= 8 ? nib - 16 : nib;
+    } else c = codes[i]! >= 128 ? codes[i]! - 256 : codes[i]!;
+    out[i] = Math.fround(c * scale[idx[i]!]!);
+  }
+  return out;
+}
+
+/** Signed codes as a set file stores them: a byte each, or two 4-bit codes a byte (low nibble first). */
+export function packCodes(codes: Int8Array, bits: number): Uint8Array {
+  if (bits > 4) return new Uint8Array(codes.buffer, codes.byteOffset, codes.byteLength);
+  const out = new Uint8Array(Math.ceil(codes.length / 2));
+  for (let i = 0; i < codes.length; i++) out[i >> 1]! |= (codes[i]! & 15) << (i & 1 ? 4 : 0);
+  return out;
 }
 
 /** The layer's input that an activation quantizer produced (quant/activations.ts names it dq_aq/<site>/out). */
@@ -85,12 +119,21 @@ export function setAt<T extends { timesteps: [number, number] }>(sets: T[], t: n
 /** Feeds of every ranged layer at model timestep t; the files are read once, on the first call. */
 export function rangedFeeds(dir: string, weights: RangedWeight[]): (t: number) => Record<string, FeedValue> {
   const data = new Map<string, Float32Array>();
-  const read = (file: string, n: number, w: RangedWeight) => {
+  const read = (set: RangedWeight['sets'][number], n: number, w: RangedWeight) => {
+    const file = set.file;
     let v = data.get(file);
     if (!v) {
       const b = readFileSync(join(dir, file));
-      if (b.byteLength !== n * 4) throw new DqError('BAD_CONFIG', `${dir}: ${file}: ${b.byteLength} bytes, the weight of '${w.layer}' needs ${n * 4}`);
-      v = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+      const enc = set.encoding;
+      if (enc) {
+        const s = readFileSync(join(dir, enc.scale));
+        const need = enc.bits <= 4 ? Math.ceil(n / 2) : n;
+        if (b.byteLength !== need) throw new DqError('BAD_CONFIG', `${dir}: ${file}: ${b.byteLength} bytes, the codes of '${w.layer}' need ${need}`);
+        v = decodeIntSet(new Uint8Array(b.buffer, b.byteOffset, b.byteLength), new Float32Array(s.buffer.slice(s.byteOffset, s.byteOffset + s.byteLength)), w.dims, enc.bits, enc.granularity);
+      } else {
+        if (b.byteLength !== n * 4) throw new DqError('BAD_CONFIG', `${dir}: ${file}: ${b.byteLength} bytes, the weight of '${w.layer}' needs ${n * 4}`);
+        v = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+      }
       data.set(file, v);
     }
     return v;
@@ -99,7 +142,7 @@ export function rangedFeeds(dir: string, weights: RangedWeight[]): (t: number) =
     const feeds: Record<string, FeedValue> = {};
     for (const w of weights) {
       const s = setAt(w.sets, t);
-      feeds[w.input] = { type: 'float32', data: read(s.file, w.dims.reduce((a, b) => a * b, 1), w), dims: w.dims };
+      feeds[w.input] = { type: 'float32', data: read(s, w.dims.reduce((a, b) => a * b, 1), w), dims: w.dims };
       if (w.gate) feeds[w.gate] = { type: 'bool', data: Uint8Array.of(s.fpInput ? 1 : 0), dims: [] };
     }
     return feeds;

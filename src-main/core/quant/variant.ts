@@ -151,10 +151,13 @@ export function readParams(dir: string): ParamsFile | null {
   }
   for (const [i, w] of (params.weights ?? []).entries()) {
     for (const [j, set] of w.sets.entries()) {
-      if (isAbsolute(set.file) || normalize(set.file).split(/[/\\]/)[0] === '..') {
-        throw new DqError('BAD_CONFIG', `${dir}: quant/params.json: field 'weights[${i}].sets[${j}].file': '${set.file}' must be a path inside the variant folder`);
+      for (const [field, f] of [['file', set.file], ['encoding.scale', set.encoding?.scale]] as const) {
+        if (f === undefined) continue;
+        if (isAbsolute(f) || normalize(f).split(/[/\\]/)[0] === '..') {
+          throw new DqError('BAD_CONFIG', `${dir}: quant/params.json: field 'weights[${i}].sets[${j}].${field}': '${f}' must be a path inside the variant folder`);
+        }
+        if (!existsSync(join(dir, f))) throw new DqError('MISSING_COMPONENT', `${dir}: ${f}, a weight set of '${w.layer}' that quant/params.json names, is missing`);
       }
-      if (!existsSync(join(dir, set.file))) throw new DqError('MISSING_COMPONENT', `${dir}: ${set.file}, a weight set of '${w.layer}' that quant/params.json names, is missing`);
     }
     for (const name of [w.input, w.gate]) {
       if (name === null) continue;

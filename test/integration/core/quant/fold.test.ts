@@ -8,6 +8,7 @@
 import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
+import { exportPipeline } from '../../../../src-main/core/export/export';
 import { analyzeGraph } from '../../../../src-main/core/onnx/analysis';
 import { encodeModel, floatTensor, loadOnnx } from '../../../../src-main/core/onnx/io';
 import { hadamard } from '../../../../kernels/quant';
@@ -211,4 +212,9 @@ it('balances per timestep range where the balance folds (balance.ranges): a weig
   }
   writeFileSync(join(swapped, 'quant', 'params.json'), JSON.stringify(params));
   expect(await psnrOf(swapped)).toBeLessThan(good - 5);
+  // an export stores every set as int8 codes with their scales (the MatMul weights' axes read from the graph) and
+  // computes what the variant does
+  const ex = await exportPipeline({ variantDir: dir, out: join(work, 'ranges-export'), verify: { seeds: [0, 1], steps: 3 } });
+  expect(ex.export.real.join(' ')).toMatch(/28 layers switch their weights by timestep range .*: 84 sets under quant\/ \(\d+ bytes\), 84 of them as integer codes with float32 scales, fed per step/);
+  expect(ex.export.verification?.verdict?.ok).toBe(true);
 }, 300_000);

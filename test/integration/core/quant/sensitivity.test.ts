@@ -5,7 +5,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { exportPipeline } from '../../../../src-main/core/export/export';
 import { runEval } from '../../../../src-main/core/jobs/eval-job';
 import { openPipeline } from '../../../../src-main/core/open';
@@ -17,6 +17,7 @@ import { loadRecipe, type Recipe } from '../../../../src-main/core/quant/recipe'
 import { imageError, measureSensitivity, SensitivitySchema, type SensitivityRecord } from '../../../../src-main/core/quant/sensitivity';
 import { VariantTweaker } from '../../../../src-main/core/quant/tweak';
 import { readParams } from '../../../../src-main/core/quant/variant';
+import { decodeIntSet } from '../../../../src-main/core/quant/ranged';
 import { tmp, TINY } from '../../../helpers';
 
 const work = tmp();
@@ -181,9 +182,23 @@ describe('dq quantize --budget --per-range', () => {
     const imgs = (await sample(v.pipeline, v.session, { seeds: [0, 1], classes: [1, 2], steps: 6, sampler: 'ddim', guidance: 2 })).images;
     expect(imgs.every((im) => im.every(Number.isFinite))).toBe(true);
     const ex = await exportPipeline({ variantDir: join(work, 'ranged'), out: join(work, 'ranged-export'), verify: { seeds: [0, 1], steps: 6 } });
-    expect(ex.export.layers.find((l) => l.name === X)!.storage).toBe('float32 per-step weight sets (quant/)');
-    expect(ex.export.simulated.join(' ')).toMatch(/1 layer switches its weight by timestep range/);
-    expect(readParams(join(work, 'ranged-export'))!.weights).toHaveLength(1);
+    expect(ex.export.layers.find((l) => l.name === X)!.storage).toBe('per-step weight sets (quant/)');
+    // both sets stored as integer codes (int4 packed two a byte, int8) with their scales, decoded at load
+    expect(ex.export.real.join(' ')).toMatch(/1 layer switches its weight by timestep range .*: 2 sets under quant\/ \(\d+ bytes\), 2 of them as integer codes with float32 scales, fed per step/);
+    const ew = readParams(join(work, 'ranged-export'))!.weights!;
+    expect(ew).toHaveLength(1);
+    expect(ew[0]!.sets.map((st) => st.encoding?.bits)).toEqual([8, 4, 4]);
+    const n = ew[0]!.dims.reduce((a, b) => a * b, 1);
+    expect(statSync(join(work, 'ranged-export', ew[0]!.sets[1]!.file)).size).toBe(Math.ceil(n / 2));
+    // decoded, each set is the variant's own values to the bit
+    const vw = readParams(join(work, 'ranged'))!.weights![0]!;
+    for (const [j, st] of ew[0]!.sets.entries()) {
+      const enc = st.encoding!;
+      const scale = readFileSync(join(work, 'ranged-export', enc.scale));
+      const dec = decodeIntSet(readFileSync(join(work, 'ranged-export', st.file)), new Float32Array(scale.buffer.slice(scale.byteOffset, scale.byteOffset + scale.byteLength)), ew[0]!.dims, enc.bits, enc.granularity);
+      const raw = readFileSync(join(work, 'ranged', vw.sets[j]!.file));
+      expect(Buffer.from(dec.buffer).equals(raw)).toBe(true);
+    }
     expect(ex.export.verification?.verdict?.ok).toBe(true);
     // recipes that transform weights are refused
     await expect(quantizePipeline({ pipelineDir: TINY, recipe: { ...recipe, rotate: true } as Recipe, record: rec, recordPath: recPath, out: join(work, 'refused-rot'), budget: { bits: 8, sensitivity: sens, path: 'sens.json', perRange: true } })).rejects.toThrow(/--per-range: recipe .* balances, rotates or adds low-rank branches/);
