@@ -41,6 +41,11 @@ describe('sensitivity and budget jobs', () => {
     expect(bs).toBeGreaterThan(base.summary.weightBitsPerParameter);
     expect(bs).toBeLessThanOrEqual(bits + 0.001);
     expect(b.label).toMatch(/under \d+(\.\d+)? bits/);
+    // per layer and timestep range: a variant whose layers may switch format by step (per-step parameter sets)
+    const pr = await jobFinished(host, { kind: 'quantize', model: 'tiny-mnist', recipe: { ...recipe, name: `naive-w4a8@${bits}-ranges` }, calibration: cal.id, budget: { bits, sensitivity: s.id, perRange: true } });
+    expect(pr.error).toBeNull();
+    expect(pr.label).toMatch(/under \d+(\.\d+)? bits per timestep range/);
+    expect((pr.result as QuantizeResult).summary.weightBitsPerParameter).toBeLessThanOrEqual(bits + 0.001);
     // the Pareto front: the recipe alone and two budgets, each quantized and sampled on the sensitivity job's seeds
     const f = await jobFinished(host, { kind: 'pareto', model: 'tiny-mnist', variant: q.id, sensitivity: s.id, calibration: cal.id, budgets: [bits + 1, bits] });
     expect(f.error).toBeNull();

@@ -33,7 +33,7 @@ import { GramSums, type GramEntry } from './gram.js';
 import { allocateBits } from './budget.js';
 import { insertLowRankBranch, lowRankSupport, splitLowRank, type LowRankBranch } from './lowrank.js';
 import type { SensitivityRecord } from './sensitivity.js';
-import { ALPHA_GRID, channelRms, joinRows, sampleSiteRows, sampleSiteRowsAt, searchAlpha, type Candidate, type SiteRows } from './smooth.js';
+import { ALPHA_GRID, channelRms, joinRows, sampleSiteRows, sampleSiteRowsAt, searchAlpha, type Candidate, type SearchLayer, type SiteRows } from './smooth.js';
 import { rangeLayer, type RangedWeight } from './ranged.js';
 import { findRotationFolds, foldBlock, foldIntoOutputs, setFloats, type RotationFold } from './fold.js';
 import { measureDisturbance, type FeatureDisturbance } from './temporal.js';
@@ -299,14 +299,12 @@ function balanceSites(
       }
     }
     if (!fits) continue;
-    const scaleFor = (al: number) => {
-      const scale = new Float32Array(C);
-      for (let j = 0; j < C; j++) {
-        const a = Math.sqrt(Math.max(0, H![j * C + j]!) / rows);
-        scale[j] = a > 0 && wmax[j]! > 0 ? Math.min(1e4, Math.max(1e-4, a ** al / wmax[j]! ** (1 - al))) : 1;
-      }
-      return scale;
-    };
+    // s_j = a_j^alpha / w_j^(1 - alpha) for the channels' RMS a (from the Gram matrix, or from sampled rows)
+    const scalesFrom = (a: (j: number) => number) => (al: number) =>
+      Float32Array.from({ length: C }, (_, j) => (a(j) > 0 && wmax[j]! > 0 ? Math.min(1e4, Math.max(1e-4, a(j) ** al / wmax[j]! ** (1 - al))) : 1));
+    const scaleFor = scalesFrom((j) => Math.sqrt(Math.max(0, H![j * C + j]!) / rows));
+    const searchLayers = () => (layers as QuantizableLayer[]).map((l) => ({ layer: l, w: floatTensor(loaded, inits.get(l.weight) as never), transB: transBOf.get(l.name) === true }));
+    const weightOf = (l: SearchLayer, c: Candidate) => balanceWeight(l.w, l.layer.weightShape, l.transB, c);
     let scale: Float32Array | null = null;
     let note: string | undefined;
     // timestep-aware: a folded site whose value projection has no bias takes a balance per range of steps, from its
@@ -318,17 +316,9 @@ function balanceSites(
       const notes: string[] = [];
       rangeScales = rangeRows.map((rows, r) => {
         const a = channelRms(rows, { scale: null, ...basis });
-        const scaleOf = (al: number) => Float32Array.from({ length: C }, (_, j) => (a[j]! > 0 && wmax[j]! > 0 ? Math.min(1e4, Math.max(1e-4, a[j]! ** al / wmax[j]! ** (1 - al))) : 1));
+        const scaleOf = scalesFrom((j) => a[j]!);
         if (alpha !== 'search') return scaleOf(alpha!);
-        const found = searchAlpha(
-          rows,
-          (layers as QuantizableLayer[]).map((l) => ({ layer: l, w: floatTensor(loaded, inits.get(l.weight) as never), transB: transBOf.get(l.name) === true })),
-          basis,
-          scaleOf,
-          (l, c) => balanceWeight(l.w, l.layer.weightShape, l.transB, c),
-          search!.weights,
-          search!.actBits,
-        );
+        const found = searchAlpha(rows, searchLayers(), basis, scaleOf, weightOf, search!.weights, search!.actBits);
         notes.push(`range ${r + 1}: ${found.alpha === null ? 'none' : found.alpha}`);
         return found.alpha === null ? null : scaleOf(found.alpha);
       });
@@ -338,15 +328,7 @@ function balanceSites(
     } else if (H && alpha === 'search') {
       const sampled = search?.rows.get(site.tensor);
       if (!sampled || sampled.dim !== C || sampled.rows === 0) continue;
-      const found = searchAlpha(
-        sampled,
-        (layers as QuantizableLayer[]).map((l) => ({ layer: l, w: floatTensor(loaded, inits.get(l.weight) as never), transB: transBOf.get(l.name) === true })),
-        { rotate: block, rotateFirst },
-        scaleFor,
-        (l, c) => balanceWeight(l.w, l.layer.weightShape, l.transB, c),
-        search!.weights,
-        search!.actBits,
-      );
+      const found = searchAlpha(sampled, searchLayers(), { rotate: block, rotateFirst }, scaleFor, weightOf, search!.weights, search!.actBits);
       const at = (a: number) => found.errors[ALPHA_GRID.indexOf(a)]!.toPrecision(3);
       const none = found.errors.at(-1)!.toPrecision(3);
       note = found.alpha === null
