@@ -444,8 +444,8 @@ export interface SensitivityResult {
 export interface ParetoResult {
   kind: 'pareto';
   name: string;
-  /** The recipe alone (budget null), then each budget: bits per weight, layers moved to keepFormat, error against FP. */
-  points: { budget: number | null; bits: number; layers: number; error: ImageErrorView }[];
+  /** The recipe alone (budget null), then each budget: bits per weight, layers moved to keepFormat, error against FP, and FID-to-FP in the pipeline's judge's features (null without one). */
+  points: { budget: number | null; bits: number; layers: number; error: ImageErrorView; fidToFp: number | null }[];
   settings: { samples: number; steps: number };
 }
 

@@ -214,7 +214,7 @@ async function run(task: WorkerTask): Promise<unknown> {
       onProgress: (p) => progress(`quantize and sample at ${p.budget} bits`, p.done, p.total),
     });
     const result: ParetoResult = {
-      kind: 'pareto', name: manifest.recipe.name, points: points.map(({ budget, bits, layers, error }) => ({ budget, bits, layers, error })),
+      kind: 'pareto', name: manifest.recipe.name, points: points.map(({ budget, bits, layers, error, fidToFp }) => ({ budget, bits, layers, error, fidToFp })),
       settings: { samples: sensitivity.settings.samples, steps: sensitivity.settings.steps },
     };
     return result;

@@ -212,6 +212,8 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in 
     await sens.getByTestId('front-table').waitFor({ timeout: 120_000 });
     expect(await sens.getByTestId('front-table').locator('tbody tr').count()).toBe(3);
     await expect(sens.getByTestId('front-table').locator('tbody tr').first().textContent()).resolves.toMatch(/recipe alone/);
+    // tiny-mnist has a judge (the embedded classifier): the front is also drawn as FID-to-FP against bits
+    await sens.getByTestId('front-fid-chart').waitFor({ timeout: 5_000 });
     await sens.getByTestId('front-chart').scrollIntoViewIfNeeded();
     await shot(page, '4d-pareto');
 

@@ -55,6 +55,9 @@ describe('sensitivity and budget jobs', () => {
     expect(front.points[0]!.error.mse).toBe(r.base.mse);
     expect(front.points[0]!.bits).toBe(base.summary.weightBitsPerParameter);
     for (const p of front.points.slice(1)) expect(p.bits).toBeLessThanOrEqual(p.budget! + 0.001);
+    // FID-to-FP in the embedded classifier's features, measured for every point (few images: biased, but measured)
+    for (const p of front.points) expect(Number.isFinite(p.fidToFp)).toBe(true);
+    expect(front.points[0]!.fidToFp!).toBeGreaterThan(0);
     expect(front.points[2]!.error.mse).toBeLessThan(front.points[0]!.error.mse);
     // a budget from a job that is not a sensitivity job is refused as data, before anything runs
     const bad = await dispatch(host, 'startJob', [{ kind: 'quantize', model: 'tiny-mnist', recipe, calibration: cal.id, budget: { bits, sensitivity: q.id } }]);
