@@ -211,7 +211,7 @@ export function buildProgram(): Command {
     .option('--judge-normalize <mode>', "the judge's input range: [0,1], [-1,1], [0,255], clip or imagenet", '[0,1]')
     .option('--prompts <file>', "text-to-image without attributes.json: the eval prompts, cycled to --samples (default: the folder's calibration_prompts.txt); also the calibration prompts")
     .option('--negative-prompt <text>', 'text-to-image: the negative prompt of every sample')
-    .option('--budgets <list>', 'mixed precision: also every preset at each of these bits budgets per weight (comma-separated, as dq quantize --budget; needs --sensitivity): a Pareto front', (v: string) => v.split(',').map((x) => num('--budgets', 1)(x.trim())))
+    .option('--budgets <list>', 'mixed precision: also every preset at each of these bits budgets per weight (comma-separated, as dq quantize --budget; needs --sensitivity): a Pareto front, drawn as pareto-<preset>.svg in --out', (v: string) => v.split(',').map((x) => num('--budgets', 1)(x.trim())))
     .option('--sensitivity <record>', 'a record from dq sensitivity: the gains --budgets allocate by')
     .option('--per-range', '--budgets: per layer and timestep range (dq quantize --per-range), named preset@bits-ranges')
     .requiredOption('--out <dir>', 'folder for variants, calibration and eval.json')
