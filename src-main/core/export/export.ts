@@ -310,7 +310,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
   const int8Acts = afmt?.kind === 'int' && afmt.bits === 8;
 
   const hooks = { signal: opts.signal, onProgress: opts.onProgress };
-  // layers whose weight is a per-step parameter set (dq quantize --per-range): copied as they are
+  // layers whose weight is a per-step parameter set (a budget per timestep range, a balance per range): stored below
   const ranged = new Set((params?.weights ?? []).map((w) => w.layer));
   for (const [k, rep] of manifest.layers.entries()) {
     // let a cancel request (a message, a signal handler) run between layers
@@ -571,8 +571,7 @@ export async function exportPipeline(opts: ExportOptions): Promise<ExportManifes
           done = storeSet(vdir, tmp, st, w.dims, weightAxes({ op: rep?.op ?? 'MatMul', weightShape: w.dims, weightIndex } as QuantizableLayer, transB));
           stored.set(st.file, done);
         }
-        const { encoding: _drop, ...rest } = st;
-        return { ...rest, file: done.file, ...(done.encoding ? { encoding: done.encoding } : {}) };
+        return { ...st, file: done.file, encoding: done.encoding };
       }),
     }));
     const exportParams: ParamsFile = { version: params.version, activations: [...params.activations], temporal: params.temporal, text: textRegion, ...(weightsOut.length ? { weights: weightsOut } : {}) };
@@ -707,8 +706,8 @@ function storeSet(vdir: string, tmp: string, st: RangedWeight['sets'][number], d
     return { file: st.file };
   };
   const fmt = st.spec?.format;
-  if (!st.spec || !fmt || fmt.kind !== 'int' || fmt.bits > 8 || st.encoding) return copy();
-  const gr = parseGranularity(st.spec.granularity, axes);
+  if (!fmt || fmt.kind !== 'int' || fmt.bits > 8) return copy();
+  const gr = parseGranularity(st.spec!.granularity, axes);
   if (!gr) return copy();
   const b = readFileSync(join(vdir, st.file));
   const rec = recoverWeight(new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)), dims, fmt, gr, axes.in);

@@ -33,7 +33,7 @@ import { GramSums, type GramEntry } from './gram.js';
 import { allocateBits } from './budget.js';
 import { insertLowRankBranch, lowRankSupport, splitLowRank, type LowRankBranch } from './lowrank.js';
 import type { SensitivityRecord } from './sensitivity.js';
-import { ALPHA_GRID, channelRms, joinRows, sampleSiteRows, sampleSiteRowsAt, searchAlpha, type Candidate, type SearchLayer, type SiteRows } from './smooth.js';
+import { ALPHA_GRID, channelRms, joinRows, sampleSiteRowsAt, searchAlpha, searchSteps, type Candidate, type SearchLayer, type SiteRows } from './smooth.js';
 import { rangeLayer, type RangedWeight } from './ranged.js';
 import { findRotationFolds, foldBlock, foldIntoOutputs, setFloats, type RotationFold } from './fold.js';
 import { measureDisturbance, type FeatureDisturbance } from './temporal.js';
@@ -271,7 +271,7 @@ function balanceSites(
     const C = e ? e.dim : transBOf.get(first.name) ? first.weightShape[1]! : first.weightShape[0]!;
     // a fold (fold.ts): the block divides the head width, and the transform is x -> (x R) diag(1/s), computed by
     // the value projection; online, x -> (x diag(1/s)) R in the graph
-    const fold = foldMode !== 'none' && folds.get(site.id)?.channels === C ? folds.get(site.id) : undefined;
+    const fold = folds.get(site.id)?.channels === C ? folds.get(site.id) : undefined;
     const foldAt = fold && rotate && foldMode === 'all' ? foldBlock(fold, hadamardBlock(C)) : 0;
     const rotateFirst = foldAt >= 2;
     const block = rotateFirst ? foldAt : rotate && hadamardBlock(C) >= 2 ? hadamardBlock(C) : 0;
@@ -586,8 +586,8 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   const branches = new Map<string, LowRankBranch>();
   let fpParams = 0;
   const inits = new Map((model.graph!.initializer ?? []).map((t) => [t.name ?? '', t]));
-  // layers a disturbance-aware cache may still cut out after the weights (temporal or text 'auto') count as cut: the
-  // budget then holds whichever features end up cached (a layer left quantized adds weights at the recipe's own bits)
+  // layers a cache cuts out, and those a disturbance-aware cache (temporal or text 'auto') may still cut out after the
+  // weights: no budget candidates, and no folds into them (the cached FP region would compute them unfolded)
   const mayCut = [...cutLayers, ...textCutLayers, ...(recipe.temporal === 'auto' ? fpMap.temporal : []), ...(recipe.text === 'auto' ? fpMap.textOnly : [])];
   if (opts.budget?.perRange && (recipe.balance || recipe.rotate || recipe.lowRank)) {
     throw new DqError('BAD_ARGUMENT', `--per-range: recipe '${recipe.name}' balances, rotates or adds low-rank branches, which transform its weights; per-range weight sets take recipes without them`);
@@ -600,20 +600,22 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   const folds = (recipe.balance || recipe.rotate) && recipe.fold !== 'none' && rec ? new Map([...findRotationFolds(model, rec.sites)].filter(([, f]) => uncuttable(f.value.node))) : new Map<number, RotationFold>();
   const rangedPicks = new Map((budget?.perRange?.layers ?? []).map((l) => [l.name, l.ranges]));
   // per-step parameter sets (ranged.ts), by layer: each range's rounded weight (the same array where ranges share one)
-  const perStep = new Map<string, { sets: { values: Float32Array; format: string; fpInput: boolean; timesteps: [number, number]; spec: { format: QuantFormat; granularity: string } }[]; gated: boolean }>();
+  const perStep = new Map<string, { sets: { values: Float32Array; fpInput: boolean; timesteps: [number, number]; spec: { format: QuantFormat; granularity: string } }[]; gated: boolean }>();
   // channel balancing (recipe.balance): per site, s_j from the activations' RMS and the weights' largest |value|;
   // alpha 'search': each site's FP input sampled on a few calibration images and the alpha measured best (smooth.ts)
-  const searchRows = recipe.balance?.alpha === 'search' && rec && grams && recipe.activations
-    ? { rows: await sampleSiteRows(source, sourceSession, rec, balanceTargets(rec.sites, fpMap, grams.byLayer)), weights: recipe.weights, actBits: (recipe.activations.format as { bits: number }).bits }
+  // timestep-aware balance: the folded sites' FP inputs at two steps of each range; both sampled in one pass
+  const searchTargets = recipe.balance?.alpha === 'search' && rec && grams && recipe.activations ? balanceTargets(rec.sites, fpMap, grams.byLayer) : [];
+  const rangeTargets = balanceRanges && rec ? [...folds.keys()].map((id) => rec.sites.find((st) => st.id === id)!).map((st) => ({ tensor: st.tensor, dim: folds.get(st.id)!.channels })) : [];
+  const rangeSteps = (balanceRanges ?? []).map((r) => [...new Set([r.steps[0]!, r.steps[Math.floor(r.steps.length / 2)]!])]);
+  const searchAt = searchTargets.length && rec ? searchSteps(rec) : [];
+  const sampled = searchTargets.length || rangeTargets.length
+    ? await sampleSiteRowsAt(source, sourceSession, rec!, [...new Map([...searchTargets, ...rangeTargets].map((t) => [t.tensor, t])).values()], [...new Set([...searchAt, ...rangeSteps.flat()])].sort((a, b) => a - b))
     : null;
-  // timestep-aware balance: the folded sites' FP inputs sampled at two steps of each range
-  let rangeRows: { ranges: BalanceRange[]; rows: Map<string, SiteRows[]> } | null = null;
-  if (balanceRanges && rec && folds.size && recipe.fold !== 'none') {
-    const targets = [...folds.keys()].map((id) => rec.sites.find((st) => st.id === id)!).map((st) => ({ tensor: st.tensor, dim: folds.get(st.id)!.channels }));
-    const at = balanceRanges.map((r) => [...new Set([r.steps[0]!, r.steps[Math.floor(r.steps.length / 2)]!])]);
-    const byStep = await sampleSiteRowsAt(source, sourceSession, rec, targets, at.flat());
-    rangeRows = { ranges: balanceRanges, rows: new Map(targets.map((t) => [t.tensor, at.map((steps) => joinRows(steps.map((st) => byStep.get(t.tensor)!.get(st)!).filter(Boolean), t.dim))])) };
-  }
+  const rowsAt = (t: { tensor: string; dim: number }, steps: number[]) => joinRows(steps.map((st) => sampled!.get(t.tensor)!.get(st)!).filter(Boolean), t.dim);
+  const searchRows = searchTargets.length && sampled
+    ? { rows: new Map(searchTargets.map((t) => [t.tensor, rowsAt(t, searchAt)])), weights: recipe.weights, actBits: (recipe.activations!.format as { bits: number }).bits }
+    : null;
+  const rangeRows = balanceRanges && rangeTargets.length && sampled ? { ranges: balanceRanges, rows: new Map(rangeTargets.map((t) => [t.tensor, rangeSteps.map((steps) => rowsAt(t, steps))])) } : null;
   const balanceOf = (recipe.balance || recipe.rotate) && rec ? balanceSites(rec.sites, fpMap, spare, cutLayers, textCutLayers, recipe.balance ? grams : null, inits, loaded, transBOf, recipe.balance?.alpha ?? null, recipe.rotate, searchRows, folds, recipe.fold, rangeRows) : new Map<string, Balance>();
   for (const l of fpMap.quantizable) {
     const size = l.weightShape.reduce((a, b) => a * b, 1);
@@ -690,8 +692,9 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     };
     // timestep-aware balance (recipe balance.ranges): the weight of each range, as its balance or fold makes it
     const carried = balanceOf.get(`${FOLD_KEY}${l.name}`);
-    const rangeWeights = bl?.rangeScales
-      ? bl.rangeScales.map((sc) => ({ w: balanceWeight(floatTensor(loaded, t), l.weightShape, transB, { scale: sc, rotate: bl.rotate, rotateFirst: bl.rotateFirst }), b: { scale: sc, rotate: bl.rotate, rotateFirst: bl.rotateFirst } }))
+    const fpForRanges = bl?.rangeScales ? floatTensor(loaded, t) : null;
+    const rangeWeights = bl?.rangeScales && fpForRanges
+      ? bl.rangeScales.map((sc) => ({ scale: sc, rotate: bl.rotate, rotateFirst: bl.rotateFirst })).map((b) => ({ w: balanceWeight(fpForRanges, l.weightShape, transB, b), b }))
       : carried?.foldWeights
         ? carried.foldWeights.map((fw) => ({ w: bl ? balanceWeight(fw, l.weightShape, transB, bl) : fw, b: bl }))
         : null;
@@ -699,10 +702,9 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     const res = rounded.res;
     const rounding = rounded.rounding;
     if (rangeWeights && balanceRanges) {
-      const fmtName = formatName(recipe.weights.format as QuantFormat);
       const sets = rangeWeights.map((rw, r) => {
         const x = r === 0 ? res : roundWeight(rw.w, rw.b).res;
-        return { values: x.values, format: fmtName, fpInput: false, timesteps: balanceRanges[r]!.timesteps, spec: { format: recipe.weights.format as QuantFormat, granularity: x.granularity } };
+        return { values: x.values, fpInput: false, timesteps: balanceRanges[r]!.timesteps, spec: { format: recipe.weights.format as QuantFormat, granularity: x.granularity } };
       });
       perStep.set(l.name, { gated: false, sets });
     }
@@ -716,12 +718,10 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
       const rs = budget.perRange.ranges;
       const steps = rs.map((r) => r.steps[1] - r.steps[0] + 1);
       const all = steps.reduce((a, n) => a + n, 0);
-      const avg = rs.reduce((a, _, i) => a + ((pick.includes(i) ? high.bits : res!.bits) * steps[i]!) / all, 0);
-      const hf = formatName(budget.format);
-      const lf = formatName(recipe.weights.format as QuantFormat);
+      const avg = rs.reduce((a, _, i) => a + ((pick.includes(i) ? high.bits : res.bits) * steps[i]!) / all, 0);
       const hs = { format: budget.format, granularity: high.granularity };
       const ls = { format: recipe.weights.format as QuantFormat, granularity: res.granularity };
-      perStep.set(l.name, { gated: true, sets: rs.map((r, i) => (pick.includes(i) ? { values: high.values, format: hf, fpInput: true, timesteps: r.timesteps, spec: hs } : { values: res!.values, format: lf, fpInput: false, timesteps: r.timesteps, spec: ls })) });
+      perStep.set(l.name, { gated: true, sets: rs.map((r, i) => (pick.includes(i) ? { values: high.values, fpInput: true, timesteps: r.timesteps, spec: hs } : { values: res.values, fpInput: false, timesteps: r.timesteps, spec: ls })) });
       const where = pick.map((i) => `${rs[i]!.steps[0]}-${rs[i]!.steps[1]}`).join(', ');
       reports.push({ name: l.name, op: l.op, weight: { granularity: res.granularity, bits: Math.round(avg), params: size, rounding: `${rounding}; per timestep range: ${formatName(budget.format)} weights and FP activations at steps ${where} of ${budget.perRange.ranges.at(-1)!.steps[1] + 1} (budget ${budget.bits} bits, a per-step parameter set; bits averaged over the steps), the recipe's elsewhere` }, activation: null });
       continue;
@@ -840,7 +840,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     [...perStep.entries()].forEach(([name, v], k) => {
       const l = fpMap.quantizable.find((x) => x.name === name)!;
       if (!present.has(name)) return;
-      const gate = v.gated ? rangeLayer(model, l, l.input, k) : (rangeLayer(model, l, null, k), null);
+      const gate = rangeLayer(model, l, v.gated ? l.input : null, k);
       // one file per distinct array
       const files = new Map<Float32Array, string>();
       const fileOf = (values: Float32Array) => {
@@ -852,7 +852,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
         }
         return f;
       };
-      weights.push({ layer: name, input: l.weight, dims: l.weightShape, gate, sets: v.sets.map((st) => ({ timesteps: st.timesteps, file: fileOf(st.values), format: st.format, fpInput: st.fpInput && gate !== null, spec: st.spec })) });
+      weights.push({ layer: name, input: l.weight, dims: l.weightShape, gate, sets: v.sets.map((st) => ({ timesteps: st.timesteps, file: fileOf(st.values), format: formatName(st.spec.format), fpInput: st.fpInput && gate !== null, spec: st.spec })) });
       const r = reports.find((x) => x.name === name);
       if (r) r.perStep = `its weight changes with the timestep range: ${v.sets.length} ranges, ${files.size} weight sets fed per step (quant/params.json)`;
     });
@@ -1059,12 +1059,13 @@ function planBudget(
     const spared = ctx.spare.has(l.name);
     // layers in FP (kept by name, or by role without a keepFormat) count in no bits per weight
     if (spared && (!ctx.byRole.has(l.name) || !recipe.keepFormat)) continue;
+    // a layer a cache cuts out carries no weight
+    if (ctx.cut.has(l.name)) continue;
     const transB = ctx.transBOf.get(l.name) === true;
     const high = weightBits(l, keepSpec, transB, null);
     const n = l.weightShape.reduce((a, b) => a * b, 1);
-    // a layer a cache cuts out carries no weight; one it may still cut out is no candidate, and counts where keeping
-    // it would raise the average above the budget (cut out, it then only lowers it), not where it would lower it
-    if (ctx.cut.has(l.name)) continue;
+    // one a cache may still cut out is no candidate, and counts where keeping it would raise the average above the
+    // budget (cut out, it then only lowers it), not where it would lower it
     if (ctx.mayCut.has(l.name)) {
       const mine = spared ? high : weightBits(l, recipe.weights, transB, ctx.splitOf.get(l.name) ?? null);
       if (mine > b.bits * n) {

@@ -37,14 +37,9 @@ export interface SiteRows {
   dim: number;
 }
 
-/**
- * Rows of the FP inputs of `targets` (site tensors of linear layers, channels last) over the calibration's first
- * SEARCH_IMAGES images at SEARCH_STEPS of its calibrated steps, ROWS_PER_STEP rows per step (strided over the batch).
- */
-export async function sampleSiteRows(pipeline: Pipeline, base: Session, rec: CalibrationRecord, targets: { tensor: string; dim: number }[]): Promise<Map<string, SiteRows>> {
-  const steps = rec.steps.length <= SEARCH_STEPS ? rec.steps : Array.from({ length: SEARCH_STEPS }, (_, i) => rec.steps[Math.floor(((i + 0.5) * rec.steps.length) / SEARCH_STEPS)]!);
-  const byStep = await sampleSiteRowsAt(pipeline, base, rec, targets, steps);
-  return new Map(targets.map((t) => [t.tensor, joinRows([...byStep.get(t.tensor)!.values()], t.dim)]));
+/** The calibrated steps an alpha search samples: SEARCH_STEPS of them, spread over the record's. */
+export function searchSteps(rec: CalibrationRecord): number[] {
+  return rec.steps.length <= SEARCH_STEPS ? rec.steps : Array.from({ length: SEARCH_STEPS }, (_, i) => rec.steps[Math.floor(((i + 0.5) * rec.steps.length) / SEARCH_STEPS)]!);
 }
 
 /** Rows of several samples of one site, stacked. */
@@ -59,7 +54,11 @@ export function joinRows(parts: SiteRows[], dim: number): SiteRows {
   return { data, rows: total / dim, dim };
 }
 
-/** As sampleSiteRows, at the given step indices, the rows kept apart by step: target -> step -> rows. */
+/**
+ * Rows of the FP inputs of `targets` (site tensors of linear layers, channels last) over the calibration's first
+ * SEARCH_IMAGES images at the given step indices, ROWS_PER_STEP rows per step (strided over the batch), kept apart by
+ * step: target -> step -> rows. One sampling pass for every target and step.
+ */
 export async function sampleSiteRowsAt(pipeline: Pipeline, base: Session, rec: CalibrationRecord, targets: { tensor: string; dim: number }[], steps: number[]): Promise<Map<string, Map<number, SiteRows>>> {
   const model = inlineExternalData(loadOnnx(pipeline.unetPath).model, dirname(pipeline.unetPath));
   const ValueInfo = ModelProto.lookupType('onnx.ValueInfoProto');

@@ -26,6 +26,15 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
+/** A pipeline's images for one request. */
+async function imagesOf(dir: string, req: Parameters<typeof sample>[2]): Promise<Float32Array[]> {
+  const p = await openPipeline(dir, 'cpu');
+  return (await sample(p.pipeline, p.session, req)).images;
+}
+
+/** The worst PSNR of images against FP's of the same seeds and prompts. */
+const minPsnr = (fp: Float32Array[], got: Float32Array[]) => Math.min(...fp.map((img, i) => psnr(img, got[i]!, 2)));
+
 const recipe = (balance: unknown, dynamic = 'token', rotate = false) =>
   parseRecipe(
     {
@@ -72,20 +81,14 @@ it('balances the linear layers: x / s before the quantizer, W diag(s) on the gri
   expect(Math.max(...inv) / Math.min(...inv)).toBeGreaterThan(2);
 
   const req = { seeds: [0, 1], classes: [], prompts: Array(2).fill('a red seven on a blue background'), steps: 8, sampler: 'flow-euler' as const, guidance: 3 };
-  const a = await openPipeline(DIT, 'cpu');
-  const b = await openPipeline(join(work, 'v'), 'cpu');
-  const fa = (await sample(a.pipeline, a.session, req)).images;
-  const fb = (await sample(b.pipeline, b.session, req)).images;
-  const p = fa.map((img, i) => psnr(img, fb[i]!, 2));
-  expect(Math.min(...p)).toBeGreaterThan(30);
+  const fa = await imagesOf(DIT, req);
+  expect(minPsnr(fa, await imagesOf(join(work, 'v'), req))).toBeGreaterThan(30);
 
   // with the block Hadamard rotation as well (96 channels: blocks of 32): x diag(1/s) R, weights R diag(s) W
   expect(() => recipe(null, 'none', true)).toThrow(/field 'rotate': the rotation needs activations\.dynamic 'token'/);
   const mr = await quantizePipeline({ pipelineDir: DIT, recipe: recipe({ alpha: 0.5 }, 'token', true), record: rec, recordPath: recPath, out: join(work, 'vr') });
   expect(mr.layers.filter((l) => /rotated \(Hadamard blocks of 32\)/.test(l.weight?.rounding ?? '')).length).toBeGreaterThan(30);
-  const c = await openPipeline(join(work, 'vr'), 'cpu');
-  const fc = (await sample(c.pipeline, c.session, req)).images;
-  expect(Math.min(...fa.map((img, i) => psnr(img, fc[i]!, 2)))).toBeGreaterThan(30);
+  expect(minPsnr(fa, await imagesOf(join(work, 'vr'), req))).toBeGreaterThan(30);
 }, 300_000);
 
 it("rotates a UNet's linear layers (tiny-t2i: attention, feed-forward, the time embedding's Gemms), its convolutions untouched", async () => {
@@ -100,11 +103,7 @@ it("rotates a UNet's linear layers (tiny-t2i: attention, feed-forward, the time 
   expect(rotated.some((l) => l.op === 'Gemm')).toBe(true);
   expect(rotated.some((l) => l.op === 'Conv')).toBe(false);
   const req = { seeds: [0, 1], classes: [], prompts: ['a red seven on a blue background', 'a red seven on a blue background'], steps: 8, sampler: 'ddim' as const, guidance: 3 };
-  const a = await openPipeline(T2I, 'cpu');
-  const b = await openPipeline(join(work, 't2i-rot'), 'cpu');
-  const fa = (await sample(a.pipeline, a.session, req)).images;
-  const fb = (await sample(b.pipeline, b.session, req)).images;
-  expect(Math.min(...fa.map((img, i) => psnr(img, fb[i]!, 2)))).toBeGreaterThan(30);
+  expect(minPsnr(await imagesOf(T2I, req), await imagesOf(join(work, 't2i-rot'), req))).toBeGreaterThan(30);
 }, 300_000);
 
 
@@ -119,9 +118,5 @@ it("searches alpha per site on sampled activations ('search'): every balanced la
   const chosen = new Set(searched.map((l) => /alpha ([\d.]+) searched/.exec(l.weight!.rounding!)?.[1] ?? 'none'));
   expect(chosen.size).toBeGreaterThan(1);
   const req = { seeds: [0, 1], classes: [], prompts: Array(2).fill('a red seven on a blue background'), steps: 8, sampler: 'flow-euler' as const, guidance: 3 };
-  const a = await openPipeline(DIT, 'cpu');
-  const b = await openPipeline(join(work, 'vs'), 'cpu');
-  const fa = (await sample(a.pipeline, a.session, req)).images;
-  const fb = (await sample(b.pipeline, b.session, req)).images;
-  expect(Math.min(...fa.map((img, i) => psnr(img, fb[i]!, 2)))).toBeGreaterThan(30);
+  expect(minPsnr(await imagesOf(DIT, req), await imagesOf(join(work, 'vs'), req))).toBeGreaterThan(30);
 }, 300_000);
