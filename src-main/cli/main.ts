@@ -10,7 +10,7 @@ import { DqError, isDqError } from '../core/errors.js';
 import { formatInfo, runInfo } from '../core/jobs/info-job.js';
 import { describeComponents, formatComponents, type Family } from '../core/pipeline/components.js';
 import { readPromptFile, runSampleJob } from '../core/jobs/sample-job.js';
-import { locatePipeline, releaseSessions } from '../core/pipeline/pipeline.js';
+import { locatePipeline, MAX_FRAMES, releaseSessions } from '../core/pipeline/pipeline.js';
 import { SAMPLERS, type SamplerName } from '../core/pipeline/schedulers.js';
 import { makeDirs, prepareOutput, sha256File } from '../core/fsutil.js';
 import { MAX_BATCH, MAX_COUNT, MAX_IMAGE_PX, MAX_SAMPLES, parseClasses, parseSeeds } from '../core/ranges.js';
@@ -52,6 +52,8 @@ export function buildProgram(): Command {
     .option('--negative-prompt <text>', 'text-to-image: what to steer away from (the unconditional branch of guidance)')
     .option('--height <px>', 'text-to-image: image height in pixels (a multiple of the VAE factor; default: the pipeline\'s)', num('--height', 1, true, MAX_IMAGE_PX))
     .option('--width <px>', 'text-to-image: image width in pixels', num('--width', 1, true, MAX_IMAGE_PX))
+    .option('--frames <n>', "text-to-video: frames per video (default: the pipeline's)", num('--frames', 1, true, MAX_FRAMES))
+    .option('--fps <n>', 'text-to-video: frames per second of videos.webp / videos.mp4', num('--fps', 1, true, 60), 8)
     .option('--seeds <list>', 'seeds, e.g. 0-7', '0-7')
     .option('--steps <n>', 'inference steps', num('--steps', 1, true), 25)
     .addOption(new Option('--sampler <name>', 'sampler (default: the one scheduler_config.json names)').choices(SAMPLERS))
@@ -76,6 +78,8 @@ export function buildProgram(): Command {
         negativePrompt: o.negativePrompt as string | undefined,
         height: o.height as number | undefined,
         width: o.width as number | undefined,
+        frames: o.frames as number | undefined,
+        fps: o.fps as number,
         seeds,
         steps: o.steps as number,
         sampler: (o.sampler ?? o.scheduler) as SamplerName | undefined,
@@ -89,9 +93,12 @@ export function buildProgram(): Command {
       progress?.done();
       for (const w of rec.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
       const fb = rec.provider.fallback ? ` (fell back: ${rec.provider.fallback})` : '';
+      if (rec.video?.note) process.stderr.write(`note: ${rec.video.note}\n`);
+      const what = rec.video ? `${rec.images.length} videos of ${rec.video.frames} frames` : `${rec.images.length} images`;
+      const files = rec.video ? `${resolve(String(o.out), 'grid.png')} (contact sheet), ${resolve(String(o.out), rec.video.webp)}${rec.video.mp4 ? `, ${resolve(String(o.out), rec.video.mp4)}` : ''}` : resolve(String(o.out), 'grid.png');
       console.log(
-        `${rec.images.length} images ${rec.imageShape.slice(1).join('x')}, ${rec.settings.sampler} ${rec.settings.steps} steps, guidance ${rec.settings.guidance}, ` +
-          `provider ${rec.provider.used}${fb}, ${rec.seconds.toFixed(2)} s -> ${resolve(String(o.out), 'grid.png')}`,
+        `${what} ${rec.imageShape.slice(1).join('x')}, ${rec.settings.sampler} ${rec.settings.steps} steps, guidance ${rec.settings.guidance}, ` +
+          `provider ${rec.provider.used}${fb}, ${rec.seconds.toFixed(2)} s -> ${files}`,
       );
     });
 

@@ -312,11 +312,11 @@ async function sampleVariant(p: Pipeline, session: Session, req: SampleRequest, 
   }
   const res: SampleOutput = await sample({ ...p, decoderSession: null }, session, { ...req, keepTrajectory: keep });
   const warnings = res.warnings ?? [];
-  const dec = await decodeLatents(p.codec, p.decoderSession, res.images, p.index.sampleShape, req.signal);
+  const dec = await decodeLatents(p.codec, p.decoderSession, res.images, p.index.sampleShape, req.signal, p.index.frames);
   if (dec.nonFinite) warnings.push(overflowWarning(p.codec, dec.nonFinite, res.images.length));
   const trajectory: Float32Array[][] = [];
   for (const tr of (res.trajectory ?? []).slice(0, trajectoryImages)) {
-    trajectory.push((await decodeLatents(p.codec, p.decoderSession, frames.map((f) => tr[f]!), p.index.sampleShape, req.signal)).images);
+    trajectory.push((await decodeLatents(p.codec, p.decoderSession, frames.map((f) => tr[f]!), p.index.sampleShape, req.signal, p.index.frames)).images);
   }
   return { images: dec.images, trajectory, timesteps: res.timesteps, seconds: res.seconds, warnings };
 }
@@ -574,7 +574,7 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
         onStep: () => tick('walk'),
       });
       const p = v.pipeline;
-      walk.push(p.codec && p.decoderSession ? (await decodeLatents(p.codec, p.decoderSession, res.images, p.index.sampleShape, job.signal)).images : res.images);
+      walk.push(p.codec && p.decoderSession ? (await decodeLatents(p.codec, p.decoderSession, res.images, p.index.sampleShape, job.signal, p.index.frames)).images : res.images);
     }
   }
   check();

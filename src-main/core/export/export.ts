@@ -1085,7 +1085,7 @@ export async function verifyExport(variantDir: string, exportDir: string, seeds:
     },
   });
   // a latent pipeline's loop ends in latents: the simulated variant's are decoded by its own VAE, as sample() does
-  const simImages = p.codec && p.decoderSession ? (await decodeLatents(p.codec, p.decoderSession, a.images, p.index.sampleShape, hooks.signal)).images : a.images;
+  const simImages = p.codec && p.decoderSession ? (await decodeLatents(p.codec, p.decoderSession, a.images, p.index.sampleShape, hooks.signal, p.index.frames)).images : a.images;
   const simulatedSeconds = (performance.now() - t0 - probeMs) / 1000;
   const b = await sample(exp.pipeline, exp.session, {
     seeds, classes: prompts ? [] : classes, ...(prompts ?? {}), steps, sampler, guidance, batchSize: seeds.length,

@@ -2,13 +2,15 @@
  * `dq sample`: images for every (class or prompt, seed), a labelled grid PNG (a row per class or prompt, a column per
  * seed) and samples.json.
  */
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DqError } from '../errors.js';
 import { prepareOutput, writeFileAtomic } from '../fsutil.js';
 import { MAX_GRID_IMAGES } from '../ranges.js';
 import { encodePng, layoutGrid } from '../image/grid.js';
 import { openPipeline } from '../open.js';
-import { withImageSize } from '../pipeline/pipeline.js';
+import { withFrames, withImageSize } from '../pipeline/pipeline.js';
+import { encodeAnimatedWebp, encodeMp4, findFfmpeg } from '../compare/video.js';
 import { MAX_PROMPTS, type PromptEntry } from '../pipeline/prompt-file.js';
 
 export { MAX_PROMPTS, readPromptFile, type PromptEntry } from '../pipeline/prompt-file.js';
@@ -29,6 +31,10 @@ export interface SampleJob {
   /** Text-to-image: image size in pixels (default: the pipeline's). */
   height?: number;
   width?: number;
+  /** Text-to-video: frames per video (default: the pipeline's). */
+  frames?: number;
+  /** Text-to-video: frames per second of the written videos (default 8). */
+  fps?: number;
   seeds: number[];
   steps: number;
   /** Default: the sampler of the pipeline's scheduler config. */
@@ -59,6 +65,9 @@ export interface SampleRecord {
   /** [channels, height, width] of each image. */
   imageShape: number[];
   grid: string;
+  /** Text-to-video: frames per video, and the files: every video of the grid played together (animated WebP;
+   * MP4 when ffmpeg is installed, else why not); grid.png is then the contact sheet (a row per video, a column per frame). */
+  video?: { frames: number; fps: number; webp: string; mp4: string | null; note?: string };
   images: { seed: number; class: number | null; className: string | null; prompt?: number; row: number; col: number }[];
 }
 
@@ -66,7 +75,8 @@ export async function runSampleJob(job: SampleJob): Promise<SampleRecord> {
   prepareOutput(job.out, 'folder');
   const opened = await openPipeline(job.pipelineDir, job.provider);
   const session = opened.session;
-  const pipeline = withImageSize(opened.pipeline, job.height, job.width);
+  const pipeline = withFrames(withImageSize(opened.pipeline, job.height, job.width), job.frames);
+  const frames = pipeline.index.frames;
   const text = pipeline.text !== null;
   const conditional = pipeline.io.classLabels !== null;
   if (!text && job.prompts?.length) throw new DqError('BAD_ARGUMENT', `${job.pipelineDir} takes no text (it is ${conditional ? 'class-conditional: use --class' : 'unconditional'}): leave out --prompt`);
@@ -110,7 +120,8 @@ export async function runSampleJob(job: SampleJob): Promise<SampleRecord> {
     signal: job.signal,
     onProgress: job.onProgress,
   });
-  const [C, H, W] = pipeline.imageShape;
+  const [C, H0, W] = pipeline.imageShape;
+  const H = frames ? H0 / frames : H0;
   const name = (c: number | null) => (c === null ? null : (pipeline.index.classes[c] ?? String(c)));
   const label = (c: number | null) => {
     if (c === null) return '';
@@ -118,16 +129,60 @@ export async function runSampleJob(job: SampleJob): Promise<SampleRecord> {
     const t = job.prompts![c]!.prompt;
     return t.length > LABEL_CHARS ? `${t.slice(0, LABEL_CHARS - 1)}…` : t;
   };
-  const grid = layoutGrid({
-    cells: rows.map((_, r) => job.seeds.map((_, c) => res.images[r * job.seeds.length + c]!)),
-    channels: C,
-    height: H,
-    width: W,
-    rowLabels: rows.map(label),
-    colLabels: job.seeds.map((s) => `s${s}`),
-    zoom: H >= 128 ? 1 : 2,
-    title: `${sampler} ${job.steps} steps cfg ${job.guidance}`,
-  });
+  const title = `${sampler} ${job.steps} steps cfg ${job.guidance}`;
+  const zoom = H >= 128 ? 1 : 2;
+  // a video's frames, cut from its filmstrip ([C, frames * H, W])
+  const frameOf = (img: Float32Array, k: number) => {
+    const out = new Float32Array(C * H * W);
+    for (let ch = 0; ch < C; ch++) out.set(img.subarray((ch * frames! + k) * H * W, (ch * frames! + k + 1) * H * W), ch * H * W);
+    return out;
+  };
+  const grid = frames
+    ? layoutGrid({
+        cells: rows.flatMap((_, r) => job.seeds.map((_, c) => Array.from({ length: frames }, (_, k) => frameOf(res.images[r * job.seeds.length + c]!, k)))),
+        channels: C,
+        height: H,
+        width: W,
+        rowLabels: rows.flatMap((c) => job.seeds.map((s) => `${label(c)} s${s}`)),
+        colLabels: Array.from({ length: frames }, (_, k) => `f${k}`),
+        zoom,
+        title,
+      })
+    : layoutGrid({
+        cells: rows.map((_, r) => job.seeds.map((_, c) => res.images[r * job.seeds.length + c]!)),
+        channels: C,
+        height: H,
+        width: W,
+        rowLabels: rows.map(label),
+        colLabels: job.seeds.map((s) => `s${s}`),
+        zoom,
+        title,
+      });
+  let video: SampleRecord['video'];
+  const videoFiles: Record<string, Buffer> = {};
+  if (frames) {
+    // every video of the grid, played together: frame k of each in its cell
+    const fps = job.fps ?? 8;
+    const sheets = Array.from({ length: frames }, (_, k) =>
+      layoutGrid({
+        cells: rows.map((_, r) => job.seeds.map((_, c) => frameOf(res.images[r * job.seeds.length + c]!, k))),
+        channels: C,
+        height: H,
+        width: W,
+        rowLabels: rows.map(label),
+        colLabels: job.seeds.map((s) => `s${s}`),
+        zoom,
+        title: `${title} frame ${k + 1}/${frames}`,
+      }),
+    );
+    videoFiles['videos.webp'] = await encodeAnimatedWebp(sheets, sheets.map(() => 1000 / fps));
+    const ff = findFfmpeg();
+    const even = sheets[0]!.width % 2 === 0 && sheets[0]!.height % 2 === 0;
+    if (ff.found && even) mkdirSync(job.out, { recursive: true });
+    const failed = !ff.found ? ff.reason : !even ? 'the grid has an odd width or height' : await encodeMp4(ff.path, sheets, fps, join(job.out, 'videos.mp4'), job.signal);
+    const note = failed ? `MP4 not written: ${failed} (videos.webp has the same frames)` : undefined;
+    video = { frames, fps, webp: 'videos.webp', mp4: failed ? null : 'videos.mp4', ...(note ? { note } : {}) };
+  }
   const png = await encodePng(grid);
   const warnings = [...(pipeline.warnings ?? []), ...(res.warnings ?? [])];
   const record: SampleRecord = {
@@ -150,9 +205,11 @@ export async function runSampleJob(job: SampleJob): Promise<SampleRecord> {
       : {}),
     imageShape: [C, H, W],
     grid: 'grid.png',
+    ...(video ? { video } : {}),
     images: rows.flatMap((c, r) => job.seeds.map((s, col) => (text ? { seed: s, class: null, className: null, prompt: c!, row: r, col } : { seed: s, class: c, className: name(c), row: r, col }))),
   };
   writeFileAtomic(join(job.out, 'grid.png'), png);
+  for (const [f, buf] of Object.entries(videoFiles)) writeFileAtomic(join(job.out, f), buf);
   writeFileAtomic(join(job.out, 'samples.json'), JSON.stringify(record, null, 2) + '\n');
   return record;
 }

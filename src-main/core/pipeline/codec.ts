@@ -113,16 +113,35 @@ export interface Decoded {
   nonFinite: number;
 }
 
-/** Decodes latents [C*h*w] one image at a time. */
-export async function decodeLatents(c: LatentCodec, session: Session, latents: Float32Array[], shape: [number, number, number], signal?: AbortSignal): Promise<Decoded> {
-  const [C, h, w] = shape;
+/**
+ * Decodes latents [C*h*w] one image at a time. A video's latents ([C, frames * h, w]: its frames stacked, see
+ * PipelineIndex.sampleShape) are decoded frame by frame, as diffusers' text-to-video pipelines decode them (one
+ * batch of `frames` images per video), and come back stacked the same way: [3, frames * H, W].
+ */
+export async function decodeLatents(c: LatentCodec, session: Session, latents: Float32Array[], shape: [number, number, number], signal?: AbortSignal, frames = 1): Promise<Decoded> {
+  const [C, hs, w] = shape;
+  const h = hs / frames;
+  if (!Number.isInteger(h)) throw new RangeError(`latents of height ${hs} do not hold ${frames} frames`);
   const images: Float32Array[] = [];
   let nonFinite = 0;
   for (const z of latents) {
     if (signal?.aborted) throw new DqError('CANCELLED', 'decoding was cancelled');
-    const res = await session.run({ [c.input]: floatFeed(c.inputType, unscaleLatents(c, z, C), [1, C, h, w]) }, [c.output]);
-    const out = res[c.output]!;
-    const img = Float32Array.from(asFloat32(out, `vae_decoder/model.onnx: output '${c.output}'`));
+    const un = unscaleLatents(c, z, C);
+    const plane = h * w;
+    // [C, F, h, w] -> [F, C, h, w]
+    const batch = frames === 1 ? un : new Float32Array(un.length);
+    if (frames > 1) for (let ch = 0; ch < C; ch++) for (let f = 0; f < frames; f++) batch.set(un.subarray((ch * frames + f) * plane, (ch * frames + f + 1) * plane), (f * C + ch) * plane);
+    const res = await session.run({ [c.input]: floatFeed(c.inputType, batch, [frames, C, h, w]) }, [c.output]);
+    const out = Float32Array.from(asFloat32(res[c.output]!, `vae_decoder/model.onnx: output '${c.output}'`));
+    let img = out;
+    if (frames > 1) {
+      // [F, 3, H, W] -> [3, F, H, W] (= [3, F H, W])
+      const per = out.length / frames;
+      const chans = per / (plane * c.factor * c.factor);
+      const P = per / chans;
+      img = new Float32Array(out.length);
+      for (let f = 0; f < frames; f++) for (let ch = 0; ch < chans; ch++) img.set(out.subarray(f * per + ch * P, f * per + (ch + 1) * P), (ch * frames + f) * P);
+    }
     let bad = false;
     for (let j = 0; j < img.length; j++) {
       if (!Number.isFinite(img[j]!)) {

@@ -37,7 +37,7 @@ const FAMILIES: Record<string, Family> = {
   PixArtSigmaPipeline: { name: 'PixArt-Σ (DiT)', task: 'text-to-image', sampled: true },
   SanaPipeline: { name: 'Sana (DiT)', task: 'text-to-image', sampled: false },
   StableVideoDiffusionPipeline: { name: 'Stable Video Diffusion', task: 'image-to-video', sampled: false },
-  TextToVideoSDPipeline: { name: 'text-to-video (UNet3D)', task: 'text-to-video', sampled: false },
+  TextToVideoSDPipeline: { name: 'text-to-video (UNet3D)', task: 'text-to-video', sampled: true },
   AnimateDiffPipeline: { name: 'AnimateDiff', task: 'text-to-video', sampled: false },
   CogVideoXPipeline: { name: 'CogVideoX (DiT)', task: 'text-to-video', sampled: false },
   LTXPipeline: { name: 'LTX-Video (DiT)', task: 'text-to-video', sampled: false },

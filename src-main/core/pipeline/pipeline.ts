@@ -30,8 +30,12 @@ export interface PipelineIndex {
   classes: string[];
   /** Label fed for the unconditional branch of classifier-free guidance (null when the model has none). */
   nullClass: number | null;
-  /** [C, H, W] of one sample as the denoiser sees it (latents for a latent pipeline), at the pipeline's size. */
+  /** [C, H, W] of one sample as the denoiser sees it (latents for a latent pipeline), at the pipeline's size. A video
+   * pipeline's sample is its frames stacked along H ([C, F h, w]: the same values in the same order as the denoiser's
+   * [C, F, h, w]), so that samplers, noise and image tools take a video as one tall image, a filmstrip. */
   sampleShape: [number, number, number];
+  /** A video pipeline's frames per sample (F); absent for images. */
+  frames?: number;
   /** Where sampleShape came from (the graph, unet/config.json, --height/--width, ...), for messages. */
   shapeSource: string;
   defaultGuidance: number;
@@ -79,6 +83,8 @@ export interface UnetIO {
   aspectRatio?: string | null;
   /** The output holds the noise and a learned variance (2C channels, PixArt): the sampler reads the first C. */
   learnedSigma?: boolean;
+  /** A video denoiser: sample [B, C, F, H, W] (diffusers' UNet3DConditionModel), frames on axis 2. */
+  video?: boolean;
   /** False when a variant's denoiser no longer reads the input (its time-only region was cut out). */
   feedsTimestep?: boolean;
   feedsClassLabels?: boolean;
@@ -176,7 +182,7 @@ export const MAX_SAMPLE_VALUES = 1 << 24;
 export const MAX_SAMPLE_DIM = 16384;
 
 /** model_index.json, parsed: everything but the sample shape, which comes from the components (sampleShapeOf). */
-function parseIndex(raw: unknown, path: string): Omit<PipelineIndex, 'sampleShape' | 'shapeSource' | 'defaultSampler'> & { legacyShape: [number, number, number] | null } {
+function parseIndex(raw: unknown, path: string): Omit<PipelineIndex, 'sampleShape' | 'shapeSource' | 'defaultSampler' | 'frames'> & { legacyShape: [number, number, number] | null; defaultFrames: number | null } {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new DqError('BAD_CONFIG', `${path}: expected a JSON object`);
   const o = raw as Record<string, unknown>;
   const bad = (field: string, why: string, got: unknown) => new DqError('BAD_CONFIG', `${path}: field '${field}' ${why}, got ${JSON.stringify(got) ?? String(got)}`);
@@ -213,17 +219,29 @@ function parseIndex(raw: unknown, path: string): Omit<PipelineIndex, 'sampleShap
   if (o._class_name !== undefined && typeof o._class_name !== 'string') throw bad('_class_name', 'must be a string', o._class_name);
   const className = typeof o._class_name === 'string' ? o._class_name : 'unknown';
   const family = familyOf(className);
-  let defaultGuidance = family?.task === 'text-to-image' ? (DEFAULT_TEXT_GUIDANCE[className] ?? 7.5) : 1;
+  const textual = family?.task === 'text-to-image' || family?.task === 'text-to-video';
+  let defaultGuidance = textual ? (DEFAULT_TEXT_GUIDANCE[className] ?? 7.5) : 1;
   if (o.default_guidance !== undefined && o.default_guidance !== null) {
     const g = o.default_guidance;
     if (typeof g !== 'number' || !(g >= 0 && g <= MAX_GUIDANCE)) throw bad('default_guidance', `must be a number from 0 to ${MAX_GUIDANCE}`, g);
     defaultGuidance = g;
   }
-  return { className, family, classes, nullClass, legacyShape, defaultGuidance, components };
+  let defaultFrames: number | null = null;
+  if (o.default_frames !== undefined && o.default_frames !== null) {
+    const f = o.default_frames;
+    if (typeof f !== 'number' || !Number.isSafeInteger(f) || f < 1 || f > MAX_FRAMES) throw bad('default_frames', `must be a whole number of frames from 1 to ${MAX_FRAMES}`, f);
+    defaultFrames = f;
+  }
+  return { className, family, classes, nullClass, legacyShape, defaultGuidance, defaultFrames, components };
 }
 
+/** The most frames a video sample may have. */
+export const MAX_FRAMES = 256;
+/** diffusers' TextToVideoSDPipeline samples 16 frames unless told otherwise. */
+const DEFAULT_VIDEO_FRAMES = 16;
+
 /** diffusers' default guidance_scale per pipeline class (StableDiffusionPipeline and the legacy ONNX one: 7.5). */
-const DEFAULT_TEXT_GUIDANCE: Record<string, number> = { StableDiffusionXLPipeline: 5, LatentConsistencyModelPipeline: 8.5, StableDiffusion3Pipeline: 7, FluxPipeline: 3.5, PixArtAlphaPipeline: 4.5, PixArtSigmaPipeline: 4.5 };
+const DEFAULT_TEXT_GUIDANCE: Record<string, number> = { TextToVideoSDPipeline: 9, StableDiffusionXLPipeline: 5, LatentConsistencyModelPipeline: 8.5, StableDiffusion3Pipeline: 7, FluxPipeline: 3.5, PixArtAlphaPipeline: 4.5, PixArtSigmaPipeline: 4.5 };
 
 function checkShapeSize(shape: number[], where: string): void {
   if (shape.some((n) => n > MAX_SAMPLE_DIM) || shape.reduce((a, b) => a * b, 1) > MAX_SAMPLE_VALUES) {
@@ -249,8 +267,10 @@ function sampleShapeOf(dir: string, label: string, sample: IoMeta, legacyShape: 
     checkShapeSize(shape, `${label}: the sample`);
     return { shape, source: typeof ss === 'number' ? `${folder}/config.json: sample_size` : "Flux's default (128 latents, diffusers' default_sample_size)" };
   }
+  // a video sample [B, C, F, H, W]: its height and width are axes 3 and 4
+  const video = sample.shape?.length === 5;
   const st = (k: number) => {
-    const d = sample.shape?.[k];
+    const d = sample.shape?.[video && k >= 2 ? k + 1 : k];
     return typeof d === 'number' && d > 0 ? d : null;
   };
   const cfgNum = (v: unknown) => (typeof v === 'number' && Number.isSafeInteger(v) && v > 0 ? v : null);
@@ -284,7 +304,7 @@ export function resolveUnetIO(inputs: IoMeta[], outputs: IoMeta[], where: string
   inputs = inputs.filter((m) => !extraAllowed.has(m.name));
   const byName = (names: string[]) => inputs.find((m) => names.includes(m.name.toLowerCase()));
   const rank = (m: IoMeta) => m.shape?.length ?? -1;
-  const sample = byName(SAMPLE_NAMES) ?? inputs.find((m) => rank(m) === 4 && isFloatType(m.type));
+  const sample = byName(SAMPLE_NAMES) ?? inputs.find((m) => (rank(m) === 4 || rank(m) === 5) && isFloatType(m.type));
   // Flux: rotary ids and a guidance input beside packed latents
   const imgIds = inputs.find((m) => m.name === 'img_ids');
   const txtIds = inputs.find((m) => m.name === 'txt_ids');
@@ -339,6 +359,7 @@ export function resolveUnetIO(inputs: IoMeta[], outputs: IoMeta[], where: string
     classLabels: classLabels?.name ?? null,
     output: output.name,
   };
+  if (rank(sample) === 5) io.video = true;
   if (textMask) {
     if (!['int64', 'float32'].includes(textMask.type)) throw new DqError('NOT_DIFFUSION', `${where}: encoder_attention_mask has type ${textMask.type}; int64 or float32 expected`);
     Object.assign(io, { textMask: textMask.name, textMaskType: textMask.type });
@@ -456,11 +477,17 @@ export async function loadPipeline(dir: string, provider: Provider = 'cpu', deno
   if (existsSync(vaePath)) {
     decoderSession = await cachedSession(vaePath, provider, { label: `${dir}: vae_decoder/model.onnx` });
     codec = resolveCodec(loc.dir, dir, legacy, decoderSession.inputs, decoderSession.outputs);
-  } else if (parsed.family?.task === 'text-to-image' || parsed.components.vae || parsed.components.vae_decoder) {
+  } else if (parsed.family?.task === 'text-to-image' || parsed.family?.task === 'text-to-video' || parsed.components.vae || parsed.components.vae_decoder) {
     throw new DqError('MISSING_COMPONENT', `${dir}: component 'vae_decoder' is missing (no vae_decoder/model.onnx): a latent pipeline needs it to make images`);
   }
   const sampleMeta = session.inputs.find((m) => m.name === io.sample) ?? { name: io.sample, type: 'float32', shape: null };
-  const { shape, source } = sampleShapeOf(loc.dir, dir, sampleMeta, parsed.legacyShape, codec, legacy, unetCfg, folder, io.packed === true);
+  const frameShape = sampleShapeOf(loc.dir, dir, sampleMeta, parsed.legacyShape, codec, legacy, unetCfg, folder, io.packed === true);
+  // a video: frames from the graph's static axis 2, else model_index.json's default_frames, else diffusers' 16
+  const fixedFrames = io.video && typeof sampleMeta.shape?.[2] === 'number' && sampleMeta.shape[2] > 0 ? sampleMeta.shape[2] : null;
+  const frames = io.video ? (fixedFrames ?? parsed.defaultFrames ?? DEFAULT_VIDEO_FRAMES) : undefined;
+  const shape: [number, number, number] = frames ? [frameShape.shape[0], frames * frameShape.shape[1], frameShape.shape[2]] : frameShape.shape;
+  if (frames) checkShapeSize(shape, `${dir}: the video sample (${frames} frames)`);
+  const source = frameShape.source;
   // PixArt's transformers predict the noise and a variance (2C channels); the pipeline reads the noise
   const outMeta = session.outputs.find((m) => m.name === io.output);
   const outC = typeof outMeta?.shape?.[1] === 'number' && outMeta.shape[1] > 0 ? outMeta.shape[1] : typeof unetCfg?.out_channels === 'number' ? unetCfg.out_channels : null;
@@ -474,10 +501,11 @@ export async function loadPipeline(dir: string, provider: Provider = 'cpu', deno
   if (codec && codec.latentChannels !== null && codec.latentChannels !== shape[0]) {
     throw new DqError('BAD_MODEL', `${dir}: the unet's samples have ${shape[0]} channels but vae_decoder/model.onnx takes ${codec.latentChannels}`);
   }
-  const { legacyShape: _legacy, ...rest } = parsed;
+  const { legacyShape: _legacy, defaultFrames: _frames, ...rest } = parsed;
   void _legacy;
+  void _frames;
   const sampler = schedulerRaw && typeof schedulerRaw === 'object' ? defaultSampler(schedulerRaw as Record<string, unknown>) : undefined;
-  const index: PipelineIndex = { ...rest, sampleShape: shape, shapeSource: source, defaultSampler: sampler ?? 'ddim' };
+  const index: PipelineIndex = { ...rest, sampleShape: shape, shapeSource: source, defaultSampler: sampler ?? 'ddim', ...(frames ? { frames } : {}) };
   const pipeline: Pipeline = {
     dir: loc.dir,
     label: dir,
@@ -511,7 +539,9 @@ function imageShapeOf(codec: LatentCodec | null, shape: [number, number, number]
 export function withImageSize(p: Pipeline, height: number | undefined, width: number | undefined): Pipeline {
   if (height === undefined && width === undefined) return p;
   const f = p.codec?.factor ?? 1;
-  const [C, h0, w0] = p.index.sampleShape;
+  const F = p.index.frames ?? 1;
+  const [C, hs0, w0] = p.index.sampleShape;
+  const h0 = hs0 / F;
   const H = height ?? h0 * f;
   const W = width ?? w0 * f;
   for (const [name, v] of [['height', H], ['width', W]] as const) {
@@ -520,7 +550,7 @@ export function withImageSize(p: Pipeline, height: number | undefined, width: nu
       throw new DqError('BAD_ARGUMENT', `--${name} ${v} is not a multiple of ${f}, the VAE's factor (latents are 1/${f} of the image each way): try ${Math.max(f, Math.round(v / f) * f)}`);
     }
   }
-  const shape: [number, number, number] = [C, H / f, W / f];
+  const frame: [number, number] = [H / f, W / f];
   const m = sizeMultiple(p);
   for (const [name, v] of [['height', H], ['width', W]] as const) {
     if (v % m !== 0) {
@@ -528,12 +558,28 @@ export function withImageSize(p: Pipeline, height: number | undefined, width: nu
     }
   }
   const meta = p.unetInputs.find((m) => m.name === p.io.sample);
-  const fixed = p.io.packed ? [] : [meta?.shape?.[2], meta?.shape?.[3]];
-  if (fixed.some((d, k) => typeof d === 'number' && d > 0 && d !== shape[k + 1])) {
-    throw new DqError('BAD_ARGUMENT', `${p.label ?? p.dir}: unet/model.onnx has a fixed sample size ${fixed.join('x')} (latents); ${H}x${W} images need ${shape[1]}x${shape[2]}`);
+  const at = p.io.video ? 3 : 2;
+  const fixed = p.io.packed ? [] : [meta?.shape?.[at], meta?.shape?.[at + 1]];
+  if (fixed.some((d, k) => typeof d === 'number' && d > 0 && d !== frame[k])) {
+    throw new DqError('BAD_ARGUMENT', `${p.label ?? p.dir}: unet/model.onnx has a fixed sample size ${fixed.join('x')} (latents); ${H}x${W} images need ${frame[0]}x${frame[1]}`);
   }
-  checkShapeSize(shape, `${p.label ?? p.dir}: the sample at ${H}x${W}`);
+  const shape: [number, number, number] = [C, F * frame[0], frame[1]];
+  checkShapeSize(shape, `${p.label ?? p.dir}: the sample at ${H}x${W}${F > 1 ? ` x ${F} frames` : ''}`);
   return { ...p, index: { ...p.index, sampleShape: shape, shapeSource: '--height/--width' }, imageShape: imageShapeOf(p.codec, shape) };
+}
+
+/** A video pipeline with another number of frames (--frames); the graph must not fix it. */
+export function withFrames(p: Pipeline, frames: number | undefined): Pipeline {
+  if (frames === undefined) return p;
+  const F = p.index.frames;
+  if (!F || !p.io.video) throw new DqError('BAD_ARGUMENT', `--frames is for video pipelines; ${p.label ?? p.dir} makes images`);
+  if (!Number.isSafeInteger(frames) || frames < 1 || frames > MAX_FRAMES) throw new DqError('BAD_ARGUMENT', `--frames must be a whole number from 1 to ${MAX_FRAMES}, got ${frames}`);
+  const fixed = p.unetInputs.find((m) => m.name === p.io.sample)?.shape?.[2];
+  if (typeof fixed === 'number' && fixed > 0 && fixed !== frames) throw new DqError('BAD_ARGUMENT', `${p.label ?? p.dir}: unet/model.onnx is fixed at ${fixed} frames`);
+  const [C, hs, w] = p.index.sampleShape;
+  const shape: [number, number, number] = [C, (hs / F) * frames, w];
+  checkShapeSize(shape, `${p.label ?? p.dir}: the sample at ${frames} frames`);
+  return { ...p, index: { ...p.index, sampleShape: shape, frames }, imageShape: imageShapeOf(p.codec, shape) };
 }
 
 /** Image sizes a pipeline takes are multiples of this many pixels (the VAE's factor times what the unet halves). */

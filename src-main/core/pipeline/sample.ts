@@ -112,13 +112,15 @@ export function checkShapes(p: Pipeline): void {
       if (shape && (shape.length !== 3 || shape.some((d, k) => k > 0 && typeof d === 'number' && d > 0 && d !== want[k]))) {
         throw new DqError('BAD_MODEL', `${p.dir}: ${p.denoiser ?? 'unet'}/model.onnx: its packed sample input '${sample.name}' [${shape.join(', ')}] does not take ${C}x${H}x${W} latents packed 2x2 ([batch, ${want[1]}, ${want[2]}])`);
       }
-    } else if (shape && shape.length !== 4) {
-      throw new DqError('BAD_MODEL', `${p.dir}: unet/model.onnx: its sample input '${sample.name}' has ${shape.length} dimensions; [batch, channels, height, width] expected`);
+    } else if (shape && shape.length !== (p.io.video ? 5 : 4)) {
+      throw new DqError('BAD_MODEL', `${p.dir}: unet/model.onnx: its sample input '${sample.name}' has ${shape.length} dimensions; [batch, channels, ${p.io.video ? 'frames, ' : ''}height, width] expected`);
     }
-    if (!p.io.packed && shape && shape.slice(1).some((d, k) => typeof d === 'number' && d > 0 && d !== p.index.sampleShape[k])) {
+    const F = p.index.frames ?? 1;
+    const want = p.io.video ? [p.index.sampleShape[0], F, p.index.sampleShape[1] / F, p.index.sampleShape[2]] : p.index.sampleShape;
+    if (!p.io.packed && shape && shape.slice(1).some((d, k) => typeof d === 'number' && d > 0 && d !== want[k])) {
       throw new DqError(
         'BAD_CONFIG',
-        `${p.dir}: ${p.index.shapeSource} [${p.index.sampleShape.join(', ')}] disagrees with the unet's sample input '${sample.name}' [${shape.join(', ')}]`,
+        `${p.dir}: ${p.index.shapeSource} [${want.join(', ')}] disagrees with the unet's sample input '${sample.name}' [${shape.join(', ')}]`,
       );
     }
   }
@@ -232,11 +234,11 @@ export async function sample(p: Pipeline, session: Session, req: SampleRequest):
   }
   if (p.codec && p.decoderSession) {
     out.latents = images;
-    const dec = await decodeLatents(p.codec, p.decoderSession, images, p.index.sampleShape, req.signal);
+    const dec = await decodeLatents(p.codec, p.decoderSession, images, p.index.sampleShape, req.signal, p.index.frames);
     out.images = dec.images;
     if (dec.nonFinite) warnings.push(overflowWarning(p.codec, dec.nonFinite, images.length));
     if (trajectory) {
-      for (const [i, tr] of trajectory.entries()) trajectory[i] = (await decodeLatents(p.codec, p.decoderSession, tr, p.index.sampleShape, req.signal)).images;
+      for (const [i, tr] of trajectory.entries()) trajectory[i] = (await decodeLatents(p.codec, p.decoderSession, tr, p.index.sampleShape, req.signal, p.index.frames)).images;
     }
   }
   if (warnings.length) out.warnings = warnings;
@@ -271,7 +273,7 @@ export async function buildFeeds(p: Pipeline, x: Float64Array, t: number, labels
   const feeds: Record<string, FeedValue> = {
     [p.io.sample]: p.io.packed
       ? floatFeed(p.io.sampleType ?? 'float32', packLatents(sampleData, rows, C, H, W), [rows, (H / 2) * (W / 2), 4 * C])
-      : floatFeed(p.io.sampleType ?? 'float32', sampleData, [rows, C, H, W]),
+      : floatFeed(p.io.sampleType ?? 'float32', sampleData, p.io.video ? [rows, C, p.index.frames ?? 1, H / (p.index.frames ?? 1), W] : [rows, C, H, W]),
   };
   if (p.io.feedsTimestep !== false) feeds[p.io.timestep] = timestepInput(p, t * (p.io.timestepScale ?? 1), rows);
   if (p.io.guidanceInput) feeds[p.io.guidanceInput] = floatFeed(p.io.sampleType ?? 'float32', new Float32Array(rows).fill(guidance), [rows]);

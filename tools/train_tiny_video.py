@@ -1,0 +1,393 @@
+"""Train the embedded text-to-video model (tiny-video) and export it in diffusers' TextToVideoSDPipeline layout
+(ModelScope's text-to-video: a UNet3DConditionModel), with the folders named as tiny-t2i's Optimum layout names them.
+
+Usage (Debian: apt-get install -y python3-torch python3-onnx python3-regex; `npm ci` for the data; OpenBLAS as in
+models/tiny-t2i/README.md):
+  /usr/bin/python3 tools/train_tiny_video.py [--steps 3000] [--out models/tiny-video]
+  /usr/bin/python3 tools/train_tiny_video.py --export-only .train-cache/tiny-video/unet-3000.pt --out models/tiny-video
+  /usr/bin/python3 tools/train_tiny_video.py --eval-only .train-cache/tiny-video/unet-3000.pt --eval-samples 200
+
+It starts from the embedded text-to-image model (models/tiny-t2i), whose ONNX weights are read back into PyTorch
+(tools/onnx_weights.py): its tokenizer, VAE (frozen: frames are encoded and decoded one by one) and text encoder
+(fine-tuned, so that the motion words get embeddings of their own), and its UNet2DConditionModel inflated into a
+UNet3DConditionModel as diffusers builds one (ModelScope / AnimateDiff style):
+  conv_in; transformer_in (a TransformerTemporalModel); CrossAttnDownBlock3D / UNetMidBlock3DCrossAttn /
+  CrossAttnUpBlock3D: every ResnetBlock2D followed by a TemporalConvLayer (four GroupNorm-SiLU-Conv3d (3,1,1) layers,
+  residual), every Transformer2DModel by a TransformerTemporalModel (GroupNorm, Linear proj_in, a
+  BasicTransformerBlock with self-attention twice over the frames and a GEGLU feed-forward, Linear proj_out,
+  residual); conv_norm_out, conv_out. Spatial layers run on [batch * frames, C, H, W], temporal ones mix the frames.
+  The temporal layers' last projections start at zero, so training starts from the image model frame by frame.
+ONNX: sample [batch_size, 4, num_frames, height, width], timestep float32 scalar, encoder_hidden_states
+[batch_size, sequence_length, 64] -> out_sample [batch_size, 4, num_frames, height, width]; opset 17.
+Training: DDPM epsilon loss with min-SNR-5 weighting on videos of tools/video_data.py (latents of the frozen VAE,
+sampled), one noise level per video, 10% empty captions, AdamW with warmup and cosine decay, EMA, clipping 1.0.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import mnist_data  # noqa: E402
+import t2i_data  # noqa: E402
+import train_tiny_t2i as T2I  # noqa: E402
+import video_data  # noqa: E402
+from onnx_weights import load_onnx_weights  # noqa: E402
+
+ROOT = T2I.ROOT
+CACHE = os.path.join(mnist_data.CACHE_DIR, "tiny-video")
+BASE = os.path.join(ROOT, "models", "tiny-t2i")
+UNET = T2I.UNET
+HEADS = UNET["attention_head_dim"]  # diffusers' legacy name: the number of heads
+
+
+class TemporalConvLayer(nn.Module):
+    """diffusers TemporalConvLayer: conv1..conv4 = GroupNorm, SiLU, (Dropout), Conv3d (3,1,1); identity + result."""
+
+    def __init__(self, ch, groups):
+        super().__init__()
+
+        def layer(first):
+            mods = [nn.GroupNorm(groups, ch), nn.SiLU()] + ([] if first else [nn.Dropout(0.0)])
+            return nn.Sequential(*mods, nn.Conv3d(ch, ch, (3, 1, 1), padding=(1, 0, 0)))
+
+        self.conv1, self.conv2, self.conv3, self.conv4 = layer(True), layer(False), layer(False), layer(False)
+        nn.init.zeros_(self.conv4[-1].weight)
+        nn.init.zeros_(self.conv4[-1].bias)
+
+    def forward(self, h, frames):
+        x = h[None].reshape((-1, frames) + tuple(h.shape[1:])).permute(0, 2, 1, 3, 4)
+        y = self.conv4(self.conv3(self.conv2(self.conv1(x))))
+        x = x + y
+        return x.permute(0, 2, 1, 3, 4).reshape((x.shape[0] * x.shape[2], -1) + tuple(x.shape[3:]))
+
+
+class TemporalBlock(T2I.BasicTransformerBlock):
+    """BasicTransformerBlock with double_self_attention (attn2 attends to its own normed input), no context."""
+
+    def __init__(self, dim, heads):
+        super().__init__(dim, dim, heads)
+
+    def forward(self, h, ctx=None):
+        x = self.norm1(h)
+        h = h + self.attn1(x, x)
+        x = self.norm2(h)
+        h = h + self.attn2(x, x)
+        return h + self.ff[1](self.ff[0](self.norm3(h)))
+
+
+class TransformerTemporalModel(nn.Module):
+    def __init__(self, ch, heads, groups):
+        super().__init__()
+        self.norm = nn.GroupNorm(groups, ch, eps=1e-6)
+        self.proj_in = nn.Linear(ch, ch)
+        self.transformer_blocks = nn.ModuleList([TemporalBlock(ch, heads)])
+        self.proj_out = nn.Linear(ch, ch)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+
+    def forward(self, h, frames):
+        bf, c, hh, ww = h.shape
+        b = bf // frames
+        x = h[None].reshape(b, frames, c, hh, ww).permute(0, 2, 1, 3, 4)
+        x = self.norm(x).permute(0, 3, 4, 2, 1).reshape(b * hh * ww, frames, c)
+        x = self.proj_in(x)
+        for blk in self.transformer_blocks:
+            x = blk(x)
+        x = self.proj_out(x)
+        x = x[None, None].reshape(b, hh, ww, frames, c).permute(0, 3, 4, 1, 2).reshape(bf, c, hh, ww)
+        return x + h
+
+
+class Block3D(nn.Module):
+    def __init__(self, base, groups):
+        super().__init__()
+        self.resnets = base.resnets
+        self.temp_convs = nn.ModuleList([TemporalConvLayer(r.conv2.out_channels, groups) for r in base.resnets])
+        self.attentions = base.attentions
+        self.temp_attentions = nn.ModuleList([TransformerTemporalModel(a.proj_out.out_channels, HEADS, groups)
+                                              for a in base.attentions])
+        self.sampler_name = base.sampler_name
+        if base.sampler_name:
+            setattr(self, base.sampler_name, getattr(base, base.sampler_name))
+
+
+class UNet3DConditionModel(nn.Module):
+    def __init__(self, unet2d):
+        super().__init__()
+        g = UNET["norm_num_groups"]
+        self.ch0 = unet2d.ch0
+        self.conv_in = unet2d.conv_in
+        self.time_embedding = unet2d.time_embedding
+        self.transformer_in = TransformerTemporalModel(self.ch0, HEADS, g)
+        self.down_blocks = nn.ModuleList([Block3D(b, g) for b in unet2d.down_blocks])
+        self.mid_block = Block3D(unet2d.mid_block, g)
+        self.up_blocks = nn.ModuleList([Block3D(b, g) for b in unet2d.up_blocks])
+        self.conv_norm_out = unet2d.conv_norm_out
+        self.conv_out = unet2d.conv_out
+
+    def forward(self, sample, timestep, encoder_hidden_states):
+        b, c, nf, hh, ww = sample.shape
+        t = timestep.reshape(-1).expand(b)
+        # repeat_interleave over the frames, written as expand + reshape (it exports without a Loop)
+        emb = self.time_embedding(T2I.timestep_embedding(t, self.ch0))
+        emb = emb[:, None].expand(b, nf, emb.shape[-1]).reshape(b * nf, emb.shape[-1])
+        ctx = encoder_hidden_states
+        ctx = ctx[:, None].expand(b, nf, ctx.shape[1], ctx.shape[2]).reshape(b * nf, ctx.shape[1], ctx.shape[2])
+        h = sample.permute(0, 2, 1, 3, 4).reshape(b * nf, c, hh, ww)
+        h = self.transformer_in(self.conv_in(h), nf)
+        skips = [h]
+        for blk in self.down_blocks:
+            for res, tc, att, ta in zip(blk.resnets, blk.temp_convs, blk.attentions, blk.temp_attentions):
+                h = ta(att(tc(res(h, emb), nf), ctx), nf)
+                skips.append(h)
+            if blk.sampler_name:
+                h = blk.downsamplers[0](h)
+                skips.append(h)
+        mb = self.mid_block
+        h = mb.temp_convs[0](mb.resnets[0](h, emb), nf)
+        for att, ta, res, tc in zip(mb.attentions, mb.temp_attentions, mb.resnets[1:], mb.temp_convs[1:]):
+            h = tc(res(ta(att(h, ctx), nf), emb), nf)
+        for blk in self.up_blocks:
+            for res, tc, att, ta in zip(blk.resnets, blk.temp_convs, blk.attentions, blk.temp_attentions):
+                h = ta(att(tc(res(torch.cat([h, skips.pop()], dim=1), emb), nf), ctx), nf)
+            if blk.sampler_name:
+                h = blk.upsamplers[0](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        out = self.conv_out(F.silu(self.conv_norm_out(h)))
+        return out.reshape(b, nf, -1, hh, ww).permute(0, 2, 1, 3, 4)
+
+
+def load_base():
+    """tiny-t2i's text encoder, UNet and VAE, read from its ONNX files, and its scaling factor."""
+    text = T2I.Text(os.path.join(BASE, "tokenizer"))
+    te = T2I.CLIPTextModel(text.vocab_size, text.eos)
+    load_onnx_weights(te, lambda: te(torch.ones(2, T2I.MAX_LEN, dtype=torch.int64)), os.path.join(BASE, "text_encoder", "model.onnx"))
+    unet = T2I.UNet2DConditionModel(T2I.TEXT["hidden_size"])
+    load_onnx_weights(unet, lambda: unet(torch.randn(2, 4, 8, 8), torch.tensor(5.0), torch.randn(2, T2I.MAX_LEN, 64)),
+                      os.path.join(BASE, "unet", "model.onnx"))
+    vae = T2I.AutoencoderKL()
+    load_onnx_weights(vae, lambda: vae.parameters_of(torch.randn(1, 3, 32, 32)), os.path.join(BASE, "vae_encoder", "model.onnx"),
+                      "vae.", ("encoder.", "quant_conv."))
+    load_onnx_weights(vae, lambda: vae.decode(torch.randn(1, 4, 8, 8)), os.path.join(BASE, "vae_decoder", "model.onnx"),
+                      "vae.", ("decoder.", "post_quant_conv."))
+    with open(os.path.join(BASE, "vae_decoder", "config.json")) as f:
+        scaling = json.load(f)["scaling_factor"]
+    vae.eval()
+    for p in vae.parameters():
+        p.requires_grad_(False)
+    return text, te, unet, vae, scaling
+
+
+@torch.no_grad()
+def encode_frames(vae, frames, gen, scaling):
+    """frames [B,F,3,32,32] in [-1,1] -> sampled, scaled latents [B,4,F,8,8]."""
+    b, nf = frames.shape[:2]
+    z = vae.sample_latent(vae.parameters_of(frames.reshape(b * nf, 3, 32, 32)), gen) * scaling
+    return z.reshape(b, nf, 4, 8, 8).permute(0, 2, 1, 3, 4)
+
+
+@torch.no_grad()
+def ddim_sample(unet, te, vae, text, prompts, seed, scaling, steps=25, guidance=3.0):
+    """DDIM as tiny-t2i's reference (eta 0, leading spacing, steps_offset 1) over [N,4,F,8,8] -> frames [N,F,3,32,32] in [0,1]."""
+    ac = T2I.alphas_cumprod()
+    n, nf = len(prompts), video_data.FRAMES
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, nf, 8, 8, generator=g, dtype=torch.float32).double()
+    ctx = torch.cat([te(text.ids([""] * n))[0], te(text.ids(prompts))[0]])
+    ratio = T2I.T // steps
+    for t in (torch.arange(0, steps) * ratio).flip(0) + 1:
+        t = int(t)
+        e_u, e_c = unet(torch.cat([x, x]).float(), torch.tensor(float(t)), ctx).double().chunk(2)
+        eps = e_u + guidance * (e_c - e_u)
+        a_t, a_prev = ac[t], (ac[t - ratio] if t - ratio >= 0 else ac[0])
+        x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+        x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+    z = (x / scaling).float().permute(0, 2, 1, 3, 4).reshape(n * nf, 4, 8, 8)
+    return (vae.decode(z) / 2 + 0.5).clamp(0, 1).reshape(n, nf, 3, 32, 32)
+
+
+def evaluate(unet, te, vae, text, scaling, classifier, n, guidance=3.0, seed=4321):
+    ps = video_data.eval_prompts(n, seed=11)
+    idx = {c: i for i, c in enumerate(t2i_data.COLOURS)}
+    exp = [torch.tensor([p["digit"] for p in ps]), torch.tensor([idx[p["fg"]] for p in ps]),
+           torch.tensor([idx[p["bg"]] for p in ps]), torch.tensor([video_data.DIRECTIONS.index(p["motion"]) for p in ps])]
+    vids = torch.cat([ddim_sample(unet, te, vae, text, [p["prompt"] for p in ps[i:i + 50]], seed + i, scaling, 25, guidance)
+                      for i in range(0, n, 50)])
+    res, _ = video_data.judge(classifier, vids, *exp)
+    return {k: round(v, 4) for k, v in res.items()}, vids
+
+
+def train(args, say):
+    gen = torch.Generator().manual_seed(args.seed)
+    text, te, unet2d, vae, scaling = load_base()
+    unet = UNet3DConditionModel(unet2d)
+    say(f"text encoder {T2I.nparams(te):,} params, UNet3D {T2I.nparams(unet):,} params "
+        f"(from tiny-t2i's {T2I.nparams(unet2d):,}), VAE frozen; scaling {scaling}")
+    ema_te, ema_unet = T2I.CLIPTextModel(text.vocab_size, text.eos), UNet3DConditionModel(T2I.UNet2DConditionModel(64))
+    ema_te.load_state_dict(te.state_dict())
+    ema_unet.load_state_dict(unet.state_dict())
+    for p in list(ema_te.parameters()) + list(ema_unet.parameters()):
+        p.requires_grad_(False)
+    temporal = [p for n, p in unet.named_parameters() if "temp_" in n or "transformer_in" in n]
+    ids = {id(p) for p in temporal}
+    spatial = [p for p in unet.parameters() if id(p) not in ids]
+    opt = torch.optim.AdamW([{"params": temporal, "lr": args.lr}, {"params": spatial + list(te.parameters()), "lr": args.lr * args.base_lr_ratio}],
+                            weight_decay=0.0)
+    data = video_data.MovingDigits("train")
+    ac = T2I.alphas_cumprod().float()
+    snr = ac / (1 - ac)
+    weight = torch.clamp(snr, max=5.0) / snr
+    cls = T2I.load_classifier()
+    t0, run = time.time(), None
+    for step in range(args.steps):
+        f = T2I.lr_at(step, args.steps, 1.0, min(200, args.steps // 10 + 1))
+        opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = args.lr * f, args.lr * args.base_lr_ratio * f
+        frames, caps = data.batch(args.batch, gen)[:2]
+        z0 = encode_frames(vae, frames, gen, scaling)
+        t = torch.randint(0, T2I.T, (args.batch,), generator=gen)
+        noise = torch.randn(z0.shape, generator=gen)
+        a = ac[t][:, None, None, None, None]
+        pred = unet(a.sqrt() * z0 + (1 - a).sqrt() * noise, t.float(), te(text.ids(caps))[0])
+        loss = (((pred - noise) ** 2).mean(dim=(1, 2, 3, 4)) * weight[t]).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(unet.parameters()) + list(te.parameters()), 1.0)
+        opt.step()
+        decay = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, m in ((ema_te, te), (ema_unet, unet)):
+                for pe, pm in zip(e.parameters(), m.parameters()):
+                    pe.mul_(decay).add_(pm, alpha=1 - decay)
+        run = loss.item() if run is None else 0.98 * run + 0.02 * loss.item()
+        done = step + 1
+        if done % args.log_every == 0 or done == args.steps:
+            el = time.time() - t0
+            say(f"step {done} loss {run:.4f} {el:.0f}s ({el / done:.3f} s/step)")
+        if done % args.ckpt_every == 0 or done == args.steps:
+            path = os.path.join(CACHE, f"unet-{done}.pt")
+            os.makedirs(CACHE, exist_ok=True)
+            torch.save({"ema_te": ema_te.state_dict(), "ema_unet": ema_unet.state_dict(), "scaling": scaling,
+                        "meta": {"steps": done, "loss_ema": round(run, 5), "seconds": round(time.time() - t0)},
+                        "args": vars(args)}, path)
+            say(f"checkpoint {path}")
+            if args.eval_samples:
+                ema_te.eval()
+                ema_unet.eval()
+                res, _ = evaluate(ema_unet, ema_te, vae, text, scaling, cls, args.eval_samples)
+                say(f"eval at step {done} (EMA, DDIM 25, guidance 3, {args.eval_samples} prompts): {json.dumps(res)}")
+                ema_te.train()
+                ema_unet.train()
+    return ema_te.eval(), ema_unet.eval(), vae, text, scaling
+
+
+def unet3d_config(ctx_dim):
+    """What diffusers' UNet3DConditionModel.save_config writes, at tiny-t2i's widths."""
+    n = len(UNET["block_out_channels"])
+    return {
+        "_class_name": "UNet3DConditionModel", "_diffusers_version": T2I.DIFFUSERS_VERSION, "act_fn": "silu",
+        "attention_head_dim": HEADS, "block_out_channels": UNET["block_out_channels"], "cross_attention_dim": ctx_dim,
+        "down_block_types": ["CrossAttnDownBlock3D"] * n, "downsample_padding": 1, "flip_sin_to_cos": True, "freq_shift": 0,
+        "in_channels": 4, "layers_per_block": UNET["layers_per_block"], "mid_block_scale_factor": 1,
+        "norm_eps": 1e-05, "norm_num_groups": UNET["norm_num_groups"], "num_attention_heads": None, "out_channels": 4,
+        "sample_size": 8, "time_cond_proj_dim": None, "up_block_types": ["CrossAttnUpBlock3D"] * n,
+    }
+
+
+def export(te, unet, text, scaling, out, meta, guidance=3.0):
+    """The TextToVideoSDPipeline folder: tokenizer, scheduler and VAE copied from tiny-t2i (the VAE is tiny-t2i's,
+    frozen), text encoder and UNet3D exported."""
+    os.makedirs(out, exist_ok=True)
+    for sub in ("tokenizer", "scheduler", "vae_encoder", "vae_decoder"):
+        if os.path.isdir(os.path.join(out, sub)):
+            shutil.rmtree(os.path.join(out, sub))
+        shutil.copytree(os.path.join(BASE, sub), os.path.join(out, sub))
+    ctx_dim = T2I.TEXT["hidden_size"]
+    T2I.write_json(os.path.join(out, "model_index.json"), {
+        "_class_name": "TextToVideoSDPipeline", "_diffusers_version": T2I.DIFFUSERS_VERSION,
+        "default_guidance": guidance, "default_frames": video_data.FRAMES,
+        "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet3DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"]})
+    with open(os.path.join(BASE, "text_encoder", "config.json")) as f:
+        T2I.write_json(os.path.join(out, "text_encoder", "config.json"), json.load(f))
+    T2I.write_json(os.path.join(out, "unet", "config.json"), unet3d_config(ctx_dim))
+    with open(os.path.join(BASE, "attributes.json")) as f:
+        attrs = json.load(f)
+    attrs.update({"about": "what tiny-video's prompts say and how a judge reads it back (tools/video_data.py); not a pipeline component",
+                  "templates": video_data.TEMPLATES, "motions": {m: list(STEP) for m, STEP in video_data.STEP.items()},
+                  "frames": video_data.FRAMES, "min_speed": video_data.MIN_SPEED, "min_frames": video_data.MIN_FRAMES})
+    T2I.write_json(os.path.join(out, "attributes.json"), attrs)
+    with open(os.path.join(out, "calibration_prompts.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(p["prompt"] for p in video_data.eval_prompts(64, seed=3)) + "\n")
+    axes_t = {"input_ids": {0: "batch_size", 1: "sequence_length"}, "last_hidden_state": {0: "batch_size", 1: "sequence_length"},
+              "pooler_output": {0: "batch_size"}}
+    T2I.onnx_export(te, (text.ids(["a red seven moving left on a blue background", ""]),), os.path.join(out, "text_encoder", "model.onnx"),
+                    ["input_ids"], ["last_hidden_state", "pooler_output"], axes_t)
+    dims = {0: "batch_size", 2: "num_frames", 3: "height", 4: "width"}
+    T2I.onnx_export(unet, (torch.randn(2, 4, video_data.FRAMES, 8, 8), torch.tensor(981.0), torch.randn(2, T2I.MAX_LEN, ctx_dim)),
+                    os.path.join(out, "unet", "model.onnx"), ["sample", "timestep", "encoder_hidden_states"], ["out_sample"],
+                    {"sample": dims, "encoder_hidden_states": {0: "batch_size", 1: "sequence_length"}, "out_sample": dims})
+    with open(os.path.join(out, "training.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+
+
+def load_ckpt(path):
+    text, _, _, vae, scaling = load_base()
+    ck = torch.load(path)
+    te, unet = T2I.CLIPTextModel(text.vocab_size, text.eos), UNet3DConditionModel(T2I.UNet2DConditionModel(64))
+    te.load_state_dict(ck["ema_te"])
+    unet.load_state_dict(ck["ema_unet"])
+    return te.eval(), unet.eval(), vae, text, scaling, ck["meta"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description="train and export tiny-video (see the module docstring)")
+    ap.add_argument("--out", default=os.path.join(ROOT, "models", "tiny-video"))
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=8, help="videos per step (x 8 frames)")
+    ap.add_argument("--lr", type=float, default=1e-3, help="temporal layers")
+    ap.add_argument("--base-lr-ratio", type=float, default=0.3, help="spatial layers and text encoder: lr x this")
+    ap.add_argument("--ema", type=float, default=0.995)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--ckpt-every", type=int, default=500)
+    ap.add_argument("--eval-samples", type=int, default=40)
+    ap.add_argument("--export-only", default=None)
+    ap.add_argument("--eval-only", default=None)
+    args = ap.parse_args()
+    T2I.use_openblas(args.threads)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    os.makedirs(CACHE, exist_ok=True)
+    log = open(os.path.join(CACHE, "train-log.txt"), "a", encoding="utf-8")
+
+    def say(msg):
+        print(msg, flush=True)
+        log.write(msg + "\n")
+        log.flush()
+
+    if args.eval_only:
+        te, unet, vae, text, scaling, _ = load_ckpt(args.eval_only)
+        res, _ = evaluate(unet, te, vae, text, scaling, T2I.load_classifier(), args.eval_samples)
+        say(f"eval {args.eval_only} ({args.eval_samples} prompts): {json.dumps(res)}")
+        return
+    if args.export_only:
+        te, unet, vae, text, scaling, meta = load_ckpt(args.export_only)
+    else:
+        say(f"args {json.dumps(vars(args))}")
+        te, unet, vae, text, scaling = train(args, say)
+        meta = {"steps": args.steps}
+    meta = {**meta, "args": {k: v for k, v in vars(args).items() if k not in ("export_only", "eval_only")}, "torch": torch.__version__}
+    export(te, unet, text, scaling, args.out, meta)
+
+
+if __name__ == "__main__":
+    main()
