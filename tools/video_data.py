@@ -108,9 +108,9 @@ def centre_of_mass(mask):
 
 
 @torch.no_grad()
-def judge(classifier, frames, digits, fgs, bgs, motions):
-    """frames [N,F,3,32,32] in [0,1]; expected int64 [N] each. -> dict: per-frame accuracies, motion accuracy,
-    video agreement; and the per-video booleans."""
+def read_videos(classifier, frames):
+    """frames [N,F,3,32,32] in [0,1] -> per frame: digit, fg, bg (palette index, fg -1 when none), centre (x, y);
+    per video: the judged motion (index into DIRECTIONS, -1 when slower than MIN_SPEED) and speed."""
     n, nf = frames.shape[:2]
     flat = frames.reshape(n * nf, 3, t2i_data.IMAGE_SIZE, t2i_data.IMAGE_SIZE)
     fg, bg, fg_rgb, bg_rgb = t2i_data.judge_colours(flat)
@@ -123,16 +123,25 @@ def judge(classifier, frames, digits, fgs, bgs, motions):
                            for i in range(n * nf)])
     crop = centred[:, :, t2i_data.PAD:t2i_data.PAD + 28, t2i_data.PAD:t2i_data.PAD + 28]
     logits, _ = classifier(crop)
-    rep = lambda v: v[:, None].expand(n, nf).reshape(-1)  # noqa: E731
-    d_ok, f_ok, b_ok = logits.argmax(1) == rep(digits), fg == rep(fgs), bg == rep(bgs)
-    frame_ok = (d_ok & f_ok & b_ok).reshape(n, nf)
     k = torch.arange(nf, dtype=torch.float32) - (nf - 1) / 2
     sx = ((cx.reshape(n, nf) * k).sum(1) / (k * k).sum())
     sy = ((cy.reshape(n, nf) * k).sum(1) / (k * k).sum())
     horiz = sx.abs() >= sy.abs()
     speed = torch.where(horiz, sx.abs(), sy.abs())
     seen = torch.where(horiz, torch.where(sx < 0, 0, 1), torch.where(sy < 0, 2, 3))
-    motion_ok = (seen == motions) & (speed >= MIN_SPEED)
+    seen = torch.where(speed >= MIN_SPEED, seen, torch.full_like(seen, -1))
+    return {"digit": logits.argmax(1).reshape(n, nf), "fg": fg.reshape(n, nf), "bg": bg.reshape(n, nf),
+            "cx": cx.reshape(n, nf), "cy": cy.reshape(n, nf), "motion": seen, "speed": speed}
+
+
+@torch.no_grad()
+def judge(classifier, frames, digits, fgs, bgs, motions):
+    """frames [N,F,3,32,32] in [0,1]; expected int64 [N] each. -> dict: per-frame accuracies, motion accuracy,
+    video agreement; and the per-video booleans."""
+    r = read_videos(classifier, frames)
+    d_ok, f_ok, b_ok = r["digit"] == digits[:, None], r["fg"] == fgs[:, None], r["bg"] == bgs[:, None]
+    frame_ok = d_ok & f_ok & b_ok
+    motion_ok = r["motion"] == motions
     video_ok = motion_ok & (frame_ok.sum(1) >= MIN_FRAMES)
     return {"frame_digit": d_ok.float().mean().item(), "frame_fg": f_ok.float().mean().item(),
             "frame_bg": b_ok.float().mean().item(), "frame_all": frame_ok.float().mean().item(),

@@ -42,6 +42,11 @@ export interface T2IAttributes {
   min_fg_pixels: number;
   /** [top, left, height, width] of the digit inside the image (the classifier's 28x28). */
   digit_crop: [number, number, number, number];
+  /** A video model's (tools/video_data.py): motion name -> [dx, dy] pixels per frame (y grows downwards), named by
+   * the templates' {m}; the judge's slowest motion (pixels a frame) and the fewest frames a video must get right. */
+  motions?: Record<string, [number, number]>;
+  min_speed?: number;
+  min_frames?: number;
 }
 
 /**
@@ -51,13 +56,15 @@ export interface T2IAttributes {
 export const T2I_JUDGE_DEFAULTS = { image_size: 32, border_pixels: 2, fg_radius: 0.35, min_fg_pixels: 8 } as const;
 
 const CLASSIFIER_SIZE = 28;
-const PLACEHOLDERS = ['f', 'b', 'd', 'n'] as const;
+const PLACEHOLDERS = ['f', 'b', 'd', 'n', 'm'] as const;
 
 /** What a prompt asks for: the digit (class index) and the two colours (palette names). */
 export interface T2IPromptAttributes {
   digit: number;
   fg: string;
   bg: string;
+  /** A video prompt's motion (a name of attributes.json's motions). */
+  motion?: string;
 }
 
 /** What the judge reads from one image. */
@@ -151,7 +158,8 @@ export function parseAttributes(value: unknown, where = 'attributes.json'): T2IA
   for (const t of o.templates as string[]) {
     const names = [...t.matchAll(/\{([^}]*)\}/g)].map((m) => m[1]!);
     const unknown = names.find((n) => !(PLACEHOLDERS as readonly string[]).includes(n));
-    if (unknown !== undefined) throw bad(where, `template "${t}" has {${unknown}}; the placeholders are {f} (foreground), {b} (background), {d} (digit name) and {n} (numeral)`);
+    if (unknown !== undefined) throw bad(where, `template "${t}" has {${unknown}}; the placeholders are {f} (foreground), {b} (background), {d} (digit name), {n} (numeral) and {m} (motion)`);
+    if (names.includes('m') && !isObject(o.motions)) throw bad(where, `template "${t}" names a motion {m} but there is no "motions" object`);
     if (!names.includes('f') || !names.includes('b') || !(names.includes('d') || names.includes('n'))) throw bad(where, `template "${t}" must name the foreground {f}, the background {b} and the digit ({d} or {n})`);
   }
   const size = optionalNumber(o, 'image_size', T2I_JUDGE_DEFAULTS.image_size, where, true, CLASSIFIER_SIZE);
@@ -176,6 +184,17 @@ export function parseAttributes(value: unknown, where = 'attributes.json'): T2IA
     min_fg_pixels: optionalNumber(o, 'min_fg_pixels', T2I_JUDGE_DEFAULTS.min_fg_pixels, where, true, 1),
     digit_crop: crop,
   };
+  if (o.motions !== undefined) {
+    if (!isObject(o.motions) || Object.keys(o.motions).length < 2) throw bad(where, '"motions" must be an object of at least two motion names -> [dx, dy] (pixels a frame)');
+    const motions: Record<string, [number, number]> = {};
+    for (const [name, v] of Object.entries(o.motions)) {
+      if (!Array.isArray(v) || v.length !== 2 || !v.every(finiteNumber) || (v[0] === 0 && v[1] === 0)) throw bad(where, `motion "${name}" must be [dx, dy], not both 0, got ${JSON.stringify(v)}`);
+      motions[name] = [v[0], v[1]];
+    }
+    out.motions = motions;
+    out.min_speed = optionalNumber(o, 'min_speed', 0.4, where, false, 0);
+    out.min_frames = optionalNumber(o, 'min_frames', 1, where, true, 1);
+  }
   if (typeof o.about === 'string') out.about = o.about;
   return out;
 }
@@ -222,6 +241,7 @@ interface Compiled {
   templates: CompiledTemplate[];
   colour: Map<string, string>;
   digit: Map<string, number>;
+  motion: Map<string, string>;
 }
 
 const compiled = new WeakMap<T2IAttributes, Compiled>();
@@ -236,23 +256,25 @@ function compile(attrs: T2IAttributes): Compiled {
       .sort((a, b) => b.length - a.length)
       .map(escapeRegex)
       .join('|')})`;
+  const motion = new Map(Object.keys(attrs.motions ?? {}).map((m) => [normalise(m), m] as const));
   const colours = alternation(colour.keys());
   const digits = alternation(digit.keys());
+  const motions = alternation(motion.keys());
   const templates = attrs.templates.map((t) => {
     const groups: CompiledTemplate['groups'] = [];
-    const parts = normalise(t).split(/(\{[fbdn]\})/);
+    const parts = normalise(t).split(/(\{[fbdnm]\})/);
     const body = parts
       .map((p) => {
-        const m = /^\{([fbdn])\}$/.exec(p);
+        const m = /^\{([fbdnm])\}$/.exec(p);
         if (!m) return escapeRegex(p);
         const k = m[1] as CompiledTemplate['groups'][number];
         groups.push(k);
-        return k === 'd' ? digits : k === 'n' ? '(\\d+)' : colours;
+        return k === 'd' ? digits : k === 'n' ? '(\\d+)' : k === 'm' ? motions : colours;
       })
       .join('');
     return { re: new RegExp(`^${body}$`), groups };
   });
-  const c = { templates, colour, digit };
+  const c = { templates, colour, digit, motion };
   compiled.set(attrs, c);
   return c;
 }
@@ -271,9 +293,16 @@ export function parsePrompt(prompt: string, attrs: T2IAttributes): T2IPromptAttr
     let fg: string | undefined;
     let bg: string | undefined;
     let digit: number | undefined;
+    let motion: string | undefined;
     let ok = true;
     t.groups.forEach((k, i) => {
       const v = m[i + 1]!;
+      if (k === 'm') {
+        const name = c.motion.get(v)!;
+        ok &&= motion === undefined || motion === name;
+        motion = name;
+        return;
+      }
       if (k === 'f' || k === 'b') {
         const name = c.colour.get(v)!;
         if (k === 'f') ok &&= fg === undefined || fg === name;
@@ -286,7 +315,7 @@ export function parsePrompt(prompt: string, attrs: T2IAttributes): T2IPromptAttr
       if (d < 0 || d >= attrs.digits.length || (digit !== undefined && digit !== d)) ok = false;
       digit = d;
     });
-    if (ok && fg !== undefined && bg !== undefined && digit !== undefined && fg !== bg) return { digit, fg, bg };
+    if (ok && fg !== undefined && bg !== undefined && digit !== undefined && fg !== bg) return motion === undefined ? { digit, fg, bg } : { digit, fg, bg, motion };
   }
   return null;
 }
@@ -300,7 +329,7 @@ function lowerMedian(values: Float64Array, n: number): number {
   return s[Math.floor((n - 1) / 2)]!;
 }
 
-interface Colours {
+export interface Colours {
   fg: number;
   bg: number;
   fgRgb: Rgb | null;
@@ -308,7 +337,7 @@ interface Colours {
 }
 
 /** One image in [0, 1], HWC-free: planar R, G, B of size*size each. */
-function judgeColoursOf(px: Float64Array, attrs: T2IAttributes, rgb: Rgb[]): Colours {
+export function judgeColoursOf(px: Float64Array, attrs: T2IAttributes, rgb: Rgb[]): Colours {
   const size = attrs.image_size;
   const plane = size * size;
   const b = attrs.border_pixels;
@@ -367,7 +396,7 @@ function digitMaskOf(px: Float64Array, attrs: T2IAttributes, c: Colours): Float3
   return out;
 }
 
-function toUnit(image: Float32Array, attrs: T2IAttributes, i: number): Float64Array {
+export function toUnit(image: Float32Array, attrs: T2IAttributes, i: number): Float64Array {
   const n = 3 * attrs.image_size * attrs.image_size;
   if (image.length !== n) {
     throw new DqError('BAD_ARGUMENT', `the text-to-image judge reads 3x${attrs.image_size}x${attrs.image_size} images (${n} values); image ${i} has ${image.length}`);
@@ -468,8 +497,11 @@ export function evalPrompts(attrs: T2IAttributes, n: number): { prompt: string; 
     const k = Math.floor(i / attrs.digits.length);
     const [f, b] = pairs[(17 * k + 5 * d) % pairs.length]!;
     const t = attrs.templates[(k + d) % attrs.templates.length]!;
-    const prompt = t.replaceAll('{f}', f).replaceAll('{b}', b).replaceAll('{d}', attrs.digits[d]!).replaceAll('{n}', String(d));
-    out.push({ prompt, expected: { digit: d, fg: f, bg: b } });
+    // a video model's motions: every motion equally often for each digit (round k of ten takes motion k mod M)
+    const motions = Object.keys(attrs.motions ?? {});
+    const m = motions.length ? motions[k % motions.length]! : undefined;
+    const prompt = t.replaceAll('{f}', f).replaceAll('{b}', b).replaceAll('{d}', attrs.digits[d]!).replaceAll('{n}', String(d)).replaceAll('{m}', m ?? '');
+    out.push({ prompt, expected: m === undefined ? { digit: d, fg: f, bg: b } : { digit: d, fg: f, bg: b, motion: m } });
   }
   return out;
 }

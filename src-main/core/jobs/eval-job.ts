@@ -19,6 +19,7 @@ import { fitGaussian, frechetDistance, psnr, type Gaussian } from '../eval/metri
 import { makeDirs, prepareOutput, writeFileAtomic } from '../fsutil.js';
 import { svgLineChart } from '../compare/render.js';
 import { evalPrompts, loadAttributes, promptAgreement } from '../eval/t2i-judge.js';
+import { frameOf, videoAgreement } from '../eval/video-judge.js';
 import { releaseSessions } from '../pipeline/pipeline.js';
 import { openPipeline } from '../open.js';
 import { sample } from '../pipeline/sample.js';
@@ -128,8 +129,13 @@ export interface TextEvalRow {
   fidToFp: number | null;
   /** --judge: FID-to-FP and feature cosine in the user's judge's features; absent without one. */
   judge?: JudgeColumns;
-  /** Mean PSNR (dB) of each image against FP's image of the same prompt and seed; null for FP itself. */
+  /** Mean PSNR (dB) of each image against FP's image of the same prompt and seed; null for FP itself. A video's:
+   * per frame. */
   psnrToFp: number | null;
+  /** A video pipeline (eval/video-judge.ts): `agreement` is then per video (motion right and enough frames right),
+   * digit/fg/bg are per frame; `fidToFp` is over frames. flicker: the mean squared change between consecutive frames
+   * (model space), and its ratio to FP's on the same prompts and seeds. */
+  video?: { motion: number; frames: number; flicker: number; flickerRatio: number | null };
   weightBits: number;
   activations: string;
   seconds: number;
@@ -252,33 +258,48 @@ async function runTextEval(o: EvalOptions): Promise<{ text: TextEvalRow[]; calib
   const seeds = entries.map((_, i) => seed0 + i);
   const rows: TextEvalRow[] = [];
   const perSample: Record<string, boolean[]> = {};
-  let fp: { gauss: Gaussian | null; images: Float32Array[]; judged: Float32Array[] | null } | null = null;
+  let fp: { gauss: Gaussian | null; images: Float32Array[]; judged: Float32Array[] | null; flicker: number | null } | null = null;
+  const frames = pipeline.index.frames;
+  const video = frames !== undefined && attrs?.motions !== undefined;
   const run = async (name: string, dir: string, manifest: Manifest | null, qs: number | null) => {
     const { pipeline: p, session } = await openPipeline(dir, 'cpu');
     const res = await sample(p, session, {
-      seeds, classes: [], prompts: entries.map((q) => q.prompt), negativePrompts: entries.map((q) => q.negative), steps: o.steps, sampler, guidance, batchSize: 50, signal: o.signal,
+      seeds, classes: [], prompts: entries.map((q) => q.prompt), negativePrompts: entries.map((q) => q.negative), steps: o.steps, sampler, guidance, batchSize: video ? 8 : 50, signal: o.signal,
     });
-    const a = attrs ? await promptAgreement(entries.map((q) => q.prompt), res.images, attrs) : null;
-    const g = a ? fitGaussian(a.results.map((r) => r.judged.features)) : null;
+    const prompts = entries.map((q) => q.prompt);
+    const va = video ? await videoAgreement(prompts, res.images, frames, attrs!) : null;
+    const a = attrs && !video ? await promptAgreement(prompts, res.images, attrs) : null;
+    const feats = va ? va.results.flatMap((r) => r.judged.frames.map((f) => f.features)) : a ? a.results.map((r) => r.judged.features) : null;
+    const g = feats ? fitGaussian(feats) : null;
+    const flicker = frames ? flickerOf(res.images, frames) : null;
     const judged = judge ? await judgeFeatures(judge, res.images, { shape: p.imageShape, signal: o.signal }) : null;
-    fp ??= { gauss: g, images: res.images, judged };
+    fp ??= { gauss: g, images: res.images, judged, flicker };
     const ref = fp;
+    const framePsnr = (img: Float32Array, i: number) => {
+      if (!frames) return Math.min(99, psnr(img, ref.images[i]!));
+      let t = 0;
+      for (let k = 0; k < frames; k++) t += Math.min(99, psnr(frameOf(img, frames, k), frameOf(ref.images[i]!, frames, k)));
+      return t / frames;
+    };
+    const rates = va ?? a;
     const row: TextEvalRow = {
-      variant: name, agreement: a?.agreement ?? null, digit: a?.digit ?? null, fg: a?.fg ?? null, bg: a?.bg ?? null,
+      variant: name, agreement: rates?.agreement ?? null, digit: rates?.digit ?? null, fg: rates?.fg ?? null, bg: rates?.bg ?? null,
       fidToFp: g && ref.gauss ? (name === 'fp' ? 0 : frechetDistance(ref.gauss, g)) : null,
       ...(judged && ref.judged ? { judge: judgeColumns(ref.judged, judged) } : {}),
-      psnrToFp: name === 'fp' ? null : res.images.reduce((acc, img, i) => acc + Math.min(99, psnr(img, ref.images[i]!)), 0) / res.images.length,
+      psnrToFp: name === 'fp' ? null : res.images.reduce((acc, img, i) => acc + framePsnr(img, i), 0) / res.images.length,
+      ...(va && flicker !== null ? { video: { motion: va.motion, frames: va.frameAgreement, flicker, flickerRatio: ref.flicker ? flicker / ref.flicker : null } } : {}),
       weightBits: manifest ? manifest.summary.weightBitsPerParameter : 32,
       activations: manifest ? (manifest.summary.activationFormat ?? 'fp32') : 'fp32',
       seconds: res.seconds, quantizeSeconds: qs,
     };
     rows.push(row);
-    if (a) perSample[name] = a.results.map((r) => r.ok);
+    if (rates) perSample[name] = rates.results.map((r) => r.ok);
     say(formatTextRow(row, attrs !== null, judge !== null));
     await releaseSessions();
   };
   if (judge) sayJudge(judge, o.samples, say);
-  say(textHeader(attrs !== null, judge !== null));
+  if (video) say(`video: ${frames} frames; prompt % = videos in agreement (motion right and at least ${attrs!.min_frames ?? frames} frames right), digit/fg/bg % per frame, FID-to-FP and PSNR per frame, flicker x = frame-to-frame change / FP's`);
+  say(textHeader(attrs !== null, judge !== null, video));
   await run('fp', o.pipelineDir, null, null);
   for (const v of plan) {
     const t0 = performance.now();
@@ -289,7 +310,8 @@ async function runTextEval(o: EvalOptions): Promise<{ text: TextEvalRow[]; calib
   writeFronts(out, recipes, o.budgets, rows, say);
   const settings = {
     samples: o.samples, steps: o.steps, sampler, guidance, seeds: [seeds[0], seeds[seeds.length - 1]],
-    judge: attrs ? 'digit features of the embedded classifier + colours (t2i-judge.ts)' : null,
+    judge: attrs ? (video ? 'per frame: digit features of the embedded classifier (re-centred) + colours; per video: motion (video-judge.ts)' : 'digit features of the embedded classifier + colours (t2i-judge.ts)') : null,
+    ...(frames ? { frames } : {}),
     ...(judge ? { userJudge: judgeSettings(judge, o.samples) } : {}),
   };
   writeFileAtomic(
@@ -358,14 +380,35 @@ function judgeCells(j: JudgeColumns | undefined, withJudge: boolean): string {
   return ` ${(j?.fidToFp === null || j === undefined ? '-' : j.fidToFp.toFixed(3)).padStart(10)} ${(j ? j.cosine.mean.toFixed(4) : '-').padStart(8)} ${(j ? j.cosine.min.toFixed(4) : '-').padStart(8)}`;
 }
 
-export function textHeader(withAttributes = true, withJudge = false): string {
-  const attrs = withAttributes ? ` ${'prompt %'.padStart(9)} ${'digit %'.padStart(8)} ${'fg %'.padStart(6)} ${'bg %'.padStart(6)} ${'FID-to-FP'.padStart(10)}` : '';
+/** Mean over videos (filmstrips [3, frames * H, W]) of the mean squared change between consecutive frames. */
+export function flickerOf(videos: Float32Array[], frames: number): number {
+  if (frames < 2 || !videos.length) return 0;
+  let total = 0;
+  for (const v of videos) {
+    let s = 0;
+    const plane = v.length / 3 / frames;
+    for (let ch = 0; ch < 3; ch++) {
+      for (let k = 0; k + 1 < frames; k++) {
+        const a = (ch * frames + k) * plane;
+        for (let j = 0; j < plane; j++) s += (v[a + plane + j]! - v[a + j]!) ** 2;
+      }
+    }
+    total += s / (3 * plane * (frames - 1));
+  }
+  return total / videos.length;
+}
+
+export function textHeader(withAttributes = true, withJudge = false, video = false): string {
+  const attrs = withAttributes ? ` ${'prompt %'.padStart(9)}${video ? ` ${'motion %'.padStart(8)} ${'frames %'.padStart(8)}` : ''} ${'digit %'.padStart(8)} ${'fg %'.padStart(6)} ${'bg %'.padStart(6)} ${'FID-to-FP'.padStart(10)}${video ? ` ${'flicker x'.padStart(9)}` : ''}` : '';
   return `${'variant'.padEnd(18)}${attrs}${judgeHeader(withJudge)} ${'PSNR dB'.padStart(8)} ${'W bits'.padStart(7)} ${'activations'.padEnd(16)} ${'sample s'.padStart(9)}`;
 }
 
 export function formatTextRow(r: TextEvalRow, withAttributes = r.agreement !== null, withJudge = r.judge !== undefined): string {
   const pct = (v: number | null, w: number) => (v === null ? '-' : (100 * v).toFixed(1)).padStart(w);
-  const attrs = withAttributes ? ` ${pct(r.agreement, 9)} ${pct(r.digit, 8)} ${pct(r.fg, 6)} ${pct(r.bg, 6)} ${(r.fidToFp === null ? '-' : r.fidToFp.toFixed(3)).padStart(10)}` : '';
+  const v = r.video;
+  const attrs = withAttributes
+    ? ` ${pct(r.agreement, 9)}${v ? ` ${pct(v.motion, 8)} ${pct(v.frames, 8)}` : ''} ${pct(r.digit, 8)} ${pct(r.fg, 6)} ${pct(r.bg, 6)} ${(r.fidToFp === null ? '-' : r.fidToFp.toFixed(3)).padStart(10)}${v ? ` ${(v.flickerRatio === null ? '-' : v.flickerRatio.toFixed(3)).padStart(9)}` : ''}`
+    : '';
   return `${r.variant.padEnd(18)}${attrs}${judgeCells(r.judge, withJudge)} ${(r.psnrToFp === null ? '-' : r.psnrToFp.toFixed(1)).padStart(8)} ${r.weightBits.toFixed(2).padStart(7)} ${r.activations.padEnd(16)} ${r.seconds.toFixed(1).padStart(9)}`;
 }
 

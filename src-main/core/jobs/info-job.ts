@@ -102,7 +102,9 @@ export function formatInfo(i: PipelineInfo): string {
     ...(i.components
       ? [formatComponents(i.components)]
       : [`pipeline   ${i.dir}`, `class      ${i.pipeline.className}`, `components ${Object.entries(i.pipeline.components).map(([k, v]) => `${k} (${v[1]})`).join(', ')}`]),
-    `sample     ${i.pipeline.sampleShape.join('x')}${i.codec ? ` latents (${i.pipeline.shapeSource}) -> images ${i.image.join('x')}` : ''}`,
+    i.pipeline.frames
+      ? `sample     ${i.pipeline.frames} frames of ${[i.pipeline.sampleShape[0], i.pipeline.sampleShape[1] / i.pipeline.frames, i.pipeline.sampleShape[2]].join('x')}${i.codec ? ` latents (${i.pipeline.shapeSource}) -> videos of ${i.pipeline.frames} frames ${[i.image[0], i.image[1]! / i.pipeline.frames, i.image[2]].join('x')}, decoded frame by frame` : ''}`
+      : `sample     ${i.pipeline.sampleShape.join('x')}${i.codec ? ` latents (${i.pipeline.shapeSource}) -> images ${i.image.join('x')}` : ''}`,
     ...(i.codec ? [`vae        factor ${i.codec.factor}, scaling ${i.codec.scalingFactor}${i.codec.shiftFactor ? `, shift ${i.codec.shiftFactor}` : ''}, ${i.codec.inputType} (from ${i.codec.source}); sizes in multiples of ${i.codec.sizeMultiple} pixels`] : []),
     text
       ? `text       ${text.summary}; ` +

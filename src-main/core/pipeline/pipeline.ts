@@ -487,7 +487,7 @@ export async function loadPipeline(dir: string, provider: Provider = 'cpu', deno
   const frames = io.video ? (fixedFrames ?? parsed.defaultFrames ?? DEFAULT_VIDEO_FRAMES) : undefined;
   const shape: [number, number, number] = frames ? [frameShape.shape[0], frames * frameShape.shape[1], frameShape.shape[2]] : frameShape.shape;
   if (frames) checkShapeSize(shape, `${dir}: the video sample (${frames} frames)`);
-  const source = frameShape.source;
+  const source = frames ? `${frameShape.source}; ${frames} frames from ${fixedFrames ? `${folder}/model.onnx` : parsed.defaultFrames ? 'model_index.json: default_frames' : "diffusers' default (16)"}` : frameShape.source;
   // PixArt's transformers predict the noise and a variance (2C channels); the pipeline reads the noise
   const outMeta = session.outputs.find((m) => m.name === io.output);
   const outC = typeof outMeta?.shape?.[1] === 'number' && outMeta.shape[1] > 0 ? outMeta.shape[1] : typeof unetCfg?.out_channels === 'number' ? unetCfg.out_channels : null;
