@@ -70,15 +70,25 @@ class TemporalConvLayer(nn.Module):
 
 
 class TemporalBlock(T2I.BasicTransformerBlock):
-    """BasicTransformerBlock with double_self_attention (attn2 attends to its own normed input), no context."""
+    """BasicTransformerBlock with double_self_attention (attn2 attends to its own normed input), no context, and
+    positional_embeddings="sinusoidal" (diffusers' SinusoidalPositionalEmbedding added to the normed input of both
+    attentions, as AnimateDiff's motion modules configure it): without it, attention over the frames cannot tell
+    their order, and the model learned no motion (tiny-video's first 1,500 steps)."""
 
-    def __init__(self, dim, heads):
+    def __init__(self, dim, heads, max_frames=32):
         super().__init__(dim, dim, heads)
+        pos = torch.arange(max_frames, dtype=torch.float32)[:, None]
+        div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-torch.log(torch.tensor(10000.0)) / dim))
+        pe = torch.zeros(max_frames, dim)
+        pe[:, 0::2] = torch.sin(pos * div)
+        pe[:, 1::2] = torch.cos(pos * div)
+        self.register_buffer("pe", pe[None], persistent=False)
 
     def forward(self, h, ctx=None):
-        x = self.norm1(h)
+        n = h.shape[1]
+        x = self.norm1(h) + self.pe[:, :n]
         h = h + self.attn1(x, x)
-        x = self.norm2(h)
+        x = self.norm2(h) + self.pe[:, :n]
         h = h + self.attn2(x, x)
         return h + self.ff[1](self.ff[0](self.norm3(h)))
 
@@ -107,12 +117,12 @@ class TransformerTemporalModel(nn.Module):
 
 
 class Block3D(nn.Module):
-    def __init__(self, base, groups):
+    def __init__(self, base, groups, heads=HEADS):
         super().__init__()
         self.resnets = base.resnets
         self.temp_convs = nn.ModuleList([TemporalConvLayer(r.conv2.out_channels, groups) for r in base.resnets])
         self.attentions = base.attentions
-        self.temp_attentions = nn.ModuleList([TransformerTemporalModel(a.proj_out.out_channels, HEADS, groups)
+        self.temp_attentions = nn.ModuleList([TransformerTemporalModel(a.proj_out.out_channels, heads, groups)
                                               for a in base.attentions])
         self.sampler_name = base.sampler_name
         if base.sampler_name:
@@ -120,16 +130,16 @@ class Block3D(nn.Module):
 
 
 class UNet3DConditionModel(nn.Module):
-    def __init__(self, unet2d):
+    def __init__(self, unet2d, c=UNET):
         super().__init__()
-        g = UNET["norm_num_groups"]
+        g, heads = c["norm_num_groups"], c["attention_head_dim"]
         self.ch0 = unet2d.ch0
         self.conv_in = unet2d.conv_in
         self.time_embedding = unet2d.time_embedding
-        self.transformer_in = TransformerTemporalModel(self.ch0, HEADS, g)
-        self.down_blocks = nn.ModuleList([Block3D(b, g) for b in unet2d.down_blocks])
-        self.mid_block = Block3D(unet2d.mid_block, g)
-        self.up_blocks = nn.ModuleList([Block3D(b, g) for b in unet2d.up_blocks])
+        self.transformer_in = TransformerTemporalModel(self.ch0, heads, g)
+        self.down_blocks = nn.ModuleList([Block3D(b, g, heads) for b in unet2d.down_blocks])
+        self.mid_block = Block3D(unet2d.mid_block, g, heads)
+        self.up_blocks = nn.ModuleList([Block3D(b, g, heads) for b in unet2d.up_blocks])
         self.conv_norm_out = unet2d.conv_norm_out
         self.conv_out = unet2d.conv_out
 
@@ -228,6 +238,11 @@ def train(args, say):
     gen = torch.Generator().manual_seed(args.seed)
     text, te, unet2d, vae, scaling = load_base()
     unet = UNet3DConditionModel(unet2d)
+    if args.resume:
+        ck = torch.load(args.resume)
+        te.load_state_dict(ck["ema_te"])
+        unet.load_state_dict(ck["ema_unet"])
+        say(f"resumed from {args.resume} (its EMA weights; {json.dumps(ck['meta'])})")
     say(f"text encoder {T2I.nparams(te):,} params, UNet3D {T2I.nparams(unet):,} params "
         f"(from tiny-t2i's {T2I.nparams(unet2d):,}), VAE frozen; scaling {scaling}")
     ema_te, ema_unet = T2I.CLIPTextModel(text.vocab_size, text.eos), UNet3DConditionModel(T2I.UNet2DConditionModel(64))
@@ -271,7 +286,7 @@ def train(args, say):
             el = time.time() - t0
             say(f"step {done} loss {run:.4f} {el:.0f}s ({el / done:.3f} s/step)")
         if done % args.ckpt_every == 0 or done == args.steps:
-            path = os.path.join(CACHE, f"unet-{done}.pt")
+            path = os.path.join(CACHE, f"unet-{args.tag}{done}.pt")
             os.makedirs(CACHE, exist_ok=True)
             torch.save({"ema_te": ema_te.state_dict(), "ema_unet": ema_unet.state_dict(), "scaling": scaling,
                         "meta": {"steps": done, "loss_ema": round(run, 5), "seconds": round(time.time() - t0)},
@@ -287,16 +302,16 @@ def train(args, say):
     return ema_te.eval(), ema_unet.eval(), vae, text, scaling
 
 
-def unet3d_config(ctx_dim):
-    """What diffusers' UNet3DConditionModel.save_config writes, at tiny-t2i's widths."""
-    n = len(UNET["block_out_channels"])
+def unet3d_config(ctx_dim, c=UNET, sample_size=8):
+    """What diffusers' UNet3DConditionModel.save_config writes (tiny-t2i's widths by default)."""
+    n = len(c["block_out_channels"])
     return {
         "_class_name": "UNet3DConditionModel", "_diffusers_version": T2I.DIFFUSERS_VERSION, "act_fn": "silu",
-        "attention_head_dim": HEADS, "block_out_channels": UNET["block_out_channels"], "cross_attention_dim": ctx_dim,
+        "attention_head_dim": c["attention_head_dim"], "block_out_channels": c["block_out_channels"], "cross_attention_dim": ctx_dim,
         "down_block_types": ["CrossAttnDownBlock3D"] * n, "downsample_padding": 1, "flip_sin_to_cos": True, "freq_shift": 0,
-        "in_channels": 4, "layers_per_block": UNET["layers_per_block"], "mid_block_scale_factor": 1,
-        "norm_eps": 1e-05, "norm_num_groups": UNET["norm_num_groups"], "num_attention_heads": None, "out_channels": 4,
-        "sample_size": 8, "time_cond_proj_dim": None, "up_block_types": ["CrossAttnUpBlock3D"] * n,
+        "in_channels": 4, "layers_per_block": c["layers_per_block"], "mid_block_scale_factor": 1,
+        "norm_eps": 1e-05, "norm_num_groups": c["norm_num_groups"], "num_attention_heads": None, "out_channels": 4,
+        "sample_size": sample_size, "time_cond_proj_dim": None, "up_block_types": ["CrossAttnUpBlock3D"] * n,
     }
 
 
@@ -360,6 +375,8 @@ def main():
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--ckpt-every", type=int, default=500)
     ap.add_argument("--eval-samples", type=int, default=40)
+    ap.add_argument("--tag", default="", help="checkpoint name prefix")
+    ap.add_argument("--resume", default=None, help="a checkpoint whose EMA weights to start from (a new schedule)")
     ap.add_argument("--export-only", default=None)
     ap.add_argument("--eval-only", default=None)
     args = ap.parse_args()

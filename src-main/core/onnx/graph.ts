@@ -118,3 +118,55 @@ export function sortTopologically(model: ModelMsg): void {
   const g = indexGraph(model);
   model.graph!.node = g.order.map((i) => g.nodes[i]!);
 }
+
+const WEIGHT_OPS = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
+
+/**
+ * Gives every layer its own weight: an initializer that several Conv/ConvTranspose/Gemm/MatMul nodes read as their
+ * weight (input 1; tied weights, or identical ones an exporter merged, e.g. zero-initialised layers: PyTorch's
+ * exporter keeps one and feeds the others through Identity nodes) is copied for each reader after the first, and
+ * readers through Identity nodes read it directly (biases too), so that quantizing or exporting one layer cannot change or drop
+ * another's weight. Weights stored in external files are left shared. Returns how many copies were made.
+ */
+export function untieWeights(model: ModelMsg): number {
+  const graph = model.graph;
+  if (!graph) return 0;
+  const inits = new Map((graph.initializer ?? []).map((t) => [t.name ?? '', t] as const));
+  const taken = new Set([...inits.keys(), ...(graph.node ?? []).flatMap((n) => n.output ?? [])]);
+  const identity = new Map<string, string>();
+  for (const n of graph.node ?? []) if (n.op_type === 'Identity' && n.input?.[0] && n.output?.[0]) identity.set(n.output[0], n.input[0]);
+  const source = (name: string) => {
+    let r = name;
+    for (let k = 0; k < 64 && !inits.has(r) && identity.has(r); k++) r = identity.get(r)!;
+    return r;
+  };
+  const readers = new Map<string, number>();
+  let copies = 0;
+  for (const n of graph.node ?? []) {
+    if (!WEIGHT_OPS.has(n.op_type ?? '')) continue;
+    // the weight, and a Conv's or Gemm's bias
+    for (const at of [1, 2]) {
+      const w0 = n.input?.[at];
+      if (!w0) continue;
+      const w = source(w0);
+      if (!inits.has(w)) continue;
+      const t = inits.get(w)!;
+      const external = (t as { data_location?: number }).data_location === 1;
+      if (w !== w0 && !external) n.input![at] = w;
+      const seen = readers.get(w) ?? 0;
+      readers.set(w, seen + 1);
+      if (seen === 0 || external) continue;
+      let name = `${w}__${seen}`;
+      for (let k = 2; taken.has(name); k++) name = `${w}__${seen}_${k}`;
+      taken.add(name);
+      const copy = { ...t, name } as TensorMsg & { raw_data?: Uint8Array | null; float_data?: number[] | null };
+      const src = t as typeof copy;
+      if (src.raw_data) copy.raw_data = Uint8Array.from(src.raw_data);
+      if (src.float_data) copy.float_data = [...src.float_data];
+      graph.initializer!.push(copy);
+      n.input![at] = name;
+      copies++;
+    }
+  }
+  return copies;
+}

@@ -16,7 +16,7 @@ import { DqError } from '../errors.js';
 import { cleanStaleOutputs, makeDirs, prepareOutput, swapIntoPlace, writeFileAtomic, sha256File, readJson } from '../fsutil.js';
 import { analyzeGraph, type LayerMap, type QuantizableLayer } from '../onnx/analysis.js';
 import { floatTensor, loadOnnx, saveOnnx } from '../onnx/io.js';
-import { nodeAttr } from '../onnx/graph.js';
+import { nodeAttr, untieWeights } from '../onnx/graph.js';
 import type { ModelMsg, TensorMsg } from '../onnx/model.js';
 import { cutFeatures, exposeTensors, pruneDead } from '../onnx/rewrite.js';
 import { denoiserFolder, locatePipeline, type Pipeline, type UnetIO } from '../pipeline/pipeline.js';
@@ -525,6 +525,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   }
   const loaded = loadOnnx(loc.unetPath);
   const model = loaded.model;
+  untieWeights(model);
   const fpMap = analyzeGraph(model);
 
   // temporal cache: the FP time-only region becomes a separate model whose outputs are fed to the variant. Its

@@ -1,0 +1,116 @@
+/**
+ * Text-to-video (issue 19) on the random-weight UNet3D fixture (tools/make_video_fixture.py: diffusers'
+ * TextToVideoSDPipeline layout, sample [B, C, F, H, W]): frames fed on axis 2 and decoded one by one, the temporal
+ * layers really mixing frames, the CLI's contact sheet and animated grid, and the quantize -> sample -> export path.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openPipeline } from '../../src-main/core/open';
+import { decodeLatents } from '../../src-main/core/pipeline/codec';
+import { releaseSessions, withFrames } from '../../src-main/core/pipeline/pipeline';
+import { buildFeeds, sample } from '../../src-main/core/pipeline/sample';
+import { frameOf } from '../../src-main/core/eval/video-judge';
+import { loadSharp } from '../../src-main/core/image/grid';
+import { dq, ROOT, tmp } from '../helpers';
+
+afterAll(releaseSessions);
+
+const FX = join(ROOT, 'test', 'fixtures', 'video-unet3d');
+const PROMPT = 'a red seven on a blue background';
+
+describe('a TextToVideoSDPipeline folder', () => {
+  it('opens with its frames (diffusers\' 16 by default, --frames to change) stacked along the sample\'s height', async () => {
+    const { pipeline } = await openPipeline(FX, 'cpu');
+    expect(pipeline.io.video).toBe(true);
+    expect(pipeline.index.frames).toBe(16);
+    expect(pipeline.index.sampleShape).toEqual([4, 16 * 8, 8]);
+    expect(pipeline.imageShape).toEqual([3, 16 * 64, 64]);
+    const p4 = withFrames(pipeline, 4);
+    expect(p4.index.sampleShape).toEqual([4, 32, 8]);
+    expect(p4.imageShape).toEqual([3, 256, 64]);
+    expect(() => withFrames(pipeline, 0)).toThrow(/--frames must be a whole number from 1/);
+    const img = await openPipeline(join(ROOT, 'models', 'tiny-t2i'), 'cpu');
+    expect(() => withFrames(img.pipeline, 4)).toThrow(/--frames is for video pipelines; .* makes images/);
+  });
+
+  it('feeds [rows, C, F, h, w] and its temporal layers mix the frames: changing one frame\'s input changes the others\' output', async () => {
+    const { pipeline, session } = await openPipeline(FX, 'cpu');
+    const p = withFrames(pipeline, 4);
+    const ids = await p.text!.ids([PROMPT], [''], false);
+    const size = 4 * 32 * 8;
+    const x = Float64Array.from({ length: size }, (_, i) => Math.sin(i * 0.37));
+    const run = async (v: Float64Array) => {
+      const feeds = await buildFeeds(p, v, 501, ids, false, 1);
+      expect(feeds[p.io.sample]!.dims).toEqual([1, 4, 4, 8, 8]);
+      return (await session.run(feeds, [p.io.output]))[p.io.output]!.data as Float32Array;
+    };
+    const a = await run(x);
+    const y = Float64Array.from(x);
+    // frame 0 of every channel: [C, F, h, w] = stacked rows 0..7 of each channel plane
+    for (let c = 0; c < 4; c++) for (let j = 0; j < 64; j++) y[c * 256 + j] += 0.5;
+    const b = await run(y);
+    const frameDiff = (k: number) => {
+      let d = 0;
+      for (let c = 0; c < 4; c++) for (let j = 0; j < 64; j++) d = Math.max(d, Math.abs(a[c * 256 + k * 64 + j]! - b[c * 256 + k * 64 + j]!));
+      return d;
+    };
+    expect(frameDiff(0)).toBeGreaterThan(1e-3);
+    for (const k of [1, 2, 3]) expect(frameDiff(k), `frame ${k}`).toBeGreaterThan(1e-5);
+  });
+
+  it('decodes every frame on its own: the filmstrip equals the VAE run frame by frame', async () => {
+    const { pipeline, session } = await openPipeline(FX, 'cpu');
+    const p = withFrames(pipeline, 3);
+    const res = await sample(p, session, { seeds: [5], classes: [], prompts: [PROMPT], steps: 2, sampler: 'ddim', guidance: 3 });
+    expect(res.images[0]!.length).toBe(3 * 3 * 64 * 64);
+    const z = res.latents![0]!;
+    for (let k = 0; k < 3; k++) {
+      const lat = new Float32Array(4 * 64);
+      for (let c = 0; c < 4; c++) lat.set(z.subarray((c * 3 + k) * 64, (c * 3 + k + 1) * 64), c * 64);
+      const one = (await decodeLatents(p.codec!, p.decoderSession!, [lat], [4, 8, 8])).images[0]!;
+      const got = frameOf(res.images[0]!, 3, k);
+      let worst = 0;
+      for (let j = 0; j < one.length; j++) worst = Math.max(worst, Math.abs(one[j]! - got[j]!));
+      expect(worst, `frame ${k}`).toBeLessThan(1e-5);
+    }
+  });
+});
+
+describe('dq on a video pipeline', () => {
+  it('sample --frames writes a contact sheet (a row per video, a column per frame) and every video played together', async () => {
+    const out = tmp();
+    const r = dq(['sample', FX, '--prompt', PROMPT, '--prompt', 'a green two', '--seeds', '0-1', '--frames', '4', '--steps', '2', '--out', join(out, 's'), '--quiet']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^4 videos of 4 frames 64x64, pndm 2 steps, guidance 9/);
+    const rec = JSON.parse(readFileSync(join(out, 's', 'samples.json'), 'utf8')) as { imageShape: number[]; video: { frames: number; fps: number; webp: string; mp4: string | null; note?: string } };
+    expect(rec.imageShape).toEqual([3, 64, 64]);
+    expect(rec.video).toMatchObject({ frames: 4, fps: 8, webp: 'videos.webp' });
+    expect(rec.video.mp4 !== null || /MP4 not written/.test(rec.video.note ?? '')).toBe(true);
+    const sharp = await loadSharp();
+    const sheet = await sharp(join(out, 's', 'grid.png')).metadata();
+    const anim = await sharp(join(out, 's', 'videos.webp'), { animated: true }).metadata();
+    expect(anim.pages).toBe(4);
+    // the contact sheet has 4 rows of 4 frames; the animation 2 rows of 2 videos
+    expect(sheet.height!).toBeGreaterThan(4 * 128);
+    expect(anim.pageHeight!).toBeGreaterThan(2 * 128);
+    expect(anim.pageHeight!).toBeLessThan(sheet.height!);
+  });
+
+  it('calibrate -> quantize -> sample -> export on the UNet3D', () => {
+    const out = tmp();
+    const prompts = join(out, 'p.txt');
+    require('node:fs').writeFileSync(prompts, 'a red seven\na blue two\n');
+    const cal = dq(['calibrate', FX, '--samples', '2', '--steps', '3', '--prompts', prompts, '--out', join(out, 'cal.json'), '--quiet']);
+    expect(cal.code, cal.stderr).toBe(0);
+    const q = dq(['quantize', FX, '--calib', join(out, 'cal.json'), '--preset', 'int8-w8a8', '--out', join(out, 'w8')]);
+    expect(q.code, q.stderr).toBe(0);
+    expect(q.stdout).toMatch(/247 layers quantized/);
+    const s = dq(['sample', join(out, 'w8'), '--prompt', PROMPT, '--seeds', '0', '--frames', '2', '--steps', '2', '--out', join(out, 's'), '--quiet']);
+    expect(s.code, s.stderr).toBe(0);
+    expect(s.stdout).toMatch(/^1 videos of 2 frames 64x64/);
+    const e = dq(['export', join(out, 'w8'), '--out', join(out, 'x'), '--seeds', '0-1', '--calib-images', '2']);
+    expect(e.code, e.stderr).toBe(0);
+    expect(e.stdout).toMatch(/verdict: as expected/);
+  });
+});
