@@ -3,7 +3,7 @@
  * TextToVideoSDPipeline layout, sample [B, C, F, H, W]): frames fed on axis 2 and decoded one by one, the temporal
  * layers really mixing frames, the CLI's contact sheet and animated grid, and the quantize -> sample -> export path.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openPipeline } from '../../src-main/core/open';
@@ -100,7 +100,7 @@ describe('dq on a video pipeline', () => {
   it('calibrate -> quantize -> sample -> export on the UNet3D', () => {
     const out = tmp();
     const prompts = join(out, 'p.txt');
-    require('node:fs').writeFileSync(prompts, 'a red seven\na blue two\n');
+    writeFileSync(prompts, 'a red seven\na blue two\n');
     const cal = dq(['calibrate', FX, '--samples', '2', '--steps', '3', '--prompts', prompts, '--out', join(out, 'cal.json'), '--quiet']);
     expect(cal.code, cal.stderr).toBe(0);
     const q = dq(['quantize', FX, '--calib', join(out, 'cal.json'), '--preset', 'int8-w8a8', '--out', join(out, 'w8')]);
