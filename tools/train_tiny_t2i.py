@@ -734,12 +734,7 @@ def train_unet(args, say, gen, vae, scaling, text, lat, te=None, unet=None, star
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        decay = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for e, m in ((ema_te, te), (ema_unet, unet)):
-                for pe, pm in zip(e.parameters(), m.parameters()):
-                    pe.mul_(decay).add_(pm, alpha=1 - decay)
-        run = loss.item() if run is None else 0.98 * run + 0.02 * loss.item()
+        run = ema_step(((ema_te, te), (ema_unet, unet)), min(args.ema, (1 + step) / (10 + step)), run, loss.item())
         done = step + 1
         if done % args.log_every == 0 or done == args.unet_steps:
             el = time.time() - t0
@@ -758,6 +753,15 @@ def train_unet(args, say, gen, vae, scaling, text, lat, te=None, unet=None, star
                 ema_te.train()
                 ema_unet.train()
     return ema_te.eval(), ema_unet.eval(), time.time() - t0, run
+
+
+@torch.no_grad()
+def ema_step(pairs, decay, run, loss):
+    """Moves each EMA model of (ema, model) pairs towards its model; -> the running loss (0.98 smoothing)."""
+    for e, m in pairs:
+        for pe, pm in zip(e.parameters(), m.parameters()):
+            pe.mul_(decay).add_(pm, alpha=1 - decay)
+    return loss if run is None else 0.98 * run + 0.02 * loss
 
 
 def save_ckpt(path, te, unet, ema_te, ema_unet, vae, scaling, meta, args):

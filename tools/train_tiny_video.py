@@ -275,12 +275,7 @@ def train(args, say):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(unet.parameters()) + list(te.parameters()), 1.0)
         opt.step()
-        decay = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for e, m in ((ema_te, te), (ema_unet, unet)):
-                for pe, pm in zip(e.parameters(), m.parameters()):
-                    pe.mul_(decay).add_(pm, alpha=1 - decay)
-        run = loss.item() if run is None else 0.98 * run + 0.02 * loss.item()
+        run = T2I.ema_step(((ema_te, te), (ema_unet, unet)), min(args.ema, (1 + step) / (10 + step)), run, loss.item())
         done = step + 1
         if done % args.log_every == 0 or done == args.steps:
             el = time.time() - t0

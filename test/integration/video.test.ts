@@ -7,10 +7,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openPipeline } from '../../src-main/core/open';
-import { decodeLatents } from '../../src-main/core/pipeline/codec';
+import { decodeLatents, frameOf } from '../../src-main/core/pipeline/codec';
 import { releaseSessions, withFrames } from '../../src-main/core/pipeline/pipeline';
 import { buildFeeds, sample } from '../../src-main/core/pipeline/sample';
-import { frameOf } from '../../src-main/core/eval/video-judge';
 import { loadSharp } from '../../src-main/core/image/grid';
 import { dq, ROOT, tmp } from '../helpers';
 

@@ -427,6 +427,11 @@ export async function judgeImages(images: Float32Array[], attrs: T2IAttributes, 
     masks.push(digitMaskOf(px, attrs, c));
   });
   if (images.length === 0) return [];
+  return classifyMasks(masks, colours, names, opts);
+}
+
+/** The verdicts of masks (model space, digit_crop-sized) and the colours measured around them. */
+export async function classifyMasks(masks: Float32Array[], colours: Colours[], names: string[], opts: T2IJudgeOptions = {}): Promise<T2IVerdict[]> {
   const copts: { path?: string; provider?: Provider; batch?: number } = {};
   if (opts.classifierPath !== undefined) copts.path = opts.classifierPath;
   if (opts.provider !== undefined) copts.provider = opts.provider;

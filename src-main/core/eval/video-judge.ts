@@ -7,8 +7,8 @@
  * digit and both colours right.
  */
 import { DqError } from '../errors.js';
-import type { Provider } from '../runtime/onnx.js';
-import { COLOUR_WEIGHT, judgeColoursOf, parsePrompt, toUnit, type Colours, type T2IAttributes, type T2IPromptAttributes, type T2IVerdict } from './t2i-judge.js';
+import { frameOf } from '../pipeline/codec.js';
+import { classifyMasks, judgeColoursOf, parsePrompt, toUnit, type Colours, type T2IAttributes, type T2IJudgeOptions, type T2IPromptAttributes, type T2IVerdict } from './t2i-judge.js';
 
 export interface VideoVerdict {
   frames: T2IVerdict[];
@@ -49,14 +49,6 @@ function roundHalfEven(v: number): number {
   return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-/** Frame k of a filmstrip [3, frames * H, W] as [3, H, W]. */
-export function frameOf(video: Float32Array, frames: number, k: number): Float32Array {
-  const plane = video.length / 3 / frames;
-  const out = new Float32Array(3 * plane);
-  for (let ch = 0; ch < 3; ch++) out.set(video.subarray((ch * frames + k) * plane, (ch * frames + k + 1) * plane), ch * plane);
-  return out;
-}
-
 /** The digit's grey mask over the whole frame ([0, 1]), its centre of mass, and the mask re-centred and cropped (model space). */
 function centredMask(px: Float64Array, attrs: T2IAttributes, c: Colours): { crop: Float32Array; cx: number; cy: number } {
   const size = attrs.image_size;
@@ -91,7 +83,7 @@ function centredMask(px: Float64Array, attrs: T2IAttributes, c: Colours): { crop
 }
 
 /** Judges videos (filmstrips [3, frames * size, size] in model space [-1, 1]). */
-export async function judgeVideos(videos: Float32Array[], frames: number, attrs: T2IAttributes, opts: { classifierPath?: string; provider?: Provider } = {}): Promise<VideoVerdict[]> {
+export async function judgeVideos(videos: Float32Array[], frames: number, attrs: T2IAttributes, opts: T2IJudgeOptions = {}): Promise<VideoVerdict[]> {
   const motions = attrs.motions;
   if (!motions) throw new DqError('BAD_ARGUMENT', 'attributes.json names no motions: it is not a video model\'s judge');
   const names = Object.keys(attrs.palette);
@@ -110,20 +102,7 @@ export async function judgeVideos(videos: Float32Array[], frames: number, attrs:
     }
   });
   if (!videos.length) return [];
-  const { classify } = await import('./classifier.js');
-  const { labels, features } = await classify(masks, { ...(opts.classifierPath ? { path: opts.classifierPath } : {}), ...(opts.provider ? { provider: opts.provider } : {}) });
-  const verdict = (j: number): T2IVerdict => {
-    const c = colours[j]!;
-    const f = features[j]!;
-    const all = new Float32Array(f.length + 6);
-    all.set(f);
-    const fg = c.fgRgb ?? c.bgRgb;
-    for (let ch = 0; ch < 3; ch++) {
-      all[f.length + ch] = COLOUR_WEIGHT * fg[ch]!;
-      all[f.length + 3 + ch] = COLOUR_WEIGHT * c.bgRgb[ch]!;
-    }
-    return { digit: labels[j]!, fg: c.fg < 0 ? null : names[c.fg]!, bg: names[c.bg]!, fgRgb: c.fgRgb, bgRgb: c.bgRgb, features: all };
-  };
+  const verdicts: T2IVerdict[] = await classifyMasks(masks, colours, names, opts);
   const mid = (frames - 1) / 2;
   let kk = 0;
   for (let k = 0; k < frames; k++) kk += (k - mid) ** 2;
@@ -142,12 +121,12 @@ export async function judgeVideos(videos: Float32Array[], frames: number, attrs:
     const dir: [number, number] = horiz ? [Math.sign(sx), 0] : [0, Math.sign(sy)];
     const found = Object.entries(motions).find(([, [dx, dy]]) => Math.sign(dx) === dir[0] && Math.sign(dy) === dir[1]);
     const motion = speed >= (attrs.min_speed ?? 0) && found ? found[0] : null;
-    return { frames: Array.from({ length: frames }, (_, k) => verdict(i * frames + k)), motion, speed };
+    return { frames: verdicts.slice(i * frames, (i + 1) * frames), motion, speed };
   });
 }
 
 /** Agreement of videos with their prompts (prompts[i] was drawn as videos[i]). */
-export async function videoAgreement(prompts: string[], videos: Float32Array[], frames: number, attrs: T2IAttributes, opts: { classifierPath?: string; provider?: Provider } = {}): Promise<VideoAgreement> {
+export async function videoAgreement(prompts: string[], videos: Float32Array[], frames: number, attrs: T2IAttributes, opts: T2IJudgeOptions = {}): Promise<VideoAgreement> {
   if (prompts.length !== videos.length) throw new Error(`videoAgreement: ${prompts.length} prompts for ${videos.length} videos`);
   const expected = prompts.map((p) => parsePrompt(p, attrs));
   const judgeable = expected.filter((e) => e !== null && e.motion !== undefined).length;

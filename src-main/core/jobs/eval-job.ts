@@ -19,7 +19,8 @@ import { fitGaussian, frechetDistance, psnr, type Gaussian } from '../eval/metri
 import { makeDirs, prepareOutput, writeFileAtomic } from '../fsutil.js';
 import { svgLineChart } from '../compare/render.js';
 import { evalPrompts, loadAttributes, promptAgreement } from '../eval/t2i-judge.js';
-import { frameOf, videoAgreement } from '../eval/video-judge.js';
+import { videoAgreement } from '../eval/video-judge.js';
+import { frameOf } from '../pipeline/codec.js';
 import { releaseSessions } from '../pipeline/pipeline.js';
 import { openPipeline } from '../open.js';
 import { sample } from '../pipeline/sample.js';

@@ -10,6 +10,7 @@ import { MAX_GRID_IMAGES } from '../ranges.js';
 import { encodePng, layoutGrid } from '../image/grid.js';
 import { openPipeline } from '../open.js';
 import { withFrames, withImageSize } from '../pipeline/pipeline.js';
+import { frameOf } from '../pipeline/codec.js';
 import { encodeAnimatedWebp, encodeMp4, findFfmpeg } from '../compare/video.js';
 import { MAX_PROMPTS, type PromptEntry } from '../pipeline/prompt-file.js';
 
@@ -131,15 +132,12 @@ export async function runSampleJob(job: SampleJob): Promise<SampleRecord> {
   };
   const title = `${sampler} ${job.steps} steps cfg ${job.guidance}`;
   const zoom = H >= 128 ? 1 : 2;
-  // a video's frames, cut from its filmstrip ([C, frames * H, W])
-  const frameOf = (img: Float32Array, k: number) => {
-    const out = new Float32Array(C * H * W);
-    for (let ch = 0; ch < C; ch++) out.set(img.subarray((ch * frames! + k) * H * W, (ch * frames! + k + 1) * H * W), ch * H * W);
-    return out;
-  };
+  // a row per class or prompt, a column per seed; `cell` picks what each sample shows (a video: one of its frames)
+  const seedGrid = (cell: (img: Float32Array) => Float32Array, t: string) =>
+    layoutGrid({ cells: rows.map((_, r) => job.seeds.map((_, c) => cell(res.images[r * job.seeds.length + c]!))), channels: C, height: H, width: W, rowLabels: rows.map(label), colLabels: job.seeds.map((s) => `s${s}`), zoom, title: t });
   const grid = frames
     ? layoutGrid({
-        cells: rows.flatMap((_, r) => job.seeds.map((_, c) => Array.from({ length: frames }, (_, k) => frameOf(res.images[r * job.seeds.length + c]!, k)))),
+        cells: rows.flatMap((_, r) => job.seeds.map((_, c) => Array.from({ length: frames }, (_, k) => frameOf(res.images[r * job.seeds.length + c]!, frames, k, C)))),
         channels: C,
         height: H,
         width: W,
@@ -148,33 +146,13 @@ export async function runSampleJob(job: SampleJob): Promise<SampleRecord> {
         zoom,
         title,
       })
-    : layoutGrid({
-        cells: rows.map((_, r) => job.seeds.map((_, c) => res.images[r * job.seeds.length + c]!)),
-        channels: C,
-        height: H,
-        width: W,
-        rowLabels: rows.map(label),
-        colLabels: job.seeds.map((s) => `s${s}`),
-        zoom,
-        title,
-      });
+    : seedGrid((img) => img, title);
   let video: SampleRecord['video'];
   const videoFiles: Record<string, Buffer> = {};
   if (frames) {
     // every video of the grid, played together: frame k of each in its cell
     const fps = job.fps ?? 8;
-    const sheets = Array.from({ length: frames }, (_, k) =>
-      layoutGrid({
-        cells: rows.map((_, r) => job.seeds.map((_, c) => frameOf(res.images[r * job.seeds.length + c]!, k))),
-        channels: C,
-        height: H,
-        width: W,
-        rowLabels: rows.map(label),
-        colLabels: job.seeds.map((s) => `s${s}`),
-        zoom,
-        title: `${title} frame ${k + 1}/${frames}`,
-      }),
-    );
+    const sheets = Array.from({ length: frames }, (_, k) => seedGrid((img) => frameOf(img, frames, k, C), `${title} frame ${k + 1}/${frames}`));
     videoFiles['videos.webp'] = await encodeAnimatedWebp(sheets, sheets.map(() => 1000 / fps));
     const ff = findFfmpeg();
     const even = sheets[0]!.width % 2 === 0 && sheets[0]!.height % 2 === 0;

@@ -155,6 +155,14 @@ export async function decodeLatents(c: LatentCodec, session: Session, latents: F
   return { images, nonFinite };
 }
 
+/** Frame k of a video's filmstrip ([C, frames * H, W], as decodeLatents gives it) as [C, H, W]; C = 3 by default. */
+export function frameOf(video: Float32Array, frames: number, k: number, channels = 3): Float32Array {
+  const plane = video.length / channels / frames;
+  const out = new Float32Array(channels * plane);
+  for (let ch = 0; ch < channels; ch++) out.set(video.subarray((ch * frames + k) * plane, (ch * frames + k + 1) * plane), ch * plane);
+  return out;
+}
+
 /** The warning for an fp16 decoder that overflowed. */
 export function overflowWarning(c: LatentCodec, nonFinite: number, total: number): string {
   const fp16 = c.inputType === 'float16';

@@ -7,7 +7,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { evalPrompts, loadAttributes, parsePrompt } from '../../../../src-main/core/eval/t2i-judge';
-import { frameOf, judgeVideos, videoAgreement } from '../../../../src-main/core/eval/video-judge';
+import { judgeVideos, videoAgreement } from '../../../../src-main/core/eval/video-judge';
+import { frameOf } from '../../../../src-main/core/pipeline/codec';
 import { releaseSessions } from '../../../../src-main/core/pipeline/pipeline';
 import { ROOT } from '../../../helpers';
 
