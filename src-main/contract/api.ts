@@ -562,6 +562,10 @@ export interface SampleResult {
   seconds: number;
   /** Quantized variants sampled with the same prompts and seeds: a grid each, laid out like FP's (A/B wipe). */
   variants?: { jobId: string; name: string; grid: string; seconds: number; warnings: string[] }[];
+  /** A video model: the grids are contact sheets (a row per video, a column per frame); `side` plays FP's videos
+   * and every variant's side by side in one animation (columns in `columns` order, so they stay in step), and
+   * `sheet` holds its frames stacked top to bottom (a frame scrubber). */
+  video?: { frames: number; fps: number; side: string; sheet: string; columns: string[] };
 }
 
 export type JobResult = CalibrateResult | QuantizeResult | CompareResult | ExportResult | SampleResult | SensitivityResult | ParetoResult;

@@ -3,10 +3,11 @@
  * free: runs the engine function for the task, posts throttled progress, honours cancel (AbortSignal), and
  * ends with exactly one `done` or `error` message.
  */
-import { copyFileSync, statSync } from 'node:fs';
+import { copyFileSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { computeComparison, writeComparison } from '../core/compare/compare.js';
 import { RAMP } from '../core/compare/render.js';
+import { encodeAnimatedWebp, frameSheet, joinColumns, readAnimatedWebp } from '../core/compare/video.js';
 import { makeDirs, writeFileAtomic } from '../core/fsutil.js';
 import { locatePipeline } from '../core/pipeline/pipeline.js';
 import { encodePng, layoutGrid } from '../core/image/grid.js';
@@ -179,6 +180,15 @@ async function run(task: WorkerTask): Promise<unknown> {
       copyFileSync(join(dir, vr.grid), join(task.out, grid));
       variants.push({ jobId: v.jobId, name: v.name, grid, seconds: vr.seconds, warnings: [...(vr.warnings ?? []), ...(vr.provider.fallback ? [vr.provider.fallback] : [])] });
     }
+    // a video model: FP's videos and every variant's side by side, frame by frame, in one animation
+    let video: SampleResult['video'];
+    if (rec.video) {
+      const movies = await Promise.all([join(task.out, rec.video.webp), ...task.variants.map((_, k) => join(task.out, `variant-${k}`, rec.video!.webp))].map((f) => readAnimatedWebp(readFileSync(f))));
+      const frames = movies[0]!.map((_, k) => joinColumns(movies.map((m) => m[k]!)));
+      writeFileAtomic(join(task.out, 'videos-side.webp'), await encodeAnimatedWebp(frames, frames.map(() => 1000 / rec.video!.fps)));
+      writeFileAtomic(join(task.out, 'videos-side-frames.png'), await encodePng(frameSheet(frames)!));
+      video = { frames: rec.video.frames, fps: rec.video.fps, side: 'videos-side.webp', sheet: 'videos-side-frames.png', columns: ['FP', ...variants.map((v) => v.name)] };
+    }
     const result: SampleResult = {
       kind: 'sample',
       files: { grid: rec.grid, record: 'samples.json' },
@@ -191,6 +201,7 @@ async function run(task: WorkerTask): Promise<unknown> {
       provider: rec.provider.used,
       seconds: rec.seconds,
       ...(variants.length ? { variants } : {}),
+      ...(video ? { video } : {}),
     };
     return result;
   }

@@ -3,7 +3,7 @@
  * TextToVideoSDPipeline layout, sample [B, C, F, H, W]): frames fed on axis 2 and decoded one by one, the temporal
  * layers really mixing frames, the CLI's contact sheet and animated grid, and the quantize -> sample -> export path.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openPipeline } from '../../src-main/core/open';
@@ -112,4 +112,55 @@ describe('dq on a video pipeline', () => {
     expect(e.code, e.stderr).toBe(0);
     expect(e.stdout).toMatch(/verdict: as expected/);
   });
+});
+
+describe('the studio\'s host on a video model', () => {
+  it('samples FP and a variant of the UNet3D and plays their videos side by side in one animation, with a frame sheet', async () => {
+    const { createHost, dispatch } = await import('../../src-main/host');
+    const host = createHost('browser', 'test');
+    const events: { jobId: string; kind: string; result?: unknown; error?: { message: string } }[] = [];
+    host.subscribe((e) => events.push(e as (typeof events)[number]));
+    const runJob = async (spec: Record<string, unknown>) => {
+      const r = await dispatch(host, 'startJob', [spec]);
+      if (!r.ok) throw new Error(r.error.message);
+      const jobId = (r.value as { jobId: string }).jobId;
+      for (;;) {
+        const end = events.find((e) => e.jobId === jobId && (e.kind === 'done' || e.kind === 'error'));
+        if (end) {
+          if (end.kind === 'error') throw new Error(end.error!.message);
+          return { jobId, result: end.result as Record<string, unknown> };
+        }
+        await new Promise((ok) => setTimeout(ok, 20));
+      }
+    };
+    try {
+      const cal = await runJob({ kind: 'calibrate', model: FX, samples: 2, steps: 3, prompts: ['a red seven', 'a blue two'] });
+      const presets = await host.listPresets();
+      if (!presets.ok) throw new Error(presets.error.message);
+      const q = await runJob({ kind: 'quantize', model: FX, recipe: presets.value.find((p) => p.name === 'nvfp4-w4a4')!.recipe, calibration: cal.jobId });
+      const s = await runJob({ kind: 'sample', model: FX, prompts: [PROMPT], seeds: [0, 1], steps: 2, variants: [q.jobId] });
+      const video = s.result.video as { frames: number; fps: number; side: string; sheet: string; columns: string[] };
+      expect(video).toMatchObject({ frames: 16, fps: 8, side: 'videos-side.webp', sheet: 'videos-side-frames.png', columns: ['FP', 'nvfp4-w4a4'] });
+      const side = await host.readArtifact(s.jobId, video.side);
+      const sheet = await host.readArtifact(s.jobId, video.sheet);
+      if (!side.ok || !sheet.ok) throw new Error('video files not readable');
+      const sharp = await loadSharp();
+      const anim = await sharp(Buffer.from(side.value.base64, 'base64'), { animated: true }).metadata();
+      const frames = await sharp(Buffer.from(sheet.value.base64, 'base64')).metadata();
+      expect(anim.pages).toBe(16);
+      expect(frames.height).toBe(16 * anim.pageHeight!);
+      expect(frames.width).toBe(anim.width);
+      // two columns (FP and the variant), each one model's grid of 2 videos, and they differ
+      const raw = await sharp(Buffer.from(sheet.value.base64, 'base64')).raw().toBuffer({ resolveWithObject: true });
+      const w = raw.info.width;
+      const half = (w - 6) / 2;
+      expect(Number.isInteger(half)).toBe(true);
+      let differ = 0;
+      for (let y = 0; y < anim.pageHeight!; y++) for (let x = 0; x < half; x++) differ += Number(raw.data[(y * w + x) * 3] !== raw.data[(y * w + x + half + 6) * 3]);
+      expect(differ).toBeGreaterThan(0);
+    } finally {
+      await host.dispose();
+      rmSync(host.workspace, { recursive: true, force: true });
+    }
+  }, 300_000);
 });

@@ -33,7 +33,7 @@ import { probeTrajectory, setupFpTemporal, setupVariantTemporal, type TemporalPr
 import { absDiff, heatImage, label, layoutRgb, padEven, promptLabel, toRgbPlanes } from './render.js';
 import { renderReport } from './report.js';
 import { METRICS_SCHEMA_ID, METRICS_VERSION, type CompareMetrics, type VariantMetrics } from './schema.js';
-import { encodeAnimatedWebp, encodeMp4, findFfmpeg } from './video.js';
+import { encodeAnimatedWebp, encodeMp4, findFfmpeg, frameSheet } from './video.js';
 
 export const FP = 'fp';
 /** FID image i uses seed FID_SEED_START + i (away from the small seeds people pick for grids). */
@@ -790,15 +790,6 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
     notes,
   };
   return { metrics, images, walk, walkColumns: walkCols.length, grid, diffs, trajectoryVideo, walkVideo, notes };
-}
-
-/** Frames of one size stacked top to bottom (null when they differ in size or there are none). */
-function frameSheet(frames: RasterImage[]): RasterImage | null {
-  const f0 = frames[0];
-  if (!f0 || frames.some((f) => f.width !== f0.width || f.height !== f0.height || f.channels !== f0.channels)) return null;
-  const data = new Uint8Array(f0.data.length * frames.length);
-  frames.forEach((f, i) => data.set(f.data, i * f0.data.length));
-  return { data, width: f0.width, height: f0.height * frames.length, channels: f0.channels };
 }
 
 /** Encodes and writes everything; returns the metrics as written. */

@@ -19,6 +19,42 @@ export async function encodeAnimatedWebp(frames: RasterImage[], delays: number[]
     .toBuffer();
 }
 
+/** The frames of an animated WebP (or the one image of a still one), RGB. */
+export async function readAnimatedWebp(buf: Buffer): Promise<RasterImage[]> {
+  const sharp = await loadSharp();
+  const meta = await sharp(buf, { animated: true }).metadata();
+  const pages = meta.pages ?? 1;
+  const { data, info } = await sharp(buf, { animated: true }).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3) throw new Error(`expected an RGB animation, got ${info.channels} channels`);
+  const height = meta.pageHeight ?? info.height / pages;
+  const size = info.width * height * 3;
+  return Array.from({ length: pages }, (_, k) => ({ data: Uint8Array.from(data.subarray(k * size, (k + 1) * size)), width: info.width, height, channels: 3 as const }));
+}
+
+/** Images of one height side by side, left to right, `gap` white pixels apart. */
+export function joinColumns(images: RasterImage[], gap = 6): RasterImage {
+  const h = images[0]!.height;
+  const ch = images[0]!.channels;
+  if (images.some((i) => i.height !== h || i.channels !== ch)) throw new Error('side-by-side images differ in height or channels');
+  const width = images.reduce((a, i) => a + i.width, 0) + gap * (images.length - 1);
+  const data = new Uint8Array(width * h * ch).fill(255);
+  let x0 = 0;
+  for (const img of images) {
+    for (let y = 0; y < h; y++) data.set(img.data.subarray(y * img.width * ch, (y + 1) * img.width * ch), (y * width + x0) * ch);
+    x0 += img.width + gap;
+  }
+  return { data, width, height: h, channels: ch };
+}
+
+/** Frames of one size stacked top to bottom (null when they differ in size or there are none). */
+export function frameSheet(frames: RasterImage[]): RasterImage | null {
+  const f0 = frames[0];
+  if (!f0 || frames.some((f) => f.width !== f0.width || f.height !== f0.height || f.channels !== f0.channels)) return null;
+  const data = new Uint8Array(f0.data.length * frames.length);
+  frames.forEach((f, i) => data.set(f.data, i * f0.data.length));
+  return { data, width: f0.width, height: f0.height * frames.length, channels: f0.channels };
+}
+
 export type FfmpegStatus = { found: true; path: string; version: string } | { found: false; reason: string };
 
 /** Looks ffmpeg up (on PATH unless a path is given). */
