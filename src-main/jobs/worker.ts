@@ -161,6 +161,7 @@ async function run(task: WorkerTask): Promise<unknown> {
       ...(task.sampler ? { sampler: task.sampler as SamplerName } : {}),
       guidance: task.guidance ?? pipeline.index.defaultGuidance,
       out: task.out,
+      ...(pipeline.index.frames ? { name: 'FP' } : {}),
       onProgress: part(0),
     });
     // each variant: the same prompts, seeds and settings as FP ran with, its grid beside FP's (same layout)
@@ -174,6 +175,7 @@ async function run(task: WorkerTask): Promise<unknown> {
         sampler: rec.settings.sampler,
         guidance: rec.settings.guidance,
         out: dir,
+        ...(pipeline.index.frames ? { name: v.name } : {}),
         onProgress: part(k + 1),
       });
       const grid = `variant-${k}-${vr.grid}`;

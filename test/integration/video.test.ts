@@ -11,6 +11,8 @@ import { decodeLatents, frameOf } from '../../src-main/core/pipeline/codec';
 import { releaseSessions, withFrames } from '../../src-main/core/pipeline/pipeline';
 import { buildFeeds, sample } from '../../src-main/core/pipeline/sample';
 import { loadSharp } from '../../src-main/core/image/grid';
+import { analyzeGraph } from '../../src-main/core/onnx/analysis';
+import { loadOnnx } from '../../src-main/core/onnx/io';
 import { dq, ROOT, tmp } from '../helpers';
 
 afterAll(releaseSessions);
@@ -73,6 +75,24 @@ describe('a TextToVideoSDPipeline folder', () => {
       for (let j = 0; j < one.length; j++) worst = Math.max(worst, Math.abs(one[j]! - got[j]!));
       expect(worst, `frame ${k}`).toBeLessThan(1e-5);
     }
+  });
+});
+
+describe('the layer map of a UNet3D', () => {
+  it('finds the layers that mix frames from the graph: the temporal convolutions and the attentions over the frames', () => {
+    const fx = analyzeGraph(loadOnnx(join(FX, 'unet', 'model.onnx')).model);
+    // 8 TemporalConvLayers of 4 Conv3d each; 8 TransformerTemporalModels of 2 attentions and 12 linear layers each
+    expect(fx.frames.convs).toHaveLength(32);
+    expect(fx.frames.softmax).toHaveLength(16);
+    expect(fx.frames.attention).toHaveLength(96);
+    expect(fx.frames.convs.every((n) => n.includes('temp_convs'))).toBe(true);
+    expect(fx.frames.attention.every((n) => n.includes('temp_attentions') || n.includes('transformer_in'))).toBe(true);
+    // the spatial attentions, the cross-attention keys and values and the resnets' convolutions are not among them
+    expect(fx.frames.attention.some((n) => fx.crossAttention.includes(n))).toBe(false);
+    const t2i = analyzeGraph(loadOnnx(join(ROOT, 'models', 'tiny-t2i', 'unet', 'model.onnx')).model);
+    expect(t2i.frames).toEqual({ convs: [], attention: [], softmax: [] });
+    const info = dq(['info', FX]);
+    expect(info.stdout).toMatch(/^ {2}frames {3}128 layers mix the frames: 32 temporal convolutions \(a kernel over the frame axis\), 96 linear layers in 16 attentions over the frames$/m);
   });
 });
 

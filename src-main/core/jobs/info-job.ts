@@ -130,6 +130,9 @@ export function formatInfo(i: PipelineInfo): string {
                 `  text     ${i.layers.textOnly.length} layers in the text-only region (fed by ${i.layers.textInputs.join(', ')}; not by ${i.layers.sampleInput} or ${i.layers.timestepInput}): ${i.layers.crossAttention.length} cross-attention key/value projections${i.layers.addedEmbedding.length ? `, ${i.layers.addedEmbedding.length} in the added embedding` : ''}; ${i.layers.textFeatures.length} text features (cached once per prompt by recipes with text: cache/auto)`,
               ]
             : []),
+          ...(i.layers.frames && (i.layers.frames.convs.length || i.layers.frames.attention.length)
+            ? [`  frames   ${i.layers.frames.convs.length + i.layers.frames.attention.length} layers mix the frames: ${i.layers.frames.convs.length} temporal convolutions (a kernel over the frame axis), ${i.layers.frames.attention.length} linear layers in ${i.layers.frames.softmax.length} attentions over the frames`]
+            : []),
           `  skips    ${i.layers.shortcutSplits.length} decoder skip concats${i.layers.shortcutSplits.length ? ': ' + i.layers.shortcutSplits.map((s) => `${s.concat} at channel ${s.splitAt ?? '?'}`).join(', ') : ''}`,
           `  spare    first ${i.layers.sensitive.firstLayers.join(', ')}; last ${i.layers.sensitive.lastLayers.join(', ')}; ${i.layers.sensitive.softmax.length} softmax`,
         ]

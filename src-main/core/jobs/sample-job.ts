@@ -36,6 +36,8 @@ export interface SampleJob {
   frames?: number;
   /** Text-to-video: frames per second of the written videos (default 8). */
   fps?: number;
+  /** A name for the grids' titles (the studio's side-by-side videos name each model's column). */
+  name?: string;
   seeds: number[];
   steps: number;
   /** Default: the sampler of the pipeline's scheduler config. */
@@ -130,7 +132,7 @@ export async function runSampleJob(job: SampleJob): Promise<SampleRecord> {
     const t = job.prompts![c]!.prompt;
     return t.length > LABEL_CHARS ? `${t.slice(0, LABEL_CHARS - 1)}…` : t;
   };
-  const title = `${sampler} ${job.steps} steps cfg ${job.guidance}`;
+  const title = `${job.name ? `${job.name}: ` : ''}${sampler} ${job.steps} steps cfg ${job.guidance}`;
   const zoom = H >= 128 ? 1 : 2;
   // a row per class or prompt, a column per seed; `cell` picks what each sample shows (a video: one of its frames)
   const seedGrid = (cell: (img: Float32Array) => Float32Array, t: string) =>

@@ -15,7 +15,7 @@
  * the region meets the rest are the text features, computed once per prompt (the text-feature cache).
  */
 import { DqError } from '../errors.js';
-import { dimsOf, indexGraph, type GraphIndex } from './graph.js';
+import { dimsOf, indexGraph, nodeAttr, type GraphIndex } from './graph.js';
 import type { ModelMsg, NodeMsg } from './model.js';
 
 export const QUANTIZABLE_OPS = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
@@ -91,6 +91,8 @@ export interface LayerMap {
   textFeaturesOfTime: string[];
   shortcutSplits: ShortcutSplit[];
   sensitive: { firstLayers: string[]; lastLayers: string[]; softmax: string[]; normalizationInputs: string[] };
+  /** A video denoiser's layers that mix frames (frameMixing); empty lists for images. */
+  frames: { convs: string[]; attention: string[]; softmax: string[] };
 }
 
 export interface AnalyzeOptions {
@@ -325,6 +327,7 @@ export function analyzeGraph(model: ModelMsg, opts: AnalyzeOptions = {}): LayerM
   const normalizationInputs = g.order.filter((i) => NORM_OPS.has(g.nodes[i]!.op_type ?? '')).map((i) => g.nodes[i]!.input?.[0] ?? '');
 
   return {
+    frames: frameMixing(g, quantizable),
     sampleInput: sample,
     timestepInput: timestep,
     conditioningInputs: g.inputs.filter((n) => n !== sample && n !== timestep),
@@ -342,6 +345,29 @@ export function analyzeGraph(model: ModelMsg, opts: AnalyzeOptions = {}): LayerM
     shortcutSplits,
     sensitive: { firstLayers, lastLayers: [...lastLayers], softmax, normalizationInputs: [...new Set(normalizationInputs)] },
   };
+}
+
+/**
+ * A video denoiser's layers that mix frames (its sample [B, C, F, H, W]), from the graph alone:
+ * - convolutions whose 5-D kernel spans more than one frame (diffusers' TemporalConvLayer: (3, 1, 1));
+ * - linear layers and softmaxes inside a block that lays the frames out as its sequence axis: downstream of a
+ *   Transpose of a 5-D tensor that puts axis 2 (the frames) just before the last (TransformerTemporalModel's
+ *   [B, H, W, F, C]), up to the next 5-D Transpose (the way back).
+ */
+function frameMixing(g: GraphIndex, quantizable: QuantizableLayer[]): { convs: string[]; attention: string[]; softmax: string[] } {
+  const convs = quantizable.filter((l) => l.op === 'Conv' && l.weightShape.length === 5 && l.weightShape[2]! > 1).map((l) => l.name);
+  const seq = new Set<string>();
+  for (const i of g.order) {
+    const n = g.nodes[i]!;
+    let on = false;
+    const perm = n.op_type === 'Transpose' ? ((nodeAttr(n, 'perm')?.ints ?? []) as unknown[]).map(Number) : [];
+    if (perm.length === 5) on = perm[3] === 2;
+    else on = (n.input ?? []).some((t) => seq.has(t));
+    if (on) for (const o of n.output ?? []) if (o) seq.add(o);
+  }
+  const attention = quantizable.filter((l) => (l.op === 'MatMul' || l.op === 'Gemm') && seq.has(l.input)).map((l) => l.name);
+  const softmax = g.order.filter((i) => g.nodes[i]!.op_type === 'Softmax' && seq.has(g.nodes[i]!.input?.[0] ?? '')).map((i) => g.names[i]!);
+  return { convs, attention, softmax };
 }
 
 /** The first quantizable layers reached from `tensor` through pass-through ops (or any op, with `anyOp`). */

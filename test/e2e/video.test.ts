@@ -1,0 +1,100 @@
+/**
+ * The studio on a text-to-video pipeline (test/fixtures/video-unet3d: diffusers' TextToVideoSDPipeline layout with a
+ * random-weight UNet3D), browser mode with the real host and engine, in Chromium at 1280x800: open it by path,
+ * calibrate on typed prompts, quantize with NVFP4, and sample FP and the variant: their videos play side by side in
+ * one animation, and the frame scrubber shows any frame. Screenshots in test-results/e2e/video-*.png, two of the
+ * playing animation a moment apart and two of the scrubber at different frames.
+ */
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, Page } from 'playwright-core';
+import { createHost, type Host } from '../../src-main/host';
+import { serve, type Served } from '../../src-main/serve/server';
+import { required, ROOT } from '../helpers';
+import { browserHere, buildRenderer, CHROMIUM, launch, SHOTS } from './browser';
+
+const FX = join(ROOT, 'test', 'fixtures', 'video-unet3d');
+
+describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`text-to-video in the studio${browserHere ? '' : ` (skipped: no Chromium at ${CHROMIUM}; .ci/install-system-deps.sh installs it)`}`, () => {
+  let ui: string;
+  let host: Host;
+  let served: Served;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    ui = await buildRenderer();
+    host = createHost('browser', 'e2e-video');
+    served = await serve({ host, uiDir: ui });
+    browser = await launch();
+  }, 180_000);
+  afterAll(async () => {
+    await browser?.close();
+    await served?.close();
+    await host?.dispose();
+    if (host) rmSync(host.workspace, { recursive: true, force: true });
+    if (ui) rmSync(ui, { recursive: true, force: true });
+  });
+
+  const shot = (page: Page, name: string) => page.screenshot({ path: join(SHOTS, `${name}.png`) });
+
+  it('opens a UNet3D folder, quantizes it and plays FP and NVFP4 videos side by side', async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+    await page.goto(served.url);
+    await page.getByTestId('model-path').fill(FX);
+    await page.getByRole('button', { name: 'Open folder' }).click();
+    await page.getByTestId('pipeline-card').waitFor({ timeout: 60_000 });
+    await expect(page.getByTestId('pipeline-family').textContent()).resolves.toBe('text-to-video (UNet3D)');
+    await expect(page.getByTestId('components').locator('tbody tr').filter({ hasText: 'unet' }).textContent()).resolves.toMatch(/UNet3DConditionModel.*sample float32 \[batch_size, 4, num_frames, height, width\]/s);
+
+    await page.getByTestId('tab-calibrate').click();
+    await page.getByTestId('cal-prompts').fill('a red seven\na blue two\n');
+    await page.getByTestId('cal-samples').fill('2');
+    await page.getByTestId('cal-steps').fill('3');
+    await page.getByTestId('cal-start').click();
+    await page.getByTestId('cal-done').waitFor({ timeout: 180_000 });
+
+    await page.getByTestId('tab-recipe').click();
+    await page.getByTestId('recipe-preset').selectOption('nvfp4-w4a4');
+    await page.getByTestId('quantize').click();
+    await page.getByTestId('variant-nvfp4-w4a4').waitFor({ timeout: 120_000 });
+
+    await page.getByTestId('tab-samples').click();
+    await page.getByTestId('t2i-prompts').fill('a red seven on a blue background\nthe digit two in green on black');
+    await page.getByTestId('t2i-seeds').fill('0-1');
+    await page.getByTestId('t2i-steps').fill('3');
+    expect(await page.getByTestId('t2i-variant-nvfp4-w4a4').isChecked()).toBe(true);
+    await page.getByTestId('t2i-start').click();
+    const play = page.getByTestId('t2i-video-play');
+    await play.waitFor({ timeout: 120_000 });
+    await expect(page.getByTestId('t2i-video').locator('h3').textContent()).resolves.toMatch(/FP \| nvfp4-w4a4 · 16 frames at 8 fps/);
+    // the animation is decoded and has two model columns side by side: wider than tall per video row
+    await page.waitForFunction(() => (document.querySelector('[data-testid="t2i-video-play"]') as HTMLImageElement | null)?.naturalWidth ?? 0 > 0);
+    const [w, h] = await play.evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight]);
+    expect(w).toBeGreaterThan(h);
+    await play.scrollIntoViewIfNeeded();
+    await shot(page, 'video-1-playing');
+    // a moment later the animation has moved on: the same element, another frame on screen
+    const before = await play.screenshot();
+    await page.waitForTimeout(600);
+    await shot(page, 'video-2-playing-later');
+    const after = await play.screenshot();
+    expect(Buffer.compare(before, after)).not.toBe(0);
+
+    // the scrubber: frame 1, then frame 12
+    const scrub = page.getByTestId('t2i-video-scrubber');
+    await scrub.scrollIntoViewIfNeeded();
+    await expect(page.getByTestId('t2i-video-scrubber-at').textContent()).resolves.toBe('1 / 16');
+    const f1 = await page.getByTestId('t2i-video-scrubber').locator('.window').screenshot();
+    await shot(page, 'video-3-frame-1');
+    await page.getByTestId('t2i-video-scrubber-slider').fill('11');
+    await expect(page.getByTestId('t2i-video-scrubber-at').textContent()).resolves.toBe('12 / 16');
+    const f12 = await page.getByTestId('t2i-video-scrubber').locator('.window').screenshot();
+    await shot(page, 'video-4-frame-12');
+    expect(Buffer.compare(f1, f12)).not.toBe(0);
+    expect(errors).toEqual([]);
+  }, 600_000);
+});
