@@ -14,8 +14,11 @@ UNet3DConditionModel as diffusers builds one (ModelScope / AnimateDiff style):
   conv_in; transformer_in (a TransformerTemporalModel); CrossAttnDownBlock3D / UNetMidBlock3DCrossAttn /
   CrossAttnUpBlock3D: every ResnetBlock2D followed by a TemporalConvLayer (four GroupNorm-SiLU-Conv3d (3,1,1) layers,
   residual), every Transformer2DModel by a TransformerTemporalModel (GroupNorm, Linear proj_in, a
-  BasicTransformerBlock with self-attention twice over the frames and a GEGLU feed-forward, Linear proj_out,
-  residual); conv_norm_out, conv_out. Spatial layers run on [batch * frames, C, H, W], temporal ones mix the frames.
+  BasicTransformerBlock with self-attention over the frames (sinusoidal frame positions), cross-attention to the
+  text and a GEGLU feed-forward, Linear proj_out, residual); conv_norm_out, conv_out. (diffusers builds
+  UNet3DConditionModel's temporal transformers with double self-attention and no positions; its
+  TransformerTemporalModel takes positions and a text context as options, which AnimateDiff's motion modules and
+  this model use: see TemporalBlock.) Spatial layers run on [batch * frames, C, H, W], temporal ones mix the frames.
   The temporal layers' last projections start at zero, so training starts from the image model frame by frame.
 ONNX: sample [batch_size, 4, num_frames, height, width], timestep float32 scalar, encoder_hidden_states
 [batch_size, sequence_length, 64] -> out_sample [batch_size, 4, num_frames, height, width]; opset 17.
@@ -77,13 +80,15 @@ class TemporalConvLayer(nn.Module):
 
 
 class TemporalBlock(T2I.BasicTransformerBlock):
-    """BasicTransformerBlock with double_self_attention (attn2 attends to its own normed input), no context, and
-    positional_embeddings="sinusoidal" (diffusers' SinusoidalPositionalEmbedding added to the normed input of both
-    attentions, as AnimateDiff's motion modules configure it): without it, attention over the frames cannot tell
-    their order, and the model learned no motion (tiny-video's first 1,500 steps)."""
+    """BasicTransformerBlock over the frames: self-attention (attn1), then cross-attention to the text (attn2; diffusers'
+    TransformerTemporalModel with cross_attention_dim and encoder_hidden_states, rather than UNet3DConditionModel's
+    double self-attention), a GEGLU feed-forward; with positional_embeddings="sinusoidal" (diffusers'
+    SinusoidalPositionalEmbedding on the normed input of attn1, as AnimateDiff's motion modules have it). Without
+    the frame positions the model learned no motion; without the text it moved the digits, but in any direction
+    (tiny-video's first runs: motion right in 7.5-17.5% of videos)."""
 
-    def __init__(self, dim, heads, max_frames=32):
-        super().__init__(dim, dim, heads)
+    def __init__(self, dim, heads, ctx_dim, max_frames=32):
+        super().__init__(dim, ctx_dim, heads)
         pos = torch.arange(max_frames, dtype=torch.float32)[:, None]
         div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-torch.log(torch.tensor(10000.0)) / dim))
         pe = torch.zeros(max_frames, dim)
@@ -91,45 +96,46 @@ class TemporalBlock(T2I.BasicTransformerBlock):
         pe[:, 1::2] = torch.cos(pos * div)
         self.register_buffer("pe", pe[None], persistent=False)
 
-    def forward(self, h, ctx=None):
-        n = h.shape[1]
-        x = self.norm1(h) + self.pe[:, :n]
+    def forward(self, h, ctx):
+        x = self.norm1(h) + self.pe[:, :h.shape[1]]
         h = h + self.attn1(x, x)
-        x = self.norm2(h) + self.pe[:, :n]
-        h = h + self.attn2(x, x)
+        h = h + self.attn2(self.norm2(h), ctx)
         return h + self.ff[1](self.ff[0](self.norm3(h)))
 
 
 class TransformerTemporalModel(nn.Module):
-    def __init__(self, ch, heads, groups):
+    def __init__(self, ch, heads, groups, ctx_dim):
         super().__init__()
         self.norm = nn.GroupNorm(groups, ch, eps=1e-6)
         self.proj_in = nn.Linear(ch, ch)
-        self.transformer_blocks = nn.ModuleList([TemporalBlock(ch, heads)])
+        self.transformer_blocks = nn.ModuleList([TemporalBlock(ch, heads, ctx_dim)])
         self.proj_out = nn.Linear(ch, ch)
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
 
-    def forward(self, h, frames):
+    def forward(self, h, frames, ctx):
+        """h [B F, C, H, W]; ctx [B, L, D] (the text states of each video)."""
         bf, c, hh, ww = h.shape
         b = bf // frames
         x = h[None].reshape(b, frames, c, hh, ww).permute(0, 2, 1, 3, 4)
         x = self.norm(x).permute(0, 3, 4, 2, 1).reshape(b * hh * ww, frames, c)
         x = self.proj_in(x)
+        # every position of a video reads its video's text
+        cx = ctx[:, None].expand(b, hh * ww, ctx.shape[1], ctx.shape[2]).reshape(b * hh * ww, ctx.shape[1], ctx.shape[2])
         for blk in self.transformer_blocks:
-            x = blk(x)
+            x = blk(x, cx)
         x = self.proj_out(x)
         x = x[None, None].reshape(b, hh, ww, frames, c).permute(0, 3, 4, 1, 2).reshape(bf, c, hh, ww)
         return x + h
 
 
 class Block3D(nn.Module):
-    def __init__(self, base, groups, heads=HEADS):
+    def __init__(self, base, groups, heads, ctx_dim):
         super().__init__()
         self.resnets = base.resnets
         self.temp_convs = nn.ModuleList([TemporalConvLayer(r.conv2.out_channels, groups) for r in base.resnets])
         self.attentions = base.attentions
-        self.temp_attentions = nn.ModuleList([TransformerTemporalModel(a.proj_out.out_channels, heads, groups)
+        self.temp_attentions = nn.ModuleList([TransformerTemporalModel(a.proj_out.out_channels, heads, groups, ctx_dim)
                                               for a in base.attentions])
         self.sampler_name = base.sampler_name
         if base.sampler_name:
@@ -140,13 +146,14 @@ class UNet3DConditionModel(nn.Module):
     def __init__(self, unet2d, c=UNET):
         super().__init__()
         g, heads = c["norm_num_groups"], c["attention_head_dim"]
+        ctx_dim = unet2d.mid_block.attentions[0].transformer_blocks[0].attn2.to_k.in_features
         self.ch0 = unet2d.ch0
         self.conv_in = unet2d.conv_in
         self.time_embedding = unet2d.time_embedding
-        self.transformer_in = TransformerTemporalModel(self.ch0, heads, g)
-        self.down_blocks = nn.ModuleList([Block3D(b, g, heads) for b in unet2d.down_blocks])
-        self.mid_block = Block3D(unet2d.mid_block, g, heads)
-        self.up_blocks = nn.ModuleList([Block3D(b, g, heads) for b in unet2d.up_blocks])
+        self.transformer_in = TransformerTemporalModel(self.ch0, heads, g, ctx_dim)
+        self.down_blocks = nn.ModuleList([Block3D(b, g, heads, ctx_dim) for b in unet2d.down_blocks])
+        self.mid_block = Block3D(unet2d.mid_block, g, heads, ctx_dim)
+        self.up_blocks = nn.ModuleList([Block3D(b, g, heads, ctx_dim) for b in unet2d.up_blocks])
         self.conv_norm_out = unet2d.conv_norm_out
         self.conv_out = unet2d.conv_out
 
@@ -156,14 +163,14 @@ class UNet3DConditionModel(nn.Module):
         # repeat_interleave over the frames, written as expand + reshape (it exports without a Loop)
         emb = self.time_embedding(T2I.timestep_embedding(t, self.ch0))
         emb = emb[:, None].expand(b, nf, emb.shape[-1]).reshape(b * nf, emb.shape[-1])
-        ctx = encoder_hidden_states
-        ctx = ctx[:, None].expand(b, nf, ctx.shape[1], ctx.shape[2]).reshape(b * nf, ctx.shape[1], ctx.shape[2])
+        vctx = encoder_hidden_states
+        ctx = vctx[:, None].expand(b, nf, vctx.shape[1], vctx.shape[2]).reshape(b * nf, vctx.shape[1], vctx.shape[2])
         h = sample.permute(0, 2, 1, 3, 4).reshape(b * nf, c, hh, ww)
-        h = self.transformer_in(self.conv_in(h), nf)
+        h = self.transformer_in(self.conv_in(h), nf, vctx)
         skips = [h]
         for blk in self.down_blocks:
             for res, tc, att, ta in zip(blk.resnets, blk.temp_convs, blk.attentions, blk.temp_attentions):
-                h = ta(att(tc(res(h, emb), nf), ctx), nf)
+                h = ta(att(tc(res(h, emb), nf), ctx), nf, vctx)
                 skips.append(h)
             if blk.sampler_name:
                 h = blk.downsamplers[0](h)
@@ -171,10 +178,10 @@ class UNet3DConditionModel(nn.Module):
         mb = self.mid_block
         h = mb.temp_convs[0](mb.resnets[0](h, emb), nf)
         for att, ta, res, tc in zip(mb.attentions, mb.temp_attentions, mb.resnets[1:], mb.temp_convs[1:]):
-            h = tc(res(ta(att(h, ctx), nf), emb), nf)
+            h = tc(res(ta(att(h, ctx), nf, vctx), emb), nf)
         for blk in self.up_blocks:
             for res, tc, att, ta in zip(blk.resnets, blk.temp_convs, blk.attentions, blk.temp_attentions):
-                h = ta(att(tc(res(torch.cat([h, skips.pop()], dim=1), emb), nf), ctx), nf)
+                h = ta(att(tc(res(torch.cat([h, skips.pop()], dim=1), emb), nf), ctx), nf, vctx)
             if blk.sampler_name:
                 h = blk.upsamplers[0](F.interpolate(h, scale_factor=2.0, mode="nearest"))
         out = self.conv_out(F.silu(self.conv_norm_out(h)))
@@ -248,7 +255,10 @@ def train(args, say):
     if args.resume:
         ck = torch.load(args.resume)
         te.load_state_dict(ck["ema_te"])
-        unet.load_state_dict(ck["ema_unet"])
+        own = unet.state_dict()
+        fit = {k: v for k, v in ck["ema_unet"].items() if k in own and own[k].shape == v.shape}
+        unet.load_state_dict(fit, strict=False)
+        say(f"resume: {len(fit)} of {len(own)} UNet tensors from the checkpoint, {len(own) - len(fit)} new or reshaped")
         say(f"resumed from {args.resume} (its EMA weights; {json.dumps(ck['meta'])})")
     say(f"text encoder {T2I.nparams(te):,} params, UNet3D {T2I.nparams(unet):,} params "
         f"(from tiny-t2i's {T2I.nparams(unet2d):,}), VAE frozen; scaling {scaling}")

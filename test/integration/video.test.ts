@@ -81,10 +81,14 @@ describe('a TextToVideoSDPipeline folder', () => {
 describe('the layer map of a UNet3D', () => {
   it('finds the layers that mix frames from the graph: the temporal convolutions and the attentions over the frames', () => {
     const fx = analyzeGraph(loadOnnx(join(FX, 'unet', 'model.onnx')).model);
-    // 8 TemporalConvLayers of 4 Conv3d each; 8 TransformerTemporalModels of 2 attentions and 12 linear layers each
+    // 8 TemporalConvLayers of 4 Conv3d each; 8 TransformerTemporalModels, each with a self-attention over the
+    // frames and a cross-attention to the text: 10 linear layers on the frame sequence (proj_in, the self-attention's
+    // 4, the cross-attention's query and output, the feed-forward's 2, proj_out); the cross-attention's keys and
+    // values read the text, and its softmax is over the text's tokens
     expect(fx.frames.convs).toHaveLength(32);
-    expect(fx.frames.softmax).toHaveLength(16);
-    expect(fx.frames.attention).toHaveLength(96);
+    expect(fx.frames.softmax).toHaveLength(8);
+    expect(fx.frames.attention).toHaveLength(80);
+    expect(fx.crossAttention.filter((n) => n.includes('temp_attentions') || n.includes('transformer_in'))).toHaveLength(16);
     expect(fx.frames.convs.every((n) => n.includes('temp_convs'))).toBe(true);
     expect(fx.frames.attention.every((n) => n.includes('temp_attentions') || n.includes('transformer_in'))).toBe(true);
     // the spatial attentions, the cross-attention keys and values and the resnets' convolutions are not among them
@@ -92,7 +96,7 @@ describe('the layer map of a UNet3D', () => {
     const t2i = analyzeGraph(loadOnnx(join(ROOT, 'models', 'tiny-t2i', 'unet', 'model.onnx')).model);
     expect(t2i.frames).toEqual({ convs: [], attention: [], softmax: [] });
     const info = dq(['info', FX]);
-    expect(info.stdout).toMatch(/^ {2}frames {3}128 layers mix the frames: 32 temporal convolutions \(a kernel over the frame axis\), 96 linear layers in 16 attentions over the frames$/m);
+    expect(info.stdout).toMatch(/^ {2}frames {3}112 layers mix the frames: 32 temporal convolutions \(a kernel over the frame axis\), 80 linear layers in 8 attentions over the frames$/m);
   });
 });
 

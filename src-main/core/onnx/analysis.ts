@@ -347,6 +347,9 @@ export function analyzeGraph(model: ModelMsg, opts: AnalyzeOptions = {}): LayerM
   };
 }
 
+/** Ops whose inputs after the first are shapes, indices or sizes, not data. */
+const DATA_FIRST = new Set(['Reshape', 'Expand', 'Slice', 'Tile', 'Unsqueeze', 'Squeeze', 'Gather', 'Pad', 'Resize', 'ConstantOfShape']);
+
 /**
  * A video denoiser's layers that mix frames (its sample [B, C, F, H, W]), from the graph alone:
  * - convolutions whose 5-D kernel spans more than one frame (diffusers' TemporalConvLayer: (3, 1, 1));
@@ -361,12 +364,31 @@ function frameMixing(g: GraphIndex, quantizable: QuantizableLayer[]): { convs: s
     const n = g.nodes[i]!;
     let on = false;
     const perm = n.op_type === 'Transpose' ? ((nodeAttr(n, 'perm')?.ints ?? []) as unknown[]).map(Number) : [];
+    // values, not shapes: a shape read from a frame-sequence tensor (Shape, or a Reshape's or Expand's target)
+    // carries no frame data
+    const data = SHAPE_ONLY.has(n.op_type ?? '') ? [] : DATA_FIRST.has(n.op_type ?? '') ? (n.input ?? []).slice(0, 1) : (n.input ?? []);
     if (perm.length === 5) on = perm[3] === 2;
-    else on = (n.input ?? []).some((t) => seq.has(t));
+    else on = data.some((t) => seq.has(t));
     if (on) for (const o of n.output ?? []) if (o) seq.add(o);
   }
   const attention = quantizable.filter((l) => (l.op === 'MatMul' || l.op === 'Gemm') && seq.has(l.input)).map((l) => l.name);
-  const softmax = g.order.filter((i) => g.nodes[i]!.op_type === 'Softmax' && seq.has(g.nodes[i]!.input?.[0] ?? '')).map((i) => g.names[i]!);
+  // a softmax over the frames: its scores are a product of two frame-sequence tensors (queries and keys of the
+  // frames; a cross-attention to the text has keys from the text), reached back through a scaling
+  const overFrames = (t: string): boolean => {
+    for (let hops = 0; hops < 8; hops++) {
+      const p = g.producer.get(t);
+      if (p === undefined) return false;
+      const n = g.nodes[p]!;
+      const ins = (n.input ?? []).filter((x) => x && !g.constants.has(x));
+      if (n.op_type === 'MatMul') return ins.length === 2 && ins.every((x) => seq.has(x));
+      // a scaling (by a constant or a size-derived scalar): follow the frame-sequence operand
+      const next = ins.find((x) => seq.has(x));
+      if (next === undefined) return false;
+      t = next;
+    }
+    return false;
+  };
+  const softmax = g.order.filter((i) => g.nodes[i]!.op_type === 'Softmax' && overFrames(g.nodes[i]!.input?.[0] ?? '')).map((i) => g.names[i]!);
   return { convs, attention, softmax };
 }
 
