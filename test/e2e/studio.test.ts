@@ -4,35 +4,27 @@
  * wipe, the temporal-feature curves, export; every view reachable by keyboard; screenshots of every view at
  * 1280x800 in test-results/e2e/. A second test shows the UI stays responsive while a calibration runs.
  */
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import { createHost, type Host } from '../../src-main/host';
-import { serve, type Served } from '../../src-main/serve/server';
+import type { Served } from '../../src-main/serve/server';
 import { required, ROOT } from '../helpers';
-import { browserHere, buildRenderer, CHROMIUM, launch, SHOTS } from './browser';
+import { browserHere, CHROMIUM, SHOTS, startStudio, type StudioRun } from './browser';
 
 const VIEWS = ['models', 'calibrate', 'ranges', 'recipe', 'samples', 'temporal', 'export'];
 
 describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`the studio in Chromium${browserHere ? '' : ` (skipped: no Chromium at ${CHROMIUM}; .ci/install-system-deps.sh installs it)`}`, () => {
-  let ui: string;
-  let host: Host;
+  let studio: StudioRun;
   let served: Served;
   let browser: Browser;
 
   beforeAll(async () => {
-    ui = await buildRenderer();
-    host = createHost('browser', 'e2e');
-    served = await serve({ host, uiDir: ui });
-    browser = await launch();
+    studio = await startStudio('e2e');
+    ({ served, browser } = studio);
   }, 180_000);
   afterAll(async () => {
-    await browser?.close();
-    await served?.close();
-    await host?.dispose();
-    if (host) rmSync(host.workspace, { recursive: true, force: true });
-    if (ui) rmSync(ui, { recursive: true, force: true });
+    await studio?.close();
   });
 
   async function open(): Promise<{ page: Page; errors: string[] }> {

@@ -5,45 +5,31 @@
  * one animation, and the frame scrubber shows any frame. Screenshots in test-results/e2e/video-*.png, two of the
  * playing animation a moment apart and two of the scrubber at different frames.
  */
-import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, Page } from 'playwright-core';
-import { createHost, type Host } from '../../src-main/host';
-import { serve, type Served } from '../../src-main/serve/server';
+import type { Page } from 'playwright-core';
 import { required, ROOT } from '../helpers';
-import { browserHere, buildRenderer, CHROMIUM, launch, SHOTS } from './browser';
+import { browserHere, CHROMIUM, SHOTS, startStudio, type StudioRun } from './browser';
 
 const FX = join(ROOT, 'test', 'fixtures', 'video-unet3d');
 
 describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`text-to-video in the studio${browserHere ? '' : ` (skipped: no Chromium at ${CHROMIUM}; .ci/install-system-deps.sh installs it)`}`, () => {
-  let ui: string;
-  let host: Host;
-  let served: Served;
-  let browser: Browser;
-
+  let studio: StudioRun;
   beforeAll(async () => {
-    ui = await buildRenderer();
-    host = createHost('browser', 'e2e-video');
-    served = await serve({ host, uiDir: ui });
-    browser = await launch();
+    studio = await startStudio('e2e-video');
   }, 180_000);
   afterAll(async () => {
-    await browser?.close();
-    await served?.close();
-    await host?.dispose();
-    if (host) rmSync(host.workspace, { recursive: true, force: true });
-    if (ui) rmSync(ui, { recursive: true, force: true });
+    await studio?.close();
   });
 
   const shot = (page: Page, name: string) => page.screenshot({ path: join(SHOTS, `${name}.png`) });
 
   it('opens a UNet3D folder, quantizes it and plays FP and NVFP4 videos side by side', async () => {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const page = await studio.browser.newPage({ viewport: { width: 1280, height: 800 } });
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
     page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
-    await page.goto(served.url);
+    await page.goto(studio.served.url);
     await page.getByTestId('model-path').fill(FX);
     await page.getByRole('button', { name: 'Open folder' }).click();
     await page.getByTestId('pipeline-card').waitFor({ timeout: 60_000 });
