@@ -25,12 +25,17 @@ ONNX: sample [batch_size, 4, num_frames, height, width], timestep float32 scalar
 Training: DDPM epsilon loss with min-SNR-5 weighting on videos of tools/video_data.py (latents of the frozen VAE,
 sampled), one noise level per video, 10% empty captions, AdamW with warmup and cosine decay, EMA, clipping 1.0.
 
-Status (2026-12-06, CPU only: Debian's PyTorch 1.13 with OpenBLAS, 1 thread, ~0.85-1.05 s a step of 8 videos on an
-Intel Xeon shared with other work): no model is shipped yet. 1,500 steps without frame positions, then 800 more
-with them (--resume): every frame's digit and colours right in 92-95% of frames (40 prompts, DDIM 25, guidance 3),
-but the digits barely move: motion right in 7.5-15% of videos (chance is 25%), 7.5-12.5% of videos in agreement;
-the issue's gate is 85%. The data path keeps the motion (training latents decoded and judged: 100% of 24 videos
-move the right way at 0.74-0.99 pixels a frame), so what is missing is training: a GPU run of many more steps.
+Status (2026-12-06, CPU only: Debian's PyTorch 1.13 with OpenBLAS, 1 thread, 0.85-1.3 s a step of 8 videos on an
+Intel Xeon shared with other work): no model is shipped yet. Evaluations on 40 prompts (DDIM 25, guidance 3):
+- 1,500 steps, temporal attention without frame positions: frames right 92-93%, motion right 7.5-12.5% (chance 25%);
+- +800 steps with sinusoidal frame positions (--resume): frames 92-93%, motion 7.5-15%;
+- +500 steps, temporal lr 2e-3, the rest 2e-4: motion 17.5%; the digits now move (0.5-0.9 pixels a frame on 24
+  prompts) but in any direction: the temporal layers did not read the text;
+- +1,000 steps with the temporal transformers attending to the text: frames 96%, motion 17.5%, videos in agreement
+  15%. The issue's gate is 85%.
+The data path keeps the motion (training latents decoded and judged: 100% of 24 videos move the right way at
+0.74-0.99 pixels a frame). What is missing is training time: a GPU run of many more steps (the commands above, with
+--resume from a checkpoint of these runs or from scratch).
 """
 import argparse
 import json
