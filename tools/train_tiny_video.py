@@ -350,12 +350,8 @@ def export(te, unet, text, scaling, out, meta, guidance=3.0):
     with open(os.path.join(BASE, "text_encoder", "config.json")) as f:
         T2I.write_json(os.path.join(out, "text_encoder", "config.json"), json.load(f))
     T2I.write_json(os.path.join(out, "unet", "config.json"), unet3d_config(ctx_dim))
-    with open(os.path.join(BASE, "attributes.json")) as f:
-        attrs = json.load(f)
-    attrs.update({"about": "what tiny-video's prompts say and how a judge reads it back (tools/video_data.py); not a pipeline component",
-                  "templates": video_data.TEMPLATES, "motions": {m: list(STEP) for m, STEP in video_data.STEP.items()},
-                  "frames": video_data.FRAMES, "min_speed": video_data.MIN_SPEED, "min_frames": video_data.MIN_FRAMES})
-    T2I.write_json(os.path.join(out, "attributes.json"), attrs)
+    T2I.write_json(os.path.join(out, "attributes.json"), video_data.attributes(
+        "what tiny-video's prompts say and how a judge reads it back (tools/video_data.py); not a pipeline component"))
     with open(os.path.join(out, "calibration_prompts.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(p["prompt"] for p in video_data.eval_prompts(64, seed=3)) + "\n")
     axes_t = {"input_ids": {0: "batch_size", 1: "sequence_length"}, "last_hidden_state": {0: "batch_size", 1: "sequence_length"},

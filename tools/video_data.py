@@ -37,6 +37,16 @@ def caption(digit, fg, bg, motion, template):
                                       n=digit, m=DIRECTIONS[motion])
 
 
+def attributes(about):
+    """attributes.json of a video model (what src-main/core/eval/video-judge.ts reads): the text-to-image judge's
+    constants, the video templates and motions (name -> [dx, dy] pixels a frame), and the video judge's thresholds."""
+    return {"about": about, "image_size": t2i_data.IMAGE_SIZE, "palette": {k: list(v) for k, v in t2i_data.PALETTE.items()},
+            "digits": t2i_data.DIGITS, "templates": TEMPLATES, "border_pixels": t2i_data.BORDER,
+            "fg_radius": t2i_data.FG_RADIUS, "min_fg_pixels": t2i_data.MIN_FG_PIXELS,
+            "digit_crop": [t2i_data.PAD, t2i_data.PAD, 28, 28], "motions": {m: list(v) for m, v in STEP.items()},
+            "frames": FRAMES, "min_speed": MIN_SPEED, "min_frames": MIN_FRAMES}
+
+
 def corpus():
     """Every caption (10 digits x 56 colour pairs x 4 motions x 5 phrasings = 11,200 lines)."""
     return [caption(d, f, b, m, t) for d in range(10) for f, b in t2i_data.PAIRS for m in range(len(DIRECTIONS))

@@ -76,12 +76,7 @@ def main():
     with open(os.path.join(args.out, "judge.json"), "w") as f:
         json.dump({"shape": list(u8.shape), "videos": out}, f, indent=1)
         f.write("\n")
-    attrs = {"about": "tiny-video's judge constants (tools/video_data.py)", "image_size": t2i_data.IMAGE_SIZE,
-             "palette": {k: list(v) for k, v in t2i_data.PALETTE.items()}, "digits": t2i_data.DIGITS,
-             "templates": video_data.TEMPLATES, "border_pixels": t2i_data.BORDER, "fg_radius": t2i_data.FG_RADIUS,
-             "min_fg_pixels": t2i_data.MIN_FG_PIXELS, "digit_crop": [2, 2, 28, 28],
-             "motions": {m: list(v) for m, v in video_data.STEP.items()}, "frames": video_data.FRAMES,
-             "min_speed": video_data.MIN_SPEED, "min_frames": video_data.MIN_FRAMES}
+    attrs = video_data.attributes("tiny-video's judge constants (tools/video_data.py)")
     with open(os.path.join(args.out, "attributes.json"), "w") as f:
         json.dump(attrs, f, indent=2, sort_keys=True)
         f.write("\n")

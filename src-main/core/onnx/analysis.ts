@@ -348,7 +348,7 @@ export function analyzeGraph(model: ModelMsg, opts: AnalyzeOptions = {}): LayerM
 }
 
 /** Ops whose inputs after the first are shapes, indices or sizes, not data. */
-const DATA_FIRST = new Set(['Reshape', 'Expand', 'Slice', 'Tile', 'Unsqueeze', 'Squeeze', 'Gather', 'Pad', 'Resize', 'ConstantOfShape']);
+const DATA_FIRST = new Set(['Reshape', 'Expand', 'Slice', 'Tile', 'Unsqueeze', 'Squeeze', 'Gather', 'Pad', 'Resize']);
 
 /**
  * A video denoiser's layers that mix frames (its sample [B, C, F, H, W]), from the graph alone:
@@ -366,7 +366,7 @@ function frameMixing(g: GraphIndex, quantizable: QuantizableLayer[]): { convs: s
     const perm = n.op_type === 'Transpose' ? ((nodeAttr(n, 'perm')?.ints ?? []) as unknown[]).map(Number) : [];
     // values, not shapes: a shape read from a frame-sequence tensor (Shape, or a Reshape's or Expand's target)
     // carries no frame data
-    const data = SHAPE_ONLY.has(n.op_type ?? '') ? [] : DATA_FIRST.has(n.op_type ?? '') ? (n.input ?? []).slice(0, 1) : (n.input ?? []);
+    const data = SHAPE_ONLY.has(n.op_type ?? '') || n.op_type === 'ConstantOfShape' ? [] : DATA_FIRST.has(n.op_type ?? '') ? (n.input ?? []).slice(0, 1) : (n.input ?? []);
     if (perm.length === 5) on = perm[3] === 2;
     else on = data.some((t) => seq.has(t));
     if (on) for (const o of n.output ?? []) if (o) seq.add(o);

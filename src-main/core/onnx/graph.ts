@@ -122,11 +122,11 @@ export function sortTopologically(model: ModelMsg): void {
 const WEIGHT_OPS = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
 
 /**
- * Gives every layer its own weight: an initializer that several Conv/ConvTranspose/Gemm/MatMul nodes read as their
- * weight (input 1; tied weights, or identical ones an exporter merged, e.g. zero-initialised layers: PyTorch's
- * exporter keeps one and feeds the others through Identity nodes) is copied for each reader after the first, and
- * readers through Identity nodes read it directly (biases too), so that quantizing or exporting one layer cannot change or drop
- * another's weight. Weights stored in external files are left shared. Returns how many copies were made.
+ * Gives every layer its own weight and bias: an initializer that several Conv/ConvTranspose/Gemm/MatMul nodes read
+ * (tied weights, or identical ones an exporter merged, e.g. zero-initialised layers: PyTorch's exporter keeps one
+ * and feeds the others through Identity nodes) is copied for each reader after the first, and readers through
+ * Identity nodes read it directly, so that quantizing or exporting one layer cannot change or drop another's.
+ * Initializers stored in external files are left shared. Returns how many copies were made.
  */
 export function untieWeights(model: ModelMsg): number {
   const graph = model.graph;
@@ -144,9 +144,8 @@ export function untieWeights(model: ModelMsg): number {
   let copies = 0;
   for (const n of graph.node ?? []) {
     if (!WEIGHT_OPS.has(n.op_type ?? '')) continue;
-    // the weight, and a Conv's or Gemm's bias
-    for (const at of [1, 2]) {
-      const w0 = n.input?.[at];
+    // the weight (a MatMul's may be either input) and a Conv's or Gemm's bias; activations are no initializers
+    for (const [at, w0] of (n.input ?? []).entries()) {
       if (!w0) continue;
       const w = source(w0);
       if (!inits.has(w)) continue;

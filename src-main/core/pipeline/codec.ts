@@ -137,10 +137,9 @@ export async function decodeLatents(c: LatentCodec, session: Session, latents: F
     if (frames > 1) {
       // [F, 3, H, W] -> [3, F, H, W] (= [3, F H, W])
       const per = out.length / frames;
-      const chans = per / (plane * c.factor * c.factor);
-      const P = per / chans;
+      const P = per / c.imageChannels;
       img = new Float32Array(out.length);
-      for (let f = 0; f < frames; f++) for (let ch = 0; ch < chans; ch++) img.set(out.subarray(f * per + ch * P, f * per + (ch + 1) * P), (ch * frames + f) * P);
+      for (let f = 0; f < frames; f++) for (let ch = 0; ch < c.imageChannels; ch++) img.set(out.subarray(f * per + ch * P, f * per + (ch + 1) * P), (ch * frames + f) * P);
     }
     let bad = false;
     for (let j = 0; j < img.length; j++) {
