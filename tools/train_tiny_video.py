@@ -41,6 +41,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 
@@ -193,11 +194,50 @@ class UNet3DConditionModel(nn.Module):
         return out.reshape(b, nf, -1, hh, ww).permute(0, 2, 1, 3, 4)
 
 
+TOKENIZER = os.path.join(CACHE, "tokenizer")
+
+
+def build_video_tokenizer(folder=TOKENIZER):
+    """tiny-video's own CLIP BPE over tiny-t2i's captions and the video captions (tools/make_bpe_vocab.py). tiny-t2i's
+    vocabulary has no motion words: it spells "moving left" letter by letter ("m o v i n g</w> l e f t</w>"), and
+    "left" and "right" differ only in letters that its tiny text encoder never learned to read."""
+    if not os.path.exists(os.path.join(folder, "vocab.json")):
+        os.makedirs(os.path.dirname(folder), exist_ok=True)
+        corpus = os.path.join(CACHE, "video-corpus.txt")
+        with open(corpus, "w", encoding="utf-8") as f:
+            f.write("\n".join(t2i_data.corpus() + video_data.corpus()) + "\n")
+        subprocess.run([sys.executable, os.path.join(HERE, "make_bpe_vocab.py"), "--corpus", corpus, "--merges", "400",
+                        "--out", folder, "--pad", "eos"], check=True, stdout=subprocess.DEVNULL)
+    return T2I.Text(folder)
+
+
+def remap_embeddings(table, old, new):
+    """A token embedding table of vocabulary `old` (T2I.Text) -> one of `new`: a token both have keeps its row; a new
+    one starts at the mean of the rows its text had under `old` (so "left</w>" starts where "l e f t</w>" was)."""
+    out = torch.empty(new.vocab_size, table.shape[1])
+    for tok, i in new.tok.vocab.items():
+        j = old.tok.vocab.get(tok)
+        if j is not None:
+            out[i] = table[j]
+            continue
+        word = tok[:-len("</w>")] if tok.endswith("</w>") else tok
+        ids = [k for k in old.ids([word])[0].tolist() if k not in (old.bos, old.eos, old.pad)]
+        out[i] = table[ids].mean(dim=0) if ids else table.mean(dim=0)
+    return out
+
+
 def load_base():
-    """tiny-t2i's text encoder, UNet and VAE, read from its ONNX files, and its scaling factor."""
-    text = T2I.Text(os.path.join(BASE, "tokenizer"))
+    """tiny-t2i's text encoder (its embeddings remapped to tiny-video's tokenizer), UNet and VAE, read from its ONNX
+    files, and its scaling factor."""
+    base_text = T2I.Text(os.path.join(BASE, "tokenizer"))
+    base_te = T2I.CLIPTextModel(base_text.vocab_size, base_text.eos)
+    load_onnx_weights(base_te, lambda: base_te(torch.ones(2, T2I.MAX_LEN, dtype=torch.int64)), os.path.join(BASE, "text_encoder", "model.onnx"))
+    text = build_video_tokenizer()
     te = T2I.CLIPTextModel(text.vocab_size, text.eos)
-    load_onnx_weights(te, lambda: te(torch.ones(2, T2I.MAX_LEN, dtype=torch.int64)), os.path.join(BASE, "text_encoder", "model.onnx"))
+    state = base_te.state_dict()
+    state["token_embedding.weight"] = remap_embeddings(state["token_embedding.weight"], base_text, text)
+    te.load_state_dict(state)
+    text.base = base_text
     unet = T2I.UNet2DConditionModel(T2I.TEXT["hidden_size"])
     load_onnx_weights(unet, lambda: unet(torch.randn(2, 4, 8, 8), torch.tensor(5.0), torch.randn(2, T2I.MAX_LEN, 64)),
                       os.path.join(BASE, "unet", "model.onnx"))
@@ -259,7 +299,11 @@ def train(args, say):
     unet = UNet3DConditionModel(unet2d)
     if args.resume:
         ck = torch.load(args.resume)
-        te.load_state_dict(ck["ema_te"])
+        te_state = ck["ema_te"]
+        if te_state["token_embedding.weight"].shape[0] != text.vocab_size:  # a checkpoint of tiny-t2i's vocabulary
+            te_state["token_embedding.weight"] = remap_embeddings(te_state["token_embedding.weight"], text.base, text)
+            say(f"resume: text encoder embeddings remapped to tiny-video's vocabulary ({text.vocab_size} tokens)")
+        te.load_state_dict(te_state)
         own = unet.state_dict()
         fit = {k: v for k, v in ck["ema_unet"].items() if k in own and own[k].shape == v.shape}
         unet.load_state_dict(fit, strict=False)
@@ -275,7 +319,10 @@ def train(args, say):
     temporal = [p for n, p in unet.named_parameters() if "temp_" in n or "transformer_in" in n]
     ids = {id(p) for p in temporal}
     spatial = [p for p in unet.parameters() if id(p) not in ids]
-    opt = torch.optim.AdamW([{"params": temporal, "lr": args.lr}, {"params": spatial + list(te.parameters()), "lr": args.lr * args.base_lr_ratio}],
+    # the token embeddings learn at the temporal layers' rate: the motion words are new
+    emb = [te.token_embedding.weight]
+    rest = [p for p in te.parameters() if p is not te.token_embedding.weight]
+    opt = torch.optim.AdamW([{"params": temporal + emb, "lr": args.lr}, {"params": spatial + rest, "lr": args.lr * args.base_lr_ratio}],
                             weight_decay=0.0)
     data = video_data.MovingDigits("train")
     ac = T2I.alphas_cumprod().float()
@@ -336,10 +383,10 @@ def export(te, unet, text, scaling, out, meta, guidance=3.0):
     """The TextToVideoSDPipeline folder: tokenizer, scheduler and VAE copied from tiny-t2i (the VAE is tiny-t2i's,
     frozen), text encoder and UNet3D exported."""
     os.makedirs(out, exist_ok=True)
-    for sub in ("tokenizer", "scheduler", "vae_encoder", "vae_decoder"):
+    for sub, src in (("tokenizer", TOKENIZER), ("scheduler", None), ("vae_encoder", None), ("vae_decoder", None)):
         if os.path.isdir(os.path.join(out, sub)):
             shutil.rmtree(os.path.join(out, sub))
-        shutil.copytree(os.path.join(BASE, sub), os.path.join(out, sub))
+        shutil.copytree(src or os.path.join(BASE, sub), os.path.join(out, sub))
     ctx_dim = T2I.TEXT["hidden_size"]
     T2I.write_json(os.path.join(out, "model_index.json"), {
         "_class_name": "TextToVideoSDPipeline", "_diffusers_version": T2I.DIFFUSERS_VERSION,

@@ -564,8 +564,21 @@ export interface SampleResult {
   variants?: { jobId: string; name: string; grid: string; seconds: number; warnings: string[] }[];
   /** A video model: the grids are contact sheets (a row per video, a column per frame); `side` plays FP's videos
    * and every variant's side by side in one animation (columns in `columns` order, so they stay in step), and
-   * `sheet` holds its frames stacked top to bottom (a frame scrubber). */
-  video?: { frames: number; fps: number; side: string; sheet: string; columns: string[] };
+   * `sheet` holds its frames stacked top to bottom (a frame scrubber). `sheets`: each column's frames alone (frame k
+   * = the grid of every video's frame k, the same layout for every model), for the A/B wipe; `diffs`: per variant,
+   * |variant - FP| heatmaps frame by frame on the shared `diffScale` (model space), PSNR against FP and mean
+   * |difference| per frame, and its flicker (frame-to-frame change) over FP's. */
+  video?: {
+    frames: number;
+    fps: number;
+    side: string;
+    sheet: string;
+    columns: string[];
+    sheets: string[];
+    diffs: { name: string; sheet: string; psnrDb: (number | null)[]; meanAbs: number[]; flickerRatio: number | null }[];
+    diffScale: number;
+    diffRamp: [number, string][];
+  };
 }
 
 export type JobResult = CalibrateResult | QuantizeResult | CompareResult | ExportResult | SampleResult | SensitivityResult | ParetoResult;

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { computeComparison, writeComparison } from '../core/compare/compare.js';
 import { RAMP } from '../core/compare/render.js';
 import { encodeAnimatedWebp, frameSheet, joinColumns, readAnimatedWebp } from '../core/compare/video.js';
+import { compareVideos, sheetsOf } from '../core/compare/video-compare.js';
 import { makeDirs, writeFileAtomic } from '../core/fsutil.js';
 import { locatePipeline } from '../core/pipeline/pipeline.js';
 import { encodePng, layoutGrid } from '../core/image/grid.js';
@@ -154,8 +155,12 @@ async function run(task: WorkerTask): Promise<unknown> {
       provider: 'cpu' as const,
       signal,
     };
+    // a video model: every model's videos, kept to compare them frame by frame
+    const videos: Float32Array[][] = [];
+    const keep = pipeline.index.frames ? { onImages: (images: Float32Array[]) => void videos.push(images) } : {};
     const rec = await runSampleJob({
       ...same,
+      ...keep,
       pipelineDir: task.pipelineDir,
       steps: task.steps,
       ...(task.sampler ? { sampler: task.sampler as SamplerName } : {}),
@@ -170,6 +175,7 @@ async function run(task: WorkerTask): Promise<unknown> {
       const dir = join(task.out, `variant-${k}`);
       const vr = await runSampleJob({
         ...same,
+        ...keep,
         pipelineDir: v.dir,
         steps: rec.settings.steps,
         sampler: rec.settings.sampler,
@@ -182,14 +188,37 @@ async function run(task: WorkerTask): Promise<unknown> {
       copyFileSync(join(dir, vr.grid), join(task.out, grid));
       variants.push({ jobId: v.jobId, name: v.name, grid, seconds: vr.seconds, warnings: [...(vr.warnings ?? []), ...(vr.provider.fallback ? [vr.provider.fallback] : [])] });
     }
-    // a video model: FP's videos and every variant's side by side, frame by frame, in one animation
+    // a video model: FP's videos and every variant's side by side, frame by frame, in one animation; each model's
+    // frames as a sheet (the A/B wipe plays two of them in step), |variant - FP| heatmaps and per-frame numbers
     let video: SampleResult['video'];
     if (rec.video) {
       const movies = await Promise.all([join(task.out, rec.video.webp), ...task.variants.map((_, k) => join(task.out, `variant-${k}`, rec.video!.webp))].map((f) => readAnimatedWebp(readFileSync(f))));
       const frames = movies[0]!.map((_, k) => joinColumns(movies.map((m) => m[k]!)));
       writeFileAtomic(join(task.out, 'videos-side.webp'), await encodeAnimatedWebp(frames, frames.map(() => 1000 / rec.video!.fps)));
       writeFileAtomic(join(task.out, 'videos-side-frames.png'), await encodePng(frameSheet(frames)!));
-      video = { frames: rec.video.frames, fps: rec.video.fps, side: 'videos-side.webp', sheet: 'videos-side-frames.png', columns: ['FP', ...variants.map((v) => v.name)] };
+      const names = ['FP', ...variants.map((v) => v.name)];
+      const [C, H, W] = rec.imageShape as [number, number, number];
+      const cmp = compareVideos({
+        models: videos.map((v, k) => ({ name: names[k]!, videos: v })),
+        frames: rec.video.frames,
+        frameShape: [C, H, W],
+        rows: task.prompts.map((p) => (p.length > 24 ? `${p.slice(0, 23)}…` : p)),
+        cols: rec.seeds.map((s) => `s${s}`),
+      });
+      const sheets = sheetsOf(cmp);
+      const sheetFiles = sheets.models.map((_, k) => `videos-${k === 0 ? 'fp' : `variant-${k - 1}`}-frames.png`);
+      for (const [k, img] of sheets.models.entries()) writeFileAtomic(join(task.out, sheetFiles[k]!), await encodePng(img));
+      const diffs: NonNullable<SampleResult['video']>['diffs'] = [];
+      for (const [j, img] of sheets.diffs.entries()) {
+        const file = `videos-diff-${j}-frames.png`;
+        writeFileAtomic(join(task.out, file), await encodePng(img));
+        const st = cmp.stats[j]!;
+        diffs.push({ name: st.name, sheet: file, psnrDb: st.psnrDb, meanAbs: st.meanAbs, flickerRatio: st.flickerRatio });
+      }
+      video = {
+        frames: rec.video.frames, fps: rec.video.fps, side: 'videos-side.webp', sheet: 'videos-side-frames.png', columns: names,
+        sheets: sheetFiles, diffs, diffScale: cmp.scale, diffRamp: RAMP.map(([x, c]) => [x, `rgb(${c.join(',')})`] as [number, string]),
+      };
     }
     const result: SampleResult = {
       kind: 'sample',

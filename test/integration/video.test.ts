@@ -139,7 +139,7 @@ describe('dq on a video pipeline', () => {
 });
 
 describe('the studio\'s host on a video model', () => {
-  it('samples FP and a variant of the UNet3D and plays their videos side by side in one animation, with a frame sheet', async () => {
+  it('samples FP and a variant of the UNet3D and plays their videos side by side in one animation, with frame sheets, heatmaps and per-frame PSNR', async () => {
     const { createHost, dispatch } = await import('../../src-main/host');
     const host = createHost('browser', 'test');
     const events: { jobId: string; kind: string; result?: unknown; error?: { message: string } }[] = [];
@@ -182,6 +182,28 @@ describe('the studio\'s host on a video model', () => {
       let differ = 0;
       for (let y = 0; y < anim.pageHeight!; y++) for (let x = 0; x < half; x++) differ += Number(raw.data[(y * w + x) * 3] !== raw.data[(y * w + x + half + 6) * 3]);
       expect(differ).toBeGreaterThan(0);
+      // each model's frames alone (the A/B wipe's), one layout for both; the heatmap sheet and per-frame numbers
+      const v = s.result.video as { sheets: string[]; diffs: { name: string; sheet: string; psnrDb: (number | null)[]; meanAbs: number[]; flickerRatio: number | null }[]; diffScale: number };
+      expect(v.sheets).toEqual(['videos-fp-frames.png', 'videos-variant-0-frames.png']);
+      const meta = await Promise.all([...v.sheets, v.diffs[0]!.sheet].map(async (f) => {
+        const a = await host.readArtifact(s.jobId, f);
+        if (!a.ok) throw new Error(`${f} not readable`);
+        return sharp(Buffer.from(a.value.base64, 'base64')).metadata();
+      }));
+      for (const m of meta) expect([m.width, m.height]).toEqual([meta[0]!.width, meta[0]!.height]);
+      expect(meta[0]!.height! % 16).toBe(0);
+      expect(v.diffs).toHaveLength(1);
+      const d = v.diffs[0]!;
+      expect(d.name).toBe('nvfp4-w4a4');
+      expect(d.psnrDb).toHaveLength(16);
+      expect(d.meanAbs).toHaveLength(16);
+      // a 4-bit variant of a random model differs from FP on every frame, within the heatmap's scale
+      for (const [k, p] of d.psnrDb.entries()) {
+        expect(p).not.toBeNull();
+        expect(d.meanAbs[k]).toBeGreaterThan(0);
+        expect(d.meanAbs[k]).toBeLessThanOrEqual(v.diffScale);
+      }
+      expect(d.flickerRatio).toBeGreaterThan(0);
     } finally {
       await host.dispose();
       rmSync(host.workspace, { recursive: true, force: true });

@@ -29,6 +29,7 @@ import { calibrate, DEFAULT_PROMPTS_FILE, readRecord, type CalibrationRecord } f
 import { quantizePipeline, type Manifest, type QuantizeOptions } from '../quant/quantize.js';
 import type { SensitivityRecord } from '../quant/sensitivity.js';
 import { loadRecipe, type Recipe } from '../quant/recipe.js';
+import { flickerOf } from '../compare/video-compare.js';
 
 /** --judge: the user's image model and how its features are read. */
 export interface EvalJudge {
@@ -379,24 +380,6 @@ function judgeHeader(withJudge: boolean): string {
 function judgeCells(j: JudgeColumns | undefined, withJudge: boolean): string {
   if (!withJudge) return '';
   return ` ${(j?.fidToFp === null || j === undefined ? '-' : j.fidToFp.toFixed(3)).padStart(10)} ${(j ? j.cosine.mean.toFixed(4) : '-').padStart(8)} ${(j ? j.cosine.min.toFixed(4) : '-').padStart(8)}`;
-}
-
-/** Mean over videos (filmstrips [3, frames * H, W]) of the mean squared change between consecutive frames. */
-export function flickerOf(videos: Float32Array[], frames: number): number {
-  if (frames < 2 || !videos.length) return 0;
-  let total = 0;
-  for (const v of videos) {
-    let s = 0;
-    const plane = v.length / 3 / frames;
-    for (let ch = 0; ch < 3; ch++) {
-      for (let k = 0; k + 1 < frames; k++) {
-        const a = (ch * frames + k) * plane;
-        for (let j = 0; j < plane; j++) s += (v[a + plane + j]! - v[a + j]!) ** 2;
-      }
-    }
-    total += s / (3 * plane * (frames - 1));
-  }
-  return total / videos.length;
 }
 
 export function textHeader(withAttributes = true, withJudge = false, video = false): string {

@@ -49,6 +49,9 @@ export interface SampleJob {
   batchSize?: number;
   signal?: AbortSignal;
   onProgress?: (p: SampleProgress) => void;
+  /** Called with the samples ([C, H, W] each, a video [C, frames*H, W]; in grid order: a row per class or prompt,
+   * a column per seed) before the files are written; what the studio compares frame by frame. */
+  onImages?: (images: Float32Array[]) => void;
 }
 
 export interface SampleRecord {
@@ -123,6 +126,7 @@ export async function runSampleJob(job: SampleJob): Promise<SampleRecord> {
     signal: job.signal,
     onProgress: job.onProgress,
   });
+  job.onImages?.(res.images);
   const [C, H0, W] = pipeline.imageShape;
   const H = frames ? H0 / frames : H0;
   const name = (c: number | null) => (c === null ? null : (pipeline.index.classes[c] ?? String(c)));
