@@ -11,6 +11,7 @@ import { DqError } from '../core/errors.js';
 import { JUDGE_NORMALIZE, type JudgeNormalize } from '../core/eval/judge.js';
 import { openPipeline } from '../core/open.js';
 import { readPromptFile, type PromptEntry } from '../core/pipeline/prompt-file.js';
+import { MAX_FRAMES } from '../core/pipeline/pipeline.js';
 import { fallbackSampler, SAMPLERS, type SamplerName } from '../core/pipeline/schedulers.js';
 import { prepareOutput } from '../core/fsutil.js';
 import { MAX_BATCH, MAX_COUNT, MAX_IMAGE_PX, MAX_SAMPLES, parseClasses, parseSeeds } from '../core/ranges.js';
@@ -39,6 +40,12 @@ export function summaryLines(m: CompareMetrics): string[] {
     const psnrMin = v.psnrDb.min === null ? 'inf' : v.psnrDb.min.toFixed(2);
     if (text) {
       lines.push(v.isFp ? `${v.name}: reference` : `${v.name}: PSNR ${psnr} dB mean / ${psnrMin} min, SSIM ${fmt(v.ssim.mean, 4)} mean / ${fmt(v.ssim.min, 4)} min${judgeText(v)}`);
+      const pf = m.videoFrames?.perFrame.find((f) => f.name === v.name);
+      if (pf) {
+        const ps = pf.psnrDb.filter((x): x is number => x !== null);
+        const worst = ps.length ? Math.min(...ps) : null;
+        lines.push(`  ${m.videoFrames!.frames} frames: PSNR ${worst === null ? 'inf' : `${worst.toFixed(2)} dB at worst (frame ${pf.psnrDb.indexOf(worst) + 1})`}, flicker ${pf.flickerRatio === null ? 'n/a (FP is still)' : `${pf.flickerRatio.toFixed(3)}x FP's`}`);
+      }
       continue;
     }
     if (v.isFp) lines.push(`${v.name}: reference; FID to data ${fmt(v.fid.toData, 2)}, class agreement ${fmt(v.classAgreement.requested, 3)}`);
@@ -73,6 +80,8 @@ export function registerCompare(program: Command): void {
     .option('--negative-prompt <text>', 'text-to-image: what to steer away from (for prompts that give none)')
     .option('--height <px>', "text-to-image: image height in pixels (default: the pipeline's)", num('--height', 1, true, MAX_IMAGE_PX))
     .option('--width <px>', 'text-to-image: image width in pixels', num('--width', 1, true, MAX_IMAGE_PX))
+    .option('--frames <n>', "text-to-video: frames per video (default: the pipeline's)", num('--frames', 1, true, MAX_FRAMES))
+    .option('--fps <n>', 'text-to-video: frames per second of the frame-by-frame videos', num('--fps', 1, true, 60), 8)
     .option('--judge <onnx>', 'an ONNX image model with a feature output (CLIP image encoder, Inception, ...): FID-to-FP and feature cosine in its features')
     .option('--judge-output <name>', "the judge's feature output (default: picked from its graph)")
     .addOption(new Option('--judge-normalize <mode>', "the judge's input range").choices(JUDGE_NORMALIZE).default('[0,1]'))
@@ -112,6 +121,8 @@ export function registerCompare(program: Command): void {
           negativePrompt: o.negativePrompt as string | undefined,
           height: o.height as number | undefined,
           width: o.width as number | undefined,
+          frames: o.frames as number | undefined,
+          fps: o.fps as number,
           judge: o.judge === undefined ? undefined : { path: String(o.judge), output: o.judgeOutput as string | undefined, normalize: o.judgeNormalize as JudgeNormalize },
           steps: o.steps as number,
           sampler,

@@ -120,7 +120,8 @@ describe('dq on a video pipeline', () => {
     expect(anim.pageHeight!).toBeLessThan(sheet.height!);
   });
 
-  it('calibrate -> quantize -> sample -> export on the UNet3D', () => {
+  it('calibrate -> quantize -> sample -> compare -> export on the UNet3D', async () => {
+    const sharp = await loadSharp();
     const out = tmp();
     const prompts = join(out, 'p.txt');
     writeFileSync(prompts, 'a red seven\na blue two\n');
@@ -132,6 +133,24 @@ describe('dq on a video pipeline', () => {
     const s = dq(['sample', join(out, 'w8'), '--prompt', PROMPT, '--seeds', '0', '--frames', '2', '--steps', '2', '--out', join(out, 's'), '--quiet']);
     expect(s.code, s.stderr).toBe(0);
     expect(s.stdout).toMatch(/^1 videos of 2 frames 64x64/);
+    // dq compare: the grid's videos frame by frame, side by side and as heatmaps, PSNR per frame and flicker
+    const c = dq(['compare', FX, join(out, 'w8'), '--prompt', PROMPT, '--seeds', '0-1', '--steps', '2', '--frames', '3', '--fid-samples', '0', '--no-video', '--out', join(out, 'c')]);
+    expect(c.code, c.stderr).toBe(0);
+    expect(c.stdout).toMatch(/^ {2}3 frames: PSNR \d+\.\d\d dB at worst \(frame [123]\), flicker \d\.\d{3}x FP's$/m);
+    const m = JSON.parse(readFileSync(join(out, 'c', 'metrics.json'), 'utf8'));
+    expect(m.videoFrames).toMatchObject({ frames: 3, fps: 8, side: 'videos-side.webp', diffs: { 'int8-w8a8': 'videos-diff-int8-w8a8.webp' } });
+    const pf = m.videoFrames.perFrame[0];
+    expect(pf.psnrDb).toHaveLength(3);
+    for (const p of pf.psnrDb) expect(p).toBeGreaterThan(15);
+    expect(pf.flickerRatio).toBeGreaterThan(0);
+    const side = await sharp(join(out, 'c', 'videos-side.webp'), { animated: true }).metadata();
+    const diff = await sharp(join(out, 'c', 'videos-diff-int8-w8a8.webp'), { animated: true }).metadata();
+    expect([side.pages, diff.pages]).toEqual([3, 3]);
+    // two models side by side: about twice as wide as one model's heatmap grid
+    expect(side.width!).toBeGreaterThan(1.8 * diff.width!);
+    const html = readFileSync(join(out, 'c', 'report.html'), 'utf8');
+    expect(html).toContain('<h2>Videos, frame by frame</h2>');
+    expect(html).toMatch(/<tr data-video-variant="int8-w8a8"><th scope="row">int8-w8a8<\/th><td>\d+\.\d\d<\/td>/);
     const e = dq(['export', join(out, 'w8'), '--out', join(out, 'x'), '--seeds', '0-1', '--calib-images', '2']);
     expect(e.code, e.stderr).toBe(0);
     expect(e.stdout).toMatch(/verdict: as expected/);

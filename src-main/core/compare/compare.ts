@@ -19,7 +19,7 @@ import { fitGaussian, frechetDistance, psnr, ssim, type Gaussian } from '../eval
 import { makeDirs, sha256File, writeFileAtomic } from '../fsutil.js';
 import { encodePng, layoutGrid, type RasterImage } from '../image/grid.js';
 import { externalRef, loadOnnx } from '../onnx/io.js';
-import { withImageSize, type Pipeline } from '../pipeline/pipeline.js';
+import { withFrames, withImageSize, type Pipeline } from '../pipeline/pipeline.js';
 import { openPipeline } from '../open.js';
 import { decodeLatents, overflowWarning } from '../pipeline/codec.js';
 import { MAX_PROMPTS, readPromptFile, type PromptEntry } from '../pipeline/prompt-file.js';
@@ -33,7 +33,8 @@ import { probeTrajectory, setupFpTemporal, setupVariantTemporal, type TemporalPr
 import { absDiff, heatImage, label, layoutRgb, padEven, promptLabel, toRgbPlanes } from './render.js';
 import { renderReport } from './report.js';
 import { METRICS_SCHEMA_ID, METRICS_VERSION, type CompareMetrics, type VariantMetrics } from './schema.js';
-import { encodeAnimatedWebp, encodeMp4, findFfmpeg, frameSheet } from './video.js';
+import { encodeAnimatedWebp, encodeMp4, findFfmpeg, frameSheet, joinColumns } from './video.js';
+import { compareVideos, type VideoComparison } from './video-compare.js';
 
 export const FP = 'fp';
 /** FID image i uses seed FID_SEED_START + i (away from the small seeds people pick for grids). */
@@ -45,6 +46,8 @@ const MAX_WALK_CLASSES = 4;
 export const DEFAULT_COMPARE_PROMPTS = 4;
 /** The prompt file a text-to-image pipeline may ship (quant/calibrate.ts reads the same file). */
 const PROMPTS_FILE = 'calibration_prompts.txt';
+/** Frames per second of a video pipeline's videos in the comparison (dq sample's default). */
+const VIDEO_FPS = 8;
 /** A latent pipeline's trajectory video decodes at most this many steps (each frame is a VAE decode per image). */
 const MAX_LATENT_TRAJECTORY_FRAMES = 10;
 /** Characters of a prompt shown as a grid row label. */
@@ -71,6 +74,9 @@ export interface CompareJob {
   /** Text-to-image: image size in pixels (default: the pipeline's). */
   height?: number;
   width?: number;
+  /** Text-to-video: frames per video (default: the pipeline's) and frames per second of the frame-by-frame videos (default 8). */
+  frames?: number;
+  fps?: number;
   /** Bring your own judge: an ONNX image model whose features give FID-to-FP and feature cosine (eval/judge.ts). */
   judge?: JudgeSpec;
   steps: number;
@@ -129,6 +135,8 @@ export interface Comparison {
   diffs: { name: string; file: string; image: RasterImage }[];
   trajectoryVideo: Video | null;
   walkVideo: Video | null;
+  /** A video pipeline: the grid's videos frame by frame (every variant's, and |variant - FP|). */
+  videoFrames: { comparison: VideoComparison; fps: number } | null;
   notes: string[];
 }
 
@@ -188,7 +196,7 @@ async function loadVariants(job: CompareJob, fp: { pipeline: Pipeline; session: 
       const kind = (q: Pipeline) => (q.text ? `text-to-image (${q.text.kind === 'sdxl' ? 'SDXL' : 'CLIP'} text)` : q.io.classLabels ? 'class-conditional' : 'unconditional');
       throw new DqError('BAD_ARGUMENT', `${where} is ${kind(loaded.pipeline)} and the pipeline is ${kind(base)}: compare variants of one pipeline`);
     }
-    const p = withImageSize(loaded.pipeline, job.height, job.width);
+    const p = withFrames(withImageSize(loaded.pipeline, job.height, job.width), job.frames);
     if (!sameShape(p.index.sampleShape, base.index.sampleShape)) {
       throw new DqError('BAD_ARGUMENT', `${where}: sample shape [${p.index.sampleShape.join(',')}] differs from the pipeline's [${base.index.sampleShape.join(',')}]`);
     }
@@ -356,7 +364,7 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
   if (!opened.pipeline.codec && (job.height !== undefined || job.width !== undefined)) {
     throw new DqError('BAD_ARGUMENT', `${job.pipelineDir} is not a latent pipeline: leave out --height and --width (it makes ${opened.pipeline.imageShape.slice(1).join('x')} images)`);
   }
-  const base = withImageSize(opened.pipeline, job.height, job.width);
+  const base = withFrames(withImageSize(opened.pipeline, job.height, job.width), job.frames);
   const fp = { pipeline: base, session: opened.session };
   const classes = conditional ? (job.classes.length ? job.classes : base.index.classes.map((_, i) => i)) : [];
   const prompts = text ? comparePrompts(job, base.dir, notes) : [];
@@ -741,6 +749,23 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
     walkVideo = wframes.length ? { frames: wframes, delays: wframes.map(() => 120) } : null;
   }
 
+  // a video pipeline: every variant's grid videos side by side, frame by frame, and |variant - FP| per frame
+  const F = base.index.frames;
+  const videoFrames =
+    F && text
+      ? {
+          fps: job.fps ?? VIDEO_FPS,
+          comparison: compareVideos({
+            models: variants.map((v, k) => ({ name: v.name, videos: images[k]! })),
+            frames: F,
+            frameShape: [IC, IH / F, IW],
+            rows: prompts.map((e) => promptLabel(e.prompt, PROMPT_LABEL_CHARS)),
+            cols: job.seeds.map((sd) => `S${sd}`),
+            titled: true,
+          }),
+        }
+      : null;
+
   const metrics: CompareMetrics = {
     schema: METRICS_SCHEMA_ID,
     version: METRICS_VERSION,
@@ -787,9 +812,21 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
       report: 'report.html',
       metrics: 'metrics.json',
     },
+    ...(videoFrames
+      ? {
+          videoFrames: {
+            frames: F!,
+            fps: videoFrames.fps,
+            side: 'videos-side.webp',
+            diffs: Object.fromEntries(videoFrames.comparison.stats.map((st, j) => [st.name, `videos-diff-${variants[j + 1]!.file}.webp`])),
+            diffScale: videoFrames.comparison.scale,
+            perFrame: videoFrames.comparison.stats.map((st) => ({ ...st, psnrDb: st.psnrDb.map((x) => (x === null ? null : Math.round(x * 1e4) / 1e4)) })),
+          },
+        }
+      : {}),
     notes,
   };
-  return { metrics, images, walk, walkColumns: walkCols.length, grid, diffs, trajectoryVideo, walkVideo, notes };
+  return { metrics, images, walk, walkColumns: walkCols.length, grid, diffs, trajectoryVideo, walkVideo, videoFrames, notes };
 }
 
 /** Encodes and writes everything; returns the metrics as written. */
@@ -834,6 +871,15 @@ export async function writeComparison(c: Comparison, job: Pick<CompareJob, 'out'
     } else {
       metrics.notes.push('videos not written (--no-video)');
     }
+    // a video pipeline: the grid's videos of every variant side by side, and the heatmaps, frame by frame
+    const vf = c.videoFrames;
+    const vm = metrics.videoFrames;
+    if (vf && vm) {
+      const delays = vf.comparison.frames[0]!.map(() => 1000 / vf.fps);
+      const side = vf.comparison.frames[0]!.map((_, k) => joinColumns(vf.comparison.frames.map((m) => m[k]!)));
+      webps[vm.side] = await encodeAnimatedWebp(side, delays);
+      for (const [j, st] of vf.comparison.stats.entries()) webps[vm.diffs[st.name]!] = await encodeAnimatedWebp(vf.comparison.diffFrames[j]!, delays);
+    }
     // every file lands by rename; the report goes last
     writeFileAtomic(join(out, 'grid.png'), gridPng);
     for (const d of diffPngs) writeFileAtomic(join(out, d.file), d.png);
@@ -849,6 +895,7 @@ export async function writeComparison(c: Comparison, job: Pick<CompareJob, 'out'
         diffs: diffPngs.map((d) => ({ name: d.name, file: d.file, png: d.png })),
         trajectoryWebp: webps['trajectory.webp'] ?? null,
         walkWebp: webps['walk.webp'] ?? null,
+        videoFrames: vm ? { side: webps[vm.side]!, diffs: Object.fromEntries(Object.entries(vm.diffs).map(([n, f]) => [n, webps[f]!])) } : null,
       }),
     );
   } finally {
@@ -860,6 +907,7 @@ export async function writeComparison(c: Comparison, job: Pick<CompareJob, 'out'
     if (!metrics.files[key].webp) rmSync(join(out, `${key}.webp`), { force: true });
   }
   if (earlier && !metrics.files.trajectory.sheet) rmSync(join(out, 'trajectory-frames.png'), { force: true });
+  if (earlier && !metrics.videoFrames) rmSync(join(out, 'videos-side.webp'), { force: true });
   return metrics;
 }
 

@@ -11,6 +11,8 @@ export interface ReportAssets {
   diffs: { name: string; file: string; png: Uint8Array }[];
   trajectoryWebp: Uint8Array | null;
   walkWebp: Uint8Array | null;
+  /** A video pipeline: every variant's videos side by side, and each variant's |variant - FP| heatmaps (animated WebP). */
+  videoFrames?: { side: Uint8Array; diffs: Record<string, Uint8Array> } | null;
 }
 
 function dataUri(mime: string, bytes: Uint8Array): string {
@@ -81,6 +83,45 @@ function video(key: 'trajectory' | 'walk', m: CompareMetrics, webp: Uint8Array |
     ? `<figure><video data-testid="${key}-mp4" src="${esc(f.mp4)}" controls muted loop autoplay playsinline preload="auto"></video><figcaption>MP4 (H.264): <a href="${esc(f.mp4)}">${esc(f.mp4)}</a></figcaption></figure>`
     : `<p class="note" data-testid="${key}-mp4-missing">MP4 not written (see the notes above); the animated WebP shows the same frames.</p>`;
   return `<div class="videos"><figure><img data-testid="${key}-webp" class="pixel" src="${dataUri('image/webp', webp)}" alt="${esc(caption)} (animated WebP)"><figcaption>Animated WebP: <a href="${esc(f.webp)}">${esc(f.webp)}</a>, ${f.frames} frames</figcaption></figure>${mp4}</div>`;
+}
+
+/** A video pipeline's section: the grid's videos of every variant in step, the heatmaps, PSNR and flicker per frame. */
+function videoFramesSection(m: CompareMetrics, a: ReportAssets, colours: string[]): string {
+  const v = m.videoFrames;
+  const assets = a.videoFrames;
+  if (!v || !assets) return '';
+  const colourOf = new Map(m.variants.map((x, i) => [x.name, colours[i]!]));
+  const frames = Array.from({ length: v.frames }, (_, k) => String(k + 1));
+  const chart = svgLineChart({
+    title: 'PSNR against FP, frame by frame (mean over the grid\'s videos)',
+    xLabels: frames,
+    xTitle: 'frame',
+    yTitle: 'PSNR dB',
+    series: v.perFrame.map((p) => ({ name: p.name, colour: colourOf.get(p.name) ?? '#333', values: p.psnrDb })),
+  });
+  const finite = (xs: (number | null)[]) => xs.filter((x): x is number => x !== null);
+  const rows = v.perFrame
+    .map((p) => {
+      const ps = finite(p.psnrDb);
+      const mean = ps.length ? ps.reduce((s, x) => s + x, 0) / ps.length : null;
+      const worst = ps.length ? Math.min(...ps) : null;
+      const at = worst === null ? '' : ` (frame ${p.psnrDb.indexOf(worst) + 1})`;
+      return `<tr data-video-variant="${esc(p.name)}"><th scope="row">${esc(p.name)}</th><td>${mean === null ? '∞ (identical)' : num(mean, 2)}</td><td>${worst === null ? '–' : num(worst, 2) + at}</td><td>${num(Math.max(...p.meanAbs), 4)}</td><td>${p.flickerRatio === null ? '–' : `${num(p.flickerRatio, 3)}×`}</td></tr>`;
+    })
+    .join('');
+  const diffs = Object.entries(v.diffs)
+    .map(([name, file]) => `<figure><img class="pixel" data-testid="video-diff" src="${dataUri('image/webp', assets.diffs[name]!)}" alt="|${esc(name)} − FP| frame by frame (animated WebP)"><figcaption>${esc(name)}: <a href="${esc(file)}">${esc(file)}</a></figcaption></figure>`)
+    .join('');
+  return `<h2>Videos, frame by frame</h2>
+<p>The grid's videos (a row per prompt, a column per seed) of every variant side by side, FP first, in one animation at ${v.fps} fps, so their frames change together.</p>
+<div class="scroll"><figure><img class="pixel" data-testid="video-side" src="${dataUri('image/webp', assets.side)}" alt="every variant's videos side by side (animated WebP)"><figcaption><a href="${esc(v.side)}">${esc(v.side)}</a>, ${v.frames} frames</figcaption></figure></div>
+<table data-testid="video-table">
+<thead><tr><th>variant</th><th>PSNR dB<br>mean of frames</th><th>PSNR dB<br>worst frame</th><th>mean |Δ|<br>worst frame</th><th>flicker<br>/ FP's</th></tr></thead>
+<tbody>${rows}</tbody>
+</table>
+${chart}
+<p>|variant − FP| per pixel, frame by frame, every frame of every variant on one scale (0 – ${num(v.diffScale, 3)}, model space; dark = equal).</p>
+<div class="scroll">${diffs}</div>`;
 }
 
 export function renderReport(m: CompareMetrics, a: ReportAssets): string {
@@ -165,6 +206,7 @@ ${m.notes.map((n) => `<p class="note">${esc(n)}</p>`).join('\n')}
 <h2>Difference to FP</h2>
 <p>Per variant: FP, the variant, and |variant − FP| per pixel on one colour scale shared by all variants (dark = equal; the scale is in each title).</p>
 ${diffs ? `<div class="scroll">${diffs}</div>` : '<p>No variants besides FP.</p>'}
+${videoFramesSection(m, a, colours)}
 <h2>Errors along the FP trajectory</h2>
 <p>At each step the variant sees exactly the FP sampler's input, so these curves show where in the denoising process the variant deviates, without compounding.</p>
 ${others.length ? epsChart : '<p>No variants besides FP.</p>'}
@@ -184,6 +226,7 @@ ${withJudge ? `<dt>judge FID to FP, judge cosine</dt><dd>In the feature space of
 <dt>eps error</dt><dd>||eps_variant − eps_FP|| / ||eps_FP|| of the guided noise prediction on the FP trajectory, per step (chart) and averaged over steps (table).</dd>
 <dt>temporal error</dt><dd>The same for the temporal features (the tensors where the network's time-only part meets the rest); "fed" when a cut variant (TFMQ cache) reads them from its feature model, n/a when the variant does not have them.</dd>
 <dt>model bytes, weight bits</dt><dd>Bytes of the denoiser on disk; for simulated quantization (weights held in float32) the estimate below it is the size if the quantized weights were stored at the manifest's bits per parameter.</dd>
+${m.videoFrames ? '<dt>flicker / FP\'s</dt><dd>The mean squared change between consecutive frames of the variant\'s videos over FP\'s: above 1, the variant changes more from frame to frame than FP does (flicker); below 1, less (frames frozen or smoothed).</dd>' : ''}
 <dt>s / step</dt><dd>Wall seconds per sampling step for all grid images on this machine; not deterministic.</dd>
 </dl>
 <script type="application/json" id="metrics-json">${json}</script>

@@ -208,6 +208,27 @@ export const MetricsSchema = z
         metrics: z.string(),
       })
       .strict(),
+    videoFrames: z
+      .object({
+        frames: z.number().int().positive(),
+        fps: z.number().positive(),
+        side: z.string().describe('animated WebP: every variant\'s grid of videos side by side (FP first), frame by frame'),
+        diffs: z.record(z.string(), z.string()).describe('variant name -> animated WebP of its |variant - FP| heatmaps, frame by frame, on diffScale'),
+        diffScale: z.number().nonnegative().describe('the |variant - FP| value (model space, per pixel) at the top of every frame heatmap\'s ramp'),
+        perFrame: z.array(
+          z
+            .object({
+              name: z.string(),
+              psnrDb: z.array(z.number().nullable()).describe('per frame: mean over the grid\'s videos of PSNR against FP\'s same frame (videos equal to FP\'s left out; null if all are)'),
+              meanAbs: z.array(z.number().nonnegative()).describe('per frame: mean |variant - FP| per pixel, model space'),
+              flickerRatio: z.number().nonnegative().nullable().describe('mean squared frame-to-frame change over FP\'s; null when FP\'s videos are still'),
+            })
+            .strict(),
+        ),
+      })
+      .strict()
+      .optional()
+      .describe('a video pipeline: its grid videos compared frame by frame; absent for image pipelines'),
     notes: z.array(z.string()).describe('caveats of this run, in words (FID bias, missing ffmpeg, ...)'),
   })
   .strict();

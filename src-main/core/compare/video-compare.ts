@@ -76,6 +76,8 @@ export function compareVideos(opts: {
   rows: string[];
   cols: string[];
   zoom?: number;
+  /** Title each grid with its model's name ("name DIFF" over the heatmaps); the A/B wipe wants them untitled. */
+  titled?: boolean;
 }): VideoComparison {
   const { models, frames, frameShape, rows, cols } = opts;
   const [C, H, W] = frameShape;
@@ -87,8 +89,8 @@ export function compareVideos(opts: {
     if (m.videos.some((v) => v.length !== C * frames * H * W)) throw new Error(`${m.name}: a video is not ${frames} frames of ${C}x${H}x${W}`);
   }
   const zoom = opts.zoom ?? (H >= 128 ? 1 : 2);
-  const grid = (cells: Float32Array[], channels: number) =>
-    layoutRgb({ cells: rows.map((_, r) => cols.map((_, c) => cells[r * cols.length + c]!)), channels, height: H, width: W, rowLabels: rows, colLabels: cols, zoom });
+  const grid = (cells: Float32Array[], channels: number, title: string) =>
+    layoutRgb({ cells: rows.map((_, r) => cols.map((_, c) => cells[r * cols.length + c]!)), channels, height: H, width: W, rowLabels: rows, colLabels: cols, zoom, ...(opts.titled ? { title } : {}) });
   const frameCells = models.map((m) => Array.from({ length: frames }, (_, k) => m.videos.map((v) => frameOf(v, frames, k, C))));
   // |variant - FP| per video, per frame
   const diffs = frameCells.slice(1).map((mf) => mf.map((cells, k) => cells.map((img, i) => absDiff(img, frameCells[0]![k]![i]!, frameShape))));
@@ -106,8 +108,8 @@ export function compareVideos(opts: {
     flickerRatio: fpFlicker > 0 ? flickerOf(m.videos, frames, C) / fpFlicker : null,
   }));
   return {
-    frames: frameCells.map((mf) => mf.map((cells) => grid(cells, C))),
-    diffFrames: diffs.map((d) => d.map((f) => grid(f.map((map) => heatImage(map, scale)), 3))),
+    frames: frameCells.map((mf, m) => mf.map((cells, k) => grid(cells, C, `${models[m]!.name} F${k + 1}`))),
+    diffFrames: diffs.map((d, j) => d.map((f, k) => grid(f.map((map) => heatImage(map, scale)), 3, `${models[j + 1]!.name} DIFF F${k + 1}`))),
     scale,
     stats,
   };
