@@ -332,7 +332,7 @@ export function createHost(shell: HostInfo['shell'], version: string, opts: Host
     return {
       timesteps: rec.timesteps,
       steps: rec.steps,
-      sites: rec.sites.map((s) => ({ id: s.id, tensor: s.tensor, layers: s.layers, split: s.split, temporal: s.temporal, text: s.text === true })),
+      sites: rec.sites.map((s) => ({ id: s.id, tensor: s.tensor, layers: s.layers, split: s.split, temporal: s.temporal, text: s.text === true, frames: s.frames === true })),
       stats: rec.stats,
       gram: rec.gram !== undefined,
       settings: {

@@ -622,7 +622,8 @@ export interface CalibrationView {
   timesteps: number[];
   steps: number[];
   /** text: the site reads the text only (cross-attention keys/values, SDXL's added embedding): the same at every timestep. */
-  sites: { id: number; tensor: string; layers: string[]; split: number | null; temporal: boolean; text: boolean }[];
+  /** `frames`: a video denoiser's site read by a layer that mixes frames (temporal convolution or attention). */
+  sites: { id: number; tensor: string; layers: string[]; split: number | null; temporal: boolean; text: boolean; frames: boolean }[];
   /** stats[site][half][step] */
   stats: Record<number, Record<number, Record<number, StatView>>>;
   settings: { samples: number; steps: number; sampler: string; timesteps: string; guidance?: number; prompts?: string[]; negativePrompt?: string };

@@ -68,11 +68,13 @@ export function histQuantile(h: StatView['hist'], q: number): number {
 }
 
 /** Which part of the denoiser the heatmap shows: every site, the time-only region, the text-only region, or the rest. */
-export type Region = 'all' | 'time' | 'text' | 'rest';
+export type Region = 'all' | 'time' | 'text' | 'frames' | 'spatial' | 'rest';
 export const REGIONS: { id: Region; label: string }[] = [
   { id: 'all', label: 'all' },
   { id: 'time', label: 'time-only' },
   { id: 'text', label: 'text-only (cross-attention K/V)' },
+  { id: 'frames', label: 'mixes frames (temporal conv / attention)' },
+  { id: 'spatial', label: 'spatial (frame by frame)' },
   { id: 'rest', label: 'the rest (reads the sample)' },
 ];
 
@@ -80,12 +82,14 @@ export function inRegion(site: CalibrationView['sites'][number], r: Region): boo
   if (r === 'all') return true;
   if (r === 'time') return site.temporal;
   if (r === 'text') return site.text;
+  if (r === 'frames') return site.frames;
+  if (r === 'spatial') return !site.frames && !site.temporal && !site.text;
   return !site.temporal && !site.text;
 }
 
 /** Tags after a site's name in the heatmap rows. */
 export function siteTags(site: CalibrationView['sites'][number]): string {
-  return (site.split !== null ? ' [split]' : '') + (site.text ? ' [text]' : '') + (site.temporal ? ' [time]' : '');
+  return (site.split !== null ? ' [split]' : '') + (site.text ? ' [text]' : '') + (site.temporal ? ' [time]' : '') + (site.frames ? ' [frames]' : '');
 }
 
 export function siteLabel(site: CalibrationView['sites'][number]): string {

@@ -178,6 +178,15 @@ describe('the studio\'s host on a video model', () => {
     };
     try {
       const cal = await runJob({ kind: 'calibrate', model: FX, samples: 2, steps: 3, prompts: ['a red seven', 'a blue two'] });
+      // the ranges view tells the sites of layers that mix frames from the spatial ones (the layer map's frames)
+      const view = await dispatch(host, 'getCalibration', [cal.jobId]);
+      if (!view.ok) throw new Error(view.error.message);
+      const sites = (view.value as { sites: { layers: string[]; frames: boolean; text: boolean }[] }).sites;
+      const { model: unet } = loadOnnx(join(FX, 'unet', 'model.onnx'));
+      const mixing = new Set([...analyzeGraph(unet).frames.convs, ...analyzeGraph(unet).frames.attention]);
+      expect(sites.filter((x) => x.frames).length).toBeGreaterThan(0);
+      expect(sites.filter((x) => !x.frames).length).toBeGreaterThan(0);
+      for (const x of sites) expect(x.frames).toBe(x.layers.some((l) => mixing.has(l)));
       const presets = await host.listPresets();
       if (!presets.ok) throw new Error(presets.error.message);
       const q = await runJob({ kind: 'quantize', model: FX, recipe: presets.value.find((p) => p.name === 'nvfp4-w4a4')!.recipe, calibration: cal.jobId });

@@ -44,14 +44,17 @@ describe('parsePromptText', () => {
 });
 
 describe('Ranges regions', () => {
-  const site = (temporal: boolean, text: boolean, split: number | null = null) => ({ id: 0, tensor: 't', layers: ['l'], split, temporal, text });
+  const site = (temporal: boolean, text: boolean, split: number | null = null, frames = false) => ({ id: 0, tensor: 't', layers: ['l'], split, temporal, text, frames });
   it('time-only, text-only and the rest split every site exactly once; all shows every site', () => {
-    const sites = [site(true, false), site(false, true), site(false, false), site(false, false, 4)];
+    const sites = [site(true, false), site(false, true), site(false, false), site(false, false, 4), site(false, false, null, true)];
     for (const s of sites) {
       expect(inRegion(s, 'all')).toBe(true);
       expect((['time', 'text', 'rest'] as const).filter((r) => inRegion(s, r))).toHaveLength(1);
+      // a video denoiser's rest is the layers that mix frames and the spatial ones
+      expect((['time', 'text', 'frames', 'spatial'] as const).filter((r) => inRegion(s, r))).toHaveLength(1);
     }
-    expect(REGIONS.map((r) => r.id)).toEqual(['all', 'time', 'text', 'rest']);
-    expect(sites.map(siteTags)).toEqual([' [time]', ' [text]', '', ' [split]']);
+    expect(REGIONS.map((r) => r.id)).toEqual(['all', 'time', 'text', 'frames', 'spatial', 'rest']);
+    expect(sites.map(siteTags)).toEqual([' [time]', ' [text]', '', ' [split]', ' [frames]']);
+    expect(sites.filter((s) => inRegion(s, 'frames'))).toEqual([sites[4]]);
   });
 });

@@ -327,6 +327,7 @@ const SiteSchema = z.object({
   ops: z.array(z.string()),
   temporal: z.boolean(),
   text: z.boolean().optional(),
+  frames: z.boolean().optional(),
 });
 const AttrSchema = z.union([
   z.object({ type: z.literal('int'), value: finite }),

@@ -17,12 +17,15 @@ export interface Site {
   temporal: boolean;
   /** True if the tensor depends on the text inputs only (cross-attention keys and values, SDXL's added embedding). */
   text?: boolean;
+  /** True if one of its layers mixes a video's frames (a temporal convolution, a linear layer of an attention over frames). */
+  frames?: boolean;
 }
 
 /** Sites for the given layers; `splitAt(tensor)` says where a split-shortcut site splits (or null). */
 export function buildSites(map: LayerMap, layers: QuantizableLayer[], splitShortcut: boolean): Site[] {
   const temporal = new Set(map.temporal);
   const text = new Set(map.textOnly ?? []);
+  const frames = new Set([...(map.frames?.convs ?? []), ...(map.frames?.attention ?? [])]);
   // A split-shortcut layer reads the concat through normalization/activation; its own input is what gets split.
   const splitByLayer = new Map<string, number>();
   if (splitShortcut) {
@@ -36,6 +39,7 @@ export function buildSites(map: LayerMap, layers: QuantizableLayer[], splitShort
       byTensor.set(l.input, site);
     }
     site.layers.push(l.name);
+    if (frames.has(l.name)) site.frames = true;
     if (!site.ops.includes(l.op)) site.ops.push(l.op);
     const sp = splitByLayer.get(l.name);
     if (sp !== undefined && l.op === 'Conv') site.split = sp;
