@@ -328,6 +328,11 @@ def train(args, say):
     ac = T2I.alphas_cumprod().float()
     snr = ac / (1 - ac)
     weight = torch.clamp(snr, max=5.0) / snr
+    if args.high_noise_weight > 0:
+        # the direction of motion is decided at high noise, where the epsilon loss weighs an error of the predicted
+        # video by the SNR (0.01-0.3): weigh those steps by 1/SNR (at most --high-noise-weight), so that there an
+        # error of the video counts as at SNR 1
+        weight = torch.where(snr < 1, torch.clamp(1 / snr, max=args.high_noise_weight), weight)
     cls = T2I.load_classifier()
     t0, run = time.time(), None
     for step in range(args.steps):
@@ -430,6 +435,8 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3, help="temporal layers")
     ap.add_argument("--base-lr-ratio", type=float, default=0.3, help="spatial layers and text encoder: lr x this")
     ap.add_argument("--ema", type=float, default=0.995)
+    ap.add_argument("--high-noise-weight", type=float, default=0.0,
+                    help="weigh the loss at SNR < 1 by 1/SNR, at most this (0: min-SNR-5 only)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--log-every", type=int, default=50)
