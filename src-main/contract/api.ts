@@ -575,7 +575,7 @@ export interface SampleResult {
     sheet: string;
     columns: string[];
     sheets: string[];
-    diffs: { name: string; sheet: string; psnrDb: (number | null)[]; meanAbs: number[]; flickerRatio: number | null }[];
+    diffs: { name: string; sheet: string; psnrDb: (number | null)[]; ssim: number[]; meanAbs: number[]; flickerRatio: number | null }[];
     diffScale: number;
     diffRamp: [number, string][];
   };

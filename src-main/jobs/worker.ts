@@ -213,7 +213,7 @@ async function run(task: WorkerTask): Promise<unknown> {
         const file = `videos-diff-${j}-frames.png`;
         writeFileAtomic(join(task.out, file), await encodePng(img));
         const st = cmp.stats[j]!;
-        diffs.push({ name: st.name, sheet: file, psnrDb: st.psnrDb, meanAbs: st.meanAbs, flickerRatio: st.flickerRatio });
+        diffs.push({ name: st.name, sheet: file, psnrDb: st.psnrDb, ssim: st.ssim, meanAbs: st.meanAbs, flickerRatio: st.flickerRatio });
       }
       video = {
         frames: rec.video.frames, fps: rec.video.fps, side: 'videos-side.webp', sheet: 'videos-side-frames.png', columns: names,

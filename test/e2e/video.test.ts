@@ -105,7 +105,7 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`text-to-video 
     await shot(page, 'video-6-wipe-frame-8');
     expect(Buffer.compare(w1, w8)).not.toBe(0);
     // per-frame PSNR of both variants at this frame, in dB
-    await expect(page.getByTestId('video-ab-psnr').textContent()).resolves.toMatch(/int8-w8a8: \d+\.\d dB · flicker \d+\.\d\d× FP.*nvfp4-w4a4: \d+\.\d dB/s);
+    await expect(page.getByTestId('video-ab-psnr').textContent()).resolves.toMatch(/int8-w8a8: \d+\.\d dB, SSIM \d\.\d{3} · flicker \d+\.\d\d× FP.*nvfp4-w4a4: \d+\.\d dB/s);
     await page.getByTestId('video-ab-mode-diff').check();
     await page.getByTestId('video-ab-diff-nvfp4-w4a4').waitFor();
     await page.getByTestId('video-ab-diff-int8-w8a8').waitFor();

@@ -141,6 +141,7 @@ describe('dq on a video pipeline', () => {
     expect(m.videoFrames).toMatchObject({ frames: 3, fps: 8, side: 'videos-side.webp', diffs: { 'int8-w8a8': 'videos-diff-int8-w8a8.webp' } });
     const pf = m.videoFrames.perFrame[0];
     expect(pf.psnrDb).toHaveLength(3);
+    expect(pf.ssim).toHaveLength(3);
     for (const p of pf.psnrDb) expect(p).toBeGreaterThan(15);
     expect(pf.flickerRatio).toBeGreaterThan(0);
     const side = await sharp(join(out, 'c', 'videos-side.webp'), { animated: true }).metadata();
@@ -211,7 +212,7 @@ describe('the studio\'s host on a video model', () => {
       for (let y = 0; y < anim.pageHeight!; y++) for (let x = 0; x < half; x++) differ += Number(raw.data[(y * w + x) * 3] !== raw.data[(y * w + x + half + 6) * 3]);
       expect(differ).toBeGreaterThan(0);
       // each model's frames alone (the A/B wipe's), one layout for both; the heatmap sheet and per-frame numbers
-      const v = s.result.video as { sheets: string[]; diffs: { name: string; sheet: string; psnrDb: (number | null)[]; meanAbs: number[]; flickerRatio: number | null }[]; diffScale: number };
+      const v = s.result.video as { sheets: string[]; diffs: { name: string; sheet: string; psnrDb: (number | null)[]; ssim: number[]; meanAbs: number[]; flickerRatio: number | null }[]; diffScale: number };
       expect(v.sheets).toEqual(['videos-fp-frames.png', 'videos-variant-0-frames.png']);
       const meta = await Promise.all([...v.sheets, v.diffs[0]!.sheet].map(async (f) => {
         const a = await host.readArtifact(s.jobId, f);
@@ -225,6 +226,8 @@ describe('the studio\'s host on a video model', () => {
       expect(d.name).toBe('nvfp4-w4a4');
       expect(d.psnrDb).toHaveLength(16);
       expect(d.meanAbs).toHaveLength(16);
+      expect(d.ssim).toHaveLength(16);
+      for (const x of d.ssim) expect(x).toBeLessThan(1);
       // a 4-bit variant of a random model differs from FP on every frame, within the heatmap's scale
       for (const [k, p] of d.psnrDb.entries()) {
         expect(p).not.toBeNull();

@@ -820,7 +820,7 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
             side: 'videos-side.webp',
             diffs: Object.fromEntries(videoFrames.comparison.stats.map((st, j) => [st.name, `videos-diff-${variants[j + 1]!.file}.webp`])),
             diffScale: videoFrames.comparison.scale,
-            perFrame: videoFrames.comparison.stats.map((st) => ({ ...st, psnrDb: st.psnrDb.map((x) => (x === null ? null : Math.round(x * 1e4) / 1e4)) })),
+            perFrame: videoFrames.comparison.stats.map((st) => ({ ...st, psnrDb: st.psnrDb.map((x) => (x === null ? null : Math.round(x * 1e4) / 1e4)), ssim: st.ssim.map((x) => Math.round(x * 1e6) / 1e6) })),
           },
         }
       : {}),

@@ -106,7 +106,7 @@ function videoFramesSection(m: CompareMetrics, a: ReportAssets, colours: string[
       const mean = ps.length ? ps.reduce((s, x) => s + x, 0) / ps.length : null;
       const worst = ps.length ? Math.min(...ps) : null;
       const at = worst === null ? '' : ` (frame ${p.psnrDb.indexOf(worst) + 1})`;
-      return `<tr data-video-variant="${esc(p.name)}"><th scope="row">${esc(p.name)}</th><td>${mean === null ? '∞ (identical)' : num(mean, 2)}</td><td>${worst === null ? '–' : num(worst, 2) + at}</td><td>${num(Math.max(...p.meanAbs), 4)}</td><td>${p.flickerRatio === null ? '–' : `${num(p.flickerRatio, 3)}×`}</td></tr>`;
+      return `<tr data-video-variant="${esc(p.name)}"><th scope="row">${esc(p.name)}</th><td>${mean === null ? '∞ (identical)' : num(mean, 2)}</td><td>${worst === null ? '–' : num(worst, 2) + at}</td><td>${num(Math.min(...p.ssim), 4)}</td><td>${num(Math.max(...p.meanAbs), 4)}</td><td>${p.flickerRatio === null ? '–' : `${num(p.flickerRatio, 3)}×`}</td></tr>`;
     })
     .join('');
   const diffs = Object.entries(v.diffs)
@@ -116,7 +116,7 @@ function videoFramesSection(m: CompareMetrics, a: ReportAssets, colours: string[
 <p>The grid's videos (a row per prompt, a column per seed) of every variant side by side, FP first, in one animation at ${v.fps} fps, so their frames change together.</p>
 <div class="scroll"><figure><img class="pixel" data-testid="video-side" src="${dataUri('image/webp', assets.side)}" alt="every variant's videos side by side (animated WebP)"><figcaption><a href="${esc(v.side)}">${esc(v.side)}</a>, ${v.frames} frames</figcaption></figure></div>
 <table data-testid="video-table">
-<thead><tr><th>variant</th><th>PSNR dB<br>mean of frames</th><th>PSNR dB<br>worst frame</th><th>mean |Δ|<br>worst frame</th><th>flicker<br>/ FP's</th></tr></thead>
+<thead><tr><th>variant</th><th>PSNR dB<br>mean of frames</th><th>PSNR dB<br>worst frame</th><th>SSIM<br>worst frame</th><th>mean |Δ|<br>worst frame</th><th>flicker<br>/ FP's</th></tr></thead>
 <tbody>${rows}</tbody>
 </table>
 ${chart}

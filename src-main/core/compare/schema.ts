@@ -220,6 +220,7 @@ export const MetricsSchema = z
             .object({
               name: z.string(),
               psnrDb: z.array(z.number().nullable()).describe('per frame: mean over the grid\'s videos of PSNR against FP\'s same frame (videos equal to FP\'s left out; null if all are)'),
+              ssim: z.array(z.number()).describe('per frame: mean over the grid\'s videos of SSIM against FP\'s same frame'),
               meanAbs: z.array(z.number().nonnegative()).describe('per frame: mean |variant - FP| per pixel, model space'),
               flickerRatio: z.number().nonnegative().nullable().describe('mean squared frame-to-frame change over FP\'s; null when FP\'s videos are still'),
             })

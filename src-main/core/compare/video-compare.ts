@@ -1,11 +1,11 @@
 /**
  * Videos of several models (FP first) on the same prompts and seeds, frame by frame: a frame sheet per model (frame
  * k = the grid of every video's frame k), a difference heatmap sheet per variant on one shared scale, and per-frame
- * numbers (PSNR and mean |difference| against FP, and each model's flicker: the frame-to-frame change). What the
+ * numbers (PSNR, SSIM and mean |difference| against FP, and each model's flicker: the frame-to-frame change). What the
  * studio's video A/B wipe, its heatmaps and `dq compare`'s report show. Pure functions of the videos.
  */
 import { frameOf } from '../pipeline/codec.js';
-import { psnr } from '../eval/metrics.js';
+import { psnr, ssim } from '../eval/metrics.js';
 import type { RasterImage } from '../image/grid.js';
 import { absDiff, heatImage, layoutRgb } from './render.js';
 import { frameSheet } from './video.js';
@@ -20,6 +20,8 @@ export interface VideoFrameStats {
   name: string;
   /** Per frame: the mean over videos of PSNR (dB) against FP's same frame (null where every video equals FP's). */
   psnrDb: (number | null)[];
+  /** Per frame: the mean over videos of SSIM against FP's same frame. */
+  ssim: number[];
   /** Per frame: mean |variant - FP| per pixel, model space. */
   meanAbs: number[];
   /** The mean squared frame-to-frame change over FP's (flickerOf); null when FP's videos are still. */
@@ -104,6 +106,7 @@ export function compareVideos(opts: {
       const finite = vals.filter(Number.isFinite);
       return finite.length ? finite.reduce((a, b) => a + b, 0) / finite.length : null;
     }),
+    ssim: Array.from({ length: frames }, (_, k) => frameCells[j + 1]![k]!.reduce((a, img, i) => a + ssim(frameCells[0]![k]![i]!, img, frameShape), 0) / n),
     meanAbs: diffs[j]!.map((f) => f.reduce((a, map) => a + map.reduce((s, x) => s + x, 0), 0) / (f.length * H * W)),
     flickerRatio: fpFlicker > 0 ? flickerOf(m.videos, frames, C) / fpFlicker : null,
   }));

@@ -28,6 +28,8 @@ describe('compareVideos', () => {
     expect(st.psnrDb[1]).toBeCloseTo(10 * Math.log10(4 / 0.01), 4);
     expect(st.meanAbs[1]).toBeCloseTo(0.05, 6); // half the pixels of the frame's two videos
     expect(st.meanAbs[2]).toBe(0);
+    expect(st.ssim[0]).toBeCloseTo(1, 6);
+    expect(st.ssim[1]).toBeLessThan(1);
     expect(r.scale).toBeCloseTo(0.1, 6);
     // flicker: FP changes 0.25 a frame in video 0 and nothing in video 1: (0.0625 + 0) / 2; the variant's
     // transitions are 0.35, 0.15, 0.25
