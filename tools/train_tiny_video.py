@@ -307,6 +307,10 @@ def evaluate(unet, te, vae, text, scaling, classifier, n, guidance=3.0, seed=432
     return {k: round(v, 4) for k, v in res.items()}, vids
 
 
+# the first timestep of tiny-video's sampling (DDIM, 25 steps, leading spacing: 961) and the ones above it
+LEAK_FREE_T = 950
+
+
 def train(args, say):
     gen = torch.Generator().manual_seed(args.seed)
     text, te, unet2d, vae, scaling = load_base()
@@ -356,9 +360,23 @@ def train(args, say):
         z0 = encode_frames(vae, frames, gen, scaling)
         t = torch.randint(args.t_min, T2I.T, (args.batch,), generator=gen)
         noise = torch.randn(z0.shape, generator=gen)
+        w = weight[t]
+        if args.leak_free:
+            # signal leak: at the last timesteps the noisy frames still carry the video (SNR 0.005-0.01 over 8 frames
+            # of 8x8x4 latents adds up), so the model learned to read the motion there, while sampling starts from
+            # pure noise, which carries none. A share of the videos is trained at t >= LEAK_FREE_T from pure noise
+            # (the target: the noise that would give that input), where only the text tells the motion.
+            free = torch.rand(args.batch, generator=gen) < args.leak_free
+            t = torch.where(free, torch.randint(LEAK_FREE_T, T2I.T, (args.batch,), generator=gen), t)
+            w = torch.where(free, torch.full_like(w, args.leak_free_weight), weight[t])
         a = ac[t][:, None, None, None, None]
-        pred = unet(a.sqrt() * z0 + (1 - a).sqrt() * noise, t.float(), te(text.ids(caps))[0])
-        loss = (((pred - noise) ** 2).mean(dim=(1, 2, 3, 4)) * weight[t]).mean()
+        xt = a.sqrt() * z0 + (1 - a).sqrt() * noise
+        if args.leak_free:
+            f5 = free[:, None, None, None, None]
+            xt = torch.where(f5, noise, xt)
+            noise = torch.where(f5, (noise - a.sqrt() * z0) / (1 - a).sqrt(), noise)
+        pred = unet(xt, t.float(), te(text.ids(caps))[0])
+        loss = (((pred - noise) ** 2).mean(dim=(1, 2, 3, 4)) * w).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(unet.parameters()) + list(te.parameters()), 1.0)
@@ -476,6 +494,16 @@ def probe(te, unet, vae, text, scaling, say, n=16, seed=7):
             sx, sy = (r["cx"] * k).sum(1) / (k * k).sum(), (r["cy"] * k).sum(1) / (k * k).sum()
             speeds[name] = round(float((sx * step[:, 0] + sy * step[:, 1]).mean()), 3)
         say(f"probe t={t}: predicted video's speed along the true direction (px/frame): {json.dumps(speeds)}")
+    # where sampling starts: pure noise at its first timestep; the predicted videos' speed along the prompt's motion
+    t0 = T2I.T - T2I.T // 25 + 1
+    a = ac[t0]
+    xt = torch.randn(z0.shape, generator=g)
+    capl = [video_data.caption(int(digit[i]), int(fg[i]), int(bg[i]), int(motion[i]), 0) for i in range(n)]
+    eps = unet(xt, torch.tensor(float(t0)), te(text.ids(capl))[0])
+    x0 = ((xt - (1 - a).sqrt() * eps) / a.sqrt() / scaling).permute(0, 2, 1, 3, 4).reshape(-1, 4, 8, 8)
+    r = video_data.read_videos(cls, (vae.decode(x0) / 2 + 0.5).clamp(0, 1).reshape(n, video_data.FRAMES, 3, 32, 32))
+    sx, sy = (r["cx"] * k).sum(1) / (k * k).sum(), (r["cy"] * k).sum(1) / (k * k).sum()
+    say(f"probe t={t0} from pure noise: predicted video's speed along the prompt's motion {float((sx * step[:, 0] + sy * step[:, 1]).mean()):.3f} px/frame")
 
 
 def main():
@@ -490,6 +518,8 @@ def main():
                     help="weigh the loss at SNR < 1 by 1/SNR, at most this (0: min-SNR-5 only)")
     ap.add_argument("--t-min", type=int, default=0, help="train on timesteps from this one up (a high-noise phase: there the "
                     "motion cannot be read from the noisy frames, only from the text)")
+    ap.add_argument("--leak-free", type=float, default=0.0, help="share of videos trained from pure noise at t >= %d (see train())" % 950)
+    ap.add_argument("--leak-free-weight", type=float, default=20.0, help="their loss weight")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--log-every", type=int, default=50)
