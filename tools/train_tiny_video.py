@@ -42,7 +42,11 @@ before) with the text encoder's embeddings remapped by token text. Runs from une
 - +1,000 steps with the new tokenizer: frames 93%, motion 32.5% at 500 and 17.5% at 1,000;
 - +500 with --high-noise-weight 20: motion 20%, and foreground colours fell to 71% of frames;
 - +500 at t >= 700 only, x0 loss, spatial layers frozen: frames 98%, motion 22.5%;
-- +500 with (3,3,3) temporal kernels (4.1M parameters): no change in the probe.
+- +500 with (3,3,3) temporal kernels (4.1M parameters): no change in the probe;
+- +500 at t >= 850 only, x0 loss, every layer: no change in the probe;
+- +500 with --leak-free 0.25 (weight 20): the noisy frames at t = 950 stopped giving the motion away (0.04 px a frame),
+  but the text did not take over (from pure noise at t = 961: -0.07 px a frame along the prompt's motion, as before),
+  and foreground colours fell to 58% of frames.
 `--probe` says why (unet-z1000): the noise prediction changes by 0.06% when only the motion word changes (left ->
 right), against 2.5% for the digit and 3.5% for the colour (t = 900); the predicted video moves along the true
 direction as fast with the opposite word as with the right one (0.15, 0.27, 0.66, 0.87 px a frame at t = 950, 850,
