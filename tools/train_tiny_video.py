@@ -51,9 +51,16 @@ before) with the text encoder's embeddings remapped by token text. Runs from une
 right), against 2.5% for the digit and 3.5% for the colour (t = 900); the predicted video moves along the true
 direction as fast with the opposite word as with the right one (0.15, 0.27, 0.66, 0.87 px a frame at t = 950, 850,
 700, 500). The model reads the motion from the noisy frames themselves (even at t = 850, summed over 8 frames of
-8x8 latents) and not from the text, so at sampling the first steps' random drift decides the direction. What to try
-next, on a GPU: many more steps; a schedule with more noise at the end (zero terminal SNR, which diffusers'
-DDIMScheduler offers with v-prediction), so that the noisy frames stop giving the motion away before the text does.
+8x8 latents) and not from the text, so at sampling the first steps' random drift decides the direction.
+Why the text cannot take over with epsilon prediction: at sampling's first timestep (961, alphas_cumprod 0.0047)
+the predicted video is (x_t - sqrt(1 - a) eps) / sqrt(a), so an error in eps counts 14 times in it. Overfitting one
+digit moving left and right from pure noise there (x0 loss, Adam 3e-4, 100 steps, every layer) left the x0 error
+at 0.20 (an eps error of ~0.001) and the two videos' speeds at random (-0.12 to 0.24 px a frame): the motion, a
+small part of the video, is lost in the amplified error of reproducing the noise. Colours and digits survive because
+they are decided later, where the noisy frames agree with the text. What to try next, on a GPU: v-prediction (the
+network outputs v = sqrt(a) eps - sqrt(1 - a) x0, which at high noise is the video itself, so the text's motion is
+a large part of it) with zero terminal SNR and trailing timesteps (diffusers' DDIMScheduler options, which
+src-main/core/pipeline/schedulers.ts reads), fine-tuning the whole UNet to the new output.
 """
 import argparse
 import json
