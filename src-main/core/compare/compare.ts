@@ -869,7 +869,7 @@ export async function writeComparison(c: Comparison, job: Pick<CompareJob, 'out'
         }
       }
     } else {
-      metrics.notes.push('videos not written (--no-video)');
+      metrics.notes.push(c.videoFrames ? 'trajectory and seed-walk videos not written (--no-video)' : 'videos not written (--no-video)');
     }
     // a video pipeline: the grid's videos of every variant side by side, and the heatmaps, frame by frame
     const vf = c.videoFrames;
