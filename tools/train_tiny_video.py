@@ -302,9 +302,8 @@ def ddim_sample(unet, te, vae, text, prompts, seed, scaling, steps=25, guidance=
     for t in (torch.arange(0, steps) * ratio).flip(0) + 1:
         t = int(t)
         e_u, e_c = unet(torch.cat([x, x]).float(), torch.tensor(float(t)), ctx).double().chunk(2)
-        eps = e_u + guidance * (e_c - e_u)
         a_t, a_prev = ac[t], (ac[t - ratio] if t - ratio >= 0 else ac[0])
-        x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+        x0, eps = x0_eps(e_u + guidance * (e_c - e_u), x, a_t)
         x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
     z = (x / scaling).float().permute(0, 2, 1, 3, 4).reshape(n * nf, 4, 8, 8)
     return (vae.decode(z) / 2 + 0.5).clamp(0, 1).reshape(n, nf, 3, 32, 32)
@@ -319,6 +318,17 @@ def evaluate(unet, te, vae, text, scaling, classifier, n, guidance=3.0, seed=432
                       for i in range(0, n, 50)])
     res, _ = video_data.judge(classifier, vids, *exp)
     return {k: round(v, 4) for k, v in res.items()}, vids
+
+
+# the UNet's output: epsilon (tiny-t2i's) or v = sqrt(a) eps - sqrt(1 - a) x0 (diffusers' prediction_type "v_prediction")
+V_PREDICTION = False
+
+
+def x0_eps(out, x, a):
+    """The predicted video and noise from the UNet's output at x_t (a = alphas_cumprod at t)."""
+    if V_PREDICTION:
+        return a.sqrt() * x - (1 - a).sqrt() * out, (1 - a).sqrt() * x + a.sqrt() * out
+    return (x - (1 - a).sqrt() * out) / a.sqrt(), out
 
 
 # the first timestep of tiny-video's sampling (DDIM, 25 steps, leading spacing: 961) and the ones above it
@@ -359,7 +369,9 @@ def train(args, say):
     data = video_data.MovingDigits("train")
     ac = T2I.alphas_cumprod().float()
     snr = ac / (1 - ac)
-    weight = torch.clamp(snr, max=5.0) / snr
+    # epsilon: min-SNR-5; v: plain (min-SNR's v form, min(SNR, 5) / (SNR + 1), weighs the highest noise by its SNR,
+    # ~0.005, which is where the text has to set the motion)
+    weight = torch.ones_like(snr) if V_PREDICTION else torch.clamp(snr, max=5.0) / snr
     if args.high_noise_weight > 0:
         # the direction of motion is decided at high noise, where the epsilon loss weighs an error of the predicted
         # video by the SNR (0.01-0.3): weigh those steps by 1/SNR (at most --high-noise-weight), so that there an
@@ -390,7 +402,8 @@ def train(args, say):
             xt = torch.where(f5, noise, xt)
             noise = torch.where(f5, (noise - a.sqrt() * z0) / (1 - a).sqrt(), noise)
         pred = unet(xt, t.float(), te(text.ids(caps))[0])
-        loss = (((pred - noise) ** 2).mean(dim=(1, 2, 3, 4)) * w).mean()
+        target = a.sqrt() * noise - (1 - a).sqrt() * z0 if V_PREDICTION else noise
+        loss = (((pred - target) ** 2).mean(dim=(1, 2, 3, 4)) * w).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(unet.parameters()) + list(te.parameters()), 1.0)
@@ -438,6 +451,10 @@ def export(te, unet, text, scaling, out, meta, guidance=3.0):
         if os.path.isdir(os.path.join(out, sub)):
             shutil.rmtree(os.path.join(out, sub))
         shutil.copytree(src or os.path.join(BASE, sub), os.path.join(out, sub))
+    if V_PREDICTION:
+        with open(os.path.join(out, "scheduler", "scheduler_config.json")) as f:
+            sched = json.load(f)
+        T2I.write_json(os.path.join(out, "scheduler", "scheduler_config.json"), {**sched, "prediction_type": "v_prediction"})
     ctx_dim = T2I.TEXT["hidden_size"]
     T2I.write_json(os.path.join(out, "model_index.json"), {
         "_class_name": "TextToVideoSDPipeline", "_diffusers_version": T2I.DIFFUSERS_VERSION,
@@ -465,8 +482,10 @@ def export(te, unet, text, scaling, out, meta, guidance=3.0):
 
 
 def load_ckpt(path):
+    global V_PREDICTION
     text, _, _, vae, scaling = load_base()
     ck = torch.load(path)
+    V_PREDICTION = bool(ck.get("args", {}).get("v_prediction", False))
     te, unet = T2I.CLIPTextModel(text.vocab_size, text.eos), UNet3DConditionModel(T2I.UNet2DConditionModel(64))
     te.load_state_dict(ck["ema_te"])
     unet.load_state_dict(ck["ema_unet"])
@@ -502,8 +521,7 @@ def probe(te, unet, vae, text, scaling, say, n=16, seed=7):
         speeds = {}
         for name, pick in (("right word", lambda i: int(motion[i])), ("opposite word", lambda i: opposite[int(motion[i])]), ("no text", None)):
             capl = [video_data.caption(int(digit[i]), int(fg[i]), int(bg[i]), pick(i), 0) if pick else "" for i in range(n)]
-            eps = unet(xt, torch.tensor(float(t)), te(text.ids(capl))[0])
-            x0 = ((xt - (1 - a).sqrt() * eps) / a.sqrt() / scaling).permute(0, 2, 1, 3, 4).reshape(-1, 4, 8, 8)
+            x0 = (x0_eps(unet(xt, torch.tensor(float(t)), te(text.ids(capl))[0]), xt, a)[0] / scaling).permute(0, 2, 1, 3, 4).reshape(-1, 4, 8, 8)
             r = video_data.read_videos(cls, (vae.decode(x0) / 2 + 0.5).clamp(0, 1).reshape(n, video_data.FRAMES, 3, 32, 32))
             sx, sy = (r["cx"] * k).sum(1) / (k * k).sum(), (r["cy"] * k).sum(1) / (k * k).sum()
             speeds[name] = round(float((sx * step[:, 0] + sy * step[:, 1]).mean()), 3)
@@ -513,8 +531,7 @@ def probe(te, unet, vae, text, scaling, say, n=16, seed=7):
     a = ac[t0]
     xt = torch.randn(z0.shape, generator=g)
     capl = [video_data.caption(int(digit[i]), int(fg[i]), int(bg[i]), int(motion[i]), 0) for i in range(n)]
-    eps = unet(xt, torch.tensor(float(t0)), te(text.ids(capl))[0])
-    x0 = ((xt - (1 - a).sqrt() * eps) / a.sqrt() / scaling).permute(0, 2, 1, 3, 4).reshape(-1, 4, 8, 8)
+    x0 = (x0_eps(unet(xt, torch.tensor(float(t0)), te(text.ids(capl))[0]), xt, a)[0] / scaling).permute(0, 2, 1, 3, 4).reshape(-1, 4, 8, 8)
     r = video_data.read_videos(cls, (vae.decode(x0) / 2 + 0.5).clamp(0, 1).reshape(n, video_data.FRAMES, 3, 32, 32))
     sx, sy = (r["cx"] * k).sum(1) / (k * k).sum(), (r["cy"] * k).sum(1) / (k * k).sum()
     say(f"probe t={t0} from pure noise: predicted video's speed along the prompt's motion {float((sx * step[:, 0] + sy * step[:, 1]).mean()):.3f} px/frame")
@@ -534,6 +551,7 @@ def main():
                     "motion cannot be read from the noisy frames, only from the text)")
     ap.add_argument("--leak-free", type=float, default=0.0, help="share of videos trained from pure noise at t >= %d (see train())" % 950)
     ap.add_argument("--leak-free-weight", type=float, default=20.0, help="their loss weight")
+    ap.add_argument("--v-prediction", action="store_true", help="train the UNet to output v (the scheduler config then says v_prediction)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--log-every", type=int, default=50)
@@ -545,6 +563,8 @@ def main():
     ap.add_argument("--eval-only", default=None)
     ap.add_argument("--probe", default=None, help="a checkpoint: does it read the motion from the text? (see probe())")
     args = ap.parse_args()
+    global V_PREDICTION
+    V_PREDICTION = args.v_prediction
     T2I.use_openblas(args.threads)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
