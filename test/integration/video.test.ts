@@ -155,7 +155,7 @@ describe('dq on a video pipeline', () => {
     const e = dq(['export', join(out, 'w8'), '--out', join(out, 'x'), '--seeds', '0-1', '--calib-images', '2']);
     expect(e.code, e.stderr).toBe(0);
     expect(e.stdout).toMatch(/verdict: as expected/);
-  });
+  }, 600_000);
 });
 
 describe('the studio\'s host on a video model', () => {
