@@ -7,6 +7,7 @@ import { Command, Option } from 'commander';
 import { resolve } from 'node:path';
 import { runCompare, type CompareProgress } from '../core/compare/compare.js';
 import type { CompareMetrics } from '../core/compare/schema.js';
+import { psnrOverFrames } from '../core/compare/video-compare.js';
 import { DqError } from '../core/errors.js';
 import { JUDGE_NORMALIZE, type JudgeNormalize } from '../core/eval/judge.js';
 import { openPipeline } from '../core/open.js';
@@ -42,9 +43,8 @@ export function summaryLines(m: CompareMetrics): string[] {
       lines.push(v.isFp ? `${v.name}: reference` : `${v.name}: PSNR ${psnr} dB mean / ${psnrMin} min, SSIM ${fmt(v.ssim.mean, 4)} mean / ${fmt(v.ssim.min, 4)} min${judgeText(v)}`);
       const pf = m.videoFrames?.perFrame.find((f) => f.name === v.name);
       if (pf) {
-        const ps = pf.psnrDb.filter((x): x is number => x !== null);
-        const worst = ps.length ? Math.min(...ps) : null;
-        lines.push(`  ${m.videoFrames!.frames} frames: PSNR ${worst === null ? 'inf' : `${worst.toFixed(2)} dB at worst (frame ${pf.psnrDb.indexOf(worst) + 1})`}, flicker ${pf.flickerRatio === null ? 'n/a (FP is still)' : `${pf.flickerRatio.toFixed(3)}x FP's`}`);
+        const { worst, worstFrame } = psnrOverFrames(pf.psnrDb);
+        lines.push(`  ${m.videoFrames!.frames} frames: PSNR ${worst === null ? 'inf' : `${worst.toFixed(2)} dB at worst (frame ${worstFrame})`}, flicker ${pf.flickerRatio === null ? 'n/a (FP is still)' : `${pf.flickerRatio.toFixed(3)}x FP's`}`);
       }
       continue;
     }

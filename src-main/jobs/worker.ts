@@ -3,11 +3,11 @@
  * free: runs the engine function for the task, posts throttled progress, honours cancel (AbortSignal), and
  * ends with exactly one `done` or `error` message.
  */
-import { copyFileSync, readFileSync, statSync } from 'node:fs';
+import { copyFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { computeComparison, writeComparison } from '../core/compare/compare.js';
-import { RAMP } from '../core/compare/render.js';
-import { encodeAnimatedWebp, frameSheet, joinColumns, readAnimatedWebp } from '../core/compare/video.js';
+import { promptLabel, RAMP } from '../core/compare/render.js';
+import { encodeAnimatedWebp, frameSheet, joinColumns } from '../core/compare/video.js';
 import { compareVideos, sheetsOf } from '../core/compare/video-compare.js';
 import { makeDirs, writeFileAtomic } from '../core/fsutil.js';
 import { locatePipeline } from '../core/pipeline/pipeline.js';
@@ -26,6 +26,9 @@ import { runSampleJob } from '../core/jobs/sample-job.js';
 import { openPipeline } from '../core/open.js';
 import { toApiError } from './errors.js';
 import type { FromWorker, ToWorker, WorkerTask } from './protocol.js';
+
+/** The diff heatmaps' colour ramp as CSS colours (the renderer's colour bars). */
+const DIFF_RAMP = RAMP.map(([x, c]) => [x, `rgb(${c.join(',')})`] as [number, string]);
 
 const controller = new AbortController();
 let lastProgress = 0;
@@ -188,23 +191,23 @@ async function run(task: WorkerTask): Promise<unknown> {
       copyFileSync(join(dir, vr.grid), join(task.out, grid));
       variants.push({ jobId: v.jobId, name: v.name, grid, seconds: vr.seconds, warnings: [...(vr.warnings ?? []), ...(vr.provider.fallback ? [vr.provider.fallback] : [])] });
     }
-    // a video model: FP's videos and every variant's side by side, frame by frame, in one animation; each model's
-    // frames as a sheet (the A/B wipe plays two of them in step), |variant - FP| heatmaps and per-frame numbers
+    // a video model, from the samples in memory: FP's videos and every variant's side by side, frame by frame, in
+    // one animation; each model's frames as a sheet (the A/B wipe plays two of them in step), |variant - FP|
+    // heatmaps and per-frame numbers
     let video: SampleResult['video'];
     if (rec.video) {
-      const movies = await Promise.all([join(task.out, rec.video.webp), ...task.variants.map((_, k) => join(task.out, `variant-${k}`, rec.video!.webp))].map((f) => readAnimatedWebp(readFileSync(f))));
-      const frames = movies[0]!.map((_, k) => joinColumns(movies.map((m) => m[k]!)));
-      writeFileAtomic(join(task.out, 'videos-side.webp'), await encodeAnimatedWebp(frames, frames.map(() => 1000 / rec.video!.fps)));
-      writeFileAtomic(join(task.out, 'videos-side-frames.png'), await encodePng(frameSheet(frames)!));
       const names = ['FP', ...variants.map((v) => v.name)];
       const [C, H, W] = rec.imageShape as [number, number, number];
       const cmp = compareVideos({
         models: videos.map((v, k) => ({ name: names[k]!, videos: v })),
         frames: rec.video.frames,
         frameShape: [C, H, W],
-        rows: task.prompts.map((p) => (p.length > 24 ? `${p.slice(0, 23)}…` : p)),
-        cols: rec.seeds.map((s) => `s${s}`),
+        rows: task.prompts.map((p) => promptLabel(p, 24)),
+        cols: rec.seeds.map((s) => `S${s}`),
       });
+      const frames = cmp.frames[0]!.map((_, k) => joinColumns(cmp.frames.map((m) => m[k]!)));
+      writeFileAtomic(join(task.out, 'videos-side.webp'), await encodeAnimatedWebp(frames, frames.map(() => 1000 / rec.video!.fps)));
+      writeFileAtomic(join(task.out, 'videos-side-frames.png'), await encodePng(frameSheet(frames)!));
       const sheets = sheetsOf(cmp);
       const sheetFiles = sheets.models.map((_, k) => `videos-${k === 0 ? 'fp' : `variant-${k - 1}`}-frames.png`);
       for (const [k, img] of sheets.models.entries()) writeFileAtomic(join(task.out, sheetFiles[k]!), await encodePng(img));
@@ -217,7 +220,7 @@ async function run(task: WorkerTask): Promise<unknown> {
       }
       video = {
         frames: rec.video.frames, fps: rec.video.fps, side: 'videos-side.webp', sheet: 'videos-side-frames.png', columns: names,
-        sheets: sheetFiles, diffs, diffScale: cmp.scale, diffRamp: RAMP.map(([x, c]) => [x, `rgb(${c.join(',')})`] as [number, string]),
+        sheets: sheetFiles, diffs, diffScale: cmp.scale, diffRamp: DIFF_RAMP,
       };
     }
     const result: SampleResult = {
@@ -347,7 +350,7 @@ async function run(task: WorkerTask): Promise<unknown> {
       epsError: v.epsError,
       temporalFeatureError: v.temporalFeatureError,
     })),
-    files: { grid: metrics.files.grid, diffs: metrics.files.diffs, diffScale: metrics.files.diffScale ?? null, diffRamp: RAMP.map(([x, c]) => [x, `rgb(${c.join(',')})`] as [number, string]), trajectory: metrics.files.trajectory, walk: metrics.files.walk, strips, report: metrics.files.report, metrics: metrics.files.metrics },
+    files: { grid: metrics.files.grid, diffs: metrics.files.diffs, diffScale: metrics.files.diffScale ?? null, diffRamp: DIFF_RAMP, trajectory: metrics.files.trajectory, walk: metrics.files.walk, strips, report: metrics.files.report, metrics: metrics.files.metrics },
     notes: metrics.notes,
   };
   return result;

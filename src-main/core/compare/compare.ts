@@ -761,7 +761,6 @@ export async function computeComparison(job: CompareJob): Promise<Comparison> {
             frameShape: [IC, IH / F, IW],
             rows: prompts.map((e) => promptLabel(e.prompt, PROMPT_LABEL_CHARS)),
             cols: job.seeds.map((sd) => `S${sd}`),
-            titled: true,
           }),
         }
       : null;

@@ -5,6 +5,7 @@
  */
 import { escapeXml as esc, SERIES_COLOURS, svgLineChart } from './render.js';
 import type { CompareMetrics, VariantMetrics } from './schema.js';
+import { psnrOverFrames } from './video-compare.js';
 
 export interface ReportAssets {
   gridPng: Uint8Array;
@@ -99,13 +100,10 @@ function videoFramesSection(m: CompareMetrics, a: ReportAssets, colours: string[
     yTitle: 'PSNR dB',
     series: v.perFrame.map((p) => ({ name: p.name, colour: colourOf.get(p.name) ?? '#333', values: p.psnrDb })),
   });
-  const finite = (xs: (number | null)[]) => xs.filter((x): x is number => x !== null);
   const rows = v.perFrame
     .map((p) => {
-      const ps = finite(p.psnrDb);
-      const mean = ps.length ? ps.reduce((s, x) => s + x, 0) / ps.length : null;
-      const worst = ps.length ? Math.min(...ps) : null;
-      const at = worst === null ? '' : ` (frame ${p.psnrDb.indexOf(worst) + 1})`;
+      const { mean, worst, worstFrame } = psnrOverFrames(p.psnrDb);
+      const at = worst === null ? '' : ` (frame ${worstFrame})`;
       return `<tr data-video-variant="${esc(p.name)}"><th scope="row">${esc(p.name)}</th><td>${mean === null ? '∞ (identical)' : num(mean, 2)}</td><td>${worst === null ? '–' : num(worst, 2) + at}</td><td>${num(Math.min(...p.ssim), 4)}</td><td>${num(Math.max(...p.meanAbs), 4)}</td><td>${p.flickerRatio === null ? '–' : `${num(p.flickerRatio, 3)}×`}</td></tr>`;
     })
     .join('');

@@ -60,6 +60,14 @@ export function flickerOf(videos: Float32Array[], frames: number, channels = 3):
   return total / videos.length;
 }
 
+/** Per-frame PSNR summarized: the mean over the frames that differ from FP's, the worst, and its frame (1-based); nulls when every frame equals FP's. */
+export function psnrOverFrames(psnrDb: (number | null)[]): { mean: number | null; worst: number | null; worstFrame: number | null } {
+  const ps = psnrDb.filter((x): x is number => x !== null);
+  if (!ps.length) return { mean: null, worst: null, worstFrame: null };
+  const worst = Math.min(...ps);
+  return { mean: ps.reduce((s, x) => s + x, 0) / ps.length, worst, worstFrame: psnrDb.indexOf(worst) + 1 };
+}
+
 /** Frame sheets (frames top to bottom) of a comparison's models, FP first, then the diff sheets, per variant. */
 export function sheetsOf(c: VideoComparison): { models: RasterImage[]; diffs: RasterImage[] } {
   const sheet = (f: RasterImage[]) => {
@@ -70,6 +78,7 @@ export function sheetsOf(c: VideoComparison): { models: RasterImage[]; diffs: Ra
   return { models: c.frames.map(sheet), diffs: c.diffFrames.map(sheet) };
 }
 
+/** The comparison; each grid is titled with its model's name and the frame ("name DIFF" over the heatmaps). */
 export function compareVideos(opts: {
   models: VideoModel[];
   frames: number;
@@ -78,8 +87,6 @@ export function compareVideos(opts: {
   rows: string[];
   cols: string[];
   zoom?: number;
-  /** Title each grid with its model's name ("name DIFF" over the heatmaps); the A/B wipe wants them untitled. */
-  titled?: boolean;
 }): VideoComparison {
   const { models, frames, frameShape, rows, cols } = opts;
   const [C, H, W] = frameShape;
@@ -92,7 +99,7 @@ export function compareVideos(opts: {
   }
   const zoom = opts.zoom ?? (H >= 128 ? 1 : 2);
   const grid = (cells: Float32Array[], channels: number, title: string) =>
-    layoutRgb({ cells: rows.map((_, r) => cols.map((_, c) => cells[r * cols.length + c]!)), channels, height: H, width: W, rowLabels: rows, colLabels: cols, zoom, ...(opts.titled ? { title } : {}) });
+    layoutRgb({ cells: rows.map((_, r) => cols.map((_, c) => cells[r * cols.length + c]!)), channels, height: H, width: W, rowLabels: rows, colLabels: cols, zoom, title });
   const frameCells = models.map((m) => Array.from({ length: frames }, (_, k) => m.videos.map((v) => frameOf(v, frames, k, C))));
   // |variant - FP| per video, per frame
   const diffs = frameCells.slice(1).map((mf) => mf.map((cells, k) => cells.map((img, i) => absDiff(img, frameCells[0]![k]![i]!, frameShape))));

@@ -19,18 +19,6 @@ export async function encodeAnimatedWebp(frames: RasterImage[], delays: number[]
     .toBuffer();
 }
 
-/** The frames of an animated WebP (or the one image of a still one), RGB. */
-export async function readAnimatedWebp(buf: Buffer): Promise<RasterImage[]> {
-  const sharp = await loadSharp();
-  const meta = await sharp(buf, { animated: true }).metadata();
-  const pages = meta.pages ?? 1;
-  const { data, info } = await sharp(buf, { animated: true }).removeAlpha().raw().toBuffer({ resolveWithObject: true });
-  if (info.channels !== 3) throw new Error(`expected an RGB animation, got ${info.channels} channels`);
-  const height = meta.pageHeight ?? info.height / pages;
-  const size = info.width * height * 3;
-  return Array.from({ length: pages }, (_, k) => ({ data: Uint8Array.from(data.subarray(k * size, (k + 1) * size)), width: info.width, height, channels: 3 as const }));
-}
-
 /** Images of one height side by side, left to right, `gap` white pixels apart. */
 export function joinColumns(images: RasterImage[], gap = 6): RasterImage {
   const h = images[0]!.height;
