@@ -521,27 +521,26 @@ def probe(te, unet, vae, text, scaling, say, n=16, seed=7):
     opposite = {0: 1, 1: 0, 2: 3, 3: 2}
     step = torch.tensor([video_data.STEP[video_data.DIRECTIONS[int(m)]] for m in motion], dtype=torch.float32)
     k = torch.arange(video_data.FRAMES, dtype=torch.float32) - (video_data.FRAMES - 1) / 2
+
+    def speed(xt, t, pick):
+        """Mean speed (px a frame, the judge's centres of mass) along the true direction of the videos predicted
+        from xt at t, with the motion word pick(i) (None: no text)."""
+        capl = [video_data.caption(int(digit[i]), int(fg[i]), int(bg[i]), pick(i), 0) if pick else "" for i in range(n)]
+        x0 = (x0_eps(unet(xt, torch.tensor(float(t)), te(text.ids(capl))[0]), xt, ac[t])[0] / scaling).permute(0, 2, 1, 3, 4).reshape(-1, 4, 8, 8)
+        r = video_data.read_videos(cls, (vae.decode(x0) / 2 + 0.5).clamp(0, 1).reshape(n, video_data.FRAMES, 3, 32, 32))
+        sx, sy = (r["cx"] * k).sum(1) / (k * k).sum(), (r["cy"] * k).sum(1) / (k * k).sum()
+        return float((sx * step[:, 0] + sy * step[:, 1]).mean())
+
+    right = lambda i: int(motion[i])  # noqa: E731
     for t in (950, 850, 700, 500):
-        a = ac[t]
-        xt = a.sqrt() * z0 + (1 - a).sqrt() * torch.randn(z0.shape, generator=g)
-        speeds = {}
-        for name, pick in (("right word", lambda i: int(motion[i])), ("opposite word", lambda i: opposite[int(motion[i])]), ("no text", None)):
-            capl = [video_data.caption(int(digit[i]), int(fg[i]), int(bg[i]), pick(i), 0) if pick else "" for i in range(n)]
-            x0 = (x0_eps(unet(xt, torch.tensor(float(t)), te(text.ids(capl))[0]), xt, a)[0] / scaling).permute(0, 2, 1, 3, 4).reshape(-1, 4, 8, 8)
-            r = video_data.read_videos(cls, (vae.decode(x0) / 2 + 0.5).clamp(0, 1).reshape(n, video_data.FRAMES, 3, 32, 32))
-            sx, sy = (r["cx"] * k).sum(1) / (k * k).sum(), (r["cy"] * k).sum(1) / (k * k).sum()
-            speeds[name] = round(float((sx * step[:, 0] + sy * step[:, 1]).mean()), 3)
+        xt = ac[t].sqrt() * z0 + (1 - ac[t]).sqrt() * torch.randn(z0.shape, generator=g)
+        speeds = {name: round(speed(xt, t, pick), 3) for name, pick in
+                  (("right word", right), ("opposite word", lambda i: opposite[int(motion[i])]), ("no text", None))}
         say(f"probe t={t}: predicted video's speed along the true direction (px/frame): {json.dumps(speeds)}")
     # where sampling starts: pure noise at its first timestep; the predicted videos' speed along the prompt's motion
     t0 = T2I.T - T2I.T // 25 + 1
-    a = ac[t0]
-    xt = torch.randn(z0.shape, generator=g)
-    capl = [video_data.caption(int(digit[i]), int(fg[i]), int(bg[i]), int(motion[i]), 0) for i in range(n)]
-    x0 = (x0_eps(unet(xt, torch.tensor(float(t0)), te(text.ids(capl))[0]), xt, a)[0] / scaling).permute(0, 2, 1, 3, 4).reshape(-1, 4, 8, 8)
-    r = video_data.read_videos(cls, (vae.decode(x0) / 2 + 0.5).clamp(0, 1).reshape(n, video_data.FRAMES, 3, 32, 32))
-    sx, sy = (r["cx"] * k).sum(1) / (k * k).sum(), (r["cy"] * k).sum(1) / (k * k).sum()
-    say(f"probe t={t0} from pure noise: predicted video's speed along the prompt's motion {float((sx * step[:, 0] + sy * step[:, 1]).mean()):.3f} px/frame")
-
+    say(f"probe t={t0} from pure noise: predicted video's speed along the prompt's motion "
+        f"{speed(torch.randn(z0.shape, generator=g), t0, right):.3f} px/frame")
 
 def main():
     ap = argparse.ArgumentParser(description="train and export tiny-video (see the module docstring)")
