@@ -17,16 +17,17 @@ import { DqError, fieldPath } from '../errors.js';
 import { sha256File, writeFileAtomic } from '../fsutil.js';
 import { analyzeGraph } from '../onnx/analysis.js';
 import { encodeModel, inlineExternalData, loadOnnx } from '../onnx/io.js';
+import type { ModelMsg } from '../onnx/model.js';
 import { releaseSession, type Pipeline } from '../pipeline/pipeline.js';
 import { readPromptFile } from '../pipeline/prompt-file.js';
 import { openPipeline } from '../open.js';
-import { sample, sliceRows, type SampleRequest } from '../pipeline/sample.js';
+import { buildFeeds, guidedRun, sample, sliceRows, type SampleRequest } from '../pipeline/sample.js';
 import { createScheduler, evaluationCount, SAMPLERS, type SamplerName, schedulerOptions } from '../pipeline/schedulers.js';
 import { Rng } from '../pipeline/noise.js';
-import { Session, type Provider, type TensorOut } from '../runtime/onnx.js';
+import { Session, type FeedValue, type Provider, type TensorOut } from '../runtime/onnx.js';
 import { buildSites, type Site } from './sites.js';
 import { mergeStat, type Stat } from './stats.js';
-import { readTap, statSessions, type TapNames } from './taps.js';
+import { probeSiteShapes, readTap, statSessions, type TapNames } from './taps.js';
 import { buildGramModel, gramOutput, gramTargets, GramSums, type GramEntry } from './gram.js';
 
 export const RECORD_VERSION = 1;
@@ -169,8 +170,11 @@ export async function calibrate(
   const map = analyzeGraph(model, { sampleInput: pipeline.io.sample, timestepInput: pipeline.io.timestep });
   const layers = map.quantizable;
   const sites = buildSites(map, layers, true);
-  // the statistics model (in slices of sites on large models: taps.ts, SITES_PER_SESSION)
-  const stats = await statSessions(model, sites, (m) => Session.create(encodeModel(m), opts.provider ?? 'cpu'));
+  const sched = createScheduler(settings.sampler, pipeline.scheduler, settings.steps, schedulerOptions(pipeline));
+  // the statistics model (small site tensors of one shape tapped together, in slices of sites on large models: taps.ts)
+  const create = (m: ModelMsg) => Session.create(encodeModel(m), opts.provider ?? 'cpu');
+  const shapes = await probeSiteShapes(model, sites, await probeFeeds(pipeline, settings, sched.timesteps[0]!), create);
+  const stats = await statSessions(model, sites, create, { shapes });
   const { taps, fetch, session: tapSession } = stats;
   // GPTQ's Gram matrices: a separate model, run on a few rows at a few of the calibrated steps
   let gram: { entries: GramEntry[]; skipped: Record<string, string>; session: Session; fetch: string[] } | null = null;
@@ -186,7 +190,6 @@ export async function calibrate(
     gram = { ...targets, session, fetch: targets.entries.flatMap((e) => Object.values(gramOutput(e))) };
   }
 
-  const sched = createScheduler(settings.sampler, pipeline.scheduler, settings.steps, schedulerOptions(pipeline));
   const steps = selectSteps(sched.timesteps.length, settings.timesteps, settings.count, settings.seed);
   const gramSteps = steps.length <= GRAM_STEPS ? steps : [...new Set(Array.from({ length: GRAM_STEPS }, (_, i) => steps[Math.floor((i * steps.length) / GRAM_STEPS)]!))];
   if (steps.length === sched.timesteps.length) {
@@ -295,6 +298,14 @@ export function calibrationImages(p: Pipeline, s: CalibrationSettings, idx: numb
     guidance: s.guidance,
     batchSize: idx.length,
   };
+}
+
+/** A denoiser evaluation's feeds for two calibration images (their dims are what probeSiteShapes needs). */
+async function probeFeeds(p: Pipeline, s: CalibrationSettings, t: number): Promise<Record<string, FeedValue>> {
+  const req = calibrationImages(p, s, [0, 1]);
+  const guided = guidedRun(p, req.guidance);
+  const conds = p.text ? await p.text.ids(req.prompts!, req.negativePrompts ?? req.prompts!.map(() => ''), guided) : req.classes;
+  return buildFeeds(p, new Float64Array(2 * p.index.sampleShape.reduce((a, d) => a * d, 1)), t, conds, guided, 2, p.extraFeeds, req.guidance);
 }
 
 function collect(acc: CalibrationRecord['stats'], taps: TapNames[][], step: number, res: Record<string, TensorOut>): void {

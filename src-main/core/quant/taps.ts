@@ -72,6 +72,8 @@ export interface TapNames {
   /** Per row, HIST_BINS + 1 float32 counts ([rows, HIST_BINS + 1]): bin k counts [(j0 + k) w, (j0 + k + 1) w) with
    * j0 = floor(min / w); the last counts NaNs. */
   hist: string;
+  /** Tapped with others of its shape (see GROUP_MAX_ROW): its rows are rows index, index + size, ... of the outputs. */
+  group?: { index: number; size: number };
 }
 
 /** Output names of one site half (half 0 = whole tensor, or the first part of a split site; half 1 = second part). */
@@ -82,7 +84,7 @@ export function tapNames(site: number, half: number): TapNames {
 
 /** Output names to fetch for these taps. */
 export function tapFetch(taps: TapNames[][]): string[] {
-  return taps.flat().flatMap((t) => [t.min, t.max, t.width, t.hist]);
+  return [...new Set(taps.flat().flatMap((t) => [t.min, t.max, t.width, t.hist]))];
 }
 
 /** One run's statistic of one site half, from the run's outputs: its rows' statistics, merged (exactly, in any order). */
@@ -91,29 +93,113 @@ export function readTap(res: Record<string, { data: ArrayLike<number> | ArrayLik
   const maxs = res[names.max]!.data as ArrayLike<number>;
   const widths = res[names.width]!.data as ArrayLike<number>;
   const raw = res[names.hist]!.data as ArrayLike<number>;
-  const rows = mins.length;
-  if (!rows || maxs.length !== rows || widths.length !== rows || raw.length !== rows * (HIST_BINS + 1)) {
-    throw new Error(`statistics ${names.hist}: ${rows} rows, ${raw.length} histogram values`);
+  const all = mins.length;
+  const { index, size } = names.group ?? { index: 0, size: 1 };
+  if (!all || all % size || maxs.length !== all || widths.length !== all || raw.length !== all * (HIST_BINS + 1)) {
+    throw new Error(`statistics ${names.hist}: ${all} rows, ${raw.length} histogram values`);
   }
-  let acc: Stat | undefined;
-  for (let r = 0; r < rows; r++) {
-    const min = Number(mins[r]);
-    const max = Number(maxs[r]);
-    const w = Number(widths[r]);
-    const lo = Math.floor(min / w) * w;
+  let min = Infinity;
+  let max = -Infinity;
+  let wide = 0;
+  for (let r = index; r < all; r += size) {
+    min = Math.min(min, Number(mins[r]));
+    max = Math.max(max, Number(maxs[r]));
+    wide = Math.max(wide, Number(widths[r]));
+  }
+  if (!Number.isFinite(min) || !Number.isFinite(max)) {
+    // a NaN or infinite activation (which quantization refuses): row by row, as mergeStat keeps such statistics
+    let acc: Stat | undefined;
+    for (let r = index; r < all; r += size) acc = mergeStat(acc, rowStat(mins, maxs, widths, raw, r));
+    return acc!;
+  }
+  // every row's histogram moved whole onto the merged grid at once: what merging them one by one gives (stats.ts)
+  let w = wide;
+  while (Math.floor(max / w) - Math.floor(min / w) > HIST_BINS - 1) w *= 2;
+  const j0 = Math.floor(min / w);
+  const counts = new Array<number>(HIST_BINS).fill(0);
+  for (let r = index; r < all; r += size) {
+    const wr = Number(widths[r]);
+    const jr = Math.floor(Number(mins[r]) / wr);
+    const f = w / wr;
     const off = r * (HIST_BINS + 1);
-    const counts = Array.from({ length: HIST_BINS }, (_, i) => raw[off + i]!);
-    acc = mergeStat(acc, { min, max, absmax: Math.max(-min, max), hist: { lo, hi: lo + HIST_BINS * w, counts }, n: 1 });
+    for (let i = 0; i < HIST_BINS; i++) {
+      const c = Number(raw[off + i]);
+      if (!c) continue;
+      const j = Math.floor((jr + i) / f) - j0;
+      counts[j < 0 ? 0 : j > HIST_BINS - 1 ? HIST_BINS - 1 : j]! += c;
+    }
   }
-  return acc!;
+  return { min, max, absmax: Math.max(-min, max), hist: { lo: j0 * w, hi: (j0 + HIST_BINS) * w, counts }, n: all / size };
 }
 
-/** Adds statistics outputs for every site; returns the output names per site half. */
-export function addStatTaps(model: ModelMsg, sites: Site[]): TapNames[][] {
+/** Row r's statistic as a Stat of its own. */
+function rowStat(mins: ArrayLike<number>, maxs: ArrayLike<number>, widths: ArrayLike<number>, raw: ArrayLike<number>, r: number): Stat {
+  const min = Number(mins[r]);
+  const max = Number(maxs[r]);
+  const w = Number(widths[r]);
+  const lo = Math.floor(min / w) * w;
+  const off = r * (HIST_BINS + 1);
+  const counts = Array.from({ length: HIST_BINS }, (_, i) => raw[off + i]!);
+  return { min, max, absmax: Math.max(-min, max), hist: { lo, hi: lo + HIST_BINS * w, counts }, n: 1 };
+}
+
+/**
+ * Site halves whose rows have at most this many elements are tapped together when their shapes are known (a probe
+ * run: probeSiteShapes): the halves of one shape are stacked ([rows, G, m], one Concat) and their statistics computed
+ * once over the rows of all of them. On a small network the ~60 statistics nodes per half cost more in onnxruntime's
+ * per-node overhead (and in session creation) than in arithmetic; each row's statistic is the same either way.
+ */
+export const GROUP_MAX_ROW = 1 << 14;
+
+interface Half {
+  site: Site;
+  h: number;
+  tensor: string;
+  /** Probed dims (null: unknown) and whether a row is whole blocks of TAIL_BLOCK. */
+  dims: number[] | null;
+  wholeBlocks: boolean;
+}
+
+/** The probed dims of a site's halves (null where unknown). */
+function halfDims(site: Site, shapes?: ReadonlyMap<string, readonly number[]>): (number[] | null)[] {
+  const dims = shapes?.get(site.tensor) ?? null;
+  if (site.split === null) return [dims && [...dims]];
+  return [0, 1].map((h) => (dims && dims.length > 1 ? dims.map((d, k) => (k === 1 ? (h === 0 ? site.split! : dims[1]! - site.split!) : d)) : null));
+}
+
+/** A site's halves (its tensor, or the two Slices of a split site, which are added to the model here). */
+function siteHalves(model: ModelMsg, site: Site, shapes?: ReadonlyMap<string, readonly number[]>): Half[] {
+  const channels = siteChannels(model, site);
+  const dims = halfDims(site, shapes);
+  if (site.split === null) return [{ site, h: 0, tensor: site.tensor, dims: dims[0]!, wholeBlocks: channels !== null && channels % TAIL_BLOCK === 0 }];
+  // slice the two halves along the channel axis
+  const b = new GraphBuilder(`dq_split/${site.id}`);
+  const big = b.i64([2 ** 62]);
+  const tensors = [b.op('Slice', [site.tensor, b.i64([0]), b.i64([site.split]), b.i64([1])], {}, 'a'), b.op('Slice', [site.tensor, b.i64([site.split]), big, b.i64([1])], {}, 'b')];
+  embedFragment(model, b.fragment([], [], 13), { after: site.tensor });
+  return tensors.map((tensor, h) => {
+    const ch = channels === null ? null : h === 0 ? site.split! : channels - site.split!;
+    return { site, h, tensor, dims: dims[h]!, wholeBlocks: ch !== null && ch % TAIL_BLOCK === 0 };
+  });
+}
+
+/** The group key of a half with these dims, if it can be tapped with others of its shape (null: tapped alone). */
+function groupKey(dims: number[] | null): string | null {
+  if (!dims || dims.length < 2 || dims.some((d) => !(d > 0))) return null;
+  const m = dims.slice(1).reduce((a, d) => a * d, 1);
+  return m <= GROUP_MAX_ROW ? dims.join('x') : null;
+}
+
+/**
+ * Adds statistics outputs for every site; returns the output names per site half. With `shapes` (site tensor ->
+ * dims, from probeSiteShapes) small halves of one shape share their statistics nodes (GROUP_MAX_ROW); the model then
+ * takes inputs of the probed sizes only (any number of rows).
+ */
+export function addStatTaps(model: ModelMsg, sites: Site[], opts: { shapes?: ReadonlyMap<string, readonly number[]>; slice?: number } = {}): TapNames[][] {
+  const { shapes, slice = 0 } = opts;
   const graph = model.graph!;
   const ValueInfo = ModelProto.lookupType('onnx.ValueInfoProto');
-  const taps: TapNames[][] = [];
-  const outputs: Record<string, unknown>[] = [];
+  const outputs: string[] = [];
   // block indices of the bulk samples, shared by every site (a bulk sample has at most 2 x BULK_SAMPLES blocks)
   const Tensor = ModelProto.lookupType('onnx.TensorProto');
   const arange = BigInt64Array.from({ length: 2 * BULK_SAMPLES }, (_, i) => BigInt(i));
@@ -126,32 +212,42 @@ export function addStatTaps(model: ModelMsg, sites: Site[]): TapNames[][] {
     Tensor.fromObject({ name: POW2, dims: [pow2.length], data_type: 1, raw_data: new Uint8Array(pow2.buffer) }) as never,
     Tensor.fromObject({ name: INV_POW2, dims: [inv.length], data_type: 1, raw_data: new Uint8Array(inv.buffer) }) as never,
   ];
-  for (const site of sites) {
-    const halves: string[] = [];
-    const channels = siteChannels(model, site);
-    if (site.split === null) halves.push(site.tensor);
-    else {
-      // slice the two halves along the channel axis
-      const b = new GraphBuilder(`dq_split/${site.id}`);
-      const big = b.i64([2 ** 62]);
-      halves.push(b.op('Slice', [site.tensor, b.i64([0]), b.i64([site.split]), b.i64([1])], {}, 'a'));
-      halves.push(b.op('Slice', [site.tensor, b.i64([site.split]), big, b.i64([1])], {}, 'b'));
-      embedFragment(model, b.fragment([], [], 13), { after: site.tensor });
-    }
-    taps.push(
-      halves.map((x, h) => {
-        const names = tapNames(site.id, h);
-        const stem = names.min.slice(0, -'_min'.length);
-        // placed right after the site's producer, so the statistics run while the tensor is fresh (and it can be freed)
-        const ch = channels === null ? null : site.split === null ? channels : h === 0 ? site.split : channels - site.split;
-        embedFragment(model, siteStatistics(x, names, `${stem}/s`, ch !== null && ch % TAIL_BLOCK === 0), { after: site.tensor });
-        for (const n of Object.values(names)) outputs.push({ name: n, type: { tensor_type: { elem_type: 1 } } });
-        return names;
-      }),
-    );
-    gateConsumers(model, site.tensor, taps.at(-1)!.map((t) => t.hist), `dq_gate/${site.id}`);
+  const halves = sites.map((site) => siteHalves(model, site, shapes));
+  const groups = new Map<string, Half[]>();
+  for (const x of halves.flat()) {
+    const k = groupKey(x.dims);
+    if (k !== null) groups.set(k, [...(groups.get(k) ?? []), x]);
   }
-  graph.output = [...(graph.output ?? []), ...outputs.map((o) => ValueInfo.fromObject(o) as never)];
+  const grouped = new Map<Half, TapNames>();
+  [...groups.values()].filter((g) => g.length > 1).forEach((members, k) => {
+    const p = `dq_stat/g${slice}_${k}`;
+    const names: TapNames = { min: `${p}_min`, max: `${p}_max`, width: `${p}_width`, hist: `${p}_hist` };
+    const m = members[0]!.dims!.slice(1).reduce((a, d) => a * d, 1);
+    const b = new GraphBuilder(`${p}/stack`);
+    const stacked = b.op('Concat', members.map((x) => b.op('Reshape', [x.tensor, b.i64([0, 1, -1])])), { axis: int(1) });
+    const rows = b.op('Reshape', [stacked, b.i64([-1, m])], {}, 'rows');
+    embedFragment(model, b.fragment([], [{ name: rows, dtype: 'float32', dims: null }], 13));
+    // (every member's channels are whole blocks, or its rows are padded: m is the same for all)
+    embedFragment(model, siteStatistics(rows, names, `${p}/s`, m % TAIL_BLOCK === 0, m));
+    outputs.push(names.min, names.max, names.width, names.hist);
+    members.forEach((x, index) => grouped.set(x, { ...names, group: { index, size: members.length } }));
+  });
+  const taps = halves.map((hs) => {
+    const own = hs.filter((x) => !grouped.has(x));
+    const names = hs.map((x) => {
+      const g = grouped.get(x);
+      if (g) return g;
+      const n = tapNames(x.site.id, x.h);
+      // placed right after the site's producer, so the statistics run while the tensor is fresh (and it can be freed)
+      embedFragment(model, siteStatistics(x.tensor, n, `${n.min.slice(0, -'_min'.length)}/s`, x.wholeBlocks), { after: x.site.tensor });
+      outputs.push(n.min, n.max, n.width, n.hist);
+      return n;
+    });
+    // (a grouped half's statistics wait for the other members: gating on them could close a cycle)
+    if (own.length === hs.length) gateConsumers(model, hs[0]!.site.tensor, names.map((t) => t.hist), `dq_gate/${hs[0]!.site.id}`);
+    return names;
+  });
+  graph.output = [...(graph.output ?? []), ...outputs.map((name) => ValueInfo.fromObject({ name, type: { tensor_type: { elem_type: 1 } } }) as never)];
   raiseOpset(model, 18);
   return taps;
 }
@@ -189,10 +285,10 @@ function gateConsumers(model: ModelMsg, tensor: string, stats: string[], prefix:
  * candidates are binned and counted together. Nothing mixes rows: a row's statistic is the same whichever rows share
  * its run.
  */
-function siteStatistics(x: string, names: TapNames, prefix: string, wholeBlocks: boolean) {
+function siteStatistics(x: string, names: TapNames, prefix: string, wholeBlocks: boolean, staticRow?: number) {
   const b = new GraphBuilder(prefix);
   const B1 = HIST_BINS + 1;
-  const i64s = (v: number) => b.init('k', 'int64', [], BigInt64Array.of(BigInt(v)));
+  const i32s = (v: number) => b.init('k', 'int32', [], Int32Array.of(v));
   const rowsOf = b.op('Reshape', [x, b.i64([0, -1])], {}, 'rows');
   const shape = b.op('Shape', [rowsOf], {}, 'shape');
   const R = b.op('Slice', [shape, b.i64([0]), b.i64([1])], {}, 'R');
@@ -216,22 +312,29 @@ function siteStatistics(x: string, names: TapNames, prefix: string, wholeBlocks:
   b.opTo(names.width, 'Gather', [POW2, e], { axis: int(0) });
   const invW = b.op('Gather', [INV_POW2, e], { axis: int(0) }, 'inv_w');
   const j0 = b.op('Floor', [b.op('Mul', [names.min, invW])], {}, 'j0');
-  // bin of v (shape [.., n]) given its row's 1 / w and j0 (shape [.., 1]), plus the row's offset r (HIST_BINS + 1)
+  // bin of v (shape [.., n]) given its row's 1 / w and j0 (shape [.., 1]), plus the row's offset r (HIST_BINS + 1);
+  // int32 indices (a run's counts are far fewer than 2^31): half the memory traffic of int64
   const binOf = (v: string, inv: string, first: string, rowOff: string) => {
     const t = b.op('Sub', [b.op('Floor', [b.op('Mul', [v, inv])]), first]);
     const clamped = b.op('Clip', [t, b.f32(0), b.f32(HIST_BINS - 1)]);
-    const bin = b.op('Cast', [b.op('Where', [b.op('Equal', [v, v]), clamped, b.f32(HIST_BINS)], {}, 'bin')], { to: int(7) }, 'idx');
+    const bin = b.op('Cast', [b.op('Where', [b.op('Equal', [v, v]), clamped, b.f32(HIST_BINS)], {}, 'bin')], { to: int(6) }, 'idx');
     return b.op('Reshape', [b.op('Add', [bin, rowOff]), b.i64([-1])], {}, 'flat_idx');
   };
   const col = (v: string) => b.op('Unsqueeze', [v, b.i64([1])]);
 
-  // bulk sample: element (block S + bulkOffset(block, S)) of each row, for every block of S elements
+  // bulk sample: element (block S + bulkOffset(block, S)) of each row, for every block of S elements (a row of a
+  // static length below 2 x BULK_SAMPLES is its own bulk sample: S = 1, no gather)
+  const whole = staticRow !== undefined && bulkStride(staticRow) === 1;
   const S = b.op('Add', [b.op('Mul', [b.op('Div', [m, b.i64([2 * BULK_SAMPLES])]), b.i64([2])]), b.i64([1])], {}, 'S');
-  const nS = b.op('Div', [b.op('Sub', [b.op('Add', [m, S]), b.i64([1])]), S], {}, 'nS');
-  const block = b.op('Slice', [ARANGE, b.i64([0]), nS], {}, 'block');
-  const at = b.op('Add', [b.op('Mul', [block, S]), b.op('Mod', [b.op('Mul', [block, b.i64([OFFSET_PRIME])]), S])], {}, 'at');
-  const real = b.op('Less', [at, m], {}, 'real');
-  const bulk = b.op('Gather', [rowsOf, b.op('Min', [at, b.op('Sub', [m, b.i64([1])])])], { axis: int(1) }, 'bulk');
+  const nS = whole ? b.i64([staticRow]) : b.op('Div', [b.op('Sub', [b.op('Add', [m, S]), b.i64([1])]), S], {}, 'nS');
+  let real: string | null = null;
+  let bulk = rowsOf;
+  if (!whole) {
+    const block = b.op('Slice', [ARANGE, b.i64([0]), nS], {}, 'block');
+    const at = b.op('Add', [b.op('Mul', [block, S]), b.op('Mod', [b.op('Mul', [block, b.i64([OFFSET_PRIME])]), S])], {}, 'at');
+    real = b.op('Less', [at, m], {}, 'real');
+    bulk = b.op('Gather', [rowsOf, b.op('Min', [at, b.op('Sub', [m, b.i64([1])])])], { axis: int(1) }, 'bulk');
+  }
 
   // tail thresholds per row: hiT is the k-th largest and loT the k-th smallest bulk sample, k = max(1,
   // floor(samples x TAIL_QUANTILE)) (TopK: exact, where bins are coarse); hiT >= 0 >= loT. Shape [rows, 1].
@@ -245,8 +348,8 @@ function siteStatistics(x: string, names: TapNames, prefix: string, wholeBlocks:
   const isTail = (v: string, hi: string, lo: string) => b.op('Or', [b.op('Greater', [v, hi]), b.op('Less', [v, lo])], {}, 'tail');
 
   // row offsets into the flat [rows x (HIST_BINS + 1)] counts
-  const rowIdx = b.op('Range', [i64s(0), b.op('Squeeze', [R, b.i64([0])]), i64s(1)], {}, 'row');
-  const rowOff = col(b.op('Mul', [rowIdx, i64s(B1)], {}, 'row_off'));
+  const rowIdx = b.op('Range', [i32s(0), b.op('Cast', [b.op('Squeeze', [R, b.i64([0])])], { to: int(6) }), i32s(1)], {}, 'row');
+  const rowOff = col(b.op('Mul', [rowIdx, i32s(B1)], {}, 'row_off'));
 
   // tails: the blocks holding one, gathered whole ([K, TAIL_BLOCK], with their rows); their non-tail elements get weight 0
   const hasTail = b.op('Or', [b.op('Greater', [bmax, hiT]), b.op('Less', [bmin, loT])], {}, 'has_tail');
@@ -258,13 +361,17 @@ function siteStatistics(x: string, names: TapNames, prefix: string, wholeBlocks:
   const [cHi, cLo, cInv, cJ0] = b.opMulti('Split', [b.op('Gather', [perRow, candRow], { axis: int(0) })], 4, { axis: int(1), num_outputs: int(4) }, 'cand_p');
 
   // weights: a bulk sample S unless it is a tail; a candidate 1 if it is a tail. One binning and one count for both.
-  const bulkW = b.op('Mul', [b.op('Cast', [b.op('And', [b.op('Not', [isTail(bulk, hiT, loT)]), real])], { to: int(1) }), b.op('Cast', [S], { to: int(1) })], {}, 'bulk_w');
+  const notTail = b.op('Not', [isTail(bulk, hiT, loT)]);
+  const bulkW = real
+    ? b.op('Mul', [b.op('Cast', [b.op('And', [notTail, real])], { to: int(1) }), b.op('Cast', [S], { to: int(1) })], {}, 'bulk_w')
+    : b.op('Cast', [notTail], { to: int(1) }, 'bulk_w');
   const candW = b.op('Cast', [isTail(cand, cHi!, cLo!)], { to: int(1) }, 'cand_w');
-  const idx = b.op('Concat', [binOf(bulk, col(invW), col(j0), rowOff), binOf(cand, cInv!, cJ0!, col(b.op('Mul', [candRow, i64s(B1)])))], { axis: int(0) }, 'idx');
-  const w = b.op('Concat', [b.op('Reshape', [bulkW, b.i64([-1])]), b.op('Reshape', [candW, b.i64([-1])])], { axis: int(0) }, 'w');
-  // float32 counts are exact (a row counts far fewer than 2^24 per bin) and scatter faster than int64
+  // float32 counts are exact (a row counts far fewer than 2^24 per bin) and scatter faster than int64; the bulk and the
+  // candidates are counted by two scatters (no concatenation of their indices and weights)
   const zeros = b.op('Expand', [b.f32(0), b.op('Mul', [R, b.i64([B1])])], {}, 'zeros');
-  const counts = b.op('ScatterElements', [zeros, idx, w], { axis: int(0), reduction: { type: 'string', value: 'add' } }, 'counts');
+  const scatter = (into: string, idx: string, w: string) => b.op('ScatterElements', [into, idx, b.op('Reshape', [w, b.i64([-1])])], { axis: int(0), reduction: { type: 'string', value: 'add' } }, 'counts');
+  const candOff = col(b.op('Mul', [b.op('Cast', [candRow], { to: int(6) }), i32s(B1)]));
+  const counts = scatter(scatter(zeros, binOf(bulk, col(invW), col(j0), rowOff), bulkW), binOf(cand, cInv!, cJ0!, candOff), candW);
   b.opTo(names.hist, 'Reshape', [counts, b.i64([-1, B1])]);
   const outs = [names.min, names.max, names.width].map((name) => ({ name, dtype: 'float32' as const, dims: null }));
   return b.fragment([], [...outs, { name: names.hist, dtype: 'float32', dims: null }], 18);
@@ -293,6 +400,42 @@ function siteChannels(model: ModelMsg, site: Site): number | null {
 }
 
 /**
+ * The dims of the site tensors that scale with the batch, for addStatTaps' groups: two runs of a copy of the network
+ * with the site tensors as outputs, on `feeds` (any rows: only dims are kept) and on their first half. A tensor is kept
+ * when its first axis halves with the rows and nothing else changes, so that two tensors of equal dims here have
+ * equal dims at any number of rows; the others (and any the runs do not give) are left out: tapped alone.
+ */
+export async function probeSiteShapes(model: ModelMsg, sites: Site[], feeds: Record<string, FeedValue>, create: (probe: ModelMsg) => Promise<Session>): Promise<Map<string, number[]>> {
+  const rows = Object.values(feeds).find((v) => v.dims.length > 0)?.dims[0] ?? 0;
+  const shapes = new Map<string, number[]>();
+  if (rows < 2 || rows % 2) return shapes;
+  const copy = ModelProto.decode(ModelProto.encode(model).finish()) as unknown as ModelMsg;
+  const graph = copy.graph!;
+  const inputs = new Set((graph.input ?? []).map((i) => i.name ?? ''));
+  const have = new Set((graph.output ?? []).map((o) => o.name ?? ''));
+  const names = [...new Set(sites.map((s) => s.tensor))].filter((n) => !inputs.has(n));
+  const ValueInfo = ModelProto.lookupType('onnx.ValueInfoProto');
+  graph.output = [...(graph.output ?? []), ...names.filter((n) => !have.has(n)).map((name) => ValueInfo.fromObject({ name, type: { tensor_type: { elem_type: 1 } } }) as never)];
+  const session = await create(copy);
+  try {
+    const half: Record<string, FeedValue> = {};
+    for (const [k, v] of Object.entries(feeds)) {
+      half[k] = v.dims.length && v.dims[0] === rows ? ({ ...v, data: v.data.subarray(0, v.data.length / 2), dims: [rows / 2, ...v.dims.slice(1)] } as FeedValue) : v;
+    }
+    const [full, part] = [await session.run(feeds, names), await session.run(half, names)];
+    for (const n of names) {
+      const a = full[n]?.dims;
+      const b = part[n]?.dims;
+      if (!a || !b || a.length < 2 || a.length !== b.length || a[0] !== 2 * b[0]! || a.some((d, k) => k > 0 && d !== b[k])) continue;
+      shapes.set(n, [...b]);
+    }
+  } finally {
+    await session.release();
+  }
+  return shapes;
+}
+
+/**
  * Sites per statistics session. onnxruntime's session creation grows faster than linearly with the graph's size:
  * the SD 1.5-topology fixture (tools/make_sd15_unet.py) with all 198 sites tapped in one graph (29k nodes) took
  * 170 s to create on 2 cores, with 50 sites 8 s. So a model with many sites gets its statistics from several copies
@@ -316,9 +459,27 @@ export interface StatSessions {
  * The statistics sessions for `sites` of `model` (which is changed: it becomes the first slice's graph). `create`
  * makes a session of a tapped copy (e.g. from its bytes, or from a file written beside external data).
  */
-export async function statSessions(model: ModelMsg, sites: Site[], create: (tapped: ModelMsg, slice: number) => Promise<Session>, perSession = SITES_PER_SESSION): Promise<StatSessions> {
+export async function statSessions(
+  model: ModelMsg,
+  sites: Site[],
+  create: (tapped: ModelMsg, slice: number) => Promise<Session>,
+  opts: { perSession?: number; shapes?: ReadonlyMap<string, readonly number[]> } = {},
+): Promise<StatSessions> {
+  const { perSession = SITES_PER_SESSION, shapes } = opts;
+  // at most perSession statistics subgraphs a slice: a site tapped alone is one, a group of halves of one shape one
   const slices: Site[][] = [];
-  for (let i = 0; i < sites.length; i += perSession) slices.push(sites.slice(i, i + perSession));
+  let units = new Set<string>();
+  for (const site of sites) {
+    const next = new Set(units);
+    halfDims(site, shapes).forEach((d) => next.add(groupKey(d) ?? `site ${site.id}`));
+    if (slices.length && next.size <= perSession) {
+      slices.at(-1)!.push(site);
+      units = next;
+    } else {
+      slices.push([site]);
+      units = new Set(halfDims(site, shapes).map((d) => groupKey(d) ?? `site ${site.id}`));
+    }
+  }
   if (!slices.length) slices.push([]);
   // copies are taken before the first slice's taps change the model
   const copies = slices.slice(1).map(() => ModelProto.decode(ModelProto.encode(model).finish()) as unknown as ModelMsg);
@@ -327,7 +488,7 @@ export async function statSessions(model: ModelMsg, sites: Site[], create: (tapp
   try {
     for (const [k, slice] of slices.entries()) {
       const m = k === 0 ? model : copies[k - 1]!;
-      const t = addStatTaps(m, slice);
+      const t = addStatTaps(m, slice, { shapes, slice: k });
       taps.push(...t);
       made.push({ session: await create(m, k), fetch: tapFetch(t) });
     }

@@ -11,6 +11,8 @@
  * embedding): there the features depend on the prompts, given as `conditioning`, and the max runs over those too.
  */
 import { DqError } from '../errors.js';
+import { dependence } from '../onnx/analysis.js';
+import { indexGraph } from '../onnx/graph.js';
 import { encodeModel, inlineExternalData } from '../onnx/io.js';
 import { decodeModel, type ModelMsg } from '../onnx/model.js';
 import { exposeTensors, pruneDead } from '../onnx/rewrite.js';
@@ -43,6 +45,14 @@ export interface DisturbanceInput {
   conditioning?: { feeds: Record<string, FeedValue>; rows: number };
 }
 
+/** The inputs whose values (not only shapes) the features depend on. */
+function valueInputs(m: ModelMsg, features: string[]): Set<string> {
+  const g = indexGraph(m);
+  const dep = dependence(g);
+  const mask = features.reduce((a, f) => a | (dep.get(f) ?? 0n), 0n);
+  return new Set(g.inputs.filter((_, i) => (mask >> BigInt(i)) & 1n));
+}
+
 /** A copy of `model` whose only outputs are `features` (and only what they need). */
 function featureModel(model: ModelMsg, features: string[], dir?: string): ModelMsg {
   const m = decodeModel(encodeModel(model), 'temporal features');
@@ -53,11 +63,25 @@ function featureModel(model: ModelMsg, features: string[], dir?: string): ModelM
 }
 
 export async function measureDisturbance(o: DisturbanceInput): Promise<FeatureDisturbance[]> {
-  const q = await Session.create(encodeModel(featureModel(o.quantized, o.features, o.dir)), 'cpu');
-  const fp = await Session.create(encodeModel(featureModel(o.fp, o.features, o.dir)), 'cpu');
+  const qm = featureModel(o.quantized, o.features, o.dir);
+  const fm = featureModel(o.fp, o.features, o.dir);
+  const q = await Session.create(encodeModel(qm), 'cpu');
+  const fp = await Session.create(encodeModel(fm), 'cpu');
   try {
     const rows = o.conditioning?.rows ?? (o.classInput ? o.labels.length : 1);
     const stats = o.features.map(() => ({ max: 0, sum: 0 }));
+    // the features at a timestep whose feeds equal an earlier one's where the features read their values are that
+    // one's (the text features read the text and the parameters of the text-only layers, the same at every step;
+    // the sample and the timestep only through shapes): each distinct set of those feeds runs once
+    const runs = new Map<string, Record<string, { data: unknown }>>();
+    const byValue = new Map([[q, valueInputs(qm, o.features)], [fp, valueInputs(fm, o.features)]]);
+    const runOnce = async (s: Session, feeds: Record<string, FeedValue>) => {
+      const read = byValue.get(s)!;
+      const key = `${s === q ? 'q' : 'fp'}|${Object.entries(feeds).map(([k, v]) => `${k}:${v.dims.join('x')}${!read.has(k) ? '' : v.data === o.conditioning?.feeds[k]?.data ? '=conditioning' : `=${Array.from(v.data as ArrayLike<number | bigint>, String).join(',')}`}`).join('|')}`;
+      let out = runs.get(key);
+      if (!out) runs.set(key, (out = await s.run(feeds, o.features)));
+      return out;
+    };
     for (const t of o.timesteps) {
       const feedsFor = (s: Session, extra: Record<string, FeedValue>) => {
         const feeds: Record<string, FeedValue> = {};
@@ -72,8 +96,8 @@ export async function measureDisturbance(o: DisturbanceInput): Promise<FeatureDi
         }
         return feeds;
       };
-      const a = await q.run(feedsFor(q, paramFeeds(o.activations, t)), o.features);
-      const b = await fp.run(feedsFor(fp, {}), o.features);
+      const a = await runOnce(q, feedsFor(q, paramFeeds(o.activations, t)));
+      const b = await runOnce(fp, feedsFor(fp, {}));
       o.features.forEach((f, i) => {
         const x = a[f]!.data as Float32Array;
         const y = b[f]!.data as Float32Array;

@@ -11,9 +11,9 @@ import { releaseSessions } from '../../../../src-main/core/pipeline/pipeline';
 import { buildFeeds } from '../../../../src-main/core/pipeline/sample';
 import { Rng } from '../../../../src-main/core/pipeline/noise';
 import { buildSites } from '../../../../src-main/core/quant/sites';
-import { readTap, statSessions } from '../../../../src-main/core/quant/taps';
+import { probeSiteShapes, readTap, statSessions } from '../../../../src-main/core/quant/taps';
 import { Session } from '../../../../src-main/core/runtime/onnx';
-import { TINY } from '../../../helpers';
+import { ROOT, TINY } from '../../../helpers';
 
 afterAll(releaseSessions);
 
@@ -30,7 +30,7 @@ it('five slices of sites give the statistics of one session, bit for bit', async
   const one = await statSessions(a.model, a.sites, create);
   const b = sitesOf();
   const per = Math.ceil(b.sites.length / 5);
-  const sliced = await statSessions(b.model, b.sites, create, per);
+  const sliced = await statSessions(b.model, b.sites, create, { perSession: per });
   expect(b.sites.length).toBeGreaterThan(20);
   const [C, H, W] = pipeline.index.sampleShape;
   const x = new Rng(3).normal(new Float64Array(2 * C * H * W)) as Float64Array;
@@ -45,4 +45,38 @@ it('five slices of sites give the statistics of one session, bit for bit', async
   for (const halves of one.taps) for (const names of halves) expect(readTap(r5, names)).toEqual(readTap(r1, names));
   await one.release();
   await sliced.release();
+});
+
+it('site halves of one shape tapped together give each half its own statistics, bit for bit', async () => {
+  const dir = join(ROOT, 'models', 'tiny-t2i');
+  const { pipeline } = await openPipeline(dir, 'cpu');
+  const sitesOf = () => {
+    const model = loadOnnx(join(dir, 'unet', 'model.onnx')).model;
+    const map = analyzeGraph(model, { sampleInput: pipeline.io.sample, timestepInput: pipeline.io.timestep });
+    return { model, sites: buildSites(map, map.quantizable, true) };
+  };
+  const create = (m: Parameters<typeof encodeModel>[0]) => Session.create(encodeModel(m), 'cpu');
+  const [C, H, W] = pipeline.index.sampleShape;
+  const x = new Rng(5).normal(new Float64Array(3 * C * H * W)) as Float64Array;
+  const ids = await pipeline.text!.ids(['a red three', 'a small blue seven on green', 'a big yellow zero'], ['', '', ''], true);
+  const feeds = await buildFeeds(pipeline, x, 601, ids, true, 3, undefined, 3);
+  const a = sitesOf();
+  const alone = await statSessions(a.model, a.sites, create);
+  const b = sitesOf();
+  const nodesBefore = b.model.graph!.node!.length;
+  const shapes = await probeSiteShapes(b.model, b.sites, await buildFeeds(pipeline, x.subarray(0, 2 * C * H * W), 601, ids.slice(0, 2), true, 2, undefined, 3), create);
+  expect(b.model.graph!.node!.length).toBe(nodesBefore);
+  const together = await statSessions(b.model, b.sites, create, { shapes });
+  const groups = together.taps.flat().filter((t) => t.group);
+  // most halves are small here (latents of 8 x 8): they share a few statistics subgraphs
+  expect(groups.length).toBeGreaterThan(b.sites.length / 2);
+  expect(new Set(groups.map((t) => t.hist)).size).toBeLessThan(groups.length / 4);
+  expect(together.fetch.length).toBeLessThan(alone.fetch.length / 4);
+  // 6 rows (guided), not the probe's 4: the stacked shapes follow the batch
+  const r1 = { ...(await alone.session.run(feeds, [pipeline.io.output, ...alone.fetch])), ...(await alone.more(feeds)) };
+  const r2 = { ...(await together.session.run(feeds, [pipeline.io.output, ...together.fetch])), ...(await together.more(feeds)) };
+  expect(Array.from(r2[pipeline.io.output]!.data as Float32Array)).toEqual(Array.from(r1[pipeline.io.output]!.data as Float32Array));
+  alone.taps.forEach((halves, s) => halves.forEach((names, h) => expect(readTap(r2, together.taps[s]![h]!), `site ${s} half ${h}`).toEqual(readTap(r1, names))));
+  await alone.release();
+  await together.release();
 });
