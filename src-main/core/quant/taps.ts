@@ -294,15 +294,29 @@ function siteStatistics(x: string, names: TapNames, prefix: string, wholeBlocks:
   const R = b.op('Slice', [shape, b.i64([0]), b.i64([1])], {}, 'R');
   const m = b.op('Slice', [shape, b.i64([1]), b.i64([2])], {}, 'm');
   const T = TAIL_BLOCK;
-  // (a row whose length is a multiple of TAIL_BLOCK needs no padding, and Pad would copy it)
-  const padded = wholeBlocks
-    ? rowsOf
-    : b.op('Pad', [rowsOf, b.op('Concat', [b.i64([0, 0, 0]), b.op('Mod', [b.op('Sub', [b.i64([T]), b.op('Mod', [m, b.i64([T])])]), b.i64([T])])], { axis: int(0) })]);
-  const blocks = b.op('Reshape', [padded, b.i64([0, -1, T])], {}, 'blocks');
-  const bmax = b.op('ReduceMax', [blocks, b.i64([2])], { keepdims: int(0) }, 'bmax');
-  const bmin = b.op('ReduceMin', [blocks, b.i64([2])], { keepdims: int(0) }, 'bmin');
-  b.opTo(names.min, 'ReduceMin', [bmin, b.i64([1])], { keepdims: int(0) });
-  b.opTo(names.max, 'ReduceMax', [bmax, b.i64([1])], { keepdims: int(0) });
+  // A row of a static length below 2 x BULK_SAMPLES is its own bulk sample (S = 1): every element is then counted
+  // once with weight 1, either as a bulk sample or as a tail, so its histogram is the plain count of its elements'
+  // bins, and neither the bulk gather nor the tail search is needed (the same counts, bit for bit).
+  const whole = staticRow !== undefined && bulkStride(staticRow) === 1;
+  let bmax = '';
+  let bmin = '';
+  let blocks = '';
+  if (whole) {
+    // (the zeros that pad a row to whole blocks belong to its min and max)
+    const pad = (v: string, op: 'Min' | 'Max') => (wholeBlocks ? v : b.op(op, [v, b.f32(0)]));
+    b.opTo(names.min, 'Identity', [pad(b.op('ReduceMin', [rowsOf, b.i64([1])], { keepdims: int(0) }), 'Min')]);
+    b.opTo(names.max, 'Identity', [pad(b.op('ReduceMax', [rowsOf, b.i64([1])], { keepdims: int(0) }), 'Max')]);
+  } else {
+    // (a row whose length is a multiple of TAIL_BLOCK needs no padding, and Pad would copy it)
+    const padded = wholeBlocks
+      ? rowsOf
+      : b.op('Pad', [rowsOf, b.op('Concat', [b.i64([0, 0, 0]), b.op('Mod', [b.op('Sub', [b.i64([T]), b.op('Mod', [m, b.i64([T])])]), b.i64([T])])], { axis: int(0) })]);
+    blocks = b.op('Reshape', [padded, b.i64([0, -1, T])], {}, 'blocks');
+    bmax = b.op('ReduceMax', [blocks, b.i64([2])], { keepdims: int(0) }, 'bmax');
+    bmin = b.op('ReduceMin', [blocks, b.i64([2])], { keepdims: int(0) }, 'bmin');
+    b.opTo(names.min, 'ReduceMin', [bmin, b.i64([1])], { keepdims: int(0) });
+    b.opTo(names.max, 'ReduceMax', [bmax, b.i64([1])], { keepdims: int(0) });
+  }
 
   // the row's bin width: the least tabled power of two >= target (a count of the powers below it)
   const absmax = b.op('Max', [b.op('Neg', [names.min]), names.max], {}, 'absmax');
@@ -322,19 +336,26 @@ function siteStatistics(x: string, names: TapNames, prefix: string, wholeBlocks:
   };
   const col = (v: string) => b.op('Unsqueeze', [v, b.i64([1])]);
 
-  // bulk sample: element (block S + bulkOffset(block, S)) of each row, for every block of S elements (a row of a
-  // static length below 2 x BULK_SAMPLES is its own bulk sample: S = 1, no gather)
-  const whole = staticRow !== undefined && bulkStride(staticRow) === 1;
-  const S = b.op('Add', [b.op('Mul', [b.op('Div', [m, b.i64([2 * BULK_SAMPLES])]), b.i64([2])]), b.i64([1])], {}, 'S');
-  const nS = whole ? b.i64([staticRow]) : b.op('Div', [b.op('Sub', [b.op('Add', [m, S]), b.i64([1])]), S], {}, 'nS');
-  let real: string | null = null;
-  let bulk = rowsOf;
-  if (!whole) {
-    const block = b.op('Slice', [ARANGE, b.i64([0]), nS], {}, 'block');
-    const at = b.op('Add', [b.op('Mul', [block, S]), b.op('Mod', [b.op('Mul', [block, b.i64([OFFSET_PRIME])]), S])], {}, 'at');
-    real = b.op('Less', [at, m], {}, 'real');
-    bulk = b.op('Gather', [rowsOf, b.op('Min', [at, b.op('Sub', [m, b.i64([1])])])], { axis: int(1) }, 'bulk');
+  // row offsets into the flat [rows x (HIST_BINS + 1)] counts
+  const rowIdx = b.op('Range', [i32s(0), b.op('Cast', [b.op('Squeeze', [R, b.i64([0])])], { to: int(6) }), i32s(1)], {}, 'row');
+  const rowOff = col(b.op('Mul', [rowIdx, i32s(B1)], {}, 'row_off'));
+  // float32 counts are exact (a row counts far fewer than 2^24 per bin) and scatter faster than int64
+  const zeros = b.op('Expand', [b.f32(0), b.op('Mul', [R, b.i64([B1])])], {}, 'zeros');
+  const scatter = (into: string, idx: string, w: string) => b.op('ScatterElements', [into, idx, b.op('Reshape', [w, b.i64([-1])])], { axis: int(0), reduction: { type: 'string', value: 'add' } }, 'counts');
+  const outs = [names.min, names.max, names.width].map((name) => ({ name, dtype: 'float32' as const, dims: null }));
+  if (whole) {
+    const idx = binOf(rowsOf, col(invW), col(j0), rowOff);
+    b.opTo(names.hist, 'Reshape', [scatter(zeros, idx, b.op('Expand', [b.f32(1), b.op('Shape', [idx])])), b.i64([-1, B1])]);
+    return b.fragment([], [...outs, { name: names.hist, dtype: 'float32', dims: null }], 18);
   }
+
+  // bulk sample: element (block S + bulkOffset(block, S)) of each row, for every block of S elements
+  const S = b.op('Add', [b.op('Mul', [b.op('Div', [m, b.i64([2 * BULK_SAMPLES])]), b.i64([2])]), b.i64([1])], {}, 'S');
+  const nS = b.op('Div', [b.op('Sub', [b.op('Add', [m, S]), b.i64([1])]), S], {}, 'nS');
+  const block = b.op('Slice', [ARANGE, b.i64([0]), nS], {}, 'block');
+  const at = b.op('Add', [b.op('Mul', [block, S]), b.op('Mod', [b.op('Mul', [block, b.i64([OFFSET_PRIME])]), S])], {}, 'at');
+  const real = b.op('Less', [at, m], {}, 'real');
+  const bulk = b.op('Gather', [rowsOf, b.op('Min', [at, b.op('Sub', [m, b.i64([1])])])], { axis: int(1) }, 'bulk');
 
   // tail thresholds per row: hiT is the k-th largest and loT the k-th smallest bulk sample, k = max(1,
   // floor(samples x TAIL_QUANTILE)) (TopK: exact, where bins are coarse); hiT >= 0 >= loT. Shape [rows, 1].
@@ -347,10 +368,6 @@ function siteStatistics(x: string, names: TapNames, prefix: string, wholeBlocks:
   const loT = b.op('Min', [kth(0), b.f32(0)], {}, 'lo_t');
   const isTail = (v: string, hi: string, lo: string) => b.op('Or', [b.op('Greater', [v, hi]), b.op('Less', [v, lo])], {}, 'tail');
 
-  // row offsets into the flat [rows x (HIST_BINS + 1)] counts
-  const rowIdx = b.op('Range', [i32s(0), b.op('Cast', [b.op('Squeeze', [R, b.i64([0])])], { to: int(6) }), i32s(1)], {}, 'row');
-  const rowOff = col(b.op('Mul', [rowIdx, i32s(B1)], {}, 'row_off'));
-
   // tails: the blocks holding one, gathered whole ([K, TAIL_BLOCK], with their rows); their non-tail elements get weight 0
   const hasTail = b.op('Or', [b.op('Greater', [bmax, hiT]), b.op('Less', [bmin, loT])], {}, 'has_tail');
   const nz = b.op('NonZero', [hasTail], {}, 'nz');
@@ -361,19 +378,12 @@ function siteStatistics(x: string, names: TapNames, prefix: string, wholeBlocks:
   const [cHi, cLo, cInv, cJ0] = b.opMulti('Split', [b.op('Gather', [perRow, candRow], { axis: int(0) })], 4, { axis: int(1), num_outputs: int(4) }, 'cand_p');
 
   // weights: a bulk sample S unless it is a tail; a candidate 1 if it is a tail. One binning and one count for both.
-  const notTail = b.op('Not', [isTail(bulk, hiT, loT)]);
-  const bulkW = real
-    ? b.op('Mul', [b.op('Cast', [b.op('And', [notTail, real])], { to: int(1) }), b.op('Cast', [S], { to: int(1) })], {}, 'bulk_w')
-    : b.op('Cast', [notTail], { to: int(1) }, 'bulk_w');
+  const bulkW = b.op('Mul', [b.op('Cast', [b.op('And', [b.op('Not', [isTail(bulk, hiT, loT)]), real])], { to: int(1) }), b.op('Cast', [S], { to: int(1) })], {}, 'bulk_w');
   const candW = b.op('Cast', [isTail(cand, cHi!, cLo!)], { to: int(1) }, 'cand_w');
-  // float32 counts are exact (a row counts far fewer than 2^24 per bin) and scatter faster than int64; the bulk and the
-  // candidates are counted by two scatters (no concatenation of their indices and weights)
-  const zeros = b.op('Expand', [b.f32(0), b.op('Mul', [R, b.i64([B1])])], {}, 'zeros');
-  const scatter = (into: string, idx: string, w: string) => b.op('ScatterElements', [into, idx, b.op('Reshape', [w, b.i64([-1])])], { axis: int(0), reduction: { type: 'string', value: 'add' } }, 'counts');
+  // the bulk and the candidates counted by two scatters (no concatenation of their indices and weights)
   const candOff = col(b.op('Mul', [b.op('Cast', [candRow], { to: int(6) }), i32s(B1)]));
   const counts = scatter(scatter(zeros, binOf(bulk, col(invW), col(j0), rowOff), bulkW), binOf(cand, cInv!, cJ0!, candOff), candW);
   b.opTo(names.hist, 'Reshape', [counts, b.i64([-1, B1])]);
-  const outs = [names.min, names.max, names.width].map((name) => ({ name, dtype: 'float32' as const, dims: null }));
   return b.fragment([], [...outs, { name: names.hist, dtype: 'float32', dims: null }], 18);
 }
 

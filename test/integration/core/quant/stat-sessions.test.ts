@@ -5,7 +5,10 @@
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { analyzeGraph } from '../../../../src-main/core/onnx/analysis';
+import { GraphBuilder } from '../../../../kernels/onnx/graph';
+import { fragmentModel } from '../../../../src-main/core/onnx/fragment';
 import { encodeModel, loadOnnx } from '../../../../src-main/core/onnx/io';
+import { decodeModel } from '../../../../src-main/core/onnx/model';
 import { openPipeline } from '../../../../src-main/core/open';
 import { releaseSessions } from '../../../../src-main/core/pipeline/pipeline';
 import { buildFeeds } from '../../../../src-main/core/pipeline/sample';
@@ -77,6 +80,37 @@ it('site halves of one shape tapped together give each half its own statistics, 
   const r2 = { ...(await together.session.run(feeds, [pipeline.io.output, ...together.fetch])), ...(await together.more(feeds)) };
   expect(Array.from(r2[pipeline.io.output]!.data as Float32Array)).toEqual(Array.from(r1[pipeline.io.output]!.data as Float32Array));
   alone.taps.forEach((halves, s) => halves.forEach((names, h) => expect(readTap(r2, together.taps[s]![h]!), `site ${s} half ${h}`).toEqual(readTap(r1, names))));
+  await alone.release();
+  await together.release();
+});
+
+it('rows padded to whole blocks (15 elements) count their zeros in min and max, grouped or not', async () => {
+  const toy = () => {
+    const b = new GraphBuilder('toy');
+    b.identity(b.op('Relu', ['x']), 'a');
+    b.identity(b.op('Neg', ['x']), 'n');
+    const model = decodeModel(fragmentModel(b.fragment([{ name: 'x', dtype: 'float32', dims: [null as never, 3, 5] }], [{ name: 'a', dtype: 'float32', dims: null }, { name: 'n', dtype: 'float32', dims: null }], 18)), 'toy');
+    const sites = ['a', 'n'].map((tensor, id) => ({ id, tensor, layers: [], split: null, ops: ['MatMul'], temporal: false }));
+    return { model, sites };
+  };
+  const create = (m: Parameters<typeof encodeModel>[0]) => Session.create(encodeModel(m), 'cpu');
+  const rng = new Rng(11);
+  const x = Float32Array.from(rng.normal(new Float64Array(4 * 15)), (v) => Math.abs(v) + 0.25);
+  const feeds = { x: { type: 'float32' as const, data: x, dims: [4, 3, 5] } };
+  const a = toy();
+  const alone = await statSessions(a.model, a.sites, create);
+  const b = toy();
+  const together = await statSessions(b.model, b.sites, create, { shapes: await probeSiteShapes(b.model, b.sites, feeds, create) });
+  expect(together.taps.flat().every((t) => t.group?.size === 2)).toBe(true);
+  const r1 = await alone.session.run(feeds, alone.fetch);
+  const r2 = await together.session.run(feeds, together.fetch);
+  alone.taps.forEach((halves, s) => {
+    const st = readTap(r2, together.taps[s]![0]!);
+    expect(st).toEqual(readTap(r1, halves[0]!));
+    // every x is positive: Relu's rows have min 0 only from the padding, Neg's max 0 likewise
+    expect(s === 0 ? st.min : st.max).toBe(0);
+    expect(st.hist.counts.reduce((p, c) => p + c, 0)).toBe(4 * 15);
+  });
   await alone.release();
   await together.release();
 });
