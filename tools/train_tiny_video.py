@@ -605,7 +605,16 @@ def main():
         say(f"args {json.dumps(vars(args))}")
         te, unet, vae, text, scaling = train(args, say)
         meta = {"steps": args.steps}
-    meta = {**meta, "args": {k: v for k, v in vars(args).items() if k not in ("export_only", "eval_only")}, "torch": torch.__version__}
+    if args.export_only:
+        # the runs that made the checkpoint, newest first (each resumed from the one after it), while they are cached
+        runs, path = [], args.export_only
+        while path and os.path.exists(path) and len(runs) < 20:
+            ck = torch.load(path)
+            runs.append({"checkpoint": os.path.basename(path), **ck.get("meta", {}), "args": ck.get("args", {})})
+            path = ck.get("args", {}).get("resume")
+        meta = {**meta, "runs": runs, "torch": torch.__version__}
+    else:
+        meta = {**meta, "args": {k: v for k, v in vars(args).items() if k not in ("export_only", "eval_only")}, "torch": torch.__version__}
     export(te, unet, text, scaling, args.out, meta)
 
 

@@ -24,6 +24,8 @@ export interface EmbeddedModel {
   /** Class names of a class-conditional pipeline. */
   classes: string[];
   sampleShape: number[] | null;
+  /** A video pipeline's frames per video (model_index.json's default_frames); absent for images. */
+  frames?: number;
 }
 
 export interface HostInfo {

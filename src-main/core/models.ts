@@ -12,6 +12,8 @@ export interface EmbeddedModelInfo {
   summary: string;
   classes: string[];
   sampleShape: number[] | null;
+  /** A video pipeline's frames per video (model_index.json's default_frames). */
+  frames?: number;
 }
 
 /** The repository root (the folder with package.json and models/ above this file). */
@@ -68,10 +70,11 @@ export function listEmbeddedModels(root = modelsRoot()): EmbeddedModelInfo[] {
     const card = existsSync(join(dir, 'README.md')) ? readFileSync(join(dir, 'README.md'), 'utf8') : '';
     const title = /^#\s+(.+)$/m.exec(card)?.[1]?.trim() ?? id;
     if (existsSync(join(dir, 'model_index.json'))) {
-      const idx = JSON.parse(readFileSync(join(dir, 'model_index.json'), 'utf8')) as { classes?: unknown[] };
+      const idx = JSON.parse(readFileSync(join(dir, 'model_index.json'), 'utf8')) as { classes?: unknown[]; default_frames?: unknown };
       out.push({
         id, path: dir, kind: 'diffusion-pipeline', title, summary: firstParagraph(card),
         classes: (idx.classes ?? []).map(String), sampleShape: imageShapeFromConfigs(dir),
+        ...(typeof idx.default_frames === 'number' ? { frames: idx.default_frames } : {}),
       });
     } else if (existsSync(join(dir, 'model.onnx'))) {
       out.push({ id, path: dir, kind: 'classifier', title, summary: firstParagraph(card), classes: [], sampleShape: null });

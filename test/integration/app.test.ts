@@ -70,6 +70,7 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`browser mode i
     await expect(page.getByTestId('host').textContent()).resolves.toMatch(/browser host · providers: cpu, webgpu/);
     await expect(page.getByTestId('model-tiny-mnist').textContent()).resolves.toMatch(/diffusion pipeline.*1×28×28.*10 classes/s);
     await expect(page.getByTestId('model-mnist-classifier').textContent()).resolves.toMatch(/classifier/);
+    await expect(page.getByTestId('model-tiny-video').textContent()).resolves.toMatch(/diffusion pipeline.*8 frames of 3×32×32/s);
     expect(await page.getByRole('status').count()).toBe(0); // no "no engine" warning: this is the real host
     // the view tabs come first in the tab order, then the models
     await page.keyboard.press('Tab');
@@ -81,6 +82,9 @@ describe.skipIf(!browserHere && !required('DQ_REQUIRE_BROWSER'))(`browser mode i
     await page.keyboard.press('Tab');
     await expect(focused()).resolves.toBe('model-tiny-mnist');
     await page.keyboard.press('Tab');
+    await expect(focused()).resolves.toBe('model-tiny-t2i');
+    await page.keyboard.press('Tab');
+    await expect(focused()).resolves.toBe('model-tiny-video');
     await page.keyboard.press('Tab');
     await expect(focused()).resolves.toBe('model-path');
     await page.screenshot({ path: join(ROOT, 'test-results', 'first-screen.png') });
