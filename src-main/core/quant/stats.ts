@@ -65,6 +65,35 @@ export function histGrid(h: Hist): { w: number; j0: number } | null {
   return Number.isInteger(j0) && j0 * w === h.lo ? { w, j0 } : null;
 }
 
+/** A histogram on a power-of-two grid: width w, first bin j0, its `bins` counts at counts[off ..]. */
+export interface GridPart {
+  w: number;
+  j0: number;
+  counts: ArrayLike<number>;
+  off: number;
+}
+
+/**
+ * Histograms on power-of-two grids moved whole onto the least such grid, at least as wide as each, on which [min, max]
+ * spans at most `bins` bins: what merging them one by one gives, in one pass.
+ */
+export function mergeOnGrid(parts: GridPart[], min: number, max: number, bins: number): Hist {
+  let w = parts.reduce((m, p) => Math.max(m, p.w), 0);
+  while (Math.floor(max / w) - Math.floor(min / w) > bins - 1) w *= 2;
+  const j0 = Math.floor(min / w);
+  const counts = new Array<number>(bins).fill(0);
+  for (const p of parts) {
+    const f = w / p.w; // a power of two >= 1: (p.j0 + i) / f is exact
+    for (let i = 0; i < bins; i++) {
+      const c = Number(p.counts[p.off + i]);
+      if (!c) continue;
+      const j = Math.floor((p.j0 + i) / f) - j0;
+      counts[j < 0 ? 0 : j > bins - 1 ? bins - 1 : j]! += c;
+    }
+  }
+  return { lo: j0 * w, hi: (j0 + bins) * w, counts };
+}
+
 /** Merges two statistics; exact (associative, commutative) for histograms on power-of-two grids, see above. */
 export function mergeStat(a: Stat | undefined, b: Stat): Stat {
   if (!a) return { ...b, hist: { ...b.hist, counts: [...b.hist.counts] } };
@@ -75,20 +104,7 @@ export function mergeStat(a: Stat | undefined, b: Stat): Stat {
   const ga = histGrid(a.hist);
   const gb = histGrid(b.hist);
   if (ga && gb && a.hist.counts.length === bins && Number.isFinite(min) && Number.isFinite(max)) {
-    let w = Math.max(ga.w, gb.w);
-    while (Math.floor(max / w) - Math.floor(min / w) > bins - 1) w *= 2;
-    const j0 = Math.floor(min / w);
-    const counts = new Array<number>(bins).fill(0);
-    for (const [h, g] of [[a.hist, ga], [b.hist, gb]] as const) {
-      const f = w / g.w; // a power of two >= 1: (g.j0 + i) / f is exact
-      for (let i = 0; i < bins; i++) {
-        const c = h.counts[i]!;
-        if (!c) continue;
-        const j = Math.floor((g.j0 + i) / f) - j0;
-        counts[j < 0 ? 0 : j > bins - 1 ? bins - 1 : j]! += c;
-      }
-    }
-    return { ...head, hist: { lo: j0 * w, hi: (j0 + bins) * w, counts } };
+    return { ...head, hist: mergeOnGrid([{ ...ga, counts: a.hist.counts, off: 0 }, { ...gb, counts: b.hist.counts, off: 0 }], min, max, bins) };
   }
   const lo = Math.min(a.hist.lo, b.hist.lo);
   const hi = Math.max(a.hist.hi, b.hist.hi);

@@ -13,7 +13,7 @@ import type { ModelMsg } from '../onnx/model.js';
 import { ModelProto } from '../onnx/model.js';
 import type { FeedValue, Session, TensorOut } from '../runtime/onnx.js';
 import type { Site } from './sites.js';
-import { HIST_BINS, mergeStat, type Stat } from './stats.js';
+import { HIST_BINS, mergeOnGrid, mergeStat, type GridPart, type Stat } from './stats.js';
 
 export { HIST_BINS };
 /**
@@ -100,11 +100,12 @@ export function readTap(res: Record<string, { data: ArrayLike<number> | ArrayLik
   }
   let min = Infinity;
   let max = -Infinity;
-  let wide = 0;
+  const parts: GridPart[] = [];
   for (let r = index; r < all; r += size) {
     min = Math.min(min, Number(mins[r]));
     max = Math.max(max, Number(maxs[r]));
-    wide = Math.max(wide, Number(widths[r]));
+    const w = Number(widths[r]);
+    parts.push({ w, j0: Math.floor(Number(mins[r]) / w), counts: raw, off: r * (HIST_BINS + 1) });
   }
   if (!Number.isFinite(min) || !Number.isFinite(max)) {
     // a NaN or infinite activation (which quantization refuses): row by row, as mergeStat keeps such statistics
@@ -113,23 +114,7 @@ export function readTap(res: Record<string, { data: ArrayLike<number> | ArrayLik
     return acc!;
   }
   // every row's histogram moved whole onto the merged grid at once: what merging them one by one gives (stats.ts)
-  let w = wide;
-  while (Math.floor(max / w) - Math.floor(min / w) > HIST_BINS - 1) w *= 2;
-  const j0 = Math.floor(min / w);
-  const counts = new Array<number>(HIST_BINS).fill(0);
-  for (let r = index; r < all; r += size) {
-    const wr = Number(widths[r]);
-    const jr = Math.floor(Number(mins[r]) / wr);
-    const f = w / wr;
-    const off = r * (HIST_BINS + 1);
-    for (let i = 0; i < HIST_BINS; i++) {
-      const c = Number(raw[off + i]);
-      if (!c) continue;
-      const j = Math.floor((jr + i) / f) - j0;
-      counts[j < 0 ? 0 : j > HIST_BINS - 1 ? HIST_BINS - 1 : j]! += c;
-    }
-  }
-  return { min, max, absmax: Math.max(-min, max), hist: { lo: j0 * w, hi: (j0 + HIST_BINS) * w, counts }, n: all / size };
+  return { min, max, absmax: Math.max(-min, max), hist: mergeOnGrid(parts, min, max, HIST_BINS), n: all / size };
 }
 
 /** Row r's statistic as a Stat of its own. */
@@ -480,14 +465,14 @@ export async function statSessions(
   const slices: Site[][] = [];
   let units = new Set<string>();
   for (const site of sites) {
-    const next = new Set(units);
-    halfDims(site, shapes).forEach((d) => next.add(groupKey(d) ?? `site ${site.id}`));
+    const keys = halfDims(site, shapes).map((d) => groupKey(d) ?? `site ${site.id}`);
+    const next = new Set([...units, ...keys]);
     if (slices.length && next.size <= perSession) {
       slices.at(-1)!.push(site);
       units = next;
     } else {
       slices.push([site]);
-      units = new Set(halfDims(site, shapes).map((d) => groupKey(d) ?? `site ${site.id}`));
+      units = new Set(keys);
     }
   }
   if (!slices.length) slices.push([]);
