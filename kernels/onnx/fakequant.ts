@@ -166,16 +166,12 @@ function broadcast(b: GraphBuilder, dims: number[], g: Granularity): Broadcast {
  * +-max; NaN stays NaN, -0 and negative values that round to 0 give -0. Exact, with elementwise standard ops.
  *
  * Formats of at most three binades (E2M1, E2M3) use the quantum q of a = |y|'s binade, from Floor and Clip, and
- * r = Round(y / q) * q (y / q is exact: q is a power of two). The others split y
- * as Veltkamp does: with c = 2^(23 - m) + 1, t = c y, hi = t - (t - y) is y rounded to m + 1 significant bits,
- * to nearest with ties to even (float32 arithmetic rounds that way; the split needs 23 - m <= 22 and no overflow,
- * so y is first clipped to +-2^(emax + 2), beyond which everything saturates anyway). Below 2^emin the format's
- * quantum stops shrinking (subnormals): there r = Round(y / q_min) * q_min. `scaledAbs`, when given, is
- * |y| / 2^(emin + 1) computed otherwise (exactly that value; the few-binades branch uses it); `bounded`: the
- * caller guarantees |y| < 2^(emax + 2) or NaN (an MX element: |x / X| < 2^(emax + 1)), so the overflow clip goes. Then r is clipped to +-max (Inf
- * saturates; a tie at the top of a binade rounds to the next power of two, as RNE in the format does).
+ * r = Round(y / q) * q (y / q is exact: q is a power of two), then r is clipped to +-max (Inf saturates; a tie at
+ * the top of a binade rounds to the next power of two, as RNE in the format does). The others round y / q_min with
+ * roundToGridUnits (Veltkamp's split, and the subnormals below 2^emin) and scale back. `scaledAbs`, when given, is
+ * |y| / 2^(emin + 1) computed otherwise (exactly that value; the few-binades branch uses it).
  */
-export function roundToGrid(b: GraphBuilder, y: string, f: MiniFloat, scaledAbs?: string, bounded = false): string {
+export function roundToGrid(b: GraphBuilder, y: string, f: MiniFloat, scaledAbs?: string): string {
   if (f.emax - f.emin <= 2) {
     // a format of at most three binades (E2M1, E2M3): the quantum from Floor(a / 2^(emin + 1)), which is 0 below
     // the second binade, 1 in it and 2 or 3 in the third: clipped to [0.5, 2^(emax - emin - 1)] and scaled by
@@ -186,15 +182,36 @@ export function roundToGrid(b: GraphBuilder, y: string, f: MiniFloat, scaledAbs?
     const r = b.op('Mul', [b.op('Round', [b.op('Div', [y, q])]), q]);
     return b.op('Clip', [r, b.f32(-f.max), b.f32(f.max)]);
   }
-  const big = 2 ** (f.emax + 2);
-  const yc = bounded ? y : b.op('Clip', [y, b.f32(-big), b.f32(big)], {}, 'y_c');
+  const q = 2 ** (f.emin - f.mbits);
+  return b.op('Mul', [roundToGridUnits(b, b.op('Mul', [y, b.f32(1 / q)], {}, 'units'), f), b.f32(q)], {}, 'rounded');
+}
+
+/**
+ * roundToGrid's split (formats of more than three binades) in units of the format's smallest quantum
+ * q = 2^(emin - m): takes y / q, returns the rounded value / q (an integer). A caller that divides by a scale s and
+ * multiplies by it again folds q into it (s q: exact, a power of two apart) and saves two elementwise Muls; the
+ * result is the same float32 as roundToGrid's (scaling by a power of two commutes with rounding; an overflow of
+ * y / q is an infinity, which saturates as the clipped value would).
+ *
+ * In units, hi = t - (t - y) with t = (2^(23 - m) + 1) y (Veltkamp) is y rounded to m + 1 significant bits, and
+ * Round(y) is the subnormal rounding, taken where |y| < 2^m (below 2^emin). The select is arithmetic (onnxruntime's
+ * Where costs about eight elementwise ops on the CPU): with `normal` = 1 where |y| >= 2^m, else 0,
+ * r = sub - (sub - hi) normal. Exact: sub and hi are integers well inside float32's range (or, past 2^24, y itself
+ * and its Veltkamp split), so sub - hi is exact and sub - (sub - hi) = hi; where normal = 0 the product is a zero of
+ * the sign of -hi, so sub - it keeps sub's sign of zero (-0 stays -0, +0 stays +0); NaN comes through sub.
+ * `normal`: the caller's own 0/1 float mask of |y| >= 2^m when it has |y| cheaper (MX: from the block's |x|).
+ */
+export function roundToGridUnits(b: GraphBuilder, y: string, f: MiniFloat, opts: { normal?: string } = {}): string {
+  if (f.emax - f.emin <= 2) throw new RangeError(`roundToGridUnits: ${f.name} has at most three binades (use roundToGrid)`);
+  // saturation first: the format's max is on its grid, so nothing clipped into [-max, max] rounds past it, and
+  // whatever lies beyond saturates to it as the format's rounding does (NaN passes, -0 stays)
+  const top = f.max * 2 ** -(f.emin - f.mbits);
+  const yc = b.op('Clip', [y, b.f32(-top), b.f32(top)], {}, 'y_c');
   const t = b.op('Mul', [yc, b.f32(2 ** (23 - f.mbits) + 1)], {}, 'split_t');
   const hi = b.op('Sub', [t, b.op('Sub', [t, yc])], {}, 'split_hi');
-  const qMin = 2 ** (f.emin - f.mbits);
-  const sub = b.op('Mul', [b.op('Round', [b.op('Mul', [yc, b.f32(1 / qMin)])]), b.f32(qMin)], {}, 'subnormal');
-  // (onnxruntime's Where turns a -0 taken from its second input into +0, and keeps it from the third)
-  const r = b.op('Where', [b.op('GreaterOrEqual', [b.op('Abs', [yc]), b.f32(2 ** f.emin)]), hi, sub], {}, 'rounded');
-  return b.op('Clip', [r, b.f32(-f.max), b.f32(f.max)]);
+  const sub = b.op('Round', [yc], {}, 'subnormal');
+  const normal = opts.normal ?? b.op('Cast', [b.op('GreaterOrEqual', [b.op('Abs', [yc]), b.f32(2 ** f.mbits)])], { to: int(1) }, 'normal');
+  return b.op('Sub', [sub, b.op('Mul', [b.op('Sub', [sub, hi]), normal])], {}, 'rounded');
 }
 
 function stdFloat(b: GraphBuilder, x: string, dims: number[], g: Granularity, f: MiniFloat, scale: Float32Array): string {
@@ -291,9 +308,9 @@ function nativeFp8Round(b: GraphBuilder, y: string, element: 'e4m3fn' | 'e5m2'):
 }
 
 /** A block format's rounding of y to an element or scale grid: roundToGrid, or QuantizeLinear for FP8 ('native'). */
-function roundElement(b: GraphBuilder, y: string, f: MiniFloat, impl: BlockImpl, scaledAbs?: string, bounded = false): string {
+function roundElement(b: GraphBuilder, y: string, f: MiniFloat, impl: BlockImpl, scaledAbs?: string): string {
   if (impl === 'native' && (f.name === 'e4m3fn' || f.name === 'e5m2')) return nativeFp8Round(b, y, f.name);
-  return roundToGrid(b, y, f, scaledAbs, bounded);
+  return roundToGrid(b, y, f, scaledAbs);
 }
 
 /**
@@ -303,18 +320,25 @@ function roundElement(b: GraphBuilder, y: string, f: MiniFloat, impl: BlockImpl,
 export function mxBlocks(b: GraphBuilder, v: string, axis: number, element: MxElement, impl: BlockImpl = 'std'): string {
   const bl = blockAmax(b, v, axis);
   const X = b.op('Add', [mxScale(b, bl.amax, mxElementEmax(element)), bl.poison], {}, 'mx_scale_p');
-  const y = b.op('Div', [v, X]);
   let e: string;
   if (element === 'int8') {
-    const k = b.op('Clip', [b.op('Round', [b.op('Mul', [y, b.f32(64)])]), b.f32(-MXINT8_MAX_CODE), b.f32(MXINT8_MAX_CODE)]);
+    const k = b.op('Clip', [b.op('Round', [b.op('Mul', [b.op('Div', [v, X]), b.f32(64)])]), b.f32(-MXINT8_MAX_CODE), b.f32(MXINT8_MAX_CODE)]);
     // 0 - (-k) = k with Round's -0 turned into +0 (an integer code has no -0).
     e = b.op('Mul', [b.op('Sub', [b.f32(0), b.op('Neg', [k])]), b.f32(1 / 64)]);
   } else {
     const f = FORMATS[element];
+    if (impl === 'std' && f.emax - f.emin > 2) {
+      // in units of the element's smallest quantum (roundToGridUnits): divide by X q and multiply by it (powers of
+      // two, exact), and |y| >= 2^emin read from the block's |x| >= X 2^emin
+      const unit = b.op('Mul', [X, b.f32(2 ** (f.emin - f.mbits))], {}, 'mx_unit');
+      const normal = b.op('Cast', [b.op('GreaterOrEqual', [bl.abs, b.op('Mul', [X, b.f32(2 ** f.emin)])])], { to: int(1) }, 'normal');
+      const u = roundToGridUnits(b, b.op('Div', [v, unit]), f, { normal });
+      return b.op('Mul', [u, poisonByElements(b, unit, u, axis)], {}, 'dequant');
+    }
     // few binades: the quantum reads |y| / 2^(emin+1), which is |x| times a power of two per block (X is one):
     // the same real number, rounded once, so the same Floor
     const scaledAbs = f.emax - f.emin <= 2 ? b.op('Mul', [bl.abs, b.op('Div', [b.f32(2 ** -(f.emin + 1)), X])], {}, 'abs_y') : undefined;
-    e = roundElement(b, y, f, impl, scaledAbs, true);
+    e = roundElement(b, b.op('Div', [v, X]), f, impl, scaledAbs);
   }
   return b.op('Mul', [e, poisonByElements(b, X, e, axis)], {}, 'dequant');
 }

@@ -7,7 +7,7 @@
  * (bench/simulated.ts, docs/quantize.md).
  */
 import { GraphBuilder, int, type Fragment } from '../../../kernels/onnx/graph.js';
-import { mxBlocks, nvfp4Blocks, roundToGrid } from '../../../kernels/onnx/fakequant.js';
+import { mxBlocks, nvfp4Blocks, roundToGrid, roundToGridUnits } from '../../../kernels/onnx/fakequant.js';
 import { FORMATS } from '../../../kernels/minifloat.js';
 import { hadamard, intRange, MX_BLOCK, NVFP4_BLOCK, TOKEN_MIN_SCALE, type QuantFormat } from '../../../kernels/quant.js';
 import { embedFragment, LOCAL_DOMAIN, localFunction } from '../onnx/fragment.js';
@@ -38,8 +38,15 @@ function runtimeFq(b: GraphBuilder, x: string, fmt: Extract<QuantFormat, { kind:
     const zp = z ? b.op('Cast', [z], { to: int(2) }, 'zp_u8') : b.init('zero_point', 'int8', [], new Int8Array(1));
     return b.op('DequantizeLinear', [b.op('QuantizeLinear', [x, s, zp], {}, 'q'), s, zp], {}, 'dequant');
   }
+  if (fmt.kind === 'float') {
+    const f = FORMATS[fmt.element];
+    if (f.emax - f.emin <= 2) return b.op('Mul', [roundToGrid(b, b.op('Div', [x, s]), f), s], {}, 'dequant');
+    // in units of the format's smallest quantum q (roundToGridUnits): x / (s q) and back, two Muls fewer; s q is
+    // exact (q is a power of two), so the result is roundToGrid's to the bit
+    const unit = b.op('Mul', [s, b.f32(2 ** (f.emin - f.mbits))], {}, 'unit');
+    return b.op('Mul', [roundToGridUnits(b, b.op('Div', [x, unit]), f), unit], {}, 'dequant');
+  }
   const y = b.op('Div', [x, s]);
-  if (fmt.kind === 'float') return b.op('Mul', [roundToGrid(b, y, FORMATS[fmt.element]), s], {}, 'dequant');
   const { qmin, qmax } = intRange(fmt.bits, fmt.symmetric);
   const r = b.op('Round', [y]);
   const q = z ? b.op('Sub', [z, b.op('Neg', [r])]) : r;
