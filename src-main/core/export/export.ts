@@ -32,12 +32,12 @@ import { LOCAL_DOMAIN } from '../onnx/fragment.js';
 import { verificationVerdict, type VerificationVerdict } from './verdict.js';
 import { fuseAttention } from '../onnx/fuse.js';
 import { pruneDead } from '../onnx/rewrite.js';
-import { locatePipeline, releaseSessions, sizeMultiple, withImageSize, type Pipeline } from '../pipeline/pipeline.js';
+import { locatePipeline, releaseSessions, type Pipeline } from '../pipeline/pipeline.js';
 import { openPipeline } from '../open.js';
 import { decodeLatents } from '../pipeline/codec.js';
 import { guidedRun, predictEps, runLoop, seedNoise } from '../pipeline/loop.js';
 import { defaultPrompts } from '../quant/calibrate.js';
-import { buildFeeds, sample, timestepInput } from '../pipeline/sample.js';
+import { sample } from '../pipeline/sample.js';
 import { createScheduler, fallbackSampler, type SamplerName, schedulerOptions } from '../pipeline/schedulers.js';
 import { actParams, copyComponents, type Manifest, type ParamsFile } from '../quant/quantize.js';
 import { readManifest, readParams as readVariantParams } from '../quant/variant.js';
@@ -51,7 +51,7 @@ import { int8Support, INT8_SUPPORT_LABEL } from '../runtime/cpu.js';
 import { Session } from '../runtime/onnx.js';
 import type { QuantizableLayer } from '../onnx/analysis.js';
 import { aInt, Emit, emitStored, type AttrMsg } from './emit.js';
-import { slimRegion, type RegionProbe } from './region.js';
+import { slimRegion, textInputsOf, textRegionProbes } from '../pipeline/region.js';
 import { parseGranularity, parseSplit, recoverWeight, sliceAxis, type Recovered } from './recover.js';
 
 export const EXPORT_VERSION = 1;
@@ -771,20 +771,8 @@ async function slimTextRegion(vdir: string, region: NonNullable<ParamsFile['text
   const loaded = loadOnnx(join(vdir, region.model));
   const before = onnxBytes(loaded.path);
   const { pipeline: p } = await openPipeline(vdir, 'cpu');
-  const text = [p.io.encoderHiddenStates, p.io.textEmbeds, p.io.timeIds, p.io.timestepCond, p.io.txtIds, p.io.guidanceInput, p.io.textMask].filter((n): n is string => !!n);
-  const probes: RegionProbe[] = [];
-  if (p.text) {
-    const m = sizeMultiple(p);
-    const [, H, W] = p.imageShape;
-    const ids = await p.text.ids(['a probe', 'another probe'], ['', ''], false);
-    for (const [q, b] of [[p, 1], [p, 2], [withImageSize(p, H + m, W + 2 * m), 1]] as const) {
-      const [C, h, w] = q.index.sampleShape;
-      const feeds = await buildFeeds(q, new Float64Array(b * C * h * w), 500, ids.slice(0, b), false, b, async () => ({}));
-      // the variant's denoiser may no longer read the timestep (its time-only region was cut): the region may
-      feeds[q.io.timestep] ??= timestepInput(q, 500, b);
-      probes.push({ feeds, rows: b });
-    }
-  }
+  const text = textInputsOf(p);
+  const probes = await textRegionProbes(p);
   const r = probes.length ? await slimRegion(loaded.model, text, probes) : null;
   if (!r?.rewired) {
     saveOnnx(loaded.model, out, loaded.dir);

@@ -15,7 +15,8 @@ import { FORMATS } from '../../../kernels/minifloat.js';
 import { DqError } from '../errors.js';
 import { cleanStaleOutputs, makeDirs, prepareOutput, swapIntoPlace, writeFileAtomic, sha256File, readJson } from '../fsutil.js';
 import { analyzeGraph, type LayerMap, type QuantizableLayer } from '../onnx/analysis.js';
-import { floatTensor, loadOnnx, saveOnnx } from '../onnx/io.js';
+import { floatTensor, inlineExternalData, loadOnnx, saveOnnx } from '../onnx/io.js';
+import { applySizePlan, planSizeReads, textInputsOf, textRegionProbes } from '../pipeline/region.js';
 import { nodeAttr, untieWeights } from '../onnx/graph.js';
 import type { ModelMsg, TensorMsg } from '../onnx/model.js';
 import { cutFeatures, exposeTensors, pruneDead } from '../onnx/rewrite.js';
@@ -543,9 +544,15 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   let textRegion: ParamsFile['text'] = null;
   let textModel: ModelMsg | null = null;
   const textCutLayers = new Set<string>();
+  // the text features' region reads sizes from the network upstream of each attention block: planned away once
+  // (pipeline/region.ts), for the models that measure the features and the one the variant keeps
+  const sizePlan = textCandidates.length && recipe.text !== 'quantize'
+    ? await planSizeReads(inlineExternalData(regionModel(loc.unetPath, textCandidates), dirname(loc.unetPath)), textInputsOf(source), await textRegionProbes(source))
+    : null;
   const cutText = (features: string[]) => {
     cutFeatures(model, features, [sourceIo.sample]);
     textModel = regionModel(loc.unetPath, features);
+    if (sizePlan) applySizePlan(textModel, sizePlan);
     textRegion = { model: 'text/model.onnx', features, inputs: runtimeInputsOf(textModel) };
     const present = new Set((model.graph!.node ?? []).map((n) => n.name ?? ''));
     for (const l of fpMap.textOnly) if (!present.has(l)) textCutLayers.add(l);
@@ -801,7 +808,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     const disturbance = conditioning
       ? await measureDisturbance({
           quantized: model, fp: loadOnnx(loc.unetPath).model, features: textCandidates, activations: params.activations, timestepInput: sourceIo.timestep, classInput: null,
-          labels: [], timesteps, conditioning, dir: loaded.dir,
+          labels: [], timesteps, conditioning, dir: loaded.dir, ...(sizePlan ? { sizePlan } : {}),
         })
       : [];
     textCached = disturbance.filter((d) => d.max > recipe.textThreshold).map((d) => d.feature);

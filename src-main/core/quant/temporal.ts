@@ -20,6 +20,7 @@ import { Session, type FeedValue } from '../runtime/onnx.js';
 import type { ParamsFile } from './quantize.js';
 import { paramFeeds } from './variant.js';
 import { timestepFeed } from '../pipeline/sample.js';
+import { applySizePlan, type SizePlan } from '../pipeline/region.js';
 
 export interface FeatureDisturbance {
   feature: string;
@@ -43,6 +44,8 @@ export interface DisturbanceInput {
   dir?: string;
   /** Text-to-image: the conditioning inputs of `rows` rows (text states, pooled text, size ids) the region reads. */
   conditioning?: { feeds: Record<string, FeedValue>; rows: number };
+  /** Text features: the region's size reads made constants and the batch (pipeline/region.ts), in both models. */
+  sizePlan?: SizePlan;
 }
 
 /** The inputs whose values (not only shapes) the features depend on. */
@@ -54,17 +57,18 @@ function valueInputs(m: ModelMsg, features: string[]): Set<string> {
 }
 
 /** A copy of `model` whose only outputs are `features` (and only what they need). */
-function featureModel(model: ModelMsg, features: string[], dir?: string): ModelMsg {
+function featureModel(model: ModelMsg, features: string[], dir?: string, plan?: SizePlan): ModelMsg {
   const m = decodeModel(encodeModel(model), 'temporal features');
   m.graph!.output = [];
   exposeTensors(m, features);
   pruneDead(m);
+  if (plan) applySizePlan(m, plan);
   return dir ? inlineExternalData(m, dir) : m;
 }
 
 export async function measureDisturbance(o: DisturbanceInput): Promise<FeatureDisturbance[]> {
-  const qm = featureModel(o.quantized, o.features, o.dir);
-  const fm = featureModel(o.fp, o.features, o.dir);
+  const qm = featureModel(o.quantized, o.features, o.dir, o.sizePlan);
+  const fm = featureModel(o.fp, o.features, o.dir, o.sizePlan);
   const q = await Session.create(encodeModel(qm), 'cpu');
   const fp = await Session.create(encodeModel(fm), 'cpu');
   try {

@@ -115,6 +115,9 @@ export async function expectSameTextFeatures(variant: string, exp: string): Prom
   const a = await run(variant, pv);
   const b = await run(exp, px);
   for (const f of pv.features) expect(Array.from(b[f]!.data as Float32Array)).toEqual(Array.from(a[f]!.data as Float32Array));
-  expect(statSync(join(exp, px.model)).size).toBeLessThan(statSync(join(variant, pv.model)).size / 2);
+  // neither holds the network upstream of the attention blocks (the variant's was slimmed when it was quantized; an
+  // export slims a variant's that was not)
+  expect(statSync(join(exp, px.model)).size).toBeLessThanOrEqual(statSync(join(variant, pv.model)).size);
+  expect(statSync(join(variant, pv.model)).size).toBeLessThan(0.25 * statSync(join(variant, 'unet', 'model.onnx')).size);
   expect(existsSync(join(exp, px.model))).toBe(true);
 }

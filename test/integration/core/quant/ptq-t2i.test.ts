@@ -4,7 +4,7 @@
  * text-feature cache: the cached keys and values are exactly what the FP denoiser computes, they are keyed by the
  * batch's prompts (one prompt's features never reach another's image), and variants keep the source's components.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { analyzeGraph } from '../../../../src-main/core/onnx/analysis';
@@ -114,6 +114,11 @@ describe('the text-feature cache', () => {
     expect(params.text!.features.sort()).toEqual([...fpMap.textFeatures].sort());
     expect(m.text).toMatchObject({ mode: 'cache', cached: fpMap.textFeatures });
     for (const l of fpMap.textOnly) expect(m.layers.find((r) => r.name === l)!.spared).toMatch(/^text-only region: FP text features cached/);
+    // the text model reads the text only: the sizes it took from the network upstream of each attention block
+    // (diffusers' attention reads the batch from the query) are constants and the text's batch, so that network
+    // is not in it (pipeline/region.ts)
+    expect(params.text!.inputs).toEqual(['encoder_hidden_states']);
+    expect(statSync(join(out, params.text!.model)).size).toBeLessThan(0.1 * statSync(join(T2I, 'unet', 'model.onnx')).size);
     // the variant's unet no longer has those layers
     const names = new Set((loadOnnx(join(out, 'unet', 'model.onnx')).model.graph!.node ?? []).map((n) => n.name));
     for (const l of fpMap.textOnly) expect(names.has(l)).toBe(false);

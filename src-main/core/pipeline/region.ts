@@ -1,6 +1,7 @@
 /**
  * A cut-out FP region (a variant's text/model.onnx: the cross-attention keys and values computed once per prompt)
- * without the part of the network it reads only for sizes.
+ * without the part of the network it reads only for sizes. Quantization slims the text-feature models it measures
+ * and the one it writes (quant/quantize.ts); an export slims a variant's that predates it (export/export.ts).
  *
  * The region is found by values: the keys and values depend on the text and not on the sample. But the graph reads
  * sizes for their head reshape from the attention's query input (diffusers' `batch_size, _, _ = hidden_states
@@ -14,13 +15,16 @@
  * the batch read from a text input's shape. An entry that follows the image size (the query's token count) keeps
  * its Shape node. What only fed replaced Shape nodes is then dead and pruned.
  */
+import { GraphBuilder, int } from '../../../kernels/onnx/graph.js';
+import { nodeProtos, tensorProto } from '../onnx/fragment.js';
 import { indexGraph, sortTopologically } from '../onnx/graph.js';
 import { encodeModel } from '../onnx/io.js';
-import { decodeModel, type ModelMsg, type NodeMsg, type TensorMsg } from '../onnx/model.js';
+import { decodeModel, ModelProto, type ModelMsg, type NodeMsg, type TensorMsg } from '../onnx/model.js';
 import { pruneDead } from '../onnx/rewrite.js';
 import type { FeedValue } from '../runtime/onnx.js';
+import { sizeMultiple, withImageSize, type Pipeline } from './pipeline.js';
+import { buildFeeds, timestepInput } from './sample.js';
 import { Session } from '../runtime/onnx.js';
-import { aInt, Emit } from './emit.js';
 
 /** One probe: the region's inputs, and the batch (rows) they carry. */
 export interface RegionProbe {
@@ -75,17 +79,29 @@ export interface SlimResult {
   inputs: string[];
 }
 
+/** One size read's replacement: each entry of the Shape node's vector a constant or the batch. */
+export type SizeRead = ({ batch: true } | { value: number })[];
+
+/** What slimming a region does: its Shape nodes (by output) that become constants and the batch of `anchor`. */
+export interface SizePlan {
+  /** A text input (batch-first) the batch is read from. */
+  anchor: string;
+  reads: Map<string, SizeRead>;
+  /** Shape nodes outside the text's reach that must stay (an entry follows the image size). */
+  kept: number;
+}
+
 /**
- * Rewires size reads of a region model (in place). `textInputs`: its inputs that carry text (batch-first);
- * `probes`: at least two feeds of the region's inputs differing in batch size and at least one differing in image
- * size (otherwise an entry that follows the image size could pass for a constant).
+ * Which size reads of a region model can go (the model is not changed). `textInputs`: its inputs that carry text
+ * (batch-first); `probes`: at least two feeds of the region's inputs differing in batch size and at least one
+ * differing in image size (otherwise an entry that follows the image size could pass for a constant). Null when
+ * there is nothing to rewire.
  */
-export async function slimRegion(model: ModelMsg, textInputs: string[], probes: RegionProbe[]): Promise<SlimResult> {
+export async function planSizeReads(model: ModelMsg, textInputs: string[], probes: RegionProbe[]): Promise<SizePlan | null> {
   const graph = model.graph!;
   const inputNames = (graph.input ?? []).map((v) => v.name ?? '');
   const anchor = textInputs.find((n) => inputNames.includes(n));
-  const none = { rewired: 0, kept: 0, nodes: 0, initializers: 0, inputs: inputNames };
-  if (!anchor || probes.length < 2) return none;
+  if (!anchor || probes.length < 2) return null;
   const g = indexGraph(model);
   const fromText = new Set<string>([...textInputs, ...g.initializers.keys()]);
   for (const i of g.order) {
@@ -93,7 +109,7 @@ export async function slimRegion(model: ModelMsg, textInputs: string[], probes: 
     if ((n.input ?? []).filter(Boolean).every((x) => fromText.has(x))) for (const o of n.output ?? []) fromText.add(o);
   }
   const shapes = g.nodes.filter((n) => n.op_type === 'Shape' && !fromText.has(n.input?.[0] ?? ''));
-  if (!shapes.length) return none;
+  if (!shapes.length) return null;
   // the entries of every such Shape node on every probe
   const probe = decodeModel(encodeModel(model), 'the region model');
   const names = shapes.map((n) => n.output![0]!);
@@ -119,13 +135,11 @@ export async function slimRegion(model: ModelMsg, textInputs: string[], probes: 
   const consumers = new Map<string, NodeMsg[]>();
   for (const n of g.nodes) for (const x of n.input ?? []) (consumers.get(x) ?? consumers.set(x, []).get(x)!).push(n);
   const outputs = new Set(g.outputs);
-  const e = new Emit('dqx/region');
-  let batch: string | null = null;
-  let rewired = 0;
+  const reads = new Map<string, SizeRead>();
   shapes.forEach((n, k) => {
     const len = seen[0]![k]!.length;
     if (seen.some((s) => s[k]!.length !== len)) return;
-    const entries: ({ batch: true } | { value: number })[] = [];
+    const entries: SizeRead = [];
     const varies: number[] = [];
     for (let j = 0; j < len; j++) {
       const vals = seen.map((s) => s[k]![j]!);
@@ -137,37 +151,91 @@ export async function slimRegion(model: ModelMsg, textInputs: string[], probes: 
         entries.push({ value: 0 });
       }
     }
+    const out = n.output![0]!;
     if (varies.length) {
-      const out = n.output![0]!;
       const users = consumers.get(out) ?? [];
       if (outputs.has(out) || !users.length || !users.every((u) => readEntries(u, out, len, g.initializers, constants)?.every((j) => !varies.includes(j)))) return;
     }
+    reads.set(out, entries);
+  });
+  return reads.size ? { anchor, reads, kept: shapes.length - reads.size } : null;
+}
+
+/**
+ * Applies a plan (in place) to a region model of the same graph (the region it was made on, or the same region of
+ * another variant of the network: Shape nodes are found by output name): each planned Shape node becomes an Identity
+ * of constants joined with the batch read from the anchor's shape; what only fed them is pruned.
+ */
+export function applySizePlan(model: ModelMsg, plan: SizePlan): SlimResult {
+  const graph = model.graph!;
+  const b = new GraphBuilder('dqx/region');
+  let batch: string | null = null;
+  let rewired = 0;
+  for (const n of graph.node ?? []) {
+    const out = n.output?.[0] ?? '';
+    const entries = n.op_type === 'Shape' ? plan.reads.get(out) : undefined;
+    if (!entries) continue;
     // a constant run of entries, or the batch read from the anchor's shape
     const parts: string[] = [];
     let run: number[] = [];
     const flush = () => {
-      if (run.length) parts.push(e.i64(run));
+      if (run.length) parts.push(b.i64(run));
       run = [];
     };
     for (const x of entries) {
       if ('value' in x) run.push(x.value);
       else {
         flush();
-        batch ??= e.op('Slice', [e.op('Shape', [anchor]), e.i64([0]), e.i64([1]), e.i64([0])]);
+        batch ??= b.op('Slice', [b.op('Shape', [plan.anchor]), b.i64([0]), b.i64([1]), b.i64([0])]);
         parts.push(batch);
       }
     }
     flush();
-    const out = n.output![0]!;
     // the Shape node becomes an Identity of the rebuilt vector (its output name stays)
-    const vec = parts.length === 1 ? parts[0]! : e.op('Concat', parts, [aInt('axis', 0)]);
+    const vec = parts.length === 1 ? parts[0]! : b.op('Concat', parts, { axis: int(0) });
     Object.assign(n, { op_type: 'Identity', input: [vec], output: [out], attribute: [], domain: '' });
     rewired++;
-  });
-  if (!rewired) return { ...none, kept: shapes.length };
-  graph.node = [...(e.nodes as NodeMsg[]), ...(graph.node ?? [])];
-  graph.initializer = [...(graph.initializer ?? []), ...(e.inits as TensorMsg[])];
+  }
+  const inputs = () => (graph.input ?? []).map((v) => v.name ?? '');
+  if (!rewired) return { rewired: 0, kept: plan.kept, nodes: 0, initializers: 0, inputs: inputs() };
+  const f = b.fragment([], [], 13);
+  const NodeProto = ModelProto.lookupType('onnx.NodeProto');
+  const TensorProto = ModelProto.lookupType('onnx.TensorProto');
+  graph.node = [...nodeProtos(f).map((x) => NodeProto.fromObject(x) as never), ...(graph.node ?? [])];
+  graph.initializer = [...(graph.initializer ?? []), ...f.initializers.map((t) => TensorProto.fromObject(tensorProto(t)) as never)];
   const pruned = pruneDead(model);
   sortTopologically(model);
-  return { rewired, kept: shapes.length - rewired, nodes: pruned.nodes, initializers: pruned.initializers, inputs: (graph.input ?? []).map((v) => v.name ?? '') };
+  return { rewired, kept: plan.kept, nodes: pruned.nodes, initializers: pruned.initializers, inputs: inputs() };
+}
+
+/** planSizeReads then applySizePlan: rewires the size reads of a region model in place. */
+export async function slimRegion(model: ModelMsg, textInputs: string[], probes: RegionProbe[]): Promise<SlimResult> {
+  const plan = await planSizeReads(model, textInputs, probes);
+  if (!plan) return { rewired: 0, kept: 0, nodes: 0, initializers: 0, inputs: (model.graph!.input ?? []).map((v) => v.name ?? '') };
+  return applySizePlan(model, plan);
+}
+
+/** A text pipeline's inputs that carry text (batch-first): what a text region's batch can be read from. */
+export function textInputsOf(p: Pipeline): string[] {
+  return [p.io.encoderHiddenStates, p.io.textEmbeds, p.io.timeIds, p.io.timestepCond, p.io.txtIds, p.io.guidanceInput, p.io.textMask].filter((n): n is string => !!n);
+}
+
+/**
+ * Probes for a text pipeline's regions: its denoiser's inputs at batch 1 and 2 of its own image size, and at batch
+ * 1 of a larger one (one size multiple taller, two wider), a zero sample at t = 500. Empty without text.
+ */
+export async function textRegionProbes(p: Pipeline): Promise<RegionProbe[]> {
+  if (!p.text) return [];
+  const m = sizeMultiple(p);
+  const [, H, W] = p.imageShape;
+  const ids = await p.text.ids(['a probe', 'another probe'], ['', ''], false);
+  const probes: RegionProbe[] = [];
+  for (const [q, b] of [[p, 1], [p, 2], [withImageSize(p, H + m, W + 2 * m), 1]] as const) {
+    const [C, h, w] = q.index.sampleShape;
+    const feeds = await buildFeeds(q, new Float64Array(b * C * h * w), 500, ids.slice(0, b), false, b, async () => ({}));
+    // a variant's denoiser may no longer read the timestep (its time-only region was cut): the region may
+    feeds[q.io.timestep] ??= timestepInput(q, 500, b);
+    probes.push({ feeds, rows: b });
+  }
+  return probes;
 }
