@@ -58,6 +58,31 @@ export function fakeQuantInt(
   return dequantizeInt(quantizeInt(x, dims, g, fmt, scale, zeroPoint), dims, g, scale, zeroPoint);
 }
 
+/**
+ * fakeQuantInt for a search over many scale sets (weights.ts's MSE clipping): `idx` is scaleIndex(dims, g), the
+ * parameters are not checked again, the result goes into `out` and each group's squared error into `err` (zeroed
+ * first). The same float32 arithmetic as fakeQuantInt, bit for bit, in one pass and without allocating.
+ */
+export function fakeQuantIntInto(
+  x: Float32Array,
+  idx: Uint32Array,
+  fmt: { bits: number; symmetric: boolean },
+  scale: Float32Array,
+  zeroPoint: ArrayLike<number> | undefined,
+  out: Float32Array,
+  err: Float64Array,
+): void {
+  const { qmin, qmax } = intRange(fmt.bits, fmt.symmetric);
+  err.fill(0);
+  for (let i = 0; i < x.length; i++) {
+    const j = idx[i]!;
+    const z = zeroPoint ? zeroPoint[j]! : 0;
+    const q = f32((intCode(f32(x[i]! / scale[j]!), z, qmin, qmax) - z) * scale[j]!);
+    out[i] = q;
+    err[j] += (x[i]! - q) ** 2;
+  }
+}
+
 /** The integer codes of x (QuantizeLinear): clamp(round(x / s) + zp), NaN -> qmin. */
 export function quantizeInt(
   x: Float32Array,

@@ -52,10 +52,8 @@ export function dimsOf(t: TensorMsg): number[] {
   return (t.dims ?? []).map((d) => num(d) ?? 0);
 }
 
-export function indexGraph(model: ModelMsg): GraphIndex {
-  const graph = model.graph;
-  if (!graph) throw new DqError('BAD_MODEL', 'the model has no graph');
-  const nodes = graph.node ?? [];
+/** Each node's name as indexGraph gives it: its own, else `<op>_<i>`; a repeated one gets `#<i>`. */
+export function nodeNames(nodes: readonly NodeMsg[]): string[] {
   const names: string[] = [];
   const seen = new Set<string>();
   nodes.forEach((n, i) => {
@@ -64,6 +62,14 @@ export function indexGraph(model: ModelMsg): GraphIndex {
     seen.add(name);
     names.push(name);
   });
+  return names;
+}
+
+export function indexGraph(model: ModelMsg): GraphIndex {
+  const graph = model.graph;
+  if (!graph) throw new DqError('BAD_MODEL', 'the model has no graph');
+  const nodes = graph.node ?? [];
+  const names = nodeNames(nodes);
   const producer = new Map<string, number>();
   const consumers = new Map<string, number[]>();
   nodes.forEach((n, i) => {

@@ -11,7 +11,7 @@ import { mxBlocks, nvfp4Blocks, roundToGrid, roundToGridUnits } from '../../../k
 import { FORMATS } from '../../../kernels/minifloat.js';
 import { hadamard, intRange, MX_BLOCK, NVFP4_BLOCK, TOKEN_MIN_SCALE, type QuantFormat } from '../../../kernels/quant.js';
 import { embedFragment, LOCAL_DOMAIN, localFunction } from '../onnx/fragment.js';
-import { indexGraph } from '../onnx/graph.js';
+import { nodeNames } from '../onnx/graph.js';
 import type { ModelMsg } from '../onnx/model.js';
 import { ModelProto } from '../onnx/model.js';
 import type { Site } from './sites.js';
@@ -157,10 +157,11 @@ export function insertActivationQuantizer(
   const final = b.identity(out, `${prefix}/out`);
   const frag: Fragment = b.fragment([], [{ name: final, dtype: 'float32', dims: null }], 21);
   // rewire the layers first, so the fragment lands before its first consumer
-  const g = indexGraph(model);
+  const nodes = model.graph!.node ?? [];
+  const names = nodeNames(nodes);
   const want = new Set(layers);
-  g.nodes.forEach((n, i) => {
-    if (!want.has(g.names[i]!)) return;
+  nodes.forEach((n, i) => {
+    if (!want.has(names[i]!)) return;
     n.input = (n.input ?? []).map((inp) => (inp === site.tensor ? final : inp));
   });
   embedFragment(model, frag);

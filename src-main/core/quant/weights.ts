@@ -6,7 +6,7 @@
  */
 import { numel, scaleIndex, type Granularity } from '../../../kernels/layout.js';
 import {
-  fakeQuantFloat, fakeQuantInt, fakeQuantMx, fakeQuantNvfp4, float16Floor, intParams, maxCalibrate, MX_BLOCK, NVFP4_BLOCK,
+  fakeQuantFloat, fakeQuantInt, fakeQuantIntInto, fakeQuantMx, fakeQuantNvfp4, float16Floor, intParams, maxCalibrate, MX_BLOCK, NVFP4_BLOCK,
   nvfp4TensorScale, type QuantFormat,
 } from '../../../kernels/quant.js';
 import { storageCost } from '../../../kernels/storage.js';
@@ -100,6 +100,9 @@ function intOrFloat(w: Float32Array, dims: number[], g: Granularity, fmt: Extrac
   const idx = scaleIndex(dims, g);
   const best = run(base.scale, base.zeroPoint);
   const bestErr = groupErrors(w, best, idx, groups);
+  // INT candidates in one fused pass each (fakeQuantIntInto: the same values as run)
+  const cand = fmt.kind === 'int' ? new Float32Array(w.length) : null;
+  const candErr = new Float64Array(groups);
   for (let a = 0.95; a >= 0.5 - 1e-9; a -= 0.05) {
     let scale: Float32Array;
     let zp: Int32Array | undefined;
@@ -122,11 +125,19 @@ function intOrFloat(w: Float32Array, dims: number[], g: Granularity, fmt: Extrac
     } else {
       scale = fit(calibrated.scale.map((s) => Math.fround(s * a)));
     }
-    const cand = run(scale, zp);
-    const err = groupErrors(w, cand, idx, groups);
+    let values: Float32Array;
+    let err: Float64Array;
+    if (cand) {
+      fakeQuantIntInto(w, idx, fmt as Extract<QuantFormat, { kind: 'int' }>, scale, zp, cand, candErr);
+      values = cand;
+      err = candErr;
+    } else {
+      values = run(scale, zp);
+      err = groupErrors(w, values, idx, groups);
+    }
     for (let i = 0; i < w.length; i++) {
       const j = idx[i]!;
-      if (err[j]! < bestErr[j]!) best[i] = cand[i]!;
+      if (err[j]! < bestErr[j]!) best[i] = values[i]!;
     }
     for (let j = 0; j < groups; j++) if (err[j]! < bestErr[j]!) bestErr[j] = err[j]!;
   }
