@@ -393,6 +393,8 @@ export interface FeatureCacheReport {
   threshold: number | null;
   cached: string[];
   disturbance: FeatureDisturbanceView[];
+  /** Text features: whether their FP models read the batch from the text or keep the network they read sizes from. */
+  sizes?: string;
 }
 
 /** A component besides the denoiser with int8 weights, verified against its FP self. */

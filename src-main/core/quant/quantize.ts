@@ -16,7 +16,7 @@ import { DqError } from '../errors.js';
 import { cleanStaleOutputs, makeDirs, prepareOutput, swapIntoPlace, writeFileAtomic, sha256File, readJson } from '../fsutil.js';
 import { analyzeGraph, type LayerMap, type QuantizableLayer } from '../onnx/analysis.js';
 import { floatTensor, inlineExternalData, loadOnnx, saveOnnx } from '../onnx/io.js';
-import { applySizePlan, planSizeReads, textInputsOf, textRegionProbes } from '../pipeline/region.js';
+import { applySizePlan, planSizeReads, textInputsOf, textRegionProbes, type SizePlan } from '../pipeline/region.js';
 import { nodeAttr, untieWeights } from '../onnx/graph.js';
 import type { ModelMsg, TensorMsg } from '../onnx/model.js';
 import { cutFeatures, exposeTensors, pruneDead } from '../onnx/rewrite.js';
@@ -99,7 +99,7 @@ export interface Manifest {
   /** Temporal feature maintenance: which features are cached (FP) and, in 'auto' mode, each feature's measured disturbance. */
   temporal?: { mode: 'cache' | 'auto'; threshold: number | null; cached: string[]; disturbance: FeatureDisturbance[] };
   /** The text-feature cache, as for temporal features: which text features are cached (FP) and their measured disturbance. */
-  text?: { mode: 'cache' | 'auto'; threshold: number | null; cached: string[]; disturbance: FeatureDisturbance[] };
+  text?: { mode: 'cache' | 'auto'; threshold: number | null; cached: string[]; disturbance: FeatureDisturbance[]; sizes?: string };
   /** Other components quantized (int8 weights), each with its verification against the FP component. */
   components?: Record<string, ComponentSummary>;
   /** dq quantize --budget: the layers a bits budget moved to the higher format. */
@@ -546,9 +546,19 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   const textCutLayers = new Set<string>();
   // the text features' region reads sizes from the network upstream of each attention block: planned away once
   // (pipeline/region.ts), for the models that measure the features and the one the variant keeps
-  const sizePlan = textCandidates.length && recipe.text !== 'quantize'
-    ? await planSizeReads(inlineExternalData(regionModel(loc.unetPath, textCandidates), dirname(loc.unetPath)), textInputsOf(source), await textRegionProbes(source))
-    : null;
+  let sizePlan: SizePlan | null = null;
+  let sizeNote: string | undefined;
+  if (textCandidates.length && recipe.text !== 'quantize') {
+    try {
+      sizePlan = await planSizeReads(inlineExternalData(regionModel(loc.unetPath, textCandidates), dirname(loc.unetPath)), textInputsOf(source), await textRegionProbes(source));
+      sizeNote = sizePlan
+        ? `the text-feature models read their batch from the text: ${sizePlan.reads.size} size reads of the network upstream of the attention blocks made constants and the batch, and what only fed them left out`
+        : 'the text-feature region reads no sizes from the rest of the network';
+    } catch (e) {
+      // only a size optimization: the region is then cut as it is, with the network it reads sizes from
+      sizeNote = `the text-feature models keep the network upstream of the attention blocks (probing its size reads failed: ${e instanceof Error ? e.message.split('\n')[0] : String(e)})`;
+    }
+  }
   const cutText = (features: string[]) => {
     cutFeatures(model, features, [sourceIo.sample]);
     textModel = regionModel(loc.unetPath, features);
@@ -783,7 +793,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   // 2b. TFMQ disturbance-aware choice: cache only the temporal features that quantization disturbs; and the same
   // choice for the text features, measured on the calibration prompts. Both are measured on the uncut graph, then cut.
   let temporalReport: Manifest['temporal'] = recipe.temporal === 'cache' ? { mode: 'cache', threshold: null, cached: fpMap.temporalFeatures, disturbance: [] } : undefined;
-  let textReport: Manifest['text'] = recipe.text === 'cache' && textCandidates.length ? { mode: 'cache', threshold: null, cached: textCandidates, disturbance: [] } : undefined;
+  let textReport: Manifest['text'] = recipe.text === 'cache' && textCandidates.length ? { mode: 'cache', threshold: null, cached: textCandidates, disturbance: [], ...(sizeNote ? { sizes: sizeNote } : {}) } : undefined;
   const wantsAuto = recipe.temporal === 'auto' || (recipe.text === 'auto' && textCandidates.length > 0);
   if (wantsAuto && !rec) {
     throw new DqError('BAD_ARGUMENT', `recipe '${recipe.name}': '${recipe.temporal === 'auto' ? 'temporal' : 'text'}: auto' measures the features it may cache at the calibrated timesteps: give a calibration record (--calib)`);
@@ -812,7 +822,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
         })
       : [];
     textCached = disturbance.filter((d) => d.max > recipe.textThreshold).map((d) => d.feature);
-    textReport = { mode: 'auto', threshold: recipe.textThreshold, cached: textCached, disturbance };
+    textReport = { mode: 'auto', threshold: recipe.textThreshold, cached: textCached, disturbance, ...(sizeNote ? { sizes: sizeNote } : {}) };
   }
   if (temporalCached.length) {
     cutFeatures(model, temporalCached, [sourceIo.sample]);

@@ -118,6 +118,7 @@ describe('the text-feature cache', () => {
     // (diffusers' attention reads the batch from the query) are constants and the text's batch, so that network
     // is not in it (pipeline/region.ts)
     expect(params.text!.inputs).toEqual(['encoder_hidden_states']);
+    expect(m.text!.sizes).toMatch(/^the text-feature models read their batch from the text: \d+ size reads/);
     expect(statSync(join(out, params.text!.model)).size).toBeLessThan(0.1 * statSync(join(T2I, 'unet', 'model.onnx')).size);
     // the variant's unet no longer has those layers
     const names = new Set((loadOnnx(join(out, 'unet', 'model.onnx')).model.graph!.node ?? []).map((n) => n.name));
