@@ -11,9 +11,10 @@
  *
  * Those numbers are found by running the region model on probes that differ in batch size and in image size: a
  * Shape node outside the text's reach whose every entry is either the same on every probe (a channel count: a
- * constant) or the batch (every text input is batch-first, as the query is) is replaced by a constant joined with
- * the batch read from a text input's shape. An entry that follows the image size (the query's token count) keeps
- * its Shape node. What only fed replaced Shape nodes is then dead and pruned.
+ * constant) or the batch times one constant on every probe (every text input is batch-first, as the query is; a
+ * video's spatial blocks hold batch x frames rows) is replaced by constants joined with the batch read from a text
+ * input's shape. An entry that follows the image size (the query's token count) keeps its Shape node. What only fed
+ * replaced Shape nodes is then dead and pruned.
  */
 import { GraphBuilder, int } from '../../../kernels/onnx/graph.js';
 import { nodeProtos, tensorProto } from '../onnx/fragment.js';
@@ -79,8 +80,11 @@ export interface SlimResult {
   inputs: string[];
 }
 
-/** One size read's replacement: each entry of the Shape node's vector a constant or the batch. */
-export type SizeRead = ({ batch: true } | { value: number })[];
+/**
+ * One size read's replacement: each entry of the Shape node's vector a constant or the batch times a constant (a
+ * video's frames fold into the batch: B x F rows in its spatial blocks).
+ */
+export type SizeRead = ({ batch: number } | { value: number })[];
 
 /** What slimming a region does: its Shape nodes (by output) that become constants and the batch of `anchor`. */
 export interface SizePlan {
@@ -144,7 +148,7 @@ export async function planSizeReads(model: ModelMsg, textInputs: string[], probe
     for (let j = 0; j < len; j++) {
       const vals = seen.map((s) => s[k]![j]!);
       if (vals.every((v) => v === vals[0])) entries.push({ value: vals[0]! });
-      else if (vals.every((v, q) => v === probes[q]!.rows)) entries.push({ batch: true });
+      else if (vals[0]! % probes[0]!.rows === 0 && vals.every((v, q) => v === (vals[0]! / probes[0]!.rows) * probes[q]!.rows)) entries.push({ batch: vals[0]! / probes[0]!.rows });
       else {
         // an entry that follows the image size (the token count): fine only where nothing reads it
         varies.push(j);
@@ -187,7 +191,7 @@ export function applySizePlan(model: ModelMsg, plan: SizePlan): SlimResult {
       else {
         flush();
         batch ??= b.op('Slice', [b.op('Shape', [plan.anchor]), b.i64([0]), b.i64([1]), b.i64([0])]);
-        parts.push(batch);
+        parts.push(x.batch === 1 ? batch : b.op('Mul', [batch, b.i64([x.batch])]));
       }
     }
     flush();

@@ -833,6 +833,10 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   if (textCached.length) {
     cutText(textCached);
     params.text = textRegion;
+    // what the written region still reads: a size that follows the image size (or the frames) keeps its network
+    if (sizePlan && textReport && (textRegion as ParamsFile['text'])?.inputs.includes(sourceIo.sample)) {
+      textReport.sizes = `${sizeNote}; some of its size reads follow the image size or the frames, so it still reads the sample and the network that computes them`;
+    }
   }
   if (temporalCached.length || textCached.length) {
     const inputs = new Set(runtimeInputsOf(model));
