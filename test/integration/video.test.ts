@@ -12,7 +12,13 @@ import { releaseSessions, withFrames } from '../../src-main/core/pipeline/pipeli
 import { buildFeeds, sample } from '../../src-main/core/pipeline/sample';
 import { loadSharp } from '../../src-main/core/image/grid';
 import { analyzeGraph } from '../../src-main/core/onnx/analysis';
-import { loadOnnx } from '../../src-main/core/onnx/io';
+import { encodeModel, loadOnnx } from '../../src-main/core/onnx/io';
+import { exposeTensors } from '../../src-main/core/onnx/rewrite';
+import { calibrate } from '../../src-main/core/quant/calibrate';
+import { quantizePipeline } from '../../src-main/core/quant/quantize';
+import { loadRecipe, parseRecipe } from '../../src-main/core/quant/recipe';
+import { readParams } from '../../src-main/core/quant/variant';
+import { Session } from '../../src-main/core/runtime/onnx';
 import { dq, ROOT, tmp } from '../helpers';
 
 afterAll(releaseSessions);
@@ -156,6 +162,34 @@ describe('dq on a video pipeline', () => {
     expect(e.code, e.stderr).toBe(0);
     expect(e.stdout).toMatch(/verdict: as expected/);
   }, 600_000);
+});
+
+describe('the text-feature cache of a UNet3D', () => {
+  it('computes what the FP unet does at a batch and a frame count its size probes never saw', async () => {
+    const out = tmp();
+    const rec = await calibrate(FX, join(out, 'cal.json'), { samples: 2, steps: 2, prompts: ['a red seven', 'a blue two'] });
+    const recipe = parseRecipe({ ...loadRecipe('naive-w8a8'), name: 'cache', text: 'cache' }, 'test');
+    const m = await quantizePipeline({ pipelineDir: FX, recipe, record: rec, recordPath: join(out, 'cal.json'), out: join(out, 'v') });
+    expect(m.text!.sizes).toMatch(/^the text-feature models read their batch from the text/);
+    const params = readParams(join(out, 'v'))!;
+    const { pipeline } = await openPipeline(FX, 'cpu');
+    const p = withFrames(pipeline, 3);
+    const ids = await p.text!.ids(['one', 'two', 'three'], ['', '', ''], false);
+    const [C, H, W] = p.index.sampleShape;
+    const feeds = await buildFeeds(p, Float64Array.from({ length: 3 * C * H * W }, (_, i) => Math.sin(i)), 400, ids, false, 3, async () => ({}));
+    const fpModel = loadOnnx(p.unetPath).model;
+    exposeTensors(fpModel, params.text!.features);
+    const fp = await Session.create(encodeModel(fpModel), 'cpu');
+    const text = await Session.create(join(out, 'v', params.text!.model), 'cpu');
+    const a = await fp.run(feeds, params.text!.features);
+    const b = await text.run(Object.fromEntries(text.inputNames.map((n) => [n, feeds[n]!])), params.text!.features);
+    for (const f of params.text!.features) {
+      expect(b[f]!.dims).toEqual(a[f]!.dims);
+      expect(Array.from(b[f]!.data as Float32Array)).toEqual(Array.from(a[f]!.data as Float32Array));
+    }
+    await fp.release();
+    await text.release();
+  }, 300_000);
 });
 
 describe('the studio\'s host on a video model', () => {

@@ -773,10 +773,18 @@ async function slimTextRegion(vdir: string, region: NonNullable<ParamsFile['text
   const { pipeline: p } = await openPipeline(vdir, 'cpu');
   const text = textInputsOf(p);
   const probes = await textRegionProbes(p);
-  const r = probes.length ? await slimRegion(loaded.model, text, probes) : null;
+  let r: Awaited<ReturnType<typeof slimRegion>> | null = null;
+  let failed: string | null = null;
+  try {
+    r = probes.length ? await slimRegion(loaded.model, text, probes) : null;
+  } catch (e) {
+    // only a size optimization: the region is carried as the variant has it
+    failed = e instanceof Error ? e.message.split('\n')[0]! : String(e);
+  }
   if (!r?.rewired) {
-    saveOnnx(loaded.model, out, loaded.dir);
-    return { region, note: null };
+    const fresh = failed ? loadOnnx(join(vdir, region.model)) : loaded;
+    saveOnnx(fresh.model, out, fresh.dir);
+    return { region, note: failed ? `the FP text-feature model is carried as the variant has it (probing its size reads failed: ${failed})` : null };
   }
   const layout = weightsLayout(loaded);
   saveOnnx(loaded.model, out, null, layout.external ? { externalize: { location: layout.external } } : {});

@@ -23,7 +23,7 @@ import { encodeModel } from '../onnx/io.js';
 import { decodeModel, ModelProto, type ModelMsg, type NodeMsg, type TensorMsg } from '../onnx/model.js';
 import { pruneDead } from '../onnx/rewrite.js';
 import type { FeedValue } from '../runtime/onnx.js';
-import { sizeMultiple, withImageSize, type Pipeline } from './pipeline.js';
+import { sizeMultiple, withFrames, withImageSize, type Pipeline } from './pipeline.js';
 import { buildFeeds, timestepInput } from './sample.js';
 import { Session } from '../runtime/onnx.js';
 
@@ -225,8 +225,9 @@ export function textInputsOf(p: Pipeline): string[] {
 }
 
 /**
- * Probes for a text pipeline's regions: its denoiser's inputs at batch 1 and 2 of its own image size, and at batch
- * 1 of a larger one (one size multiple taller, two wider), a zero sample at t = 500. Empty without text.
+ * Probes for a text pipeline's regions: its denoiser's inputs at batch 1 and 2 of its own image size, at batch 1 of
+ * a larger one (one size multiple taller, two wider) and, for a video, of one frame more; a zero sample at t = 500.
+ * Empty without text.
  */
 export async function textRegionProbes(p: Pipeline): Promise<RegionProbe[]> {
   if (!p.text) return [];
@@ -234,7 +235,16 @@ export async function textRegionProbes(p: Pipeline): Promise<RegionProbe[]> {
   const [, H, W] = p.imageShape;
   const ids = await p.text.ids(['a probe', 'another probe'], ['', ''], false);
   const probes: RegionProbe[] = [];
-  for (const [q, b] of [[p, 1], [p, 2], [withImageSize(p, H + m, W + 2 * m), 1]] as const) {
+  // a video also samples at other frame counts (--frames): a size that follows the frames must not pass for a constant
+  const cases: [Pipeline, number][] = [[p, 1], [p, 2], [withImageSize(p, H + m, W + 2 * m), 1]];
+  if (p.index.frames) {
+    try {
+      cases.push([withFrames(p, p.index.frames + 1), 1]);
+    } catch {
+      /* a unet fixed at its frame count: nothing follows the frames */
+    }
+  }
+  for (const [q, b] of cases) {
     const [C, h, w] = q.index.sampleShape;
     const feeds = await buildFeeds(q, new Float64Array(b * C * h * w), 500, ids.slice(0, b), false, b, async () => ({}));
     // a variant's denoiser may no longer read the timestep (its time-only region was cut): the region may
