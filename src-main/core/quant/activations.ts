@@ -2,9 +2,9 @@
  * Activation quantizers inserted at layer inputs. INT and FP formats read their scale (and zero point) from graph
  * inputs, so per-timestep parameters are fed at run time without rebuilding the session; MX and NVFP4 compute
  * their block scales in the graph (NVFP4's per-tensor scale is a calibrated constant). A split-shortcut site
- * gets one quantizer per half of its channels. Node counts are kept low (2 for INT8, 13 for FP8, 30-40 for MX and
- * NVFP4): each node is a pass over the activation, and those passes are what a simulated variant pays over FP
- * (bench/simulated.ts, docs/quantize.md).
+ * gets one quantizer per half of its channels. Node counts are kept low (2 for INT8; 14 for FP8, one of them on
+ * the scalar scale; 30-40 for MX and NVFP4): each node is a pass over the activation, and those passes are what a
+ * simulated variant pays over FP (bench/simulated.ts, docs/quantize.md).
  */
 import { GraphBuilder, int, type Fragment } from '../../../kernels/onnx/graph.js';
 import { mxBlocks, nvfp4Blocks, roundToGrid, roundToGridUnits } from '../../../kernels/onnx/fakequant.js';
