@@ -32,9 +32,15 @@ export function modelsRoot(): string {
   return join(repoRoot(), 'models');
 }
 
-function firstParagraph(md: string): string {
+/** The card's first paragraph as plain text (the studio shows it as text: no emphasis marks, code ticks or link targets). */
+export function firstParagraph(md: string): string {
   const body = md.split('\n').filter((l) => !l.startsWith('#'));
-  return body.join('\n').trim().split(/\n\s*\n/)[0]?.replace(/\s+/g, ' ').trim() ?? '';
+  const para = body.join('\n').trim().split(/\n\s*\n/)[0]?.replace(/\s+/g, ' ').trim() ?? '';
+  return para
+    .replace(/\[([^\]]*)\]\([^)]*\)/g, '$1')
+    .replace(/`([^`]*)`/g, '$1')
+    .replace(/(\*\*|__)(.+?)\1/g, '$2')
+    .replace(/(^|[^\w*])\*([^*\s][^*]*?)\*(?!\w)/g, '$1$2');
 }
 
 function readConfig(path: string): Record<string, unknown> | null {
