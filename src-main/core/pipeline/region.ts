@@ -11,9 +11,9 @@
  *
  * Those numbers are found by running the region model on probes that differ in batch size and in image size: a
  * Shape node outside the text's reach whose every entry is either the same on every probe (a channel count: a
- * constant) or the batch times one constant on every probe (every text input is batch-first, as the query is; a
- * video's spatial blocks hold batch x frames rows) is replaced by constants joined with the batch read from a text
- * input's shape. An entry that follows the image size (the query's token count) keeps its Shape node. What only fed
+ * constant) or the batch times one constant on every probe (every text input is batch-first, as the query is) is
+ * replaced by constants joined with the batch read from a text input's shape; a video's probes differ in frame count
+ * too, so its batch x frames rows are not taken for the batch times a constant. An entry that follows the image size (the query's token count) keeps its Shape node. What only fed
  * replaced Shape nodes is then dead and pruned.
  */
 import { GraphBuilder, int } from '../../../kernels/onnx/graph.js';
@@ -82,7 +82,7 @@ export interface SlimResult {
 
 /**
  * One size read's replacement: each entry of the Shape node's vector a constant or the batch times a constant (a
- * video's frames fold into the batch: B x F rows in its spatial blocks).
+ * graph that folds a fixed factor into its batch; a video's batch x frames is not one: the frames vary).
  */
 export type SizeRead = ({ batch: number } | { value: number })[];
 
