@@ -51,7 +51,7 @@ import { int8Support, INT8_SUPPORT_LABEL } from '../runtime/cpu.js';
 import { Session } from '../runtime/onnx.js';
 import type { QuantizableLayer } from '../onnx/analysis.js';
 import { aInt, Emit, emitStored, type AttrMsg } from './emit.js';
-import { slimRegion, textInputsOf, textRegionProbes } from '../pipeline/region.js';
+import { applySizePlan, textSizePlan } from '../pipeline/region.js';
 import { parseGranularity, parseSplit, recoverWeight, sliceAxis, type Recovered } from './recover.js';
 
 export const EXPORT_VERSION = 1;
@@ -771,19 +771,10 @@ async function slimTextRegion(vdir: string, region: NonNullable<ParamsFile['text
   const loaded = loadOnnx(join(vdir, region.model));
   const before = onnxBytes(loaded.path);
   const { pipeline: p } = await openPipeline(vdir, 'cpu');
-  const text = textInputsOf(p);
-  const probes = await textRegionProbes(p);
-  let r: Awaited<ReturnType<typeof slimRegion>> | null = null;
-  let failed: string | null = null;
-  try {
-    r = probes.length ? await slimRegion(loaded.model, text, probes) : null;
-  } catch (e) {
-    // only a size optimization: the region is carried as the variant has it
-    failed = e instanceof Error ? e.message.split('\n')[0]! : String(e);
-  }
+  const { plan, failed } = await textSizePlan(p, loaded.model);
+  const r = plan ? applySizePlan(loaded.model, plan) : null;
   if (!r?.rewired) {
-    const fresh = failed ? loadOnnx(join(vdir, region.model)) : loaded;
-    saveOnnx(fresh.model, out, fresh.dir);
+    saveOnnx(loaded.model, out, loaded.dir);
     return { region, note: failed ? `the FP text-feature model is carried as the variant has it (probing its size reads failed: ${failed})` : null };
   }
   const layout = weightsLayout(loaded);

@@ -1,7 +1,8 @@
 /**
  * A cut-out FP region (a variant's text/model.onnx: the cross-attention keys and values computed once per prompt)
  * without the part of the network it reads only for sizes. Quantization slims the text-feature models it measures
- * and the one it writes (quant/quantize.ts); an export slims a variant's that predates it (export/export.ts).
+ * and the one it writes (quant/quantize.ts); an export slims a variant's that predates it (export/export.ts), both
+ * through textSizePlan.
  *
  * The region is found by values: the keys and values depend on the text and not on the sample. But the graph reads
  * sizes for their head reshape from the attention's query input (diffusers' `batch_size, _, _ = hidden_states
@@ -212,15 +213,23 @@ export function applySizePlan(model: ModelMsg, plan: SizePlan): SlimResult {
   return { rewired, kept: plan.kept, nodes: pruned.nodes, initializers: pruned.initializers, inputs: inputs() };
 }
 
-/** planSizeReads then applySizePlan: rewires the size reads of a region model in place. */
-export async function slimRegion(model: ModelMsg, textInputs: string[], probes: RegionProbe[]): Promise<SlimResult> {
-  const plan = await planSizeReads(model, textInputs, probes);
-  if (!plan) return { rewired: 0, kept: 0, nodes: 0, initializers: 0, inputs: (model.graph!.input ?? []).map((v) => v.name ?? '') };
-  return applySizePlan(model, plan);
+/**
+ * A text pipeline's plan for a region model of its denoiser, probed with the pipeline's own inputs (textRegionProbes):
+ * null when there is nothing to rewire, or, with `failed` (the error's first line), when the probes cannot run (a
+ * DiT whose position embedding is fixed to one image size). Slimming is only an optimization: such a region is
+ * used whole.
+ */
+export async function textSizePlan(p: Pipeline, model: ModelMsg): Promise<{ plan: SizePlan | null; failed: string | null }> {
+  try {
+    const probes = await textRegionProbes(p);
+    return { plan: probes.length ? await planSizeReads(model, textInputsOf(p), probes) : null, failed: null };
+  } catch (e) {
+    return { plan: null, failed: e instanceof Error ? e.message.split('\n')[0]! : String(e) };
+  }
 }
 
 /** A text pipeline's inputs that carry text (batch-first): what a text region's batch can be read from. */
-export function textInputsOf(p: Pipeline): string[] {
+function textInputsOf(p: Pipeline): string[] {
   return [p.io.encoderHiddenStates, p.io.textEmbeds, p.io.timeIds, p.io.timestepCond, p.io.txtIds, p.io.guidanceInput, p.io.textMask].filter((n): n is string => !!n);
 }
 
@@ -229,7 +238,7 @@ export function textInputsOf(p: Pipeline): string[] {
  * a larger one (one size multiple taller, two wider) and, for a video, of one frame more; a zero sample at t = 500.
  * Empty without text.
  */
-export async function textRegionProbes(p: Pipeline): Promise<RegionProbe[]> {
+async function textRegionProbes(p: Pipeline): Promise<RegionProbe[]> {
   if (!p.text) return [];
   const m = sizeMultiple(p);
   const [, H, W] = p.imageShape;

@@ -15,10 +15,10 @@ import { FORMATS } from '../../../kernels/minifloat.js';
 import { DqError } from '../errors.js';
 import { cleanStaleOutputs, makeDirs, prepareOutput, swapIntoPlace, writeFileAtomic, sha256File, readJson } from '../fsutil.js';
 import { analyzeGraph, type LayerMap, type QuantizableLayer } from '../onnx/analysis.js';
-import { floatTensor, inlineExternalData, loadOnnx, saveOnnx } from '../onnx/io.js';
-import { applySizePlan, planSizeReads, textInputsOf, textRegionProbes, type SizePlan } from '../pipeline/region.js';
+import { encodeModel, floatTensor, inlineExternalData, loadOnnx, saveOnnx, type LoadedModel } from '../onnx/io.js';
+import { applySizePlan, textSizePlan, type SizePlan } from '../pipeline/region.js';
 import { nodeAttr, untieWeights } from '../onnx/graph.js';
-import type { ModelMsg, TensorMsg } from '../onnx/model.js';
+import { decodeModel, type ModelMsg, type TensorMsg } from '../onnx/model.js';
 import { cutFeatures, exposeTensors, pruneDead } from '../onnx/rewrite.js';
 import { denoiserFolder, locatePipeline, type Pipeline, type UnetIO } from '../pipeline/pipeline.js';
 import { buildFeeds, guidedRun } from '../pipeline/sample.js';
@@ -525,6 +525,9 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     grams = { sums, byLayer: new Map(rec.gram.entries.flatMap((e) => e.layers.map((l) => [l, e] as const))), skipped: rec.gram.skipped };
   }
   const loaded = loadOnnx(loc.unetPath);
+  // the FP denoiser as it is on disk (`loaded` becomes the variant), read once when a cut or a measurement needs it
+  let fpLoaded: LoadedModel | null = null;
+  const fpSource = () => (fpLoaded ??= loadOnnx(loc.unetPath));
   const model = loaded.model;
   untieWeights(model);
   const fpMap = analyzeGraph(model);
@@ -549,19 +552,17 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   let sizePlan: SizePlan | null = null;
   let sizeNote: string | undefined;
   if (textCandidates.length && recipe.text !== 'quantize') {
-    try {
-      sizePlan = await planSizeReads(inlineExternalData(regionModel(loc.unetPath, textCandidates), dirname(loc.unetPath)), textInputsOf(source), await textRegionProbes(source));
-      sizeNote = sizePlan
-        ? `the text-feature models read their batch from the text: ${sizePlan.reads.size} size reads of the network upstream of the attention blocks made constants and the batch, and what only fed them left out`
+    const r = await textSizePlan(source, inlineExternalData(regionModel(fpSource(), textCandidates), loaded.dir));
+    sizePlan = r.plan;
+    sizeNote = r.plan
+      ? `the text-feature models read their batch from the text: ${r.plan.reads.size} size reads of the network upstream of the attention blocks made constants and the batch, and what only fed them left out`
+      : r.failed
+        ? `the text-feature models keep the network upstream of the attention blocks (probing its size reads failed: ${r.failed})`
         : 'the text-feature region reads no sizes from the rest of the network';
-    } catch (e) {
-      // only a size optimization: the region is then cut as it is, with the network it reads sizes from
-      sizeNote = `the text-feature models keep the network upstream of the attention blocks (probing its size reads failed: ${e instanceof Error ? e.message.split('\n')[0] : String(e)})`;
-    }
   }
   const cutText = (features: string[]) => {
     cutFeatures(model, features, [sourceIo.sample]);
-    textModel = regionModel(loc.unetPath, features);
+    textModel = regionModel(fpSource(), features);
     if (sizePlan) applySizePlan(textModel, sizePlan);
     textRegion = { model: 'text/model.onnx', features, inputs: runtimeInputsOf(textModel) };
     const present = new Set((model.graph!.node ?? []).map((n) => n.name ?? ''));
@@ -806,7 +807,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
     const labels = source.io.classLabels ? [...source.index.classes.map((_, i) => i).filter((i) => i !== source.index.nullClass), ...(source.index.nullClass !== null ? [source.index.nullClass] : [])] : [];
     const disturbance = features.length
       ? await measureDisturbance({
-          quantized: model, fp: loadOnnx(loc.unetPath).model, features, activations: params.activations, timestepInput: sourceIo.timestep, classInput: sourceIo.classLabels,
+          quantized: model, fp: fpSource().model, features, activations: params.activations, timestepInput: sourceIo.timestep, classInput: sourceIo.classLabels,
           labels, timesteps, dir: loaded.dir, ...(conditioning ? { conditioning } : {}),
         })
       : [];
@@ -817,7 +818,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   if (recipe.text === 'auto' && textCandidates.length) {
     const disturbance = conditioning
       ? await measureDisturbance({
-          quantized: model, fp: loadOnnx(loc.unetPath).model, features: textCandidates, activations: params.activations, timestepInput: sourceIo.timestep, classInput: null,
+          quantized: model, fp: fpSource().model, features: textCandidates, activations: params.activations, timestepInput: sourceIo.timestep, classInput: null,
           labels: [], timesteps, conditioning, dir: loaded.dir, ...(sizePlan ? { sizePlan } : {}),
         })
       : [];
@@ -826,7 +827,7 @@ export async function quantizePipeline(opts: QuantizeOptions): Promise<Manifest>
   }
   if (temporalCached.length) {
     cutFeatures(model, temporalCached, [sourceIo.sample]);
-    temporalModel = regionModel(loc.unetPath, temporalCached);
+    temporalModel = regionModel(fpSource(), temporalCached);
     temporal = { model: 'temporal/model.onnx', features: temporalCached, inputs: runtimeInputsOf(temporalModel) };
     params.temporal = temporal;
   }
@@ -984,8 +985,8 @@ async function quantizeOther(src: string, tmp: string, c: string): Promise<Compo
 }
 
 /** The FP graph reduced to what computes `features` (its only outputs): a cut-out region run beside the variant. */
-function regionModel(unetPath: string, features: string[]): ModelMsg {
-  const m = loadOnnx(unetPath).model;
+function regionModel(fp: LoadedModel, features: string[]): ModelMsg {
+  const m = decodeModel(encodeModel(fp.model), fp.path);
   m.graph!.output = [];
   exposeTensors(m, features);
   pruneDead(m);
