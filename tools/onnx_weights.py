@@ -13,9 +13,10 @@ import torch.nn as nn
 from onnx import numpy_helper
 
 
-def load_onnx_weights(module, run, onnx_path, prefix="", parts=("",)):
+def load_onnx_weights(module, run, onnx_path, prefix="", parts=("",), sources=None):
     """module: the nn.Module (state_dict keys without `prefix`); run(): one forward of the exported wrapper;
-    parts: the state keys the file must give (prefixes; e.g. a VAE encoder file gives encoder.* and quant_conv.*).
+    parts: the state keys the file must give (prefixes; e.g. a VAE encoder file gives encoder.* and quant_conv.*);
+    sources: a dict to fill with state key -> (initializer name, "matmul" when stored transposed, else "").
     Returns the number of tensors loaded; raises if anything does not match."""
     m = onnx.load(onnx_path)
     inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
@@ -24,6 +25,8 @@ def load_onnx_weights(module, run, onnx_path, prefix="", parts=("",)):
     for name, arr in inits.items():
         if name.startswith(prefix) and name[len(prefix):] in state:
             loaded[name[len(prefix):]] = torch.from_numpy(arr.copy())
+            if sources is not None:
+                sources[name[len(prefix):]] = (name, "")
     calls = []
     hooks = [mod.register_forward_hook(lambda mod, i, o: calls.append(mod))
              for mod in module.modules() if isinstance(mod, (nn.GroupNorm, nn.Linear))]
@@ -63,6 +66,8 @@ def load_onnx_weights(module, run, onnx_path, prefix="", parts=("",)):
     for (key, kind), (x, _) in zip(want, got):
         a = torch.from_numpy(inits[x].copy())
         loaded[key] = a.t().contiguous() if kind == "matmul" else a.reshape(-1)
+        if sources is not None:
+            sources[key] = (x, kind)
     missing = [k for k in state if k not in loaded and k.startswith(tuple(parts))]
     if missing:
         raise ValueError(f"{onnx_path}: no value for {missing[:5]}")
