@@ -190,6 +190,9 @@ def main():
     ap.add_argument("--init", choices=["fp", "variant"], default="fp", help="AdaRound's start: FP's fractions, or the variant's rounding")
     ap.add_argument("--lam", type=float, default=0.01)
     args = ap.parse_args()
+    vpath = os.path.join(args.variant, "unet", "model.onnx")
+    if not os.path.isfile(vpath):
+        sys.exit(f"brecq_probe: no variant denoiser at {vpath} (give a folder written by dq quantize from models/tiny-t2i)")
     torch.manual_seed(0)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     text, te, fp, names = load_models()
@@ -198,7 +201,6 @@ def main():
     for p in qm.parameters():
         p.requires_grad_(False)
     qm.eval()
-    vpath = os.path.join(args.variant, "unet", "model.onnx")
     vm = onnx.load(vpath)
     vinit = {t.name: t for t in vm.graph.initializer}
     # the variant's values for every layer it stores; 4-bit layers become AdaRound modules
@@ -229,6 +231,8 @@ def main():
                 a.V.copy_(-torch.log((ZETA - GAMMA) / (up.clamp(0.1, 0.9) - GAMMA) - 1))
         setattr(mods[parent], leaf, a)
         ada[path] = a
+    if not ada:
+        sys.exit(f"brecq_probe: {args.variant} has no 4-bit layers in groups of {GROUP} (nothing to reconstruct)")
     print(f"4-bit layers: {len(ada)}; other stored layers keep the variant's values", flush=True)
     prompts = [p.strip() for p in open(os.path.join(BASE, "calibration_prompts.txt")) if p.strip()][: args.samples]
     t0 = time.time()
