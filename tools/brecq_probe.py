@@ -56,31 +56,35 @@ def load_models():
     return text, te.eval(), unet.eval(), names
 
 
+class _Identity:
+    """Stands in for the VAE: ddim_sample decodes the final latents, which the probe does not need."""
+
+    @staticmethod
+    def decode(z):
+        return z
+
+
 @torch.no_grad()
 def calibration_inputs(unet, te, text, prompts, steps=25, guidance=3.0, seed=4321):
-    """The UNet's inputs along the FP DDIM trajectories: x [N,4,8,8], t [N], ctx index [N] into ctxs [P+1,77,64]."""
-    ac = T2I.alphas_cumprod()
-    n = len(prompts)
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 4, 8, 8, generator=g).double()
-    cond = te(text.ids(prompts))[0]
-    unc = te(text.ids([""]))[0]
-    ctxs = torch.cat([unc, cond])
-    idx = torch.cat([torch.zeros(n, dtype=torch.int64), torch.arange(1, n + 1)])
-    ratio = T2I.T // steps
+    """The UNet's inputs along the FP sampler's trajectories (train_tiny_t2i.ddim_sample, both CFG halves):
+    x [N,4,8,8], t [N], ctx [N,77,64]."""
     xs, ts, cs = [], [], []
-    for t in (np.arange(0, steps) * ratio)[::-1] + 1:
-        inp = torch.cat([x, x]).float()
-        xs.append(inp)
-        ts.append(torch.full((2 * n,), float(t)))
-        cs.append(idx)
-        eps = unet(inp, torch.tensor(float(t)), ctxs[idx]).double()
-        e_u, e_c = eps.chunk(2)
-        eps = e_u + guidance * (e_c - e_u)
-        a_t, a_prev = ac[t], (ac[t - ratio] if t - ratio >= 0 else ac[0])
-        x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
-        x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
-    return torch.cat(xs), torch.cat(ts), torch.cat(cs), ctxs
+
+    def recording(x, t, ctx):
+        xs.append(x)
+        ts.append(t.reshape(-1).expand(len(x)))
+        cs.append(ctx)
+        return unet(x, t, ctx)
+
+    T2I.ddim_sample(recording, te, _Identity, text, prompts, seed, 1.0, steps=steps, guidance=guidance)
+    return torch.cat(xs), torch.cat(ts), torch.cat(cs)
+
+
+def run_over(model, data, batch=256):
+    """model's outputs over data, in batches."""
+    x, t, c = data
+    with torch.no_grad():
+        return [model(x[i:i + batch], t[i:i + batch], c[i:i + batch]) for i in range(0, len(x), batch)]
 
 
 def group_view(w):
@@ -105,39 +109,44 @@ def four_bit_scales(w):
         return None
     g = v.reshape(O, P, C // GROUP, GROUP).double()
     amax = g.abs().amax(-1, keepdim=True)
-    out = torch.zeros_like(g)
+    scale = torch.zeros_like(amax)  # 0 for an all-zero group
+    found = amax == 0
     for top in (7.0, 8.0):
         s = amax / top
-        safe = torch.where(s > 0, s, torch.ones_like(s))
-        q = g / safe
-        fits = ((q - q.round()).abs() < 1e-3).all(-1, keepdim=True) & (q.round() >= -8).all(-1, keepdim=True) & (q.round() <= 7).all(-1, keepdim=True)
-        out = torch.where((out == 0) & fits, s.expand_as(g), out)
-    if (out == 0).any() and (amax[(out == 0).all(-1, keepdim=True)] > 0).any():
+        q = g / torch.where(s > 0, s, torch.ones_like(s))
+        r = q.round()
+        fits = ((q - r).abs() < 1e-3).all(-1, keepdim=True) & (r >= -8).all(-1, keepdim=True) & (r <= 7).all(-1, keepdim=True)
+        scale = torch.where(~found & fits, s, scale)
+        found |= fits
+    if not found.all():
         return None
-    return ungroup(out.reshape(O, P, C).float(), w.shape)
+    return ungroup(scale.expand_as(g).reshape(O, P, C).float(), w.shape)
 
 
 class AdaRound(nn.Module):
     """A Conv2d or Linear whose weight is s * clamp(floor(W / s) + h(V), -8, 7) (the variant's scales s)."""
 
-    def __init__(self, layer, w_fp, s):
+    def __init__(self, layer, w_fp, s, init):
         super().__init__()
         self.layer = layer
+        self.register_buffer("variant", layer.weight.detach().clone())  # the variant's own values, to compare against
         safe = torch.where(s > 0, s, torch.ones_like(s))
         self.register_buffer("s", s)
         self.register_buffer("base", torch.floor(w_fp / safe))
-        rest = (w_fp / safe - self.base).clamp(0.01, 0.99)
+        if init == "variant":  # the variant's rounding, where it lies between the two grid points around W
+            rest = (self.variant / safe - self.base).clamp(0.1, 0.9)
+        else:  # FP's fractions: the relaxed weight starts at W
+            rest = (w_fp / safe - self.base).clamp(0.01, 0.99)
         self.V = nn.Parameter(-torch.log((ZETA - GAMMA) / (rest - GAMMA) - 1))
-        self.hard = False
-        self.given = None  # the variant's own values, to compare against
+        self.mode = "soft"  # soft (h(V)), hard (V >= 0) or variant
 
     def h(self):
         return (torch.sigmoid(self.V) * (ZETA - GAMMA) + GAMMA).clamp(0, 1)
 
     def weight(self):
-        if self.given is not None:
-            return self.given
-        up = (self.V >= 0).float() if self.hard else self.h()
+        if self.mode == "variant":
+            return self.variant
+        up = (self.V >= 0).float() if self.mode == "hard" else self.h()
         return self.s * (self.base + up).clamp(-8, 7)
 
     def reg(self, beta):
@@ -148,6 +157,11 @@ class AdaRound(nn.Module):
         if isinstance(self.layer, nn.Conv2d):
             return F.conv2d(x, w, self.layer.bias, self.layer.stride, self.layer.padding)
         return F.linear(x, w, self.layer.bias)
+
+
+def set_mode(layers, mode):
+    for a in layers:
+        a.mode = mode
 
 
 def blocks_of(unet):
@@ -169,12 +183,9 @@ def blocks_of(unet):
 
 def capture(model, block, data, batch=256):
     """Runs model over data; returns block's positional inputs for every sample."""
-    x, t, c, ctxs = data
     got = []
     hook = block.register_forward_pre_hook(lambda m, a: got.append(tuple(z.detach() for z in a)))
-    with torch.no_grad():
-        for i in range(0, len(x), batch):
-            model(x[i:i + batch], t[i:i + batch], ctxs[c[i:i + batch]])
+    run_over(model, data, batch)
     hook.remove()
     return tuple(torch.cat([g[k] for g in got]) for k in range(len(got[0])))
 
@@ -223,12 +234,7 @@ def main():
     for path, s in four.items():
         parent, _, leaf = path.rpartition(".")
         layer = mods[path]
-        a = AdaRound(layer, fp_state[path + ".weight"], s)
-        a.variant = layer.weight.detach().clone()
-        if args.init == "variant":
-            with torch.no_grad():
-                up = (a.variant / torch.where(s > 0, s, torch.ones_like(s)) - a.base).clamp(0, 1)
-                a.V.copy_(-torch.log((ZETA - GAMMA) / (up.clamp(0.1, 0.9) - GAMMA) - 1))
+        a = AdaRound(layer, fp_state[path + ".weight"], s, args.init)
         setattr(mods[parent], leaf, a)
         ada[path] = a
     if not ada:
@@ -239,14 +245,11 @@ def main():
     data = calibration_inputs(fp, te, text, prompts)
     print(f"calibration inputs: {len(data[0])} in {time.time() - t0:.1f} s", flush=True)
     if args.stride > 1:
-        data = tuple(d[:: args.stride] for d in data[:3]) + (data[3],)
+        data = tuple(d[:: args.stride] for d in data)
     fp_blocks = dict(blocks_of(fp))
     targets = {}
     hooks = [b.register_forward_hook(lambda m, a, o, k=k: targets.setdefault(k, []).append(o.detach())) for k, b in fp_blocks.items()]
-    with torch.no_grad():
-        x, t, c, ctxs = data
-        for i in range(0, len(x), 256):
-            fp(x[i:i + 256], t[i:i + 256], ctxs[c[i:i + 256]])
+    fp_out = torch.cat(run_over(fp, data))
     for h in hooks:
         h.remove()
     targets = {k: torch.cat(v) for k, v in targets.items()}
@@ -257,17 +260,12 @@ def main():
         t1 = time.time()
         target = targets[name]
         inputs = capture(qm, block, data)
+        err = {}
         with torch.no_grad():
-            before = F.mse_loss(block(*inputs), target).item()
-            for a in mine:
-                a.hard = True
-            hard0 = F.mse_loss(block(*inputs), target).item()
-            for a in mine:
-                a.given = a.variant
-            given = F.mse_loss(block(*inputs), target).item()
-            for a in mine:
-                a.hard = False
-                a.given = None
+            for mode in ("soft", "hard", "variant"):
+                set_mode(mine, mode)
+                err[mode] = F.mse_loss(block(*inputs), target).item()
+        set_mode(mine, "soft")
         for a in mine:
             a.V.requires_grad_(True)
         opt = torch.optim.Adam([a.V for a in mine], lr=1e-3)
@@ -287,24 +285,15 @@ def main():
             opt.step()
         for a in mine:
             a.V.requires_grad_(False)
-            a.hard = True
+        set_mode(mine, "hard")
         with torch.no_grad():
             after = F.mse_loss(block(*inputs), target).item()
-        print(f"{name}: {len(mine)} layers, block MSE: soft start {before:.3e}, nearest {hard0:.3e}, variant's {given:.3e} -> reconstructed {after:.3e} ({time.time() - t1:.0f} s)", flush=True)
+        print(f"{name}: {len(mine)} layers, block MSE: soft start {err['soft']:.3e}, nearest {err['hard']:.3e}, variant's {err['variant']:.3e} -> reconstructed {after:.3e} ({time.time() - t1:.0f} s)", flush=True)
     # the whole UNet's output error on the calibration inputs (weights only: no activation quantizers here)
-    def unet_mse():
-        x, t, c, ctxs = data
-        tot = 0.0
-        with torch.no_grad():
-            for i in range(0, len(x), 256):
-                tot += F.mse_loss(qm(x[i:i + 256], t[i:i + 256], ctxs[c[i:i + 256]]), fp(x[i:i + 256], t[i:i + 256], ctxs[c[i:i + 256]]), reduction="sum").item()
-        return tot / data[0].numel()
-    rec = unet_mse()
-    for a in ada.values():
-        a.given = a.variant
-    given = unet_mse()
-    for a in ada.values():
-        a.given = None
+    def unet_mse(mode):
+        set_mode(ada.values(), mode)
+        return F.mse_loss(torch.cat(run_over(qm, data)), fp_out).item()
+    given, rec = unet_mse("variant"), unet_mse("hard")
     print(f"UNet output MSE against FP on the calibration inputs: the variant's 4-bit weights {given:.4e}, reconstructed {rec:.4e}", flush=True)
     # write the variant copy
     if os.path.exists(args.out):

@@ -14,8 +14,8 @@
  * Shape node outside the text's reach whose every entry is either the same on every probe (a channel count: a
  * constant) or the batch times one constant on every probe (every text input is batch-first, as the query is) is
  * replaced by constants joined with the batch read from a text input's shape; a video's probes differ in frame count
- * too, so its batch x frames rows are not taken for the batch times a constant. An entry that follows the image size (the query's token count) keeps its Shape node. What only fed
- * replaced Shape nodes is then dead and pruned.
+ * too, so its batch x frames rows are not taken for the batch times a constant. An entry that follows the image size
+ * (the query's token count) keeps its Shape node. What only fed replaced Shape nodes is then dead and pruned.
  */
 import { GraphBuilder, int } from '../../../kernels/onnx/graph.js';
 import { nodeProtos, tensorProto } from '../onnx/fragment.js';
